@@ -1,0 +1,1 @@
+"""The local stack (Kafka, Cassandra, Redis) and the versioned migrations that shape it."""

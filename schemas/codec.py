@@ -1,0 +1,96 @@
+"""Avro single-object encoding: the wire format of every Kafka record Aura produces or consumes.
+
+Frame: ``C3 01`` + 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's Parsing
+Canonical Form + Avro binary body (Avro specification, "Single object encoding"). Any Avro
+library can produce it; see docs/events.md. The codec owns the mapping fingerprint -> writer
+schema for the current schemas in ``schemas/avro`` and every released version kept in
+``schemas/avro/history``, so records written with an older compatible schema decode into the
+current one (Avro schema resolution).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+AVRO_DIR = Path(__file__).resolve().parent / "avro"
+MAGIC = b"\xc3\x01"
+HEADER_LEN = 10
+MAX_RECORD_BYTES = 1_048_576
+
+
+class DecodeError(ValueError):
+    """A record that cannot be decoded; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def schema_fingerprint(schema: dict[str, Any] | Any) -> bytes:
+    """The 8 bytes that follow the magic in a single-object frame."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return parse_schema(json.loads(path.read_text()), _write_hint=False, _force=True)
+
+
+class Codec:
+    """Encodes records with the current version of one schema and decodes any known version."""
+
+    def __init__(self, name: str, max_bytes: int = MAX_RECORD_BYTES) -> None:
+        self.name = name
+        self.max_bytes = max_bytes
+        self.schema = _load(AVRO_DIR / f"{name}.avsc")
+        self.fingerprint = schema_fingerprint(self.schema)
+        self.writers: dict[bytes, dict[str, Any]] = {self.fingerprint: self.schema}
+        history = AVRO_DIR / "history"
+        for old in sorted(history.glob(f"{name}.v*.avsc")) if history.exists() else []:
+            parsed = _load(old)
+            self.writers.setdefault(schema_fingerprint(parsed), parsed)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        """Frame ``record`` (validated against the current schema) as single-object Avro."""
+        buf = io.BytesIO()
+        buf.write(MAGIC)
+        buf.write(self.fingerprint)
+        try:
+            fastavro.schemaless_writer(buf, self.schema, record, strict_allow_default=True)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise DecodeError("invalid_record", str(exc)) from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        """Decode a frame into a record of the current schema; raises DecodeError."""
+        if data is None:
+            raise DecodeError("empty", "no value")
+        if len(data) > self.max_bytes:
+            raise DecodeError("oversized", f"{len(data)} bytes > {self.max_bytes}")
+        if len(data) < HEADER_LEN or data[:2] != MAGIC:
+            raise DecodeError("bad_frame", "not Avro single-object encoding (missing C3 01 header)")
+        writer = self.writers.get(bytes(data[2:HEADER_LEN]))
+        if writer is None:
+            raise DecodeError("unknown_schema", f"fingerprint {bytes(data[2:HEADER_LEN]).hex()}")
+        buf = io.BytesIO(data[HEADER_LEN:])
+        try:
+            record = fastavro.schemaless_reader(buf, writer, self.schema)
+        except (EOFError, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError,
+                OverflowError, MemoryError, StopIteration) as exc:
+            raise DecodeError("undecodable", f"{type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(data) - HEADER_LEN:
+            raise DecodeError("trailing_bytes", f"{len(data) - HEADER_LEN - buf.tell()} bytes after the record")
+        return record  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=None)
+def codec(name: str) -> Codec:
+    """The process-wide codec of one schema (schemas are immutable at run time)."""
+    return Codec(name)

@@ -50,21 +50,28 @@ class RedisKeys:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def fence(self, owner: str, topic_name: str, partition: int) -> str:
-        """Last applied Kafka offset of ``owner`` for one partition (offset fencing)."""
-        return f"{self.prefix}:fence:{owner}:{topic_name}:{partition}"
+    # Keys of one user share the hash tag {user_id}: one Redis Cluster slot, so one Lua script
+    # can update them atomically.
 
     def user_counts(self, user_id: str) -> str:
         """Hash: action -> count, plus first_seen / last_seen (event time, ms)."""
-        return f"{self.prefix}:user:{user_id}:counts"
+        return f"{self.prefix}:user:{{{user_id}}}:counts"
 
     def user_recent(self, user_id: str) -> str:
         """List: the user's most recent item ids, newest first, bounded."""
-        return f"{self.prefix}:user:{user_id}:recent"
+        return f"{self.prefix}:user:{{{user_id}}}:recent"
 
     def deadletter_count(self) -> str:
         """Hash: dead-letter reason -> count."""
         return f"{self.prefix}:metrics:deadletter"
+
+    def event_seen(self, event_id: str) -> str:
+        """String: "partition:offset" of the first record that carried ``event_id`` (dedup window)."""
+        return f"{self.prefix}:seen:{event_id}"
+
+    def intake_count(self) -> str:
+        """Hash: accepted / duplicate / dead counts of the behavior intake."""
+        return f"{self.prefix}:metrics:intake"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,3 +88,4 @@ class Tables:
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.
 FIRST_SEEN = "first_seen"
 LAST_SEEN = "last_seen"
+APPLIED_OFFSET = "_off"  # last Kafka offset folded into the user's state (offset fencing)

@@ -15,6 +15,7 @@ This module owns their processes, configuration files, data and logs under ``Set
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -25,7 +26,6 @@ import subprocess
 import sys
 import time
 import uuid
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,16 +365,14 @@ def start_cassandra(s: Settings, paths: Paths) -> int:
 
 
 def cassandra_ready(s: Settings) -> bool:
-    from cassandra.cluster import Cluster, NoHostAvailable
-    from cassandra.policies import RoundRobinPolicy
+    from aura.bootstrap import cassandra_cluster
 
-    cluster = Cluster(s.cassandra_host_list, port=s.cassandra_port, connect_timeout=2,
-                      load_balancing_policy=RoundRobinPolicy(), protocol_version=5)
+    cluster = cassandra_cluster(s, request_timeout=5, connect_timeout=2)
     try:
         session = cluster.connect()
-        row = session.execute("SELECT release_version FROM system.local", timeout=5).one()
+        row = session.execute("SELECT release_version FROM system.local").one()
         return row is not None
-    except (NoHostAvailable, OSError, Exception):  # noqa: BLE001 - any failure: not ready yet
+    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
         return False
     finally:
         cluster.shutdown()
@@ -435,7 +433,9 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
         require_java17()
     started_at = time.monotonic()
     pending: dict[str, int | None] = {}
+    began: dict[str, float] = {}
     for name in services:
+        began[name] = time.monotonic()
         svc = SERVICE_TABLE[name]
         pid = read_pid(paths, name)
         if pid is not None:
@@ -452,6 +452,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
                     f"(pid file {paths.pid(name)} missing); stop it or set another port")
             raise StackError(f"{name}: port {svc.port(s)} is taken by another process; free it or "
                              "configure another port (see README, Configuration)")
+        began[name] = time.monotonic()
         pending[name] = svc.start(s, paths)
         _say(f"{name}: started (pid {pending[name]}), log {paths.log(name)}")
     timings: dict[str, float] = {}
@@ -461,7 +462,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
         for name in list(waiting):
             pid = waiting[name]
             if SERVICE_TABLE[name].ready(s):
-                timings[name] = time.monotonic() - started_at
+                timings[name] = time.monotonic() - began[name]
                 _say(f"{name}: ready in {timings[name]:.1f}s")
                 del waiting[name]
             elif pid is not None and not pid_alive(pid):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ class Codec:
         return record  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=None)
+@cache
 def codec(name: str) -> Codec:
     """The process-wide codec of one schema (schemas are immutable at run time)."""
     return Codec(name)

@@ -1,0 +1,137 @@
+"""A seeded synthetic storefront: catalog, users with latent tastes, and sessions that view, click,
+add to cart and sometimes buy, with impressions that carry recommendation and experiment ids.
+
+``Storefront.events`` is a pure, repeatable generator of behavior-event dicts; ``run`` produces them
+to Kafka at a steady rate (the demo traffic of ``make run`` and the load of the benchmarks).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+CATEGORIES = ("electronics", "books", "home", "fashion", "sports", "beauty", "toys", "grocery")
+BRANDS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "soylent")
+PLACEMENTS = ("homepage", "product_page", "cart", "search_results", "email")
+DEVICES = ("mobile", "desktop", "tablet")
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: str
+    category: str
+    brand: str
+    price: float
+
+
+class Storefront:
+    """A model of a shop's traffic; the same seed gives the same stream."""
+
+    def __init__(self, seed: int = 7, n_users: int = 2000, n_items: int = 500, user_prefix: str = "u") -> None:
+        self.rng = np.random.default_rng(seed)
+        rng = self.rng
+        self.items = [
+            Item(f"item-{i:05d}", CATEGORIES[rng.integers(len(CATEGORIES))], BRANDS[rng.integers(len(BRANDS))],
+                 round(float(rng.lognormal(3.2, 0.8)), 2))
+            for i in range(n_items)
+        ]
+        self.by_category: dict[str, list[int]] = {}
+        for idx, it in enumerate(self.items):
+            self.by_category.setdefault(it.category, []).append(idx)
+        self.popularity = rng.zipf(1.6, n_items).astype(float)
+        self.popularity /= self.popularity.sum()
+        self.users = [f"{user_prefix}{i:06d}" for i in range(n_users)]
+        # each user's taste: a distribution over categories
+        self.taste = rng.dirichlet(np.full(len(CATEGORIES), 0.3), size=n_users)
+        self.uuid_rng = np.random.default_rng(seed + 1)
+
+    def _eid(self) -> str:
+        return str(uuid.UUID(bytes=self.uuid_rng.bytes(16), version=4))
+
+    def _pick_item(self, user: int) -> Item:
+        rng = self.rng
+        if rng.random() < 0.3:
+            return self.items[int(rng.choice(len(self.items), p=self.popularity))]
+        cat = CATEGORIES[int(rng.choice(len(CATEGORIES), p=self.taste[user]))]
+        pool = self.by_category.get(cat) or list(range(len(self.items)))
+        return self.items[pool[int(rng.integers(len(pool)))]]
+
+    def session(self, now_ms: int) -> list[dict[str, Any]]:
+        """One user session: impressions, views, clicks, carts, maybe a purchase."""
+        rng = self.rng
+        u = int(rng.integers(len(self.users)))
+        user_id = self.users[u]
+        ctx = {"session_id": self._eid()[:8], "device": DEVICES[int(rng.integers(3))],
+               "channel": "web", "locale": "en-US"}
+        events: list[dict[str, Any]] = []
+        t = now_ms
+        cart: list[Item] = []
+        for _ in range(int(rng.integers(1, 8))):
+            placement = PLACEMENTS[int(rng.integers(len(PLACEMENTS)))]
+            shown = [self._pick_item(u) for _ in range(6)]
+            rec_id = f"rec-{self._eid()[:12]}"
+            exp = ("exp-homepage", "A" if rng.random() < 0.5 else "B") if placement == "homepage" else (None, None)
+            events.append(self._event("impression", user_id, None, t, {**ctx, "placement": placement},
+                                      items=[i.item_id for i in shown], recommendation_id=rec_id,
+                                      experiment_id=exp[0], variant_id=exp[1]))
+            t += int(rng.integers(200, 3000))
+            item = shown[int(rng.integers(len(shown)))] if rng.random() < 0.35 else self._pick_item(u)
+            clicked_rec = item in shown
+            if clicked_rec:
+                events.append(self._event("recommendation_click", user_id, item.item_id, t,
+                                          {**ctx, "placement": placement}, recommendation_id=rec_id,
+                                          experiment_id=exp[0], variant_id=exp[1]))
+            events.append(self._event("view", user_id, item.item_id, t, {**ctx, "page": "product"}))
+            t += int(rng.integers(500, 20000))
+            if rng.random() < 0.12:
+                cart.append(item)
+                events.append(self._event("add_to_cart", user_id, item.item_id, t, {**ctx, "page": "product"}))
+        if cart and rng.random() < 0.45:
+            lines = [{"item_id": i.item_id, "quantity": int(rng.integers(1, 3)), "unit_price": i.price} for i in cart]
+            events.append(self._event("purchase", user_id, cart[0].item_id, t + 1000, {**ctx, "page": "checkout"},
+                                      order={"order_id": f"ord-{self._eid()[:12]}", "currency": "USD",
+                                             "lines": lines}))
+        return events
+
+    def _event(self, event_type: str, user_id: str, item_id: str | None, t: int, ctx: dict[str, Any],
+               **extra: Any) -> dict[str, Any]:
+        return {"event_id": self._eid(), "event_type": event_type, "user_id": user_id, "item_id": item_id,
+                "event_time": t, "context": ctx, **{k: v for k, v in extra.items() if v is not None}}
+
+    def events(self, start_ms: int | None = None) -> Iterator[dict[str, Any]]:
+        """An endless stream of events; event times start at ``start_ms`` and advance."""
+        now = start_ms if start_ms is not None else int(time.time() * 1000)
+        while True:
+            batch = self.session(now)
+            yield from batch
+            now += 50
+
+
+def run(producer: Any, rate: float, duration_s: float | None = None, seed: int = 7,
+        report_every_s: float = 10.0) -> int:
+    """Produce demo events at ``rate`` events/s (wall clock event times) until ``duration_s``."""
+    shop = Storefront(seed=seed)
+    sent = 0
+    started = time.monotonic()
+    last_report = started
+    while duration_s is None or time.monotonic() - started < duration_s:
+        tick = time.monotonic()
+        for ev in shop.session(int(time.time() * 1000)):
+            ev["event_time"] = int(time.time() * 1000)
+            producer.send(ev)
+            sent += 1
+        elapsed = time.monotonic() - started
+        ahead = sent / rate - elapsed
+        if ahead > 0:
+            time.sleep(ahead)
+        if tick - last_report >= report_every_s:
+            producer.flush(5)
+            print(f"[demo] {sent} events sent ({sent / max(elapsed, 1e-9):.0f}/s)", flush=True)  # noqa: T201
+            last_report = tick
+    producer.flush(30)
+    return sent

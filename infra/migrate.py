@@ -1,0 +1,81 @@
+"""Applies the versioned migrations in infra/migrations to Kafka and Cassandra (idempotent)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aura import layout
+from aura.bootstrap import cassandra_session, kafka_admin
+from aura.layout import Tables, TopicSpec
+from aura.settings import Settings
+from infra.migrations import all_migrations
+
+
+def _say(msg: str) -> None:
+    print(f"[migrate] {msg}", flush=True)  # noqa: T201 - command-line tool
+
+
+def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] | list[TopicSpec], admin: Any = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    from confluent_kafka.admin import NewTopic
+
+    admin = admin or kafka_admin(s)
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = []
+    for spec in specs:
+        name = layout.topic(s, spec)
+        if name in existing:
+            continue
+        config = {"cleanup.policy": "compact" if spec.compacted else "delete"}
+        if spec.retention_ms is not None:
+            config["retention.ms"] = str(spec.retention_ms)
+        new.append(NewTopic(name, num_partitions=spec.partitions or s.topic_partitions,
+                            replication_factor=1 if s.cassandra_replication == 1 else 3, config=config))
+    if not new:
+        return []
+    for _name, fut in admin.create_topics(new, operation_timeout=30).items():
+        try:
+            fut.result()
+        except Exception as exc:  # noqa: BLE001 - TOPIC_ALREADY_EXISTS from a racing process is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return [t.topic for t in new]
+
+
+def migrate(s: Settings, session: Any = None) -> list[int]:
+    """Apply every pending migration; returns the versions applied now."""
+    own_session = session is None
+    if own_session:
+        session = cassandra_session(s, keyspace=False)
+    ks = s.cassandra_keyspace
+    try:
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {s.cassandra_replication}}}"
+        )
+        session.execute(
+            f"CREATE TABLE IF NOT EXISTS {ks}.{Tables.MIGRATIONS} "
+            "(version int PRIMARY KEY, description text, applied_at timestamp)"
+        )
+        done = {row.version for row in session.execute(f"SELECT version FROM {ks}.{Tables.MIGRATIONS}")}
+        applied: list[int] = []
+        migrations = all_migrations()
+        created = ensure_topics(s, [spec for m in migrations for spec in m.TOPICS])
+        if created:
+            _say(f"created topics: {', '.join(created)}")
+        for mod in migrations:
+            if mod.VERSION in done:
+                continue
+            for stmt in mod.cql(s):
+                session.execute(stmt, timeout=60)
+            session.execute(
+                f"INSERT INTO {ks}.{Tables.MIGRATIONS} (version, description, applied_at) VALUES (%s, %s, %s)",
+                (mod.VERSION, mod.DESCRIPTION, int(time.time() * 1000)),
+            )
+            applied.append(mod.VERSION)
+            _say(f"applied v{mod.VERSION:04d}: {mod.DESCRIPTION}")
+        return applied
+    finally:
+        if own_session:
+            session.cluster.shutdown()

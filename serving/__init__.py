@@ -1,0 +1,1 @@
+"""The FastAPI service: answers from materialized state (Redis first, Cassandra as fallback)."""

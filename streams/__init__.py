@@ -1,0 +1,1 @@
+"""Faust agents that fold the event stream into serving state (Redis) and durable state (Cassandra)."""

@@ -1,0 +1,61 @@
+"""The Faust application of the worker: builds the app from settings and wires the agents.
+
+``create_app`` is the worker's composition root: it opens Redis and Cassandra once, builds the
+state owners and registers one agent per input topic. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from aura import bootstrap, layout
+from aura.layout import RedisKeys
+from aura.settings import Settings
+from streams import behavior
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    """Clients the agents share, opened once per worker process."""
+
+    settings: Settings
+    redis: Any
+    session: Any
+    keys: RedisKeys
+
+
+def faust_app(s: Settings) -> faust.App:
+    return faust.App(
+        s.consumer_group,
+        broker=f"kafka://{s.kafka_bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=s.topic_partitions,
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=0.5,
+        producer_compression_type="lz4",
+        producer_linger_ms=5,
+        stream_buffer_maxsize=s.batch_max * 2,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+    )
+
+
+def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
+    """The worker app with every agent registered."""
+    app = faust_app(s)
+    if resources is None:
+        resources = Resources(
+            settings=s, redis=bootstrap.redis_async(s),
+            session=bootstrap.cassandra_session(s), keys=RedisKeys(s.redis_prefix),
+        )
+    behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER))
+    return app

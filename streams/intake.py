@@ -1,0 +1,83 @@
+"""Intake of raw Kafka records: decode, validate, de-duplicate, and dead-letter what is bad.
+
+``split`` is pure: it turns a batch of raw records into accepted events and dead letters. The
+de-duplication step needs Redis and runs once per batch (one pipeline of SET NX).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.codec import Codec, DecodeError
+from schemas.events import Behavior, InvalidEvent, validate_behavior
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: Behavior
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    record: RawRecord
+    reason: str
+    detail: str
+
+    def to_avro(self, now_ms: int) -> dict[str, Any]:
+        r = self.record
+        return {
+            "reason": self.reason, "detail": self.detail[:2000], "source_topic": r.topic,
+            "source_partition": r.partition, "source_offset": r.offset, "key": r.key,
+            "value": r.value, "dead_at": now_ms,
+        }
+
+
+def split(records: list[RawRecord], codec: Codec, now_ms: int) -> tuple[list[Accepted], list[Dead]]:
+    """Decode and validate each record; bad ones become ``Dead`` with their reason."""
+    accepted: list[Accepted] = []
+    dead: list[Dead] = []
+    for rec in records:
+        try:
+            event = validate_behavior(codec.decode(rec.value), now_ms)  # type: ignore[arg-type]
+        except (DecodeError, InvalidEvent) as exc:
+            dead.append(Dead(rec, exc.reason, exc.detail))
+            continue
+        except Exception as exc:  # noqa: BLE001 - anything else in a record is still its fault
+            dead.append(Dead(rec, "invalid_event", f"{type(exc).__name__}: {exc}"))
+            continue
+        accepted.append(Accepted(event, rec.partition, rec.offset))
+    return accepted, dead
+
+
+def first_sightings(accepted: list[Accepted], seen: list[str | None]) -> tuple[list[Accepted], int]:
+    """Keep events whose event_id was first seen at this very record (or not seen before).
+
+    ``seen[i]`` is the "partition:offset" already stored for ``accepted[i].event.event_id`` by
+    SET NX (None when this call stored it). A replay of the same record after a crash matches its
+    own position and is kept (the state owners fence it); another record with the same id is a
+    duplicate and dropped. Duplicates within one batch keep the first.
+    """
+    kept: list[Accepted] = []
+    in_batch: set[str] = set()
+    dupes = 0
+    for acc, prior in zip(accepted, seen, strict=True):
+        eid = acc.event.event_id
+        own = f"{acc.partition}:{acc.offset}"
+        if (prior is not None and prior != own) or eid in in_batch:
+            dupes += 1
+            continue
+        in_batch.add(eid)
+        kept.append(acc)
+    return kept, dupes

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     # Local stack (infra/stack.py)
     home: Path = Field(default=REPO_ROOT / ".aura")
+    maven_repo: Path | None = None  # default: <home>/m2; tests with a private stack share the main cache
     kafka_heap: str = "512m"
     cassandra_heap: str = "1g"
     start_timeout_s: float = 180.0
@@ -85,3 +86,13 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
     return Settings()
+
+
+def settings_env(s: Settings) -> dict[str, str]:
+    """``s`` as AURA_* environment variables, for starting another process with the same settings."""
+    env: dict[str, str] = {}
+    for name, value in s.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"AURA_{name.upper()}"] = str(value)
+    return env

@@ -49,10 +49,11 @@ class Paths:
     """Where the stack keeps its files."""
 
     home: Path
+    maven_repo: Path | None = None
 
     @property
     def m2(self) -> Path:
-        return self.home / "m2"
+        return self.maven_repo or self.home / "m2"
 
     def classpath(self, component: str) -> Path:
         return self.home / "classpath" / f"{component}.txt"
@@ -428,7 +429,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
 
     Returns the seconds each service took to become ready (0.0 when it already was).
     """
-    paths = Paths(s.home)
+    paths = Paths(s.home, s.maven_repo)
     if any(name in ("kafka", "cassandra") for name in services):
         require_java17()
     started_at = time.monotonic()
@@ -480,7 +481,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
 
 def down(s: Settings, services: tuple[str, ...] = SERVICES) -> None:
     """Stop every process this stack started (SIGTERM, then SIGKILL after a grace period)."""
-    paths = Paths(s.home)
+    paths = Paths(s.home, s.maven_repo)
     for name in services:
         pid = read_pid(paths, name)
         if pid is None:
@@ -493,7 +494,7 @@ def down(s: Settings, services: tuple[str, ...] = SERVICES) -> None:
 
 def kill(s: Settings, service: str) -> None:
     """SIGKILL one service (crash simulation for recovery tests)."""
-    paths = Paths(s.home)
+    paths = Paths(s.home, s.maven_repo)
     pid = read_pid(paths, service)
     if pid is None:
         raise StackError(f"{service} is not running")
@@ -507,7 +508,7 @@ def kill(s: Settings, service: str) -> None:
 
 
 def status(s: Settings) -> dict[str, dict[str, object]]:
-    paths = Paths(s.home)
+    paths = Paths(s.home, s.maven_repo)
     report: dict[str, dict[str, object]] = {}
     for name, svc in SERVICE_TABLE.items():
         pid = read_pid(paths, name)
@@ -518,7 +519,7 @@ def status(s: Settings) -> dict[str, dict[str, object]]:
 def reset(s: Settings) -> None:
     """Stop the stack and wipe its data (the Maven cache stays)."""
     down(s)
-    paths = Paths(s.home)
+    paths = Paths(s.home, s.maven_repo)
     for name in SERVICES:
         shutil.rmtree(paths.data(name), ignore_errors=True)
     _say(f"data wiped under {paths.home / 'data'}")
@@ -533,7 +534,7 @@ def main(argv: list[str]) -> int:
         if cmd == "up":
             timings = up(s)
             _say("all services ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-            _say(f"logs: {Paths(s.home).home / 'logs'}")
+            _say(f"logs: {Paths(s.home, s.maven_repo).home / 'logs'}")
         elif cmd == "down":
             down(s)
         elif cmd == "reset":

@@ -1,0 +1,159 @@
+"""Shared fixtures: the real stack started once per session, and per-test isolation.
+
+Every integration or e2e test gets its own topic prefix, consumer group and Redis key prefix
+(``isolated``); the Cassandra keyspace ``aura_test`` is migrated once per session. Under
+``CI=true`` a stack that cannot start fails the run; locally the dependent tests are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aura.settings import REPO_ROOT, Settings, settings_env
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_KEYSPACE = "aura_test"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that kill real services run last, so they cannot disturb the others."""
+    items.sort(key=lambda item: 1 if item.get_closest_marker("recovery") else 0)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return Settings(cassandra_keyspace=TEST_KEYSPACE)
+
+
+@pytest.fixture(scope="session")
+def stack(base_settings: Settings) -> Iterator[Settings]:
+    """The real Kafka, Cassandra and Redis, up and migrated (keyspace aura_test)."""
+    from infra import stack as local_stack
+    from infra.migrate import migrate
+
+    started_here = not all(local_stack.status(base_settings)[n]["answers"] for n in local_stack.SERVICES)
+    try:
+        timings = local_stack.up(base_settings)
+        migrate(base_settings)
+    except Exception as exc:  # noqa: BLE001
+        if IN_CI:
+            pytest.fail(f"the stack could not start under CI: {exc}", pytrace=False)
+        pytest.skip(f"stack unavailable: {exc}")
+    print(f"\nstack ready: {', '.join(f'{k} {v:.1f}s' for k, v in timings.items())}")
+    yield base_settings
+    if IN_CI and started_here and os.environ.get("AURA_KEEP_STACK") != "1":
+        local_stack.down(base_settings)
+
+
+@pytest.fixture
+def isolated(stack: Settings) -> Settings:
+    """Settings of one test: its own topics, consumer group and Redis keys."""
+    from aura import layout
+    from infra.migrate import ensure_topics
+
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    s = stack.model_copy(update={"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
+                                 "topic_partitions": 4})
+    ensure_topics(s, layout.ALL_TOPICS)
+    return s
+
+
+@pytest.fixture
+def redis_client(isolated: Settings) -> Iterator[Any]:
+    from aura.bootstrap import redis_sync
+
+    client = redis_sync(isolated)
+    yield client
+    for key in client.scan_iter(f"{isolated.redis_prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def cassandra(stack: Settings) -> Iterator[Any]:
+    from aura.bootstrap import cassandra_session
+
+    session = cassandra_session(stack)
+    yield session
+    session.cluster.shutdown()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}; last value {last!r}")
+
+
+class WorkerProcess:
+    """``aura worker`` in a subprocess with a test's settings."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 90.0) -> WorkerProcess:
+        env = {**os.environ, **settings_env(self.settings)}
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker"], cwd=REPO_ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        wait_for(lambda: self.proc.poll() is not None or b"Worker ready" in self.log_path.read_bytes(),
+                 timeout=ready_timeout, interval=0.2, what="the worker to be ready")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+        return self
+
+    def tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+@pytest.fixture
+def worker_factory(isolated: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers (default: the test's settings); all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings | None = None, name: str = "worker") -> WorkerProcess:
+        w = WorkerProcess(settings or isolated, tmp_path / f"{name}-{len(started)}.log").start()
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def api_client(isolated: Settings) -> Iterator[Any]:
+    """The FastAPI app in-process (real clients, the test's settings)."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(create_app(isolated)) as client:
+        yield client

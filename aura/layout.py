@@ -34,6 +34,10 @@ DEADLETTER = TopicSpec("deadletter", key="source key", retention_ms=14 * 24 * 36
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (BEHAVIOR, IDENTITY, CATALOG, DECISIONS, DEADLETTER)
 
+# Recommenders (issue 5): item-keyed signals repartitioned from the user-keyed behavior stream.
+ITEM_SIGNALS = TopicSpec("internal.by_item", key="item id")
+ALL_TOPICS += (ITEM_SIGNALS,)
+
 
 def topic(settings: Settings, spec: TopicSpec) -> str:
     """The full Kafka topic name of ``spec`` under the configured prefix."""
@@ -73,6 +77,77 @@ class RedisKeys:
         """Hash: accepted / duplicate / dead counts of the behavior intake."""
         return f"{self.prefix}:metrics:intake"
 
+    # --- recommenders (issue 5; owner: streams/cooccurrence.py, streams/catalog.py, jobs/) -----
+
+    def recs_user_state(self, user_id: str) -> str:
+        """Hash: the recommender fence (``_off``), MF user factors (``mf``) of one user."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:state"
+
+    def recs_user_seq(self, user_id: str) -> str:
+        """List: the user's recent interactions as "item|weight|time", newest first, bounded."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:seq"
+
+    def recs_user_seen(self, user_id: str) -> str:
+        """Sorted set: every item the user interacted with -> last event time (ms)."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:seen"
+
+    def recs_user_mf(self, user_id: str) -> str:
+        """Sorted set: the online MF model's top candidates for the user -> score."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:mf"
+
+    def recs_user_batch(self, user_id: str, model: str) -> str:
+        """Sorted set: a batch model's (e.g. EASE) top candidates for the user -> score."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:batch:{model}"
+
+    def recs_item_state(self, item_id: str) -> str:
+        """Hash: per source partition fences (``f:<p>``), popularity, trending accumulator of one item."""
+        return f"{self.prefix}:recs:item:{{{item_id}}}:state"
+
+    def recs_item_cooc(self, item_id: str) -> str:
+        """Sorted set: raw (recency-weighted) co-occurrence counts of the item -> neighbour."""
+        return f"{self.prefix}:recs:item:{{{item_id}}}:cooc"
+
+    def recs_item_bought(self, item_id: str) -> str:
+        """Sorted set: raw cart/purchase co-occurrence counts ("customers also bought")."""
+        return f"{self.prefix}:recs:item:{{{item_id}}}:bought"
+
+    def recs_item_similar(self, item_id: str, source: str) -> str:
+        """Sorted set: the item's top-K neighbours of one source (cooc, bought, content, ease)."""
+        return f"{self.prefix}:recs:item:{{{item_id}}}:sim:{source}"
+
+    def recs_item_meta(self, item_id: str) -> str:
+        """Hash: catalog attributes of one item (title, categories, tags, text, price, in_stock, ...)."""
+        return f"{self.prefix}:recs:item:{{{item_id}}}:meta"
+
+    def recs_catalog_ids(self) -> str:
+        """Set: every live catalog item id."""
+        return f"{self.prefix}:recs:catalog:ids"
+
+    def recs_catalog_version(self) -> str:
+        """Hash: catalog change counter, content model build counter and times."""
+        return f"{self.prefix}:recs:catalog:version"
+
+    def recs_trending(self, category: str | None = None) -> str:
+        """Sorted set: item -> time-decayed score (scaled to the epoch of the trending model)."""
+        scope = "global" if category is None else f"cat:{category}"
+        return f"{self.prefix}:recs:trending:{scope}"
+
+    def recs_popular(self) -> str:
+        """Sorted set: item -> all-time interaction weight (popularity fallback)."""
+        return f"{self.prefix}:recs:popular"
+
+    def recs_mf_items(self) -> str:
+        """Hash: item -> online MF item factors (float32 bytes, bias last)."""
+        return f"{self.prefix}:recs:mf:items"
+
+    def recs_monitor(self, model: str) -> str:
+        """Hash: online monitoring of one model (impressions, clicks, pv_n, pv_err)."""
+        return f"{self.prefix}:recs:monitor:{model}"
+
+    def recs_placement(self, placement: str) -> str:
+        """Hash: the active model version and blend weights of one placement."""
+        return f"{self.prefix}:recs:placement:{placement}"
+
 
 # ---------------------------------------------------------------------------------------------
 # Cassandra tables
@@ -83,6 +158,10 @@ class Tables:
 
     MIGRATIONS = "schema_migrations"
     USER_ACTIVITY = "user_activity"
+    CATALOG_ITEMS = "catalog_items"  # issue 5: items and content (owner streams/catalog.py)
+    INTERACTIONS = "interactions"  # issue 5: raw implicit interactions, the batch jobs' history
+    MODELS = "models"  # issue 5: model registry (owner aura/models.py)
+    MODEL_PLACEMENTS = "model_placements"  # issue 5: active model version per placement
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

@@ -34,6 +34,15 @@ DEADLETTER = TopicSpec("deadletter", key="source key", retention_ms=14 * 24 * 36
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (BEHAVIOR, IDENTITY, CATALOG, DECISIONS, DEADLETTER)
 
+# Aggregates that analysts read (streams/aggregates.py; records in schemas/avro/agg_*.avsc; docs/state.md).
+# Compacted: each key (window + dimension) carries the latest absolute value, so a re-publish is harmless.
+AGG_METRICS_MINUTE = TopicSpec("agg.metrics.minute", key="window start + metric", compacted=True)
+AGG_ITEMS_DAILY = TopicSpec("agg.items.daily", key="day + item id", compacted=True)
+AGG_FUNNEL_HOURLY = TopicSpec("agg.funnel.hourly", key="hour + stage", compacted=True)
+AGG_REVENUE_HOURLY = TopicSpec("agg.revenue.hourly", key="hour + dimension", compacted=True)
+AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FUNNEL_HOURLY, AGG_REVENUE_HOURLY)
+ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS)
+
 # Recommenders (issue 5): item-keyed signals repartitioned from the user-keyed behavior stream.
 ITEM_SIGNALS = TopicSpec("internal.by_item", key="item id")
 ALL_TOPICS += (ITEM_SIGNALS,)
@@ -76,6 +85,43 @@ class RedisKeys:
     def intake_count(self) -> str:
         """Hash: accepted / duplicate / dead counts of the behavior intake."""
         return f"{self.prefix}:metrics:intake"
+
+    # Profiles (streams/profiles.py, streams/identity.py) and segments (streams/segments.py)
+
+    def user_profile(self, user_id: str) -> str:
+        """Hash: derived profile (sessions, orders, ltv, engagement, lifecycle, affinities ``a:*``, ...)."""
+        return f"{self.prefix}:user:{{{user_id}}}:profile"
+
+    def user_attrs(self, user_id: str) -> str:
+        """Hash: identity attributes ``x:*`` and explicit preferences ``p:*`` (identity events)."""
+        return f"{self.prefix}:user:{{{user_id}}}:attrs"
+
+    def user_alias(self, anonymous_id: str) -> str:
+        """String: the known user id an anonymous id was merged into."""
+        return f"{self.prefix}:alias:{{{anonymous_id}}}"
+
+    def segment_members(self, segment: str) -> str:
+        """Set: user ids currently in ``segment``."""
+        return f"{self.prefix}:segment:{{{segment}}}:members"
+
+    # Analytics (streams/analytics.py): each Kafka partition's contribution under its own hash tag,
+    # fenced per partition; readers sum the partitions.
+
+    def analytics_fence(self, partition: int) -> str:
+        """String: last offset of ``partition`` folded into the analytics counters."""
+        return f"{self.prefix}:an:{{p{partition}}}:fence"
+
+    def analytics_bucket(self, partition: int, grain: str, start_ms: int) -> str:
+        """Hash: metric -> value of one event-time bucket (grain minute|hour|day), one partition's share."""
+        return f"{self.prefix}:an:{{p{partition}}}:{grain}:{start_ms}"
+
+    def analytics_hll(self, partition: int, grain: str, start_ms: int, what: str) -> str:
+        """HyperLogLog: distinct users of a bucket (``what``: active, or a funnel stage)."""
+        return f"{self.prefix}:an:{{p{partition}}}:hll:{grain}:{start_ms}:{what}"
+
+    def analytics_touched(self) -> str:
+        """Sorted set: "grain:start" buckets changed recently (score: wall ms), for aggregate publishing."""
+        return f"{self.prefix}:an:touched"
 
     # --- recommenders (issue 5; owner: streams/cooccurrence.py, streams/catalog.py, jobs/) -----
 
@@ -148,6 +194,48 @@ class RedisKeys:
         """Hash: the active model version and blend weights of one placement."""
         return f"{self.prefix}:recs:placement:{placement}"
 
+    # --- decisions (issue 7; owner: serving/routes/{personalization,experiments,bandits}.py for the
+    # configuration caches, streams/experiments.py and streams/bandits.py for the learned state) ------
+
+    def config_version(self, kind: str) -> str:
+        """String (int): version of one kind of decision configuration (rules, experiments, bandits);
+        INCR after every durable write, so caches keyed on it are invalidated."""
+        return f"{self.prefix}:cfg:{{{kind}}}:ver"
+
+    def config_cache(self, kind: str) -> str:
+        """String: JSON ``{"ver": n, "docs": [...]}``, every definition of ``kind`` as of version n."""
+        return f"{self.prefix}:cfg:{{{kind}}}:docs"
+
+    def experiment_tally(self, experiment_id: str) -> str:
+        """Hash: ``<variant>|exposed``, ``<variant>|conv:<event type>``, ``<variant>|revenue`` and the
+        per-partition offset fences ``_off:<topic>:<partition>`` of one experiment."""
+        return f"{self.prefix}:exp:{{{experiment_id}}}:tally"
+
+    def experiment_users(self, experiment_id: str) -> str:
+        """Hash: user id -> "variant|first exposure ms" (one exposure counted per user)."""
+        return f"{self.prefix}:exp:{{{experiment_id}}}:users"
+
+    def experiment_converted(self, experiment_id: str) -> str:
+        """Set: "<event type>|<user id>" already counted as a conversion (unique converters)."""
+        return f"{self.prefix}:exp:{{{experiment_id}}}:conv"
+
+    def user_experiments(self, user_id: str) -> str:
+        """Hash: experiment id -> "variant|first exposure ms" of one user (conversion attribution)."""
+        return f"{self.prefix}:user:{{{user_id}}}:experiments"
+
+    def bandit_state(self, bandit_id: str) -> str:
+        """Hash: ``state`` (policy state JSON), ``ver`` (compare-and-set version) and the offset fences
+        ``_off:<topic>:<partition>`` of one bandit."""
+        return f"{self.prefix}:bandit:{{{bandit_id}}}:state"
+
+    def bandit_decision(self, bandit_id: str, decision_id: str) -> str:
+        """String (TTL): JSON of one decision (arm, features, reward so far), for reward attribution."""
+        return f"{self.prefix}:bandit:{{{bandit_id}}}:d:{decision_id}"
+
+    def decisions_count(self) -> str:
+        """Hash: counters of the decisions agent (exposures, decisions, rewards, orphan rewards, ...)."""
+        return f"{self.prefix}:metrics:decisions"
+
 
 # ---------------------------------------------------------------------------------------------
 # Cassandra tables
@@ -158,10 +246,18 @@ class Tables:
 
     MIGRATIONS = "schema_migrations"
     USER_ACTIVITY = "user_activity"
+    USER_PROFILE = "user_profile"
+    SEGMENT_MEMBERS = "segment_members"
+    ANALYTICS_COUNTERS = "analytics_counters"
     CATALOG_ITEMS = "catalog_items"  # issue 5: items and content (owner streams/catalog.py)
     INTERACTIONS = "interactions"  # issue 5: raw implicit interactions, the batch jobs' history
     MODELS = "models"  # issue 5: model registry (owner aura/models.py)
     MODEL_PLACEMENTS = "model_placements"  # issue 5: active model version per placement
+    PERSONALIZATION_RULES = "personalization_rules"  # issue 7: rule definitions (JSON documents)
+    EXPERIMENTS = "experiments"  # issue 7: experiment definitions and lifecycle
+    EXPERIMENT_RESULTS = "experiment_results"  # issue 7: durable copy of the streamed tallies
+    BANDITS = "bandits"  # issue 7: bandit configuration (policy, arms, rewards)
+    BANDIT_STATE = "bandit_state"  # issue 7: durable snapshots of the learned arm state
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

@@ -52,6 +52,30 @@ class Settings(BaseSettings):
     batch_within_s: float = 0.05
     recent_items_max: int = 50
 
+    # Decisions (issue 7: rules, experiments, bandits; docs/decisions.md)
+    decision_ttl_s: int = 3 * 24 * 3600  # how long a bandit decision can still receive its reward
+    experiment_attribution_s: int = 7 * 24 * 3600  # conversions count this long after first exposure
+
+    # Profiles, segments and analytics (streams/profiles.py, streams/segments.py, streams/analytics.py;
+    # formulas in docs/state.md)
+    session_gap_s: int = 1800
+    engagement_half_life_days: float = 7.0
+    engagement_scale: float = 20.0  # score = 100 * (1 - exp(-decayed_points / scale))
+    affinity_half_life_days: float = 14.0
+    price_bands: str = "25,100,250"  # upper bounds of the price bands: <25, 25-100, 100-250, >=250
+    lifecycle_new_days: float = 7.0
+    lifecycle_at_risk_days: float = 14.0
+    lifecycle_churn_days: float = 30.0
+    attribution_window_s: int = 24 * 3600
+    segment_rules: str = (
+        '{"vip": [["ltv", ">", 500]], "buyer": [["orders", ">=", 1]], '
+        '"engaged": [["engagement", ">=", 60]], "window_shopper": [["count.view", ">=", 20], ["orders", "==", 0]]}'
+    )
+    analytics_minute_ttl_s: int = 2 * 24 * 3600
+    analytics_hour_ttl_s: int = 15 * 24 * 3600
+    analytics_day_ttl_s: int = 400 * 24 * 3600
+    agg_publish_interval_s: float = 5.0
+
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000

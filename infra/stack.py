@@ -279,7 +279,8 @@ def start_kafka(s: Settings, paths: Paths) -> int:
 def kafka_ready(s: Settings) -> bool:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap, "socket.timeout.ms": 2000})
+    # log_level 0: a broker that is still starting is expected, not worth a line per attempt
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap, "socket.timeout.ms": 2000, "log_level": 0})
     try:
         md = admin.list_topics(timeout=2)
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"
@@ -366,8 +367,11 @@ def start_cassandra(s: Settings, paths: Paths) -> int:
 
 
 def cassandra_ready(s: Settings) -> bool:
+    import logging
+
     from aura.bootstrap import cassandra_cluster
 
+    logging.getLogger("cassandra").setLevel(logging.CRITICAL)  # refused connections while starting
     cluster = cassandra_cluster(s, request_timeout=5, connect_timeout=2)
     try:
         session = cluster.connect()

@@ -86,6 +86,17 @@ class RedisKeys:
         """Hash: accepted / duplicate / dead counts of the behavior intake."""
         return f"{self.prefix}:metrics:intake"
 
+    # API keys (aura/apikeys.py): a key's cached record and its rate-limit state share the hash tag
+    # {apikey:<id>}, so the one Lua call that authenticates and rate-limits stays in one slot.
+
+    def api_key(self, key_id: str) -> str:
+        """Hash: cached API key record (hash, scopes, rate, burst, revoked); TTL api_key_cache_ttl_s."""
+        return f"{self.prefix}:apikey:{{{key_id}}}"
+
+    def api_key_rate(self, key_id: str) -> str:
+        """String: the key's GCRA theoretical arrival time (microseconds), expiring when idle."""
+        return f"{self.prefix}:apikey:{{{key_id}}}:tat"
+
     # Profiles (streams/profiles.py, streams/identity.py) and segments (streams/segments.py)
 
     def user_profile(self, user_id: str) -> str:
@@ -246,6 +257,7 @@ class Tables:
 
     MIGRATIONS = "schema_migrations"
     USER_ACTIVITY = "user_activity"
+    API_KEYS = "api_keys"  # aura/apikeys.py: hashed API keys with scopes and rate limits (v0004)
     USER_PROFILE = "user_profile"
     SEGMENT_MEMBERS = "segment_members"
     ANALYTICS_COUNTERS = "analytics_counters"

@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     api_port: int = 8000
     admin_token: SecretStr = SecretStr("dev-admin-token")
 
+    # API security, limits and degradation (serving/security.py, ratelimit.py, degrade.py)
+    auth_enabled: bool = True  # False: every route is open (local experiments only)
+    rate_limit_per_s: float = 200.0  # default per-key rate; `aura keys create --rate` overrides per key
+    rate_limit_burst: int = 400  # requests a key may send at once before the rate applies
+    max_body_bytes: int = 1_048_576  # larger request bodies get 413
+    cors_origins: str = ""  # comma-separated allowed origins ("*" for any); empty: no CORS headers
+    metrics_public: bool = True  # False: /metrics needs an admin key
+    api_key_cache_ttl_s: int = 300  # how long a key record stays in the Redis cache
+    api_redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
+    breaker_failures: int = 3  # consecutive dependency failures that open a circuit breaker
+    breaker_reset_s: float = 5.0  # seconds an open breaker waits before letting one trial call through
+
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
         if self.environment == "production" and self.admin_token.get_secret_value() == "dev-admin-token":
@@ -98,6 +110,10 @@ class Settings(BaseSettings):
     @property
     def cassandra_host_list(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def redis_port(self) -> int:

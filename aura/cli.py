@@ -65,6 +65,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if producer.stats.failed == 0 else 1
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Check the current Avro schemas against their released versions; release a changed one."""
+    from schemas import compat
+
+    if args.action == "release":
+        if not args.names:
+            _say("name the schema(s) to release")
+            return 2
+        for name in args.names:
+            try:
+                path = compat.release(name)
+            except compat.IncompatibleSchema as exc:
+                _say(f"{name}: refused, incompatible with its released versions: {exc}")
+                return 1
+            _say(f"{name}: released as {path.name}" if path else f"{name}: unchanged, nothing to release")
+        return 0
+    results = compat.check_all(names=args.names or None)
+    for r in results:
+        against = f" (against v{r.latest})" if r.latest else ""
+        _say(f"{r.name:24s} {r.status}{against}")
+        for problem in r.problems:
+            _say(f"    {problem}")
+    bad = [r.name for r in results if not r.ok]
+    _say(f"incompatible: {', '.join(bad)}" if bad else f"{len(results)} schemas checked, all compatible")
+    return 1 if bad else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Stack, migrations, worker, API and demo traffic; Ctrl-C stops the processes (not the stack)."""
     from infra import stack
@@ -140,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="stack + migrations + worker + API + demo traffic")
     r.add_argument("--rate", type=float, default=50.0)
     r.set_defaults(func=cmd_run)
+    sc = sub.add_parser("schema", help="check Avro schema changes against released versions (evolution)")
+    sc.add_argument("action", choices=["check", "release"])
+    sc.add_argument("names", nargs="*", help="schema names (default: all)")
+    sc.set_defaults(func=cmd_schema)
     return p
 
 

@@ -22,6 +22,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
+CONFLUENT_MAGIC = 0  # Confluent framing: 00 + 4-byte big-endian registry schema id + Avro binary
 MAX_RECORD_BYTES = 1_048_576
 
 
@@ -74,6 +75,9 @@ class Codec:
             raise DecodeError("empty", "no value")
         if len(data) > self.max_bytes:
             raise DecodeError("oversized", f"{len(data)} bytes > {self.max_bytes}")
+        if len(data) >= 5 and data[0] == CONFLUENT_MAGIC:
+            raise DecodeError("bad_frame", f"Confluent framing (registry schema id {int.from_bytes(data[1:5], 'big')}) "
+                              "is not accepted: no schema registry is configured; send single-object encoding")
         if len(data) < HEADER_LEN or data[:2] != MAGIC:
             raise DecodeError("bad_frame", "not Avro single-object encoding (missing C3 01 header)")
         writer = self.writers.get(bytes(data[2:HEADER_LEN]))
@@ -94,3 +98,31 @@ class Codec:
 def codec(name: str) -> Codec:
     """The process-wide codec of one schema (schemas are immutable at run time)."""
     return Codec(name)
+
+
+def schema_names() -> list[str]:
+    """The names of every current schema (``schemas/avro/NAME.avsc``)."""
+    return sorted(p.stem for p in AVRO_DIR.glob("*.avsc"))
+
+
+@cache
+def _by_fingerprint() -> dict[bytes, str]:
+    found: dict[bytes, str] = {}
+    for name in schema_names():
+        for fp in codec(name).writers:
+            found.setdefault(fp, name)
+    return found
+
+
+def decode_any(data: bytes) -> tuple[str, dict[str, Any]]:
+    """Decode a frame of any known schema (topics that carry several kinds, e.g. decisions).
+
+    Returns ``(schema name, record)``; raises DecodeError like ``Codec.decode``.
+    """
+    if data is not None and len(data) >= HEADER_LEN and data[:2] == MAGIC:
+        name = _by_fingerprint().get(bytes(data[2:HEADER_LEN]))
+        if name is not None:
+            return name, codec(name).decode(data)
+    # let one codec produce the precise reason (oversized, bad_frame, unknown_schema, ...)
+    codec("behavior_event").decode(data)
+    raise DecodeError("unknown_schema", "no current schema matches")  # pragma: no cover - decode raised

@@ -132,7 +132,13 @@ def settings_env(s: Settings) -> dict[str, str]:
     """``s`` as AURA_* environment variables, for starting another process with the same settings."""
     env: dict[str, str] = {}
     for name, value in s.model_dump().items():
+        if value is None:
+            continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, (list, dict, tuple, set)):
+            import json
+
+            value = json.dumps(list(value) if isinstance(value, (tuple, set)) else value)
         env[f"AURA_{name.upper()}"] = str(value)
     return env

@@ -75,9 +75,24 @@ class Paths:
 # prerequisites
 
 
+def apt_install(*packages: str) -> None:
+    """Install Debian packages (as root, after ``apt-get update``); raises StackError otherwise."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError(f"missing {', '.join(packages)}: install with `sudo apt-get install -y {' '.join(packages)}`")
+    _say(f"installing {', '.join(packages)} from Debian (apt-get) ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            raise StackError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+
+
 def java_major_version() -> int:
-    """Major version of the ``java`` on PATH; raises StackError when missing."""
+    """Major version of the ``java`` on PATH (installed from Debian when missing and root)."""
     java = shutil.which("java")
+    if java is None:
+        apt_install("openjdk-17-jdk-headless")
+        java = shutil.which("java")
     if java is None:
         raise StackError("Java is missing: install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)")
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
@@ -104,6 +119,9 @@ def resolve_classpath(paths: Paths, component: str) -> str:
             return cp
     mvn = shutil.which("mvn")
     if mvn is None:
+        apt_install("maven")
+        mvn = shutil.which("mvn")
+    if mvn is None:
         raise StackError("Maven is missing: install it (Debian: apt-get install maven)")
     out.parent.mkdir(parents=True, exist_ok=True)
     _say(f"resolving {component} from Maven Central (cached in {paths.m2}) ...")
@@ -124,14 +142,7 @@ def ensure_redis_server() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    if os.geteuid() != 0:
-        raise StackError("redis-server is missing: run `sudo apt-get install -y redis-server`")
-    _say("installing redis-server from Debian (apt-get) ...")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "redis-server"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if proc.returncode != 0:
-            raise StackError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
+    apt_install("redis-server")
     found = shutil.which("redis-server")
     if not found:
         raise StackError("apt-get installed redis-server but it is not on PATH")

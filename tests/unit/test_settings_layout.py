@@ -1,0 +1,47 @@
+"""Settings from the environment and the one spelling of every key and topic."""
+
+from __future__ import annotations
+
+import pytest
+
+from aura import layout
+from aura.layout import RedisKeys
+from aura.settings import Settings, settings_env
+
+
+def test_settings_read_the_aura_prefix(monkeypatch):
+    monkeypatch.setenv("AURA_KAFKA_BOOTSTRAP", "10.0.0.1:9999")
+    monkeypatch.setenv("AURA_TOPIC_PARTITIONS", "24")
+    s = Settings()
+    assert (s.kafka_host, s.kafka_port, s.topic_partitions) == ("10.0.0.1", 9999, 24)
+
+
+def test_settings_round_trip_through_the_environment(monkeypatch):
+    s = Settings(topic_prefix="x1", redis_prefix="y1", cassandra_keyspace="z1")
+    for k, v in settings_env(s).items():
+        monkeypatch.setenv(k, v)
+    assert Settings() == s
+
+
+def test_placeholder_admin_token_refused_in_production():
+    with pytest.raises(ValueError, match="AURA_ADMIN_TOKEN"):
+        Settings(environment="production")
+    assert Settings(environment="production", admin_token="a-real-secret").environment == "production"
+
+
+def test_settings_are_frozen():
+    with pytest.raises(ValueError):
+        Settings().topic_prefix = "other"  # type: ignore[misc]
+
+
+def test_topics_carry_the_prefix_and_are_unique():
+    s = Settings(topic_prefix="shop1")
+    names = [layout.topic(s, spec) for spec in layout.ALL_TOPICS]
+    assert len(set(names)) == len(names)
+    assert all(n.startswith("shop1.") for n in names)
+
+
+def test_user_keys_share_one_cluster_hash_tag():
+    keys = RedisKeys("aura")
+    assert "{u42}" in keys.user_counts("u42") and "{u42}" in keys.user_recent("u42")
+    assert keys.user_counts("u42") != keys.user_recent("u42")

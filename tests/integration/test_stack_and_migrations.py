@@ -1,0 +1,53 @@
+"""The shared stack answers, and migrations shape Kafka and Cassandra idempotently."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka.admin import ConfigResource
+
+from aura import layout
+from aura.bootstrap import kafka_admin
+from infra import stack as local_stack
+from infra.migrate import migrate
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_every_service_answers(stack):
+    report = local_stack.status(stack)
+    assert {name: info["answers"] for name, info in report.items()} == {"kafka": True, "cassandra": True,
+                                                                          "redis": True}
+
+
+def test_up_on_a_running_stack_starts_nothing(stack):
+    before = {n: local_stack.status(stack)[n]["pid"] for n in local_stack.SERVICES}
+    local_stack.up(stack)
+    assert {n: local_stack.status(stack)[n]["pid"] for n in local_stack.SERVICES} == before
+
+
+def test_migrations_create_topics_and_tables_once(stack, cassandra):
+    s = stack.model_copy(update={"topic_prefix": f"m{uuid.uuid4().hex[:8]}",
+                                 "cassandra_keyspace": f"mig_{uuid.uuid4().hex[:8]}"})
+    try:
+        first = migrate(s)
+        assert first and first == sorted(first)
+        assert migrate(s) == []  # nothing pending the second time
+        tables = {r.table_name for r in cassandra.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (s.cassandra_keyspace,))}
+        assert {layout.Tables.MIGRATIONS, layout.Tables.USER_ACTIVITY} <= tables
+        admin = kafka_admin(s)
+        md = admin.list_topics(timeout=10)
+        for spec in layout.ALL_TOPICS:
+            name = layout.topic(s, spec)
+            assert name in md.topics, name
+            assert len(md.topics[name].partitions) == (spec.partitions or s.topic_partitions)
+        resources = [ConfigResource("topic", layout.topic(s, spec)) for spec in (layout.CATALOG, layout.BEHAVIOR)]
+        configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
+        assert configs[layout.topic(s, layout.CATALOG)]["cleanup.policy"].value == "compact"
+        assert configs[layout.topic(s, layout.BEHAVIOR)]["cleanup.policy"].value == "delete"
+    finally:
+        cassandra.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra_keyspace}", timeout=60)
+        created = [t for t in kafka_admin(s).list_topics(timeout=10).topics if t.startswith(f"{s.topic_prefix}.")]
+        kafka_admin(s).delete_topics(created)

@@ -36,11 +36,11 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (BEHAVIOR, IDENTITY, CATALOG, DECISIONS, DEA
 
 # Aggregates that analysts read (streams/aggregates.py; records in schemas/avro/agg_*.avsc; docs/state.md).
 # Compacted: each key (window + dimension) carries the latest absolute value, so a re-publish is harmless.
-AGG_METRICS_MINUTE = TopicSpec("agg.metrics.minute", key="window start + metric", compacted=True)
-AGG_ITEMS_DAILY = TopicSpec("agg.items.daily", key="day + item id", compacted=True)
-AGG_FUNNEL_HOURLY = TopicSpec("agg.funnel.hourly", key="hour + stage", compacted=True)
-AGG_REVENUE_HOURLY = TopicSpec("agg.revenue.hourly", key="hour + dimension", compacted=True)
-AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FUNNEL_HOURLY, AGG_REVENUE_HOURLY)
+AGG_METRICS_MINUTE = TopicSpec("agg.minute_metrics", key="window_start|dimension|value", compacted=True)
+AGG_ITEMS_DAILY = TopicSpec("agg.item_daily", key="day|item_id", compacted=True)
+AGG_FUNNEL = TopicSpec("agg.funnel", key="window_start|funnel|experiment|variant|placement", compacted=True)
+AGG_REVENUE = TopicSpec("agg.revenue", key="window_start|currency|experiment|variant", compacted=True)
+AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FUNNEL, AGG_REVENUE)
 ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS)
 
 # Recommenders (issue 5): item-keyed signals repartitioned from the user-keyed behavior stream.
@@ -85,6 +85,12 @@ class RedisKeys:
     def intake_count(self) -> str:
         """Hash: accepted / duplicate / dead counts of the behavior intake."""
         return f"{self.prefix}:metrics:intake"
+
+    def ingest_count(self) -> str:
+        """Hash: HTTP ingest outcomes (serving/routes/events.py): ``<kind>:accepted`` (events),
+        ``<kind>:rejected`` (422 answers), ``<kind>:rejected:<error type>`` (field errors by type),
+        ``<kind>:too_large`` (413) and ``<kind>:unavailable`` (503); kind: behavior|identity|catalog."""
+        return f"{self.prefix}:metrics:ingest"
 
     # API keys (aura/apikeys.py): a key's cached record and its rate-limit state share the hash tag
     # {apikey:<id>}, so the one Lua call that authenticates and rate-limits stays in one slot.

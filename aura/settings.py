@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     recs_mf_lr: float = 0.05
     recs_content_rebuild_s: float = 1.0  # debounce of the content model rebuild after catalog changes
 
+    # Event ingest over HTTP (serving/routes/events.py)
+    ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413
+    ingest_max_body_bytes: int = 2_097_152  # request body limit; more is answered 413
+    ingest_ack_timeout_s: float = 10.0  # wait this long for Kafka's acknowledgement, then 503
+
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000

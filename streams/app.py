@@ -58,4 +58,10 @@ def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
             session=bootstrap.cassandra_session(s), keys=RedisKeys(s.redis_prefix),
         )
     behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER))
+    # recommenders (issue 5): collaborative signals by user and by item, the catalog and content model
+    from streams import catalog, cooccurrence
+
+    cooccurrence.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.ITEM_SIGNALS),
+                          layout.topic(s, layout.DEADLETTER))
+    catalog.register(app, resources, layout.topic(s, layout.CATALOG), layout.topic(s, layout.DEADLETTER))
     return app

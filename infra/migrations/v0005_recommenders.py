@@ -1,0 +1,62 @@
+"""Recommenders (issue 5): the item-keyed repartition topic; catalog items, raw interactions (the
+batch jobs' history) and the model registry."""
+
+from __future__ import annotations
+
+from aura import layout
+from aura.layout import Tables
+from aura.settings import Settings
+
+VERSION = 5
+DESCRIPTION = "recommenders: internal.by_item topic, catalog_items, interactions, models, model_placements"
+TOPICS = (layout.ITEM_SIGNALS,)
+
+
+def cql(s: Settings) -> list[str]:
+    ks = s.cassandra_keyspace
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.CATALOG_ITEMS} (
+              item_id text PRIMARY KEY,
+              title text,
+              categories list<text>,
+              tags list<text>,
+              brand text,
+              price double,
+              stock bigint,
+              available boolean,
+              text text,
+              metadata map<text, text>,
+              deleted boolean,
+              event_time bigint
+            )""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.INTERACTIONS} (
+              user_id text,
+              event_time bigint,
+              item_id text,
+              event_id text,
+              event_type text,
+              weight double,
+              PRIMARY KEY ((user_id), event_time, item_id, event_id)
+            )""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.MODELS} (
+              model_id text,
+              version int,
+              type text,
+              config text,
+              window_start bigint,
+              window_end bigint,
+              metrics map<text, double>,
+              status text,
+              artifact blob,
+              created_at bigint,
+              updated_at bigint,
+              PRIMARY KEY ((model_id), version)
+            ) WITH CLUSTERING ORDER BY (version DESC)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.MODEL_PLACEMENTS} (
+              placement text PRIMARY KEY,
+              model_id text,
+              version int,
+              weights text,
+              updated_at bigint
+            )""",
+    ]

@@ -1,0 +1,610 @@
+"""Collaborative signals kept fresh by the stream: per-user recent sequences, item co-occurrence
+("similar items"), cart/purchase co-occurrence ("customers also bought"), popularity, trending and
+the online MF model.
+
+Two agents, because the state has two keys:
+
+* ``update_recs_by_user`` over ``events.behavior`` (keyed by user) owns ``recs_user_*`` keys: the
+  user's recent sequence, seen items, MF user factors and MF candidates, fenced per user by offset
+  (``_off``, compare-and-set Lua, as ``streams/profiles.py``). From each event above the fence it
+  derives item-keyed deltas and sends them to ``internal.by_item`` (one record per item and source
+  partition per batch, each entry carrying its source offset), waits for the acks, and only then
+  moves the user fences. It also stores raw interactions in Cassandra for the batch jobs.
+* ``update_item_signals`` over ``internal.by_item`` (keyed by item) owns ``recs_item_state``,
+  ``recs_item_cooc``, ``recs_item_bought``, ``recs_item_similar(.., cooc|bought)``, ``recs_popular`` and
+  ``recs_trending``. It applies each entry exactly once with a fence per item and source partition
+  (entries of one source partition reach an item in offset order), then ZADDs absolute popularity and
+  trending scores and, at most once per ``recs_publish_interval_s``, republishes the normalised
+  top-K neighbour lists of the items it touched.
+
+A replay after a crash regenerates the same entries at the same source offsets (the user state was
+not moved), and the item fences drop those already applied. The online MF item factors are the
+exception: an SGD step may be repeated after a crash (documented in docs/recommenders.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import faust
+import numpy as np
+
+from aura.layout import Tables
+from schemas.codec import DecodeError, codec
+from streams import trending
+from streams.intake import Accepted, RawRecord, first_sightings, split
+from streams.mf import OnlineMF
+
+if TYPE_CHECKING:
+    from streams.app import Resources
+
+log = logging.getLogger(__name__)
+
+INTERACTION_WEIGHTS: dict[str, float] = {
+    "view": 1.0, "click": 1.0, "recommendation_click": 1.0, "rating": 1.0, "add_to_cart": 2.0, "purchase": 3.0,
+}
+BOUGHT_TYPES = frozenset({"add_to_cart", "purchase"})
+MONITOR_STREAM = "stream"  # recs_monitor(...) hash of the agents' own counters
+
+
+@dataclass(frozen=True)
+class CoocParams:
+    """How one new interaction pairs with the user's previous ones."""
+
+    window: int = 20          # previous interactions paired with a new one
+    decay: float = 0.85       # weight of the k-th previous interaction: decay ** k
+    forward: float = 1.0      # previous -> new ("after p, users went to x")
+    backward: float = 0.5     # new -> previous
+    seq_max: int = 50         # kept in the user's sequence
+    max_gap_ms: int | None = None  # pairs further apart in time are not counted (None: no limit)
+
+
+# ------------------------------------------------------------------------------ pure: the fold
+
+
+@dataclass(frozen=True, slots=True)
+class SeqEntry:
+    item: str
+    weight: float
+    time: int
+    bought: bool
+
+    def encode(self) -> str:
+        return f"{self.item}|{self.weight:g}|{self.time}|{int(self.bought)}"
+
+    @staticmethod
+    def decode(raw: str) -> SeqEntry:
+        item, w, t, b = raw.rsplit("|", 3)
+        return SeqEntry(item, float(w), int(t), b == "1")
+
+
+@dataclass
+class Entry:
+    """What one source event adds to one item."""
+
+    offset: int
+    event_time: int
+    weight: float = 0.0
+    cooc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    bought: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def to_avro(self) -> dict[str, Any]:
+        return {"offset": self.offset, "event_time": self.event_time, "weight": self.weight,
+                "cooc": dict(self.cooc), "bought": dict(self.bought)}
+
+
+@dataclass
+class UserDelta:
+    new: list[SeqEntry] = field(default_factory=list)  # oldest first
+    seen: dict[str, int] = field(default_factory=dict)
+    offset: int = -1
+
+
+@dataclass
+class Fold:
+    users: dict[str, UserDelta] = field(default_factory=dict)
+    # (item, source partition) -> entries in offset order
+    items: dict[tuple[str, int], list[Entry]] = field(default_factory=dict)
+    interactions: list[tuple[str, int, str, str, str, float]] = field(default_factory=list)
+    positives: list[tuple[str, str, float]] = field(default_factory=list)  # (user, item, weight) in order
+    monitor: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+
+
+def event_items(acc: Accepted) -> list[str]:
+    """The items an event interacts with (purchases: every order line)."""
+    ev = acc.event
+    if ev.event_type == "purchase":
+        order = ev.raw.get("order") or {}
+        items = [line["item_id"] for line in order.get("lines", [])]
+        if ev.item_id and ev.item_id not in items:
+            items.append(ev.item_id)
+        return items
+    return [ev.item_id] if ev.item_id else []
+
+
+def model_of(recommendation_id: str | None) -> str | None:
+    """Served lists carry ``recommendation_id = "<model>:<version>:<request id>"``."""
+    if not recommendation_id or ":" not in recommendation_id:
+        return None
+    return recommendation_id.split(":", 1)[0]
+
+
+def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[SeqEntry]],
+         p: CoocParams) -> Fold:
+    """Per user, the events above the fence -> user deltas, item entries, interactions (pure).
+
+    ``seqs[user]`` is the stored sequence, newest first.
+    """
+    out = Fold()
+    work = {u: list(s) for u, s in seqs.items()}  # newest first, updated as we go
+
+    def entry(item: str, part: int, acc: Accepted) -> Entry:
+        lst = out.items.setdefault((item, part), [])
+        if lst and lst[-1].offset == acc.offset:
+            return lst[-1]
+        e = Entry(acc.offset, acc.event.event_time)
+        lst.append(e)
+        return e
+
+    for acc in sorted(events, key=lambda a: (a.partition, a.offset)):
+        ev = acc.event
+        if acc.offset <= fences.get(ev.user_id, -1):
+            continue
+        model = model_of(ev.raw.get("recommendation_id"))
+        if model and ev.event_type == "impression":
+            out.monitor[model]["impressions"] += 1
+            out.monitor[model]["impressed_items"] += len(ev.items)
+        if model and ev.event_type == "recommendation_click":
+            out.monitor[model]["clicks"] += 1
+        weight = INTERACTION_WEIGHTS.get(ev.event_type)
+        d = out.users.get(ev.user_id)
+        if d is None:
+            d = out.users[ev.user_id] = UserDelta()
+        d.offset = max(d.offset, acc.offset)
+        if weight is None:
+            continue
+        seq = work.setdefault(ev.user_id, [])
+        bought = ev.event_type in BOUGHT_TYPES
+        for x in event_items(acc):
+            ex = entry(x, acc.partition, acc)
+            ex.weight += weight
+            k = 0
+            for prev in seq[: p.window]:
+                if prev.item == x:
+                    continue
+                if p.max_gap_ms is not None and ev.event_time - prev.time > p.max_gap_ms:
+                    break
+                w = p.decay ** k
+                k += 1
+                entry(prev.item, acc.partition, acc).cooc[x] += p.forward * w
+                ex.cooc[prev.item] += p.backward * w
+                if bought and prev.bought:
+                    entry(prev.item, acc.partition, acc).bought[x] += 1.0
+                    ex.bought[prev.item] += 1.0
+            seq[:] = [e for e in seq if e.item != x]
+            new = SeqEntry(x, weight, ev.event_time, bought)
+            seq.insert(0, new)
+            del seq[p.seq_max:]
+            d.new = [e for e in d.new if e.item != x] + [new]
+            d.seen[x] = max(d.seen.get(x, 0), ev.event_time)
+            out.interactions.append((ev.user_id, ev.event_time, x, ev.event_id, ev.event_type, weight))
+            out.positives.append((ev.user_id, x, weight))
+    return out
+
+
+@dataclass
+class ItemApply:
+    """What the item agent adds to one item in one batch, after fencing (pure result)."""
+
+    fences: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # partition -> (expected, new)
+    weight: float = 0.0
+    log_trend: float = trending.NEG_INF
+    cooc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    bought: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    entries: int = 0
+
+
+def fold_items(records: list[dict[str, Any]], fences: dict[tuple[str, int], int | None],
+               half_life_ms: float) -> dict[str, ItemApply]:
+    """Merge item-signal records, dropping entries at or below the (item, partition) fence (pure)."""
+    out: dict[str, ItemApply] = {}
+    for rec in records:
+        item, part = rec["item_id"], rec["source_partition"]
+        stored = fences.get((item, part))
+        a = out.setdefault(item, ItemApply())
+        expected, high = a.fences.get(part, (stored, -1 if stored is None else stored))
+        for e in sorted(rec["entries"], key=lambda e: e["offset"]):
+            if e["offset"] <= high:
+                continue
+            high = e["offset"]
+            a.entries += 1
+            a.weight += e["weight"]
+            if e["weight"] > 0:
+                a.log_trend = trending.log_add(a.log_trend, trending.log_weight(e["weight"], e["event_time"],
+                                                                                half_life_ms))
+            for j, w in e["cooc"].items():
+                a.cooc[j] += w
+            for j, w in e["bought"].items():
+                a.bought[j] += w
+        a.fences[part] = (expected, high)
+    return out
+
+
+def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops: dict[str, float],
+                         k: int, alpha: float = 0.5) -> list[tuple[str, float]]:
+    """Raw co-occurrence -> similarity ``c_ij / (pop_i ** alpha * pop_j ** (1 - alpha))``, top ``k``."""
+    scored = []
+    for j, c in neighbours:
+        pj = pops.get(j) or 0.0
+        if pj <= 0 or pop_i <= 0:
+            continue
+        scored.append((j, c / (pop_i ** alpha * pj ** (1 - alpha))))
+    scored.sort(key=lambda t: -t[1])
+    return scored[:k]
+
+
+# ------------------------------------------------------------------------------- I/O: user side
+
+USER_LUA = """
+local cur = redis.call('HGET', KEYS[1], '_off') or ''
+if cur ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[4])
+for i = 1, n do
+  local raw = ARGV[5 + (i - 1) * 3]
+  local item = ARGV[6 + (i - 1) * 3]
+  local t = ARGV[7 + (i - 1) * 3]
+  local old = redis.call('LRANGE', KEYS[2], 0, -1)
+  for _, v in ipairs(old) do
+    if string.sub(v, 1, string.len(item) + 1) == item .. '|' then redis.call('LREM', KEYS[2], 0, v) end
+  end
+  redis.call('LPUSH', KEYS[2], raw)
+  redis.call('ZADD', KEYS[3], t, item)
+end
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+local m = 5 + n * 3
+if ARGV[m] ~= '' then redis.call('HSET', KEYS[1], 'mf', ARGV[m]) end
+redis.call('HSET', KEYS[1], '_off', ARGV[2])
+return 1
+"""
+
+ITEM_LUA = """
+local nf = tonumber(ARGV[1])
+for i = 1, nf do
+  local f = ARGV[2 + (i - 1) * 3]
+  local cur = redis.call('HGET', KEYS[1], f) or ''
+  if cur ~= ARGV[3 + (i - 1) * 3] then return 0 end
+end
+for i = 1, nf do redis.call('HSET', KEYS[1], ARGV[2 + (i - 1) * 3], ARGV[4 + (i - 1) * 3]) end
+local a = 2 + nf * 3
+local pop = redis.call('HINCRBYFLOAT', KEYS[1], 'pop', ARGV[a])
+local tr = redis.call('HGET', KEYS[1], 'tr')
+local d = ARGV[a + 1]
+if d ~= '' then
+  local x = tonumber(d)
+  if tr then
+    local y = tonumber(tr)
+    local hi, lo = x, y
+    if y > x then hi, lo = y, x end
+    tr = hi + math.log(1 + math.exp(lo - hi))
+  else
+    tr = x
+  end
+  tr = string.format('%.17g', tr)
+  redis.call('HSET', KEYS[1], 'tr', tr)
+end
+local nc = tonumber(ARGV[a + 2])
+local b = a + 3
+for i = 0, nc - 1 do redis.call('ZINCRBY', KEYS[2], ARGV[b + 2 * i + 1], ARGV[b + 2 * i]) end
+b = b + 2 * nc
+local nb = tonumber(ARGV[b])
+b = b + 1
+for i = 0, nb - 1 do redis.call('ZINCRBY', KEYS[3], ARGV[b + 2 * i + 1], ARGV[b + 2 * i]) end
+local cap = tonumber(ARGV[b + 2 * nb])
+if nc > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
+if nb > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
+return {pop, tr or ''}
+"""
+
+
+def user_lua_args(expected: int | None, d: UserDelta, seq_max: int, mf_vec: bytes | None) -> list[Any]:
+    args: list[Any] = ["" if expected is None else str(expected), str(d.offset), seq_max, len(d.new)]
+    for e in d.new:
+        args += [e.encode(), e.item, d.seen.get(e.item, e.time)]
+    args.append(mf_vec if mf_vec is not None else "")
+    return args
+
+
+def item_lua_args(a: ItemApply, cap: int) -> list[Any]:
+    args: list[Any] = [len(a.fences)]
+    for part, (expected, new) in sorted(a.fences.items()):
+        args += [f"f:{part}", "" if expected is None else str(expected), str(new)]
+    args += [repr(a.weight), "" if a.log_trend == trending.NEG_INF else repr(a.log_trend), len(a.cooc)]
+    for j, w in a.cooc.items():
+        args += [j, repr(w)]
+    args.append(len(a.bought))
+    for j, w in a.bought.items():
+        args += [j, repr(w)]
+    args.append(cap)
+    return args
+
+
+class UserSignals:
+    """The user-keyed side: fences, sequences, MF, interactions; one instance per worker."""
+
+    def __init__(self, res: Resources, params: CoocParams) -> None:
+        s = res.settings
+        self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
+        self.user_script = res.redis.register_script(USER_LUA)
+        self.mf = OnlineMF(dim=s.recs_mf_dim, lr=s.recs_mf_lr, seed=0)
+        self.mf_loaded = False
+        self.insert = res.session.prepare(
+            f"INSERT INTO {Tables.INTERACTIONS} (user_id, event_time, item_id, event_id, event_type, weight) "
+            "VALUES (?, ?, ?, ?, ?, ?)")
+        self.codec = codec("item_signal")
+
+    async def load_mf(self) -> None:
+        raw = await self.redis.hgetall(self.keys.recs_mf_items())
+        for item, blob in raw.items():
+            self.mf.set_item(item, np.frombuffer(bytes.fromhex(blob), dtype=np.float32))
+        self.mf_loaded = True
+
+    async def read(self, users: list[str]) -> tuple[dict[str, int], dict[str, list[SeqEntry]], dict[str, Any]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.hmget(self.keys.recs_user_state(u), ["_off", "mf"])
+            pipe.lrange(self.keys.recs_user_seq(u), 0, self.p.seq_max - 1)
+        raw = await pipe.execute()
+        fences, seqs, vecs = {}, {}, {}
+        for i, u in enumerate(users):
+            off, mf = raw[2 * i]
+            if off is not None:
+                fences[u] = int(off)
+            if mf:
+                vecs[u] = np.frombuffer(bytes.fromhex(mf), dtype=np.float32).copy()
+            seqs[u] = [SeqEntry.decode(x) for x in raw[2 * i + 1]]
+        return fences, seqs, vecs
+
+    def learn(self, f: Fold, vecs: dict[str, np.ndarray]) -> set[str]:
+        """Online MF over the batch's positives, in order; returns the items whose factors moved."""
+        for u, v in vecs.items():
+            if v.shape[0] == self.mf.dim:
+                self.mf.users[u] = v
+        touched: set[str] = set()
+        for user, item, weight in f.positives:
+            self.mf.learn_one(user, item, min(weight, 2.0))
+            touched.add(item)
+        return touched
+
+    async def apply(self, accepted: list[Accepted], send: Any) -> Fold:
+        if not self.mf_loaded:
+            await self.load_mf()
+        users = sorted({a.event.user_id for a in accepted})
+        if not users:
+            return Fold()
+        for _attempt in range(5):
+            fences, seqs, vecs = await self.read(users)
+            f = fold(accepted, fences, seqs, self.p)
+            pv_before = (self.mf.pv_n, self.mf.pv_err)
+            moved = self.learn(f, vecs)
+            # item-keyed deltas first (acked), user fences after: a crash in between replays them
+            # at the same source offsets, and the item fences drop them.
+            futures = []
+            for (item, part), entries in f.items.items():
+                value = self.codec.encode({"item_id": item, "source_partition": part,
+                                           "entries": [e.to_avro() for e in entries]})
+                futures.append(await send(item.encode(), value))
+            if futures:
+                await asyncio.gather(*futures)
+            pipe = self.redis.pipeline(transaction=False)
+            order = list(f.users)
+            for u in order:
+                vec = self.mf.users.get(u)
+                await self.user_script(
+                    keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u)],
+                    args=user_lua_args(fences.get(u), f.users[u], self.p.seq_max,
+                                       vec.tobytes().hex() if vec is not None else None), client=pipe)
+            results = await pipe.execute() if order else []
+            conflicts = {u for u, ok in zip(order, results, strict=True) if not ok}
+            await self.publish(f, moved, [u for u in order if u not in conflicts], pv_before)
+            if not conflicts:
+                break
+            users = sorted(conflicts)
+            accepted = [a for a in accepted if a.event.user_id in conflicts]
+        await self.write_interactions(f)
+        return f
+
+    async def publish(self, f: Fold, moved: set[str], users: list[str], pv_before: tuple[int, int]) -> None:
+        """MF item factors and per-user MF candidates, monitoring counters (one pipeline)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if moved:
+            pipe.hset(self.keys.recs_mf_items(),
+                      mapping={i: self.mf.V[self.mf.index[i]].tobytes().hex() for i in moved})
+        k = self.res.settings.recs_candidates
+        for u in users:
+            if u in self.mf.users and f.users[u].new:
+                top = self.mf.top(u, k)
+                key = self.keys.recs_user_mf(u)
+                pipe.delete(key)
+                if top:
+                    pipe.zadd(key, dict(top))
+        mon = self.keys.recs_monitor(MONITOR_STREAM)
+        pipe.hincrby(mon, "events", sum(len(d.new) for d in f.users.values()))
+        pipe.hincrby(mon, "signals_sent", sum(len(v) for v in f.items.values()))
+        mfk = self.keys.recs_monitor(OnlineMF.kind)
+        pipe.hincrby(mfk, "pv_n", self.mf.pv_n - pv_before[0])
+        pipe.hincrby(mfk, "pv_err", self.mf.pv_err - pv_before[1])
+        for model, counts in f.monitor.items():
+            for name, n in counts.items():
+                pipe.hincrby(self.keys.recs_monitor(model), name, n)
+        await pipe.execute()
+
+    async def write_interactions(self, f: Fold) -> None:
+        if not f.interactions:
+            return
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: execute_concurrent_with_args(self.res.session, self.insert, f.interactions,
+                                                       concurrency=64, raise_on_first_error=True))
+
+
+# ------------------------------------------------------------------------------- I/O: item side
+
+
+class ItemSignals:
+    """The item-keyed side: fenced co-occurrence, popularity, trending, top-K publishing."""
+
+    def __init__(self, res: Resources) -> None:
+        s = res.settings
+        self.res, self.keys, self.redis = res, res.keys, res.redis
+        self.script = res.redis.register_script(ITEM_LUA)
+        self.half_life_ms = s.recs_trending_half_life_h * 3600 * 1000
+        self.codec = codec("item_signal")
+        self.dirty: set[str] = set()
+        self.last_publish = 0.0
+
+    async def apply(self, records: list[dict[str, Any]]) -> int:
+        items = sorted({r["item_id"] for r in records})
+        if not items:
+            return 0
+        parts = sorted({(r["item_id"], r["source_partition"]) for r in records})
+        applied = 0
+        for _attempt in range(5):
+            pipe = self.redis.pipeline(transaction=False)
+            for item, part in parts:
+                pipe.hget(self.keys.recs_item_state(item), f"f:{part}")
+            for item in items:
+                pipe.hget(self.keys.recs_item_meta(item), "categories")
+            raw = await pipe.execute()
+            fences = {ip: (int(v) if v is not None else None) for ip, v in zip(parts, raw[: len(parts)], strict=True)}
+            cats = {i: json.loads(c) if c else [] for i, c in zip(items, raw[len(parts):], strict=True)}
+            applies = fold_items(records, fences, self.half_life_ms)
+            pipe = self.redis.pipeline(transaction=False)
+            order = [i for i, a in applies.items() if a.entries]
+            cap = self.res.settings.recs_cooc_cap
+            for item in order:
+                await self.script(keys=[self.keys.recs_item_state(item), self.keys.recs_item_cooc(item),
+                                        self.keys.recs_item_bought(item)],
+                                  args=item_lua_args(applies[item], cap), client=pipe)
+            results = await pipe.execute() if order else []
+            pipe = self.redis.pipeline(transaction=False)
+            conflicts = set()
+            for item, res in zip(order, results, strict=True):
+                if not res:
+                    conflicts.add(item)
+                    continue
+                applied += applies[item].entries
+                pop, tr = float(res[0]), res[1]
+                pipe.zadd(self.keys.recs_popular(), {item: pop})
+                if tr:
+                    pipe.zadd(self.keys.recs_trending(), {item: float(tr)})
+                    for c in cats.get(item, []):
+                        pipe.zadd(self.keys.recs_trending(c), {item: float(tr)})
+                self.dirty.add(item)
+            pipe.hincrby(self.keys.recs_monitor(MONITOR_STREAM), "signals_applied",
+                         sum(applies[i].entries for i in order if i not in conflicts))
+            await pipe.execute()
+            if not conflicts:
+                break
+            records = [r for r in records if r["item_id"] in conflicts]
+            items = sorted(conflicts)
+            parts = sorted({(r["item_id"], r["source_partition"]) for r in records})
+        return applied
+
+    async def publish_due(self, force: bool = False) -> int:
+        """Republish the normalised top-K lists of items touched since the last publish."""
+        interval = self.res.settings.recs_publish_interval_s
+        if not self.dirty or (not force and time.monotonic() - self.last_publish < interval):
+            return 0
+        items, self.dirty = sorted(self.dirty), set()
+        self.last_publish = time.monotonic()
+        k, m = self.res.settings.recs_topk, self.res.settings.recs_cooc_read
+        pipe = self.redis.pipeline(transaction=False)
+        for item in items:
+            pipe.zrevrange(self.keys.recs_item_cooc(item), 0, m - 1, withscores=True)
+            pipe.zrevrange(self.keys.recs_item_bought(item), 0, m - 1, withscores=True)
+        raw = await pipe.execute()
+        neighbours = {j for lst in raw for j, _ in lst} | set(items)
+        nlist = sorted(neighbours)
+        pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
+        pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}
+        pipe = self.redis.pipeline(transaction=False)
+        for idx, item in enumerate(items):
+            for source, lst in (("cooc", raw[2 * idx]), ("bought", raw[2 * idx + 1])):
+                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k)
+                key = self.keys.recs_item_similar(item, source)
+                pipe.delete(key)
+                if top:
+                    pipe.zadd(key, dict(top))
+        await pipe.execute()
+        return len(items)
+
+
+# ------------------------------------------------------------------------------------- agents
+
+DEDUP_WINDOW_MS = 24 * 3600 * 1000
+
+
+async def dedup(redis: Any, keys: Any, accepted: list[Accepted]) -> list[Accepted]:
+    """The intake's event-id dedup (same keys as streams/behavior.py: whichever agent runs first stores
+    the record's position, the other sees its own position and keeps the event)."""
+    if not accepted:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for acc in accepted:
+        pipe.set(keys.event_seen(acc.event.event_id), f"{acc.partition}:{acc.offset}", nx=True,
+                 px=DEDUP_WINDOW_MS, get=True)
+    return first_sightings(accepted, await pipe.execute())[0]
+
+
+def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic: str, deadletter_topic: str) -> None:
+    """``update_recs_by_user`` over behavior events, ``update_item_signals`` over the repartition topic."""
+    s = res.settings
+    source = app.topic(behavior_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    signals = app.topic(signals_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
+    params = CoocParams(window=s.recs_window, decay=s.recs_decay, seq_max=s.recs_seq_max)
+    users = UserSignals(res, params)
+    item_side = ItemSignals(res)
+    event_codec = codec("behavior_event")
+    dead_codec = codec("dead_letter")
+
+    async def send(key: bytes, value: bytes) -> Any:
+        return await signals.send(key=key, value=value)
+
+    @app.agent(source, name="update_recs_by_user")
+    async def update_recs_by_user(stream: faust.StreamT) -> None:
+        # Bad records are dead-lettered by the intake agent (streams/behavior.py); here they are skipped.
+        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+            now_ms = int(time.time() * 1000)
+            records = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
+                                 e.message.key, e.message.value) for e in batch]
+            accepted, _dead = split(records, event_codec, now_ms)
+            kept = await dedup(res.redis, res.keys, accepted)
+            await users.apply(kept, send)
+
+    @app.agent(signals, name="update_item_signals")
+    async def update_item_signals(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+            decoded = []
+            for e in batch:
+                try:
+                    decoded.append(item_side.codec.decode(e.message.value))
+                except DecodeError as exc:  # an internal topic: only a bug gets here; keep the record
+                    await deadletters.send(key=e.message.key, value=dead_codec.encode({
+                        "reason": exc.reason, "detail": exc.detail, "source_topic": e.message.topic,
+                        "source_partition": e.message.partition, "source_offset": e.message.offset,
+                        "key": e.message.key, "value": e.message.value, "dead_at": int(time.time() * 1000)}))
+            await item_side.apply(decoded)
+            await item_side.publish_due()
+
+    @app.timer(interval=max(0.2, s.recs_publish_interval_s))
+    async def publish_similar() -> None:
+        await item_side.publish_due(force=True)
+

@@ -90,7 +90,7 @@ def _is_scalar(v: Any) -> bool:
     return isinstance(v, str | int | float | bool) and v is not None
 
 
-def _parse_condition(node: Any, loc: list[Any], errors: list[dict[str, Any]], depth: int,
+def parse_condition(node: Any, loc: list[Any], errors: list[dict[str, Any]], depth: int,
                      count: list[int]) -> Condition | Group | None:
     count[0] += 1
     if count[0] > MAX_CONDITIONS:
@@ -111,12 +111,12 @@ def _parse_condition(node: Any, loc: list[Any], errors: list[dict[str, Any]], de
         kind = groups[0]
         raw = node[kind]
         if kind == "not":
-            child = _parse_condition(raw, [*loc, "not"], errors, depth + 1, count)
+            child = parse_condition(raw, [*loc, "not"], errors, depth + 1, count)
             return Group("not", (child,)) if child is not None else None
         if not isinstance(raw, list) or not raw:
             errors.append({"loc": [*loc, kind], "msg": f"'{kind}' needs a non-empty list of conditions"})
             return None
-        children = [_parse_condition(c, [*loc, kind, i], errors, depth + 1, count) for i, c in enumerate(raw)]
+        children = [parse_condition(c, [*loc, kind, i], errors, depth + 1, count) for i, c in enumerate(raw)]
         if any(c is None for c in children):
             return None
         return Group(kind, tuple(children))  # type: ignore[arg-type]
@@ -184,7 +184,7 @@ def validate_rule(doc: Any) -> Rule:
         errors.append({"loc": ["content"], "msg": "a rule needs content, a variant, or both"})
     conditions = None
     if doc.get("conditions") is not None:
-        conditions = _parse_condition(doc["conditions"], ["conditions"], errors, 1, [0])
+        conditions = parse_condition(doc["conditions"], ["conditions"], errors, 1, [0])
     if errors:
         raise RuleError(errors)
     return Rule(id=rid, priority=priority, enabled=enabled, channels=frozenset(channels), conditions=conditions,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from aura import bootstrap
 from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
-from serving.routes import profiles, system
+from serving.routes import events, profiles, system
 from serving.state import ApiState
 
 log = logging.getLogger(__name__)
@@ -62,4 +62,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(system.router, prefix=API_PREFIX)
     app.include_router(profiles.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
     return app

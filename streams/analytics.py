@@ -1,0 +1,315 @@
+"""Analytics counters in event-time buckets (minute, hour, day): events by type, active users,
+funnel view -> cart -> purchase, revenue and orders, impressions/clicks per placement and per
+experiment variant, per-item views/clicks/carts/purchases (hour and day), attribution of purchases
+to the recommendation click that led to them, and session journeys (day, by session start).
+
+Owner of the Redis keys ``analytics_bucket`` / ``analytics_hll`` / ``analytics_fence`` /
+``analytics_touched`` (the hot windows; TTL per grain) and of the Cassandra table
+``analytics_counters`` (absolute snapshots, written by streams/aggregates.py).
+
+Exactly once: analytics state is not per user, so each Kafka partition keeps its own share of every
+bucket under its own hash tag ``{p<n>}`` with a fence (last offset folded). Per batch and partition,
+one Lua script checks the fence, applies the partition's whole contribution and moves the fence;
+a replay is skipped. Readers sum the partitions (users are partitioned by key, so distinct-user
+HyperLogLogs of different partitions are disjoint and their counts add up). Item-keyed counters are
+kept this way too instead of a Kafka repartition: the per-partition shares cost a 12-way sum on read
+and no extra topic hop on write.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aura.layout import RedisKeys
+from streams.profiles import Fact
+
+GRAINS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+ITEM_GRAINS = ("hour", "day")
+FUNNEL = ("view", "add_to_cart", "purchase")
+FLOAT_PREFIXES = ("rev", "ar:", "ir:")
+
+
+def bucket_start(t: int, grain: str) -> int:
+    return t - t % GRAINS[grain]
+
+
+def is_float_metric(name: str) -> bool:
+    return name.startswith(FLOAT_PREFIXES)
+
+
+@dataclass
+class Contribution:
+    """One partition's share of one batch: deltas per bucket and distinct users per HyperLogLog."""
+
+    partition: int
+    offset: int = -1
+    deltas: dict[tuple[str, int], dict[str, float]] = field(default_factory=lambda: defaultdict(
+        lambda: defaultdict(float)))
+    users: dict[tuple[str, int, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, grain: str, start: int, metric: str, amount: float) -> None:
+        self.deltas[(grain, start)][metric] += amount
+
+
+def event_metrics(fact: Fact) -> list[tuple[str, int, str, float]]:
+    """(grain, bucket start, metric, amount) of one event; pure."""
+    ev = fact.acc.event
+    raw = ev.raw
+    out: list[tuple[str, int, str, float]] = []
+    exp, var = raw.get("experiment_id"), raw.get("variant_id")
+    et = ev.event_type
+    for grain in GRAINS:
+        b = bucket_start(ev.event_time, grain)
+        out.append((grain, b, "ev", 1))
+        out.append((grain, b, f"ev:{et}", 1))
+        if et == "impression":
+            if ev.placement:
+                out.append((grain, b, f"pi:{ev.placement}", 1))
+            if exp:
+                out.append((grain, b, f"xi:{exp}:{var or ''}", 1))
+        elif et == "recommendation_click":
+            if ev.placement:
+                out.append((grain, b, f"pc:{ev.placement}", 1))
+            if exp:
+                out.append((grain, b, f"xc:{exp}:{var or ''}", 1))
+        elif et == "purchase":
+            out.append((grain, b, "orders", 1))
+            out.append((grain, b, "rev", ev.revenue))
+            if fact.attributed:
+                rec, aexp, avar, apl = fact.attributed
+                out.append((grain, b, "ao:rec", 1))
+                out.append((grain, b, "ar:rec", ev.revenue))
+                if apl:
+                    out.append((grain, b, f"ar:pl:{apl}", ev.revenue))
+                if aexp:
+                    out.append((grain, b, f"ao:exp:{aexp}:{avar}", 1))
+                    out.append((grain, b, f"ar:exp:{aexp}:{avar}", ev.revenue))
+        if grain in ITEM_GRAINS:
+            if et == "view":
+                out.append((grain, b, f"iv:{ev.item_id}", 1))
+            elif et in ("click", "recommendation_click"):
+                out.append((grain, b, f"ic:{ev.item_id}", 1))
+            elif et == "add_to_cart":
+                out.append((grain, b, f"ia:{ev.item_id}", 1))
+            elif et == "impression":
+                for item in ev.items:
+                    out.append((grain, b, f"ii:{item}", 1))
+            elif et == "purchase":
+                for line in (raw.get("order") or {}).get("lines") or ():
+                    out.append((grain, b, f"ip:{line['item_id']}", line["quantity"]))
+                    out.append((grain, b, f"ir:{line['item_id']}", line["quantity"] * line["unit_price"]))
+    if fact.journey is not None:
+        before, after = fact.journey
+        b = bucket_start(fact.session_start, "day")
+        if before:
+            out.append(("day", b, f"j:{before}", -1))
+        out.append(("day", b, f"j:{after}", 1))
+    return out
+
+
+def event_users(fact: Fact) -> list[tuple[str, int, str]]:
+    """(grain, bucket start, which HyperLogLog) the event's user joins; pure."""
+    ev = fact.acc.event
+    out = []
+    for grain in GRAINS:
+        b = bucket_start(ev.event_time, grain)
+        out.append((grain, b, "active"))
+        if ev.event_type in FUNNEL:
+            out.append((grain, b, f"f:{ev.event_type}"))
+    return out
+
+
+def fold(facts: list[Fact], fences: dict[int, int]) -> dict[int, Contribution]:
+    """Per partition, the contribution of the facts above that partition's fence (pure)."""
+    out: dict[int, Contribution] = {}
+    for f in facts:
+        p, off = f.acc.partition, f.acc.offset
+        if off <= fences.get(p, -1):
+            continue
+        c = out.get(p)
+        if c is None:
+            c = out[p] = Contribution(p)
+        c.offset = max(c.offset, off)
+        for grain, b, metric, amount in event_metrics(f):
+            c.add(grain, b, metric, amount)
+        for grain, b, what in event_users(f):
+            c.users[(grain, b, what)].add(f.acc.event.user_id)
+    return out
+
+
+APPLY_LUA = """
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return 0 end
+local i = 5
+local k = 2
+for h = 1, tonumber(ARGV[3]) do
+  local ttl = tonumber(ARGV[i]); local ni = tonumber(ARGV[i + 1]); local nf = tonumber(ARGV[i + 2])
+  i = i + 3
+  for j = 1, ni do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
+  for j = 1, nf do redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
+  redis.call('EXPIRE', KEYS[k], ttl)
+  k = k + 1
+end
+for h = 1, tonumber(ARGV[4]) do
+  local ttl = tonumber(ARGV[i]); local n = tonumber(ARGV[i + 1])
+  i = i + 2
+  local j = 0
+  while j < n do
+    local m = {}
+    for x = 1, math.min(500, n - j) do m[x] = ARGV[i + j + x - 1] end
+    redis.call('PFADD', KEYS[k], unpack(m))
+    j = j + #m
+  end
+  i = i + n
+  redis.call('EXPIRE', KEYS[k], ttl)
+  k = k + 1
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def _fmt(v: float) -> str:
+    return repr(round(v, 6))
+
+
+def lua_call(keys: RedisKeys, c: Contribution, expected: int | None,
+             ttls: dict[str, int]) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one partition's apply script."""
+    k = [keys.analytics_fence(c.partition)]
+    args: list[Any] = ["" if expected is None else str(expected), str(c.offset), len(c.deltas), len(c.users)]
+    for (grain, b), metrics in c.deltas.items():
+        k.append(keys.analytics_bucket(c.partition, grain, b))
+        ints = [(m, int(v)) for m, v in metrics.items() if not is_float_metric(m) and v]
+        floats = [(m, v) for m, v in metrics.items() if is_float_metric(m) and v]
+        args += [ttls[grain], len(ints), len(floats)]
+        for m, v in ints:
+            args += [m, v]
+        for m, v in floats:
+            args += [m, _fmt(v)]
+    for (grain, b, what), users in c.users.items():
+        k.append(keys.analytics_hll(c.partition, grain, b, what))
+        args += [ttls[grain], len(users), *sorted(users)]
+    return k, args
+
+
+class AnalyticsStore:
+    """Applies contributions to Redis, fenced per partition; one instance per worker."""
+
+    owner = "analytics"
+
+    def __init__(self, redis: Any, keys: RedisKeys, ttls: dict[str, int]) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttls = ttls
+        self.script = redis.register_script(APPLY_LUA)
+
+    async def fences(self, partitions: list[int]) -> dict[int, int]:
+        values = await self.redis.mget([self.keys.analytics_fence(p) for p in partitions])
+        return {p: int(v) for p, v in zip(partitions, values, strict=True) if v is not None}
+
+    async def apply(self, facts: list[Fact], buckets: set[tuple[str, int]], now_ms: int) -> int:
+        """Fold ``facts`` exactly once; ``buckets`` (of the whole batch, replays included) are marked
+        touched for the durable flush. Returns the number of partitions applied."""
+        applied = 0
+        partitions = sorted({f.acc.partition for f in facts})
+        for _attempt in range(8):
+            if not partitions:
+                break
+            fences = await self.fences(partitions)
+            contributions = fold([f for f in facts if f.acc.partition in partitions], fences)
+            pipe = self.redis.pipeline(transaction=False)
+            order = sorted(contributions)
+            for p in order:
+                k, args = lua_call(self.keys, contributions[p], fences.get(p), self.ttls)
+                await self.script(keys=k, args=args, client=pipe)
+            results = await pipe.execute() if order else []
+            applied += sum(1 for r in results if r)
+            partitions = [p for p, ok in zip(order, results, strict=True) if not ok]
+        else:
+            raise RuntimeError(f"analytics fence conflicts did not settle for partitions {partitions}")
+        if buckets:
+            await self.redis.zadd(self.keys.analytics_touched(), {f"{g}:{b}": now_ms for g, b in buckets})
+        return applied
+
+
+def batch_buckets(facts: list[Fact]) -> set[tuple[str, int]]:
+    out = set()
+    for f in facts:
+        for grain in GRAINS:
+            out.add((grain, bucket_start(f.acc.event.event_time, grain)))
+        if f.journey is not None:
+            out.add(("day", bucket_start(f.session_start, "day")))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading (API, aggregates publisher): sums of the partitions' shares
+
+
+@dataclass
+class BucketTotals:
+    grain: str
+    start: int
+    metrics: dict[str, float]
+    users: dict[str, int]
+
+
+def bucket_starts(grain: str, from_ms: int, to_ms: int, limit: int = 2000) -> list[int]:
+    size = GRAINS[grain]
+    first = bucket_start(from_ms, grain)
+    n = min(limit, max(0, (to_ms - first + size - 1) // size))
+    return [first + i * size for i in range(n)]
+
+
+def _num(v: str) -> float:
+    f = float(v)
+    return int(f) if f.is_integer() and "." not in v else f
+
+
+async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
+                       hlls: tuple[str, ...] = ("active", *(f"f:{s}" for s in FUNNEL))) -> list[BucketTotals]:
+    """Totals of each bucket: metrics summed over partitions, distinct users per HyperLogLog."""
+    pipe = redis.pipeline(transaction=False)
+    for b in starts:
+        for p in range(partitions):
+            pipe.hgetall(keys.analytics_bucket(p, grain, b))
+            for what in hlls:
+                pipe.pfcount(keys.analytics_hll(p, grain, b, what))
+    raw = await pipe.execute()
+    out = []
+    i = 0
+    for b in starts:
+        metrics: dict[str, float] = defaultdict(float)
+        users: dict[str, int] = defaultdict(int)
+        for _p in range(partitions):
+            for m, v in raw[i].items():
+                metrics[m] += _num(v)
+            i += 1
+            for what in hlls:
+                users[what] += int(raw[i])
+                i += 1
+        out.append(BucketTotals(grain, b, {m: (round(v, 6) if isinstance(v, float) else v)
+                                           for m, v in metrics.items() if v}, dict(users)))
+    return out
+
+
+async def distinct_users(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
+                         what: str = "active") -> int:
+    """Distinct users over several buckets (HyperLogLog union per partition, summed)."""
+    if not starts:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.pfcount(*[keys.analytics_hll(p, grain, b, what) for b in starts])
+    return int(sum(await pipe.execute()))
+
+
+def merge_totals(buckets: list[BucketTotals]) -> dict[str, float]:
+    total: dict[str, float] = defaultdict(float)
+    for b in buckets:
+        for m, v in b.metrics.items():
+            total[m] += v
+    return dict(total)

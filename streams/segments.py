@@ -1,0 +1,119 @@
+"""Rule-defined segments: which users are in ``vip``, ``buyer``, ... and who the members are.
+
+Owner of the Redis sets ``segment_members`` (one per segment) and the Cassandra table
+``segment_members``. Rules come from settings (``AURA_SEGMENT_RULES``, JSON): a segment is a list
+of conditions ``[field, op, value]`` that must all hold over the profile fields of
+``profiles.segment_view`` (ltv, orders, sessions, stage, engagement, count.<action>,
+affinity.<dim>). A user's membership is evaluated by the profile fold whenever the user's events
+arrive, stored in the profile, and then reconciled into the sets: absolute SADD/SREM and Cassandra
+INSERT/DELETE, so a replay after a crash repairs what a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aura.layout import RedisKeys, Tables
+
+if TYPE_CHECKING:
+    from streams.profiles import Profile
+
+OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+    "!=": operator.ne, "in": lambda a, b: a in b,
+}
+
+
+class RuleError(ValueError):
+    """A segment rule that cannot be evaluated."""
+
+
+def parse_rules(text: str) -> dict[str, list[list[Any]]]:
+    """Parse and check the JSON rules; raises RuleError on a bad rule."""
+    try:
+        rules = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise RuleError(f"segment rules are not JSON: {exc}") from exc
+    if not isinstance(rules, dict):
+        raise RuleError("segment rules must be an object: name -> [[field, op, value], ...]")
+    for name, conds in rules.items():
+        if not isinstance(name, str) or not name or not isinstance(conds, list) or not conds:
+            raise RuleError(f"segment {name!r}: needs a non-empty list of conditions")
+        for c in conds:
+            if not (isinstance(c, list) and len(c) == 3 and isinstance(c[0], str) and c[1] in OPS):
+                raise RuleError(f"segment {name!r}: bad condition {c!r} (ops: {sorted(OPS)})")
+    return rules
+
+
+def matches(conds: list[list[Any]], view: dict[str, Any]) -> bool:
+    for fld, op, value in conds:
+        actual = view.get(fld, 0 if fld.startswith(("count.", "affinity.")) else None)
+        if actual is None:
+            return False
+        try:
+            if not OPS[op](actual, value):
+                return False
+        except TypeError:
+            return False
+    return True
+
+
+def evaluate(rules: dict[str, list[list[Any]]], view: dict[str, Any]) -> list[str]:
+    """The sorted names of the segments whose conditions all hold for ``view``."""
+    return sorted(name for name, conds in rules.items() if matches(conds, view))
+
+
+class SegmentStore:
+    """Keeps the member sets in Redis and Cassandra equal to the profiles' segment lists."""
+
+    def __init__(self, redis: Any, session: Any, keys: RedisKeys, names: list[str]) -> None:
+        self.redis = redis
+        self.session = session
+        self.keys = keys
+        self.names = names
+        self.insert = session.prepare(
+            f"INSERT INTO {Tables.SEGMENT_MEMBERS} (segment, user_id, since) VALUES (?, ?, toTimestamp(now()))")
+        self.delete = session.prepare(f"DELETE FROM {Tables.SEGMENT_MEMBERS} WHERE segment = ? AND user_id = ?")
+
+    async def reconcile(self, states: dict[str, Profile], unchanged: set[str]) -> None:
+        """Make the sets agree with ``states`` (one pipeline, one concurrent Cassandra write).
+
+        Users in ``unchanged`` (folded now, same segments as before) need nothing; the others
+        (changed segments, or replayed users whose previous write may have been interrupted) get
+        their full membership written.
+        """
+        from cassandra.concurrent import execute_concurrent
+
+        pipe = self.redis.pipeline(transaction=False)
+        stmts: list[tuple[Any, tuple[Any, ...]]] = []
+        for u, p in states.items():
+            if u in unchanged:
+                continue
+            member = set(p.segments)
+            for name in self.names:
+                if name in member:
+                    pipe.sadd(self.keys.segment_members(name), u)
+                    stmts.append((self.insert, (name, u)))
+                else:
+                    pipe.srem(self.keys.segment_members(name), u)
+                    stmts.append((self.delete, (name, u)))
+        if stmts:
+            await pipe.execute()
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: execute_concurrent(self.session, stmts, concurrency=64, raise_on_first_error=True))
+
+    async def remove_user(self, user_id: str) -> None:
+        """Take ``user_id`` out of every segment (erase, merge of an anonymous id)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in self.names:
+            pipe.srem(self.keys.segment_members(name), user_id)
+        await pipe.execute()
+        from cassandra.concurrent import execute_concurrent
+
+        stmts = [(self.delete, (name, user_id)) for name in self.names]
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: execute_concurrent(self.session, stmts, concurrency=16, raise_on_first_error=True))

@@ -76,6 +76,7 @@ class EventProducer:
         """Validate and frame one behavior event; returns (key, value)."""
         now_ms = now_ms or int(time.time() * 1000)
         event.setdefault("receive_time", now_ms)
+        self.codec.validate(event)
         value = self.codec.encode(event)
         checked = validate_behavior(self.codec.decode(value), now_ms)
         return checked.user_id.encode(), value
@@ -87,6 +88,7 @@ class EventProducer:
         now_ms = now_ms or int(time.time() * 1000)
         event.setdefault("receive_time", now_ms)
         c = codec(schema)
+        c.validate(event)
         value = c.encode(event)
         record = c.decode(value)  # the record as consumers will see it (defaults filled in)
         validate(schema, record, now_ms)

@@ -69,6 +69,16 @@ class Codec:
             raise DecodeError("invalid_record", str(exc)) from exc
         return buf.getvalue()
 
+    def validate(self, record: dict[str, Any]) -> None:
+        """Strict type check of ``record`` against the current schema (``encode`` alone lets some wrong
+        types through, e.g. a string where an array of strings is expected); raises DecodeError."""
+        from fastavro.validation import ValidationError, validate
+
+        try:
+            validate(record, self.schema, raise_errors=True, strict=True)
+        except ValidationError as exc:
+            raise DecodeError("invalid_record", "; ".join(map(str, exc.errors))[:2000] or str(exc)) from exc
+
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode a frame into a record of the current schema; raises DecodeError."""
         if data is None:

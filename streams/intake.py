@@ -1,11 +1,14 @@
 """Intake of raw Kafka records: decode, validate, de-duplicate, and dead-letter what is bad.
 
-``split`` is pure: it turns a batch of raw records into accepted events and dead letters. The
-de-duplication step needs Redis and runs once per batch (one pipeline of SET NX).
+``split`` is pure: it turns a batch of raw records into accepted events and dead letters (any
+event kind: pass the kind's validator). The de-duplication step needs Redis and runs once per
+batch (one pipeline of SET NX, streams/behavior.py); ``first_sightings`` is its pure half.
+Owns no state; the dead-letter record layout is ``Dead.to_avro`` (schemas/avro/dead_letter.avsc).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +27,7 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    event: Behavior
+    event: Behavior  # or, with another ``validator`` passed to ``split``, what that validator returns
     partition: int
     offset: int
 
@@ -44,13 +47,17 @@ class Dead:
         }
 
 
-def split(records: list[RawRecord], codec: Codec, now_ms: int) -> tuple[list[Accepted], list[Dead]]:
-    """Decode and validate each record; bad ones become ``Dead`` with their reason."""
+def split(records: list[RawRecord], codec: Codec, now_ms: int,
+          validator: Callable[[dict[str, Any], int], Any] = validate_behavior) -> tuple[list[Accepted], list[Dead]]:
+    """Decode and validate each record; bad ones become ``Dead`` with their reason.
+
+    ``validator`` is the semantic check of the topic's event kind (schemas.events.validate_*).
+    """
     accepted: list[Accepted] = []
     dead: list[Dead] = []
     for rec in records:
         try:
-            event = validate_behavior(codec.decode(rec.value), now_ms)  # type: ignore[arg-type]
+            event = validator(codec.decode(rec.value), now_ms)  # type: ignore[arg-type]
         except (DecodeError, InvalidEvent) as exc:
             dead.append(Dead(rec, exc.reason, exc.detail))
             continue

@@ -1,0 +1,164 @@
+"""The wire codec: single-object frames byte by byte, old versions, and hostile bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import struct
+
+import fastavro
+import fastavro.utils
+import pytest
+
+from schemas.codec import AVRO_DIR, MAGIC, Codec, DecodeError, codec, decode_any, schema_fingerprint, schema_names
+
+NOW = 1_790_000_000_000
+
+
+def event(**over):
+    base = {"event_id": "e1", "event_type": "view", "user_id": "u1", "item_id": "i1", "event_time": NOW}
+    return {**base, **over}
+
+
+def crc64_avro(data: bytes) -> int:
+    """CRC-64-AVRO exactly as the Avro specification writes it (independent of fastavro)."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for b in data:
+        fp = (fp >> 8) ^ table[(fp ^ b) & 0xFF]
+    return fp
+
+
+def zigzag_long(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def avro_string(s: bytes) -> bytes:
+    return zigzag_long(len(s)) + s
+
+
+def test_frame_is_magic_then_little_endian_crc64_of_the_canonical_form_then_the_body():
+    c = codec("behavior_event")
+    frame = c.encode(event())
+    assert frame[:2] == b"\xc3\x01"
+    canonical = fastavro.schema.to_parsing_canonical_form(c.schema).encode()
+    assert frame[2:10] == struct.pack("<Q", crc64_avro(canonical))
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, c.schema, event())
+    assert frame[10:] == body.getvalue()
+    # the body starts with event_id then event_type as Avro strings (zig-zag length + UTF-8)
+    assert frame[10:].startswith(avro_string(b"e1") + avro_string(b"view"))
+
+
+def test_roundtrip_fills_defaults():
+    rec = codec("behavior_event").decode(codec("behavior_event").encode(event()))
+    assert rec["event_id"] == "e1" and rec["items"] == [] and rec["properties"] == {}
+    assert rec["campaign_id"] is None and rec["context"]["page"] is None
+
+
+def test_every_schema_roundtrips_its_own_sample():
+    for name in schema_names():
+        c = codec(name)
+        sample = fastavro.utils.generate_one(c.schema)
+        assert isinstance(c.decode(c.encode(sample)), dict)
+
+
+def test_records_written_with_v1_decode_into_the_current_schema():
+    v1 = json.loads((AVRO_DIR / "history" / "behavior_event.v1.avsc").read_text())
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(v1), event())
+    frame = MAGIC + schema_fingerprint(fastavro.parse_schema(v1)) + body.getvalue()
+    c = codec("behavior_event")
+    assert schema_fingerprint(fastavro.parse_schema(v1)) != c.fingerprint
+    rec = c.decode(frame)
+    assert rec["event_id"] == "e1" and rec["campaign_id"] is None and rec["message_id"] is None
+
+
+def reason(data) -> str:
+    with pytest.raises(DecodeError) as exc:
+        codec("behavior_event").decode(data)
+    return exc.value.reason
+
+
+def test_truncated_frames_are_rejected_at_every_length():
+    frame = codec("behavior_event").encode(event(context={"page": "home"}, properties={"a": "b"}))
+    for n in range(len(frame)):
+        assert reason(frame[:n]) in {"bad_frame", "undecodable", "empty"}, n
+
+
+def test_random_bytes_raise_decode_error_only():
+    rng = random.Random(42)
+    c = codec("behavior_event")
+    fp = c.fingerprint
+    for i in range(3000):
+        junk = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
+        data = MAGIC + fp + junk if i % 2 else junk
+        try:
+            c.decode(data)
+        except DecodeError as exc:
+            assert exc.reason in {"bad_frame", "undecodable", "trailing_bytes", "unknown_schema"}
+
+
+def test_unknown_fingerprint_and_other_schemas_are_refused():
+    assert reason(MAGIC + b"\x01" * 8 + b"\x02a") == "unknown_schema"
+    # a valid frame of another schema is not a behavior event
+    other = codec("catalog_item").encode({"event_id": "e", "event_type": "delete", "item_id": "i", "event_time": 1})
+    assert reason(other) == "unknown_schema"
+    assert decode_any(other)[0] == "catalog_item"
+
+
+def test_confluent_framing_and_json_are_bad_frames_with_a_useful_detail():
+    with pytest.raises(DecodeError) as exc:
+        codec("behavior_event").decode(b"\x00\x00\x00\x00\x2a" + b"\x02a")
+    assert exc.value.reason == "bad_frame" and "registry schema id 42" in exc.value.detail
+    assert reason(json.dumps(event()).encode()) == "bad_frame"
+    assert reason(None) == "empty"
+
+
+def test_oversized_payload_is_refused_before_decoding():
+    c = Codec("behavior_event", max_bytes=1000)
+    big = c.encode(event(properties={"blob": "x" * 2000}))
+    with pytest.raises(DecodeError) as exc:
+        c.decode(big)
+    assert exc.value.reason == "oversized"
+
+
+def test_non_utf8_strings_are_undecodable():
+    fp = codec("behavior_event").fingerprint
+    body = avro_string(b"\xff\xfe-bad") + avro_string(b"view") + b"\x02" + avro_string(b"u")
+    assert reason(MAGIC + fp + body + b"\x00" * 40) == "undecodable"
+
+
+def test_trailing_bytes_are_refused():
+    assert reason(codec("behavior_event").encode(event()) + b"\x00") == "trailing_bytes"
+
+
+def test_wrong_types_are_refused_at_encode():
+    c = codec("behavior_event")
+    for bad in (event(event_time="yesterday"), event(user_id=7), event(value="5"), {"event_type": "view"}):
+        with pytest.raises(DecodeError) as exc:
+            c.encode(bad)
+        assert exc.value.reason == "invalid_record"
+
+
+def test_strict_validate_catches_what_encode_lets_through():
+    c = codec("behavior_event")
+    # fastavro's writer iterates a string given for an array: encode "succeeds" with ['i', '1']
+    assert c.decode(c.encode(event(items="i1")))["items"] == ["i", "1"]
+    with pytest.raises(DecodeError) as exc:
+        c.validate(event(items="i1"))
+    assert exc.value.reason == "invalid_record" and "items" in exc.value.detail
+    c.validate(event(items=["i1"]))

@@ -63,6 +63,17 @@ class Trending:
         best = sorted(self.scores.items(), key=lambda kv: -kv[1])[:n]
         return [(item, decayed(s, now_ms, self.half_life_ms)) for item, s in best]
 
+    def to_bytes(self) -> bytes:
+        import json
+
+        return json.dumps(self.to_state()).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Trending:
+        import json
+
+        return cls.from_state(json.loads(data))
+
     def to_state(self) -> dict[str, object]:
         return {"half_life_ms": self.half_life_ms, "scores": dict(self.scores)}
 

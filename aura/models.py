@@ -1,0 +1,179 @@
+"""The model registry (the seed's ML Model engine): models with type, configuration, version,
+training window, offline metrics and status; active version and blend weights per placement.
+
+Owns the ``models`` and ``model_placements`` Cassandra tables and the ``recs_placement`` Redis hashes
+(the serving copy of the placement table). Artifacts are stored as bytes (every model type has
+``to_bytes``/``from_bytes``; ``MODEL_TYPES`` lists them and a contract test round-trips each): inline
+in the row when small, else in a file under ``<home>/models`` whose path the row keeps.
+
+Synchronous (jobs, CLI); the API calls it through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aura.layout import RedisKeys, Tables
+from aura.settings import Settings
+
+# type -> "module:Class" with ``from_bytes`` (imported lazily: aura/ must not import the engines)
+MODEL_TYPES: dict[str, str] = {
+    "ease": "jobs.algos:EASE",
+    "item_knn": "jobs.algos:ItemKNN",
+    "popularity": "jobs.algos:Popularity",
+    "online_mf": "streams.mf:OnlineMF",
+    "content_tfidf": "streams.catalog:ContentModel",
+    "trending": "streams.trending:Trending",
+}
+STATUSES = ("training", "ready", "active", "failed", "retired")
+INLINE_MAX_BYTES = 2_000_000
+
+
+class RegistryError(ValueError):
+    """Unknown model type, model or version."""
+
+
+def model_class(kind: str) -> Any:
+    if kind not in MODEL_TYPES:
+        raise RegistryError(f"unknown model type {kind!r}; known: {sorted(MODEL_TYPES)}")
+    module, name = MODEL_TYPES[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def restore(kind: str, data: bytes) -> Any:
+    """Bytes -> model object of ``kind``."""
+    return model_class(kind).from_bytes(data)
+
+
+@dataclass
+class ModelVersion:
+    model_id: str
+    version: int
+    type: str
+    config: dict[str, Any] = field(default_factory=dict)
+    window_start: int | None = None
+    window_end: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    status: str = "training"
+    created_at: int = 0
+    updated_at: int = 0
+    has_artifact: bool = False
+
+    def doc(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("model_id", "version", "type", "config", "window_start", "window_end",
+                                              "metrics", "status", "created_at", "updated_at", "has_artifact")}
+
+
+class Registry:
+    def __init__(self, session: Any, settings: Settings, redis: Any | None = None) -> None:
+        self.session, self.s, self.redis = session, settings, redis
+        self.keys = RedisKeys(settings.redis_prefix)
+        self.dir = Path(settings.home) / "models" / settings.cassandra_keyspace
+
+    def _row(self, r: Any) -> ModelVersion:
+        has = r.artifact is not None and len(r.artifact) > 0
+        return ModelVersion(r.model_id, r.version, r.type, json.loads(r.config or "{}"), r.window_start, r.window_end,
+                            dict(r.metrics or {}), r.status, r.created_at or 0, r.updated_at or 0, has)
+
+    def versions(self, model_id: str) -> list[ModelVersion]:
+        rows = self.session.execute(
+            f"SELECT model_id, version, type, config, window_start, window_end, metrics, status, created_at, "
+            f"updated_at, artifact FROM {Tables.MODELS} WHERE model_id = %s", (model_id,))
+        return [self._row(r) for r in rows]
+
+    def models(self) -> list[ModelVersion]:
+        """The latest version of every model."""
+        rows = self.session.execute(
+            f"SELECT model_id, version, type, config, window_start, window_end, metrics, status, created_at, "
+            f"updated_at, artifact FROM {Tables.MODELS} PER PARTITION LIMIT 1")
+        return sorted((self._row(r) for r in rows), key=lambda m: m.model_id)
+
+    def get(self, model_id: str, version: int | None = None) -> ModelVersion:
+        vs = self.versions(model_id)
+        for v in vs:
+            if version is None or v.version == version:
+                return v
+        raise RegistryError(f"no model {model_id!r} version {version}")
+
+    def register(self, model_id: str, kind: str, config: dict[str, Any]) -> ModelVersion:
+        model_class(kind)
+        existing = self.versions(model_id)
+        version = (existing[0].version + 1) if existing else 1
+        now = int(time.time() * 1000)
+        self.session.execute(
+            f"INSERT INTO {Tables.MODELS} (model_id, version, type, config, status, metrics, created_at, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) IF NOT EXISTS",
+            (model_id, version, kind, json.dumps(config, sort_keys=True), "training", {}, now, now))
+        return self.get(model_id, version)
+
+    def finish(self, model_id: str, version: int, *, artifact: bytes | None, metrics: dict[str, float],
+               window: tuple[int | None, int | None], status: str = "ready") -> ModelVersion:
+        blob = artifact
+        if artifact is not None and len(artifact) > INLINE_MAX_BYTES:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path = self.dir / f"{model_id}-v{version}.bin"
+            path.write_bytes(artifact)
+            blob = b"file:" + str(path).encode()
+        self.session.execute(
+            f"UPDATE {Tables.MODELS} SET artifact = %s, metrics = %s, window_start = %s, window_end = %s, "
+            "status = %s, updated_at = %s WHERE model_id = %s AND version = %s",
+            (blob, {k: float(v) for k, v in metrics.items()}, window[0], window[1], status,
+             int(time.time() * 1000), model_id, version))
+        return self.get(model_id, version)
+
+    def set_status(self, model_id: str, version: int, status: str, error: str | None = None) -> None:
+        if status not in STATUSES:
+            raise RegistryError(f"unknown status {status!r}")
+        self.session.execute(
+            f"UPDATE {Tables.MODELS} SET status = %s, updated_at = %s WHERE model_id = %s AND version = %s",
+            (status, int(time.time() * 1000), model_id, version))
+        if error:
+            cfg = self.get(model_id, version).config
+            cfg["error"] = error[:500]
+            self.session.execute(f"UPDATE {Tables.MODELS} SET config = %s WHERE model_id = %s AND version = %s",
+                                 (json.dumps(cfg), model_id, version))
+
+    def artifact(self, model_id: str, version: int) -> bytes:
+        row = self.session.execute(f"SELECT artifact FROM {Tables.MODELS} WHERE model_id = %s AND version = %s",
+                                   (model_id, version)).one()
+        if row is None or not row.artifact:
+            raise RegistryError(f"model {model_id!r} v{version} has no artifact")
+        data = bytes(row.artifact)
+        if data.startswith(b"file:"):
+            return Path(data[5:].decode()).read_bytes()
+        return data
+
+    def load(self, model_id: str, version: int | None = None) -> tuple[ModelVersion, Any]:
+        mv = self.get(model_id, version)
+        return mv, restore(mv.type, self.artifact(model_id, mv.version))
+
+    def activate(self, placement: str, model_id: str, version: int, weights: dict[str, float] | None) -> None:
+        """Serve ``model_id`` v``version`` (and blend ``weights``) at ``placement``."""
+        mv = self.get(model_id, version)
+        if mv.status not in ("ready", "active"):
+            raise RegistryError(f"model {model_id!r} v{version} is {mv.status}, not ready")
+        now = int(time.time() * 1000)
+        wj = json.dumps(weights) if weights else None
+        self.session.execute(
+            f"INSERT INTO {Tables.MODEL_PLACEMENTS} (placement, model_id, version, weights, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s)", (placement, model_id, version, wj, now))
+        self.set_status(model_id, version, "active")
+        if self.redis is not None:
+            key = self.keys.recs_placement(placement)
+            self.redis.delete(key)
+            mapping = {"model_id": model_id, "version": str(version), "type": mv.type}
+            if wj:
+                mapping["weights"] = wj
+            self.redis.hset(key, mapping=mapping)
+
+    def placements(self) -> dict[str, dict[str, Any]]:
+        rows = self.session.execute(f"SELECT placement, model_id, version, weights, updated_at FROM "
+                                    f"{Tables.MODEL_PLACEMENTS}")
+        return {r.placement: {"model_id": r.model_id, "version": r.version,
+                              "weights": json.loads(r.weights) if r.weights else None, "updated_at": r.updated_at}
+                for r in rows}

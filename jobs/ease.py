@@ -1,0 +1,208 @@
+"""Batch job: rebuild EASE (lambda = 500) from the interaction history in Cassandra and publish it.
+
+Stages, each checkpointed under ``<home>/jobs/<job_id>/`` so that ``--resume <job_id>`` continues
+where a crashed or stopped run left off:
+
+1. ``load``: page through the ``interactions`` table (paging state + rows saved every few pages);
+2. ``eval``: offline HR@10/NDCG@10 with the last interaction of each user held out (optional);
+3. ``fit``: EASE on every interaction (the item-item matrix ``B`` saved);
+4. ``publish``: per item the top-K of ``B`` (``recs_item_similar(.., ease)``) and per user the top
+   candidates (``recs_user_batch(.., ease)``), in chunks of users (the last chunk done saved);
+5. ``register``: the version's artifact, window and metrics in the model registry (status ready),
+   and, with ``--activate PLACEMENT``, made active there.
+
+Progress goes to stdout (rows/s, stage, chunk). Owns the ``ease`` batch keys in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aura.layout import RedisKeys, Tables
+from aura.settings import Settings
+from jobs.algos import EASE, evaluate, interaction_matrix, leave_last_out, recommend_all, top_k
+
+PAGE = 5000
+
+
+def say(msg: str) -> None:
+    print(f"[job ease] {msg}", flush=True)  # noqa: T201 - a batch job reports progress on stdout
+
+
+class Checkpoint:
+    """A job's directory: ``state.json`` (stage, paging state, chunk) plus numpy artifacts."""
+
+    def __init__(self, root: Path, job_id: str) -> None:
+        self.dir = root / job_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.job_id = job_id
+        self.path = self.dir / "state.json"
+        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {"stage": "load"}
+
+    def save(self, **updates: Any) -> None:
+        self.state.update(updates)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        tmp.replace(self.path)
+
+    def save_rows(self, rows: list[tuple[str, str, int]]) -> None:
+        arr = np.array(rows, dtype=object) if rows else np.zeros((0, 3), dtype=object)
+        tmp = self.dir / "rows.tmp.npy"
+        np.save(tmp, arr, allow_pickle=True)
+        tmp.replace(self.dir / "rows.npy")
+
+    def load_rows(self) -> list[tuple[str, str, int]]:
+        p = self.dir / "rows.npy"
+        if not p.exists():
+            return []
+        return [(str(u), str(i), int(t)) for u, i, t in np.load(p, allow_pickle=True)]
+
+
+def load_interactions(session: Any, ck: Checkpoint) -> list[tuple[str, str, int]]:
+    """Page through the interactions table, checkpointing rows and the paging state."""
+    from cassandra.query import SimpleStatement
+
+    rows = ck.load_rows()
+    paging = bytes.fromhex(ck.state["paging"]) if ck.state.get("paging") else None
+    if ck.state.get("loaded"):
+        return rows
+    stmt = SimpleStatement(f"SELECT user_id, item_id, event_time FROM {Tables.INTERACTIONS}", fetch_size=PAGE)
+    started, n0 = time.monotonic(), len(rows)
+    pages = 0
+    while True:
+        rs = session.execute(stmt, paging_state=paging)
+        page = rs.current_rows
+        rows += [(r.user_id, r.item_id, int(r.event_time)) for r in page]
+        paging = rs.paging_state
+        pages += 1
+        if pages % 10 == 0 or paging is None:
+            ck.save_rows(rows)
+            ck.save(paging=paging.hex() if paging else None, loaded=paging is None)
+            rate = (len(rows) - n0) / max(time.monotonic() - started, 1e-6)
+            say(f"load: {len(rows)} interactions ({rate:,.0f} rows/s)")
+        if paging is None:
+            return rows
+
+
+def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam: float = 500.0, k_items: int = 100,
+        k_users: int | None = None, evaluate_first: bool = True, activate: str | None = None,
+        chunk: int = 500, stop_after: str | None = None) -> dict[str, Any]:
+    """Run (or resume) the job; returns a summary. ``stop_after`` (a stage name) simulates a crash."""
+    from aura.models import Registry
+
+    keys = RedisKeys(s.redis_prefix)
+    job_id = job_id or f"ease-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    ck = Checkpoint(Path(s.home) / "jobs" / s.cassandra_keyspace, job_id)
+    say(f"job {job_id}: stage {ck.state['stage']}")
+    registry = Registry(session, s)
+    if "version" not in ck.state:
+        mv = registry.register("ease", "ease", {"lambda": lam, "k_items": k_items, "job_id": job_id})
+        ck.save(version=mv.version)
+    version = int(ck.state["version"])
+    k_users = k_users or s.recs_candidates
+    try:
+        rows = load_interactions(session, ck)
+        if not rows:
+            raise RuntimeError("no interactions to learn from")
+        if stop_after == "load":
+            return {"job_id": job_id, "stopped_after": "load"}
+        window = (min(t for _, _, t in rows), max(t for _, _, t in rows))
+        metrics = ck.state.get("metrics") or {}
+        if evaluate_first and not metrics:
+            train, test = leave_last_out(rows)
+            X, users, items = interaction_matrix([(u, i) for u, i, _ in train])
+            model = EASE(lam).fit(X)
+            idx = recommend_all(model, X, 10)
+            recs = {u: [items[j] for j in idx[r]] for r, u in enumerate(users)}
+            metrics = evaluate(recs, {u: i for u, i in test.items() if u in set(users)}, 10)
+            ck.save(metrics=metrics)
+            say(f"eval (leave-last-out): HR@10 {metrics['hr@10']:.4f} NDCG@10 {metrics['ndcg@10']:.4f}")
+        X, users, items = interaction_matrix([(u, i) for u, i, _ in rows])
+        bpath = ck.dir / "B.npy"
+        if bpath.exists():
+            model = EASE(lam)
+            model.B = np.load(bpath)
+        else:
+            t0 = time.monotonic()
+            model = EASE(lam).fit(X)
+            np.save(bpath, model.B)
+            say(f"fit: {len(users)} users x {len(items)} items in {time.monotonic() - t0:.1f}s")
+        ck.save(stage="publish")
+        if stop_after == "fit":
+            return {"job_id": job_id, "stopped_after": "fit"}
+        if not ck.state.get("items_published"):
+            neigh = model.item_neighbours(k_items)
+            pipe = redis.pipeline(transaction=False)
+            for r, lst in enumerate(neigh):
+                key = keys.recs_item_similar(items[r], "ease")
+                pipe.delete(key)
+                if lst:
+                    pipe.zadd(key, {items[j]: s_ for j, s_ in lst})
+            pipe.execute()
+            ck.save(items_published=True)
+            say(f"publish: {len(items)} item lists")
+        done = int(ck.state.get("users_done", 0))
+        for start in range(done, len(users), chunk):
+            rows_ = X[start:start + chunk]
+            scores = model.scores(rows_)
+            idx = top_k(scores, k_users, exclude=rows_.toarray() > 0)
+            pipe = redis.pipeline(transaction=False)
+            for r in range(rows_.shape[0]):
+                key = keys.recs_user_batch(users[start + r], "ease")
+                pipe.delete(key)
+                pipe.zadd(key, {items[j]: float(scores[r, j]) for j in idx[r] if np.isfinite(scores[r, j])})
+            pipe.execute()
+            ck.save(users_done=min(start + chunk, len(users)))
+            say(f"publish: users {min(start + chunk, len(users))}/{len(users)}")
+            if stop_after == "chunk":
+                return {"job_id": job_id, "stopped_after": "chunk"}
+        registry.finish("ease", version, artifact=model.to_bytes(), metrics=metrics, window=window)
+        if activate:
+            from aura.bootstrap import redis_sync
+
+            registry.redis = redis_sync(s)
+            registry.activate(activate, "ease", version, None)
+        ck.save(stage="done")
+        say(f"done: ease v{version} ready ({len(rows)} interactions, window {window[0]}..{window[1]})")
+        return {"job_id": job_id, "version": version, "metrics": metrics, "users": len(users), "items": len(items),
+                "interactions": len(rows)}
+    except Exception as exc:
+        registry.set_status("ease", version, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from aura import bootstrap
+    from aura.settings import get_settings
+
+    p = argparse.ArgumentParser(prog="aura job ease")
+    p.add_argument("--resume", help="job id to resume")
+    p.add_argument("--lam", type=float, default=500.0)
+    p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--activate", help="make the new version active at this placement")
+    p.add_argument("--every", type=float, default=None, help="repeat every N seconds (a schedule)")
+    a = p.parse_args(argv)
+    s = get_settings()
+    session, redis = bootstrap.cassandra_session(s), bootstrap.redis_sync(s)
+    try:
+        while True:
+            run(s, session, redis, job_id=a.resume, lam=a.lam, evaluate_first=not a.no_eval, activate=a.activate)
+            if a.every is None:
+                return 0
+            a.resume = None
+            time.sleep(a.every)
+    finally:
+        session.cluster.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

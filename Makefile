@@ -22,6 +22,12 @@ run: install            ## stack + migrations + worker + API + demo traffic
 	$(BIN)/aura run
 
 test: install           ## lint, then every test against the real stack
+	@# docker-compose.yml is validated by `docker compose config` where a docker client is present
+	@if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
+	    && ! command -v docker-compose >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing docker-compose (Debian) to validate docker-compose.yml"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose) >/dev/null 2>&1 || true; \
+	fi
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -1,4 +1,4 @@
-"""The ``aura`` command: stack up|down|status|reset, migrate, worker, api, demo, run."""
+"""The ``aura`` command: stack up|down|status|reset, migrate, worker, api, demo, run, keys."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say("the platform is running. Look at:")
     _say(f"  {base}/docs                                   interactive API")
     _say(f"  {base}/v1/health                              each dependency's status")
-    _say(f"  {base}/v1/profiles/u000001/activity           a demo user's live activity")
+    _say(f"  {base}/v1/profiles/u000000/activity           a demo user's live activity")
     _say("Ctrl-C stops worker, API and demo; `make down` stops Kafka, Cassandra and Redis.")
     stop = False
 
@@ -141,6 +141,53 @@ def cmd_run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    """Batch jobs (issue 5): ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``."""
+    from jobs import ease
+
+    return ease.main(args.job_args) if args.job == "ease" else 2
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """API keys (issue 6): ``aura keys create --scope read --name x``, ``list``, ``revoke ID``."""
+    from aura import bootstrap
+    from aura.apikeys import ApiKeyError, KeyStore
+
+    s = get_settings()
+    session = bootstrap.cassandra_session(s)
+    redis = bootstrap.redis_sync(s)
+    try:
+        store = KeyStore(s, session, redis)
+        if args.action == "create":
+            try:
+                rec, token = store.create(args.name, args.scope or ["read"], args.rate, args.burst)
+            except ApiKeyError as exc:
+                _say(f"error: {exc}")
+                return 2
+            _say(f"created key {rec.key_id} ({rec.name}) scopes={','.join(sorted(rec.scopes))} "
+                 f"rate={rec.rate_per_s:g}/s burst={rec.burst}")
+            _say("the token is shown once; store it now:")
+            print(token, flush=True)  # noqa: T201 - the one place the token is ever shown
+            return 0
+        if args.action == "list":
+            for rec in store.list():
+                state = "revoked" if rec.revoked else "active"
+                print(f"{rec.key_id}  {state:8} {','.join(sorted(rec.scopes)):18} "  # noqa: T201
+                      f"{rec.rate_per_s:>8g}/s burst {rec.burst:<6} {rec.name}", flush=True)
+            return 0
+        if not args.key_id:
+            _say("error: revoke needs a key id (see `aura keys list`)")
+            return 2
+        if store.revoke(args.key_id):
+            _say(f"revoked {args.key_id}")
+            return 0
+        _say(f"no key {args.key_id}")
+        return 1
+    finally:
+        redis.close()
+        session.cluster.shutdown()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("action", choices=["check", "release"])
     sc.add_argument("names", nargs="*", help="schema names (default: all)")
     sc.set_defaults(func=cmd_schema)
+    jb = sub.add_parser("job", help="batch jobs: ease (rebuild EASE from Cassandra, publish to Redis + registry)")
+    jb.add_argument("job", choices=["ease"])
+    jb.add_argument("job_args", nargs=argparse.REMAINDER, help="--resume ID, --activate P, --every S, --no-eval")
+    jb.set_defaults(func=cmd_job)
+    ky = sub.add_parser("keys", help="API keys: create --scope S [--scope S2] --name N [--rate R --burst B], "
+                                     "list, revoke ID")
+    ky.add_argument("action", choices=["create", "list", "revoke"])
+    ky.add_argument("key_id", nargs="?", help="key id to revoke")
+    ky.add_argument("--scope", action="append", choices=["read", "events", "admin"],
+                    help="repeatable; admin covers read and events (default: read)")
+    ky.add_argument("--name", default="", help="who the key is for (e.g. storefront-eu)")
+    ky.add_argument("--rate", type=float, default=None, help="requests/s (default: AURA_RATE_LIMIT_PER_S)")
+    ky.add_argument("--burst", type=int, default=None, help="requests at once (default: AURA_RATE_LIMIT_BURST)")
+    ky.set_defaults(func=cmd_keys)
     return p
 
 

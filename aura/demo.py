@@ -32,7 +32,9 @@ class Item:
 class Storefront:
     """A model of a shop's traffic; the same seed gives the same stream."""
 
-    def __init__(self, seed: int = 7, n_users: int = 2000, n_items: int = 500, user_prefix: str = "u") -> None:
+    def __init__(self, seed: int = 7, n_users: int = 2000, n_items: int = 500, user_prefix: str = "u",
+                 run_id: str = "") -> None:
+        self.run_id = run_id  # prefixes event ids, so that two runs of one seed are not duplicates
         self.rng = np.random.default_rng(seed)
         rng = self.rng
         self.items = [
@@ -51,7 +53,10 @@ class Storefront:
         self.uuid_rng = np.random.default_rng(seed + 1)
 
     def _eid(self) -> str:
-        return str(uuid.UUID(bytes=self.uuid_rng.bytes(16), version=4))
+        return self.run_id + str(uuid.UUID(bytes=self.uuid_rng.bytes(16), version=4))
+
+    def _token(self, n: int) -> str:
+        return self.run_id + self.uuid_rng.bytes(16).hex()[:n]
 
     def _pick_item(self, user: int) -> Item:
         rng = self.rng
@@ -64,9 +69,10 @@ class Storefront:
     def session(self, now_ms: int) -> list[dict[str, Any]]:
         """One user session: impressions, views, clicks, carts, maybe a purchase."""
         rng = self.rng
-        u = int(rng.integers(len(self.users)))
+        # mostly uniform users, plus a head of regulars (u000000 is the most frequent visitor)
+        u = min(int(rng.zipf(1.3)) - 1, len(self.users) - 1) if rng.random() < 0.1 else int(rng.integers(len(self.users)))
         user_id = self.users[u]
-        ctx = {"session_id": self._eid()[:8], "device": DEVICES[int(rng.integers(3))],
+        ctx = {"session_id": self._token(8), "device": DEVICES[int(rng.integers(3))],
                "channel": "web", "locale": "en-US"}
         events: list[dict[str, Any]] = []
         t = now_ms
@@ -74,7 +80,7 @@ class Storefront:
         for _ in range(int(rng.integers(1, 8))):
             placement = PLACEMENTS[int(rng.integers(len(PLACEMENTS)))]
             shown = [self._pick_item(u) for _ in range(6)]
-            rec_id = f"rec-{self._eid()[:12]}"
+            rec_id = f"rec-{self._token(12)}"
             exp = ("exp-homepage", "A" if rng.random() < 0.5 else "B") if placement == "homepage" else (None, None)
             events.append(self._event("impression", user_id, None, t, {**ctx, "placement": placement},
                                       items=[i.item_id for i in shown], recommendation_id=rec_id,
@@ -94,7 +100,7 @@ class Storefront:
         if cart and rng.random() < 0.45:
             lines = [{"item_id": i.item_id, "quantity": int(rng.integers(1, 3)), "unit_price": i.price} for i in cart]
             events.append(self._event("purchase", user_id, cart[0].item_id, t + 1000, {**ctx, "page": "checkout"},
-                                      order={"order_id": f"ord-{self._eid()[:12]}", "currency": "USD",
+                                      order={"order_id": f"ord-{self._token(12)}", "currency": "USD",
                                              "lines": lines}))
         return events
 
@@ -115,7 +121,7 @@ class Storefront:
 def run(producer: Any, rate: float, duration_s: float | None = None, seed: int = 7,
         report_every_s: float = 10.0) -> int:
     """Produce demo events at ``rate`` events/s (wall clock event times) until ``duration_s``."""
-    shop = Storefront(seed=seed)
+    shop = Storefront(seed=seed, run_id=f"{uuid.uuid4().hex[:8]}-")
     sent = 0
     started = time.monotonic()
     last_report = started

@@ -1,21 +1,44 @@
-"""The API application: lifespan opens the clients once; routers are grouped by engine."""
+"""The API application: lifespan opens the clients once; routers are grouped by engine.
+
+This module is the one place where the security policy of every route group is set: each
+``include_router`` carries ``dependencies=[guard(...)]`` (GET needs ``read``; writes need the
+group's write scope; per-route overrides), so a router whose author forgot about auth is still
+covered and fails closed. ``/v1/health`` (and ``/metrics`` unless ``metrics_public=false``) are
+the only open routes. Errors are ``{"detail": ...}``; dependency outages are 503 (never 500).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from aura import bootstrap
 from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
+from serving.degrade import Breakers, GuardedSession, PopularCache, guarded_redis, install_handlers
+from serving.metrics import EdgeMiddleware
+from serving.responses import SECURED_RESPONSES
 from serving.routes import events, profiles, system
+from serving.security import ADMIN, EVENTS, Authenticator, guard
 from serving.state import ApiState
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/v1"
+
+TAGS = [
+    {"name": "system", "description": "Health (open), statistics (admin) and Prometheus metrics."},
+    {"name": "profiles", "description": "User profiles and activity as the stream materialized them. "
+                                        "GET: `read`; writes: `events` (erase: `admin`)."},
+    {"name": "events", "description": "Event ingest over HTTP, produced to Kafka. `events` scope; catalog "
+                                      "writes need `admin`."},
+]
 
 
 def prepare(session: object) -> dict[str, object]:
@@ -36,18 +59,40 @@ def connect_cassandra(s: Settings) -> tuple[object | None, dict[str, object]]:
         return None, {}
 
 
+async def _reconnect_cassandra(state: ApiState) -> None:
+    """While Cassandra is unreachable (it was down at start-up), try again every breaker period."""
+    while state.cassandra is None:
+        await asyncio.sleep(state.settings.breaker_reset_s)
+        session, statements = await asyncio.to_thread(connect_cassandra, state.settings)
+        if session is not None:
+            state.statements.update(statements)
+            state.cassandra = GuardedSession(session, state.breakers.cassandra)  # type: ignore[union-attr]
+            log.warning("Cassandra reachable again; reconnected")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        breakers = Breakers.from_settings(s)
         session, statements = connect_cassandra(s)
-        state = ApiState(settings=s, keys=RedisKeys(s.redis_prefix), redis=bootstrap.redis_async(s),
-                         cassandra=session, producer=bootstrap.kafka_producer(s), statements=statements)
+        state = ApiState(settings=s, keys=RedisKeys(s.redis_prefix), redis=guarded_redis(s, breakers.redis),
+                         cassandra=GuardedSession(session, breakers.cassandra) if session is not None else None,
+                         producer=bootstrap.kafka_producer(s), statements=statements, breakers=breakers,
+                         popular=PopularCache(path=s.home / "cache" / f"popular-{s.redis_prefix}.json"))
+        state.popular.load()
+        state.auth = Authenticator(state)
         app.state.aura = state
+        reconnect = asyncio.create_task(_reconnect_cassandra(state)) if session is None else None
         try:
             yield
         finally:
+            if reconnect is not None:
+                reconnect.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconnect
+            state.popular.save()
             await state.redis.aclose()
             if state.producer is not None:
                 state.producer.flush(5)
@@ -57,10 +102,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="Aura Personalization Engine",
         version="0.1.0",
-        description="Real-time personalization and recommendations served from state the event stream keeps fresh.",
+        description="Real-time personalization and recommendations served from state the event stream keeps "
+                    "fresh.\n\nAuthenticate with an API key (`aura keys create --scope read --name storefront`) "
+                    "sent as `X-API-Key` or `Authorization: Bearer`. Scopes: `read` (GET), `events` (event and "
+                    "tracking POSTs), `admin` (configuration writes; covers all). See docs/api.md.",
         lifespan=lifespan,
+        openapi_tags=TAGS,
+        max_body_size=s.max_body_bytes,
     )
-    app.include_router(system.router, prefix=API_PREFIX)
-    app.include_router(profiles.router, prefix=API_PREFIX)
-    app.include_router(events.router, prefix=API_PREFIX)
+    install_handlers(app)
+    secured: dict[str, Any] = {"responses": SECURED_RESPONSES}
+
+    app.include_router(system.router, prefix=API_PREFIX)  # /v1/health: open
+    app.include_router(system.ops_router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, read=ADMIN)], **secured)
+    if s.metrics_public:
+        app.include_router(system.metrics_router)
+    else:
+        app.include_router(system.metrics_router, dependencies=[guard(read=ADMIN)], **secured)
+    app.include_router(profiles.router, prefix=API_PREFIX,
+                       dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
+    app.include_router(events.router, prefix=API_PREFIX,
+                       dependencies=[guard(write=EVENTS, overrides={"/catalog/items": ADMIN})], **secured)
+    # issue 4: segment members and analytics (read scope)
+    from serving.routes import analytics as analytics_routes
+
+    app.include_router(profiles.segments_router, prefix=API_PREFIX, dependencies=[guard()], **secured)
+    app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=[guard()], **secured)
+
+    if s.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=s.cors_origin_list, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+                           expose_headers=["Retry-After", "X-Aura-Degraded"], max_age=600)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=s.max_body_bytes)  # outermost: sees every request
     return app

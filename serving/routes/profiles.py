@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import time
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from aura.bootstrap import cassandra_execute, epoch_ms
+from aura.layout import Tables
 from serving.deps import State
-from streams.profiles import parse_state
+from streams import profiles as profiles_mod
+from streams.identity import parse_attrs
+from streams.profiles import Profile, ProfileConfig, parse_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/profiles", tags=["profiles"])
@@ -55,3 +62,159 @@ async def get_activity(state: State, user_id: str = UserId) -> Activity:
                 recent_items=list(row.recent_items or []),
             )
     raise HTTPException(404, f"no activity for user {user_id!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The full profile (issue 4): Redis first, Cassandra (user_profile + user_activity) as fallback.
+
+
+def _cfg(state: Any) -> ProfileConfig:
+    cfg = state.statements.get("_profile_cfg")
+    if cfg is None:
+        cfg = state.statements["_profile_cfg"] = ProfileConfig.from_settings(state.settings)
+    return cfg
+
+
+def _prepared(state: Any, name: str, cql: str) -> Any:
+    st = state.statements.get(name)
+    if st is None and state.cassandra is not None:
+        st = state.statements[name] = state.cassandra.prepare(cql)
+    return st
+
+
+async def load_profile(state: Any, user_id: str) -> tuple[Profile, dict[str, str], str] | None:
+    """(profile, attrs hash, source) of ``user_id``, or None when nothing is known."""
+    keys = state.keys
+    try:
+        pipe = state.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.user_counts(user_id))
+        pipe.lrange(keys.user_recent(user_id), 0, -1)
+        pipe.hgetall(keys.user_profile(user_id))
+        pipe.hgetall(keys.user_attrs(user_id))
+        counts, recent, prof, attrs = await pipe.execute()
+        if counts or attrs:
+            return profiles_mod.decode(counts, recent, prof), attrs, "redis"
+    except Exception as exc:  # noqa: BLE001 - Redis down: fall back to Cassandra
+        log.warning("redis read failed, falling back to cassandra: %s", exc)
+    st = _prepared(state, "profile_doc", f"SELECT doc FROM {Tables.USER_PROFILE} WHERE user_id = ?")
+    act = state.statements.get("activity")
+    if st is None or act is None:
+        return None
+    try:
+        rows, arows = await asyncio.gather(cassandra_execute(state.cassandra, st.bind((user_id,))),
+                                           cassandra_execute(state.cassandra, act.bind((user_id,))))
+    except Exception as exc:  # noqa: BLE001
+        raise HTTPException(503, "profile stores unavailable") from exc
+    row, arow = (rows[0] if rows else None), (arows[0] if arows else None)
+    if arow is None:
+        return None
+    counts = {k: str(v) for k, v in (arow.counts or {}).items()}
+    if arow.first_seen is not None:
+        counts["first_seen"] = str(epoch_ms(arow.first_seen))
+        counts["last_seen"] = str(epoch_ms(arow.last_seen))
+    prof = json.loads(row.doc) if row is not None and row.doc else {}
+    return profiles_mod.decode(counts, list(arow.recent_items or []), prof), {}, "cassandra"
+
+
+async def _require(state: Any, user_id: str) -> tuple[Profile, dict[str, str], str]:
+    found = await load_profile(state, user_id)
+    if found is None:
+        raise HTTPException(404, f"no profile for user {user_id!r}")
+    return found
+
+
+class FullProfile(BaseModel):
+    user_id: str
+    attributes: dict[str, Any] = Field(description="Identity attributes (create/update events)")
+    preferences: dict[str, Any] = Field(description="Explicit preferences (preferences events)")
+    counts: dict[str, int]
+    first_seen: int | None
+    last_seen: int | None
+    recent_items: list[str]
+    sessions: int
+    orders: int
+    lifetime_value: float
+    engagement: float = Field(description="0..100, time-decayed to now (docs/state.md)")
+    lifecycle: str = Field(description="new | active | at-risk | churned | reactivated, as of now")
+    lifecycle_at_last_event: str | None
+    affinities: dict[str, float] = Field(description="Implicit, time-decayed: category:*, brand:*, price:*")
+    segments: list[str]
+    source: str
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+@router.get("/{user_id}", response_model=FullProfile, summary="The whole profile",
+            responses={404: {"description": "Unknown user"}})
+async def get_profile(state: State, user_id: str = UserId) -> FullProfile:
+    p, attrs, source = await _require(state, user_id)
+    a, prefs = parse_attrs(attrs)
+    return FullProfile(user_id=user_id, attributes=a, preferences=prefs, source=source,
+                       **profiles_mod.document(p, _now(), _cfg(state)))
+
+
+@router.get("/{user_id}/preferences", summary="Explicit preferences", responses={404: {"description": "Unknown"}})
+async def get_preferences(state: State, user_id: str = UserId) -> dict[str, Any]:
+    _p, attrs, _src = await _require(state, user_id)
+    return {"user_id": user_id, "preferences": parse_attrs(attrs)[1]}
+
+
+@router.get("/{user_id}/engagement", summary="Engagement score and lifecycle stage, as of now",
+            responses={404: {"description": "Unknown user"}})
+async def get_engagement(state: State, user_id: str = UserId) -> dict[str, Any]:
+    p, _a, source = await _require(state, user_id)
+    cfg, now = _cfg(state), _now()
+    return {"user_id": user_id, "engagement": profiles_mod.engagement_score(p.eng, p.eng_t, now, cfg),
+            "lifecycle": profiles_mod.lifecycle(p, now, cfg), "last_seen": p.last_seen, "source": source}
+
+
+@router.get("/{user_id}/segments", summary="The segments the user is in", responses={404: {"description": "Unknown"}})
+async def get_segments(state: State, user_id: str = UserId) -> dict[str, Any]:
+    p, _a, source = await _require(state, user_id)
+    return {"user_id": user_id, "segments": p.segments, "source": source}
+
+
+@router.get("/{user_id}/history", summary="Recent items, newest first, and counts per action",
+            responses={404: {"description": "Unknown user"}})
+async def get_history(state: State, user_id: str = UserId,
+                      limit: int = Query(20, ge=1, le=200)) -> dict[str, Any]:
+    p, _a, source = await _require(state, user_id)
+    return {"user_id": user_id, "recent_items": p.recent[:limit], "counts": p.counts, "sessions": p.sessions,
+            "source": source}
+
+
+segments_router = APIRouter(prefix="/segments", tags=["profiles"])
+
+
+@segments_router.get("", summary="Segment rules and member counts")
+async def list_segments(state: State) -> dict[str, Any]:
+    rules = _cfg(state).rules
+    pipe = state.redis.pipeline(transaction=False)
+    for name in rules:
+        pipe.scard(state.keys.segment_members(name))
+    sizes = await pipe.execute()
+    return {"segments": [{"name": n, "rule": r, "members": c} for (n, r), c in zip(rules.items(), sizes, strict=True)]}
+
+
+@segments_router.get("/{segment}/members", summary="Members of a segment (paged by cursor)",
+                     responses={404: {"description": "Unknown segment"}})
+async def segment_members(state: State, segment: str = Path(min_length=1, max_length=100),
+                          cursor: int = Query(0, ge=0), count: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    if segment not in _cfg(state).rules:
+        raise HTTPException(404, f"unknown segment {segment!r}")
+    try:
+        nxt, members = await state.redis.sscan(state.keys.segment_members(segment), cursor=cursor, count=count)
+        total = await state.redis.scard(state.keys.segment_members(segment))
+        return {"segment": segment, "members": sorted(members), "next_cursor": int(nxt), "total": total,
+                "source": "redis"}
+    except Exception as exc:  # noqa: BLE001 - Redis down: Cassandra (first page only)
+        log.warning("redis read failed, falling back to cassandra: %s", exc)
+    st = _prepared(state, "segment_members",
+                   f"SELECT user_id FROM {Tables.SEGMENT_MEMBERS} WHERE segment = ? LIMIT ?")
+    if st is None:
+        raise HTTPException(503, "segment stores unavailable")
+    rows = await cassandra_execute(state.cassandra, st.bind((segment, count)))
+    return {"segment": segment, "members": [r.user_id for r in rows], "next_cursor": 0, "total": None,
+            "source": "cassandra"}

@@ -1,0 +1,166 @@
+"""Windowed aggregates for analysts, and the durable copy of the analytics counters.
+
+A timer in every worker reads the buckets the behavior agent marked as touched
+(``analytics_touched``), sums the partitions' shares (streams/analytics.py), writes the absolute
+totals to the Cassandra table ``analytics_counters`` (``USING TIMESTAMP`` = read time, so an older
+snapshot never overwrites a newer one) and publishes Avro records (schemas/avro/agg_*.avsc) to the
+compacted ``agg.*`` topics, keyed by window and dimension: the latest record of a key is its value,
+``revision`` grows with every re-publication. Re-publishing the same totals is harmless, so two
+workers may both run it. Owns no Redis state besides trimming the touched set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from aura import layout
+from aura.layout import Tables, TopicSpec
+from schemas.codec import codec
+from streams import analytics
+from streams.analytics import BucketTotals
+
+if TYPE_CHECKING:
+    from streams.app import Resources
+
+log = logging.getLogger(__name__)
+
+# name used by `aura agg tail <name>` -> (topic spec, Avro schema name)
+AGGREGATES: dict[str, tuple[TopicSpec, str]] = {
+    "minute_metrics": (layout.AGG_METRICS_MINUTE, "agg_minute_metrics"),
+    "item_daily": (layout.AGG_ITEMS_DAILY, "agg_item_daily"),
+    "funnel": (layout.AGG_FUNNEL, "agg_funnel"),
+    "revenue": (layout.AGG_REVENUE, "agg_revenue"),
+}
+TOUCHED_KEEP_MS = 3600 * 1000
+INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class AggRecord:
+    name: str  # key of AGGREGATES
+    key: str
+    value: dict[str, Any]
+
+
+def _rev(now_ms: int, start: int) -> int:
+    return max(0, min(INT32_MAX, (now_ms - start) // 1000))
+
+
+def records(b: BucketTotals, now_ms: int) -> list[AggRecord]:
+    """The aggregate records of one bucket's totals (pure)."""
+    m = b.metrics
+    end = b.start + analytics.GRAINS[b.grain]
+    rev = _rev(now_ms, b.start)
+    out: list[AggRecord] = []
+    if b.grain == "minute":
+        events = {k[3:]: int(v) for k, v in m.items() if k.startswith("ev:")}
+        out.append(AggRecord("minute_metrics", f"{b.start}|all|", {
+            "window_start": b.start, "window_end": end, "dimension": "all", "dimension_value": "",
+            "events": events, "users": b.users.get("active", 0), "orders": int(m.get("orders", 0)),
+            "revenue": float(m.get("rev", 0.0)), "revision": rev, "emitted_at": now_ms}))
+        placements = {k[3:] for k in m if k.startswith(("pi:", "pc:"))}
+        for pl in sorted(placements):
+            out.append(AggRecord("minute_metrics", f"{b.start}|placement|{pl}", {
+                "window_start": b.start, "window_end": end, "dimension": "placement", "dimension_value": pl,
+                "events": {"impression": int(m.get(f"pi:{pl}", 0)),
+                           "recommendation_click": int(m.get(f"pc:{pl}", 0))},
+                "revision": rev, "emitted_at": now_ms}))
+    elif b.grain == "hour":
+        out.append(AggRecord("funnel", f"{b.start}|storefront|||", {
+            "window_start": b.start, "window_end": end, "funnel": "storefront",
+            "steps": [{"name": s, "users": b.users.get(f"f:{s}", 0), "events": int(m.get(f"ev:{s}", 0))}
+                      for s in analytics.FUNNEL],
+            "revision": rev, "emitted_at": now_ms}))
+        out.append(AggRecord("revenue", f"{b.start}|USD||", {
+            "window_start": b.start, "window_end": end, "orders": int(m.get("orders", 0)),
+            "buyers": b.users.get("f:purchase", 0), "revenue": float(m.get("rev", 0.0)),
+            "units": int(sum(v for k, v in m.items() if k.startswith("ip:"))),
+            "attributed_revenue": float(m.get("ar:rec", 0.0)), "revision": rev, "emitted_at": now_ms}))
+        for k in sorted(m):
+            if k.startswith("ao:exp:"):
+                exp, var = k[7:].rsplit(":", 1)
+                out.append(AggRecord("revenue", f"{b.start}|USD|{exp}|{var}", {
+                    "window_start": b.start, "window_end": end, "experiment_id": exp, "variant_id": var,
+                    "orders": int(m[k]), "revenue": float(m.get(f"ar:exp:{exp}:{var}", 0.0)),
+                    "attributed_revenue": float(m.get(f"ar:exp:{exp}:{var}", 0.0)),
+                    "revision": rev, "emitted_at": now_ms}))
+    elif b.grain == "day":
+        per_item: dict[str, dict[str, float]] = defaultdict(dict)
+        for k, v in m.items():
+            if k[:3] in ("iv:", "ic:", "ia:", "ii:", "ip:", "ir:"):
+                per_item[k[3:]][k[:2]] = v
+        day = b.start // analytics.GRAINS["day"]
+        for item, s in sorted(per_item.items()):
+            out.append(AggRecord("item_daily", f"{day}|{item}", {
+                "day": day, "item_id": item, "impressions": int(s.get("ii", 0)), "views": int(s.get("iv", 0)),
+                "clicks": int(s.get("ic", 0)), "add_to_carts": int(s.get("ia", 0)),
+                "purchases": int(s.get("ip", 0)), "units": int(s.get("ip", 0)), "revenue": float(s.get("ir", 0.0)),
+                "revision": rev, "emitted_at": now_ms}))
+    return out
+
+
+def durable_rows(b: BucketTotals) -> list[tuple[str, int, str, float]]:
+    rows = [(b.grain, b.start, k, float(v)) for k, v in b.metrics.items()]
+    rows += [(b.grain, b.start, f"u:{k}", float(v)) for k, v in b.users.items() if v]
+    return rows
+
+
+class AggregatePublisher:
+    """Reads touched buckets, writes them to Cassandra and returns the records to publish."""
+
+    def __init__(self, res: Resources) -> None:
+        self.res = res
+        self.partitions = res.settings.topic_partitions
+        self.since_ms = int(time.time() * 1000) - TOUCHED_KEEP_MS
+        self.insert = res.session.prepare(
+            f"INSERT INTO {Tables.ANALYTICS_COUNTERS} (grain, bucket, metric, value) VALUES (?, ?, ?, ?) "
+            "USING TIMESTAMP ?")
+
+    async def run_once(self, now_ms: int | None = None) -> list[AggRecord]:
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        now_ms = now_ms or int(time.time() * 1000)
+        redis, keys = self.res.redis, self.res.keys
+        members = await redis.zrangebyscore(keys.analytics_touched(), self.since_ms - 1000, "+inf")
+        await redis.zremrangebyscore(keys.analytics_touched(), "-inf", now_ms - TOUCHED_KEEP_MS)
+        by_grain: dict[str, list[int]] = defaultdict(list)
+        for mbr in members:
+            grain, start = mbr.split(":")
+            by_grain[grain].append(int(start))
+        out: list[AggRecord] = []
+        rows: list[tuple[Any, ...]] = []
+        stamp = now_ms * 1000
+        for grain, starts in by_grain.items():
+            for b in await analytics.read_buckets(redis, keys, self.partitions, grain, sorted(starts)):
+                out.extend(records(b, now_ms))
+                rows.extend((*r, stamp) for r in durable_rows(b))
+        if rows:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: execute_concurrent_with_args(
+                self.res.session, self.insert, rows, concurrency=64, raise_on_first_error=True))
+        self.since_ms = now_ms  # only after success: a failed round is redone by the next one
+        return out
+
+
+def register(app: faust.App, res: Resources) -> None:
+    s = res.settings
+    topics = {name: app.topic(layout.topic(s, spec), key_serializer="raw", value_serializer="raw")
+              for name, (spec, _schema) in AGGREGATES.items()}
+    codecs = {name: codec(schema) for name, (_spec, schema) in AGGREGATES.items()}
+    publisher = AggregatePublisher(res)
+
+    @app.timer(interval=s.agg_publish_interval_s, name="publish_aggregates")
+    async def publish_aggregates() -> None:
+        try:
+            recs = await publisher.run_once()
+        except Exception:  # a failed round is retried by the next tick (absolute values)
+            log.exception("aggregate round failed")
+            return
+        for r in recs:
+            await topics[r.name].send(key=r.key.encode(), value=codecs[r.name].encode(r.value))

@@ -1,0 +1,241 @@
+"""The agent over ``events.identity``: profile attributes, explicit preferences, anonymous-to-known
+merge and erase (the right to be forgotten).
+
+Owner of the Redis keys ``user_attrs`` (attributes ``x:<name>``, preferences ``p:<what>`` as JSON,
+fences ``_off:<partition>`` of the identity topic) and ``user_alias``; merge and erase also write the
+profile keys of streams/profiles.py through its encoding and CAS on ``_v``.
+
+- create/update/preferences: folded in offset order above the user's identity fence, one pipeline
+  read and one Lua compare-and-set per batch (pure ``apply_identity``).
+- merge(anonymous_id -> user_id): the anonymous profile is folded into the user's (``merge_profiles``:
+  sums, min/max, decayed sums moved to a common time, fences united so events of the anonymous id
+  are never counted twice), written atomically with the identity fence; then the anonymous keys are
+  deleted and an alias makes later events of the anonymous id count for the user.
+- erase: every key of the user in Redis, its rows in Cassandra and its segment memberships are
+  deleted, and a tombstone (null value) for the user is produced to the compacted identity topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from aura.layout import APPLIED_OFFSET, Tables
+from schemas.codec import DecodeError, codec
+from schemas.events import Identity, InvalidEvent, validate_identity
+from streams import profiles
+from streams.intake import Dead, RawRecord
+from streams.profiles import Profile, ProfileConfig, add_decayed, decay
+
+if TYPE_CHECKING:
+    from streams.app import Resources
+
+log = logging.getLogger(__name__)
+FENCE = APPLIED_OFFSET + ":"
+
+
+def apply_identity(attrs: dict[str, str], ev: Identity) -> dict[str, str]:
+    """The attrs hash after ``ev`` (create/update/preferences); pure."""
+    out = dict(attrs)
+    for k, v in ev.attributes.items():
+        if v is None:
+            out.pop(f"x:{k}", None)
+        else:
+            out[f"x:{k}"] = json.dumps(v)
+    if ev.event_type == "preferences" and ev.preferences:
+        prefs = ev.preferences
+        for what in ("channels", "categories"):
+            merged = {**json.loads(out.get(f"p:{what}", "{}")), **(prefs.get(what) or {})}
+            out[f"p:{what}"] = json.dumps(merged, sort_keys=True)
+        if prefs.get("blocked_items"):
+            blocked = sorted(set(json.loads(out.get("p:blocked_items", "[]"))) | set(prefs["blocked_items"]))
+            out["p:blocked_items"] = json.dumps(blocked)
+        if prefs.get("locale"):
+            out["p:locale"] = json.dumps(prefs["locale"])
+    return out
+
+
+def parse_attrs(attrs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """attrs hash -> (attributes, preferences)."""
+    a = {k[2:]: json.loads(v) for k, v in attrs.items() if k.startswith("x:")}
+    p = {k[2:]: json.loads(v) for k, v in attrs.items() if k.startswith("p:")}
+    return a, p
+
+
+def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig) -> Profile:
+    """``known`` with ``anon``'s history folded in (pure; returns a new Profile)."""
+    m = Profile(**{k: getattr(known, k) for k in Profile.__dataclass_fields__})
+    m.counts = dict(known.counts)
+    for k, v in anon.counts.items():
+        m.counts[k] = m.counts.get(k, 0) + v
+    firsts = [x for x in (known.first_seen, anon.first_seen) if x is not None]
+    lasts = [x for x in (known.last_seen, anon.last_seen) if x is not None]
+    m.first_seen = min(firsts) if firsts else None
+    m.last_seen = max(lasts) if lasts else None
+    newer_anon = (anon.last_seen or 0) > (known.last_seen or 0)
+    first, second = (anon.recent, known.recent) if newer_anon else (known.recent, anon.recent)
+    m.recent = list(dict.fromkeys([*first, *second]))[: cfg.recent_max]
+    m.fences = dict(known.fences)
+    for p, off in anon.fences.items():
+        m.fences[p] = max(off, m.fences.get(p, -1))
+    m.sessions = known.sessions + anon.sessions
+    m.orders = known.orders + anon.orders
+    m.ltv = round(known.ltv + anon.ltv, 6)
+    m.eng, m.eng_t = add_decayed(known.eng, known.eng_t, anon.eng, anon.eng_t, cfg.engagement_half_life_ms)
+    t = max(known.aff_t, anon.aff_t)
+    m.aff = {k: decay(v, known.aff_t, t, cfg.affinity_half_life_ms) for k, v in known.aff.items()}
+    for k, v in anon.aff.items():
+        m.aff[k] = m.aff.get(k, 0.0) + decay(v, anon.aff_t, t, cfg.affinity_half_life_ms)
+    m.aff_t = t
+    if not known.stage:
+        m.stage, m.stage_at = anon.stage, anon.stage_at
+    if newer_anon:
+        m.session_id, m.session_start, m.path = anon.session_id, anon.session_start, anon.path
+        m.last_rec = anon.last_rec
+    from streams import segments
+
+    m.segments = segments.evaluate(cfg.rules, profiles.segment_view(m, cfg))
+    return m
+
+
+ATTRS_LUA = """
+local off = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if off ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+local a = {}
+for j = 4, #ARGV do a[j - 3] = ARGV[j] end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], unpack(a))
+return 1
+"""
+
+MERGE_LUA = """
+local off = redis.call('HGET', KEYS[4], ARGV[1]) or ''
+if off ~= ARGV[2] then return -1 end
+""" + profiles.APPLY_LUA.replace("ARGV[1]", "ARGV[4]").replace("ARGV[2]", "ARGV[5]").replace(
+    "local i = 3", "local i = 6").replace("return 1", "redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])\nreturn 1")
+
+
+class IdentityStore:
+    def __init__(self, res: Resources, cfg: ProfileConfig) -> None:
+        self.res = res
+        self.redis = res.redis
+        self.keys = res.keys
+        self.cfg = cfg
+        self.profiles = profiles.ProfileStore(res.redis, res.session, res.keys, cfg)
+        self.attrs_script = res.redis.register_script(ATTRS_LUA)
+        self.merge_script = res.redis.register_script(MERGE_LUA)
+        s = res.session
+        self.del_stmts = [s.prepare(f"DELETE FROM {t} WHERE user_id = ?")
+                          for t in (Tables.USER_ACTIVITY, Tables.USER_PROFILE)]
+
+    async def apply(self, events: list[tuple[Identity, int, int]]) -> list[str]:
+        """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""
+        erased: list[str] = []
+        for ev, part, off in sorted(events, key=lambda e: (e[1], e[2])):
+            field = f"{FENCE}{part}"
+            akey = self.keys.user_attrs(ev.user_id)
+            if ev.event_type == "erase":
+                await self.erase(ev.user_id)
+                erased.append(ev.user_id)
+                continue
+            cur = await self.redis.hget(akey, field)
+            if cur is not None and int(cur) >= off:
+                if ev.event_type == "merge" and ev.anonymous_id:
+                    await self._drop_anonymous(ev.anonymous_id, ev.user_id)  # finish an interrupted merge
+                continue
+            if ev.event_type == "merge" and ev.anonymous_id:
+                await self.merge(ev, field, cur, off)
+                continue
+            attrs = await self.redis.hgetall(akey)
+            new = apply_identity({k: v for k, v in attrs.items() if not k.startswith("_")}, ev)
+            for k, v in attrs.items():
+                if k.startswith(FENCE) and k != field:
+                    new[k] = v
+            args: list[Any] = [field, cur or "", str(off)]
+            for k, v in new.items():
+                args += [k, v]
+            await self.attrs_script(keys=[akey], args=args)
+        return erased
+
+    async def merge(self, ev: Identity, field: str, cur: str | None, off: int) -> None:
+        anon_id, user = ev.anonymous_id or "", ev.user_id
+        for _attempt in range(8):
+            states = await self.profiles.read([user, anon_id])
+            known, anon = states[user], states[anon_id]
+            merged = merge_profiles(known, anon, self.cfg)
+            merged.version = known.version + 1
+            k = self.keys
+            args = [field, cur or "", str(off), *profiles.lua_args(known.version or None, merged)]
+            ok = await self.merge_script(keys=[k.user_counts(user), k.user_recent(user), k.user_profile(user),
+                                               k.user_attrs(user)], args=args)
+            if ok == 1:
+                await self.profiles.segments.reconcile({user: merged}, set())
+                await self.profiles.write_durable({user: merged})
+                break
+            if ok == -1:  # the fence moved: applied already
+                break
+        await self._drop_anonymous(anon_id, user)
+
+    async def _drop_anonymous(self, anon_id: str, user: str) -> None:
+        await self.redis.set(self.keys.user_alias(anon_id), user)
+        await self._delete_user(anon_id, keep_alias=True)
+
+    async def _delete_user(self, user: str, keep_alias: bool = False) -> None:
+        from cassandra.concurrent import execute_concurrent
+
+        k = self.keys
+        names = [k.user_counts(user), k.user_recent(user), k.user_profile(user), k.user_attrs(user)]
+        if not keep_alias:
+            names.append(k.user_alias(user))
+        await self.redis.delete(*names)
+        await self.profiles.segments.remove_user(user)
+        stmts = [(st, (user,)) for st in self.del_stmts]
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: execute_concurrent(self.res.session, stmts, raise_on_first_error=True))
+
+    async def erase(self, user: str) -> None:
+        """Forget ``user``: Redis keys, aliases pointing at it stay harmless (their target is empty)."""
+        await self._delete_user(user)
+
+
+def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic: str) -> None:
+    s = res.settings
+    source = app.topic(source_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
+    tombstones = app.topic(source_topic, key_serializer="raw", value_serializer="raw")
+    event_codec = codec("identity_event")
+    dead_codec = codec("dead_letter")
+    store = IdentityStore(res, ProfileConfig.from_settings(s))
+
+    @app.agent(source, name="process_identity")
+    async def process_identity(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+            now_ms = int(time.time() * 1000)
+            good: list[tuple[Identity, int, int]] = []
+            dead: list[Dead] = []
+            for e in batch:
+                m = e.message
+                if m.value is None:  # a tombstone (ours, after an erase)
+                    continue
+                try:
+                    good.append((validate_identity(event_codec.decode(m.value), now_ms), m.partition, m.offset))
+                except (DecodeError, InvalidEvent) as exc:
+                    dead.append(Dead(RawRecord(m.topic, m.partition, m.offset, m.key, m.value), exc.reason,
+                                     exc.detail))
+                except Exception as exc:  # noqa: BLE001 - the record's fault; dead-letter it
+                    dead.append(Dead(RawRecord(m.topic, m.partition, m.offset, m.key, m.value), "invalid_event",
+                                     f"{type(exc).__name__}: {exc}"))
+            for d in dead:
+                await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))
+            if dead:
+                pipe = res.redis.pipeline(transaction=False)
+                for d in dead:
+                    pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
+                await pipe.execute()
+            for user in await store.apply(good):
+                await tombstones.send(key=user.encode(), value=None)

@@ -148,12 +148,33 @@ def worker_factory(isolated: Settings, tmp_path: Path) -> Iterator[Callable[...,
         w.stop()
 
 
+@pytest.fixture(scope="session")
+def key_store(stack: Settings, cassandra: Any) -> Any:
+    """The API key store over the test keyspace (keys live in Cassandra, cached by each test's Redis prefix)."""
+    from aura.apikeys import KeyStore
+
+    return KeyStore(stack, cassandra)
+
+
 @pytest.fixture
-def api_client(isolated: Settings) -> Iterator[Any]:
-    """The FastAPI app in-process (real clients, the test's settings)."""
+def api_key(key_store: Any) -> Callable[..., str]:
+    """Create API keys for this test: ``api_key("read")``, ``api_key("read", "events", rate=5, burst=2)``."""
+
+    def create(*scopes: str, name: str = "test", rate: float = 100_000.0, burst: int = 100_000) -> str:
+        _rec, token = key_store.create(name, scopes or ("admin",), rate, burst)
+        return token
+
+    return create
+
+
+@pytest.fixture
+def api_client(isolated: Settings, api_key: Callable[..., str]) -> Iterator[Any]:
+    """The FastAPI app in-process (real clients, the test's settings), sending an admin key
+    (no practical rate limit) on every request; pass ``headers=`` per request to use another key."""
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
 
-    with TestClient(create_app(isolated)) as client:
+    headers = {"Authorization": f"Bearer {api_key('admin', name='api_client')}"}
+    with TestClient(create_app(isolated), headers=headers) as client:
         yield client

@@ -1,0 +1,143 @@
+"""Prometheus metrics of the API process and the edge middleware that records them.
+
+Owns the process's metric objects (default registry, created once at import so several apps in
+one process, as in tests, share them): request latency per route template, responses per status
+class, degraded answers; the dead-letter and intake counters that the stream keeps in Redis are
+read at scrape time. With several uvicorn workers each scrape reaches one worker; set
+``PROMETHEUS_MULTIPROC_DIR`` to aggregate (prometheus-client multiprocess mode).
+
+The middleware is plain ASGI (no BaseHTTPMiddleware: that costs ~100 us a request). It also
+refuses bodies whose Content-Length exceeds ``max_body_bytes`` with a JSON 413 before any routing
+(chunked bodies are cut by FastAPI's own ``max_body_size``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+REQUEST_LATENCY = Histogram(
+    "aura_http_request_duration_seconds", "API request latency by route template",
+    ["method", "route"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RESPONSES = Counter("aura_http_responses_total", "API responses by status class", ["method", "route", "status"])
+DEGRADED = Counter("aura_http_degraded_total", "Answers served in a degraded mode", ["reason"])
+BREAKER_OPEN = Gauge("aura_breaker_open", "1 while a dependency's circuit breaker is open", ["dependency"])
+
+_stream_counters: dict[str, dict[str, int]] = {"deadletter": {}, "intake": {}}
+
+
+class StreamCounters(Collector):
+    """Dead letters and intake counts as the stream keeps them in Redis (refreshed per scrape)."""
+
+    def collect(self) -> Any:
+        dl = CounterMetricFamily("aura_deadletters", "Dead-lettered records by reason", labels=["reason"])
+        for reason, n in sorted(_stream_counters["deadletter"].items()):
+            dl.add_metric([reason], n)
+        yield dl
+        intake = CounterMetricFamily("aura_intake_records", "Behavior intake outcomes", labels=["outcome"])
+        for outcome, n in sorted(_stream_counters["intake"].items()):
+            intake.add_metric([outcome], n)
+        yield intake
+
+
+if not getattr(REGISTRY, "_aura_stream_counters", False):
+    REGISTRY.register(StreamCounters())
+    REGISTRY._aura_stream_counters = True  # type: ignore[attr-defined]
+
+
+async def refresh_stream_counters(state: Any) -> None:
+    """Read the stream's counters from Redis (best effort: stale values stay on a Redis outage)."""
+    pipe = state.redis.pipeline(transaction=False)
+    pipe.hgetall(state.keys.deadletter_count())
+    pipe.hgetall(state.keys.intake_count())
+    dl, intake = await pipe.execute()
+    _stream_counters["deadletter"] = {k: int(v) for k, v in (dl or {}).items()}
+    _stream_counters["intake"] = {k: int(v) for k, v in (intake or {}).items()}
+
+
+def exposition(state: Any) -> bytes:
+    for name, breaker in state.breakers.all().items():
+        BREAKER_OPEN.labels(name).set(1 if breaker.opened_at is not None else 0)
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def route_label(scope: dict[str, Any]) -> str:
+    """The matched route template with its prefixes (``/v1/profiles/{user_id}``), not the raw path."""
+    ctx = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(ctx, "path_format", None)
+    if path is None:
+        route = scope.get("route")
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path or "unmatched"
+
+
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+class EdgeMiddleware:
+    """Latency and status metrics for every request; early JSON 413 for oversized bodies."""
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_body_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await _send_json(send, 413, b'{"detail":"request body larger than %d bytes"}'
+                                     % self.max_body_bytes)
+                    RESPONSES.labels(scope["method"], "unmatched", "4xx").inc()
+                    return
+                break
+        started = time.perf_counter()
+        status = 500
+        degraded: list[str] = []
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == b"x-aura-degraded":
+                        degraded.append(value.decode())
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_label(scope)
+            method = scope["method"]
+            REQUEST_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            RESPONSES.labels(method, route, _STATUS_CLASS.get(status // 100, "5xx")).inc()
+            for reason in degraded:
+                DEGRADED.labels(reason).inc()
+
+
+async def _send_json(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+

@@ -1,0 +1,273 @@
+"""API authentication and authorization: API keys with scopes, enforced per route group.
+
+Owns the per-process fallback cache of validated keys (used only while Redis is unreachable) and
+the scope policy of every route:
+
+- a route that declares ``dependencies=[require_scope("events")]`` (or
+  ``openapi_extra=scoped("events")``) needs that scope;
+- otherwise GET/HEAD need ``read`` and other methods need the group's write scope, which
+  ``serving/app.py`` sets per router at ``include_router`` time (``guard(write=...)``), so a
+  router whose author forgot about auth is still covered, and fails closed (``admin``).
+
+Per request: one Redis round trip (one Lua call checks the token's hash against the cached key
+record and applies the key's rate limit). A cache miss reads the key from Cassandra once and
+caches it. Redis down: keys seen recently are validated from the local cache (re-checked in
+Cassandra when it answers) and limited per process; both down and key unknown here: 503.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security, params
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from aura.apikeys import ADMIN, EVENTS, READ, UNKNOWN_HASH, KeyRecord, covers, parse_token, token_hash
+from aura.bootstrap import cassandra_execute
+from serving.degrade import REDIS_OUTAGE, DependencyUnavailable, cassandra_outage_errors
+from serving.ratelimit import AUTH_AND_LIMIT_LUA, LocalGcra, retry_after_header
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ADMIN", "EVENTS", "READ", "Principal", "guard", "require_scope", "scoped"]
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SCOPE_EXTRA = "x-aura-scope"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name and scopes."""
+
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+
+
+ANONYMOUS = Principal("anonymous", "auth disabled", frozenset({ADMIN}))
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="aura"'})
+
+
+@dataclass
+class _Known:
+    key_hash: str
+    scopes: frozenset[str]
+    rate: float
+    burst: int
+    revoked: bool
+    checked_at: float  # monotonic time of the last authoritative check (Redis or Cassandra)
+
+
+class Authenticator:
+    """Validates tokens and applies rate limits; one per API process (in ``ApiState``)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.script = state.redis.register_script(AUTH_AND_LIMIT_LUA)
+        self.known: dict[str, _Known] = {}
+        self.local_limit = LocalGcra()
+        self._select: Any = None
+
+    async def _load(self, key_id: str) -> KeyRecord | None:
+        """The key's row from Cassandra; raises DependencyUnavailable when Cassandra cannot answer."""
+        st = self.state
+        if st.cassandra is None:
+            raise DependencyUnavailable("cassandra", "API key store unavailable; retry shortly")
+        try:
+            if self._select is None:
+                from aura.apikeys import SELECT_CQL
+
+                self._select = st.cassandra.prepare(SELECT_CQL)
+            rows = await cassandra_execute(st.cassandra, self._select.bind((key_id,)), timeout=1.0)
+        except (DependencyUnavailable, *cassandra_outage_errors()) as exc:
+            raise DependencyUnavailable("cassandra", "API key store unavailable; retry shortly") from exc
+        row = rows[0] if rows else None
+        return KeyRecord.from_row(row, st.settings) if row is not None else None
+
+    async def authenticate(self, token: str) -> Principal:
+        key_id = parse_token(token)
+        if key_id is None:
+            raise unauthorized("malformed API key")
+        presented = token_hash(token)
+        try:
+            return await self._via_redis(key_id, presented)
+        except REDIS_OUTAGE:
+            return await self._via_fallback(key_id, presented)
+
+    async def _via_redis(self, key_id: str, presented: str) -> Principal:
+        keys = self.state.keys
+        kk = [keys.api_key(key_id), keys.api_key_rate(key_id)]
+        res = await self.script(keys=kk, args=[presented])
+        if res[0] == -1:  # not cached: read Cassandra once, cache (negatively too), ask again
+            rec = await self._load(key_id)
+            mapping = (rec or _negative(key_id)).cache_mapping()
+            ttl = self.state.settings.api_key_cache_ttl_s if rec is not None else 60
+            pipe = self.state.redis.pipeline(transaction=True)
+            pipe.hset(kk[0], mapping=mapping)
+            pipe.expire(kk[0], ttl)
+            await pipe.execute()
+            res = await self.script(keys=kk, args=[presented])
+        code = res[0]
+        if code == -1:
+            raise DependencyUnavailable("redis", "API key cache unavailable; retry shortly")
+        if code == -2:
+            raise unauthorized("invalid API key")
+        if code == -3:
+            self.known.pop(key_id, None)
+            raise unauthorized("API key revoked")
+        scopes = frozenset(str(res[1]).split())
+        rate, burst = float(res[3]), int(res[4])
+        self.known[key_id] = _Known(presented, scopes, rate, burst, False, time.monotonic())
+        if code == 0:
+            retry = int(res[2]) / 1e6
+            raise HTTPException(429, f"rate limit of {rate:g} requests/s (burst {burst}) exceeded for this key",
+                                headers={"Retry-After": retry_after_header(retry)})
+        return Principal(key_id, "", scopes)
+
+    async def _via_fallback(self, key_id: str, presented: str) -> Principal:
+        """Redis is down: the local cache of keys, re-checked in Cassandra when it answers."""
+        known = self.known.get(key_id)
+        stale = known is None or time.monotonic() - known.checked_at > self.state.settings.breaker_reset_s
+        if stale:
+            try:
+                rec = await self._load(key_id)
+                known = None if rec is None else _Known(rec.key_hash, rec.scopes, rec.rate_per_s, rec.burst,
+                                                        rec.revoked, time.monotonic())
+                if known is None:
+                    self.known.pop(key_id, None)
+                else:
+                    self.known[key_id] = known
+            except DependencyUnavailable:
+                if known is None:
+                    raise
+                # both stores down: keep serving keys validated before the outage
+        if known is None or not hmac.compare_digest(known.key_hash, presented):
+            raise unauthorized("invalid API key")
+        if known.revoked:
+            raise unauthorized("API key revoked")
+        verdict = self.local_limit.hit(key_id, known.rate, known.burst)
+        if not verdict.allowed:
+            raise HTTPException(429, f"rate limit of {known.rate:g} requests/s exceeded for this key",
+                                headers={"Retry-After": retry_after_header(verdict.retry_after_s)})
+        return Principal(key_id, "", known.scopes)
+
+
+def _negative(key_id: str) -> KeyRecord:
+    return KeyRecord(key_id=key_id, name="", key_hash=UNKNOWN_HASH, scopes=frozenset(), rate_per_s=1.0, burst=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# FastAPI dependencies
+
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey",
+                               description="An Aura API key (`aura keys create`); or send it as a Bearer token")
+_bearer = HTTPBearer(auto_error=False, scheme_name="Bearer", description="`Authorization: Bearer <API key>`")
+ApiKeyHeader = Annotated[str | None, Security(_api_key_header)]
+BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+PRINCIPAL_SCOPE_KEY = "aura.principal"
+
+
+async def enforce(request: Request, required: str, token: str | None) -> Principal:
+    """Authenticate once per request (cached in the ASGI scope), then check ``required``."""
+    state = request.app.state.aura
+    if not state.settings.auth_enabled:
+        return ANONYMOUS
+    principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if principal is None:
+        if not token:
+            raise unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
+        principal = await state.auth.authenticate(token)
+        request.scope[PRINCIPAL_SCOPE_KEY] = principal
+    if not covers(principal.scopes, required):
+        raise HTTPException(403, f"this API key lacks the '{required}' scope")
+    return principal
+
+
+def _token(api_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> str | None:
+    return api_key or (bearer.credentials if bearer is not None else None)
+
+
+def scoped(scope: str) -> dict[str, Any]:
+    """``openapi_extra`` marking a route's scope (alternative to ``dependencies=[require_scope(...)]``)."""
+    return {SCOPE_EXTRA: scope}
+
+
+def require_scope(scope: str) -> params.Depends:
+    """A dependency requiring ``scope``; use in ``dependencies=[...]`` or ``Annotated[Principal, ...]``."""
+
+    async def dependency(request: Request, api_key: ApiKeyHeader = None, bearer: BearerHeader = None) -> Principal:
+        return await enforce(request, scope, _token(api_key, bearer))
+
+    dependency.__aura_scope__ = scope  # type: ignore[attr-defined]
+    dependency.__name__ = f"require_{scope}"
+    return Depends(dependency)
+
+
+_route_scopes: dict[tuple[int, str], str] = {}
+
+
+Overrides = dict[str, str]  # "METHOD /path" or "/path" (the router's own route path) -> scope
+
+
+def route_scope(route: Any, method: str, read: str = READ, write: str = ADMIN,
+                overrides: Overrides | None = None) -> str:
+    """The scope a route needs for ``method``: the route's own declaration, else the group's
+    override for its path, else ``read`` for GET/HEAD and the group's ``write`` for the rest."""
+    cache_key = (id(route), method)
+    hit = _route_scopes.get(cache_key)
+    if hit is not None:
+        return hit
+    scope = None
+    for dep in getattr(route, "dependencies", None) or ():
+        scope = getattr(getattr(dep, "dependency", None), "__aura_scope__", None) or scope
+    if scope is None:
+        scope = (getattr(route, "openapi_extra", None) or {}).get(SCOPE_EXTRA)
+    if scope is None and overrides:
+        path = getattr(getattr(route, "original_route", route), "path", None)
+        scope = overrides.get(f"{method} {path}") or overrides.get(str(path))
+    if scope is None:
+        scope = read if method in READ_METHODS else write
+    _route_scopes[cache_key] = scope
+    return scope
+
+
+def guard(write: str = ADMIN, read: str = READ, overrides: Overrides | None = None) -> params.Depends:
+    """The route-group dependency ``serving/app.py`` applies at ``include_router`` time.
+
+    ``overrides`` maps a route of the group (``"/catalog/items"`` or ``"DELETE /profiles/{user_id}"``,
+    paths as the router declares them) to the scope it needs.
+    """
+
+    async def dependency(request: Request, api_key: ApiKeyHeader = None, bearer: BearerHeader = None) -> Principal:
+        required = route_scope(request.scope.get("route"), request.method, read, write, overrides)
+        return await enforce(request, required, _token(api_key, bearer))
+
+    dependency.__aura_guard__ = (read, write, overrides)  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+def group_policy(route: Any) -> tuple[str, str, Overrides | None] | None:
+    """(read, write, overrides) of the guard protecting ``route``, or None when the route is open."""
+    for dep in getattr(route, "dependencies", None) or ():
+        policy = getattr(getattr(dep, "dependency", None), "__aura_guard__", None)
+        if policy is not None:
+            return policy
+    for dep in getattr(route, "dependencies", None) or ():
+        if getattr(getattr(dep, "dependency", None), "__aura_scope__", None) is not None:
+            return (READ, ADMIN, None)
+    return None
+
+
+def required_scope(route: Any, method: str) -> str | None:
+    """The scope ``route`` (an app route context) needs for ``method``; None when it is open."""
+    policy = group_policy(route)
+    if policy is None:
+        return None
+    return route_scope(getattr(route, "original_route", route), method, *policy)

@@ -208,6 +208,10 @@ def roundtrip_errors(reader: Any, writer: Any, n: int = 40) -> list[str]:
 def compatibility_errors(old: Any, new: Any, *, backward: bool = True, forward: bool = True) -> list[str]:
     """Problems of changing ``old`` into ``new``: backward = old data read by new code,
     forward = new data read by old code."""
+    try:
+        parse_schema(new, _force=True)
+    except Exception as exc:  # noqa: BLE001 - fastavro raises several kinds for a bad schema
+        return [f"invalid schema: {exc}"]
     if old.get("name") != new.get("name") or old.get("namespace") != new.get("namespace"):
         return [f"top-level name changed from {old.get('namespace')}.{old.get('name')} to "
                 f"{new.get('namespace')}.{new.get('name')}"]
@@ -260,7 +264,13 @@ def check_schema(name: str, avro_dir: Path = AVRO_DIR) -> CheckResult:
         return CheckResult(name, "unreleased")
     latest_version, latest_path = history[-1]
     latest = json.loads(latest_path.read_text())
-    if canonical(latest) == canonical(current):
+    try:
+        canonical(current)  # parses: an invalid schema is refused here
+        # not the canonical form: it drops defaults, aliases and docs, which matter for resolution
+        same = json.dumps(latest, sort_keys=True) == json.dumps(current, sort_keys=True)
+    except Exception as exc:  # noqa: BLE001 - an unparsable current schema is refused, not a crash
+        return CheckResult(name, "incompatible", latest_version, [f"invalid schema: {exc}"])
+    if same:
         return CheckResult(name, "unchanged", latest_version)
     problems: list[str] = []
     for version, path in history:

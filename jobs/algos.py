@@ -182,6 +182,7 @@ class EASE(_Base):
     def __init__(self, lam: float = 500.0) -> None:
         self.lam = lam
         self.B = np.zeros((0, 0), dtype=np.float32)
+        self.ids: list[str] = []  # item id of each row/column (set by the job)
 
     @staticmethod
     def gram(X: sparse.csr_matrix) -> np.ndarray:
@@ -205,13 +206,14 @@ class EASE(_Base):
         return [[(int(j), float(self.B[r, j])) for j in idx[r] if self.B[r, j] > 0] for r in range(self.B.shape[0])]
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"B": self.B, "lam": np.array([self.lam])}
+        return {"B": self.B, "lam": np.array([self.lam]), "ids": np.array(self.ids, dtype=str)}
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EASE:
         z = np.load(io.BytesIO(data))
         m = cls(float(z["lam"][0]))
         m.B = z["B"]
+        m.ids = [str(x) for x in z["ids"]] if "ids" in z else []
         return m
 
 

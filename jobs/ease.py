@@ -134,6 +134,7 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
             model = EASE(lam).fit(X)
             np.save(bpath, model.B)
             say(f"fit: {len(users)} users x {len(items)} items in {time.monotonic() - t0:.1f}s")
+        model.ids = items
         ck.save(stage="publish")
         if stop_after == "fit":
             return {"job_id": job_id, "stopped_after": "fit"}

@@ -128,6 +128,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(profiles.segments_router, prefix=API_PREFIX, dependencies=[guard()], **secured)
     app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=[guard()], **secured)
+    # issue 5: recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
+    from serving.routes import content as content_routes
+    from serving.routes import models as model_routes
+    from serving.routes import recommendations as recs_routes
+    from serving.security import READ
+
+    app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=[guard(write=EVENTS, overrides={
+        "POST /recommendations/generate": READ})], **secured)
+    app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN)], **secured)
+    app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
+        "POST /models/{model_id}/predict": READ})], **secured)
 
     if s.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origin_list, allow_credentials=False,

@@ -1,0 +1,253 @@
+"""Recommendation routes: generate (hybrid | collaborative | content | trending | popular), similar
+items, customers also bought, trending (global or per category), impression and click tracking.
+
+Reads only precomputed state (serving/recommend.py); tracking is produced to Kafka as behavior
+events (``impression`` / ``recommendation_click`` carrying the ``recommendation_id``), which the
+stream folds into per-model CTR (``recs_monitor``). Served lists carry
+``recommendation_id = "<model>:<version>:<request id>"``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from aura import layout
+from schemas.codec import codec
+from schemas.events import InvalidEvent, validate_behavior
+from serving.deps import State
+from serving.recommend import METHODS, Diversity, Filters, Recommender, Request, normalise
+from streams import trending as trending_math
+
+router = APIRouter(prefix="/recommendations", tags=["recommendations"])
+
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+ItemPath = Path(min_length=1, max_length=256, description="Item id")
+Method = Literal["hybrid", "collaborative", "content", "trending", "popular"]
+assert set(METHODS) == set(Method.__args__)  # type: ignore[attr-defined]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContextIn(Strict):
+    placement: Annotated[str, Field(max_length=64)] = "default"
+    item_id: Id | None = Field(None, description="The item on screen (product page, cart)")
+    categories: Annotated[list[Id], Field(max_length=50)] = Field([], description="Preferred categories (cold start)")
+    device: Annotated[str, Field(max_length=64)] | None = None
+
+
+class FiltersIn(Strict):
+    exclude_seen: bool = True
+    exclude_ids: Annotated[list[Id], Field(max_length=1000)] = []
+    include_ids: Annotated[list[Id], Field(max_length=1000)] | None = None
+    categories: Annotated[list[Id], Field(max_length=50)] | None = None
+    exclude_categories: Annotated[list[Id], Field(max_length=50)] = []
+    min_price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    max_price: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    in_stock_only: bool = True
+    boost_items: Annotated[dict[Id, Annotated[float, Field(gt=0, le=100)]], Field(max_length=1000)] = {}
+    boost_categories: Annotated[dict[Id, Annotated[float, Field(gt=0, le=100)]], Field(max_length=100)] = {}
+    max_per_category: Annotated[int, Field(ge=1, le=100)] | None = None
+    mmr_lambda: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class GenerateIn(Strict):
+    user_id: Id | None = Field(None, description="Omit for an anonymous visitor (cold start from context)")
+    method: Method = "hybrid"
+    limit: Annotated[int, Field(ge=1, le=200)] = 10
+    context: ContextIn = ContextIn()
+    filters: FiltersIn = FiltersIn()
+
+
+class Recommended(BaseModel):
+    item_id: str
+    score: float
+    sources: list[str]
+
+
+class RecommendationsOut(BaseModel):
+    recommendation_id: str
+    user_id: str | None
+    method: str
+    strategy: str
+    placement: str
+    items: list[Recommended]
+
+
+async def served_model(state: Any, placement: str, method: str) -> str:
+    if method != "hybrid":
+        return f"{method}:0"
+    raw = await state.redis.hmget(state.keys.recs_placement(placement), ["model_id", "version"])
+    return f"hybrid+{raw[0]}:{raw[1]}" if raw[0] else "hybrid:0"
+
+
+async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
+    f = body.filters
+    req = Request(
+        user_id=body.user_id, method=body.method, limit=body.limit, placement=body.context.placement,
+        context_item=body.context.item_id, preferred_categories=list(body.context.categories),
+        filters=Filters(
+            exclude_seen=f.exclude_seen, exclude_ids=frozenset(f.exclude_ids),
+            include_ids=frozenset(f.include_ids) if f.include_ids is not None else None,
+            categories=frozenset(f.categories) if f.categories else None,
+            exclude_categories=frozenset(f.exclude_categories), min_price=f.min_price, max_price=f.max_price,
+            in_stock_only=f.in_stock_only, boost_items=dict(f.boost_items), boost_categories=dict(f.boost_categories)),
+        diversity=Diversity(max_per_category=f.max_per_category, mmr_lambda=f.mmr_lambda),
+    )
+    rec = Recommender(state.redis, state.keys, candidates=state.settings.recs_candidates)
+    result = await rec.recommend(req)
+    model = await served_model(state, req.placement, req.method)
+    return RecommendationsOut(
+        recommendation_id=f"{model}:{uuid.uuid4().hex[:16]}", user_id=body.user_id, method=body.method,
+        strategy=result.strategy, placement=req.placement,
+        items=[Recommended(item_id=i, score=round(s, 6), sources=w) for i, s, w in result.items])
+
+
+@router.post("/generate", response_model=RecommendationsOut, summary="Recommendations for a user or a context")
+async def generate(state: State, body: GenerateIn) -> RecommendationsOut:
+    return await generate_list(state, body)
+
+
+@router.get("/users/{user_id}", response_model=RecommendationsOut, summary="Recommendations (query-string form)")
+async def for_user(state: State, user_id: str = Path(min_length=1, max_length=256), method: Method = "hybrid",
+                   limit: int = Query(10, ge=1, le=200), placement: str = Query("default", max_length=64),
+                   item_id: str | None = Query(None, max_length=256), exclude_seen: bool = True,
+                   category: Annotated[list[str] | None, Query()] = None) -> RecommendationsOut:
+    body = GenerateIn(user_id=user_id, method=method, limit=limit,
+                      context=ContextIn(placement=placement, item_id=item_id),
+                      filters=FiltersIn(exclude_seen=exclude_seen, categories=category))
+    return await generate_list(state, body)
+
+
+class Neighbour(BaseModel):
+    item_id: str
+    score: float
+
+
+class NeighboursOut(BaseModel):
+    item_id: str
+    kind: str
+    items: list[Neighbour]
+
+
+async def neighbours(state: Any, item_id: str, sources: dict[str, float], limit: int) -> list[Neighbour]:
+    pipe = state.redis.pipeline(transaction=False)
+    for src in sources:
+        pipe.zrevrange(state.keys.recs_item_similar(item_id, src), 0, max(limit * 3, 50) - 1, withscores=True)
+    pipe.hget(state.keys.recs_item_meta(item_id), "deleted")
+    raw = await pipe.execute()
+    merged: dict[str, float] = {}
+    for (_src, w), lst in zip(sources.items(), raw[:-1], strict=True):
+        for i, s in normalise({i: float(s) for i, s in lst}).items():
+            merged[i] = merged.get(i, 0.0) + w * s
+    merged.pop(item_id, None)
+    if merged:  # hide deleted / unavailable items
+        pipe = state.redis.pipeline(transaction=False)
+        order = sorted(merged, key=lambda i: -merged[i])[: limit * 3]
+        for i in order:
+            pipe.hmget(state.keys.recs_item_meta(i), ["available", "deleted"])
+        flags = await pipe.execute()
+        merged = {i: merged[i] for i, (av, de) in zip(order, flags, strict=True) if av != "0" and de != "1"}
+    top = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return [Neighbour(item_id=i, score=round(s, 6)) for i, s in top]
+
+
+@router.get("/similar/{item_id}", response_model=NeighboursOut,
+            summary="Similar items: co-occurrence, batch (EASE) and content similarity blended")
+async def similar(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> NeighboursOut:
+    items = await neighbours(state, item_id, {"cooc": 1.0, "ease": 0.7, "content": 0.4}, limit)
+    return NeighboursOut(item_id=item_id, kind="similar", items=items)
+
+
+@router.get("/also-bought/{item_id}", response_model=NeighboursOut,
+            summary="Customers who carted or bought this item also carted or bought")
+async def also_bought(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> NeighboursOut:
+    items = await neighbours(state, item_id, {"bought": 1.0}, limit)
+    return NeighboursOut(item_id=item_id, kind="also_bought", items=items)
+
+
+class TrendingOut(BaseModel):
+    category: str | None
+    half_life_h: float
+    items: list[Neighbour] = Field(description="score: time-decayed interaction weight at request time")
+
+
+async def trending_list(state: Any, category: str | None, limit: int) -> TrendingOut:
+    hl = state.settings.recs_trending_half_life_h * 3600 * 1000
+    raw = await state.redis.zrevrange(state.keys.recs_trending(category), 0, limit - 1, withscores=True)
+    now = int(time.time() * 1000)
+    return TrendingOut(category=category, half_life_h=state.settings.recs_trending_half_life_h,
+                       items=[Neighbour(item_id=i, score=round(trending_math.decayed(float(s), now, hl), 6))
+                              for i, s in raw])
+
+
+@router.get("/trending", response_model=TrendingOut, summary="Trending items, globally or in one category")
+async def trending(state: State, category: str | None = Query(None, max_length=256),
+                   limit: int = Query(10, ge=1, le=200)) -> TrendingOut:
+    return await trending_list(state, category, limit)
+
+
+# ------------------------------------------------------------------------------------ tracking
+
+
+class ImpressionIn(Strict):
+    user_id: Id
+    recommendation_id: Id
+    items: Annotated[list[Id], Field(min_length=1, max_length=500)]
+    placement: Annotated[str, Field(max_length=64)] | None = None
+
+
+class ClickIn(Strict):
+    user_id: Id
+    recommendation_id: Id
+    item_id: Id
+    placement: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Tracked(BaseModel):
+    event_id: str
+
+
+async def produce_behavior(state: Any, event: dict[str, Any]) -> str:
+    from serving.routes.events import IngestError, produce_acknowledged
+
+    now = int(time.time() * 1000)
+    event.setdefault("event_id", str(uuid.uuid4()))
+    event.setdefault("event_time", now)
+    event["receive_time"] = now
+    c = codec("behavior_event")
+    try:
+        value = c.encode(event)
+        checked = validate_behavior(c.decode(value), now)
+    except InvalidEvent as exc:
+        raise HTTPException(422, [{"loc": ["body"], "msg": str(exc), "type": exc.reason}]) from exc
+    if state.producer is None:
+        raise HTTPException(503, "Kafka producer unavailable")
+    try:
+        await produce_acknowledged(state.producer, layout.topic(state.settings, layout.BEHAVIOR),
+                                   [(checked.user_id.encode(), value)], state.settings.ingest_ack_timeout_s)
+    except IngestError as exc:
+        raise HTTPException(exc.status, exc.detail) from exc
+    return event["event_id"]
+
+
+@router.post("/impressions", response_model=Tracked, status_code=202, summary="Track that a served list was shown")
+async def impression(state: State, body: ImpressionIn) -> Tracked:
+    eid = await produce_behavior(state, {
+        "event_type": "impression", "user_id": body.user_id, "items": list(body.items),
+        "recommendation_id": body.recommendation_id, "context": {"placement": body.placement}})
+    return Tracked(event_id=eid)
+
+
+@router.post("/clicks", response_model=Tracked, status_code=202, summary="Track a click on a recommended item")
+async def click(state: State, body: ClickIn) -> Tracked:
+    eid = await produce_behavior(state, {
+        "event_type": "recommendation_click", "user_id": body.user_id, "item_id": body.item_id,
+        "recommendation_id": body.recommendation_id, "context": {"placement": body.placement}})
+    return Tracked(event_id=eid)

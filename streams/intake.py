@@ -15,6 +15,9 @@ from typing import Any
 from schemas.codec import Codec, DecodeError
 from schemas.events import Behavior, InvalidEvent, validate_behavior
 
+MAX_DEAD_BYTES = 262_144      # raw value bytes kept in a dead letter
+MAX_DEAD_KEY_BYTES = 4096     # raw key bytes kept in a dead letter
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -39,11 +42,21 @@ class Dead:
     detail: str
 
     def to_avro(self, now_ms: int) -> dict[str, Any]:
+        """The dead-letter record. Raw bytes beyond ``MAX_DEAD_BYTES`` are cut (the worker's producer
+        refuses requests over 1 MB) and the cut is stated in ``detail``."""
         r = self.record
+        detail = self.detail[:2000]
+        key, value = r.key, r.value
+        if key is not None and len(key) > MAX_DEAD_KEY_BYTES:
+            detail += f" [key truncated to {MAX_DEAD_KEY_BYTES} of {len(key)} bytes]"
+            key = key[:MAX_DEAD_KEY_BYTES]
+        if value is not None and len(value) > MAX_DEAD_BYTES:
+            detail += f" [value truncated to {MAX_DEAD_BYTES} of {len(value)} bytes]"
+            value = value[:MAX_DEAD_BYTES]
         return {
-            "reason": self.reason, "detail": self.detail[:2000], "source_topic": r.topic,
-            "source_partition": r.partition, "source_offset": r.offset, "key": r.key,
-            "value": r.value, "dead_at": now_ms,
+            "reason": self.reason, "detail": detail, "source_topic": r.topic,
+            "source_partition": r.partition, "source_offset": r.offset, "key": key,
+            "value": value, "dead_at": now_ms,
         }
 
 

@@ -123,7 +123,8 @@ COMPATIBLE = {
     "doc changed": lambda s: field_of(s, "event_id").update(doc="another doc"),
     "nested optional field": lambda s: field_of(s, "context")["type"]["fields"].append(
         {"name": "ip", "type": ["null", "string"], "default": None}),
-    "new non-null field with a default": lambda s: s["fields"].append({"name": "shop", "type": "string", "default": ""}),
+    "new non-null field with a default": lambda s: s["fields"].append(
+        {"name": "shop", "type": "string", "default": ""}),
 }
 
 

@@ -7,7 +7,7 @@ import time
 
 from schemas.codec import MAGIC, codec
 from schemas.events import Behavior, validate_catalog
-from streams.intake import Accepted, RawRecord, first_sightings, split
+from streams.intake import MAX_DEAD_BYTES, Accepted, RawRecord, first_sightings, split
 
 NOW = int(time.time() * 1000)
 TOPIC = "aura.events.behavior"
@@ -51,6 +51,9 @@ def test_split_sorts_good_from_bad_with_reasons_and_keeps_the_raw_record():
     letter = dead[0].to_avro(NOW)
     assert letter["source_topic"] == TOPIC and letter["source_partition"] == 3 and letter["source_offset"] == 1
     assert letter["value"] == bad["truncated"] and letter["key"] == b"u1" and letter["dead_at"] == NOW
+    # an oversized record's raw bytes are cut so the dead letter itself fits in a Kafka request
+    big = next(d for d in dead if d.reason == "oversized").to_avro(NOW)
+    assert big["value"] == bad["oversized"][:MAX_DEAD_BYTES] and "truncated to 262144 of" in big["detail"]
     # a dead letter is itself a valid record of its schema
     dl = codec("dead_letter")
     assert dl.decode(dl.encode(letter))["value"] == bad["truncated"]

@@ -69,4 +69,9 @@ def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
     cooccurrence.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.ITEM_SIGNALS),
                           layout.topic(s, layout.DEADLETTER))
     catalog.register(app, resources, layout.topic(s, layout.CATALOG), layout.topic(s, layout.DEADLETTER))
+    # decisions (issue 7): experiment tallies and bandit arm state, from exposures, decisions and rewards
+    from streams import decisions
+
+    decisions.register(app, resources, layout.topic(s, layout.DECISIONS), layout.topic(s, layout.BEHAVIOR),
+                       layout.topic(s, layout.DEADLETTER))
     return app

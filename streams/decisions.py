@@ -1,0 +1,143 @@
+"""The agent of decisions (issue 7): one thin loop over the decisions and behavior topics that
+decodes each batch once and hands the facts to the two state owners, streams/experiments.py
+(exposures, conversions, revenue per variant) and streams/bandits.py (pulls and rewards).
+
+Both topics are keyed by user id with the same partition count. Undecodable or invalid records of
+the decisions topic are dead-lettered here with their reason; records of other kinds on that
+topic (campaign deliveries, served lists) belong to other agents and are skipped. Behavior
+records that fail to decode are dead-lettered by ``process_behavior``, not twice here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from aura.bandits import BanditConfig, decision_bandit, validate_bandit
+from aura.configcache import ConfigCache
+from aura.layout import Tables
+from schemas.codec import DecodeError, codec, decode_any
+from schemas.events import Behavior, InvalidEvent, validate_behavior, validate_exposure
+from streams.bandits import BanditStore, DecisionFact, RewardFact, validate_decision
+from streams.behavior import dedup
+from streams.experiments import CONVERSION_TYPES, ConversionEvent, ExperimentTallies, ExposureFact, Source
+from streams.intake import Accepted, Dead, RawRecord
+
+if TYPE_CHECKING:
+    from streams.app import Resources
+
+log = logging.getLogger(__name__)
+
+
+class Parsed:
+    """One batch, decoded: the facts each owner needs and the dead letters."""
+
+    def __init__(self) -> None:
+        self.exposures: list[ExposureFact] = []
+        self.decisions: list[DecisionFact] = []
+        self.behavior: list[tuple[Accepted, Source, RawRecord]] = []
+        self.dead: list[Dead] = []
+        self.skipped = 0
+
+
+def parse(records: list[RawRecord], decisions_topic: str, now_ms: int) -> Parsed:
+    """Decode a mixed batch (pure): decisions-topic records by their schema, behavior records kept
+    only when they can convert or reward."""
+    out = Parsed()
+    behavior_codec = codec("behavior_event")
+    for rec in records:
+        src = Source(rec.topic, rec.partition, rec.offset)
+        if rec.topic == decisions_topic:
+            try:
+                kind, record = decode_any(rec.value)  # type: ignore[arg-type]
+                if kind == "experiment_exposure":
+                    ex = validate_exposure(record, now_ms)
+                    out.exposures.append(ExposureFact(ex.experiment_id, ex.variant_id, ex.user_id, ex.event_time, src))
+                elif kind == "bandit_decision":
+                    out.decisions.append(validate_decision(record, src))
+                else:
+                    out.skipped += 1  # another owner's kind
+            except (DecodeError, InvalidEvent) as exc:
+                out.dead.append(Dead(rec, exc.reason, exc.detail))
+            except Exception as exc:  # noqa: BLE001 - anything else in a record is still its fault
+                out.dead.append(Dead(rec, "invalid_event", f"{type(exc).__name__}: {exc}"))
+            continue
+        try:
+            ev = validate_behavior(behavior_codec.decode(rec.value), now_ms)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001, S112 - dead-lettered by process_behavior
+            continue
+        if ev.event_type in CONVERSION_TYPES or decision_bandit(ev.raw.get("recommendation_id")):
+            out.behavior.append((Accepted(ev, rec.partition, rec.offset), src, rec))
+    return out
+
+
+def conversions_and_rewards(kept: list[tuple[Accepted, Source, RawRecord]]
+                            ) -> tuple[list[ConversionEvent], list[RewardFact]]:
+    conversions: list[ConversionEvent] = []
+    rewards: list[RewardFact] = []
+    for acc, src, rec in kept:
+        ev: Behavior = acc.event
+        if ev.event_type in CONVERSION_TYPES:
+            conversions.append(ConversionEvent(ev.user_id, ev.event_type, ev.event_time, ev.revenue,
+                                               ev.raw.get("experiment_id"), ev.raw.get("variant_id"), src))
+        rid = ev.raw.get("recommendation_id")
+        bid = decision_bandit(rid)
+        if bid is not None:
+            rewards.append(RewardFact(bid, rid, ev.event_type, ev.event_time, src, rec))
+    return conversions, rewards
+
+
+def register(app: faust.App, res: Resources, decisions_topic: str, behavior_topic: str,
+             deadletter_topic: str) -> None:
+    s = res.settings
+    source = app.topic(decisions_topic, behavior_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")
+    deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
+    dead_codec = codec("dead_letter")
+    tallies = ExperimentTallies(res.redis, res.session, res.keys, s.experiment_attribution_s * 1000)
+    bandits = BanditStore(res.redis, res.session, res.keys, s.decision_ttl_s)
+    configs: ConfigCache[BanditConfig] = ConfigCache("bandits", Tables.BANDITS, "bandit_id", res.redis, res.keys,
+                                                     res.session, validate_bandit)
+
+    @app.agent(source, name="process_decisions")
+    async def process_decisions(stream: faust.StreamT) -> None:
+        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+            now_ms = int(time.time() * 1000)
+            records = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
+                                 e.message.key, e.message.value) for e in batch]
+            parsed = parse(records, decisions_topic, now_ms)
+            kept_acc, dupes = await dedup(res.redis, res.keys, [a for a, _s, _r in parsed.behavior])
+            kept_ids = {(a.partition, a.offset) for a in kept_acc}
+            kept = [t for t in parsed.behavior if (t[0].partition, t[0].offset) in kept_ids]
+            conversions, rewards = conversions_and_rewards(kept)
+            await tallies.apply(parsed.exposures, conversions)
+            known: dict[str, BanditConfig] = await configs.get() if (parsed.decisions or rewards) else {}
+            unknown_d = [d for d in parsed.decisions if d.bandit_id not in known]
+            unknown_r = [r for r in rewards if r.bandit_id not in known]
+            folded = await bandits.apply(known, parsed.decisions, rewards)
+            dead = list(parsed.dead)
+            dead += [Dead(r.record, "unknown_decision", f"no live decision {r.decision_id}")
+                     for r in folded.orphans if r.record is not None]
+            dead += [Dead(r.record, "unknown_bandit", f"bandit {r.bandit_id} is not configured")
+                     for r in unknown_r if r.record is not None]
+            dead += [Dead(next(x for x in records if x.offset == d.src.offset and x.topic == d.src.topic
+                               and x.partition == d.src.partition), "unknown_bandit",
+                          f"bandit {d.bandit_id} is not configured") for d in unknown_d]
+            for d in dead:
+                await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))
+            if dead:
+                log.warning("decisions: dead-lettered %d records: %s", len(dead), sorted({d.reason for d in dead}))
+            counts: dict[str, Any] = {"exposures": len(parsed.exposures), "decisions": folded.pulls,
+                                      "rewards": folded.rewards, "conversion_events": len(conversions),
+                                      "duplicates": dupes}
+            pipe = res.redis.pipeline(transaction=False)
+            for k, v in counts.items():
+                if v:
+                    pipe.hincrby(res.keys.decisions_count(), k, v)
+            for d in dead:
+                pipe.hincrby(res.keys.decisions_count(), f"dead:{d.reason}", 1)
+                pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
+            await pipe.execute()

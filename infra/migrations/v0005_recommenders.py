@@ -9,7 +9,9 @@ from aura.settings import Settings
 
 VERSION = 5
 DESCRIPTION = "recommenders: internal.by_item topic, catalog_items, interactions, models, model_placements"
-TOPICS = (layout.ITEM_SIGNALS,)
+# internal.by_item (layout.ITEM_SIGNALS) is in layout.ALL_TOPICS, which v0001 ensures; listing it here
+# again would send a duplicate name to CreateTopics.
+TOPICS: tuple[layout.TopicSpec, ...] = ()
 
 
 def cql(s: Settings) -> list[str]:

@@ -108,7 +108,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "tracking POSTs), `admin` (configuration writes; covers all). See docs/api.md.",
         lifespan=lifespan,
         openapi_tags=TAGS,
-        max_body_size=s.max_body_bytes,
     )
     install_handlers(app)
     secured: dict[str, Any] = {"responses": SECURED_RESPONSES}
@@ -139,6 +138,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN)], **secured)
     app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /models/{model_id}/predict": READ})], **secured)
+    # issue 7: decisions. Configuration writes: admin; evaluating, assigning and choosing: read.
+    from serving.routes import bandits as bandit_routes
+    from serving.routes import experiments as experiment_routes
+    from serving.routes import personalization as personalization_routes
+
+    app.include_router(personalization_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
+        "POST /personalization/evaluate": READ})], **secured)
+    app.include_router(experiment_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
+        "POST /experiments/{experiment_id}/assign": READ, "POST /experiments/assign": READ})], **secured)
+    app.include_router(bandit_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
+        "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
 
     if s.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origin_list, allow_credentials=False,

@@ -7,8 +7,8 @@ read at scrape time. With several uvicorn workers each scrape reaches one worker
 ``PROMETHEUS_MULTIPROC_DIR`` to aggregate (prometheus-client multiprocess mode).
 
 The middleware is plain ASGI (no BaseHTTPMiddleware: that costs ~100 us a request). It also
-refuses bodies whose Content-Length exceeds ``max_body_bytes`` with a JSON 413 before any routing
-(chunked bodies are cut by FastAPI's own ``max_body_size``).
+refuses bodies larger than ``max_body_bytes`` with a JSON 413: at once when Content-Length says
+so, else (chunked) by counting while the app reads and cutting the stream when it runs over.
 """
 
 from __future__ import annotations
@@ -98,34 +98,68 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        too_big_body = b'{"detail":"request body larger than %d bytes"}' % self.max_body_bytes
+        sized = False
         for name, value in scope["headers"]:
             if name == b"content-length":
+                sized = True
                 try:
                     too_big = int(value) > self.max_body_bytes
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await _send_json(send, 413, b'{"detail":"request body larger than %d bytes"}'
-                                     % self.max_body_bytes)
+                    await _send_json(send, 413, too_big_body)
                     RESPONSES.labels(scope["method"], "unmatched", "4xx").inc()
                     return
                 break
         started = time.perf_counter()
         status = 500
         degraded: list[str] = []
+        received = 0
+        overflow = False
+        replaced = False
+        started_response = False
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal received, overflow
+            if overflow:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:  # stop reading; the app sees a disconnect
+                    overflow = True
+                    return {"type": "http.disconnect"}
+            return message
 
         async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, replaced, started_response
+            if replaced:
+                return
             if message["type"] == "http.response.start":
+                if overflow:  # a chunked body ran over: answer the same JSON 413 whatever the app said
+                    replaced = True
+                    status = 413
+                    await _send_json(send, 413, too_big_body)
+                    return
                 status = message["status"]
+                started_response = True
                 for name, value in message.get("headers", ()):
                     if name == b"x-aura-degraded":
                         degraded.append(value.decode())
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive if sized or scope["method"] in ("GET", "HEAD") else counting_receive,
+                           send_wrapper)
+        except Exception:
+            if not overflow:
+                raise
         finally:
+            if overflow and not replaced and not started_response:
+                replaced = True
+                status = 413
+                await _send_json(send, 413, too_big_body)
             route = route_label(scope)
             method = scope["method"]
             REQUEST_LATENCY.labels(method, route).observe(time.perf_counter() - started)

@@ -1,0 +1,201 @@
+"""API keys against the real app and stores: 401/403 for every route group (found by walking
+app.routes, so new groups are covered without touching this file), revocation, per-key rate
+limits (429 + Retry-After), body size limits (413), CORS, and auth switched off."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from aura.apikeys import parse_token
+from serving.app import create_app
+from serving.security import ADMIN, EVENTS, READ, required_scope
+
+pytestmark = [pytest.mark.integration]
+
+OPEN_PATHS = {"/v1/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+ALL_SCOPES = (READ, EVENTS, ADMIN)
+
+
+def protected_routes(app):
+    """(method, concrete path, required scope) of every route; fails on an unprotected one."""
+    out = []
+    for ctx in iter_route_contexts(app.routes):
+        if ctx.path in OPEN_PATHS or not ctx.methods:
+            continue
+        path = re.sub(r"\{[^}]+\}", "zz-auth-check", ctx.path)
+        for method in sorted(ctx.methods - {"HEAD", "OPTIONS"}):
+            scope = required_scope(ctx, method)
+            assert scope in ALL_SCOPES, f"{method} {ctx.path} is not covered by any scope guard"
+            out.append((method, path, scope))
+    return out
+
+
+@pytest.fixture
+def client(isolated):
+    with TestClient(create_app(isolated), raise_server_exceptions=False) as c:
+        yield c
+
+
+def call(client, method, path, token=None, bearer=False):
+    headers = {}
+    if token is not None:
+        headers = {"Authorization": f"Bearer {token}"} if bearer else {"X-API-Key": token}
+    kwargs = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+    return client.request(method, path, headers=headers, **kwargs)
+
+
+def test_every_route_group_answers_401_without_a_key_and_403_with_the_wrong_scope(client, api_key):
+    routes = protected_routes(client.app)
+    groups = {path.split("/")[2] for _m, path, _s in routes if path.startswith("/v1/")}
+    assert {"stats", "profiles", "events"} <= groups  # the walk really found the groups
+    keys = {scope: api_key(scope) for scope in ALL_SCOPES}
+    bad = []
+    for method, path, scope in routes:
+        r = call(client, method, path)
+        if r.status_code != 401 or "WWW-Authenticate" not in r.headers or "detail" not in r.json():
+            bad.append((method, path, "no key", r.status_code))
+        r = call(client, method, path, token=keys[READ][:-3] + "AAA")  # well-formed, wrong secret
+        if r.status_code != 401:
+            bad.append((method, path, "wrong secret", r.status_code))
+        for granted in ALL_SCOPES:
+            r = call(client, method, path, token=keys[granted], bearer=granted == EVENTS)
+            allowed = granted == scope or granted == ADMIN
+            if allowed and r.status_code in (401, 403):
+                bad.append((method, path, f"{granted} key refused", r.status_code, r.text[:100]))
+            if not allowed and (r.status_code != 403 or "lacks" not in r.json()["detail"]):
+                bad.append((method, path, f"{granted} key let through", r.status_code))
+    assert not bad, bad
+
+
+def test_get_routes_never_need_more_than_read_unless_admin_only(client):
+    for method, path, scope in protected_routes(client.app):
+        if method == "GET":
+            assert scope in (READ, ADMIN), (path, scope)
+        else:
+            assert scope in (EVENTS, ADMIN, READ), (method, path, scope)
+    scopes = {(m, p): s for m, p, s in protected_routes(client.app)}
+    assert scopes[("POST", "/v1/events")] == EVENTS
+    assert scopes[("POST", "/v1/catalog/items")] == ADMIN
+    assert scopes[("GET", "/v1/stats")] == ADMIN
+
+
+def test_malformed_unknown_and_revoked_keys_get_401(client, api_key, key_store):
+    path = "/v1/profiles/nobody-here/activity"
+    for token in ("nonsense", "aura_000000000000_" + "A" * 43, ""):
+        assert call(client, "GET", path, token=token).status_code == 401
+    token = api_key(READ)
+    assert call(client, "GET", path, token=token).status_code == 404  # authenticated, no such user
+    assert call(client, "GET", path, token=token).status_code == 404  # now from the Redis cache
+    revoked = api_key(READ)
+    assert key_store.revoke(parse_token(revoked))  # revoked before first use: Cassandra says so
+    r = call(client, "GET", path, token=revoked)
+    assert r.status_code == 401 and r.json()["detail"] == "API key revoked"
+    assert not key_store.revoke("000000000000")  # unknown id
+
+
+def test_revocation_invalidates_the_redis_cache_at_once(client, api_key, key_store, redis_client):
+    from aura.apikeys import KeyStore
+    from aura.layout import RedisKeys
+
+    token = api_key(READ)
+    key_id = parse_token(token)
+    assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
+    cached = RedisKeys(client.app.state.aura.settings.redis_prefix).api_key(key_id)
+    assert redis_client.hget(cached, "revoked") == "0"
+    store = KeyStore(client.app.state.aura.settings, key_store.session, redis_client)
+    assert store.revoke(key_id)
+    assert not redis_client.exists(cached)
+    assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 401
+    assert redis_client.hget(cached, "revoked") == "1"
+
+
+def test_rate_limit_answers_429_with_retry_after_and_recovers(client, api_key):
+    token = api_key(READ, rate=1.0, burst=3)
+    codes = [call(client, "GET", "/v1/profiles/x/activity", token=token).status_code for _ in range(5)]
+    assert codes[:3] == [404, 404, 404] and codes[3:] == [429, 429]
+    r = call(client, "GET", "/v1/profiles/x/activity", token=token)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1 and "rate limit" in r.json()["detail"]
+    time.sleep(1.1)  # one interval at 1/s
+    assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
+    other = api_key(READ, rate=1.0, burst=1)  # limits are per key
+    assert call(client, "GET", "/v1/profiles/x/activity", token=other).status_code == 404
+
+
+def test_the_limit_is_shared_by_every_api_process(isolated, api_key):
+    token = api_key(READ, rate=0.5, burst=4)
+    with TestClient(create_app(isolated)) as a, TestClient(create_app(isolated)) as b:
+        codes = [call(c, "GET", "/v1/profiles/x/activity", token=token).status_code for c in (a, b, a, b, a, b)]
+    assert codes == [404, 404, 404, 404, 429, 429]
+
+
+def test_oversized_bodies_get_413_before_auth_and_routing(isolated, api_key):
+    s = isolated.model_copy(update={"max_body_bytes": 1000})
+    token = api_key(EVENTS)
+    with TestClient(create_app(s), raise_server_exceptions=False) as c:
+        big = b'{"pad": "' + b"x" * 2000 + b'"}'
+        r = c.post("/v1/events", content=big, headers={"X-API-Key": token, "content-type": "application/json"})
+        assert r.status_code == 413 and "larger than 1000" in r.json()["detail"]
+
+        def chunks():  # no Content-Length: cut while reading
+            yield b'{"pad": "'
+            for _ in range(20):
+                yield b"x" * 100
+            yield b'"}'
+
+        r = c.post("/v1/events", content=chunks(), headers={"X-API-Key": token, "content-type": "application/json"})
+        assert r.status_code == 413 and "detail" in r.json()
+        r = c.post("/v1/events", json={}, headers={"X-API-Key": token})
+        assert r.status_code == 422  # small bodies pass on to validation
+
+
+def test_cors_is_configurable(isolated, api_key):
+    s = isolated.model_copy(update={"cors_origins": "https://shop.example, https://admin.example"})
+    token = api_key(READ)
+    with TestClient(create_app(s)) as c:
+        pre = c.options("/v1/profiles/x/activity", headers={
+            "Origin": "https://shop.example", "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "x-api-key"})
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "https://shop.example"
+        r = c.get("/v1/profiles/x/activity", headers={"Origin": "https://evil.example", "X-API-Key": token})
+        assert "access-control-allow-origin" not in r.headers
+        r = c.get("/v1/profiles/x/activity", headers={"Origin": "https://admin.example", "X-API-Key": token})
+        assert r.headers["access-control-allow-origin"] == "https://admin.example"
+        assert "X-Aura-Degraded" in r.headers["access-control-expose-headers"]
+    with TestClient(create_app(isolated)) as c:  # default: no CORS headers at all
+        r = c.get("/v1/health", headers={"Origin": "https://shop.example"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_auth_can_be_switched_off(isolated):
+    s = isolated.model_copy(update={"auth_enabled": False})
+    with TestClient(create_app(s)) as c:
+        assert c.get("/v1/profiles/x/activity").status_code == 404
+        assert c.get("/v1/stats").status_code == 200
+
+
+def test_health_and_metrics_are_open_stats_are_admin(client, api_key):
+    assert client.get("/v1/health").status_code in (200, 503)
+    assert call(client, "GET", "/v1/profiles/x/activity", token=api_key(READ)).status_code == 404
+    m = client.get("/metrics")
+    assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+    bucket = ('aura_http_request_duration_seconds_bucket{le="0.005",method="GET",'
+              'route="/v1/profiles/{user_id}/activity"}')
+    assert bucket in m.text
+    assert 'aura_http_responses_total{method="GET",route="/v1/profiles/{user_id}/activity",status="4xx"}' in m.text
+    assert "aura_deadletters" in m.text and "aura_breaker_open" in m.text
+    assert call(client, "GET", "/v1/stats", token=api_key(READ)).status_code == 403
+    st = call(client, "GET", "/v1/stats", token=api_key(ADMIN)).json()
+    assert st["breakers"]["redis"]["state"] == "closed" and st["counters_stale"] is False
+
+
+def test_metrics_can_require_admin(isolated, api_key):
+    s = isolated.model_copy(update={"metrics_public": False})
+    with TestClient(create_app(s)) as c:
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers={"X-API-Key": api_key(READ)}).status_code == 403
+        assert c.get("/metrics", headers={"X-API-Key": api_key(ADMIN)}).status_code == 200

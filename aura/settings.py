@@ -92,7 +92,7 @@ class Settings(BaseSettings):
 
     # Event ingest over HTTP (serving/routes/events.py)
     ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413
-    ingest_max_body_bytes: int = 2_097_152  # request body limit; more is answered 413
+    ingest_max_body_bytes: int = 1_048_576  # request body limit (413); keep <= max_body_bytes (the edge limit)
     ingest_ack_timeout_s: float = 10.0  # wait this long for Kafka's acknowledgement, then 503
 
     # API

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from aura import layout
@@ -323,8 +323,12 @@ async def count(state: ApiState, kind: str, outcome: str, n: int = 1, error_type
         log.warning("ingest metrics not recorded: %s", exc)
 
 
+def _json(doc: Any, status: int) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
 async def ingest(request: Request, state: ApiState, *, kind: str, schema: str, spec: layout.TopicSpec,
-                 model: type[BaseModel], many: bool | None) -> ORJSONResponse:
+                 model: type[BaseModel], many: bool | None) -> Response:
     s = state.settings
     try:
         body = await read_body(request, s.ingest_max_body_bytes)
@@ -335,9 +339,9 @@ async def ingest(request: Request, state: ApiState, *, kind: str, schema: str, s
         await produce_acknowledged(state.producer, layout.topic(s, spec), records, s.ingest_ack_timeout_s)
     except IngestError as exc:
         await count(state, kind, exc.outcome, error_types=exc.error_types)
-        return ORJSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return _json({"detail": exc.detail}, exc.status)
     await count(state, kind, "accepted", len(records))
-    return ORJSONResponse({"accepted": len(records)}, status_code=202)
+    return _json({"accepted": len(records)}, 202)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +381,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/events", status_code=202, response_model=Accepted, responses=RESPONSES,
              openapi_extra=_body(BehaviorEventIn, False), summary="Ingest one behavior event")
-async def post_event(request: Request, state: State) -> ORJSONResponse:
+async def post_event(request: Request, state: State) -> Response:
     return await ingest(request, state, kind="behavior", schema="behavior_event", spec=layout.BEHAVIOR,
                         model=BehaviorEventIn, many=False)
 
@@ -385,7 +389,7 @@ async def post_event(request: Request, state: State) -> ORJSONResponse:
 @router.post("/events/batch", status_code=202, response_model=Accepted, responses=RESPONSES,
              openapi_extra=_body(BehaviorEventIn, True),
              summary="Ingest a batch of behavior events (all-or-nothing, at most ingest_max_batch)")
-async def post_events_batch(request: Request, state: State) -> ORJSONResponse:
+async def post_events_batch(request: Request, state: State) -> Response:
     return await ingest(request, state, kind="behavior", schema="behavior_event", spec=layout.BEHAVIOR,
                         model=BehaviorEventIn, many=True)
 
@@ -393,13 +397,13 @@ async def post_events_batch(request: Request, state: State) -> ORJSONResponse:
 @router.post("/identity", status_code=202, response_model=Accepted, responses=RESPONSES,
              openapi_extra=_body(IdentityEventIn, None),
              summary="Ingest identity/profile events: create, update, preferences, merge, erase")
-async def post_identity(request: Request, state: State) -> ORJSONResponse:
+async def post_identity(request: Request, state: State) -> Response:
     return await ingest(request, state, kind="identity", schema="identity_event", spec=layout.IDENTITY,
                         model=IdentityEventIn, many=None)
 
 
 @router.post("/catalog/items", status_code=202, response_model=Accepted, responses=RESPONSES,
              openapi_extra=_body(CatalogItemIn, None), summary="Ingest catalog item upserts and deletes")
-async def post_catalog_items(request: Request, state: State) -> ORJSONResponse:
+async def post_catalog_items(request: Request, state: State) -> Response:
     return await ingest(request, state, kind="catalog", schema="catalog_item", spec=layout.CATALOG,
                         model=CatalogItemIn, many=None)

@@ -45,6 +45,12 @@ class ConfigCache(Generic[T]):
         self._stmts: dict[str, Any] | None = None
         self.durable_reads = 0  # how often Cassandra was read (tests and metrics)
 
+    def bind_session(self, session: Any) -> None:
+        """Use ``session`` from now on (the API reconnects Cassandra after an outage at start-up)."""
+        if session is not self.session:
+            self.session = session
+            self._stmts = None
+
     async def _statements(self) -> dict[str, Any]:
         if self.session is None:
             raise ConfigUnavailable("Cassandra is not connected")

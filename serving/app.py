@@ -22,7 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from aura import bootstrap
 from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
-from serving.degrade import Breakers, GuardedSession, PopularCache, guarded_redis, install_handlers
+from serving.degrade import REDIS_OUTAGE, Breakers, GuardedSession, PopularCache, guarded_redis, install_handlers
 from serving.metrics import EdgeMiddleware
 from serving.responses import SECURED_RESPONSES
 from serving.routes import events, profiles, system
@@ -70,6 +70,23 @@ async def _reconnect_cassandra(state: ApiState) -> None:
             log.warning("Cassandra reachable again; reconnected")
 
 
+POPULAR_REFRESH_S = 30.0
+POPULAR_KEEP = 200
+
+
+async def _refresh_popular(state: ApiState) -> None:
+    """Keep the last popular list (issue 5's ``recs_popular`` sorted set) for the both-down fallback."""
+    while True:
+        try:
+            raw = await state.redis.zrevrange(state.keys.recs_popular(), 0, POPULAR_KEEP - 1, withscores=True)
+            state.popular.remember([{"item_id": i, "score": float(sc)} for i, sc in raw])
+        except REDIS_OUTAGE:
+            pass  # keep the last list; that is the point
+        except Exception:  # noqa: BLE001 - never let the refresher die
+            log.exception("popular list refresh failed")
+        await asyncio.sleep(POPULAR_REFRESH_S)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
 
@@ -84,14 +101,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.popular.load()
         state.auth = Authenticator(state)
         app.state.aura = state
-        reconnect = asyncio.create_task(_reconnect_cassandra(state)) if session is None else None
+        tasks = [asyncio.create_task(_refresh_popular(state))]
+        if session is None:
+            tasks.append(asyncio.create_task(_reconnect_cassandra(state)))
         try:
             yield
         finally:
-            if reconnect is not None:
-                reconnect.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reconnect
+                    await task
             state.popular.save()
             await state.redis.aclose()
             if state.producer is not None:

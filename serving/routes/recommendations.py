@@ -13,17 +13,19 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from aura import layout
 from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
+from serving.degrade import STALE_POPULAR, outage_exceptions, stale_popular
 from serving.deps import State
 from serving.recommend import METHODS, Diversity, Filters, Recommender, Request, normalise
 from streams import trending as trending_math
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
+OUTAGES = outage_exceptions()  # Redis/Cassandra/Kafka unreachable (issue 6): answer the stale popular list
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 ItemPath = Path(min_length=1, max_length=256, description="Item id")
@@ -109,20 +111,38 @@ async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
         items=[Recommended(item_id=i, score=round(s, 6), sources=w) for i, s, w in result.items])
 
 
+def stale_list(state: Any, response: Response, body: GenerateIn) -> RecommendationsOut:
+    """The stores cannot answer: the last popular list the API saw (issue 6, serving/degrade.py),
+    marked ``X-Aura-Degraded: stale-popular``, instead of an error."""
+    items = stale_popular(state.popular, response, body.limit)
+    return RecommendationsOut(
+        recommendation_id=f"{STALE_POPULAR}:0:{uuid.uuid4().hex[:16]}", user_id=body.user_id, method=body.method,
+        strategy=STALE_POPULAR, placement=body.context.placement,
+        items=[Recommended(item_id=i["item_id"], score=round(float(i["score"]), 6), sources=["popular"])
+               for i in items])
+
+
 @router.post("/generate", response_model=RecommendationsOut, summary="Recommendations for a user or a context")
-async def generate(state: State, body: GenerateIn) -> RecommendationsOut:
-    return await generate_list(state, body)
+async def generate(state: State, body: GenerateIn, response: Response) -> RecommendationsOut:
+    try:
+        return await generate_list(state, body)
+    except OUTAGES:
+        return stale_list(state, response, body)
 
 
 @router.get("/users/{user_id}", response_model=RecommendationsOut, summary="Recommendations (query-string form)")
-async def for_user(state: State, user_id: str = Path(min_length=1, max_length=256), method: Method = "hybrid",
+async def for_user(state: State, response: Response, user_id: str = Path(min_length=1, max_length=256),
+                   method: Method = "hybrid",
                    limit: int = Query(10, ge=1, le=200), placement: str = Query("default", max_length=64),
                    item_id: str | None = Query(None, max_length=256), exclude_seen: bool = True,
                    category: Annotated[list[str] | None, Query()] = None) -> RecommendationsOut:
     body = GenerateIn(user_id=user_id, method=method, limit=limit,
                       context=ContextIn(placement=placement, item_id=item_id),
                       filters=FiltersIn(exclude_seen=exclude_seen, categories=category))
-    return await generate_list(state, body)
+    try:
+        return await generate_list(state, body)
+    except OUTAGES:
+        return stale_list(state, response, body)
 
 
 class Neighbour(BaseModel):

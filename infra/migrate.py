@@ -27,6 +27,7 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] | list[TopicSpec], a
         name = layout.topic(s, spec)
         if name in existing:
             continue
+        existing.add(name)  # a spec listed by several migrations is created once
         config = {"cleanup.policy": "compact" if spec.compacted else "delete"}
         if spec.retention_ms is not None:
             config["retention.ms"] = str(spec.retention_ms)

@@ -92,7 +92,7 @@ def validate_experiment(doc: Any) -> Experiment:
         raise ExperimentError([{"loc": [], "msg": "an experiment must be a JSON object"}])
     errors: list[dict[str, Any]] = []
     known = {"id", "name", "description", "status", "salt", "variants", "factors", "control", "coverage",
-             "targeting", "conversion_events", "winner", "created_at", "updated_at"}
+             "targeting", "conversion_events", "winner", "created_at", "updated_at", *(f"{s}_at" for s in STATUSES)}
     for k in sorted(set(doc) - known):
         errors.append({"loc": [k], "msg": f"unknown key; known: {sorted(known)}"})
     eid = doc.get("id")

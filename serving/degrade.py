@@ -378,6 +378,18 @@ def install_handlers(app: FastAPI) -> None:
     for exc_type in outage_exceptions():
         app.add_exception_handler(exc_type, on_outage)
 
+    from fastapi.exception_handlers import http_exception_handler
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        """Routes' own HTTPExceptions, as FastAPI answers them; a 503 always carries Retry-After."""
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 503 and not (exc.headers and "Retry-After" in exc.headers):
+            exc.headers = {**(exc.headers or {}), "Retry-After": "1"}
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)

@@ -106,7 +106,10 @@ class Authenticator:
         kk = [keys.api_key(key_id), keys.api_key_rate(key_id)]
         res = await self.script(keys=kk, args=[presented])
         if res[0] == -1:  # not cached: read Cassandra once, cache (negatively too), ask again
-            rec = await self._load(key_id)
+            try:
+                rec = await self._load(key_id)
+            except DependencyUnavailable:  # e.g. Redis restarted empty while Cassandra is down
+                return await self._via_fallback(key_id, presented)
             mapping = (rec or _negative(key_id)).cache_mapping()
             ttl = self.state.settings.api_key_cache_ttl_s if rec is not None else 60
             pipe = self.state.redis.pipeline(transaction=True)

@@ -76,10 +76,9 @@ class EventProducer:
         """Validate and frame one behavior event; returns (key, value)."""
         now_ms = now_ms or int(time.time() * 1000)
         event.setdefault("receive_time", now_ms)
-        self.codec.validate(event)
-        value = self.codec.encode(event)
-        checked = validate_behavior(self.codec.decode(value), now_ms)
-        return checked.user_id.encode(), value
+        self.codec.validate(event)  # strict types first: the semantic checks below rely on them
+        checked = validate_behavior(event, now_ms)
+        return checked.user_id.encode(), self.codec.encode(event)
 
     def encode_as(self, schema: str, event: dict[str, Any], now_ms: int | None = None) -> tuple[str, bytes, bytes]:
         """Validate and frame one event of ``schema``; returns (topic, key, value)."""
@@ -88,11 +87,9 @@ class EventProducer:
         now_ms = now_ms or int(time.time() * 1000)
         event.setdefault("receive_time", now_ms)
         c = codec(schema)
-        c.validate(event)
-        value = c.encode(event)
-        record = c.decode(value)  # the record as consumers will see it (defaults filled in)
-        validate(schema, record, now_ms)
-        return self.topics[schema], partition_key(schema, record), value
+        c.validate(event)  # strict types first: the semantic checks below rely on them
+        validate(schema, event, now_ms)
+        return self.topics[schema], partition_key(schema, event), c.encode(event)
 
     def send(self, event: dict[str, Any]) -> None:
         """Send one behavior event."""

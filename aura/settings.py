@@ -75,16 +75,17 @@ class Settings(BaseSettings):
     analytics_hour_ttl_s: int = 15 * 24 * 3600
     analytics_day_ttl_s: int = 400 * 24 * 3600
     agg_publish_interval_s: float = 5.0
+    kafka_session_timeout_s: float = 60.0  # a dead worker's partitions move after this long
 
     # Recommenders (issue 5: streams/cooccurrence.py, streams/catalog.py, serving/recommend.py, jobs/)
     recs_window: int = 20  # previous interactions paired with a new one
     recs_decay: float = 0.85  # weight of the k-th previous interaction: decay ** k
     recs_seq_max: int = 50  # interactions kept in a user's recommender sequence
     recs_topk: int = 100  # neighbours kept per item and source
-    recs_cooc_read: int = 300  # raw co-occurrences read to publish an item's top-K
+    recs_cooc_read: int = 200  # raw co-occurrences read to publish an item's top-K
     recs_cooc_cap: int = 1000  # raw co-occurrences kept per item
     recs_candidates: int = 200  # per-user candidates kept per model (MF, batch)
-    recs_publish_interval_s: float = 1.0  # top-K neighbour lists republished at most this often
+    recs_publish_interval_s: float = 2.0  # top-K neighbour lists republished at most this often
     recs_trending_half_life_h: float = 24.0
     recs_mf_dim: int = 32
     recs_mf_lr: float = 0.05

@@ -41,6 +41,7 @@ def faust_app(s: Settings) -> faust.App:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
+        broker_session_timeout=s.kafka_session_timeout_s,
         producer_compression_type="lz4",
         producer_linger_ms=5,
         stream_buffer_maxsize=s.batch_max * 2,

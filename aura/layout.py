@@ -44,7 +44,7 @@ AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FU
 ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS)
 
 # Recommenders (issue 5): item-keyed signals repartitioned from the user-keyed behavior stream.
-ITEM_SIGNALS = TopicSpec("internal.by_item", key="item id")
+ITEM_SIGNALS = TopicSpec("internal.by_item", key="CRC32(item id) mod partitions")
 ALL_TOPICS += (ITEM_SIGNALS,)
 
 

@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import numpy as np
 
+from aura import layout
 from aura.layout import Tables
 from schemas.codec import DecodeError, codec
 from streams import trending
@@ -104,6 +106,7 @@ class UserDelta:
     new: list[SeqEntry] = field(default_factory=list)  # oldest first
     seen: dict[str, int] = field(default_factory=dict)
     offset: int = -1
+    seq: list[SeqEntry] = field(default_factory=list)  # the whole sequence after the batch, newest first
 
 
 @dataclass
@@ -168,6 +171,7 @@ def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[Se
             d = out.users[ev.user_id] = UserDelta()
         d.offset = max(d.offset, acc.offset)
         if weight is None:
+            d.seq = list(work.get(ev.user_id, []))
             continue
         seq = work.setdefault(ev.user_id, [])
         bought = ev.event_type in BOUGHT_TYPES
@@ -195,7 +199,29 @@ def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[Se
             d.seen[x] = max(d.seen.get(x, 0), ev.event_time)
             out.interactions.append((ev.user_id, ev.event_time, x, ev.event_id, ev.event_type, weight))
             out.positives.append((ev.user_id, x, weight))
+        d.seq = list(seq)
     return out
+
+
+def internal_partition(item: str, partitions: int) -> int:
+    """The internal.by_item partition of an item (stable across processes)."""
+    return zlib.crc32(item.encode()) % partitions
+
+
+def signal_records(f: Fold, partitions: int) -> dict[tuple[int, int], dict[str, Any]]:
+    """Group a fold's item entries into one record per (internal partition, source partition)."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for (item, part), entries in f.items.items():
+        key = (internal_partition(item, partitions), part)
+        rec = out.setdefault(key, {"source_partition": part, "items": []})
+        rec["items"].append({"item_id": item, "entries": [e.to_avro() for e in entries]})
+    return out
+
+
+def flatten(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """An ItemSignals record -> per-item records ``{item_id, source_partition, entries}``."""
+    return [{"item_id": it["item_id"], "source_partition": record["source_partition"], "entries": it["entries"]}
+            for it in record["items"]]
 
 
 @dataclass
@@ -254,21 +280,14 @@ def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops
 USER_LUA = """
 local cur = redis.call('HGET', KEYS[1], '_off') or ''
 if cur ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[4])
-for i = 1, n do
-  local raw = ARGV[5 + (i - 1) * 3]
-  local item = ARGV[6 + (i - 1) * 3]
-  local t = ARGV[7 + (i - 1) * 3]
-  local old = redis.call('LRANGE', KEYS[2], 0, -1)
-  for _, v in ipairs(old) do
-    if string.sub(v, 1, string.len(item) + 1) == item .. '|' then redis.call('LREM', KEYS[2], 0, v) end
-  end
-  redis.call('LPUSH', KEYS[2], raw)
-  redis.call('ZADD', KEYS[3], t, item)
-end
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-local m = 5 + n * 3
-if ARGV[m] ~= '' then redis.call('HSET', KEYS[1], 'mf', ARGV[m]) end
+local n = tonumber(ARGV[3])
+redis.call('DEL', KEYS[2])
+if n > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 4, 3 + n)) end
+local m = tonumber(ARGV[4 + n])
+local b = 5 + n
+for i = 0, m - 1 do redis.call('ZADD', KEYS[3], ARGV[b + 2 * i + 1], ARGV[b + 2 * i]) end
+local mf = ARGV[b + 2 * m]
+if mf ~= '' then redis.call('HSET', KEYS[1], 'mf', mf) end
 redis.call('HSET', KEYS[1], '_off', ARGV[2])
 return 1
 """
@@ -312,11 +331,13 @@ return {pop, tr or ''}
 """
 
 
-def user_lua_args(expected: int | None, d: UserDelta, seq_max: int, mf_vec: bytes | None) -> list[Any]:
-    args: list[Any] = ["" if expected is None else str(expected), str(d.offset), seq_max, len(d.new)]
-    for e in d.new:
-        args += [e.encode(), e.item, d.seen.get(e.item, e.time)]
-    args.append(mf_vec if mf_vec is not None else "")
+def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None) -> list[Any]:
+    """CAS on the fence, then the absolute sequence, the new seen items and the MF vector."""
+    args: list[Any] = ["" if expected is None else str(expected), str(d.offset), len(d.seq),
+                       *[e.encode() for e in d.seq], len(d.seen)]
+    for item, t in d.seen.items():
+        args += [item, t]
+    args.append(mf_vec or "")
     return args
 
 
@@ -347,6 +368,7 @@ class UserSignals:
             f"INSERT INTO {Tables.INTERACTIONS} (user_id, event_time, item_id, event_id, event_type, weight) "
             "VALUES (?, ?, ?, ?, ?, ?)")
         self.codec = codec("item_signal")
+        self.partitions = layout.ITEM_SIGNALS.partitions or s.topic_partitions
 
     async def load_mf(self) -> None:
         raw = await self.redis.hgetall(self.keys.recs_mf_items())
@@ -387,6 +409,7 @@ class UserSignals:
         users = sorted({a.event.user_id for a in accepted})
         if not users:
             return Fold()
+        rows: list[tuple[str, int, str, str, str, float]] = []
         for _attempt in range(5):
             fences, seqs, vecs = await self.read(users)
             f = fold(accepted, fences, seqs, self.p)
@@ -395,10 +418,8 @@ class UserSignals:
             # item-keyed deltas first (acked), user fences after: a crash in between replays them
             # at the same source offsets, and the item fences drop them.
             futures = []
-            for (item, part), entries in f.items.items():
-                value = self.codec.encode({"item_id": item, "source_partition": part,
-                                           "entries": [e.to_avro() for e in entries]})
-                futures.append(await send(item.encode(), value))
+            for (ipart, _spart), rec in signal_records(f, self.partitions).items():
+                futures.append(await send(ipart, self.codec.encode(rec)))
             if futures:
                 await asyncio.gather(*futures)
             pipe = self.redis.pipeline(transaction=False)
@@ -407,16 +428,19 @@ class UserSignals:
                 vec = self.mf.users.get(u)
                 await self.user_script(
                     keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u)],
-                    args=user_lua_args(fences.get(u), f.users[u], self.p.seq_max,
-                                       vec.tobytes().hex() if vec is not None else None), client=pipe)
+                    args=user_lua_args(fences.get(u), f.users[u], vec.tobytes().hex() if vec is not None else None),
+                    client=pipe)
             results = await pipe.execute() if order else []
             conflicts = {u for u, ok in zip(order, results, strict=True) if not ok}
+            rows += [r for r in f.interactions if r[0] not in conflicts]
             await self.publish(f, moved, [u for u in order if u not in conflicts], pv_before)
             if not conflicts:
                 break
             users = sorted(conflicts)
             accepted = [a for a in accepted if a.event.user_id in conflicts]
-        await self.write_interactions(f)
+        else:
+            raise RuntimeError(f"user fence conflicts did not settle for {len(conflicts)} users")
+        await self.write_interactions(rows)
         return f
 
     async def publish(self, f: Fold, moved: set[str], users: list[str], pv_before: tuple[int, int]) -> None:
@@ -444,13 +468,13 @@ class UserSignals:
                 pipe.hincrby(self.keys.recs_monitor(model), name, n)
         await pipe.execute()
 
-    async def write_interactions(self, f: Fold) -> None:
-        if not f.interactions:
+    async def write_interactions(self, rows: list[tuple[str, int, str, str, str, float]]) -> None:
+        if not rows:
             return
         from cassandra.concurrent import execute_concurrent_with_args
 
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: execute_concurrent_with_args(self.res.session, self.insert, f.interactions,
+            None, lambda: execute_concurrent_with_args(self.res.session, self.insert, rows,
                                                        concurrency=64, raise_on_first_error=True))
 
 
@@ -467,6 +491,7 @@ class ItemSignals:
         self.half_life_ms = s.recs_trending_half_life_h * 3600 * 1000
         self.codec = codec("item_signal")
         self.dirty: set[str] = set()
+        self.dirty_bought: set[str] = set()
         self.last_publish = 0.0
 
     async def apply(self, records: list[dict[str, Any]]) -> int:
@@ -506,7 +531,10 @@ class ItemSignals:
                     pipe.zadd(self.keys.recs_trending(), {item: float(tr)})
                     for c in cats.get(item, []):
                         pipe.zadd(self.keys.recs_trending(c), {item: float(tr)})
-                self.dirty.add(item)
+                if applies[item].cooc:
+                    self.dirty.add(item)
+                if applies[item].bought:
+                    self.dirty_bought.add(item)
             pipe.hincrby(self.keys.recs_monitor(MONITOR_STREAM), "signals_applied",
                          sum(applies[i].entries for i in order if i not in conflicts))
             await pipe.execute()
@@ -515,35 +543,36 @@ class ItemSignals:
             records = [r for r in records if r["item_id"] in conflicts]
             items = sorted(conflicts)
             parts = sorted({(r["item_id"], r["source_partition"]) for r in records})
+        else:
+            raise RuntimeError(f"item fence conflicts did not settle for {len(conflicts)} items")
         return applied
 
     async def publish_due(self, force: bool = False) -> int:
         """Republish the normalised top-K lists of items touched since the last publish."""
         interval = self.res.settings.recs_publish_interval_s
-        if not self.dirty or (not force and time.monotonic() - self.last_publish < interval):
+        if not (self.dirty or self.dirty_bought) or (not force and time.monotonic() - self.last_publish < interval):
             return 0
-        items, self.dirty = sorted(self.dirty), set()
+        todo = [(i, "cooc") for i in sorted(self.dirty)] + [(i, "bought") for i in sorted(self.dirty_bought)]
+        self.dirty, self.dirty_bought = set(), set()
         self.last_publish = time.monotonic()
         k, m = self.res.settings.recs_topk, self.res.settings.recs_cooc_read
         pipe = self.redis.pipeline(transaction=False)
-        for item in items:
-            pipe.zrevrange(self.keys.recs_item_cooc(item), 0, m - 1, withscores=True)
-            pipe.zrevrange(self.keys.recs_item_bought(item), 0, m - 1, withscores=True)
+        for item, source in todo:
+            key = self.keys.recs_item_cooc(item) if source == "cooc" else self.keys.recs_item_bought(item)
+            pipe.zrevrange(key, 0, m - 1, withscores=True)
         raw = await pipe.execute()
-        neighbours = {j for lst in raw for j, _ in lst} | set(items)
-        nlist = sorted(neighbours)
+        nlist = sorted({j for lst in raw for j, _ in lst} | {i for i, _ in todo})
         pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
         pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}
         pipe = self.redis.pipeline(transaction=False)
-        for idx, item in enumerate(items):
-            for source, lst in (("cooc", raw[2 * idx]), ("bought", raw[2 * idx + 1])):
-                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k)
-                key = self.keys.recs_item_similar(item, source)
-                pipe.delete(key)
-                if top:
-                    pipe.zadd(key, dict(top))
+        for (item, source), lst in zip(todo, raw, strict=True):
+            top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k)
+            key = self.keys.recs_item_similar(item, source)
+            pipe.delete(key)
+            if top:
+                pipe.zadd(key, dict(top))
         await pipe.execute()
-        return len(items)
+        return len(todo)
 
 
 # ------------------------------------------------------------------------------------- agents
@@ -575,8 +604,8 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
     event_codec = codec("behavior_event")
     dead_codec = codec("dead_letter")
 
-    async def send(key: bytes, value: bytes) -> Any:
-        return await signals.send(key=key, value=value)
+    async def send(partition: int, value: bytes) -> Any:
+        return await signals.send(key=str(partition).encode(), value=value, partition=partition)
 
     @app.agent(source, name="update_recs_by_user")
     async def update_recs_by_user(stream: faust.StreamT) -> None:
@@ -595,7 +624,7 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
             decoded = []
             for e in batch:
                 try:
-                    decoded.append(item_side.codec.decode(e.message.value))
+                    decoded += flatten(item_side.codec.decode(e.message.value))
                 except DecodeError as exc:  # an internal topic: only a bug gets here; keep the record
                     await deadletters.send(key=e.message.key, value=dead_codec.encode({
                         "reason": exc.reason, "detail": exc.detail, "source_topic": e.message.topic,

@@ -190,6 +190,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
         session.cluster.shutdown()
 
 
+def cmd_agg(args: argparse.Namespace) -> int:
+    """Tail an aggregate topic as a live table (issue 4; topics in docs/state.md)."""
+    from streams.aggregates import tail
+
+    tail(get_settings(), args.name, rows=args.rows, once=args.once)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aura", description="Aura real-time personalization engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -232,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     ky.add_argument("--rate", type=float, default=None, help="requests/s (default: AURA_RATE_LIMIT_PER_S)")
     ky.add_argument("--burst", type=int, default=None, help="requests at once (default: AURA_RATE_LIMIT_BURST)")
     ky.set_defaults(func=cmd_keys)
+    ag = sub.add_parser("agg", help="aggregate topics for analysts (agg.*)")
+    ag.add_argument("action", choices=["tail"])
+    ag.add_argument("name", choices=["minute_metrics", "item_daily", "funnel", "revenue"])
+    ag.add_argument("--rows", type=int, default=20)
+    ag.add_argument("--once", action="store_true", help="print the table once the topic is read to its end")
+    ag.set_defaults(func=cmd_agg)
     return p
 
 

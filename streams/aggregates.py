@@ -164,3 +164,81 @@ def register(app: faust.App, res: Resources) -> None:
             return
         for r in recs:
             await topics[r.name].send(key=r.key.encode(), value=codecs[r.name].encode(r.value))
+
+
+# ---------------------------------------------------------------------------------------------
+# `aura agg tail <name>`: a live table of one aggregate topic (latest record per key)
+
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "minute_metrics": ("window_start", "dimension", "dimension_value", "events", "users", "orders", "revenue"),
+    "item_daily": ("day", "item_id", "impressions", "views", "clicks", "add_to_carts", "units", "revenue"),
+    "funnel": ("window_start", "funnel", "steps"),
+    "revenue": ("window_start", "experiment_id", "variant_id", "orders", "buyers", "revenue", "attributed_revenue"),
+}
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, dict):
+        return " ".join(f"{k}={x}" for k, x in sorted(v.items()))
+    if isinstance(v, list):
+        return " > ".join(f"{x.get('name')}:{x.get('users')}u/{x.get('events')}e" if isinstance(x, dict) else str(x)
+                          for x in v)
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return "" if v is None else str(v)
+
+
+def render(name: str, latest: dict[str, dict[str, Any]], rows: int) -> str:
+    """The newest ``rows`` keys of ``latest`` as a text table (pure)."""
+    cols = TABLE_COLUMNS[name]
+    body = [[_cell(rec.get(c)) for c in cols] for _k, rec in sorted(latest.items(), reverse=True)[:rows]]
+    widths = [min(60, max([len(c), *(len(r[i]) for r in body)])) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v[:w].ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(lines)
+
+
+def tail(settings: Any, name: str, rows: int = 20, once: bool = False, out: Any = None,
+         idle_s: float = 2.0) -> dict[str, dict[str, Any]]:
+    """Follow ``agg.<name>`` from the beginning, printing the table whenever it changes.
+
+    ``once``: stop when the topic has been read to its end (no record for ``idle_s``)."""
+    import sys
+    import uuid
+
+    from confluent_kafka import Consumer
+
+    spec, schema = AGGREGATES[name]
+    dec = codec(schema)
+    out = out or sys.stdout
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"agg-tail-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([layout.topic(settings, spec)])
+    latest: dict[str, dict[str, Any]] = {}
+    last_msg = time.monotonic()
+    try:
+        while True:
+            msgs = c.consume(500, 0.5)
+            changed = False
+            for m in msgs:
+                if m.error() or m.key() is None:
+                    continue
+                key = m.key().decode()
+                if m.value() is None:
+                    latest.pop(key, None)
+                else:
+                    latest[key] = dec.decode(m.value())
+                changed = True
+            if changed:
+                last_msg = time.monotonic()
+                if not once:
+                    out.write("\x1b[2J\x1b[H" + f"agg.{name}: {len(latest)} keys\n" + render(name, latest, rows) + "\n")
+                    out.flush()
+            elif once and time.monotonic() - last_msg > idle_s:
+                out.write(render(name, latest, rows) + "\n")
+                return latest
+    except KeyboardInterrupt:
+        return latest
+    finally:
+        c.close()

@@ -115,8 +115,9 @@ def test_rewards_through_kafka_update_the_arms_and_the_next_choice(isolated, wor
         api_client.delete(f"/v1/bandits/{bid}")
 
 
-def test_experiment_results_from_streamed_exposures_and_conversions(isolated, worker_factory, api_client):
-    worker_factory()
+def test_experiment_results_from_streamed_exposures_and_conversions(isolated, worker_factory, api_client,
+                                                                     redis_client):
+    first_worker = worker_factory()
     eid = f"e2e-{uuid.uuid4().hex[:8]}"
     assert api_client.post("/v1/experiments", json={"id": eid, "variants": [{"id": "control"}, {"id": "treat"}],
                                                     "conversion_events": ["purchase", "click"]}).status_code == 201
@@ -158,6 +159,18 @@ def test_experiment_results_from_streamed_exposures_and_conversions(isolated, wo
             assert rows[v]["conversion_rate"] == pytest.approx(expected_conv[v] / expected_exposed[v])
         assert 0 <= rows["treat"]["chance_to_beat_control"] <= 1 and "p_value" in rows["treat"]
         assert doc["srm"]["p_value"] > 0 and doc["source"] == "redis"
+
+        # replay everything with a new consumer group after a SIGKILL: the results do not move
+        metrics_key = layout.RedisKeys(isolated.redis_prefix).decisions_count()
+        seen = redis_client.hgetall(metrics_key)
+        assert (int(seen["exposures"]), int(seen["conversion_events"])) == (60, 24)
+        first_worker.stop(sig=9)
+        worker_factory(isolated.model_copy(update={"consumer_group": f"{isolated.consumer_group}-replay"}), "replay")
+        wait_for(lambda: redis_client.hget(metrics_key, "exposures") == "120"
+                 and redis_client.hget(metrics_key, "conversion_events") == "48", timeout=90,
+                 what="the replay worker to read both topics again")
+        again = api_client.get(f"/v1/experiments/{eid}/results").json()
+        assert again["variants"] == doc["variants"]
     finally:
         api_client.post(f"/v1/experiments/{eid}/status", json={"status": "stopped"})
         api_client.delete(f"/v1/experiments/{eid}")

@@ -24,7 +24,7 @@ from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
 from serving.degrade import REDIS_OUTAGE, Breakers, GuardedSession, PopularCache, guarded_redis, install_handlers
 from serving.metrics import EdgeMiddleware
-from serving.responses import SECURED_RESPONSES
+from serving.responses import SECURED_RESPONSES, document_error_contract
 from serving.routes import events, profiles, system
 from serving.security import ADMIN, EVENTS, Authenticator, guard
 from serving.state import ApiState
@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
     )
     install_handlers(app)
+    document_error_contract(app)
     secured: dict[str, Any] = {"responses": SECURED_RESPONSES}
 
     app.include_router(system.router, prefix=API_PREFIX)  # /v1/health: open

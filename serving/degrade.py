@@ -390,6 +390,17 @@ def install_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, on_http)
 
+    from pydantic import ValidationError
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        """A model built inside a route from request data refused it: that is the client's 422, not a 500."""
+        assert isinstance(exc, ValidationError)
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors(include_url=False, include_context=False, include_input=False)]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    app.add_exception_handler(ValidationError, on_validation)
+
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from serving.degrade import DependencyUnavailable
@@ -54,3 +54,23 @@ def not_found(what: str) -> HTTPException:
 def unavailable(dependency: str, detail: str | None = None) -> DependencyUnavailable:
     """Raise this when a route cannot answer without ``dependency``: the handler makes it a 503."""
     return DependencyUnavailable(dependency, detail)
+
+
+def document_error_contract(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the API sends on 422: FastAPI's field errors, or a plain
+    ``detail`` string when a route refuses a well-formed request (``HTTPException(422, "why")``)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = original()
+        hve = doc.get("components", {}).get("schemas", {}).get("HTTPValidationError")
+        if hve is not None and "detail" in hve.get("properties", {}):
+            detail = hve["properties"]["detail"]
+            hve["properties"]["detail"] = {"title": "Detail", "anyOf": [
+                {k: v for k, v in detail.items() if k != "title"}, {"type": "string"}]}
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

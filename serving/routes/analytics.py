@@ -35,9 +35,11 @@ class Window:
         self.to_ms = to_ms if to_ms is not None else now
         self.from_ms = from_ms if from_ms is not None else self.to_ms - 24 * 3600 * 1000
         if self.from_ms >= self.to_ms:
-            raise HTTPException(422, [{"loc": ["query", "from"], "msg": "from must be before to"}])
+            raise HTTPException(422, [{"loc": ["query", "from"], "msg": "from must be before to",
+                                      "type": "value_error"}])
         if (self.to_ms - self.from_ms) // analytics.GRAINS[grain] > MAX_BUCKETS:
-            raise HTTPException(422, [{"loc": ["query", "grain"], "msg": f"more than {MAX_BUCKETS} buckets"}])
+            raise HTTPException(422, [{"loc": ["query", "grain"], "msg": f"more than {MAX_BUCKETS} buckets",
+                                      "type": "value_error"}])
         self.starts = analytics.bucket_starts(grain, self.from_ms, self.to_ms, MAX_BUCKETS)
 
 

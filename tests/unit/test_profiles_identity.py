@@ -1,0 +1,48 @@
+"""Identity folds: attributes and preferences, and the anonymous-to-known profile merge."""
+
+from __future__ import annotations
+
+import json
+
+from schemas.events import Identity
+from streams.identity import apply_identity, merge_profiles, parse_attrs
+from streams.profiles import Profile, ProfileConfig
+
+CFG = ProfileConfig(rules={"buyer": [["orders", ">=", 1]]})
+
+
+def ident(etype, **kw):
+    return Identity(event_id="e", event_type=etype, user_id="u", event_time=1, **kw)
+
+
+def test_attributes_set_and_removed_preferences_merged():
+    a = apply_identity({}, ident("create", attributes={"name": "Kim", "age": 30}))
+    a = apply_identity(a, ident("update", attributes={"age": None, "city": "Oslo"}))
+    a = apply_identity(a, ident("preferences", preferences={"categories": {"books": 1.0}, "channels": {"sms": False},
+                                                            "blocked_items": ["i9"], "locale": "nb-NO"}))
+    a = apply_identity(a, ident("preferences", preferences={"categories": {"toys": -1.0}, "blocked_items": ["i1"]}))
+    attrs, prefs = parse_attrs(a)
+    assert attrs == {"name": "Kim", "city": "Oslo"}
+    assert prefs == {"categories": {"books": 1.0, "toys": -1.0}, "channels": {"sms": False},
+                     "blocked_items": ["i1", "i9"], "locale": "nb-NO"}
+    assert json.loads(a["x:name"]) == "Kim"
+
+
+def test_merge_sums_history_unites_fences_and_keeps_the_newer_session():
+    known = Profile(counts={"view": 2}, first_seen=100, last_seen=200, recent=["i2"], fences={0: 10}, sessions=1,
+                    ltv=10.0, orders=0, eng=2.0, eng_t=200, aff={"brand:a": 1.0}, aff_t=200, stage="active",
+                    session_id="k")
+    anon = Profile(counts={"view": 1, "purchase": 1}, first_seen=50, last_seen=300, recent=["i1", "i2"],
+                   fences={0: 12, 3: 4}, sessions=2, orders=1, ltv=5.5, eng=1.0, eng_t=300, aff={"brand:a": 2.0},
+                   aff_t=300, stage="new", session_id="a", last_rec="290|r|X|A|home")
+    m = merge_profiles(known, anon, CFG)
+    assert m.counts == {"view": 3, "purchase": 1}
+    assert (m.first_seen, m.last_seen) == (50, 300)
+    assert m.recent == ["i1", "i2"]
+    assert m.fences == {0: 12, 3: 4}
+    assert (m.sessions, m.orders, m.ltv) == (3, 1, 15.5)
+    assert m.session_id == "a" and m.last_rec == "290|r|X|A|home" and m.stage == "active"
+    assert m.eng_t == 300 and 2.9 < m.eng < 3.0
+    assert m.aff_t == 300 and 2.9 < m.aff["brand:a"] < 3.0
+    assert m.segments == ["buyer"]
+    assert known.counts == {"view": 2}  # inputs untouched

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import struct
 
 import fastavro
@@ -162,3 +163,19 @@ def test_strict_validate_catches_what_encode_lets_through():
         c.validate(event(items="i1"))
     assert exc.value.reason == "invalid_record" and "items" in exc.value.detail
     c.validate(event(items=["i1"]))
+
+
+def test_the_documented_frame_and_fingerprints_are_what_the_codec_writes():
+    doc = (AVRO_DIR.parent.parent / "docs" / "events.md").read_text()
+    frame = codec("behavior_event").encode({"event_id": "e1", "event_type": "view", "user_id": "u1",
+                                            "item_id": "i9", "event_time": 1790000000000})
+    block = doc.split("A real `view` event", 1)[1].split("```", 2)[1]
+    documented = bytes.fromhex("".join(re.findall(r"^((?:[0-9a-f]{2} )*[0-9a-f]{2})\s{2,}", block, re.M)))
+    assert documented == frame and len(frame) == 51
+    for name in ("behavior_event", "identity_event", "catalog_item", "experiment_exposure", "campaign_delivery",
+                 "dead_letter"):
+        row = next(line for line in doc.splitlines()
+                   if line.startswith(f"| `{name}` | `") and re.search(r"`[0-9a-f]{16}`", line))
+        current, *released = re.findall(r"`([0-9a-f]{16})`", row)
+        assert bytes.fromhex(current) == codec(name).fingerprint, name
+        assert {bytes.fromhex(r) for r in released} | {codec(name).fingerprint} == set(codec(name).writers), name

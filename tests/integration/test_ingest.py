@@ -203,3 +203,22 @@ def test_http_ingest_answers_503_when_kafka_does_not_acknowledge(isolated, redis
         client.app.state.aura.producer.purge()  # drop the undeliverable record before shutdown flush
     metrics = wait_for(lambda: redis_client.hgetall(RedisKeys(isolated.redis_prefix).ingest_count()))
     assert metrics["behavior:unavailable"] == "1" and metrics["behavior:rejected"] == "1"
+
+
+def test_http_events_reach_the_worker_and_a_resent_batch_is_deduplicated(isolated, api_client, worker_factory,
+                                                                          redis_client):
+    worker_factory()
+    keys = RedisKeys(isolated.redis_prefix)
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    batch = [ev(user, 0), ev(user, 1, event_type="click"), ev(user, 2, event_type="add_to_cart", item_id="i1")]
+    assert api_client.post("/v1/events/batch", json=batch).status_code == 202
+    assert api_client.post("/v1/events/batch", json=batch).status_code == 202  # the client's retry
+
+    def settled():
+        intake = redis_client.hgetall(keys.intake_count())
+        return intake if int(intake.get("accepted", 0)) + int(intake.get("duplicate", 0)) >= 6 else None
+
+    intake = wait_for(settled, timeout=60, what="the worker to take all six records")
+    assert intake["accepted"] == "3" and intake["duplicate"] == "3"
+    counts = redis_client.hgetall(keys.user_counts(user))
+    assert {k: counts[k] for k in ("view", "click", "add_to_cart")} == {"view": "1", "click": "1", "add_to_cart": "1"}

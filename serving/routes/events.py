@@ -282,7 +282,10 @@ async def produce_acknowledged(producer: Any, topic: str, records: list[tuple[by
             done.set_result(None)
 
     def on_delivery(err: Any, _msg: Any) -> None:  # runs in whichever thread polls the producer
-        loop.call_soon_threadsafe(settle, err)
+        try:
+            loop.call_soon_threadsafe(settle, err)
+        except RuntimeError:  # the loop is gone (an acknowledgement after shutdown): nobody waits
+            pass
 
     deadline = loop.time() + timeout_s
     for key, value in records:

@@ -1,0 +1,232 @@
+"""HTTP load benchmark of the API: wrk (saturation) and vegeta (fixed request rates) on loopback.
+
+    .venv/bin/python -m bench.http_load [--workers 2] [--duration 10] [--rates 500,1000] [--repeat 3]
+
+What it does: seeds Redis state under the prefix ``bench`` (users' activity and recent items,
+catalog metadata, item neighbours, popular and trending lists), creates a ``read`` API key with no
+practical rate limit, starts ``aura api --workers N`` on a free port, then for each endpoint runs
+
+- saturation: ``wrk -t1 -c<connections> -d<duration>s --latency`` (closed loop: throughput, p50/p99);
+- fixed rates: ``vegeta attack -rate=<r>/s`` (open loop, so queueing delay counts: p50/p99 and the
+  success ratio at that rate),
+
+each ``--repeat`` times, and prints the medians. Endpoints rotate over many users/items. The API
+authenticates and rate-limits every request (one Redis Lua call), as in production.
+
+Tools: ``apt-get install -y wrk`` (Debian) and ``go install github.com/tsenart/vegeta/v12@v12.13.0``
+(binary in ~/go/bin). The load generator runs on the same machine as the API: on a 2-core box it
+takes CPU from the server, so saturation figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aura.settings import REPO_ROOT, Settings, settings_env
+
+N_USERS = 2000
+N_ITEMS = 2000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(s: Settings) -> None:
+    """Materialized state as the stream would leave it (enough for every benchmarked route)."""
+    from aura.bootstrap import redis_sync
+    from aura.layout import RedisKeys
+
+    r = redis_sync(s)
+    k = RedisKeys(s.redis_prefix)
+    now = int(time.time() * 1000)
+    pipe = r.pipeline(transaction=False)
+    for i in range(N_ITEMS):
+        item = f"i{i}"
+        pipe.hset(k.recs_item_meta(item), mapping={"categories": json.dumps([f"c{i % 20}"]), "price": str(5 + i % 50),
+                                                  "available": "1", "title": f"item {i}"})
+        pipe.delete(k.recs_item_similar(item, "cooc"))
+        pipe.zadd(k.recs_item_similar(item, "cooc"), {f"i{(i * 7 + j * 13) % N_ITEMS}": 50 - j for j in range(1, 50)})
+    pipe.zadd(k.recs_popular(), {f"i{i}": N_ITEMS - i for i in range(500)})
+    pipe.zadd(k.recs_trending(), {f"i{(i * 3) % N_ITEMS}": 500 - i for i in range(500)})
+    for u in range(N_USERS):
+        user = f"u{u}"
+        items = [f"i{(u * 11 + j * 17) % N_ITEMS}" for j in range(10)]
+        pipe.delete(k.user_counts(user), k.user_recent(user), k.recs_user_seq(user), k.recs_user_seen(user))
+        pipe.hset(k.user_counts(user), mapping={"view": 8, "click": 2, "first_seen": now - 86_400_000,
+                                                "last_seen": now})
+        pipe.rpush(k.user_recent(user), *items)
+        pipe.rpush(k.recs_user_seq(user), *[f"{it}|1|{now - j * 1000}|0" for j, it in enumerate(items)])
+        pipe.zadd(k.recs_user_seen(user), {it: now - j for j, it in enumerate(items)})
+        if u % 200 == 0:
+            pipe.execute()
+    pipe.execute()
+    r.close()
+
+
+def make_key(s: Settings) -> str:
+    from aura.apikeys import KeyStore
+    from aura.bootstrap import cassandra_session
+
+    session = cassandra_session(s)
+    try:
+        _rec, token = KeyStore(s, session).create("bench", ["read"], 1e7, 10_000_000)
+    finally:
+        session.cluster.shutdown()
+    return token
+
+
+def start_api(s: Settings, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    out = open(log, "wb")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "api", "--port", str(port), "--workers", str(workers)],
+                            cwd=REPO_ROOT, env={**os.environ, **settings_env(s)}, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"API exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code in (200, 503):
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("API did not start")
+
+
+def endpoints(base: str) -> dict[str, list[str]]:
+    users = [f"u{u}" for u in range(0, N_USERS, 7)]
+    items = [f"i{i}" for i in range(0, N_ITEMS, 7)]
+    return {
+        "health (open; pings Redis, Cassandra, Kafka)": [f"{base}/v1/health"],
+        "profile activity": [f"{base}/v1/profiles/{u}/activity" for u in users],
+        "recommendations (hybrid)": [f"{base}/v1/recommendations/users/{u}?limit=10" for u in users],
+        "similar items": [f"{base}/v1/recommendations/similar/{i}?limit=10" for i in items],
+    }
+
+
+def wrk(urls: list[str], token: str, duration: int, connections: int, workdir: Path) -> dict[str, float]:
+    script = workdir / "rotate.lua"
+    paths = [u.split("/", 3)[3] for u in urls]
+    script.write_text("local paths = {" + ",".join(json.dumps("/" + p) for p in paths) + "}\n"
+                      "local i = 0\nrequest = function()\n  i = i + 1\n"
+                      "  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n")
+    base = "/".join(urls[0].split("/", 3)[:3])
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+                          "-H", f"X-API-Key: {token}", base], capture_output=True, text=True, check=True).stdout
+    res: dict[str, float] = {}
+    non2xx = 0.0
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            res["rps"] = float(parts[1])
+        elif len(parts) == 2 and parts[0] in ("50%", "99%"):
+            res["p" + parts[0].rstrip("%")] = _ms(parts[1])
+        elif "Non-2xx or 3xx responses" in line:
+            non2xx = float(parts[-1])
+        elif "requests in" in line:
+            res["requests"] = float(parts[0])
+    res["non2xx"] = non2xx
+    return res
+
+
+def _ms(v: str) -> float:
+    for suffix, f in (("us", 1e-3), ("ms", 1.0), ("s", 1000.0)):
+        if v.endswith(suffix):
+            return float(v[: -len(suffix)]) * f
+    return float(v)
+
+
+def vegeta(urls: list[str], token: str, rate: int, duration: int, workdir: Path, binary: str) -> dict[str, float]:
+    targets = workdir / "targets.txt"
+    targets.write_text("".join(f"GET {u}\n" for u in urls))
+    attack = subprocess.run([binary, "attack", f"-rate={rate}/s", f"-duration={duration}s", f"-targets={targets}",
+                             "-header", f"X-API-Key: {token}", "-timeout=5s", "-max-workers=512"],
+                            capture_output=True, check=True).stdout
+    rep = json.loads(subprocess.run([binary, "report", "-type=json"], input=attack, capture_output=True,
+                                    check=True).stdout)
+    lat = rep["latencies"]
+    return {"p50": lat["50th"] / 1e6, "p99": lat["99th"] / 1e6, "throughput": rep["throughput"],
+            "success": rep["success"], "codes": rep.get("status_codes", {})}
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--rates", default="1000", help="comma-separated fixed request rates for vegeta")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", default="", help="substring of the endpoint names to run")
+    ap.add_argument("--skip-seed", action="store_true")
+    args = ap.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk missing: apt-get install -y wrk")
+    veg = shutil.which("vegeta") or str(Path.home() / "go" / "bin" / "vegeta")
+    if not Path(veg).exists():
+        raise SystemExit("vegeta missing: go install github.com/tsenart/vegeta/v12@v12.13.0")
+
+    s = Settings(redis_prefix="bench", topic_prefix="bench", topic_partitions=1, consumer_group="bench")
+    from infra.migrate import migrate
+
+    migrate(s)
+    if not args.skip_seed:
+        t = time.perf_counter()
+        seed(s)
+        print(f"seeded {N_USERS} users, {N_ITEMS} items in {time.perf_counter() - t:.1f}s")
+    token = make_key(s)
+    port = _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="aura-bench-"))
+    api = start_api(s, port, args.workers, workdir / "api.log")
+    rates = [int(r) for r in args.rates.split(",") if r]
+    results: dict[str, Any] = {"settings": vars(args), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    try:
+        for name, urls in endpoints(f"http://127.0.0.1:{port}").items():
+            if args.only and args.only not in name:
+                continue
+            check = httpx.get(urls[0], headers={"X-API-Key": token}, timeout=5)
+            print(f"\n== {name}: sample answer {check.status_code} ({len(check.content)} bytes)")
+            wrk(urls, token, 2, args.connections, workdir)  # warm-up
+            sat = [wrk(urls, token, args.duration, args.connections, workdir) for _ in range(args.repeat)]
+            entry: dict[str, Any] = {"saturation_runs": sat, "fixed": {}}
+            print(f"   saturation (wrk -c{args.connections}, {args.workers} workers): "
+                  f"{median(sat, 'rps'):.0f} req/s, p50 {median(sat, 'p50'):.2f} ms, p99 {median(sat, 'p99'):.2f} ms, "
+                  f"non-2xx {median(sat, 'non2xx'):.0f}")
+            for rate in rates:
+                runs = [vegeta(urls, token, rate, args.duration, workdir, veg) for _ in range(args.repeat)]
+                entry["fixed"][rate] = runs
+                print(f"   fixed {rate}/s (vegeta): p50 {median(runs, 'p50'):.2f} ms, "
+                      f"p99 {median(runs, 'p99'):.2f} ms, achieved {median(runs, 'throughput'):.0f}/s, "
+                      f"success {median(runs, 'success'):.4f}")
+            results[name] = entry
+    finally:
+        api.terminate()
+        api.wait(20)
+    results["load_after"] = os.getloadavg()
+    out = workdir / "results.json"
+    out.write_text(json.dumps(results, indent=1, default=str))
+    print(f"\nload average before {results['load_before']}, after {results['load_after']}; raw results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

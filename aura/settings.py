@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     recs_mf_dim: int = 32
     recs_mf_lr: float = 0.05
     recs_content_rebuild_s: float = 1.0  # debounce of the content model rebuild after catalog changes
+    recs_repartition: bool = False  # True: item signals go through internal.by_item (see docs/recommenders.md)
 
     # Event ingest over HTTP (serving/routes/events.py)
     ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413

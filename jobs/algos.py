@@ -40,19 +40,20 @@ def evaluate(recs: dict[str, Sequence[str]], held_out: dict[str, str], k: int = 
 
 
 def leave_last_out(interactions: Iterable[tuple[str, str, int]]) -> tuple[list[tuple[str, str, int]], dict[str, str]]:
-    """Per user, the chronologically last interaction is held out (ties: the larger item id, stable)."""
-    by_user: dict[str, list[tuple[int, str]]] = {}
-    for u, i, t in interactions:
-        by_user.setdefault(u, []).append((t, i))
+    """Per user, the chronologically last interaction is held out; ties on the timestamp keep the
+    input order (the one listed last is "last", as RecBole's stable sort does)."""
+    by_user: dict[str, list[tuple[int, int, str]]] = {}
+    for k, (u, i, t) in enumerate(interactions):
+        by_user.setdefault(u, []).append((t, k, i))
     train: list[tuple[str, str, int]] = []
     test: dict[str, str] = {}
     for u, evs in by_user.items():
         evs.sort()
         if len(evs) < 2:
-            train += [(u, i, t) for t, i in evs]
+            train += [(u, i, t) for t, _k, i in evs]
             continue
-        test[u] = evs[-1][1]
-        train += [(u, i, t) for t, i in evs[:-1]]
+        test[u] = evs[-1][2]
+        train += [(u, i, t) for t, _k, i in evs[:-1]]
     return train, test
 
 

@@ -358,8 +358,9 @@ def item_lua_args(a: ItemApply, cap: int) -> list[Any]:
 class UserSignals:
     """The user-keyed side: fences, sequences, MF, interactions; one instance per worker."""
 
-    def __init__(self, res: Resources, params: CoocParams) -> None:
+    def __init__(self, res: Resources, params: CoocParams, item_side: ItemSignals | None = None) -> None:
         s = res.settings
+        self.item_side = item_side
         self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
         self.user_script = res.redis.register_script(USER_LUA)
         self.mf = OnlineMF(dim=s.recs_mf_dim, lr=s.recs_mf_lr, seed=0)
@@ -417,11 +418,13 @@ class UserSignals:
             moved = self.learn(f, vecs)
             # item-keyed deltas first (acked), user fences after: a crash in between replays them
             # at the same source offsets, and the item fences drop them.
-            futures = []
-            for (ipart, _spart), rec in signal_records(f, self.partitions).items():
-                futures.append(await send(ipart, self.codec.encode(rec)))
-            if futures:
-                await asyncio.gather(*futures)
+            records = signal_records(f, self.partitions)
+            if self.item_side is not None:  # direct: the same fenced item writes, without the Kafka hop
+                await self.item_side.apply([r for rec in records.values() for r in flatten(rec)])
+            else:
+                futures = [await send(ipart, self.codec.encode(rec)) for (ipart, _s), rec in records.items()]
+                if futures:
+                    await asyncio.gather(*futures)
             pipe = self.redis.pipeline(transaction=False)
             order = list(f.users)
             for u in order:
@@ -599,8 +602,8 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
     signals = app.topic(signals_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
     params = CoocParams(window=s.recs_window, decay=s.recs_decay, seq_max=s.recs_seq_max)
-    users = UserSignals(res, params)
     item_side = ItemSignals(res)
+    users = UserSignals(res, params, None if s.recs_repartition else item_side)
     event_codec = codec("behavior_event")
     dead_codec = codec("dead_letter")
 

@@ -1,0 +1,127 @@
+"""The recommender fold (pure): pair weights from a user's sequence, fences, also-bought from carts
+and purchases, monitoring counts; the item-side merge with its fences; neighbour normalisation;
+the repartition records."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.codec import codec
+from schemas.events import Behavior
+from streams.cooccurrence import (
+    CoocParams,
+    SeqEntry,
+    flatten,
+    fold,
+    fold_items,
+    internal_partition,
+    item_lua_args,
+    model_of,
+    normalise_neighbours,
+    signal_records,
+    user_lua_args,
+)
+from streams.intake import Accepted
+
+P = CoocParams(window=3, decay=0.5, forward=1.0, backward=0.5, seq_max=4)
+
+
+def ev(offset: int, user: str, etype: str, item: str | None, t: int = 0, part: int = 0, **raw) -> Accepted:
+    items = tuple(raw.pop("items", ()))
+    return Accepted(Behavior(f"e{part}-{offset}", etype, user, item, t or 1000 + offset, items=items, raw=raw),
+                    part, offset)
+
+
+def test_pairs_are_weighted_by_recency_in_both_directions():
+    f = fold([ev(1, "u", "view", "a"), ev(2, "u", "view", "b"), ev(3, "u", "view", "c")], {}, {}, P)
+    entries = {(k[0], e.offset): e for k, es in f.items.items() for e in es}
+    # c arrives after b (k=0, weight 1) and a (k=1, weight 0.5)
+    assert entries[("b", 3)].cooc == {"c": 1.0}            # forward b -> c
+    assert entries[("a", 3)].cooc == {"c": 0.5}            # forward a -> c, decayed
+    assert entries[("c", 3)].cooc == {"b": 0.5, "a": 0.25}  # backward
+    assert entries[("c", 3)].weight == 1.0 and entries[("a", 3)].weight == 0.0
+    d = f.users["u"]
+    assert [e.item for e in d.seq] == ["c", "b", "a"] and d.offset == 3
+    assert set(d.seen) == {"a", "b", "c"}
+
+
+def test_events_at_or_below_the_user_fence_are_skipped():
+    events = [ev(1, "u", "view", "a"), ev(2, "u", "view", "b")]
+    f = fold(events, {"u": 1}, {"u": [SeqEntry("a", 1.0, 1001, False)]}, P)
+    assert [e.item for e in f.users["u"].new] == ["b"]
+    assert {k[0] for k in f.items} == {"a", "b"}  # the b event pairs with the stored a
+    assert all(e.offset == 2 for es in f.items.values() for e in es)
+    assert fold(events, {"u": 2}, {}, P).users == {}
+
+
+def test_window_sequence_bound_and_repeat_interaction():
+    events = [ev(k, "u", "view", it) for k, it in enumerate(["a", "b", "c", "d", "e", "b"], start=1)]
+    f = fold(events, {}, {}, P)
+    assert [e.item for e in f.users["u"].seq] == ["b", "e", "d", "c"]  # bounded at 4, b moved to the front
+    last = {k[0]: es[-1] for k, es in f.items.items() if es[-1].offset == 6}
+    assert "b" not in last["b"].cooc            # never paired with itself
+    assert set(last["b"].cooc) == {"e", "d", "c"}  # window 3
+
+
+def test_also_bought_pairs_only_carts_and_purchases():
+    order = {"order_id": "o1", "lines": [{"item_id": "x", "quantity": 1, "unit_price": 2.0},
+                                         {"item_id": "y", "quantity": 1, "unit_price": 3.0}]}
+    events = [ev(1, "u", "view", "v"), ev(2, "u", "add_to_cart", "c"), ev(3, "u", "purchase", None, order=order)]
+    f = fold(events, {}, {}, P)
+    bought = {}
+    for (item, _p), es in f.items.items():
+        for e in es:
+            for j, w in e.bought.items():
+                bought[(item, j)] = bought.get((item, j), 0) + w
+    assert bought == {("c", "x"): 1, ("x", "c"): 1, ("c", "y"): 1, ("y", "c"): 1, ("x", "y"): 1, ("y", "x"): 1}
+    assert [r[2] for r in f.interactions] == ["v", "c", "x", "y"]
+
+
+def test_impressions_and_clicks_count_per_served_model_and_do_not_pair():
+    events = [ev(1, "u", "impression", None, items=("a", "b"), recommendation_id="hybrid+ease:3:abc"),
+              ev(2, "u", "recommendation_click", "a", recommendation_id="hybrid+ease:3:abc")]
+    f = fold(events, {}, {}, P)
+    assert f.monitor["hybrid+ease"] == {"impressions": 1, "impressed_items": 2, "clicks": 1}
+    assert model_of("trending:0:x") == "trending" and model_of(None) is None and model_of("plain") is None
+
+
+def test_fold_items_applies_each_entry_once_per_item_and_source_partition():
+    recs = [{"item_id": "a", "source_partition": 0, "entries": [
+        {"offset": 5, "event_time": 1000, "weight": 1.0, "cooc": {"b": 1.0}, "bought": {}},
+        {"offset": 7, "event_time": 2000, "weight": 1.0, "cooc": {"b": 0.5, "c": 1.0}, "bought": {"c": 1.0}}]},
+        {"item_id": "a", "source_partition": 1, "entries": [
+            {"offset": 2, "event_time": 1500, "weight": 2.0, "cooc": {}, "bought": {}}]}]
+    out = fold_items(recs, {("a", 0): 5, ("a", 1): None}, 3600_000.0)["a"]
+    assert out.entries == 2 and out.weight == 3.0
+    assert dict(out.cooc) == {"b": 0.5, "c": 1.0} and dict(out.bought) == {"c": 1.0}
+    assert out.fences == {0: (5, 7), 1: (None, 2)}
+    # a replay of the same records changes nothing once the fences moved
+    again = fold_items(recs, {("a", 0): 7, ("a", 1): 2}, 3600_000.0)["a"]
+    assert again.entries == 0 and again.weight == 0.0
+
+
+def test_normalise_neighbours_is_cosine_like_and_bounded():
+    top = normalise_neighbours(4.0, [("b", 2.0), ("c", 2.0), ("z", 5.0)], {"b": 1.0, "c": 16.0}, k=5)
+    assert top == [("b", pytest.approx(1.0)), ("c", pytest.approx(0.25))]  # z has no popularity: dropped
+
+
+def test_repartition_records_round_trip_through_avro_and_keep_item_partition():
+    f = fold([ev(1, "u", "view", "a"), ev(2, "u", "view", "b", part=0)], {}, {}, P)
+    recs = signal_records(f, 4)
+    c = codec("item_signal")
+    items = [r for (ipart, _s), rec in recs.items() for r in flatten(c.decode(c.encode(rec)))
+             if internal_partition(r["item_id"], 4) == ipart]
+    assert sorted(r["item_id"] for r in items) == ["a", "b"]  # a: pos + neighbour entries in one record
+    by_item = {r["item_id"]: r for r in items}
+    assert [e["offset"] for e in by_item["a"]["entries"]] == [1, 2] and by_item["b"]["entries"][0]["cooc"] == {"a": 0.5}
+    assert all(0 <= internal_partition(i, 4) < 4 for i in "abcdefgh")
+
+
+def test_lua_argument_layouts():
+    f = fold([ev(1, "u", "view", "a")], {}, {}, P)
+    args = user_lua_args(None, f.users["u"], "00ff")
+    assert args[:3] == ["", "1", 1] and args[-1] == "00ff"
+    a = fold_items([{"item_id": "a", "source_partition": 3, "entries": [
+        {"offset": 9, "event_time": 1, "weight": 1.0, "cooc": {"b": 2.0}, "bought": {}}]}], {}, 1000.0)["a"]
+    largs = item_lua_args(a, 50)
+    assert largs[:4] == [1, "f:3", "", "9"] and largs[-1] == 50

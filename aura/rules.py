@@ -313,20 +313,18 @@ def evaluate(rules: list[Rule], channel: str, profile: Mapping[str, Any], segmen
     return out
 
 
+def segments_in(node: Condition | Group | None) -> set[str]:
+    """Segment names a condition tree tests."""
+    if isinstance(node, Group):
+        return set().union(*(segments_in(c) for c in node.children))
+    if isinstance(node, Condition) and node.field == "segments":
+        return {node.value} if isinstance(node.value, str) else set(map(str, node.value))
+    return set()
+
+
 def referenced_segments(rules: Iterable[Rule]) -> set[str]:
     """Segment names any rule tests (the serving layer checks only these memberships)."""
-    found: set[str] = set()
-
-    def walk(node: Condition | Group | None) -> None:
-        if isinstance(node, Group):
-            for c in node.children:
-                walk(c)
-        elif isinstance(node, Condition) and node.field == "segments":
-            found.update([node.value] if isinstance(node.value, str) else map(str, node.value))
-
-    for r in rules:
-        walk(r.conditions)
-    return found
+    return set().union(*(segments_in(r.conditions) for r in rules))
 
 
 def profile_fields(*hashes: Mapping[str, str]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from aura.experiments import (
     validate_experiment,
 )
 from aura.layout import Tables
-from aura.rules import referenced_segments, validate_rule, with_time
+from aura.rules import segments_in, with_time
 from serving.decisions import decision_state, now_ms, produce, refused, unavailable, user_fields
 from serving.deps import State
 from serving.routes.personalization import ContextIn
@@ -175,9 +175,7 @@ async def get_experiment(state: State, experiment_id: str = ExpId) -> dict[str, 
 
 async def _assign(state: Any, exps: list[Experiment], body: AssignIn) -> list[AssignOut]:
     ds = decision_state(state)
-    tested = referenced_segments(
-        [validate_rule({"id": "t", "variant": "x", "conditions": e.doc["targeting"]}) for e in exps
-         if e.doc.get("targeting") is not None])
+    tested = set().union(*(segments_in(e.targeting) for e in exps))
     profile, segments = await user_fields(state, body.user_id, tested)
     segments |= set(body.segments or ())
     ctx = with_time({**body.context.model_dump(exclude_none=True), "channel": body.channel}, now_ms())

@@ -172,3 +172,12 @@ def test_aa_assignment_has_no_sample_ratio_mismatch_beyond_nominal():
             counts[assign(exp, u) == "b"] += 1
         alarms += srm_test(counts, [0.5, 0.5])[1] < 0.05
     assert 0.029 <= alarms / 1000 <= 0.071, alarms / 1000
+
+
+def test_targeting_by_segment_and_context_together():
+    target = {"all": [{"field": "segments", "op": "contains", "value": "vip"},
+                      {"field": "context.channel", "op": "in", "value": ["web", "mobile"]}]}
+    exp = validate_experiment({**AB, "status": "running", "targeting": target})
+    assert decide(exp, "u1", {}, frozenset({"vip"}), {"channel": "web"}).in_experiment
+    assert decide(exp, "u1", {}, frozenset(), {"channel": "web"}).reason == "not_targeted"
+    assert decide(exp, "u1", {}, frozenset({"vip"}), {"channel": "email"}).reason == "not_targeted"

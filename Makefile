@@ -29,6 +29,7 @@ test: install           ## lint, then every test against the real stack
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose) >/dev/null 2>&1 || true; \
 	fi
 	$(BIN)/ruff check .
+	$(BIN)/aura schema check
 	$(BIN)/python -m pytest
 
 lint: install

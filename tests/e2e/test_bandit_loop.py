@@ -35,7 +35,8 @@ def dead_letters(settings, n: int, timeout: float = 30.0) -> list[dict]:
     return out
 
 
-def test_rewards_through_kafka_update_the_arms_and_the_next_choice(isolated, worker_factory, api_client, cassandra):
+def test_rewards_through_kafka_update_the_arms_and_the_next_choice(isolated, worker_factory, api_client, cassandra,
+                                                                    redis_client):
     first_worker = worker_factory()
     bid = f"loop-{uuid.uuid4().hex[:8]}"
     r = api_client.post("/v1/bandits", json={"id": bid, "policy": "epsilon_greedy", "params": {"epsilon": 0.0},
@@ -106,6 +107,17 @@ def test_rewards_through_kafka_update_the_arms_and_the_next_choice(isolated, wor
         # 4 picks + 10 greedy choices (all b) + the marker: nothing replayed counted twice
         assert doc["pulls"] == 15 and (arms["a"]["pulls"], arms["a"]["reward"]) == (3.0, 0.5)
         assert (arms["b"]["pulls"], arms["b"]["reward"]) == (12.0, 1.5) and marker["arm"] == "a"
+
+        # Redis loses the bandit's state: the worker restores the Cassandra snapshot before folding more
+        wait_for(lambda: cassandra.execute("SELECT ver FROM bandit_state WHERE bandit_id = %s", (bid,)).one().ver
+                 == int(redis_client.hget(layout.RedisKeys(isolated.redis_prefix).bandit_state(bid), "ver")),
+                 what="the snapshot of the latest state")
+        redis_client.delete(layout.RedisKeys(isolated.redis_prefix).bandit_state(bid))
+        choose(arms=["a"])
+        doc = wait_for(lambda: (d := api_client.get(f"/v1/bandits/{bid}").json())["pulls"] and d,
+                       what="state folded again")
+        arms = {a["arm"]: a for a in doc["arms"]}
+        assert doc["pulls"] == 16 and (arms["a"]["pulls"], arms["b"]["reward"]) == (4.0, 1.5)
 
         # arms added and removed while running: the new arm is untried, so it comes first; b is gone
         assert api_client.post(f"/v1/bandits/{bid}/arms", json={"add": ["c"], "remove": ["b"]}).status_code == 200

@@ -18,6 +18,7 @@ and no extra topic hop on write.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,31 +140,26 @@ def fold(facts: list[Fact], fences: dict[int, int]) -> dict[int, Contribution]:
     return out
 
 
+# One script per partition and batch; the contribution travels as one JSON argument (values as
+# strings) in the order of KEYS[2..]: hashes {ttl, [metric, int delta, ...], [metric, float delta, ...]},
+# then HyperLogLogs {ttl, [user, ...]}.
 APPLY_LUA = """
 local cur = redis.call('GET', KEYS[1]) or ''
 if cur ~= ARGV[1] then return 0 end
-local i = 5
+local d = cjson.decode(ARGV[3])
 local k = 2
-for h = 1, tonumber(ARGV[3]) do
-  local ttl = tonumber(ARGV[i]); local ni = tonumber(ARGV[i + 1]); local nf = tonumber(ARGV[i + 2])
-  i = i + 3
-  for j = 1, ni do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
-  for j = 1, nf do redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1]); i = i + 2 end
-  redis.call('EXPIRE', KEYS[k], ttl)
+for _, h in ipairs(d.h) do
+  local a = h[2]
+  for j = 1, #a, 2 do redis.call('HINCRBY', KEYS[k], a[j], a[j + 1]) end
+  a = h[3]
+  for j = 1, #a, 2 do redis.call('HINCRBYFLOAT', KEYS[k], a[j], a[j + 1]) end
+  redis.call('EXPIRE', KEYS[k], h[1])
   k = k + 1
 end
-for h = 1, tonumber(ARGV[4]) do
-  local ttl = tonumber(ARGV[i]); local n = tonumber(ARGV[i + 1])
-  i = i + 2
-  local j = 0
-  while j < n do
-    local m = {}
-    for x = 1, math.min(500, n - j) do m[x] = ARGV[i + j + x - 1] end
-    redis.call('PFADD', KEYS[k], unpack(m))
-    j = j + #m
-  end
-  i = i + n
-  redis.call('EXPIRE', KEYS[k], ttl)
+for _, u in ipairs(d.u) do
+  local m = u[2]
+  for j = 1, #m, 500 do redis.call('PFADD', KEYS[k], unpack(m, j, math.min(j + 499, #m))) end
+  redis.call('EXPIRE', KEYS[k], u[1])
   k = k + 1
 end
 redis.call('SET', KEYS[1], ARGV[2])
@@ -179,20 +175,25 @@ def lua_call(keys: RedisKeys, c: Contribution, expected: int | None,
              ttls: dict[str, int]) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one partition's apply script."""
     k = [keys.analytics_fence(c.partition)]
-    args: list[Any] = ["" if expected is None else str(expected), str(c.offset), len(c.deltas), len(c.users)]
+    hashes = []
     for (grain, b), metrics in c.deltas.items():
         k.append(keys.analytics_bucket(c.partition, grain, b))
-        ints = [(m, int(v)) for m, v in metrics.items() if not is_float_metric(m) and v]
-        floats = [(m, v) for m, v in metrics.items() if is_float_metric(m) and v]
-        args += [ttls[grain], len(ints), len(floats)]
-        for m, v in ints:
-            args += [m, v]
-        for m, v in floats:
-            args += [m, _fmt(v)]
+        ints: list[str] = []
+        floats: list[str] = []
+        for m, v in metrics.items():
+            if not v:
+                continue
+            if is_float_metric(m):
+                floats += [m, _fmt(v)]
+            else:
+                ints += [m, str(int(v))]
+        hashes.append([str(ttls[grain]), ints, floats])
+    hlls = []
     for (grain, b, what), users in c.users.items():
         k.append(keys.analytics_hll(c.partition, grain, b, what))
-        args += [ttls[grain], len(users), *sorted(users)]
-    return k, args
+        hlls.append([str(ttls[grain]), sorted(users)])
+    blob = json.dumps({"h": hashes, "u": hlls}, separators=(",", ":"))
+    return k, ["" if expected is None else str(expected), str(c.offset), blob]
 
 
 class AnalyticsStore:

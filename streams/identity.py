@@ -116,8 +116,17 @@ return 1
 MERGE_LUA = """
 local off = redis.call('HGET', KEYS[4], ARGV[1]) or ''
 if off ~= ARGV[2] then return -1 end
-""" + profiles.APPLY_LUA.replace("ARGV[1]", "ARGV[4]").replace("ARGV[2]", "ARGV[5]").replace(
-    "local i = 3", "local i = 6").replace("return 1", "redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])\nreturn 1")
+local v = redis.call('HGET', KEYS[1], '_v') or ''
+if v ~= ARGV[4] then return 0 end
+local d = cjson.decode(ARGV[6])
+redis.call('HSET', KEYS[1], '_v', ARGV[5], unpack(d.c))
+redis.call('DEL', KEYS[2])
+if #d.r > 0 then redis.call('RPUSH', KEYS[2], unpack(d.r)) end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[3], unpack(d.p))
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+return 1
+"""
 
 
 class IdentityStore:

@@ -360,41 +360,26 @@ def document(p: Profile, now_ms: int, cfg: ProfileConfig) -> dict[str, Any]:
     }
 
 
+# One compare-and-set per user and batch. The new state travels as one JSON argument (all values
+# strings, so floats keep their exact repr): packing one argument per field costs more Python time
+# than the whole fold.
 APPLY_LUA = """
 local v = redis.call('HGET', KEYS[1], '_v') or ''
 if v ~= ARGV[1] then return 0 end
-local i = 3
-local n = tonumber(ARGV[i]); i = i + 1
-local a = {}
-for j = 1, 2 * n do a[j] = ARGV[i + j - 1] end
-i = i + 2 * n
-redis.call('HSET', KEYS[1], '_v', ARGV[2], unpack(a))
-n = tonumber(ARGV[i]); i = i + 1
+local d = cjson.decode(ARGV[3])
+redis.call('HSET', KEYS[1], '_v', ARGV[2], unpack(d.c))
 redis.call('DEL', KEYS[2])
-if n > 0 then
-  a = {}
-  for j = 1, n do a[j] = ARGV[i + j - 1] end
-  redis.call('RPUSH', KEYS[2], unpack(a))
-end
-i = i + n
-n = tonumber(ARGV[i]); i = i + 1
+if #d.r > 0 then redis.call('RPUSH', KEYS[2], unpack(d.r)) end
 redis.call('DEL', KEYS[3])
-a = {}
-for j = 1, 2 * n do a[j] = ARGV[i + j - 1] end
-redis.call('HSET', KEYS[3], unpack(a))
+redis.call('HSET', KEYS[3], unpack(d.p))
 return 1
 """
 
 
 def lua_args(expected: int | None, p: Profile) -> list[Any]:
     counts, recent, prof = encode(p)
-    args: list[Any] = ["" if expected is None else str(expected), str(p.version), len(counts)]
-    for k, v in counts.items():
-        args += [k, v]
-    args += [len(recent), *recent, len(prof)]
-    for k, v in prof.items():
-        args += [k, v]
-    return args
+    blob = {"c": [x for kv in counts.items() for x in kv], "r": recent, "p": [x for kv in prof.items() for x in kv]}
+    return ["" if expected is None else str(expected), str(p.version), json.dumps(blob, separators=(",", ":"))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,206 @@
+"""Throughput of the state pipeline (profiles, segments, analytics) on this machine.
+
+    .venv/bin/python -m bench.pipeline --events 100000 --users 20000          # through Kafka + a real worker
+    .venv/bin/python -m bench.pipeline --mode inproc --events 50000 --profile  # the pipeline alone, cProfiled
+
+kafka: a real ``aura worker`` (every agent of the worker, not only ours) over fresh topics; the
+events are produced as fast as the producer helper can, and the clock stops when the consumer
+group's lag is zero (every batch's state written before its offsets are committed). Two figures:
+end-to-end (first produce -> lag 0) and the drain rate of the worker alone.
+inproc: the same intake + BehaviorPipeline the agent runs, on pre-encoded records, batch after batch,
+against the real Redis and Cassandra; ``--profile`` prints where the time goes (cProfile).
+Prints medians over ``--repeat`` runs. Settings: AURA_* (batch_max etc.).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from aura import bootstrap, layout
+from aura.demo import Storefront
+from aura.producer import EventProducer
+from aura.settings import REPO_ROOT, Settings, get_settings, settings_env
+
+BENCH_KEYSPACE = "aura_bench"
+
+
+def bench_settings(base: Settings) -> Settings:
+    tag = f"b{uuid.uuid4().hex[:8]}"
+    return base.model_copy(update={"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
+                                   "cassandra_keyspace": BENCH_KEYSPACE})
+
+
+def prepare(s: Settings) -> None:
+    from infra.migrate import ensure_topics, migrate
+
+    migrate(s)
+    ensure_topics(s, layout.ALL_TOPICS)
+
+
+def events(n: int, users: int, seed: int) -> list[dict]:
+    shop = Storefront(seed=seed, n_users=users, n_items=2000)
+    start = int(time.time() * 1000) - 3 * 3600 * 1000
+    out = []
+    for ev in shop.events(start):
+        ev["event_time"] = min(ev["event_time"], start + 3 * 3600 * 1000 - 1000)
+        out.append(ev)
+        if len(out) >= n:
+            return out
+    return out
+
+
+def lag(s: Settings, consumer) -> int:  # noqa: ANN001
+    from confluent_kafka import TopicPartition
+
+    topic = layout.topic(s, layout.BEHAVIOR)
+    parts = [TopicPartition(topic, p) for p in range(s.topic_partitions)]
+    total = 0
+    for tp in consumer.committed(parts, timeout=10):
+        high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
+        total += high - max(tp.offset, 0)
+    return total
+
+
+def run_kafka(base: Settings, n: int, users: int, seed: int) -> dict[str, float]:
+    from confluent_kafka import Consumer
+
+    s = bench_settings(base)
+    prepare(s)
+    log = Path(f"/tmp/bench-worker-{s.topic_prefix}.log")
+    env = {**os.environ, **settings_env(s)}
+    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning"], cwd=REPO_ROOT,
+                              env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        evs = events(n, users, seed)
+        producer = EventProducer(s, bootstrap.kafka_producer(s))
+        encoded = [producer.encode(e) for e in evs]
+        consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.consumer_group,
+                             "enable.auto.commit": False})
+        # wait until the worker owns its partitions: a first event is committed
+        producer.send_raw(*encoded[0])
+        producer.flush()
+        deadline = time.monotonic() + 180
+        while lag(s, consumer) > 0:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError(f"worker not consuming; see {log}")
+            time.sleep(0.5)
+        t0 = time.monotonic()
+        for k, v in encoded[1:]:
+            producer.send_raw(k, v)
+        producer.flush(120)
+        t_produced = time.monotonic()
+        lag_at_produced = lag(s, consumer)
+        while (remaining := lag(s, consumer)) > 0:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker died; see {log}")
+            time.sleep(0.2)
+        t1 = time.monotonic()
+        del remaining
+        consumer.close()
+        done = n - 1
+        drained = done - 0  # everything was processed between t0 and t1
+        return {"events": done, "e2e_eps": drained / (t1 - t0), "produce_eps": done / (t_produced - t0),
+                "seconds": t1 - t0, "lag_when_produced": lag_at_produced,
+                "drain_eps_after_produce": lag_at_produced / max(t1 - t_produced, 1e-9)}
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        cleanup_redis(s)
+
+
+def cleanup_redis(s: Settings) -> None:
+    r = bootstrap.redis_sync(s)
+    batch = []
+    for k in r.scan_iter(f"{s.redis_prefix}:*", count=5000):
+        batch.append(k)
+        if len(batch) >= 5000:
+            r.unlink(*batch)
+            batch = []
+    if batch:
+        r.unlink(*batch)
+
+
+async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool) -> dict[str, float]:
+    from schemas.codec import codec
+    from streams.app import Resources
+    from streams.behavior import BehaviorPipeline, dedup
+    from streams.intake import RawRecord, split
+
+    res = Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
+                    keys=layout.RedisKeys(s.redis_prefix))
+    pipeline = BehaviorPipeline(res)
+    producer = EventProducer(s, None)
+    parts = s.topic_partitions
+    records = []
+    offsets = [0] * parts
+    for e in events(n, users, seed):
+        k, v = producer.encode(e)
+        p = hash(k) % parts
+        records.append(RawRecord("t", p, offsets[p], k, v))
+        offsets[p] += 1
+    c = codec("behavior_event")
+    prof = cProfile.Profile() if profile else None
+    t0 = time.perf_counter()
+    if prof:
+        prof.enable()
+    for i in range(0, len(records), s.batch_max):
+        now_ms = int(time.time() * 1000)
+        accepted, _dead = split(records[i:i + s.batch_max], c, now_ms)
+        kept, _d = await dedup(res.redis, res.keys, accepted)
+        await pipeline.apply(kept, now_ms)
+    if prof:
+        prof.disable()
+    dt = time.perf_counter() - t0
+    if prof:
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(28)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    await res.redis.aclose()
+    res.session.cluster.shutdown()
+    return {"events": len(records), "eps": len(records) / dt, "seconds": dt}
+
+
+def run_inproc(base: Settings, n: int, users: int, seed: int, profile: bool) -> dict[str, float]:
+    s = bench_settings(base)
+    prepare(s)
+    try:
+        return asyncio.run(_inproc(s, n, users, seed, profile))
+    finally:
+        cleanup_redis(s)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", choices=["kafka", "inproc"], default="kafka")
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--users", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--seed", type=int, default=7)
+    a = ap.parse_args()
+    base = get_settings()
+    runs = []
+    for i in range(a.repeat):
+        r = (run_kafka(base, a.events, a.users, a.seed + i) if a.mode == "kafka"
+             else run_inproc(base, a.events, a.users, a.seed + i, a.profile))
+        print(f"run {i + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()), flush=True)
+        runs.append(r)
+    print("median: " + ", ".join(f"{k}={statistics.median(r[k] for r in runs):.1f}" for k in runs[0]))
+    print(f"settings: batch_max={base.batch_max} batch_within_s={base.batch_within_s} "
+          f"partitions={base.topic_partitions} nproc={os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()

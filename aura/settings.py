@@ -78,14 +78,14 @@ class Settings(BaseSettings):
     kafka_session_timeout_s: float = 60.0  # a dead worker's partitions move after this long
 
     # Recommenders (issue 5: streams/cooccurrence.py, streams/catalog.py, serving/recommend.py, jobs/)
-    recs_window: int = 20  # previous interactions paired with a new one
+    recs_window: int = 10  # previous interactions paired with a new one (chosen on a validation split)
     recs_decay: float = 0.85  # weight of the k-th previous interaction: decay ** k
     recs_seq_max: int = 50  # interactions kept in a user's recommender sequence
     recs_topk: int = 100  # neighbours kept per item and source
-    recs_cooc_read: int = 200  # raw co-occurrences read to publish an item's top-K
+    recs_cooc_read: int = 150  # raw co-occurrences read to publish an item's top-K
     recs_cooc_cap: int = 1000  # raw co-occurrences kept per item
     recs_candidates: int = 200  # per-user candidates kept per model (MF, batch)
-    recs_publish_interval_s: float = 2.0  # top-K neighbour lists republished at most this often
+    recs_publish_interval_s: float = 5.0  # top-K neighbour lists republished at most this often
     recs_trending_half_life_h: float = 24.0
     recs_mf_dim: int = 32
     recs_mf_lr: float = 0.05
@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     api_redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
     breaker_failures: int = 3  # consecutive dependency failures that open a circuit breaker
     breaker_reset_s: float = 5.0  # seconds an open breaker waits before letting one trial call through
+    health_cache_s: float = 1.0  # /v1/health checks the dependencies at most this often per process
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
         last_report = [time.monotonic()]
 
         def progress() -> bool:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited ({worker.returncode}); see {log_path}")
             if time.monotonic() - last_report[0] > 10:
                 h = redis.hgetall(mon)
                 say(f"  ... user side {h.get('events', 0)} events, item side {h.get('signals_applied', 0)}/"

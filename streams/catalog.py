@@ -257,11 +257,14 @@ class CatalogStore:
         sims = await asyncio.get_running_loop().run_in_executor(
             None, lambda: model.similar_all(self.res.settings.recs_topk))
         pipe = self.redis.pipeline(transaction=False)
-        for item, top in sims.items():
+        for n, (item, top) in enumerate(sims.items(), start=1):
             key = self.keys.recs_item_similar(item, "content")
             pipe.delete(key)
             if top:
                 pipe.zadd(key, dict(top))
+            if n % 200 == 0:  # bounded pipelines
+                await pipe.execute()
+                pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.keys.recs_catalog_version(), mapping={
             "built": version or "0", "built_at": str(int(time.time() * 1000)), "items": str(len(items)),
             "build_ms": f"{(time.perf_counter() - started) * 1000:.1f}"})

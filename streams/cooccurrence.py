@@ -53,13 +53,14 @@ INTERACTION_WEIGHTS: dict[str, float] = {
 }
 BOUGHT_TYPES = frozenset({"add_to_cart", "purchase"})
 MONITOR_STREAM = "stream"  # recs_monitor(...) hash of the agents' own counters
+PUBLISH_CHUNK = 200  # items per Redis pipeline when republishing neighbour lists
 
 
 @dataclass(frozen=True)
 class CoocParams:
     """How one new interaction pairs with the user's previous ones."""
 
-    window: int = 20          # previous interactions paired with a new one
+    window: int = 10          # previous interactions paired with a new one
     decay: float = 0.85       # weight of the k-th previous interaction: decay ** k
     forward: float = 1.0      # previous -> new ("after p, users went to x")
     backward: float = 0.5     # new -> previous
@@ -559,23 +560,37 @@ class ItemSignals:
         self.dirty, self.dirty_bought = set(), set()
         self.last_publish = time.monotonic()
         k, m = self.res.settings.recs_topk, self.res.settings.recs_cooc_read
-        pipe = self.redis.pipeline(transaction=False)
-        for item, source in todo:
-            key = self.keys.recs_item_cooc(item) if source == "cooc" else self.keys.recs_item_bought(item)
-            pipe.zrevrange(key, 0, m - 1, withscores=True)
-        raw = await pipe.execute()
+        raw: list[Any] = []
+        for start in range(0, len(todo), PUBLISH_CHUNK):  # bounded pipelines: no multi-second replies
+            pipe = self.redis.pipeline(transaction=False)
+            for item, source in todo[start:start + PUBLISH_CHUNK]:
+                key = self.keys.recs_item_cooc(item) if source == "cooc" else self.keys.recs_item_bought(item)
+                pipe.zrevrange(key, 0, m - 1, withscores=True)
+            raw += await pipe.execute()
         nlist = sorted({j for lst in raw for j, _ in lst} | {i for i, _ in todo})
         pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
         pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}
-        pipe = self.redis.pipeline(transaction=False)
-        for (item, source), lst in zip(todo, raw, strict=True):
-            top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k)
-            key = self.keys.recs_item_similar(item, source)
-            pipe.delete(key)
-            if top:
-                pipe.zadd(key, dict(top))
-        await pipe.execute()
+        for start in range(0, len(todo), PUBLISH_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for (item, source), lst in zip(todo[start:start + PUBLISH_CHUNK], raw[start:start + PUBLISH_CHUNK],
+                                           strict=True):
+                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k)
+                key = self.keys.recs_item_similar(item, source)
+                pipe.delete(key)
+                if top:
+                    pipe.zadd(key, dict(top))
+            await pipe.execute()
         return len(todo)
+
+    async def publish_safely(self, force: bool = False) -> None:
+        """``publish_due`` that never kills the worker: on a store error the items stay dirty."""
+        dirty, bought = set(self.dirty), set(self.dirty_bought)
+        try:
+            await self.publish_due(force)
+        except Exception:  # noqa: BLE001 - a timer/agent must survive a slow or flapping Redis
+            self.dirty |= dirty
+            self.dirty_bought |= bought
+            log.exception("publishing neighbour lists failed; retried on the next tick")
 
 
 # ------------------------------------------------------------------------------------- agents
@@ -634,9 +649,9 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
                         "source_partition": e.message.partition, "source_offset": e.message.offset,
                         "key": e.message.key, "value": e.message.value, "dead_at": int(time.time() * 1000)}))
             await item_side.apply(decoded)
-            await item_side.publish_due()
+            await item_side.publish_safely()
 
     @app.timer(interval=max(0.2, s.recs_publish_interval_s))
     async def publish_similar() -> None:
-        await item_side.publish_due(force=True)
+        await item_side.publish_safely(force=True)
 

@@ -118,22 +118,33 @@ class AggregatePublisher:
     def __init__(self, res: Resources) -> None:
         self.res = res
         self.partitions = res.settings.topic_partitions
-        self.since_ms = int(time.time() * 1000) - TOUCHED_KEEP_MS
+        start = int(time.time() * 1000) - TOUCHED_KEEP_MS
+        self.since_ms = dict.fromkeys(analytics.GRAINS, start)  # per grain: touched after this is due
+        self.ticks = 0
         self.insert = res.session.prepare(
             f"INSERT INTO {Tables.ANALYTICS_COUNTERS} (grain, bucket, metric, value) VALUES (?, ?, ?, ?) "
             "USING TIMESTAMP ?")
 
-    async def run_once(self, now_ms: int | None = None) -> list[AggRecord]:
+    def due(self) -> list[str]:
+        """Grains to publish this tick: minutes every tick, hours every 6th, days every 12th (the
+        hour and day buckets carry the per-item counters and are the expensive ones)."""
+        self.ticks += 1
+        return [g for g, every in (("minute", 1), ("hour", 6), ("day", 12)) if (self.ticks - 1) % every == 0]
+
+    async def run_once(self, now_ms: int | None = None, grains: list[str] | None = None) -> list[AggRecord]:
         from cassandra.concurrent import execute_concurrent_with_args
 
         now_ms = now_ms or int(time.time() * 1000)
+        grains = grains or list(analytics.GRAINS)
         redis, keys = self.res.redis, self.res.keys
-        members = await redis.zrangebyscore(keys.analytics_touched(), self.since_ms - 1000, "+inf")
+        since = min(self.since_ms[g] for g in grains)
+        members = await redis.zrangebyscore(keys.analytics_touched(), since - 1000, "+inf", withscores=True)
         await redis.zremrangebyscore(keys.analytics_touched(), "-inf", now_ms - TOUCHED_KEEP_MS)
         by_grain: dict[str, list[int]] = defaultdict(list)
-        for mbr in members:
+        for mbr, score in members:
             grain, start = mbr.split(":")
-            by_grain[grain].append(int(start))
+            if grain in grains and score >= self.since_ms[grain] - 1000:
+                by_grain[grain].append(int(start))
         out: list[AggRecord] = []
         rows: list[tuple[Any, ...]] = []
         stamp = now_ms * 1000
@@ -144,7 +155,8 @@ class AggregatePublisher:
         if rows:
             await asyncio.get_running_loop().run_in_executor(None, lambda: execute_concurrent_with_args(
                 self.res.session, self.insert, rows, concurrency=64, raise_on_first_error=True))
-        self.since_ms = now_ms  # only after success: a failed round is redone by the next one
+        for g in grains:  # only after success: a failed round is redone by the next one
+            self.since_ms[g] = now_ms
         return out
 
 
@@ -158,7 +170,7 @@ def register(app: faust.App, res: Resources) -> None:
     @app.timer(interval=s.agg_publish_interval_s, name="publish_aggregates")
     async def publish_aggregates() -> None:
         try:
-            recs = await publisher.run_once()
+            recs = await publisher.run_once(grains=publisher.due())
         except Exception:  # a failed round is retried by the next tick (absolute values)
             log.exception("aggregate round failed")
             return

@@ -1,0 +1,116 @@
+"""Freshness: an event produced -> visible through the API, under steady background load.
+
+    .venv/bin/python -m bench.freshness --rate 1000 --probes 300
+
+A real ``aura worker`` over fresh topics; a background thread produces demo traffic at ``--rate``
+events/s; the probe loop produces one event for a new user, then polls
+``GET /v1/profiles/<user>/activity`` (the real FastAPI app in-process, real Redis) every 2 ms until
+it answers 200. Prints p50 / p90 / p99 / max of produce -> visible, in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from aura import bootstrap, layout
+from aura.demo import Storefront
+from aura.producer import EventProducer
+from aura.settings import REPO_ROOT, get_settings, settings_env
+from bench.pipeline import bench_settings, cleanup_redis, prepare
+
+
+def background(s, rate: float, stop: threading.Event, sent: list[int]) -> None:  # noqa: ANN001
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    shop = Storefront(seed=3, n_users=20_000)
+    started = time.monotonic()
+    n = 0
+    while not stop.is_set():
+        for ev in shop.session(int(time.time() * 1000)):
+            ev["event_time"] = int(time.time() * 1000)
+            producer.send(ev)
+            n += 1
+        ahead = n / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    producer.flush(10)
+    sent.append(n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=1000.0)
+    ap.add_argument("--probes", type=int, default=300)
+    ap.add_argument("--interval", type=float, default=0.1, help="seconds between probes")
+    a = ap.parse_args()
+    from fastapi.testclient import TestClient
+
+    from aura.apikeys import KeyStore
+    from serving.app import create_app
+
+    s = bench_settings(get_settings())
+    prepare(s)
+    session = bootstrap.cassandra_session(s)
+    _rec, token = KeyStore(s, session).create("bench-freshness", ("admin",), 1e6, 1_000_000)
+    log = Path(f"/tmp/bench-freshness-{s.topic_prefix}.log")
+    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning"], cwd=REPO_ROOT,
+                              env={**os.environ, **settings_env(s)}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    stop = threading.Event()
+    sent: list[int] = []
+    lat: list[float] = []
+    try:
+        with TestClient(create_app(s), headers={"Authorization": f"Bearer {token}"}) as api:
+            producer = EventProducer(s, bootstrap.kafka_producer(s, **{"linger.ms": 0}))
+            warm = f"warm-{uuid.uuid4().hex[:6]}"
+            producer.send({"event_id": warm, "event_type": "view", "user_id": warm, "item_id": "i",
+                           "event_time": int(time.time() * 1000)})
+            producer.flush()
+            deadline = time.monotonic() + 180
+            while api.get(f"/v1/profiles/{warm}/activity").status_code != 200:
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise RuntimeError(f"worker not consuming; see {log}")
+                time.sleep(0.2)
+            bg = threading.Thread(target=background, args=(s, a.rate, stop, sent), daemon=True)
+            bg.start()
+            time.sleep(3.0)
+            for i in range(a.probes):
+                user = f"probe-{uuid.uuid4().hex[:8]}"
+                t0 = time.perf_counter()
+                producer.send({"event_id": f"{user}-{i}", "event_type": "view", "user_id": user, "item_id": "i",
+                               "event_time": int(time.time() * 1000)})
+                producer.producer.flush(5)
+                while api.get(f"/v1/profiles/{user}/activity").status_code != 200:
+                    if time.perf_counter() - t0 > 30:
+                        raise RuntimeError("probe not visible after 30 s")
+                    time.sleep(0.002)
+                lat.append((time.perf_counter() - t0) * 1000)
+                time.sleep(a.interval)
+            stop.set()
+            bg.join(30)
+    finally:
+        stop.set()
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        cleanup_redis(s)
+        session.cluster.shutdown()
+    lat.sort()
+    q = statistics.quantiles(lat, n=100)
+    print(f"probes={len(lat)} background={a.rate:.0f}/s (sent {sent[0] if sent else '?'})")
+    print(f"freshness ms: p50={statistics.median(lat):.1f} p90={q[89]:.1f} p99={q[98]:.1f} max={lat[-1]:.1f}")
+    s_ = get_settings()
+    print(f"settings: batch_max={s_.batch_max} batch_within_s={s_.batch_within_s} partitions={s_.topic_partitions}"
+          f" topic={layout.topic(s, layout.BEHAVIOR)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,24 +2,30 @@
 ("similar items"), cart/purchase co-occurrence ("customers also bought"), popularity, trending and
 the online MF model.
 
-Two agents, because the state has two keys:
+The state has two keys, so it has two owners:
 
-* ``update_recs_by_user`` over ``events.behavior`` (keyed by user) owns ``recs_user_*`` keys: the
-  user's recent sequence, seen items, MF user factors and MF candidates, fenced per user by offset
-  (``_off``, compare-and-set Lua, as ``streams/profiles.py``). From each event above the fence it
-  derives item-keyed deltas and sends them to ``internal.by_item`` (one record per item and source
-  partition per batch, each entry carrying its source offset), waits for the acks, and only then
-  moves the user fences. It also stores raw interactions in Cassandra for the batch jobs.
-* ``update_item_signals`` over ``internal.by_item`` (keyed by item) owns ``recs_item_state``,
-  ``recs_item_cooc``, ``recs_item_bought``, ``recs_item_similar(.., cooc|bought)``, ``recs_popular`` and
-  ``recs_trending``. It applies each entry exactly once with a fence per item and source partition
-  (entries of one source partition reach an item in offset order), then ZADDs absolute popularity and
-  trending scores and, at most once per ``recs_publish_interval_s``, republishes the normalised
-  top-K neighbour lists of the items it touched.
+* ``UserSignals`` (agent ``update_recs_by_user`` over ``events.behavior``, keyed by user) owns the
+  ``recs_user_*`` keys: the user's recent sequence, seen items, MF user factors and MF candidates,
+  fenced per user by offset (``_off``, compare-and-set Lua, as ``streams/profiles.py``). From each
+  event above the fence it derives item-keyed entries, each carrying its source offset, and stores
+  raw interactions in Cassandra for the batch jobs.
+* ``ItemSignals`` owns ``recs_item_state`` / ``recs_item_cooc`` / ``recs_item_bought`` /
+  ``recs_item_similar(.., cooc|bought)`` / ``recs_popular`` / ``recs_trending``. It applies each entry
+  exactly once with a fence per item *and source partition* (``f:<p>`` in the item hash; entries of
+  one source partition reach an item in offset order), in one Lua script per item on ``{item}``-tagged
+  keys, then ZADDs absolute popularity and trending scores and, at most once per
+  ``recs_publish_interval_s``, republishes the normalised top-K neighbour lists of touched items.
 
-A replay after a crash regenerates the same entries at the same source offsets (the user state was
-not moved), and the item fences drop those already applied. The online MF item factors are the
-exception: an SGD step may be repeated after a crash (documented in docs/recommenders.md).
+Two ways to get entries from the first owner to the second (``Settings.recs_repartition``):
+``True``: through the Kafka topic ``internal.by_item`` (one record per internal partition and batch)
+to the agent ``update_item_signals``; ``False`` (default): the user agent calls ``ItemSignals.apply``
+itself. Both are exactly-once (the fence is per item and source partition, and each Lua script is
+atomic, so writers of different source partitions never race), both are Redis Cluster-ready; the
+direct path saves the Kafka hop, and in one Faust worker the repartition agent was starved by the
+busy behavior agents (measured, docs/recommenders.md). Either way the item entries are written
+before the user fences move, so a replay after a crash regenerates them at the same source offsets
+and the item fences drop those already applied. The online MF item factors are the exception: an
+SGD step may be repeated after a crash (documented).
 """
 
 from __future__ import annotations

@@ -127,6 +127,10 @@ class Fact:
 # Pure math
 
 
+def sig6(v: float) -> float:
+    return float(f"{v:.6g}")
+
+
 def decay(value: float, from_t: int, to_t: int, half_life_ms: float) -> float:
     """``value`` observed at ``from_t`` as seen at ``to_t`` (exponential decay with a half-life)."""
     if to_t <= from_t or value == 0.0:
@@ -214,6 +218,7 @@ def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items:
         pts = ENGAGEMENT_POINTS.get(ev.event_type, 0.0)
         if pts:
             p.eng, p.eng_t = add_decayed(p.eng, p.eng_t, pts, t, cfg.engagement_half_life_ms)
+            p.eng = sig6(p.eng)
         # implicit affinities
         _learn_affinity(p, ev, cfg, items)
         # orders, lifetime value, attribution
@@ -266,6 +271,8 @@ def _learn_affinity(p: Profile, ev: Any, cfg: ProfileConfig, items: ItemLookup) 
         scale = decay(1.0, t, p.aff_t, cfg.affinity_half_life_ms)
     for d in dims:
         p.aff[d] = p.aff.get(d, 0.0) + w * scale
+    for k in p.aff:  # 6 significant digits: shorter in Redis, and the same whatever the batching
+        p.aff[k] = sig6(p.aff[k])
     if len(p.aff) > AFFINITY_MAX:
         for k in sorted(p.aff, key=lambda k: (abs(p.aff[k]), k))[: len(p.aff) - AFFINITY_MAX]:
             del p.aff[k]

@@ -70,7 +70,8 @@ class Storefront:
         """One user session: impressions, views, clicks, carts, maybe a purchase."""
         rng = self.rng
         # mostly uniform users, plus a head of regulars (u000000 is the most frequent visitor)
-        u = min(int(rng.zipf(1.3)) - 1, len(self.users) - 1) if rng.random() < 0.1 else int(rng.integers(len(self.users)))
+        n = len(self.users)
+        u = min(int(rng.zipf(1.3)) - 1, n - 1) if rng.random() < 0.1 else int(rng.integers(n))
         user_id = self.users[u]
         ctx = {"session_id": self._token(8), "device": DEVICES[int(rng.integers(3))],
                "channel": "web", "locale": "en-US"}

@@ -165,6 +165,44 @@ def vegeta(urls: list[str], token: str, rate: int, duration: int, workdir: Path,
             "success": rep["success"], "codes": rep.get("status_codes", {})}
 
 
+def cpu_cost(s: Settings, token: str, paths: list[str], n: int = 2000) -> dict[str, float]:
+    """CPU time of the API process per request, in-process (ASGI calls, no HTTP server, no load tool):
+    a figure that machine sharing does not distort much, unlike latency. Redis' own CPU is not included."""
+    import asyncio
+
+    from serving.app import create_app
+
+    app = create_app(s)
+
+    async def call(path: str) -> int:
+        p, _, q = path.partition("?")
+        scope = {"type": "http", "method": "GET", "path": p, "raw_path": p.encode(), "query_string": q.encode(),
+                 "headers": [(b"host", b"bench"), (b"x-api-key", token.encode())], "http_version": "1.1",
+                 "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(m: dict[str, Any]) -> None:
+            sent.append(m)
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    async def run() -> dict[str, float]:
+        async with app.router.lifespan_context(app):
+            for i in range(200):
+                await call(paths[i % len(paths)])
+            cpu, wall = time.process_time(), time.perf_counter()
+            for i in range(n):
+                await call(paths[i % len(paths)])
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            return {"cpu_ms": cpu / n * 1000, "wall_ms": wall / n * 1000}
+
+    return asyncio.run(run())
+
+
 def median(runs: list[dict[str, Any]], key: str) -> float:
     return statistics.median(float(r[key]) for r in runs)
 
@@ -178,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", default="", help="substring of the endpoint names to run")
     ap.add_argument("--skip-seed", action="store_true")
+    ap.add_argument("--cpu-cost", action="store_true", help="only measure CPU per request in-process (no HTTP)")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk missing: apt-get install -y wrk")
@@ -205,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             check = httpx.get(urls[0], headers={"X-API-Key": token}, timeout=5)
             print(f"\n== {name}: sample answer {check.status_code} ({len(check.content)} bytes)")
+            if args.cpu_cost:
+                paths = ["/" + u.split("/", 3)[3] for u in urls]
+                cost = [cpu_cost(s, token, paths) for _ in range(args.repeat)]
+                print(f"   in-process cost: {median(cost, 'cpu_ms'):.3f} ms CPU/request "
+                      f"(sequential wall {median(cost, 'wall_ms'):.3f} ms incl. Redis round trips)")
+                results[name] = {"cpu_cost": cost}
+                continue
             wrk(urls, token, 2, args.connections, workdir)  # warm-up
             sat = [wrk(urls, token, args.duration, args.connections, workdir) for _ in range(args.repeat)]
             entry: dict[str, Any] = {"saturation_runs": sat, "fixed": {}}

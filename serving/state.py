@@ -28,3 +28,4 @@ class ApiState:
     auth: Any = None  # serving.security.Authenticator
     popular: PopularCache = field(default_factory=PopularCache)
     started_at: float = field(default_factory=time.time)
+    health: dict[str, Any] = field(default_factory=dict)  # last /v1/health result and its lock

@@ -51,8 +51,25 @@ async def _timed(check: Any) -> Dependency:
 
 
 @router.get("/health", response_model=Health, summary="Status of the API and each dependency",
+            description="Each dependency is checked at most once per `health_cache_s` (1 s) per process; "
+                        "concurrent probes share the last result.",
             responses={503: {"model": Health, "description": "One or more dependencies are down"}})
 async def health(state: State, response: Response) -> Health:
+    """Load balancers probe often: one round of dependency checks per ``health_cache_s`` per process."""
+    cache, max_age = state.health, state.settings.health_cache_s
+    hit = cache.get("last")
+    if hit is None or time.monotonic() - hit[0] >= max_age:
+        async with cache.setdefault("lock", asyncio.Lock()):
+            hit = cache.get("last")
+            if hit is None or time.monotonic() - hit[0] >= max_age:
+                hit = cache["last"] = (time.monotonic(), await _check(state))
+    result = hit[1]
+    if result.status != "ok":
+        response.status_code = 503
+    return result
+
+
+async def _check(state: Any) -> Health:
     async def redis() -> None:
         await state.redis.ping()
 
@@ -72,8 +89,6 @@ async def health(state: State, response: Response) -> Health:
                       await asyncio.gather(_timed(redis), _timed(cassandra), _timed(kafka)), strict=True))
     healthy = sum(d.ok for d in checks.values())
     status = "ok" if healthy == len(checks) else ("down" if healthy == 0 else "degraded")
-    if status != "ok":
-        response.status_code = 503
     return Health(status=status, dependencies=checks)
 
 

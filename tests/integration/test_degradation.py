@@ -158,7 +158,8 @@ def test_api_degrades_instead_of_failing_when_redis_then_cassandra_die(isolated,
     private = PrivateRedis(rport).start()
     proxy = TcpProxy(isolated.cassandra_port).start()
     s = isolated.model_copy(update={"redis_url": f"redis://127.0.0.1:{rport}/0", "cassandra_port": proxy.port,
-                                    "breaker_reset_s": 1.0, "api_redis_timeout_s": 0.3, "home": tmp_path})
+                                    "breaker_reset_s": 1.0, "api_redis_timeout_s": 0.3, "home": tmp_path,
+                                    "health_cache_s": 0.0})
     keys = RedisKeys(s.redis_prefix)
     user = f"deg-{uuid.uuid4().hex[:8]}"
     seed = redis.Redis(port=rport, decode_responses=True)

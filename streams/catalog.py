@@ -279,6 +279,8 @@ def register(app: faust.App, res: Resources, catalog_topic: str, deadletter_topi
     s = res.settings
     source = app.topic(catalog_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
+    from streams.cooccurrence import retrying
+
     item_codec = codec("catalog_item")
     dead_codec = codec("dead_letter")
     store = CatalogStore(res)
@@ -299,8 +301,8 @@ def register(app: faust.App, res: Resources, catalog_topic: str, deadletter_topi
                         "reason": exc.reason, "detail": str(exc)[:2000], "source_topic": m.topic,
                         "source_partition": m.partition, "source_offset": m.offset, "key": m.key,
                         "value": m.value, "dead_at": now_ms}))
-                    await res.redis.hincrby(res.keys.deadletter_count(), exc.reason, 1)
-            await store.apply(changes)
+                    await retrying("dead-letter count", res.redis.hincrby, res.keys.deadletter_count(), exc.reason, 1)
+            await retrying("catalog", store.apply, changes)
             if dead:
                 log.warning("catalog: dead-lettered %d records", dead)
 

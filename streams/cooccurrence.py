@@ -602,6 +602,27 @@ class ItemSignals:
 # ------------------------------------------------------------------------------------- agents
 
 DEDUP_WINDOW_MS = 24 * 3600 * 1000
+RETRIES = 30
+
+
+async def retrying(what: str, fn: Any, *args: Any) -> Any:
+    """Run an idempotent batch step until it succeeds (backoff up to 5 s, ``RETRIES`` attempts).
+
+    A crashed Faust agent is restarted *without* the batch it was folding (measured: 8 of 99,057
+    events lost after a Redis timeout), so transient store errors are retried here; the fences make
+    a retried step harmless.
+    """
+    delay = 0.1
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return await fn(*args)
+        except Exception as exc:  # noqa: BLE001 - retried, then re-raised
+            if attempt == RETRIES:
+                raise
+            log.warning("%s failed (%s: %s); retry %d in %.1fs", what, type(exc).__name__, exc, attempt, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return None
 
 
 async def dedup(redis: Any, keys: Any, accepted: list[Accepted]) -> list[Accepted]:
@@ -639,8 +660,8 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
             records = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
                                  e.message.key, e.message.value) for e in batch]
             accepted, _dead = split(records, event_codec, now_ms)
-            kept = await dedup(res.redis, res.keys, accepted)
-            await users.apply(kept, send)
+            kept = await retrying("dedup", dedup, res.redis, res.keys, accepted)
+            await retrying("user signals", users.apply, kept, send)
 
     @app.agent(signals, name="update_item_signals")
     async def update_item_signals(stream: faust.StreamT) -> None:
@@ -654,7 +675,7 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
                         "reason": exc.reason, "detail": exc.detail, "source_topic": e.message.topic,
                         "source_partition": e.message.partition, "source_offset": e.message.offset,
                         "key": e.message.key, "value": e.message.value, "dead_at": int(time.time() * 1000)}))
-            await item_side.apply(decoded)
+            await retrying("item signals", item_side.apply, decoded)
             await item_side.publish_safely()
 
     @app.timer(interval=max(0.2, s.recs_publish_interval_s))

@@ -125,3 +125,30 @@ def test_lua_argument_layouts():
         {"offset": 9, "event_time": 1, "weight": 1.0, "cooc": {"b": 2.0}, "bought": {}}]}], {}, 1000.0)["a"]
     largs = item_lua_args(a, 50)
     assert largs[:4] == [1, "f:3", "", "9"] and largs[-1] == 50
+
+
+async def test_retrying_repeats_a_failing_step_then_gives_up(monkeypatch):
+    import asyncio
+
+    from streams import cooccurrence
+
+    async def no_sleep(_s: float) -> None:
+        return None
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    calls = []
+
+    async def flaky(x: int) -> int:
+        calls.append(x)
+        if len(calls) < 3:
+            raise TimeoutError("redis")
+        return x * 2
+
+    assert await cooccurrence.retrying("step", flaky, 21) == 42 and len(calls) == 3
+
+    async def broken() -> None:
+        raise TimeoutError("down")
+
+    monkeypatch.setattr(cooccurrence, "RETRIES", 4)
+    with pytest.raises(TimeoutError):
+        await cooccurrence.retrying("step", broken)

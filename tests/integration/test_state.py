@@ -116,6 +116,15 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
         "AND metric = 'rev'", (hour,)).one(), what="durable analytics snapshot")
     assert row.value >= 600.0  # the shared test keyspace: other tests may add to the same hour
 
+    # Redis lost the user: the API answers the same profile from Cassandra
+    keys = RedisKeys(s.redis_prefix)
+    redis_client.delete(keys.user_counts(known), keys.user_recent(known), keys.user_profile(known),
+                        keys.user_attrs(known))
+    cold = api_client.get(f"/v1/profiles/{known}").json()
+    assert cold["source"] == "cassandra"
+    assert cold["counts"] == doc["counts"] and cold["lifetime_value"] == 600.0 and cold["segments"] == doc["segments"]
+    assert cold["recent_items"] == doc["recent_items"] and cold["sessions"] == 2
+
     # erase: gone from Redis, Cassandra and the segments, with a tombstone on the identity topic
     prod.send_identity({"event_id": f"{tag}-id4", "event_type": "erase", "user_id": known, "event_time": now + 7})
     assert prod.flush().failed == 0

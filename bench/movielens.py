@@ -13,7 +13,7 @@ refuses events older than 400 days); gaps and order are kept.
 
 The data is fetched from PyPI (``pip download --no-deps recbole==1.2.1``) into .aura/data-cache and
 read straight from the wheel; recbole is never installed. Uses its own topic prefix, consumer group,
-Redis prefix and the keyspace ``aura_bench`` (its interactions table is truncated at the start).
+Redis prefix and the keyspace ``aura_bench_ml`` (its own: the interactions table is truncated at the start).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     base = baselines(train, test, items)
 
     tag = f"ml{uuid.uuid4().hex[:8]}"
-    s = Settings(topic_prefix=tag, redis_prefix=tag, consumer_group=f"{tag}-worker", cassandra_keyspace="aura_bench",
+    s = Settings(topic_prefix=tag, redis_prefix=tag, consumer_group=f"{tag}-worker", cassandra_keyspace="aura_bench_ml",
                  topic_partitions=a.partitions, auth_enabled=False)
     migrate(s)
     ensure_topics(s, layout.ALL_TOPICS)

@@ -119,10 +119,33 @@ class Storefront:
             now += 50
 
 
+def catalog_events(shop: Storefront, now_ms: int) -> Iterator[dict[str, Any]]:
+    """Upserts of the shop's items for ``catalog.items`` (category, brand, price: what the profile
+    affinities and the content model read)."""
+    for it in shop.items:
+        yield {"event_id": f"cat-{it.item_id}-{now_ms}", "event_type": "upsert", "item_id": it.item_id,
+               "event_time": now_ms, "item": {"title": f"{it.brand} {it.category} {it.item_id[-5:]}",
+                                              "categories": [it.category], "brand": it.brand, "price": it.price}}
+
+
+def identity_events(shop: Storefront, now_ms: int, n: int = 50) -> Iterator[dict[str, Any]]:
+    """``create`` events with a few attributes for the first ``n`` users."""
+    for i, user in enumerate(shop.users[:n]):
+        yield {"event_id": f"id-{user}-{now_ms}", "event_type": "create", "user_id": user, "event_time": now_ms,
+               "attributes": {"country": ("US", "FR", "DE", "JP")[i % 4], "newsletter": i % 3 == 0}}
+
+
 def run(producer: Any, rate: float, duration_s: float | None = None, seed: int = 7,
         report_every_s: float = 10.0) -> int:
     """Produce demo events at ``rate`` events/s (wall clock event times) until ``duration_s``."""
     shop = Storefront(seed=seed, run_id=f"{uuid.uuid4().hex[:8]}-")
+    if hasattr(producer, "send_catalog"):  # the catalog and a few known users first (issue 4)
+        now = int(time.time() * 1000)
+        for ev in catalog_events(shop, now):
+            producer.send_catalog(ev)
+        for ev in identity_events(shop, now):
+            producer.send_identity(ev)
+        producer.flush(30)
     sent = 0
     started = time.monotonic()
     last_report = started

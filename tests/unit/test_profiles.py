@@ -140,3 +140,19 @@ def test_events_from_two_partitions_are_fenced_separately():
     assert p.fences == {0: 10, 1: 3}
     assert fold_user(p, [ev(4, "view", T0, part=1)], CFG, ITEMS.get) != []
     assert p.counts["view"] == 3
+
+
+def test_demo_catalog_and_identity_events_pass_the_event_contract():
+    from aura.demo import Storefront, catalog_events, identity_events
+    from schemas.codec import codec
+    from schemas.events import validate_catalog, validate_identity
+
+    shop = Storefront(seed=1, n_users=10, n_items=5)
+    cat = list(catalog_events(shop, T0))
+    assert len(cat) == 5
+    for ev in cat:
+        validate_catalog(codec("catalog_item").decode(codec("catalog_item").encode(ev)), T0)
+    ids = list(identity_events(shop, T0, n=3))
+    assert [e["user_id"] for e in ids] == shop.users[:3]
+    for ev in ids:
+        validate_identity(codec("identity_event").decode(codec("identity_event").encode(ev)), T0)

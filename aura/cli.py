@@ -49,6 +49,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     s = get_settings()
+    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        from serving.metrics import prepare_multiprocess_dir
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_multiprocess_dir(s))  # /metrics sums the workers
     uvicorn.run("serving.app:create_app", factory=True, host=args.host or s.api_host, port=args.port or s.api_port,
                 workers=args.workers, log_level="warning", access_log=False)
     return 0

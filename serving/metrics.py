@@ -3,8 +3,8 @@
 Owns the process's metric objects (default registry, created once at import so several apps in
 one process, as in tests, share them): request latency per route template, responses per status
 class, degraded answers; the dead-letter and intake counters that the stream keeps in Redis are
-read at scrape time. With several uvicorn workers each scrape reaches one worker; set
-``PROMETHEUS_MULTIPROC_DIR`` to aggregate (prometheus-client multiprocess mode).
+read at scrape time. ``aura api --workers N`` (N > 1) sets ``PROMETHEUS_MULTIPROC_DIR`` so that a
+scrape, whichever worker answers it, sums every worker (prometheus-client multiprocess mode).
 
 The middleware is plain ASGI (no BaseHTTPMiddleware: that costs ~100 us a request). It also
 refuses bodies larger than ``max_body_bytes`` with a JSON 413: at once when Content-Length says
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -28,7 +29,8 @@ REQUEST_LATENCY = Histogram(
 )
 RESPONSES = Counter("aura_http_responses_total", "API responses by status class", ["method", "route", "status"])
 DEGRADED = Counter("aura_http_degraded_total", "Answers served in a degraded mode", ["reason"])
-BREAKER_OPEN = Gauge("aura_breaker_open", "1 while a dependency's circuit breaker is open", ["dependency"])
+BREAKER_OPEN = Gauge("aura_breaker_open", "1 while a dependency's circuit breaker is open (max over workers)",
+                     ["dependency"], multiprocess_mode="max")
 
 _stream_counters: dict[str, dict[str, int]] = {"deadletter": {}, "intake": {}}
 
@@ -70,8 +72,19 @@ def exposition(state: Any) -> bytes:
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(StreamCounters())
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+def prepare_multiprocess_dir(s: Any) -> Path:
+    """An empty directory for prometheus-client's multiprocess mode (``aura api --workers N``)."""
+    import shutil
+
+    path = Path(s.home) / "run" / f"prometheus-{s.api_port}-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def route_label(scope: dict[str, Any]) -> str:

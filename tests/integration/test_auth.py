@@ -199,3 +199,33 @@ def test_metrics_can_require_admin(isolated, api_key):
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers={"X-API-Key": api_key(READ)}).status_code == 403
         assert c.get("/metrics", headers={"X-API-Key": api_key(ADMIN)}).status_code == 200
+
+
+def test_cli_creates_lists_and_revokes_keys(isolated, client):
+    import os
+    import subprocess
+    import sys
+
+    from aura.settings import REPO_ROOT, settings_env
+
+    env = {**os.environ, **settings_env(isolated)}
+
+    def aura(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "aura.cli", "keys", *args], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    made = aura("create", "--scope", "read", "--scope", "events", "--name", "cli-test", "--rate", "50")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    key_id = parse_token(token)
+    assert key_id is not None
+    listed = aura("list")
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith(key_id))
+    assert "active" in line and "events,read" in line and "cli-test" in line
+    assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
+    assert call(client, "GET", "/v1/stats", token=token).status_code == 403
+    assert aura("revoke", key_id).returncode == 0
+    assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 401  # the cache was dropped
+    assert "revoked" in next(ln for ln in aura("list").stdout.splitlines() if ln.startswith(key_id))
+    assert aura("revoke", "000000000000").returncode == 1
+    assert aura("create", "--scope", "read", "--rate", "0").returncode == 2

@@ -213,7 +213,7 @@ def require_scope(scope: str) -> params.Depends:
     return Depends(dependency)
 
 
-_route_scopes: dict[tuple[int, str], str] = {}
+_route_scopes: dict[tuple[Any, ...], str] = {}
 
 
 Overrides = dict[str, str]  # "METHOD /path" or "/path" (the router's own route path) -> scope
@@ -223,7 +223,8 @@ def route_scope(route: Any, method: str, read: str = READ, write: str = ADMIN,
                 overrides: Overrides | None = None) -> str:
     """The scope a route needs for ``method``: the route's own declaration, else the group's
     override for its path, else ``read`` for GET/HEAD and the group's ``write`` for the rest."""
-    cache_key = (id(route), method)
+    # one router may sit in several apps with different policies: the policy is part of the key
+    cache_key = (id(route), method, read, write, tuple(sorted(overrides.items())) if overrides else ())
     hit = _route_scopes.get(cache_key)
     if hit is not None:
         return hit
@@ -248,8 +249,14 @@ def guard(write: str = ADMIN, read: str = READ, overrides: Overrides | None = No
     paths as the router declares them) to the scope it needs.
     """
 
+    resolved: dict[tuple[int, str], str] = {}  # this guard's own memo: no per-request key building
+
     async def dependency(request: Request, api_key: ApiKeyHeader = None, bearer: BearerHeader = None) -> Principal:
-        required = route_scope(request.scope.get("route"), request.method, read, write, overrides)
+        route = request.scope.get("route")
+        required = resolved.get((id(route), request.method))
+        if required is None:
+            required = resolved[(id(route), request.method)] = route_scope(route, request.method, read, write,
+                                                                            overrides)
         return await enforce(request, required, _token(api_key, bearer))
 
     dependency.__aura_guard__ = (read, write, overrides)  # type: ignore[attr-defined]

@@ -228,3 +228,28 @@ def test_api_degrades_instead_of_failing_when_redis_then_cassandra_die(isolated,
     finally:
         proxy.stop()
         private.kill()
+
+
+def test_api_started_while_cassandra_is_down_reconnects_by_itself(isolated, api_key, cassandra, tmp_path):
+    proxy = TcpProxy(isolated.cassandra_port)  # port reserved, nothing listening yet: Cassandra is "down"
+    s = isolated.model_copy(update={"cassandra_port": proxy.port, "breaker_reset_s": 0.5, "home": tmp_path,
+                                    "health_cache_s": 0.0})
+    user = f"late-{uuid.uuid4().hex[:8]}"
+    cassandra.execute("INSERT INTO user_activity (user_id, counts, first_seen, last_seen, recent_items) "
+                      "VALUES (%s, %s, %s, %s, %s)", (user, {"click": 1}, 1000, 2000, ["i9"]))
+    token = api_key("read")
+    try:
+        with TestClient(create_app(s), raise_server_exceptions=False, headers={"X-API-Key": token}) as c:
+            state = c.app.state.aura
+            assert state.cassandra is None
+            h = c.get("/v1/health").json()
+            assert h["status"] == "degraded" and not h["dependencies"]["cassandra"]["ok"]
+            r = c.get(f"/v1/profiles/{user}/activity")  # the key cannot be checked anywhere yet
+            assert r.status_code == 503 and "Retry-After" in r.headers
+            proxy.start()
+            wait_for(lambda: state.cassandra is not None, timeout=30, interval=0.2, what="background reconnect")
+            r = c.get(f"/v1/profiles/{user}/activity")
+            assert r.status_code == 200 and r.json()["source"] == "cassandra" and r.json()["counts"] == {"click": 1}
+            assert c.get("/v1/health").json()["dependencies"]["cassandra"]["ok"]
+    finally:
+        proxy.stop()

@@ -350,6 +350,15 @@ def _dependency_of(exc: BaseException) -> str:
     return "dependency"
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON whose strings may hold lone surrogates (from ``\\udXXX`` escapes in a request): they are
+    replaced instead of failing the UTF-8 encoding."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                          separators=(",", ":")).encode("utf-8", "replace")
+
+
 def unavailable_response(exc: BaseException, retry_after_s: int = 1) -> JSONResponse:
     dep = _dependency_of(exc)
     detail = exc.detail if isinstance(exc, DependencyUnavailable) else f"{dep} unavailable; retry shortly"
@@ -400,6 +409,21 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_exception_handler(ValidationError, on_validation)
+
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+
+    async def on_request_validation(request: Request, exc: Exception) -> JSONResponse:
+        """FastAPI's 422, rendered so that an echoed input with a lone surrogate cannot become a 500."""
+        assert isinstance(exc, RequestValidationError)
+        return SafeJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, on_request_validation)
+
+    async def on_unicode(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "strings must be valid Unicode text (no lone surrogates)"}, status_code=422)
+
+    app.add_exception_handler(UnicodeError, on_unicode)
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)

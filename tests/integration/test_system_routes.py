@@ -52,3 +52,17 @@ def test_metrics_of_a_multi_worker_api_count_every_request(isolated, api_key, tm
         proc.terminate()
         proc.wait(20)
         log.close()
+
+
+def test_lone_surrogates_in_json_bodies_get_422_never_500(api_client):
+    """``"\\ud9d2"`` is valid JSON but not encodable text: echoing it in a 422, or encoding it in a
+    route (Kafka keys, hashes), must not turn into a 500 (found by the OpenAPI fuzzer)."""
+    bodies = {
+        "/v1/experiments/assign": '{"user_id": "u\\ud9d2x"}',
+        "/v1/recommendations/generate": '{"user_id": "u\\ud9d2x", "limit": 3}',
+        "/v1/events": '{"event_id": "e\\ud9d2", "event_type": "view", "user_id": "u", "event_time": 1}',
+    }
+    for path, body in bodies.items():
+        r = api_client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, (path, r.status_code, r.text[:200])
+        assert "detail" in r.json()

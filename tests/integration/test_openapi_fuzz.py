@@ -25,7 +25,7 @@ from aura.settings import REPO_ROOT, settings_env
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 20
 
 
 def _free_port() -> int:

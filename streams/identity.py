@@ -30,11 +30,12 @@ from schemas.codec import DecodeError, codec
 from schemas.events import Identity, InvalidEvent, validate_identity
 from streams import profiles
 from streams.intake import Dead, RawRecord
-from streams.profiles import Profile, ProfileConfig, add_decayed, decay
+from streams.profiles import Profile, ProfileConfig, add_decayed, decay, parse_attrs
 
 if TYPE_CHECKING:
     from streams.app import Resources
 
+__all__ = ["apply_identity", "merge_profiles", "parse_attrs", "register"]
 log = logging.getLogger(__name__)
 FENCE = APPLIED_OFFSET + ":"
 
@@ -58,13 +59,6 @@ def apply_identity(attrs: dict[str, str], ev: Identity) -> dict[str, str]:
         if prefs.get("locale"):
             out["p:locale"] = json.dumps(prefs["locale"])
     return out
-
-
-def parse_attrs(attrs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """attrs hash -> (attributes, preferences)."""
-    a = {k[2:]: json.loads(v) for k, v in attrs.items() if k.startswith("x:")}
-    p = {k[2:]: json.loads(v) for k, v in attrs.items() if k.startswith("p:")}
-    return a, p
 
 
 def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig) -> Profile:

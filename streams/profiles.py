@@ -354,6 +354,13 @@ def parse_state(counts: dict[str, str], recent: list[str]) -> dict[str, Any]:
     }
 
 
+def parse_attrs(attrs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The identity hash (streams/identity.py) -> (attributes, preferences)."""
+    a = {k[2:]: json.loads(v) for k, v in attrs.items() if k.startswith("x:")}
+    p = {k[2:]: json.loads(v) for k, v in attrs.items() if k.startswith("p:")}
+    return a, p
+
+
 def document(p: Profile, now_ms: int, cfg: ProfileConfig) -> dict[str, Any]:
     """The full profile as served by the API (engagement and lifecycle evaluated at ``now_ms``)."""
     return {

@@ -15,8 +15,7 @@ from aura.bootstrap import cassandra_execute, epoch_ms
 from aura.layout import Tables
 from serving.deps import State
 from streams import profiles as profiles_mod
-from streams.identity import parse_attrs
-from streams.profiles import Profile, ProfileConfig, parse_state
+from streams.profiles import Profile, ProfileConfig, parse_attrs, parse_state
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/profiles", tags=["profiles"])

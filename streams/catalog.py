@@ -228,6 +228,7 @@ class CatalogStore:
         if winners:
             pipe.hincrby(self.keys.recs_catalog_version(), "changes", len(winners))
         await pipe.execute()
+        await self.sync_trending(winners)
         if rows:
             from cassandra.concurrent import execute_concurrent_with_args
 
@@ -236,6 +237,27 @@ class CatalogStore:
                                                            raise_on_first_error=True))
             self.dirty_since = self.dirty_since or time.monotonic()
         return len(winners)
+
+    async def sync_trending(self, winners: dict[str, Any]) -> None:
+        """Interactions may precede an item's catalog entry: copy its global trending score into its
+        categories' sets on upsert; drop it from the global lists on delete (absolute, idempotent)."""
+        ids = sorted(winners)
+        if not ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for item_id in ids:  # the item's own log-score (written atomically with its increments)
+            pipe.hget(self.keys.recs_item_state(item_id), "tr")
+        scores = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for item_id, score in zip(ids, scores, strict=True):
+            ch = winners[item_id]
+            if ch.event_type == "delete":
+                pipe.zrem(self.keys.recs_trending(), item_id)
+                pipe.zrem(self.keys.recs_popular(), item_id)
+            elif score is not None:
+                for c in ch.item.get("categories") or []:
+                    pipe.zadd(self.keys.recs_trending(c), {item_id: float(score)})
+        await pipe.execute()
 
     async def load_items(self) -> dict[str, dict[str, Any]]:
         ids = sorted(await self.redis.smembers(self.keys.recs_catalog_ids()))

@@ -334,7 +334,7 @@ for i = 0, nb - 1 do redis.call('ZINCRBY', KEYS[3], ARGV[b + 2 * i + 1], ARGV[b 
 local cap = tonumber(ARGV[b + 2 * nb])
 if nc > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
 if nb > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
-return {pop, tr or ''}
+return {pop, tr or '', redis.call('HGET', KEYS[4], 'categories') or '[]'}
 """
 
 
@@ -514,18 +514,18 @@ class ItemSignals:
             pipe = self.redis.pipeline(transaction=False)
             for item, part in parts:
                 pipe.hget(self.keys.recs_item_state(item), f"f:{part}")
-            for item in items:
-                pipe.hget(self.keys.recs_item_meta(item), "categories")
             raw = await pipe.execute()
-            fences = {ip: (int(v) if v is not None else None) for ip, v in zip(parts, raw[: len(parts)], strict=True)}
-            cats = {i: json.loads(c) if c else [] for i, c in zip(items, raw[len(parts):], strict=True)}
+            fences = {ip: (int(v) if v is not None else None) for ip, v in zip(parts, raw, strict=True)}
             applies = fold_items(records, fences, self.half_life_ms)
             pipe = self.redis.pipeline(transaction=False)
             order = [i for i, a in applies.items() if a.entries]
             cap = self.res.settings.recs_cooc_cap
             for item in order:
+                # the item's catalog categories are read inside the script (same {item} slot), so an
+                # item whose catalog entry races its first interactions still reaches its category
+                # sets: either this script sees the categories or the catalog agent sees ``tr``.
                 await self.script(keys=[self.keys.recs_item_state(item), self.keys.recs_item_cooc(item),
-                                        self.keys.recs_item_bought(item)],
+                                        self.keys.recs_item_bought(item), self.keys.recs_item_meta(item)],
                                   args=item_lua_args(applies[item], cap), client=pipe)
             results = await pipe.execute() if order else []
             pipe = self.redis.pipeline(transaction=False)
@@ -535,11 +535,11 @@ class ItemSignals:
                     conflicts.add(item)
                     continue
                 applied += applies[item].entries
-                pop, tr = float(res[0]), res[1]
+                pop, tr, cats = float(res[0]), res[1], json.loads(res[2] or "[]")
                 pipe.zadd(self.keys.recs_popular(), {item: pop})
                 if tr:
                     pipe.zadd(self.keys.recs_trending(), {item: float(tr)})
-                    for c in cats.get(item, []):
+                    for c in cats:
                         pipe.zadd(self.keys.recs_trending(c), {item: float(tr)})
                 if applies[item].cooc:
                     self.dirty.add(item)

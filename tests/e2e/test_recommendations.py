@@ -95,8 +95,12 @@ def test_stream_keeps_recommendations_fresh(isolated, worker_factory, api_client
     assert cold["strategy"].endswith("cold_start") and cold["items"]
     assert cold["items"][0]["item_id"] in {"i1", "i2"}
 
-    trending = api_client.get("/v1/recommendations/trending", params={"category": "scifi"}).json()["items"]
-    assert {x["item_id"] for x in trending[:2]} == {"i1", "i2"} and trending[0]["score"] > 0
+    def scifi_trending():
+        items = api_client.get("/v1/recommendations/trending", params={"category": "scifi"}).json()["items"]
+        return items if {x["item_id"] for x in items[:2]} == {"i1", "i2"} else None
+
+    trending = wait_for(scifi_trending, timeout=30, what="i1 and i2 trending in scifi")
+    assert trending[0]["score"] > 0
 
     # a new item with no interactions: similar through content (TF-IDF) once the debounced rebuild ran
     r = api_client.put("/v1/content/i7", json={"title": "Space Wars: Return", "categories": ["scifi"]})

@@ -145,3 +145,37 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
     c.close()
     assert tombstone is not None
     assert int(redis_client.hget(f"{s.redis_prefix}:metrics:deadletter", "bad_frame") or 0) == 1
+
+
+def test_old_events_are_counted_in_their_bucket_and_analytics_fall_back_to_cassandra(
+        isolated, worker_factory, api_client, redis_client, cassandra):
+    s = isolated.model_copy(update={"agg_publish_interval_s": 1.0})
+    worker_factory(s)
+    prod = EventProducer(s, bootstrap.kafka_producer(s))
+    tag = uuid.uuid4().hex[:8]
+    # an hour ~100-300 days ago that no other test uses: the Cassandra snapshot is this test's alone
+    hour = (int(time.time() * 1000) // 3_600_000 - 2400 - int(tag, 16) % 4800) * 3_600_000
+    user = f"old-{tag}"
+    for i, etype in enumerate(["view", "add_to_cart", "purchase"]):
+        extra = {"order": {"order_id": f"o-{tag}", "lines": [{"item_id": "i1", "quantity": 1, "unit_price": 42.5}]}} \
+            if etype == "purchase" else {}
+        prod.send({"event_id": f"{tag}-{i}", "event_type": etype, "user_id": user, "item_id": "i1",
+                   "event_time": hour + 60_000 * i, **extra})
+    assert prod.flush().failed == 0
+    q = {"grain": "hour", "from": hour, "to": hour + 3_600_000}
+    hot = wait_for(lambda: (r := api_client.get("/v1/analytics/revenue", params=q).json())["orders"] == 1 and r,
+                   what="revenue of the old hour")
+    assert hot["source"] == "redis" and hot["revenue"] == 42.5
+
+    wait_for(lambda: cassandra.execute(
+        f"SELECT value FROM {s.cassandra_keyspace}.analytics_counters WHERE grain = 'hour' AND bucket = %s "
+        "AND metric = 'orders'", (hour,)).one(), timeout=60, what="the durable snapshot")
+    for k in redis_client.scan_iter(f"{s.redis_prefix}:an:*", count=1000):
+        if ":hour:" in k:
+            redis_client.delete(k)
+    got = api_client.get("/v1/analytics/revenue", params=q).json()
+    assert got["source"] == "cassandra" and got["orders"] == 1
+    assert got["revenue"] == 42.5 and got["average_order_value"] == 42.5
+    funnel = api_client.get("/v1/analytics/funnel", params=q).json()
+    assert funnel["source"] == "cassandra"
+    assert [st["events"] for st in funnel["steps"]] == [1, 1, 1]

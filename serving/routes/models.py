@@ -33,12 +33,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_sync_redis: dict[str, Any] = {}  # one synchronous client per Redis URL (registry writes run in threads)
+
+
 def registry(state: Any) -> Registry:
     if state.cassandra is None:
         raise HTTPException(503, "registry store (Cassandra) unavailable")
     from aura.bootstrap import redis_sync
 
-    return Registry(state.cassandra, state.settings, redis_sync(state.settings))
+    url = state.settings.redis_url
+    if url not in _sync_redis:
+        _sync_redis[url] = redis_sync(state.settings)
+    return Registry(state.cassandra, state.settings, _sync_redis[url])
 
 
 async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -40,7 +40,8 @@ class ContextIn(BaseModel):
     device: str | None = Field(None, max_length=64)
     locale: str | None = Field(None, max_length=32)
     referrer: str | None = Field(None, max_length=1024)
-    time: int | None = Field(None, description="Epoch ms (default: now); hour, weekday, date derive from it")
+    time: int | None = Field(None, ge=0, le=253_402_300_799_999,  # up to year 9999: datetime's range
+                             description="Epoch ms (default: now); hour, weekday, date derive from it")
 
 
 class EvaluateIn(BaseModel):

@@ -96,8 +96,11 @@ def test_no_server_error_and_responses_match_the_schema(fuzz_schema, served):
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect every failure, then report
             failures[f"{op.method.upper()} {op.path}"] = str(exc)[:1500]
     assert ran >= 20, f"only {ran} operations found"
-    assert not failures, f"{len(failures)} operations failed: {sorted(failures)}\n\n" + "\n\n".join(
-        f"{k}:\n{v}" for k, v in failures.items())
+    if failures:  # the server's tracebacks (the 500 handler logs them) say where to fix
+        tracebacks = "\n".join(line for line in served["log"].read_text(errors="replace").splitlines()
+                               if line.strip())[-6000:]
+        raise AssertionError(f"{len(failures)} operations failed: {sorted(failures)}\n\n" + "\n\n".join(
+            f"{k}:\n{v}" for k, v in failures.items()) + f"\n\n--- API log (tail):\n{tracebacks}")
 
 
 def test_openapi_documents_auth_examples_and_every_error_shape(fuzz_schema, served):

@@ -66,3 +66,13 @@ def test_lone_surrogates_in_json_bodies_get_422_never_500(api_client):
         r = api_client.post(path, content=body, headers={"content-type": "application/json"})
         assert r.status_code == 422, (path, r.status_code, r.text[:200])
         assert "detail" in r.json()
+
+
+def test_context_times_outside_the_calendar_get_422_never_500(api_client):
+    """``context.time`` beyond year 9999 once reached ``datetime.fromtimestamp`` (found by the fuzzer)."""
+    for path in ("/v1/experiments/assign", "/v1/personalization/evaluate"):
+        ok = api_client.post(path, json={"user_id": "u1", "context": {"time": 1_700_000_000_000}})
+        assert ok.status_code == 200, (path, ok.status_code, ok.text[:200])  # the same body with a sane time
+        for t in (2_282_000_000_000_000, -1):
+            r = api_client.post(path, json={"user_id": "u1", "context": {"time": t}})
+            assert r.status_code == 422, (path, t, r.status_code, r.text[:200])

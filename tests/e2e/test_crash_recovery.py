@@ -172,9 +172,12 @@ def test_sigkill_at_random_points_then_state_equals_reference_fold(isolated, wor
     rng = random.Random(4)
     mid_stream_kills = 0
     before = lag(s)
-    for _ in range(4):
+    for _ in range(6):
         w = worker_factory(s)
-        time.sleep(rng.uniform(1.0, 4.0))
+        # once the worker has committed something, kill it at a random point soon after
+        wait_for(lambda: w.proc.poll() is not None or lag(s) < before, timeout=120, interval=0.2,  # noqa: B023
+                 what="the worker to make progress")
+        time.sleep(rng.uniform(0.0, 1.5))
         assert w.proc.poll() is None, w.tail()
         w.proc.send_signal(signal.SIGKILL)
         w.proc.wait()
@@ -182,7 +185,7 @@ def test_sigkill_at_random_points_then_state_equals_reference_fold(isolated, wor
         if 0 < after < before:  # killed after some progress, before the end
             mid_stream_kills += 1
         before = after
-        if after == 0:
+        if after == 0 or mid_stream_kills >= 3:
             break
     assert mid_stream_kills >= 2, "the worker was not killed mid-stream: make the stream longer"
     final = worker_factory(s)

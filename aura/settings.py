@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # Local stack (infra/stack.py)
     home: Path = Field(default=REPO_ROOT / ".aura")
     maven_repo: Path | None = None  # default: <home>/m2; tests with a private stack share the main cache
-    kafka_heap: str = "512m"
+    kafka_heap: str = "1g"
     cassandra_heap: str = "1g"
     start_timeout_s: float = 180.0
 

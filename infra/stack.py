@@ -255,6 +255,9 @@ def kafka_properties(s: Settings, paths: Paths) -> str:
         "min.insync.replicas=1",
         "default.replication.factor=1",
         "group.initial.rebalance.delay.ms=0",
+        # a loaded 2-core machine can stall the JVM for seconds: don't fence the only broker for it
+        "broker.session.timeout.ms=30000",
+        "broker.heartbeat.interval.ms=2000",
         "auto.create.topics.enable=true",
         "log.retention.hours=168",
         "log.segment.bytes=268435456",
@@ -272,7 +275,7 @@ def start_kafka(s: Settings, paths: Paths) -> int:
     data = paths.data("kafka")
     data.mkdir(parents=True, exist_ok=True)
     base = ["java", f"-Xms{s.kafka_heap}", f"-Xmx{s.kafka_heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35", "-Djava.awt.headless=true",
+            "-XX:InitiatingHeapOccupancyPercent=35", "-Djava.awt.headless=true", "-XX:+ExitOnOutOfMemoryError",
             f"-Dlog4j2.configurationFile={INFRA_DIR / 'conf' / 'kafka-log4j2.properties'}", "-cp", cp]
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

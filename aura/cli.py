@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from aura.settings import get_settings
+from aura.settings import Settings, get_settings
 
 
 def _say(msg: str) -> None:
@@ -96,6 +96,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def demo_read_key(s: Settings) -> str:
+    """A read-scope API key named ``demo`` for the links that ``aura run`` prints."""
+    from aura import bootstrap
+    from aura.apikeys import KeyStore
+
+    session = bootstrap.cassandra_session(s)
+    redis = bootstrap.redis_sync(s)
+    try:
+        _rec, token = KeyStore(s, session, redis).create("demo", ["read"], None, None)
+        return token
+    finally:
+        redis.close()
+        session.cluster.shutdown()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Stack, migrations, worker, API and demo traffic; Ctrl-C stops the processes (not the stack)."""
     from infra import stack
@@ -115,10 +130,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # noqa: S603
         _say(f"{name} started (pid {procs[name].pid}), log {logs / f'{name}.log'}")
     base = f"http://{s.api_host}:{s.api_port}"
+    token = demo_read_key(s)
     _say("the platform is running. Look at:")
-    _say(f"  {base}/docs                                   interactive API")
-    _say(f"  {base}/v1/health                              each dependency's status")
-    _say(f"  {base}/v1/profiles/u000000/activity           a demo user's live activity")
+    _say(f"  {base}/docs                                   interactive API (Authorize with the key below)")
+    _say(f"  {base}/v1/health                              each dependency's status (open)")
+    _say(f"  a read-scope API key for this demo: {token}")
+    for path in ("/v1/profiles/u000000/activity", "/v1/profiles/u000000",
+                 "/v1/recommendations/users/u000000?limit=5", "/v1/recommendations/trending?limit=5",
+                 "/v1/analytics/funnel"):
+        _say(f"  curl -s -H 'X-API-Key: {token}' '{base}{path}'")
     _say("Ctrl-C stops worker, API and demo; `make down` stops Kafka, Cassandra and Redis.")
     stop = False
 

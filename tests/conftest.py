@@ -22,6 +22,14 @@ from aura.settings import REPO_ROOT, Settings, settings_env
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_KEYSPACE = "aura_test"
+STACK_TIMINGS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how long each service of the shared stack took to become ready (0.0: it already was)."""
+    if STACK_TIMINGS:
+        terminalreporter.write_line(
+            "stack ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in STACK_TIMINGS.items()))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,7 +56,7 @@ def stack(base_settings: Settings) -> Iterator[Settings]:
         if IN_CI:
             pytest.fail(f"the stack could not start under CI: {exc}", pytrace=False)
         pytest.skip(f"stack unavailable: {exc}")
-    print(f"\nstack ready: {', '.join(f'{k} {v:.1f}s' for k, v in timings.items())}")
+    STACK_TIMINGS.update(timings)
     yield base_settings
     if IN_CI and started_here and os.environ.get("AURA_KEEP_STACK") != "1":
         local_stack.down(base_settings)

@@ -111,8 +111,7 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
     async def process_behavior(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
             now_ms = int(time.time() * 1000)
-            records = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
-                                 e.message.key, e.message.value) for e in batch]
+            records = [RawRecord.of(e.message) for e in batch]
             accepted, dead = split(records, event_codec, now_ms)
             kept, dupes = await dedup(res.redis, res.keys, accepted)
             if dead:

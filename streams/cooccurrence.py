@@ -657,8 +657,7 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
         # Bad records are dead-lettered by the intake agent (streams/behavior.py); here they are skipped.
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
             now_ms = int(time.time() * 1000)
-            records = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
-                                 e.message.key, e.message.value) for e in batch]
+            records = [RawRecord.of(e.message) for e in batch]
             accepted, _dead = split(records, event_codec, now_ms)
             kept = await retrying("dedup", dedup, res.redis, res.keys, accepted)
             await retrying("user signals", users.apply, kept, send)

@@ -106,8 +106,7 @@ def register(app: faust.App, res: Resources, decisions_topic: str, behavior_topi
     async def process_decisions(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
             now_ms = int(time.time() * 1000)
-            records = [RawRecord(e.message.topic, e.message.partition, e.message.offset,
-                                 e.message.key, e.message.value) for e in batch]
+            records = [RawRecord.of(e.message) for e in batch]
             parsed = parse(records, decisions_topic, now_ms)
             kept_acc, dupes = await dedup(res.redis, res.keys, [a for a, _s, _r in parsed.behavior])
             kept_ids = {(a.partition, a.offset) for a in kept_acc}

@@ -228,10 +228,10 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
                 try:
                     good.append((validate_identity(event_codec.decode(m.value), now_ms), m.partition, m.offset))
                 except (DecodeError, InvalidEvent) as exc:
-                    dead.append(Dead(RawRecord(m.topic, m.partition, m.offset, m.key, m.value), exc.reason,
+                    dead.append(Dead(RawRecord.of(m), exc.reason,
                                      exc.detail))
                 except Exception as exc:  # noqa: BLE001 - the record's fault; dead-letter it
-                    dead.append(Dead(RawRecord(m.topic, m.partition, m.offset, m.key, m.value), "invalid_event",
+                    dead.append(Dead(RawRecord.of(m), "invalid_event",
                                      f"{type(exc).__name__}: {exc}"))
             for d in dead:
                 await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))

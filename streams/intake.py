@@ -27,6 +27,11 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
 
+    @classmethod
+    def of(cls, message: Any) -> RawRecord:
+        """The raw record of a Faust/aiokafka message (``event.message``)."""
+        return cls(message.topic, message.partition, message.offset, message.key, message.value)
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated allowed origins ("*" for any); empty: no CORS headers
     metrics_public: bool = True  # False: /metrics needs an admin key
     api_key_cache_ttl_s: int = 300  # how long a key record stays in the Redis cache
+    api_key_local_ttl_s: float = 1.0  # a process trusts a key it verified in Redis this long (revocation delay)
+    rate_limit_lease_s: float = 0.05  # a process takes this much of a key's rate from Redis at once (<= 1000)
     api_redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
     breaker_failures: int = 3  # consecutive dependency failures that open a circuit breaker
     breaker_reset_s: float = 5.0  # seconds an open breaker waits before letting one trial call through

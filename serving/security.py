@@ -9,10 +9,14 @@ the scope policy of every route:
   ``serving/app.py`` sets per router at ``include_router`` time (``guard(write=...)``), so a
   router whose author forgot about auth is still covered, and fails closed (``admin``).
 
-Per request: one Redis round trip (one Lua call checks the token's hash against the cached key
-record and applies the key's rate limit). A cache miss reads the key from Cassandra once and
-caches it. Redis down: keys seen recently are validated from the local cache (re-checked in
-Cassandra when it answers) and limited per process; both down and key unknown here: 503.
+Per request, usually no round trip at all: one Lua call checks the token's hash against the key
+record cached in Redis, applies the key's rate limit and hands the process a *lease* of up to
+``rate * rate_limit_lease_s`` requests (<= 1000); the process then admits that many requests of the
+same token locally, for at most ``api_key_local_ttl_s`` (1 s): that is also how long a revoked or
+changed key may keep working in a process that just verified it. A slow key (lease of 1) costs one
+Lua call per request, as before. A cache miss reads the key from Cassandra once and caches it.
+Redis down: keys seen recently are validated from the local cache (re-checked in Cassandra when it
+answers) and limited per process; both down and key unknown here: 503.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from aura.apikeys import ADMIN, EVENTS, READ, UNKNOWN_HASH, KeyRecord, covers, parse_token, token_hash
 from aura.bootstrap import cassandra_execute
 from serving.degrade import REDIS_OUTAGE, DependencyUnavailable, cassandra_outage_errors
-from serving.ratelimit import AUTH_AND_LIMIT_LUA, LocalGcra, retry_after_header
+from serving.ratelimit import AUTH_AND_LIMIT_LUA, MAX_LEASE, LocalGcra, retry_after_header
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,10 @@ class _Known:
     burst: int
     revoked: bool
     checked_at: float  # monotonic time of the last authoritative check (Redis or Cassandra)
+    principal: Principal | None = None
+    tokens: int = 0  # requests this process may still admit without asking Redis (the lease)
+    lease_until: float = 0.0  # monotonic; after it the lease is void and the key is checked again
+    denied_until: float = 0.0  # monotonic; Redis refused the key until then (429 without a round trip)
 
 
 class Authenticator:
@@ -96,6 +104,14 @@ class Authenticator:
         if key_id is None:
             raise unauthorized("malformed API key")
         presented = token_hash(token)
+        known = self.known.get(key_id)
+        if known is not None and known.principal is not None and hmac.compare_digest(known.key_hash, presented):
+            now = time.monotonic()
+            if known.tokens > 0 and now < known.lease_until:  # fast path: the process's lease
+                known.tokens -= 1
+                return known.principal
+            if now < known.denied_until and now < known.lease_until:  # refused by Redis moments ago
+                raise self._limited(known.rate, known.burst, retry_after_header(known.denied_until - now))
         try:
             return await self._via_redis(key_id, presented)
         except REDIS_OUTAGE:
@@ -104,7 +120,9 @@ class Authenticator:
     async def _via_redis(self, key_id: str, presented: str) -> Principal:
         keys = self.state.keys
         kk = [keys.api_key(key_id), keys.api_key_rate(key_id)]
-        res = await self.script(keys=kk, args=[presented])
+        settings = self.state.settings
+        args = [presented, settings.rate_limit_lease_s, MAX_LEASE]
+        res = await self.script(keys=kk, args=args)
         if res[0] == -1:  # not cached: read Cassandra once, cache (negatively too), ask again
             try:
                 rec = await self._load(key_id)
@@ -116,23 +134,36 @@ class Authenticator:
             pipe.hset(kk[0], mapping=mapping)
             pipe.expire(kk[0], ttl)
             await pipe.execute()
-            res = await self.script(keys=kk, args=[presented])
+            res = await self.script(keys=kk, args=args)
         code = res[0]
         if code == -1:
             raise DependencyUnavailable("redis", "API key cache unavailable; retry shortly")
         if code == -2:
             raise unauthorized("invalid API key")
-        if code == -3:
+        if code in (-2, -3):
             self.known.pop(key_id, None)
+        if code == -3:
             raise unauthorized("API key revoked")
         scopes = frozenset(str(res[1]).split())
         rate, burst = float(res[3]), int(res[4])
-        self.known[key_id] = _Known(presented, scopes, rate, burst, False, time.monotonic())
+        now = time.monotonic()
+        known = self.known.get(key_id)
+        if known is None or known.principal is None or known.key_hash != presented or known.scopes != scopes:
+            known = self.known[key_id] = _Known(presented, scopes, rate, burst, False, now,
+                                                principal=Principal(key_id, "", scopes))
+        known.rate, known.burst, known.revoked, known.checked_at = rate, burst, False, now
+        known.lease_until = now + settings.api_key_local_ttl_s
         if code == 0:
             retry = int(res[2]) / 1e6
-            raise HTTPException(429, f"rate limit of {rate:g} requests/s (burst {burst}) exceeded for this key",
-                                headers={"Retry-After": retry_after_header(retry)})
-        return Principal(key_id, "", scopes)
+            known.tokens, known.denied_until = 0, now + retry
+            raise self._limited(rate, burst, retry_after_header(retry))
+        known.tokens, known.denied_until = int(res[2]) - 1, 0.0  # this request takes one of the lease
+        return known.principal  # type: ignore[return-value]
+
+    @staticmethod
+    def _limited(rate: float, burst: int, retry_after: str) -> HTTPException:
+        return HTTPException(429, f"rate limit of {rate:g} requests/s (burst {burst}) exceeded for this key",
+                             headers={"Retry-After": retry_after})
 
     async def _via_fallback(self, key_id: str, presented: str) -> Principal:
         """Redis is down: the local cache of keys, re-checked in Cassandra when it answers."""

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from aura.apikeys import parse_token
 from serving.app import create_app
 from serving.security import ADMIN, EVENTS, READ, required_scope
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -110,8 +111,34 @@ def test_revocation_invalidates_the_redis_cache_at_once(client, api_key, key_sto
     store = KeyStore(client.app.state.aura.settings, key_store.session, redis_client)
     assert store.revoke(key_id)
     assert not redis_client.exists(cached)
-    assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 401
+    # the process admits the key from its lease for at most api_key_local_ttl_s (docs/api.md), then asks Redis
+    ttl = client.app.state.aura.settings.api_key_local_ttl_s
+    started = time.monotonic()
+    wait_for(lambda: call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 401,
+             timeout=ttl + 5, interval=0.05, what="revocation seen by the API process")
+    assert time.monotonic() - started < ttl + 5
     assert redis_client.hget(cached, "revoked") == "1"
+
+
+def test_a_fast_key_is_admitted_from_a_local_lease_without_a_redis_call_per_request(isolated, api_key,
+                                                                                    redis_client):
+    """A key with a high rate takes a lease of rate x rate_limit_lease_s requests from Redis at once;
+    the next requests of the lease leave the shared TAT alone; a slow key moves it on every request."""
+    from aura.layout import RedisKeys
+
+    s = isolated.model_copy(update={"api_key_local_ttl_s": 60.0})  # no lease expiry on a slow machine
+    fast = api_key(READ, rate=1000.0, burst=2000)  # lease: 1000 x 0.05 s = 50 requests
+    slow = api_key(READ, rate=10.0, burst=2000)  # lease: 10 x 0.05 s < 1 -> 1 request
+    keys = RedisKeys(s.redis_prefix)
+    with TestClient(create_app(s)) as client:
+        for token, changes in ((fast, 0), (slow, 10)):
+            rate_key = keys.api_key_rate(parse_token(token))
+            assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
+            tats = [redis_client.get(rate_key)]
+            for _ in range(10):
+                assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
+                tats.append(redis_client.get(rate_key))
+            assert sum(a != b for a, b in zip(tats, tats[1:], strict=False)) == changes, (token[:17], tats)
 
 
 def test_rate_limit_answers_429_with_retry_after_and_recovers(client, api_key):

@@ -182,6 +182,13 @@ class RedisKeys:
         """Hash: catalog attributes of one item (title, categories, tags, text, price, in_stock, ...)."""
         return f"{self.prefix}:recs:item:{{{item_id}}}:meta"
 
+    def recs_item_filters(self) -> str:
+        """Hash: item -> compact filter record ``"<available 0|1>|<price or empty>|<cat>\\x1f<cat>..."``,
+        ``"-"`` for a deleted item (streams/itemfilters.py). One shared key, so the API reads the
+        attributes of a few hundred candidates with ONE HMGET; in Redis Cluster it lives in one slot
+        (hash tag ``{recs-filters}``): read-mostly, a few tens of bytes per item (see docs/recommenders.md)."""
+        return f"{self.prefix}:recs:catalog:{{recs-filters}}"
+
     def recs_catalog_ids(self) -> str:
         """Set: every live catalog item id."""
         return f"{self.prefix}:recs:catalog:ids"

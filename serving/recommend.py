@@ -2,22 +2,30 @@
 weights, filtered, boosted and diversified.
 
 The pure part (``recency_knn``, ``blend``, ``apply_filters``, ``diversify``, ``rank``) works on plain
-dicts and is unit-tested; ``Recommender`` does the I/O: one Redis pipeline for the user's state and
-the global lists, one for the neighbour lists of the user's recent items (and of the context item),
-one for the attributes of the blended candidates. Writers of that state: streams/cooccurrence.py,
-streams/catalog.py, jobs/ease.py; this module owns none of it.
+dicts and is unit-tested; ``Candidates`` is its vectorized twin (numpy ``bincount`` over one candidate
+index), tested equal to it. ``Recommender`` does the I/O in three Redis round trips and
+nine commands: (1) one pipeline: the placement's weights and served model, the user's recent items,
+seen items and model candidates, the global lists; (2) ONE read-only script call (``KNN_LUA``) that
+sums the recency kNN of every weighted list source over the recent items' neighbour lists (and the
+context item's) inside Redis and returns one merged list per source (in Redis Cluster, where those
+lists live in different slots: one pipelined ZREVRANGE per list, merged here); (3) ONE HMGET of the
+best candidates' compact filter records (``recs_item_filters``), best first (a second one only when
+the filters dropped too many). Raw replies (no per-pair Python callbacks), numpy arrays. Writers of
+that state: streams/cooccurrence.py, streams/catalog.py, jobs/ease.py; this module owns none of it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from aura.layout import RedisKeys
-from streams.cooccurrence import SeqEntry
+from streams import itemfilters
 
 METHODS = ("hybrid", "collaborative", "content", "trending", "popular")
 SOURCES = ("cooc", "ease", "mf", "content", "bought", "trending", "popular")
@@ -107,8 +115,10 @@ def passes(item: str, meta: dict[str, Any] | None, seen: set[str], f: Filters) -
         return False
     if f.include_ids is not None and item not in f.include_ids:
         return False
-    if meta is None:  # not in the catalog (unknown or deleted): only allowed without attribute filters
+    if meta is None:  # not in the catalog: only allowed without attribute filters
         return not (f.categories or f.min_price is not None or f.max_price is not None)
+    if meta.get("deleted"):  # deleted from the catalog: never shown
+        return False
     if f.in_stock_only and not meta.get("available", True):
         return False
     cats = set(meta.get("categories") or [])
@@ -182,6 +192,113 @@ def rank(sources: dict[str, dict[str, float]], weights: dict[str, float], meta: 
     return [(i, s, why.get(i, [])) for i, s in diversify(ranked, meta, limit, d)]
 
 
+# ------------------------------------------------------------------- pure: the vectorized merge
+
+
+RANK_SCORES = 1.0 / (1.0 + np.arange(10_000, dtype=np.float64))  # rank-based scores of ordered lists
+
+
+def rank_scores(n: int) -> np.ndarray:
+    return RANK_SCORES[:n] if n <= len(RANK_SCORES) else 1.0 / (1.0 + np.arange(n, dtype=np.float64))
+
+
+def normalise_vec(v: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """``normalise`` over the items a source proposed (``present``); the others stay 0."""
+    if not present.any():
+        return v
+    vals = v[present]
+    top = vals.max()
+    if top <= 0 or not math.isfinite(top):
+        lo = vals.min()
+        span = (top - lo) or 1.0
+        return np.where(present, (v - lo) / span, 0.0)
+    return v / top
+
+
+class Candidates:
+    """Every source's scores over ONE candidate index, merged with numpy.
+
+    ``add`` appends a chunk (item ids, scores, times a factor) to a source; ``scores`` sums a source's
+    chunks per item (``np.bincount``) and says which items the source proposed. ``blend`` is the
+    vectorized ``blend``: normalise each source to a maximum of 1, weighted sum.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.chunks: dict[str, list[tuple[list[int], np.ndarray]]] = {}
+        self.ids: list[str] = []
+
+    def add(self, source: str, ids: Sequence[str], scores: Any, factor: float = 1.0) -> None:
+        if not len(ids):
+            return
+        ix = self.index
+        idx = [ix.setdefault(i, len(ix)) for i in ids]
+        sc = np.asarray(scores, dtype=np.float64)
+        self.chunks.setdefault(source, []).append((idx, sc * factor if factor != 1.0 else sc))
+
+    def has(self, source: str) -> bool:
+        return bool(self.chunks.get(source))
+
+    def scores(self, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """(summed scores over the whole index, proposed-by-this-source mask)."""
+        n = len(self.index)
+        parts = self.chunks.get(source)
+        if not parts:
+            return np.zeros(n), np.zeros(n, dtype=bool)
+        if len(parts) == 1:
+            idx = np.asarray(parts[0][0], dtype=np.intp)
+            w = parts[0][1]
+        else:
+            idx = np.asarray([i for p in parts for i in p[0]], dtype=np.intp)
+            w = np.concatenate([p[1] for p in parts])
+        present = np.zeros(n, dtype=bool)
+        present[idx] = True
+        return np.bincount(idx, weights=w, minlength=n), present
+
+    def blend(self, weights: dict[str, float]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Weighted sum of the normalised sources (``weights`` > 0 only); the presence mask of each."""
+        self.ids = list(self.index)
+        total = np.zeros(len(self.index))
+        masks: dict[str, np.ndarray] = {}
+        for name, w in weights.items():
+            if w <= 0 or not self.has(name):
+                continue
+            v, present = self.scores(name)
+            total += w * normalise_vec(v, present)
+            masks[name] = present
+        return total, masks
+
+
+def pick_pool(total: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """Indexes of the ``size`` best-scored candidates among ``mask``."""
+    cand = np.flatnonzero(mask)
+    if len(cand) > size:
+        cand = cand[np.argpartition(-total[cand], size - 1)[:size]]
+    return cand
+
+
+def rank_pool(pool: list[str], scores: list[float], records: list[str | None], seen: set[str], f: Filters,
+              d: Diversity, limit: int) -> list[tuple[str, float]]:
+    """``apply_filters`` -> sort -> ``diversify`` over the pool, with the compact filter records.
+
+    Without boosts or diversity the records are decoded lazily, in score order, until ``limit`` items
+    passed (the same answer as the full pass: the order does not depend on the filters)."""
+    order = sorted(range(len(pool)), key=lambda j: (-scores[j], pool[j]))
+    if not (f.boost_items or f.boost_categories or d.max_per_category is not None or d.mmr_lambda is not None):
+        out: list[tuple[str, float]] = []
+        for j in order:
+            item = pool[j]
+            if passes(item, itemfilters.decode(records[j]), seen, f):
+                out.append((item, scores[j]))
+                if len(out) >= limit:
+                    break
+        return out
+    meta = {pool[j]: itemfilters.decode(records[j]) for j in order}
+    kept = apply_filters({pool[j]: scores[j] for j in order}, meta, seen, f)
+    ranked = sorted(kept.items(), key=lambda kv: (-kv[1], kv[0]))
+    return diversify(ranked, meta, limit, d)
+
+
 # ------------------------------------------------------------------------------------------ I/O
 
 
@@ -190,12 +307,27 @@ def parse_pairs(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
 
 
 def meta_of(raw: list[str | None]) -> dict[str, Any] | None:
-    """HMGET categories, price, available, deleted -> the attributes filters need."""
+    """HMGET categories, price, available, deleted of an item's ``meta`` hash -> the attributes filters
+    need (the hash form; the request path reads the compact records of ``streams/itemfilters.py``)."""
     cats, price, available, deleted = raw
     if deleted == "1" or (cats is None and price is None and available is None):
         return None
     return {"categories": json.loads(cats or "[]"), "price": float(price) if price else None,
             "available": available != "0"}
+
+
+def seq_item(raw: str) -> tuple[str, float]:
+    """A ``recs_user_seq`` entry ``"item|weight|time|bought"`` (streams/cooccurrence.SeqEntry) -> (item, weight)."""
+    item, w, _t, _b = raw.rsplit("|", 3)
+    return item, float(w)
+
+
+def flat_scores(flat: list[Any]) -> tuple[list[str], np.ndarray]:
+    """A raw ``ZREVRANGE ... WITHSCORES`` reply -> ids, scores. RESP3 (``protocol=3``): [member, score]
+    pairs with float scores; RESP2: member, score, member, score ... as strings."""
+    if flat and isinstance(flat[0], list):
+        return [p[0] for p in flat], np.fromiter((p[1] for p in flat), dtype=np.float64, count=len(flat))
+    return flat[0::2], np.array(flat[1::2], dtype=np.float64)
 
 
 @dataclass
@@ -218,6 +350,54 @@ class Result:
     items: list[tuple[str, float, list[str]]]
     strategy: str
     weights: dict[str, float]
+    model: str = ""  # "<model id>:<version>" active for the placement ("" when none)
+
+
+LIST_SOURCES = ("cooc", "content", "bought", "ease")  # read from the recent items' neighbour lists
+
+# The recency kNN of every list source in ONE read-only script call: KEYS are the neighbour lists,
+# source-major (``n_src`` blocks of ``n_rec`` keys, newest recent item first); ARGV = list_k, n_src,
+# n_rec, then the factor ``decay**r * weight_r`` of each recent item. Returns per source a flat
+# [item, score, ...] of ``sum_r factor_r * sim(r, item)`` over the top ``list_k`` of each list (the
+# same sums, in the same order, as ``recency_knn``; scores as %.17g strings: exact doubles).
+KNN_LUA = """
+local k, ns, nr = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for s = 0, ns - 1 do
+  local acc, order = {}, {}
+  for r = 1, nr do
+    local f = tonumber(ARGV[3 + r])
+    local lst = redis.call('ZREVRANGE', KEYS[s * nr + r], 0, k - 1, 'WITHSCORES')
+    for i = 1, #lst, 2 do
+      local j = lst[i]
+      local v = acc[j]
+      if v == nil then
+        order[#order + 1] = j
+        acc[j] = f * tonumber(lst[i + 1])
+      else
+        acc[j] = v + f * tonumber(lst[i + 1])
+      end
+    end
+  end
+  local flat = {}
+  for _, j in ipairs(order) do
+    flat[#flat + 1] = j
+    flat[#flat + 1] = string.format('%.17g', acc[j])
+  end
+  out[s + 1] = flat
+end
+return out
+"""
+
+
+def method_weights(raw: str | None, placement: str, method: str) -> dict[str, float]:
+    """The placement's blend weights (registry override or default), restricted to the method."""
+    base = json.loads(raw) if raw else DEFAULT_WEIGHTS.get(placement, DEFAULT_WEIGHTS["default"])
+    allowed = METHOD_SOURCES[method]
+    w = {k: v for k, v in base.items() if k in allowed}
+    if not w:  # a single-source method always uses its source
+        w = {k: 1.0 for k in allowed}
+    return w
 
 
 class Recommender:
@@ -225,87 +405,138 @@ class Recommender:
 
     def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50) -> None:
         self.redis, self.keys, self.candidates, self.list_k = redis, keys, candidates, list_k
+        # Redis Cluster: the neighbour lists of different items live in different slots, which one
+        # script may not read: there the lists are read with one pipelined ZREVRANGE each.
+        self.cluster = type(redis).__name__ == "RedisCluster"
+        self.knn_script = None if self.cluster else redis.register_script(KNN_LUA)
+
+    async def knn_lists(self, sources: list[str], recent: list[tuple[str, float]],
+                        decay: float) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Per source, the recency kNN over the recent items' neighbour lists (ids, scores)."""
+        factors = [(decay ** r) * w for r, (_item, w) in enumerate(recent)]
+        keys = [self.keys.recs_item_similar(item, src) for src in sources for item, _w in recent]
+        if self.knn_script is not None:
+            flats = await self.knn_script(keys=keys, args=[self.list_k, len(sources), len(recent), *factors])
+            return {src: (flat[0::2], np.array(flat[1::2], dtype=np.float64)) for src, flat in zip(sources, flats,
+                                                                                                  strict=True)}
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("ZREVRANGE", key, 0, self.list_k - 1, "WITHSCORES")
+        lists = await pipe.execute()
+        out = {}
+        for a, src in enumerate(sources):
+            c = Candidates()
+            for r, f in enumerate(factors):
+                c.add(src, *flat_scores(lists[a * len(recent) + r]), factor=f)
+            v, _present = c.scores(src)
+            out[src] = (list(c.index), v)
+        return out
 
     async def weights_for(self, placement: str, method: str) -> dict[str, float]:
         raw = await self.redis.hget(self.keys.recs_placement(placement), "weights")
-        base = json.loads(raw) if raw else DEFAULT_WEIGHTS.get(placement, DEFAULT_WEIGHTS["default"])
-        allowed = METHOD_SOURCES[method]
-        w = {k: v for k, v in base.items() if k in allowed}
-        if not w:  # a single-source method always uses its source
-            w = {k: 1.0 for k in allowed}
-        return w
+        return method_weights(raw, placement, method)
 
-    async def recommend(self, req: Request) -> Result:
+    async def recommend(self, req: Request) -> Result:  # noqa: C901 - one linear pass over the three round trips
         k, n = self.keys, self.candidates
-        weights = await self.weights_for(req.placement, req.method)
-        cats = req.filters.categories or (frozenset(req.preferred_categories) if req.preferred_categories else None)
-        pipe = self.redis.pipeline(transaction=False)
         uid = req.user_id
-        if uid:
-            pipe.lrange(k.recs_user_seq(uid), 0, max(req.recent_n, 1) - 1)
-            pipe.zrange(k.recs_user_seen(uid), 0, -1)
-            pipe.zrevrange(k.recs_user_mf(uid), 0, n - 1, withscores=True)
-            pipe.zrevrange(k.recs_user_batch(uid, req.batch_model), 0, n - 1, withscores=True)
+        cats = req.filters.categories or (frozenset(req.preferred_categories) if req.preferred_categories else None)
         trend_keys = [k.recs_trending(c) for c in sorted(cats)] if cats else [k.recs_trending()]
-        for tk in trend_keys:
-            pipe.zrevrange(tk, 0, n - 1, withscores=True)
-        pipe.zrevrange(k.recs_popular(), 0, n - 1, withscores=True)
-        raw = await pipe.execute()
-        if uid:
-            seq = [SeqEntry.decode(x) for x in raw[0]]
-            seen = set(raw[1])
-            mf, batch = parse_pairs(raw[2]), parse_pairs(raw[3])
-            rest = raw[4:]
-        else:
-            seq, seen, mf, batch, rest = [], set(), {}, {}, raw
-        trend: dict[str, float] = {}
-        for lst in rest[: len(trend_keys)]:
-            for rank_, (i, _s) in enumerate(lst):  # log-scores: use rank-based scores across categories
-                trend[i] = max(trend.get(i, 0.0), 1.0 / (1 + rank_))
-        popular = {i: 1.0 / (1 + r) for r, (i, _s) in enumerate(rest[len(trend_keys)])}
-
-        recent = [(e.item, e.weight) for e in seq[: req.recent_n]]
-        if req.context_item:  # the item on screen counts as the newest interaction
-            recent = [(req.context_item, 2.0), *[r for r in recent if r[0] != req.context_item]]
-        list_sources = [s for s in ("cooc", "content", "bought", "ease") if weights.get(s, 0) > 0]
-        sources: dict[str, dict[str, float]] = {"mf": mf, "trending": trend, "popular": popular}
-        if req.batch_model and batch:
-            sources["ease"] = batch
-        if recent and list_sources:
-            pipe = self.redis.pipeline(transaction=False)
-            for src in list_sources:
-                for item, _w in recent:
-                    pipe.zrevrange(k.recs_item_similar(item, src), 0, self.list_k - 1, withscores=True)
-            raw = await pipe.execute()
-            for a, src in enumerate(list_sources):
-                lists = raw[a * len(recent):(a + 1) * len(recent)]
-                knn = recency_knn(recent, [[(i, float(s)) for i, s in lst] for lst in lists], req.recent_decay)
-                if src == "ease" and "ease" in sources:  # user-level batch candidates + item lists
-                    merged = normalise(sources["ease"])
-                    for i, s in normalise(knn).items():
-                        merged[i] = merged.get(i, 0.0) + 0.5 * s
-                    sources["ease"] = merged
-                else:
-                    sources[src] = knn
-        sources = {s: v for s, v in sources.items() if weights.get(s, 0) > 0 and v}
-        strategy = req.method if any(sources.get(s) for s in ("cooc", "ease", "mf", "content", "bought")) \
-            else f"{req.method}:cold_start"
-        if not any(sources.values()):
-            sources = {"popular": popular}
-            weights = {"popular": 1.0}
-        # candidates: the best of the blend (before filters, enough to survive them)
-        sources = {name: normalise(v) for name, v in sources.items()}
-        scores, _ = blend(sources, weights, normalised=True)
-        pool = sorted(scores, key=lambda i: -scores[i])[: max(req.limit * 20, 300)]
-        if req.filters.exclude_seen:
-            pool = [i for i in pool if i not in seen]
-        if req.filters.include_ids:
-            pool += [i for i in req.filters.include_ids if i not in scores]
+        # (1) placement, the user's recent items and model candidates, the global lists
         pipe = self.redis.pipeline(transaction=False)
-        for i in pool:
-            pipe.hmget(k.recs_item_meta(i), ["categories", "price", "available", "deleted"])
-        metas = dict(zip(pool, [meta_of(m) for m in await pipe.execute()], strict=True))
-        pool_set = set(pool)
-        trimmed = {name: {i: v for i, v in src.items() if i in pool_set} for name, src in sources.items()}
-        items = rank(trimmed, weights, metas, seen, req.filters, req.diversity, req.limit, normalised=True)
-        return Result(items=items, strategy=strategy, weights=weights)
+        pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")
+        if uid:
+            pipe.execute_command("LRANGE", k.recs_user_seq(uid), 0, max(req.recent_n, 1) - 1)
+            pipe.execute_command("ZRANGE", k.recs_user_seen(uid), 0, -1)
+            pipe.execute_command("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES")
+            pipe.execute_command("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES")
+        for tk in trend_keys:
+            pipe.execute_command("ZREVRANGE", tk, 0, n - 1)
+        pipe.execute_command("ZREVRANGE", k.recs_popular(), 0, n - 1)
+        raw = await pipe.execute()
+        wraw, model_id, version = raw[0]
+        weights = method_weights(wraw, req.placement, req.method)
+        model = f"{model_id}:{version}" if model_id else ""
+        c = Candidates()
+        recent: list[tuple[str, float]] = []
+        pos = 1
+        seen: list[str] = []
+        if uid:
+            recent = [seq_item(x) for x in raw[1][: req.recent_n]]
+            seen = raw[2]
+            if weights.get("mf", 0) > 0:
+                c.add("mf", *flat_scores(raw[3]))
+            if req.batch_model and weights.get("ease", 0) > 0:
+                c.add("ease", *flat_scores(raw[4]))
+            pos = 5
+        trend_lists, popular = raw[pos:pos + len(trend_keys)], raw[pos + len(trend_keys)]
+        if weights.get("trending", 0) > 0:
+            if len(trend_lists) == 1:  # log-scores: rank-based scores (comparable across categories)
+                c.add("trending", trend_lists[0], rank_scores(len(trend_lists[0])))
+            else:
+                trend: dict[str, float] = {}
+                for lst in trend_lists:
+                    for r, i in enumerate(lst):
+                        trend[i] = max(trend.get(i, 0.0), 1.0 / (1 + r))
+                c.add("trending", list(trend), list(trend.values()))
+        if weights.get("popular", 0) > 0:
+            c.add("popular", popular, rank_scores(len(popular)))
+
+        # (2) neighbour lists of the recent items; the item on screen counts as the newest interaction
+        if req.context_item:
+            recent = [(req.context_item, 2.0), *[r for r in recent if r[0] != req.context_item]]
+        list_sources = [s for s in LIST_SOURCES if weights.get(s, 0) > 0]
+        if recent and list_sources:
+            for src, (ids, scores) in (await self.knn_lists(list_sources, recent, req.recent_decay)).items():
+                c.add("ease:knn" if src == "ease" else src, ids, scores)
+        if c.has("ease:knn"):  # user-level batch candidates + 0.5 x the recency kNN over the batch lists
+            if c.has("ease"):
+                b, bp = c.scores("ease")
+                kv, kp = c.scores("ease:knn")
+                merged = normalise_vec(b, bp) + 0.5 * normalise_vec(kv, kp)
+                present = bp | kp
+                idx = np.flatnonzero(present)
+                c.chunks["ease"] = [(idx.tolist(), merged[idx])]
+            else:
+                c.chunks["ease"] = c.chunks["ease:knn"]
+            del c.chunks["ease:knn"]
+
+        personal = any(c.has(s) for s in ("cooc", "ease", "mf", "content", "bought"))
+        strategy = req.method if personal else f"{req.method}:cold_start"
+        if not any(c.has(s) for s in weights if weights[s] > 0):
+            c = Candidates()
+            c.add("popular", popular, rank_scores(len(popular)))
+            weights = {"popular": 1.0}
+        total, masks = c.blend(weights)
+        if not masks:
+            return Result(items=[], strategy=strategy, weights=weights, model=model)
+        mask = np.logical_or.reduce(list(masks.values()))
+        f = req.filters
+        index = c.index
+        drop = [index[i] for i in f.exclude_ids if i in index]  # id filters before the pool: no wasted slot
+        if f.exclude_seen:
+            drop += [index[i] for i in seen if i in index]
+        mask[drop] = False
+        if f.include_ids is not None:
+            allow = np.zeros_like(mask)
+            allow[[c.index[i] for i in f.include_ids if i in c.index]] = True
+            mask &= allow
+        pool_idx = pick_pool(total, mask, max(req.limit * 20, 300))
+        pool = [c.ids[j] for j in pool_idx]
+        if not pool:
+            return Result(items=[], strategy=strategy, weights=weights, model=model)
+
+        # (3) the pool's filter records, best first: ONE HMGET of a first chunk, enough when the filters
+        # drop little; the rest of the pool only when they drop more (or boosts/diversity need it all)
+        best = sorted(zip(pool, total[pool_idx].tolist(), strict=True), key=lambda t: (-t[1], t[0]))
+        pool, scores = [i for i, _ in best], [x for _, x in best]
+        whole = bool(f.boost_items or f.boost_categories or req.diversity.max_per_category is not None
+                     or req.diversity.mmr_lambda is not None)
+        first = len(pool) if whole else max(3 * req.limit, 30)
+        records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *pool[:first])
+        ranked = rank_pool(pool[:first], scores[:first], records, set(), f, req.diversity, req.limit)
+        if len(ranked) < req.limit and len(pool) > first:
+            records += await self.redis.execute_command("HMGET", k.recs_item_filters(), *pool[first:])
+            ranked = rank_pool(pool, scores, records, set(), f, req.diversity, req.limit)
+        names = [s for s in SOURCES if s in masks]
+        items = [(i, s, [name for name in names if masks[name][c.index[i]]]) for i, s in ranked]
+        return Result(items=items, strategy=strategy, weights=weights, model=model)

@@ -1,6 +1,7 @@
 """The content catalog and the content-similarity model.
 
-Owns ``recs_item_meta`` / ``recs_catalog_ids`` / ``recs_catalog_version`` / ``recs_item_similar(.., content)``
+Owns ``recs_item_meta`` / ``recs_item_filters`` (compact per-item filter records, one shared hash:
+streams/itemfilters.py) / ``recs_catalog_ids`` / ``recs_catalog_version`` / ``recs_item_similar(.., content)``
 in Redis and the ``catalog_items`` Cassandra table. The agent ``update_catalog`` folds upserts and
 deletes from ``catalog.items`` (last event time wins, so replays and reordering are harmless: the
 Cassandra write uses ``USING TIMESTAMP`` = event time) and marks the content model dirty; a debounced
@@ -27,6 +28,7 @@ from scipy import sparse
 from aura.layout import Tables
 from schemas.codec import DecodeError, codec
 from schemas.events import InvalidEvent, validate_catalog
+from streams import itemfilters
 
 if TYPE_CHECKING:
     from streams.app import Resources
@@ -214,11 +216,13 @@ class CatalogStore:
             pipe.delete(key)
             if ch.event_type == "delete":
                 pipe.hset(key, mapping={"deleted": "1", "event_time": str(ch.event_time)})
+                pipe.hset(self.keys.recs_item_filters(), item_id, itemfilters.DELETED)
                 pipe.srem(self.keys.recs_catalog_ids(), item_id)
                 rows.append((item_id, None, None, None, None, None, None, False, None, None, True,
                              ch.event_time, ch.event_time * 1000))
             else:
                 pipe.hset(key, mapping=meta_fields(ch.item, ch.event_time))
+                pipe.hset(self.keys.recs_item_filters(), item_id, itemfilters.encode(ch.item))
                 pipe.sadd(self.keys.recs_catalog_ids(), item_id)
                 it = ch.item
                 rows.append((item_id, it["title"], list(it.get("categories") or []), list(it.get("tags") or []),
@@ -266,6 +270,18 @@ class CatalogStore:
             pipe.hgetall(self.keys.recs_item_meta(i))
         return {i: parse_meta(raw) for i, raw in zip(ids, await pipe.execute(), strict=True) if raw}
 
+    async def backfill_filters(self, items: dict[str, dict[str, Any]]) -> int:
+        """Filter records for items stored before the records existed (HSETNX: never overwrites a record
+        the catalog agent wrote meanwhile, which is newer than this snapshot)."""
+        have = set(await self.redis.hkeys(self.keys.recs_item_filters()))
+        todo = [i for i in items if i not in have]
+        for start in range(0, len(todo), 500):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in todo[start:start + 500]:
+                pipe.hsetnx(self.keys.recs_item_filters(), i, itemfilters.encode(items[i]))
+            await pipe.execute()
+        return len(todo)
+
     async def rebuild_if_due(self, debounce_s: float, force: bool = False) -> int:
         """Rebuild the content model when the catalog changed (here or in another worker)."""
         version = await self.redis.hget(self.keys.recs_catalog_version(), "changes")
@@ -278,6 +294,7 @@ class CatalogStore:
         model = await asyncio.get_running_loop().run_in_executor(None, lambda: ContentModel().fit(items))
         sims = await asyncio.get_running_loop().run_in_executor(
             None, lambda: model.similar_all(self.res.settings.recs_topk))
+        await self.backfill_filters(items)
         pipe = self.redis.pipeline(transaction=False)
         for n, (item, top) in enumerate(sims.items(), start=1):
             key = self.keys.recs_item_similar(item, "content")

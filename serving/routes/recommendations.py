@@ -21,7 +21,8 @@ from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
 from serving.degrade import STALE_POPULAR, outage_exceptions, stale_popular
 from serving.deps import State
-from serving.recommend import METHODS, Diversity, Filters, Recommender, Request, normalise
+from serving.recommend import METHODS, Diversity, Filters, Recommender, Request, flat_scores, normalise
+from streams import itemfilters
 from streams import trending as trending_math
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
@@ -82,13 +83,6 @@ class RecommendationsOut(BaseModel):
     items: list[Recommended]
 
 
-async def served_model(state: Any, placement: str, method: str) -> str:
-    if method != "hybrid":
-        return f"{method}:0"
-    raw = await state.redis.hmget(state.keys.recs_placement(placement), ["model_id", "version"])
-    return f"hybrid+{raw[0]}:{raw[1]}" if raw[0] else "hybrid:0"
-
-
 async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
     f = body.filters
     req = Request(
@@ -103,8 +97,8 @@ async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
         diversity=Diversity(max_per_category=f.max_per_category, mmr_lambda=f.mmr_lambda),
     )
     rec = Recommender(state.redis, state.keys, candidates=state.settings.recs_candidates)
-    result = await rec.recommend(req)
-    model = await served_model(state, req.placement, req.method)
+    result = await rec.recommend(req)  # also reads the placement's active model (same pipeline)
+    model = (f"hybrid+{result.model}" if result.model else "hybrid:0") if req.method == "hybrid" else f"{req.method}:0"
     return RecommendationsOut(
         recommendation_id=f"{model}:{uuid.uuid4().hex[:16]}", user_id=body.user_id, method=body.method,
         strategy=result.strategy, placement=req.placement,
@@ -157,23 +151,24 @@ class NeighboursOut(BaseModel):
 
 
 async def neighbours(state: Any, item_id: str, sources: dict[str, float], limit: int) -> list[Neighbour]:
+    """Blend of the item's neighbour lists: one command per source, then ONE HMGET of the best
+    candidates' filter records (deleted and unavailable items are hidden; unknown ones are shown)."""
     pipe = state.redis.pipeline(transaction=False)
     for src in sources:
-        pipe.zrevrange(state.keys.recs_item_similar(item_id, src), 0, max(limit * 3, 50) - 1, withscores=True)
-    pipe.hget(state.keys.recs_item_meta(item_id), "deleted")
+        pipe.execute_command("ZREVRANGE", state.keys.recs_item_similar(item_id, src), 0, max(limit * 3, 50) - 1,
+                             "WITHSCORES")
     raw = await pipe.execute()
     merged: dict[str, float] = {}
-    for (_src, w), lst in zip(sources.items(), raw[:-1], strict=True):
-        for i, s in normalise({i: float(s) for i, s in lst}).items():
+    for (_src, w), flat in zip(sources.items(), raw, strict=True):
+        ids, scores = flat_scores(flat)
+        for i, s in normalise(dict(zip(ids, scores.tolist(), strict=True))).items():
             merged[i] = merged.get(i, 0.0) + w * s
     merged.pop(item_id, None)
     if merged:  # hide deleted / unavailable items
-        pipe = state.redis.pipeline(transaction=False)
         order = sorted(merged, key=lambda i: -merged[i])[: limit * 3]
-        for i in order:
-            pipe.hmget(state.keys.recs_item_meta(i), ["available", "deleted"])
-        flags = await pipe.execute()
-        merged = {i: merged[i] for i, (av, de) in zip(order, flags, strict=True) if av != "0" and de != "1"}
+        records = await state.redis.execute_command("HMGET", state.keys.recs_item_filters(), *order)
+        metas = [itemfilters.decode(r) for r in records]
+        merged = {i: merged[i] for i, m in zip(order, metas, strict=True) if m is None or m["available"]}
     top = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     return [Neighbour(item_id=i, score=round(s, 6)) for i, s in top]
 

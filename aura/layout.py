@@ -66,13 +66,12 @@ class RedisKeys:
     # Keys of one user share the hash tag {user_id}: one Redis Cluster slot, so one Lua script
     # can update them atomically.
 
-    def user_counts(self, user_id: str) -> str:
-        """Hash: action -> count, plus first_seen / last_seen (event time, ms)."""
-        return f"{self.prefix}:user:{{{user_id}}}:counts"
-
-    def user_recent(self, user_id: str) -> str:
-        """List: the user's most recent item ids, newest first, bounded."""
-        return f"{self.prefix}:user:{{{user_id}}}:recent"
+    def user_state(self, user_id: str) -> str:
+        """String: the user's whole folded profile state (counts, first/last seen, recent items,
+        sessions, orders, lifetime value, engagement, affinities, lifecycle, segments, offset fences),
+        a 4-byte version then msgpack; the format is ``streams.profiles.pack``/``unpack``, nowhere else.
+        Short on purpose: at 1M users every byte of the key name costs ~1 MB."""
+        return f"{self.prefix}:u:{{{user_id}}}"
 
     def deadletter_count(self) -> str:
         """Hash: dead-letter reason -> count."""
@@ -105,10 +104,6 @@ class RedisKeys:
 
     # Profiles (streams/profiles.py, streams/identity.py) and segments (streams/segments.py)
 
-    def user_profile(self, user_id: str) -> str:
-        """Hash: derived profile (sessions, orders, ltv, engagement, lifecycle, affinities ``a:*``, ...)."""
-        return f"{self.prefix}:user:{{{user_id}}}:profile"
-
     def user_attrs(self, user_id: str) -> str:
         """Hash: identity attributes ``x:*`` and explicit preferences ``p:*`` (identity events)."""
         return f"{self.prefix}:user:{{{user_id}}}:attrs"
@@ -120,6 +115,11 @@ class RedisKeys:
     def segment_members(self, segment: str) -> str:
         """Set: user ids currently in ``segment``."""
         return f"{self.prefix}:segment:{{{segment}}}:members"
+
+    def lifecycle_sweep_lease(self) -> str:
+        """String (PX): held by the worker running the idle-user sweep (streams/lifecycle.py), so one
+        worker of the group sweeps per interval."""
+        return f"{self.prefix}:lifecycle:sweep"
 
     # Analytics (streams/analytics.py): each Kafka partition's contribution under its own hash tag,
     # fenced per partition; readers sum the partitions.

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Worker
     batch_max: int = 2000
     batch_within_s: float = 0.05
+    # write-behind of the behavior owners' Cassandra rows (streams/durable.py); 0: written in the batch
+    durable_flush_ms: int = 250
+    durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush
     recent_items_max: int = 50
 
     # Decisions (issue 7: rules, experiments, bandits; docs/decisions.md)
@@ -66,6 +69,8 @@ class Settings(BaseSettings):
     lifecycle_new_days: float = 7.0
     lifecycle_at_risk_days: float = 14.0
     lifecycle_churn_days: float = 30.0
+    lifecycle_sweep_interval_s: float = 3600.0  # idle-user sweep (streams/lifecycle.py); 0 disables it
+    lifecycle_sweep_batch: int = 1000  # profiles read per SCAN batch of the sweep
     attribution_window_s: int = 24 * 3600
     segment_rules: str = (
         '{"vip": [["ltv", ">", 500]], "buyer": [["orders", ">=", 1]], '

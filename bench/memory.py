@@ -1,12 +1,17 @@
 """Redis bytes per user of the profile state, at ``--users`` synthetic users.
 
-    .venv/bin/python -m bench.memory --users 100000
+    .venv/bin/python -m bench.memory --users 100000 --events-per-user 8 [--layouts packed,legacy,texthash,bloblhash]
 
 Each synthetic user gets a demo session history (``--events-per-user`` events on average) folded by
-the real ``fold_user`` and written with the real compare-and-set script of ``ProfileStore`` (the
-same keys and encoding the worker writes; analytics and segment sets are not per user and are left
-out). Reports MEMORY USAGE summed over every user key (exact per key, includes Redis' key overhead)
-and the used_memory delta (noisy: the Redis is shared), and this process's peak RSS.
+the real ``fold_user``. Layout ``packed`` is what the worker writes (one string per user, written with
+the real compare-and-set script of ``ProfileStore``); the others are written only to compare, from the
+same folded profiles, one after the other in the same run:
+``legacy`` = the first version's three keys per user (counts hash, recent list, profile hash with text
+fields; floats at 6 significant digits as that version kept them), ``texthash`` = one small hash per
+user with short field names and text values (listpack-encoded), ``blobhash`` = the packed value as
+the only field of a hash. Analytics and segment sets are not per user and are left out. Reports
+MEMORY USAGE summed over every user key (exact per key, includes Redis' key overhead), the used_memory
+delta (noisy: the Redis is shared), and this process's peak RSS.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +39,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--events-per-user", type=float, default=12.0)
     ap.add_argument("--items", type=int, default=500)
-    ap.add_argument("--keep", action="store_true", help="leave the keys in Redis")
+    ap.add_argument("--layouts", default="packed", help="comma list of packed,legacy,texthash,blobhash")
+    ap.add_argument("--keep", action="store_true", help="leave the bench prefix's other keys in Redis")
     a = ap.parse_args()
     s = bench_settings(get_settings())
     keys = RedisKeys(s.redis_prefix)
@@ -42,7 +49,6 @@ def main() -> None:
     shop = Storefront(seed=5, n_users=a.users, n_items=a.items, user_prefix="m")
     items = {it.item_id: ItemAttrs(it.category, it.brand, it.price) for it in shop.items}
     script = r.register_script(profiles.APPLY_LUA)
-    before = r.info("memory")["used_memory"]
     state: dict[str, Profile] = {}
     rng = np.random.default_rng(1)
     t0 = time.monotonic()
@@ -62,37 +68,94 @@ def main() -> None:
         if off >= n_events and len(state) >= a.users:
             break
     fold_s = time.monotonic() - t0
+    n = len(state)
+    print(f"users={n} events={off} fold={fold_s:.1f}s avg_recent_items="
+          f"{sum(len(p.recent) for p in state.values()) / n:.1f} "
+          f"avg_affinity_keys={sum(len(p.aff) for p in state.values()) / n:.1f} "
+          f"avg_packed_value={sum(len(profiles.pack(p)) for p in state.values()) / n:.0f} bytes")
+    for layout in a.layouts.split(","):
+        measure(r, keys, state, layout, script)
+    print(f"bench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if not a.keep:
+        cleanup_redis(s)
+
+
+def legacy_keys(keys: RedisKeys, u: str) -> list[str]:
+    """The first version's key names (three per user)."""
+    return [f"{keys.prefix}:user:{{{u}}}:counts", f"{keys.prefix}:user:{{{u}}}:recent",
+            f"{keys.prefix}:user:{{{u}}}:profile"]
+
+
+def layout_keys(keys: RedisKeys, u: str, layout: str) -> list[str]:
+    if layout == "legacy":
+        return legacy_keys(keys, u)
+    return [keys.user_state(u) if layout == "packed" else f"{keys.prefix}:{layout[0]}:{{{u}}}"]
+
+
+def write(pipe: Any, keys: RedisKeys, u: str, p: Profile, layout: str, script: Any) -> None:
+    p.version = 1
+    if layout == "packed":
+        script(keys=[keys.user_state(u)], args=profiles.lua_args(None, p), client=pipe)
+        return
+    (k,) = layout_keys(keys, u, layout) if layout != "legacy" else [None]
+    if layout == "blobhash":
+        pipe.hset(k, "d", profiles.pack(p))
+    elif layout == "texthash":  # one hash, short names, text values
+        h = {f"c{profiles.ACTION_CODES.index(a) if a in profiles.ACTION_CODES else a}": n for a, n in p.counts.items()}
+        h |= {f"o{part}": off for part, off in p.fences.items()}
+        doc = profiles.durable_doc(p)
+        doc = {k2[0] if not k2.startswith("a:") else "a" + profiles._aff_key(k2[2:]): v for k2, v in doc.items()
+               if v not in ("", "0")}
+        for k2 in list(doc):
+            if k2.startswith("a") and len(k2) > 1 or k2 == "e":
+                doc[k2] = f"{float(doc[k2]):.7g}"
+        h |= {"v": 1, "f": p.first_seen, "l": p.last_seen, "r": "\x1f".join(p.recent), **doc}
+        pipe.hset(k, mapping=h)
+    else:  # legacy: three keys, text fields (as written before this format)
+        ck, rk, pk = legacy_keys(keys, u)
+        counts = {**p.counts, "first_seen": p.first_seen, "last_seen": p.last_seen, "_v": 1,
+                  **{f"_off:{part}": off for part, off in p.fences.items()}}
+        pipe.hset(ck, mapping=counts)
+        if p.recent:
+            pipe.rpush(rk, *p.recent)
+        doc = {k2: (f"{float(v):.6g}" if k2 == "eng" or k2.startswith("a:") else v)
+               for k2, v in profiles.durable_doc(p).items()}
+        pipe.hset(pk, mapping=doc)
+
+
+def measure(r: Any, keys: RedisKeys, state: dict[str, Profile], layout: str, script: Any) -> None:
+    before = r.info("memory")["used_memory"]
     pipe = r.pipeline(transaction=False)
     for i, (u, p) in enumerate(state.items()):
-        p.version = 1
-        script(keys=[keys.user_counts(u), keys.user_recent(u), keys.user_profile(u)],
-               args=profiles.lua_args(None, p), client=pipe)
+        write(pipe, keys, u, p, layout, script)
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()
     after = r.info("memory")["used_memory"]
-    per_kind = [0, 0, 0]
-    pipe = r.pipeline(transaction=False)
     users = list(state)
+    n = len(users)
+    width = len(layout_keys(keys, users[0], layout))
+    per_kind = [0] * width
+    pipe = r.pipeline(transaction=False)
     for i, u in enumerate(users):
-        for k in (keys.user_counts(u), keys.user_recent(u), keys.user_profile(u)):
+        for k in layout_keys(keys, u, layout):
             pipe.memory_usage(k, samples=0)
-        if i % 2000 == 1999 or i == len(users) - 1:
-            got = pipe.execute()
-            for j, x in enumerate(got):
-                per_kind[j % 3] += x or 0
+        if i % 2000 == 1999 or i == n - 1:
+            for j, x in enumerate(pipe.execute()):
+                per_kind[j % width] += x or 0
     total = sum(per_kind)
-    n = len(state)
-    recent = sum(len(p.recent) for p in state.values()) / n
-    print(f"users={n} events={off} fold={fold_s:.1f}s avg_recent_items={recent:.1f} "
-          f"avg_affinity_keys={sum(len(p.aff) for p in state.values()) / n:.1f}")
-    print(f"redis MEMORY USAGE: {total / n:.0f} bytes/user -> {total / n * 1e6 / 2**30:.2f} GiB per 1M users")
-    print("bytes/user by key: " + ", ".join(f"{name}={v / n:.0f}" for name, v in
-                                            zip(("counts", "recent", "profile"), per_kind, strict=True)))
-    print(f"redis used_memory delta: {(after - before) / n:.0f} bytes/user (shared instance: noisy)")
-    print(f"bench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    if not a.keep:
-        cleanup_redis(s)
+    enc = r.object("encoding", layout_keys(keys, users[0], layout)[-1])
+    print(f"[{layout}] redis MEMORY USAGE: {total / n:.0f} bytes/user -> {total / n * 1e6 / 2**30:.3f} GiB per "
+          f"1M users; used_memory delta {(after - before) / n:.0f} bytes/user (shared instance: noisy); "
+          f"keys/user {width}, encoding of the last key: {enc}"
+          + (f"; by key: counts={per_kind[0] / n:.0f} recent={per_kind[1] / n:.0f} profile={per_kind[2] / n:.0f}"
+             if width == 3 else ""))
+    pipe = r.pipeline(transaction=False)
+    for i, u in enumerate(users):
+        pipe.unlink(*layout_keys(keys, u, layout))
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
 
 
 if __name__ == "__main__":

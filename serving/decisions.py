@@ -25,6 +25,7 @@ from aura.layout import Tables
 from aura.rules import Rule, profile_fields, validate_rule
 from schemas.codec import DecodeError, codec
 from serving.state import ApiState
+from streams import profiles
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +80,15 @@ async def user_fields(state: ApiState, user_id: str, segments_to_check: set[str]
     attributes) and the user's memberships among ``segments_to_check``, in one pipeline."""
     keys = state.keys
     pipe = state.redis.pipeline(transaction=False)
-    pipe.hgetall(keys.user_counts(user_id))
-    pipe.hgetall(keys.user_profile(user_id))
+    profiles.queue_read(pipe, keys, user_id)
     pipe.hgetall(keys.user_attrs(user_id))
     ordered = sorted(segments_to_check)
     for seg in ordered:
         pipe.sismember(keys.segment_members(seg), user_id)
     raw = await pipe.execute()
-    counts = {f"count.{k}": v for k, v in raw[0].items() if k not in (layout.FIRST_SEEN, layout.LAST_SEEN)}
-    for k in (layout.FIRST_SEEN, layout.LAST_SEEN):
-        if k in raw[0]:
-            counts[k] = raw[0][k]
-    profile = profile_fields(counts, raw[1], raw[2])
-    member = {seg for seg, ok in zip(ordered, raw[3:], strict=True) if ok}
+    fields = profiles.rule_fields(profiles.unpack(raw[0])) if raw[0] else {}
+    profile = profile_fields(fields, raw[1])
+    member = {seg for seg, ok in zip(ordered, raw[2:], strict=True) if ok}
     return profile, member
 
 

@@ -3,7 +3,7 @@ merge and erase (the right to be forgotten).
 
 Owner of the Redis keys ``user_attrs`` (attributes ``x:<name>``, preferences ``p:<what>`` as JSON,
 fences ``_off:<partition>`` of the identity topic) and ``user_alias``; merge and erase also write the
-profile keys of streams/profiles.py through its encoding and CAS on ``_v``.
+profile state of streams/profiles.py (``user_state``) through its ``pack`` and version compare-and-set.
 
 - create/update/preferences: folded in offset order above the user's identity fence, one pipeline
   read and one Lua compare-and-set per batch (pure ``apply_identity``).
@@ -30,7 +30,7 @@ from schemas.codec import DecodeError, codec
 from schemas.events import Identity, InvalidEvent, validate_identity
 from streams import profiles
 from streams.intake import Dead, RawRecord
-from streams.profiles import Profile, ProfileConfig, add_decayed, decay, parse_attrs
+from streams.profiles import Profile, ProfileConfig, add_decayed, decay, f32, parse_attrs
 
 if TYPE_CHECKING:
     from streams.app import Resources
@@ -81,11 +81,14 @@ def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig) -> Profile
     m.orders = known.orders + anon.orders
     m.ltv = round(known.ltv + anon.ltv, 6)
     m.eng, m.eng_t = add_decayed(known.eng, known.eng_t, anon.eng, anon.eng_t, cfg.engagement_half_life_ms)
+    m.eng = f32(m.eng)
     t = max(known.aff_t, anon.aff_t)
     m.aff = {k: decay(v, known.aff_t, t, cfg.affinity_half_life_ms) for k, v in known.aff.items()}
     for k, v in anon.aff.items():
         m.aff[k] = m.aff.get(k, 0.0) + decay(v, anon.aff_t, t, cfg.affinity_half_life_ms)
+    m.aff = {k: f32(v) for k, v in m.aff.items()}  # stored as float32 (profiles.pack)
     m.aff_t = t
+    m.idle = ""
     if not known.stage:
         m.stage, m.stage_at = anon.stage, anon.stage_at
     if newer_anon:
@@ -107,18 +110,14 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], unpack(a))
 return 1
 """
 
+# KEYS: the known user's state (profiles.pack) and attrs hash (same hash tag: one slot). ARGV: the
+# identity fence field, its expected and new value, then profiles.lua_args (expected head, new state).
 MERGE_LUA = """
-local off = redis.call('HGET', KEYS[4], ARGV[1]) or ''
+local off = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if off ~= ARGV[2] then return -1 end
-local v = redis.call('HGET', KEYS[1], '_v') or ''
-if v ~= ARGV[4] then return 0 end
-local d = cjson.decode(ARGV[6])
-redis.call('HSET', KEYS[1], '_v', ARGV[5], unpack(d.c))
-redis.call('DEL', KEYS[2])
-if #d.r > 0 then redis.call('RPUSH', KEYS[2], unpack(d.r)) end
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], unpack(d.p))
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+if redis.call('GETRANGE', KEYS[1], 0, 3) ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[1], ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1
 """
 
@@ -171,11 +170,10 @@ class IdentityStore:
             states = await self.profiles.read([user, anon_id])
             known, anon = states[user], states[anon_id]
             merged = merge_profiles(known, anon, self.cfg)
-            merged.version = known.version + 1
+            merged.version = profiles.next_version(known.version)
             k = self.keys
             args = [field, cur or "", str(off), *profiles.lua_args(known.version or None, merged)]
-            ok = await self.merge_script(keys=[k.user_counts(user), k.user_recent(user), k.user_profile(user),
-                                               k.user_attrs(user)], args=args)
+            ok = await self.merge_script(keys=[k.user_state(user), k.user_attrs(user)], args=args)
             if ok == 1:
                 await self.profiles.segments.reconcile({user: merged}, set())
                 await self.profiles.write_durable({user: merged})
@@ -192,7 +190,7 @@ class IdentityStore:
         from cassandra.concurrent import execute_concurrent
 
         k = self.keys
-        names = [k.user_counts(user), k.user_recent(user), k.user_profile(user), k.user_attrs(user)]
+        names = [k.user_state(user), k.user_attrs(user)]
         if not keep_alias:
             names.append(k.user_alias(user))
         await self.redis.delete(*names)

@@ -1,29 +1,35 @@
 """User profiles: activity (counts per action, first/last seen, recent items), sessions, orders and
 lifetime value, time-decayed engagement and implicit affinities, lifecycle stage and segments.
 
-Owner of the per-user Redis keys ``user_counts`` (counts, first/last seen, fences ``_off:<p>``,
-version ``_v``), ``user_recent`` (list) and ``user_profile`` (derived fields, affinities ``a:*``), of
-the segment member sets (via streams/segments.py) and of the Cassandra tables ``user_activity``,
-``user_profile`` and ``segment_members``.
+Owner of the per-user Redis key ``user_state`` (ONE string per user: a 4-byte version, then the whole
+state as a msgpack array, see ``pack``/``unpack``; the offset fences ``<partition> -> offset`` are in
+it), of the segment member sets (via streams/segments.py) and of the Cassandra tables
+``user_activity``, ``user_profile`` and ``segment_members``. Every reader (the worker, serving/,
+tests, benches) goes through ``unpack`` (Redis) or ``from_durable`` (the Cassandra copy): the formats
+are spelled here only.
 
-Exactly-once effects from at-least-once delivery: each user's hash carries, per source partition,
-the last Kafka offset folded into it (``_off:<partition>``). Per batch: one pipeline reads every
-touched user's state; the pure ``fold_user`` applies the events above the fences in offset order
-(the same function the reference recomputation in the tests uses); one pipeline writes each user's
-new absolute state with a compare-and-set Lua script on the version ``_v`` (a concurrent writer makes
-it retry); then segment sets and one concurrent Cassandra write copy absolute values. Replays of an
-already folded batch change nothing and re-copy the same absolute values.
+Exactly-once effects from at-least-once delivery: each user's state carries, per source partition,
+the last Kafka offset folded into it. Per batch: one pipeline reads every touched user's state; the
+pure ``fold_user`` applies the events above the fences in offset order (the same function the
+reference recomputation in the tests uses); one pipeline writes each user's new absolute state with a
+compare-and-set Lua script on the version (a concurrent writer makes it retry); then segment sets and
+one concurrent Cassandra write copy absolute values. Replays of an already folded batch change
+nothing and re-copy the same absolute values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
+import struct
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgpack
 
 from aura.layout import APPLIED_OFFSET, FIRST_SEEN, LAST_SEEN, RedisKeys, Tables
 from aura.settings import Settings
@@ -42,8 +48,8 @@ AFFINITY_WEIGHTS = {"view": 1.0, "click": 2.0, "recommendation_click": 2.0, "add
 AFFINITY_MAX = 32  # affinity keys kept per user (the smallest weights are dropped)
 JOURNEY_MAX = 6  # steps of a session path that are tracked
 DAY_MS = 24 * 3600 * 1000
-VERSION = "_v"
-FENCE = APPLIED_OFFSET + ":"  # field prefix: "_off:<partition>"
+FENCE = APPLIED_OFFSET + ":"  # field prefix of the fences in the durable document: "_off:<partition>"
+SESSION_ID_MAX = 16  # longer client session ids are kept as a 64-bit digest ("#" + 16 hex digits)
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ ItemLookup = Callable[[str], ItemAttrs | None]
 
 @dataclass
 class Profile:
-    """One user's folded state (plain data; stored as three Redis keys)."""
+    """One user's folded state (plain data; stored as one Redis string, ``pack``)."""
 
     counts: dict[str, int] = field(default_factory=dict)
     first_seen: int | None = None
@@ -111,6 +117,7 @@ class Profile:
     stage_at: int = 0
     last_rec: str = ""  # "t|recommendation_id|experiment_id|variant_id|placement" of the last rec click
     segments: list[str] = field(default_factory=list)
+    idle: str = ""  # "at-risk" / "churned" set by the idle sweep (streams/lifecycle.py); cleared by any event
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +134,20 @@ class Fact:
 # Pure math
 
 
-def sig6(v: float) -> float:
-    return float(f"{v:.6g}")
+_F32 = struct.Struct("<f")
+
+
+def f32(v: float) -> float:
+    """``v`` rounded to the nearest float32: decayed sums are kept at this precision (~7 significant
+    digits) so that the stored 4-byte form is exact and the result does not depend on batching."""
+    return _F32.unpack(_F32.pack(v))[0]
+
+
+def session_key(sid: str) -> str:
+    """The session id as kept in the profile: as sent when short, else a 64-bit digest (compared only)."""
+    if len(sid) <= SESSION_ID_MAX:
+        return sid
+    return "#" + hashlib.blake2b(sid.encode(), digest_size=8).hexdigest()
 
 
 def decay(value: float, from_t: int, to_t: int, half_life_ms: float) -> float:
@@ -184,6 +203,7 @@ def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items:
         t = ev.event_time
         raw = ev.raw
         p.fences[acc.partition] = acc.offset
+        p.idle = ""
         p.counts[ev.event_type] = p.counts.get(ev.event_type, 0) + 1
         prev_last = p.last_seen
         p.first_seen = t if p.first_seen is None else min(p.first_seen, t)
@@ -196,7 +216,7 @@ def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items:
         elif p.stage in ("new", "reactivated") and t - p.stage_at > cfg.new_ms:
             p.stage, p.stage_at = "active", t
         # sessions: a new session id, or a gap of inactivity when the client sends none
-        sid = (raw.get("context") or {}).get("session_id") or ""
+        sid = session_key((raw.get("context") or {}).get("session_id") or "")
         if prev_last is None or (sid and sid != p.session_id) or (not sid and t - prev_last > cfg.session_gap_ms):
             p.sessions += 1
             p.session_id = sid or f"g{t}"
@@ -218,7 +238,7 @@ def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items:
         pts = ENGAGEMENT_POINTS.get(ev.event_type, 0.0)
         if pts:
             p.eng, p.eng_t = add_decayed(p.eng, p.eng_t, pts, t, cfg.engagement_half_life_ms)
-            p.eng = sig6(p.eng)
+            p.eng = f32(p.eng)
         # implicit affinities
         _learn_affinity(p, ev, cfg, items)
         # orders, lifetime value, attribution
@@ -271,18 +291,20 @@ def _learn_affinity(p: Profile, ev: Any, cfg: ProfileConfig, items: ItemLookup) 
         scale = decay(1.0, t, p.aff_t, cfg.affinity_half_life_ms)
     for d in dims:
         p.aff[d] = p.aff.get(d, 0.0) + w * scale
-    for k in p.aff:  # 6 significant digits: shorter in Redis, and the same whatever the batching
-        p.aff[k] = sig6(p.aff[k])
+    for k in p.aff:  # float32: 4 bytes in Redis, and the same whatever the batching
+        p.aff[k] = f32(p.aff[k])
     if len(p.aff) > AFFINITY_MAX:
         for k in sorted(p.aff, key=lambda k: (abs(p.aff[k]), k))[: len(p.aff) - AFFINITY_MAX]:
             del p.aff[k]
 
 
-def segment_view(p: Profile, cfg: ProfileConfig) -> dict[str, Any]:
-    """The fields segment rules may test, as of the user's last event (event time)."""
+def segment_view(p: Profile, cfg: ProfileConfig, now_ms: int | None = None) -> dict[str, Any]:
+    """The fields segment rules may test, as of the user's last event (event time), or as of
+    ``now_ms`` (the idle sweep: engagement decayed to now, stage at-risk/churned)."""
+    at = (p.last_seen or 0) if now_ms is None else now_ms
     view: dict[str, Any] = {
-        "ltv": p.ltv, "orders": p.orders, "sessions": p.sessions, "stage": p.stage,
-        "engagement": engagement_score(p.eng, p.eng_t, p.last_seen or 0, cfg),
+        "ltv": p.ltv, "orders": p.orders, "sessions": p.sessions, "stage": p.idle or p.stage,
+        "engagement": engagement_score(p.eng, p.eng_t, at, cfg),
     }
     for k, v in p.counts.items():
         view[f"count.{k}"] = v
@@ -292,66 +314,187 @@ def segment_view(p: Profile, cfg: ProfileConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Redis encoding
+# Redis encoding: ONE string per user (``RedisKeys.user_state``)
+#
+#   4 bytes   version, big-endian (the compare-and-set of APPLY_LUA reads only these)
+#   msgpack   array, positional (no field names), trailing defaults dropped:
+#     0 format (1)          1 fences [p, off, ...]      2 counts [action code or name, n, ...]
+#     3 last_seen (ms)      4 first_seen                5 recent items, newest first
+#     6 sessions            7 session id (nil: the gap session "g<start>"; 8 bytes: a digest)
+#     8 session start       9 path                      10 orders
+#     11 ltv (micro-units)  12 eng_t                    13 aff_t
+#     14 affinity keys ("c"/"b"/"p" + value for category:/brand:/price:)
+#     15 float32 little-endian: engagement points, then one weight per affinity key
+#     16 stage code         17 stage_at                 18 last rec click [t, rec, exp, var, placement]
+#     19 segments           20 idle stage code
+#   Times other than last_seen are stored as last_seen - t (nil for 0): 5 bytes instead of 9.
+
+FORMAT = 1
+_HEAD = struct.Struct(">I")
+# Append-only: the position is the stored code of an action (unknown actions are stored by name).
+ACTION_CODES = ("view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "search",
+                "impression", "recommendation_click", "message_open", "message_click", "custom")
+_ACTION_INDEX = {a: i for i, a in enumerate(ACTION_CODES)}
+STAGE_CODES = ("", "new", "active", "reactivated", "at-risk", "churned")  # append-only
+_STAGE_INDEX = {a: i for i, a in enumerate(STAGE_CODES)}
+_AFF_PREFIX = {"category:": "c", "brand:": "b", "price:": "p"}
+_AFF_NAME = {v: k for k, v in _AFF_PREFIX.items()}
+_FIELDS = 21
+_DEFAULTS: tuple[Any, ...] = (FORMAT, [], [], None, None, [], 0, None, None, [], 0, 0, None, None, [], b"", 0,
+                              None, None, [], 0)
 
 
-def encode(p: Profile) -> tuple[dict[str, str], list[str], dict[str, str]]:
-    """Profile -> (counts hash, recent list newest first, profile hash); floats as exact reprs."""
-    counts = {k: str(v) for k, v in p.counts.items()}
-    if p.first_seen is not None:
-        counts[FIRST_SEEN] = str(p.first_seen)
-        counts[LAST_SEEN] = str(p.last_seen)
-    for part, off in p.fences.items():
-        counts[f"{FENCE}{part}"] = str(off)
-    prof = {
+def next_version(v: int) -> int:
+    """The version after ``v`` (1 .. 2**32 - 1: 0 means "no state yet")."""
+    return v % 0xFFFFFFFF + 1
+
+
+def version_head(version: int | None) -> bytes:
+    """The 4 bytes a stored state of ``version`` starts with (b"" for none: the key must not exist)."""
+    return _HEAD.pack(version) if version else b""
+
+
+def _aff_key(k: str) -> str:
+    for long, short in _AFF_PREFIX.items():
+        if k.startswith(long):
+            return short + k[len(long):]
+    return "~" + k
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    return value is None if default is None else (value is not None and value == default)
+
+
+def pack(p: Profile) -> bytes:
+    """Profile -> the stored string (version head + msgpack). Lossless for every state the fold makes."""
+    ls = p.last_seen
+
+    def rel(t: int | None) -> int | None:
+        return None if not t or ls is None else ls - t
+
+    sid: Any = p.session_id
+    if sid == f"g{p.session_start}":
+        sid = None
+    elif sid.startswith("#") and len(sid) == 17:
+        sid = bytes.fromhex(sid[1:])
+    last_rec: Any = None
+    if p.last_rec:
+        rt, *rest = p.last_rec.split("|")
+        last_rec = [rel(int(rt)), *rest]
+    counts: list[Any] = []
+    for a, n in p.counts.items():
+        counts += [_ACTION_INDEX.get(a, a), n]
+    body = [FORMAT, [x for kv in p.fences.items() for x in kv], counts, ls, rel(p.first_seen), p.recent,
+            p.sessions, sid, rel(p.session_start), p.path, p.orders, round(p.ltv * 1e6), rel(p.eng_t),
+            rel(p.aff_t), [_aff_key(k) for k in p.aff], struct.pack(f"<{1 + len(p.aff)}f", p.eng, *p.aff.values()),
+            _STAGE_INDEX[p.stage], rel(p.stage_at), last_rec, p.segments, _STAGE_INDEX[p.idle]]
+    while len(body) > 1 and _is_default(body[-1], _DEFAULTS[len(body) - 1]):
+        body.pop()
+    return _HEAD.pack(p.version) + msgpack.packb(body)
+
+
+def unpack(raw: bytes | None) -> Profile:
+    """The stored string -> Profile (an empty Profile, version 0, when there is none)."""
+    if not raw:
+        return Profile()
+    body = msgpack.unpackb(raw[4:])
+    if body[0] != FORMAT:
+        raise ValueError(f"unknown profile format {body[0]!r}")
+    body += [list(d) if isinstance(d, list) else d for d in _DEFAULTS[len(body):]]
+    (_fmt, fences, counts, ls, first, recent, sessions, sid, sst, path, orders, ltv, eng_t, aff_t, aff_keys,
+     floats, stage, stage_at, last_rec, segs, idle) = body
+
+    def ab(d: int | None) -> int:
+        return 0 if d is None else ls - d
+
+    p = Profile(version=_HEAD.unpack_from(raw)[0], last_seen=ls, first_seen=None if first is None else ls - first,
+                recent=list(recent), sessions=sessions, session_start=ab(sst), path=list(path), orders=orders,
+                ltv=ltv / 1e6, eng_t=ab(eng_t), aff_t=ab(aff_t), stage=STAGE_CODES[stage], stage_at=ab(stage_at),
+                segments=list(segs), idle=STAGE_CODES[idle])
+    p.fences = dict(zip(fences[::2], fences[1::2], strict=True))
+    p.counts = {(ACTION_CODES[a] if isinstance(a, int) else a): n for a, n in zip(counts[::2], counts[1::2],
+                                                                                   strict=True)}
+    p.session_id = (f"g{p.session_start}" if sid is None else "#" + sid.hex() if isinstance(sid, bytes) else sid)
+    if last_rec:
+        p.last_rec = "|".join([str(ab(last_rec[0])), *last_rec[1:]])
+    vals = struct.unpack(f"<{len(floats) // 4}f", floats) if floats else (0.0,)
+    p.eng = vals[0]
+    p.aff = {(_AFF_NAME[k[0]] + k[1:] if k[0] in _AFF_NAME else k[1:]): v
+             for k, v in zip(aff_keys, vals[1:], strict=True)}
+    return p
+
+
+def queue_read(pipe: Any, keys: RedisKeys, user_id: str) -> None:
+    """Queue the read of ``user_id``'s stored state on ``pipe`` (raw bytes, whatever the client's
+    ``decode_responses``); its result goes to ``unpack``."""
+    pipe.execute_command("GET", keys.user_state(user_id), NEVER_DECODE=True)
+
+
+def read_sync(redis: Any, keys: RedisKeys, user_id: str) -> Profile | None:
+    """One user's state through a synchronous client (tests, benches, jobs); None when absent."""
+    raw = redis.execute_command("GET", keys.user_state(user_id), NEVER_DECODE=True)
+    return unpack(raw) if raw else None
+
+
+def write_sync(client: Any, keys: RedisKeys, user_id: str, p: Profile) -> None:
+    """Store ``p`` as ``user_id``'s state, unconditionally (tests and benches seeding a profile; the
+    worker writes through APPLY_LUA). ``client``: a synchronous client or pipeline."""
+    client.set(keys.user_state(user_id), pack(p))
+
+
+def durable_doc(p: Profile) -> dict[str, str]:
+    """The derived profile as the JSON document of the Cassandra ``user_profile`` row (text fields,
+    floats as exact reprs; the counts, seen times and recent items are in ``user_activity``)."""
+    doc = {
         "sessions": str(p.sessions), "sid": p.session_id, "sst": str(p.session_start), "path": ">".join(p.path),
         "orders": str(p.orders), "ltv": repr(p.ltv), "eng": repr(p.eng), "eng_t": str(p.eng_t),
         "aff_t": str(p.aff_t), "stage": p.stage, "stage_at": str(p.stage_at), "lrec": p.last_rec,
         "seg": ",".join(p.segments),
     }
+    if p.idle:
+        doc["idle"] = p.idle
     for k, v in p.aff.items():
-        prof[f"a:{k}"] = repr(v)
-    return counts, list(p.recent), prof
+        doc[f"a:{k}"] = repr(v)
+    return doc
 
 
-def decode(counts: dict[str, str], recent: list[str], prof: dict[str, str]) -> Profile:
-    p = Profile(recent=list(recent))
-    for k, v in counts.items():
-        if k == VERSION:
-            p.version = int(v)
-        elif k.startswith(FENCE):
-            p.fences[int(k[len(FENCE):])] = int(v)
-        elif k == FIRST_SEEN:
-            p.first_seen = int(v)
-        elif k == LAST_SEEN:
-            p.last_seen = int(v)
-        elif not k.startswith("_"):
-            p.counts[k] = int(v)
-    if prof:
-        p.sessions = int(prof.get("sessions", 0))
-        p.session_id = prof.get("sid", "")
-        p.session_start = int(prof.get("sst", 0))
-        p.path = [s for s in prof.get("path", "").split(">") if s]
-        p.orders = int(prof.get("orders", 0))
-        p.ltv = float(prof.get("ltv", 0.0))
-        p.eng = float(prof.get("eng", 0.0))
-        p.eng_t = int(prof.get("eng_t", 0))
-        p.aff_t = int(prof.get("aff_t", 0))
-        p.stage = prof.get("stage", "")
-        p.stage_at = int(prof.get("stage_at", 0))
-        p.last_rec = prof.get("lrec", "")
-        p.segments = [s for s in prof.get("seg", "").split(",") if s]
-        p.aff = {k[2:]: float(v) for k, v in prof.items() if k.startswith("a:")}
+def from_durable(counts: dict[str, int], first_seen: int | None, last_seen: int | None, recent: list[str],
+                 doc: dict[str, str]) -> Profile:
+    """The Cassandra copy (``user_activity`` row + ``user_profile`` document) -> Profile (no fences)."""
+    p = Profile(counts=dict(counts), first_seen=first_seen, last_seen=last_seen, recent=list(recent))
+    if doc:
+        p.sessions = int(doc.get("sessions", 0))
+        p.session_id = doc.get("sid", "")
+        p.session_start = int(doc.get("sst", 0))
+        p.path = [x for x in doc.get("path", "").split(">") if x]
+        p.orders = int(doc.get("orders", 0))
+        p.ltv = float(doc.get("ltv", 0.0))
+        p.eng = float(doc.get("eng", 0.0))
+        p.eng_t = int(doc.get("eng_t", 0))
+        p.aff_t = int(doc.get("aff_t", 0))
+        p.stage = doc.get("stage", "")
+        p.stage_at = int(doc.get("stage_at", 0))
+        p.last_rec = doc.get("lrec", "")
+        p.segments = [x for x in doc.get("seg", "").split(",") if x]
+        p.idle = doc.get("idle", "")
+        p.aff = {k[2:]: float(v) for k, v in doc.items() if k.startswith("a:")}
     return p
 
 
-def parse_state(counts: dict[str, str], recent: list[str]) -> dict[str, Any]:
-    """Redis hash + list -> the activity document served by the API and stored in Cassandra."""
-    p = decode(counts, recent, {})
-    return {
-        "counts": dict(p.counts), FIRST_SEEN: p.first_seen, LAST_SEEN: p.last_seen, "recent_items": p.recent,
-        "applied_offset": max(p.fences.values()) if p.fences else None,
-    }
+def activity(p: Profile) -> dict[str, Any]:
+    """The activity document served by the API (``/profiles/{id}/activity``)."""
+    return {"counts": dict(p.counts), FIRST_SEEN: p.first_seen, LAST_SEEN: p.last_seen, "recent_items": p.recent}
+
+
+def rule_fields(p: Profile) -> dict[str, str]:
+    """The profile as the flat text fields personalization rules test (aura/rules.py ``profile.<name>``):
+    ``count.<action>``, ``first_seen``, ``last_seen`` and the fields of ``durable_doc`` (``ltv``,
+    ``orders``, ``sessions``, ``stage``, ``a:<dim>``, ...)."""
+    out = {f"count.{k}": str(v) for k, v in p.counts.items()}
+    if p.first_seen is not None:
+        out[FIRST_SEEN] = str(p.first_seen)
+        out[LAST_SEEN] = str(p.last_seen)
+    return {**out, **durable_doc(p)}
 
 
 def parse_attrs(attrs: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -374,26 +517,19 @@ def document(p: Profile, now_ms: int, cfg: ProfileConfig) -> dict[str, Any]:
     }
 
 
-# One compare-and-set per user and batch. The new state travels as one JSON argument (all values
-# strings, so floats keep their exact repr): packing one argument per field costs more Python time
-# than the whole fold.
+# One compare-and-set per user and batch: the stored string starts with its 4-byte version; a
+# concurrent writer (a merge, a worker that has not noticed a rebalance yet, the idle sweep) changed
+# it and the caller re-reads and re-folds. ARGV[1]: the expected head ("" = no state yet).
 APPLY_LUA = """
-local v = redis.call('HGET', KEYS[1], '_v') or ''
-if v ~= ARGV[1] then return 0 end
-local d = cjson.decode(ARGV[3])
-redis.call('HSET', KEYS[1], '_v', ARGV[2], unpack(d.c))
-redis.call('DEL', KEYS[2])
-if #d.r > 0 then redis.call('RPUSH', KEYS[2], unpack(d.r)) end
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], unpack(d.p))
+if redis.call('GETRANGE', KEYS[1], 0, 3) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 
 
 def lua_args(expected: int | None, p: Profile) -> list[Any]:
-    counts, recent, prof = encode(p)
-    blob = {"c": [x for kv in counts.items() for x in kv], "r": recent, "p": [x for kv in prof.items() for x in kv]}
-    return ["" if expected is None else str(expected), str(p.version), json.dumps(blob, separators=(",", ":"))]
+    """ARGV of APPLY_LUA: the expected version head, the new stored state (``p.version`` is its version)."""
+    return [version_head(expected), pack(p)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,11 +560,8 @@ class ProfileStore:
     async def read(self, users: list[str]) -> dict[str, Profile]:
         pipe = self.redis.pipeline(transaction=False)
         for u in users:
-            pipe.hgetall(self.keys.user_counts(u))
-            pipe.lrange(self.keys.user_recent(u), 0, -1)
-            pipe.hgetall(self.keys.user_profile(u))
-        raw = await pipe.execute()
-        return {u: decode(raw[3 * i], raw[3 * i + 1], raw[3 * i + 2]) for i, u in enumerate(users)}
+            queue_read(pipe, self.keys, u)
+        return {u: unpack(raw) for u, raw in zip(users, await pipe.execute(), strict=True)}
 
     async def apply(self, events: list[Accepted], items: ItemLookup,
                     before_commit: Callable[[list[Fact]], Awaitable[Any]] | None = None,
@@ -462,11 +595,10 @@ class ProfileStore:
                 states[u] = p
                 if not f:
                     continue
-                p.version += 1
+                p.version = next_version(p.version)
                 new_facts[u] = f
                 order.append(u)
-                await self.apply_script(keys=[self.keys.user_counts(u), self.keys.user_recent(u),
-                                              self.keys.user_profile(u)], args=lua_args(expected, p), client=pipe)
+                await self.apply_script(keys=[self.keys.user_state(u)], args=lua_args(expected, p), client=pipe)
             if before_commit is not None and new_facts:
                 await before_commit([f for u in order for f in new_facts[u]])
             results = await pipe.execute() if order else []
@@ -492,8 +624,7 @@ class ProfileStore:
         for u, p in states.items():
             stmts.append((self.upsert_activity, (u, p.counts, p.first_seen, p.last_seen, p.recent,
                                                  max(p.fences.values()) if p.fences else None)))
-            _, _, prof = encode(p)
-            stmts.append((self.upsert_profile, (u, json.dumps(prof, separators=(",", ":")), p.version)))
+            stmts.append((self.upsert_profile, (u, json.dumps(durable_doc(p), separators=(",", ":")), p.version)))
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: execute_concurrent(self.session, stmts, concurrency=64, raise_on_first_error=True))
 

@@ -15,7 +15,7 @@ from aura.bootstrap import cassandra_execute, epoch_ms
 from aura.layout import Tables
 from serving.deps import State
 from streams import profiles as profiles_mod
-from streams.profiles import Profile, ProfileConfig, parse_attrs, parse_state
+from streams.profiles import Profile, ProfileConfig, parse_attrs, queue_read, unpack
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/profiles", tags=["profiles"])
@@ -38,12 +38,11 @@ async def get_activity(state: State, user_id: str = UserId) -> Activity:
     keys = state.keys
     try:
         pipe = state.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.user_counts(user_id))
-        pipe.lrange(keys.user_recent(user_id), 0, state.settings.recent_items_max - 1)
-        counts, recent = await pipe.execute()
-        if counts:
-            doc = parse_state(counts, recent)
-            doc.pop("applied_offset", None)
+        queue_read(pipe, keys, user_id)
+        (raw,) = await pipe.execute()
+        if raw:
+            doc = profiles_mod.activity(unpack(raw))
+            doc["recent_items"] = doc["recent_items"][: state.settings.recent_items_max]
             return Activity(user_id=user_id, source="redis", **doc)
     except Exception as exc:  # noqa: BLE001 - Redis down: fall back to Cassandra
         log.warning("redis read failed, falling back to cassandra: %s", exc)
@@ -86,13 +85,11 @@ async def load_profile(state: Any, user_id: str) -> tuple[Profile, dict[str, str
     keys = state.keys
     try:
         pipe = state.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.user_counts(user_id))
-        pipe.lrange(keys.user_recent(user_id), 0, -1)
-        pipe.hgetall(keys.user_profile(user_id))
+        queue_read(pipe, keys, user_id)
         pipe.hgetall(keys.user_attrs(user_id))
-        counts, recent, prof, attrs = await pipe.execute()
-        if counts or attrs:
-            return profiles_mod.decode(counts, recent, prof), attrs, "redis"
+        raw, attrs = await pipe.execute()
+        if raw or attrs:
+            return unpack(raw), attrs, "redis"
     except Exception as exc:  # noqa: BLE001 - Redis down: fall back to Cassandra
         log.warning("redis read failed, falling back to cassandra: %s", exc)
     st = _prepared(state, "profile_doc", f"SELECT doc FROM {Tables.USER_PROFILE} WHERE user_id = ?")
@@ -107,12 +104,10 @@ async def load_profile(state: Any, user_id: str) -> tuple[Profile, dict[str, str
     row, arow = (rows[0] if rows else None), (arows[0] if arows else None)
     if arow is None:
         return None
-    counts = {k: str(v) for k, v in (arow.counts or {}).items()}
-    if arow.first_seen is not None:
-        counts["first_seen"] = str(epoch_ms(arow.first_seen))
-        counts["last_seen"] = str(epoch_ms(arow.last_seen))
-    prof = json.loads(row.doc) if row is not None and row.doc else {}
-    return profiles_mod.decode(counts, list(arow.recent_items or []), prof), {}, "cassandra"
+    doc = json.loads(row.doc) if row is not None and row.doc else {}
+    p = profiles_mod.from_durable(dict(arow.counts or {}), epoch_ms(arow.first_seen), epoch_ms(arow.last_seen),
+                                  list(arow.recent_items or []), doc)
+    return p, {}, "cassandra"
 
 
 async def _require(state: Any, user_id: str) -> tuple[Profile, dict[str, str], str]:

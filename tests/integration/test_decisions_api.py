@@ -17,6 +17,8 @@ from confluent_kafka import Consumer
 from aura import layout
 from schemas.codec import decode_any
 from serving.decisions import decision_state
+from streams import profiles
+from streams.profiles import Profile
 
 pytestmark = [pytest.mark.integration]
 
@@ -45,7 +47,7 @@ def test_rules_crud_validation_and_evaluation(api_client, redis_client, isolated
     user = uid("u")
     keys = layout.RedisKeys(isolated.redis_prefix)
     redis_client.hset(keys.user_attrs(user), mapping={"x:country": "FR"})
-    redis_client.hset(keys.user_profile(user), mapping={"ltv": "650.5"})
+    profiles.write_sync(redis_client, keys, user, Profile(ltv=650.5, version=1))
     redis_client.sadd(keys.segment_members("vip"), user)
     on_page = {"field": "context.page", "op": "equals", "value": page}
     vip = {"id": uid("vip"), "priority": 10, "channels": ["web"], "variant": "vip",

@@ -15,6 +15,7 @@ from aura import bootstrap, layout
 from aura.layout import RedisKeys
 from aura.producer import EventProducer
 from schemas.codec import decode_any
+from streams import profiles
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -220,5 +221,5 @@ def test_http_events_reach_the_worker_and_a_resent_batch_is_deduplicated(isolate
 
     intake = wait_for(settled, timeout=60, what="the worker to take all six records")
     assert intake["accepted"] == "3" and intake["duplicate"] == "3"
-    counts = redis_client.hgetall(keys.user_counts(user))
-    assert {k: counts[k] for k in ("view", "click", "add_to_cart")} == {"view": "1", "click": "1", "add_to_cart": "1"}
+    counts = profiles.read_sync(redis_client, keys, user).counts
+    assert {k: counts[k] for k in ("view", "click", "add_to_cart")} == {"view": 1, "click": 1, "add_to_cart": 1}

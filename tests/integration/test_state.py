@@ -118,8 +118,7 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
 
     # Redis lost the user: the API answers the same profile from Cassandra
     keys = RedisKeys(s.redis_prefix)
-    redis_client.delete(keys.user_counts(known), keys.user_recent(known), keys.user_profile(known),
-                        keys.user_attrs(known))
+    redis_client.delete(keys.user_state(known), keys.user_attrs(known))
     cold = api_client.get(f"/v1/profiles/{known}").json()
     assert cold["source"] == "cassandra"
     assert cold["counts"] == doc["counts"] and cold["lifetime_value"] == 600.0 and cold["segments"] == doc["segments"]

@@ -9,7 +9,7 @@ import pytest
 from schemas.events import Behavior
 from streams import profiles
 from streams.intake import Accepted
-from streams.profiles import ItemAttrs, Profile, ProfileConfig, decode, encode, fold_user
+from streams.profiles import ItemAttrs, Profile, ProfileConfig, fold_user, pack, unpack
 
 DAY = 24 * 3600 * 1000
 T0 = 1_700_000_000_000
@@ -39,9 +39,9 @@ def test_counts_recent_first_last_seen_and_fence_skips_replays():
     assert p.recent == ["i1", "i2"]
     assert (p.first_seen, p.last_seen) == (T0, T0 + 5)
     assert p.fences == {0: 2}
-    before = encode(p)
+    before = pack(p)
     assert fold_user(p, events, CFG, ITEMS.get) == []  # a replay changes nothing
-    assert encode(p) == before
+    assert pack(p) == before
 
 
 def test_batched_fold_equals_event_by_event_fold_through_redis_encoding():
@@ -57,9 +57,9 @@ def test_batched_fold_equals_event_by_event_fold_through_redis_encoding():
     one = Profile()
     for e in events:  # one event per batch, stored and read back in between
         fold_user(one, [e], CFG, ITEMS.get)
-        one = decode(*encode(one))
+        one = unpack(pack(one))
         one.version = whole.version
-    assert encode(one) == encode(whole)
+    assert one == whole and pack(one) == pack(whole)
 
 
 def test_orders_ltv_segments_and_attribution_window():

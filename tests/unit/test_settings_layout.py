@@ -43,5 +43,5 @@ def test_topics_carry_the_prefix_and_are_unique():
 
 def test_user_keys_share_one_cluster_hash_tag():
     keys = RedisKeys("aura")
-    assert "{u42}" in keys.user_counts("u42") and "{u42}" in keys.user_recent("u42")
-    assert keys.user_counts("u42") != keys.user_recent("u42")
+    assert "{u42}" in keys.user_state("u42") and "{u42}" in keys.user_attrs("u42")
+    assert keys.user_state("u42") != keys.user_attrs("u42")

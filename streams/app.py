@@ -60,10 +60,11 @@ def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
         )
     behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER))
     # profiles, segments and analytics (issue 4): identity events, and the agg.* publisher
-    from streams import aggregates, identity
+    from streams import aggregates, identity, lifecycle
 
     identity.register(app, resources, layout.topic(s, layout.IDENTITY), layout.topic(s, layout.DEADLETTER))
     aggregates.register(app, resources)
+    lifecycle.register(app, resources)  # idle users -> at-risk / churned, segments as of now
     # recommenders (issue 5): collaborative signals by user and by item, the catalog and content model
     from streams import catalog, cooccurrence
 

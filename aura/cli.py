@@ -35,6 +35,8 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if getattr(args, "processes", 1) > 1:
+        return run_worker_processes(args.processes, args.loglevel)
     import faust
 
     from streams.app import create_app
@@ -43,6 +45,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
+
+
+def run_worker_processes(n: int, loglevel: str) -> int:
+    """``aura worker --processes N``: N worker processes in one consumer group (Kafka splits the
+    partitions among them; one core each). Signals are passed on; returns when all have exited."""
+    procs = [subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", loglevel])  # noqa: S603
+             for _ in range(n)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [p.wait() for p in procs]
+    return max(codes, key=abs)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -232,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply topic and table migrations").set_defaults(func=cmd_migrate)
     w = sub.add_parser("worker", help="run the stream worker (Faust)")
     w.add_argument("--loglevel", default="info")
+    w.add_argument("--processes", type=int, default=1, help="worker processes in one consumer group")
     w.set_defaults(func=cmd_worker)
     a = sub.add_parser("api", help="run the HTTP API (uvicorn)")
     a.add_argument("--host")

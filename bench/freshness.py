@@ -1,6 +1,6 @@
 """Freshness: an event produced -> visible through the API, under steady background load.
 
-    .venv/bin/python -m bench.freshness --rate 1000 --probes 300
+    .venv/bin/python -m bench.freshness --rate 1000 --probes 300 [--workers 2]
 
 A real ``aura worker`` over fresh topics; a background thread produces demo traffic at ``--rate``
 events/s; the probe loop produces one event for a new user, then polls
@@ -24,7 +24,7 @@ from aura import bootstrap, layout
 from aura.demo import Storefront
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, get_settings, settings_env
-from bench.pipeline import bench_settings, cleanup_redis, prepare
+from bench.pipeline import bench_settings, cleanup_redis, group_members, prepare
 
 
 def background(s, rate: float, stop: threading.Event, sent: list[int]) -> None:  # noqa: ANN001
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between probes")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (aura worker --processes N)")
     a = ap.parse_args()
     from fastapi.testclient import TestClient
 
@@ -60,7 +61,8 @@ def main() -> None:
     session = bootstrap.cassandra_session(s)
     _rec, token = KeyStore(s, session).create("bench-freshness", ("admin",), 1e6, 1_000_000)
     log = Path(f"/tmp/bench-freshness-{s.topic_prefix}.log")
-    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning"], cwd=REPO_ROOT,
+    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning",
+                               "--processes", str(a.workers)], cwd=REPO_ROOT,
                               env={**os.environ, **settings_env(s)}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     stop = threading.Event()
     sent: list[int] = []
@@ -77,6 +79,10 @@ def main() -> None:
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise RuntimeError(f"worker not consuming; see {log}")
                 time.sleep(0.2)
+            while group_members(s) < a.workers:  # every worker joined: no rebalance while probing
+                if time.monotonic() > deadline or worker.poll() is not None:
+                    raise RuntimeError(f"workers did not join; see {log}")
+                time.sleep(0.5)
             bg = threading.Thread(target=background, args=(s, a.rate, stop, sent), daemon=True)
             bg.start()
             time.sleep(3.0)
@@ -105,7 +111,8 @@ def main() -> None:
         session.cluster.shutdown()
     lat.sort()
     q = statistics.quantiles(lat, n=100)
-    print(f"probes={len(lat)} background={a.rate:.0f}/s (sent {sent[0] if sent else '?'})")
+    print(f"probes={len(lat)} background={a.rate:.0f}/s (sent {sent[0] if sent else '?'}) workers={a.workers} "
+          f"load={os.getloadavg()[0]:.1f}")
     print(f"freshness ms: p50={statistics.median(lat):.1f} p90={q[89]:.1f} p99={q[98]:.1f} max={lat[-1]:.1f}")
     s_ = get_settings()
     print(f"settings: batch_max={s_.batch_max} batch_within_s={s_.batch_within_s} partitions={s_.topic_partitions}"

@@ -1,6 +1,7 @@
 """Throughput of the state pipeline (profiles, segments, analytics) on this machine.
 
     .venv/bin/python -m bench.pipeline --events 100000 --users 20000          # through Kafka + a real worker
+    .venv/bin/python -m bench.pipeline --events 100000 --workers 1,2          # 1 worker, then 2 (side by side)
     .venv/bin/python -m bench.pipeline --mode inproc --events 50000 --profile  # the pipeline alone, cProfiled
 
 kafka: a real ``aura worker`` (every agent of the worker, not only ours) over fresh topics; the
@@ -71,16 +72,30 @@ def lag(s: Settings, consumer) -> int:  # noqa: ANN001
     return total
 
 
-def run_kafka(base: Settings, n: int, users: int, seed: int) -> dict[str, float]:
+def group_members(s: Settings) -> int:
+    """Members of the worker group that own behavior partitions."""
+    admin = bootstrap.kafka_admin(s)
+    desc = admin.describe_consumer_groups([s.consumer_group])[s.consumer_group].result(timeout=10)
+    topic = layout.topic(s, layout.BEHAVIOR)
+    return sum(1 for m in desc.members if any(tp.topic == topic for tp in m.assignment.topic_partitions))
+
+
+def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1) -> dict[str, float]:
     from confluent_kafka import Consumer
 
     s = bench_settings(base)
     prepare(s)
     log = Path(f"/tmp/bench-worker-{s.topic_prefix}.log")
     env = {**os.environ, **settings_env(s)}
-    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning"], cwd=REPO_ROOT,
+    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning",
+                               "--processes", str(workers)], cwd=REPO_ROOT,
                               env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
+        deadline = time.monotonic() + 180
+        while group_members(s) < workers:  # every worker joined: no rebalance inside the measurement
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError(f"workers did not join; see {log}")
+            time.sleep(0.5)
         evs = events(n, users, seed)
         producer = EventProducer(s, bootstrap.kafka_producer(s))
         encoded = [producer.encode(e) for e in evs]
@@ -109,7 +124,8 @@ def run_kafka(base: Settings, n: int, users: int, seed: int) -> dict[str, float]
         consumer.close()
         done = n - 1
         drained = done - 0  # everything was processed between t0 and t1
-        return {"events": done, "e2e_eps": drained / (t1 - t0), "produce_eps": done / (t_produced - t0),
+        return {"workers": workers, "events": done, "e2e_eps": drained / (t1 - t0),
+                "produce_eps": done / (t_produced - t0),
                 "seconds": t1 - t0, "lag_when_produced": lag_at_produced,
                 "drain_eps_after_produce": lag_at_produced / max(t1 - t_produced, 1e-9)}
     finally:
@@ -133,15 +149,21 @@ def cleanup_redis(s: Settings) -> None:
         r.unlink(*batch)
 
 
-async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool) -> dict[str, float]:
+async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, owners_only: str) -> dict[str, float]:
     from schemas.codec import codec
-    from streams.app import Resources
-    from streams.behavior import BehaviorPipeline, dedup
-    from streams.intake import RawRecord, split
+    from streams.app import Resources, build
+    from streams.behavior import BehaviorPipeline, intake_and_fan_out, profiles_owner
+    from streams.intake import RawRecord
 
     res = Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
                     keys=layout.RedisKeys(s.redis_prefix))
-    pipeline = BehaviorPipeline(res)
+    if owners_only == "profiles-inline":  # profiles, segments, analytics alone, Cassandra rows in the batch
+        durable = None
+        owners = [profiles_owner(BehaviorPipeline(res))]
+    else:  # the owners the worker's behavior agent feeds, with the worker's write-behind
+        _app, owners, durable = build(s, res)
+        if owners_only != "all":
+            owners = [o for o in owners if o[0].startswith(owners_only)]
     producer = EventProducer(s, None)
     parts = s.topic_partitions
     records = []
@@ -157,10 +179,12 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool) -> 
     if prof:
         prof.enable()
     for i in range(0, len(records), s.batch_max):
-        now_ms = int(time.time() * 1000)
-        accepted, _dead = split(records[i:i + s.batch_max], c, now_ms)
-        kept, _d = await dedup(res.redis, res.keys, accepted)
-        await pipeline.apply(kept, now_ms)
+        await intake_and_fan_out(res, c, records[i:i + s.batch_max], owners, int(time.time() * 1000))
+        if durable is not None and (durable.pending >= durable.max_pending
+                                    or time.perf_counter() - t0 > durable.interval_s * (durable.flushes + 1)):
+            await durable.flush()
+    if durable is not None:
+        await durable.flush()
     if prof:
         prof.disable()
     dt = time.perf_counter() - t0
@@ -172,13 +196,18 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool) -> 
     return {"events": len(records), "eps": len(records) / dt, "seconds": dt}
 
 
-def run_inproc(base: Settings, n: int, users: int, seed: int, profile: bool) -> dict[str, float]:
+def run_inproc(base: Settings, n: int, users: int, seed: int, profile: bool, owners: str) -> dict[str, float]:
     s = bench_settings(base)
     prepare(s)
     try:
-        return asyncio.run(_inproc(s, n, users, seed, profile))
+        return asyncio.run(_inproc(s, n, users, seed, profile, owners))
     finally:
         cleanup_redis(s)
+
+
+def load() -> str:
+    """The 1-minute load average (the machine is shared: say how loaded it was)."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def main() -> None:
@@ -188,16 +217,21 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--workers", default="1", help="kafka: worker processes, e.g. 1,2 to measure both in turn")
+    ap.add_argument("--owners", choices=["all", "profiles", "recs", "decisions", "profiles-inline"], default="all",
+                    help="inproc: every owner of the behavior agent (default) or one of them")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
     base = get_settings()
-    runs = []
-    for i in range(a.repeat):
-        r = (run_kafka(base, a.events, a.users, a.seed + i) if a.mode == "kafka"
-             else run_inproc(base, a.events, a.users, a.seed + i, a.profile))
-        print(f"run {i + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()), flush=True)
-        runs.append(r)
-    print("median: " + ", ".join(f"{k}={statistics.median(r[k] for r in runs):.1f}" for k in runs[0]))
+    counts = [int(x) for x in a.workers.split(",")] if a.mode == "kafka" else [1]
+    for w in counts:  # side by side: the same events, each worker count in turn
+        runs = []
+        for i in range(a.repeat):
+            r = (run_kafka(base, a.events, a.users, a.seed + i, w) if a.mode == "kafka"
+                 else run_inproc(base, a.events, a.users, a.seed + i, a.profile, a.owners))
+            print(f"run {i + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()) + f" load={load()}", flush=True)
+            runs.append(r)
+        print("median: " + ", ".join(f"{k}={statistics.median(r[k] for r in runs):.1f}" for k in runs[0]))
     print(f"settings: batch_max={base.batch_max} batch_within_s={base.batch_within_s} "
           f"partitions={base.topic_partitions} nproc={os.cpu_count()}")
 

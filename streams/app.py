@@ -16,6 +16,7 @@ from aura import bootstrap, layout
 from aura.layout import RedisKeys
 from aura.settings import Settings
 from streams import behavior
+from streams.durable import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,22 @@ def faust_app(s: Settings) -> faust.App:
 
 def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
     """The worker app with every agent registered."""
+    return build(s, resources)[0]
+
+
+def build(s: Settings, resources: Resources | None = None
+          ) -> tuple[faust.App, list[behavior.Owner], WriteBehind | None]:
+    """The worker app, the state owners its behavior agent feeds and the write-behind buffer
+    (bench/pipeline.py drives the same owners in-process)."""
     app = faust_app(s)
     if resources is None:
         resources = Resources(
             settings=s, redis=bootstrap.redis_async(s),
             session=bootstrap.cassandra_session(s), keys=RedisKeys(s.redis_prefix),
         )
-    behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER))
+    # Cassandra copies of the behavior owners are written behind the hot loop; a batch's offsets are
+    # committed only once its rows are written (streams/durable.py). 0 ms: written in the batch.
+    durable = WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending) if s.durable_flush_ms > 0 else None
     # profiles, segments and analytics (issue 4): identity events, and the agg.* publisher
     from streams import aggregates, identity, lifecycle
 
@@ -68,12 +78,21 @@ def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
     # recommenders (issue 5): collaborative signals by user and by item, the catalog and content model
     from streams import catalog, cooccurrence
 
-    cooccurrence.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.ITEM_SIGNALS),
-                          layout.topic(s, layout.DEADLETTER))
+    recs_by_user = cooccurrence.register(app, resources, layout.topic(s, layout.ITEM_SIGNALS),
+                                         layout.topic(s, layout.DEADLETTER), durable)
     catalog.register(app, resources, layout.topic(s, layout.CATALOG), layout.topic(s, layout.DEADLETTER))
     # decisions (issue 7): experiment tallies and bandit arm state, from exposures, decisions and rewards
     from streams import decisions
 
-    decisions.register(app, resources, layout.topic(s, layout.DECISIONS), layout.topic(s, layout.BEHAVIOR),
-                       layout.topic(s, layout.DEADLETTER))
-    return app
+    decision_owners = decisions.register(app, resources, layout.topic(s, layout.DECISIONS),
+                                         layout.topic(s, layout.DEADLETTER))
+    # The one agent over events.behavior: decodes, validates and de-duplicates each batch once and
+    # hands it to every state owner below (each keeps its own fences). A new owner is one more line.
+    behavior_owners: list[behavior.Owner] = [
+        behavior.profiles_owner(behavior.BehaviorPipeline(resources, durable)),  # profiles, segments, analytics
+        recs_by_user,  # recommender sequences, co-occurrence, trending, popularity, online MF
+        decisions.behavior_owner(decision_owners, layout.topic(s, layout.BEHAVIOR)),  # conversions, rewards
+    ]
+    behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER),
+                      behavior_owners, durable)
+    return app, behavior_owners, durable

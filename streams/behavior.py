@@ -1,22 +1,36 @@
-"""The agent over ``events.behavior``: one thin loop that takes a batch, runs intake (decode,
-validate, dedup, dead-letter) once, and hands the accepted events to each state owner: profiles
-(streams/profiles.py, which also keeps segments current) and, with the facts the profile fold
-learned (sessions, journeys, attribution), the analytics counters (streams/analytics.py).
+"""The one agent over ``events.behavior``: a thin loop that takes a batch, runs the intake (decode,
+validate, de-duplicate by event id, dead-letter) once, and fans the accepted batch out to every
+state owner fed by behavior events, each keeping its own fences:
+
+* profiles, segments and analytics (``BehaviorPipeline`` here; streams/profiles.py,
+  streams/analytics.py),
+* the user-side recommender signals (streams/cooccurrence.py: sequences, co-occurrence, MF),
+* experiment conversions and bandit rewards (streams/decisions.py).
+
+The owners are a plain list built in streams/app.py (``(name, step)`` pairs); a new owner is one
+more entry. Owners run concurrently on the same batch (their Redis round trips overlap) and each
+step is retried on store errors (idempotent: fenced). Owns the intake counters and the
+dead-letter records of this topic. With a ``WriteBehind`` (streams/durable.py) the owners'
+Cassandra rows are written off the hot loop and the batch's offsets are committed only after them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import faust
 
 from schemas.codec import codec
 from streams import analytics
+from streams.durable import WriteBehind
 from streams.intake import Accepted, Dead, RawRecord, first_sightings, split
-from streams.profiles import CatalogCache, Fact, ProfileConfig, ProfileStore
+from streams.profiles import CatalogCache, Fact, Profile, ProfileConfig, ProfileStore
 
 if TYPE_CHECKING:
     from streams.app import Resources
@@ -68,13 +82,32 @@ async def resolve_aliases(redis: Any, keys: Any, accepted: list[Accepted]) -> li
     return out
 
 
+class BufferedProfileStore(ProfileStore):
+    """``ProfileStore`` whose Cassandra copies go through the write-behind buffer: the absolute state
+    of each touched user is buffered (the newest replaces an older one) and written by
+    ``ProfileStore.write_durable`` itself at flush time, so the rows are exactly the ones it writes."""
+
+    def __init__(self, redis: Any, session: Any, keys: Any, cfg: ProfileConfig, durable: WriteBehind) -> None:
+        super().__init__(redis, session, keys, cfg)
+        self.durable = durable
+        durable.sink("profiles", self._flush)
+
+    async def _flush(self, states: dict[Any, Any]) -> None:
+        await ProfileStore.write_durable(self, states)
+
+    async def write_durable(self, states: dict[str, Profile]) -> None:
+        self.durable.put_many("profiles", states)
+
+
 class BehaviorPipeline:
     """The state owners fed by one batch of accepted behavior events (used by the agent and tests)."""
 
-    def __init__(self, res: Resources) -> None:
+    def __init__(self, res: Resources, durable: WriteBehind | None = None) -> None:
         s = res.settings
         self.res = res
-        self.profiles = ProfileStore(res.redis, res.session, res.keys, ProfileConfig.from_settings(s))
+        cfg = ProfileConfig.from_settings(s)
+        self.profiles = (ProfileStore(res.redis, res.session, res.keys, cfg) if durable is None
+                         else BufferedProfileStore(res.redis, res.session, res.keys, cfg, durable))
         self.catalog = CatalogCache(res.redis, res.keys)
         self.analytics = analytics.AnalyticsStore(res.redis, res.keys, {
             "minute": s.analytics_minute_ttl_s, "hour": s.analytics_hour_ttl_s, "day": s.analytics_day_ttl_s})
@@ -93,14 +126,77 @@ class BehaviorPipeline:
         return facts
 
 
-def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic: str) -> None:
+@dataclass
+class Batch:
+    """One batch of the behavior topic after the intake: what every state owner receives."""
+
+    kept: list[Accepted]  # decoded, valid, first sightings; in the batch's arrival order
+    raw: dict[tuple[int, int], RawRecord]  # (partition, offset) -> raw record, for owners that dead-letter
+    now_ms: int
+
+
+# A state owner fed by the behavior topic: its name (logs, retries) and an idempotent batch step that
+# keeps its own fences and returns the dead letters it found (or None). Owners run concurrently.
+OwnerStep = Callable[[Batch], Awaitable["list[Dead] | None"]]
+Owner = tuple[str, OwnerStep]
+
+
+def profiles_owner(pipeline: BehaviorPipeline) -> Owner:
+    """Profiles, segments and analytics (this module's pipeline)."""
+
+    async def step(b: Batch) -> None:
+        await pipeline.apply(b.kept, b.now_ms)
+
+    return "profiles+analytics", step
+
+
+RETRIES = 30
+
+
+async def retrying(what: str, fn: Any, *args: Any) -> Any:
+    """Run an idempotent batch step until it succeeds (backoff up to 5 s, ``RETRIES`` attempts).
+
+    A crashed Faust agent is restarted *without* the batch it was folding, so transient store errors
+    are retried here; the fences make a retried step harmless.
+    """
+    delay = 0.1
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return await fn(*args)
+        except Exception as exc:  # noqa: BLE001 - retried, then re-raised
+            if attempt == RETRIES:
+                raise
+            log.warning("%s failed (%s: %s); retry %d in %.1fs", what, type(exc).__name__, exc, attempt, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return None
+
+
+async def intake_and_fan_out(res: Resources, event_codec: Any, records: list[RawRecord], owners: list[Owner],
+                             now_ms: int) -> tuple[list[Accepted], list[Dead], int]:
+    """One batch: decode, validate, de-duplicate once, then every owner concurrently (the agent's
+    body without Kafka; bench/pipeline.py runs it in-process). Returns (kept, dead letters, dupes)."""
+    accepted, dead = split(records, event_codec, now_ms)
+    kept, dupes = await retrying("dedup", dedup, res.redis, res.keys, accepted)
+    b = Batch(kept, {(r.partition, r.offset): r for r in records}, now_ms)
+    for more in await asyncio.gather(*(retrying(name, step, b) for name, step in owners)):
+        dead += more or []
+    return kept, dead, dupes
+
+
+def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic: str,
+             owners: list[Owner], durable: WriteBehind | None = None) -> None:
+    """The one agent over ``events.behavior``: intake once per batch, then every owner of ``owners``.
+
+    ``durable`` (write-behind of the owners' Cassandra rows) holds each batch's Kafka acks until the
+    rows are written; without it the owners write their rows in the batch.
+    """
     s = res.settings
     source = app.topic(source_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
     event_codec = codec("behavior_event")
     dead_codec = codec("dead_letter")
-    pipeline = BehaviorPipeline(res)
 
     async def send_dead(dead: list[Dead], now_ms: int) -> None:
         for d in dead:
@@ -112,11 +208,9 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
             now_ms = int(time.time() * 1000)
             records = [RawRecord.of(e.message) for e in batch]
-            accepted, dead = split(records, event_codec, now_ms)
-            kept, dupes = await dedup(res.redis, res.keys, accepted)
+            kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms)
             if dead:
                 await send_dead(dead, now_ms)
-            await pipeline.apply(kept, now_ms)
             pipe = res.redis.pipeline(transaction=False)
             pipe.hincrby(res.keys.intake_count(), "accepted", len(kept))
             if dupes:
@@ -124,3 +218,5 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
             for d in dead:
                 pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
             await pipe.execute()
+            if durable is not None:
+                await durable.after_batch(batch)

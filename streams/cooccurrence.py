@@ -4,7 +4,8 @@ the online MF model.
 
 The state has two keys, so it has two owners:
 
-* ``UserSignals`` (agent ``update_recs_by_user`` over ``events.behavior``, keyed by user) owns the
+* ``UserSignals`` (step ``update_recs_by_user``, run by the behavior agent of streams/behavior.py on
+  every decoded, de-duplicated batch of ``events.behavior``, keyed by user) owns the
   ``recs_user_*`` keys: the user's recent sequence, seen items, MF user factors and MF candidates,
   fenced per user by offset (``_off``, compare-and-set Lua, as ``streams/profiles.py``). From each
   event above the fence it derives item-keyed entries, each carrying its source offset, and stores
@@ -46,11 +47,13 @@ from aura import layout
 from aura.layout import Tables
 from schemas.codec import DecodeError, codec
 from streams import trending
-from streams.intake import Accepted, RawRecord, first_sightings, split
+from streams.durable import WriteBehind
+from streams.intake import Accepted
 from streams.mf import OnlineMF
 
 if TYPE_CHECKING:
     from streams.app import Resources
+    from streams.behavior import Owner
 
 log = logging.getLogger(__name__)
 
@@ -284,35 +287,39 @@ def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops
 
 # ------------------------------------------------------------------------------- I/O: user side
 
+# One script per user and batch, with the whole delta as one JSON argument (values as strings, so
+# timestamps and weights keep their exact text): packing one Redis argument per sequence entry, seen
+# item and MF candidate cost more Python time than the fold. KEYS share the user's hash tag.
 USER_LUA = """
 local cur = redis.call('HGET', KEYS[1], '_off') or ''
 if cur ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[3])
+local d = cjson.decode(ARGV[3])
 redis.call('DEL', KEYS[2])
-if n > 0 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 4, 3 + n)) end
-local m = tonumber(ARGV[4 + n])
-local b = 5 + n
-for i = 0, m - 1 do redis.call('ZADD', KEYS[3], ARGV[b + 2 * i + 1], ARGV[b + 2 * i]) end
-local mf = ARGV[b + 2 * m]
-if mf ~= '' then redis.call('HSET', KEYS[1], 'mf', mf) end
+if #d.q > 0 then redis.call('RPUSH', KEYS[2], unpack(d.q)) end
+local s = d.s
+for j = 1, #s, 500 do redis.call('ZADD', KEYS[3], unpack(s, j, math.min(j + 499, #s))) end
+if d.m ~= '' then redis.call('HSET', KEYS[1], 'mf', d.m) end
+if d.c then
+  redis.call('DEL', KEYS[4])
+  local c = d.c
+  for j = 1, #c, 500 do redis.call('ZADD', KEYS[4], unpack(c, j, math.min(j + 499, #c))) end
+end
 redis.call('HSET', KEYS[1], '_off', ARGV[2])
 return 1
 """
 
+# One script per item and batch (the keys of one item share its hash tag), delta as one JSON argument.
 ITEM_LUA = """
-local nf = tonumber(ARGV[1])
-for i = 1, nf do
-  local f = ARGV[2 + (i - 1) * 3]
-  local cur = redis.call('HGET', KEYS[1], f) or ''
-  if cur ~= ARGV[3 + (i - 1) * 3] then return 0 end
+local d = cjson.decode(ARGV[1])
+for _, f in ipairs(d.f) do
+  local cur = redis.call('HGET', KEYS[1], f[1]) or ''
+  if cur ~= f[2] then return 0 end
 end
-for i = 1, nf do redis.call('HSET', KEYS[1], ARGV[2 + (i - 1) * 3], ARGV[4 + (i - 1) * 3]) end
-local a = 2 + nf * 3
-local pop = redis.call('HINCRBYFLOAT', KEYS[1], 'pop', ARGV[a])
+for _, f in ipairs(d.f) do redis.call('HSET', KEYS[1], f[1], f[3]) end
+local pop = redis.call('HINCRBYFLOAT', KEYS[1], 'pop', d.w)
 local tr = redis.call('HGET', KEYS[1], 'tr')
-local d = ARGV[a + 1]
-if d ~= '' then
-  local x = tonumber(d)
+if d.t ~= '' then
+  local x = tonumber(d.t)
   if tr then
     local y = tonumber(tr)
     local hi, lo = x, y
@@ -324,50 +331,74 @@ if d ~= '' then
   tr = string.format('%.17g', tr)
   redis.call('HSET', KEYS[1], 'tr', tr)
 end
-local nc = tonumber(ARGV[a + 2])
-local b = a + 3
-for i = 0, nc - 1 do redis.call('ZINCRBY', KEYS[2], ARGV[b + 2 * i + 1], ARGV[b + 2 * i]) end
-b = b + 2 * nc
-local nb = tonumber(ARGV[b])
-b = b + 1
-for i = 0, nb - 1 do redis.call('ZINCRBY', KEYS[3], ARGV[b + 2 * i + 1], ARGV[b + 2 * i]) end
-local cap = tonumber(ARGV[b + 2 * nb])
-if nc > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
-if nb > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
+local c = d.c
+for i = 1, #c, 2 do redis.call('ZINCRBY', KEYS[2], c[i + 1], c[i]) end
+local b = d.b
+for i = 1, #b, 2 do redis.call('ZINCRBY', KEYS[3], b[i + 1], b[i]) end
+local cap = tonumber(d.cap)
+if #c > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
+if #b > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
 return {pop, tr or '', redis.call('HGET', KEYS[4], 'categories') or '[]'}
 """
 
 
-def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None) -> list[Any]:
-    """CAS on the fence, then the absolute sequence, the new seen items and the MF vector."""
-    args: list[Any] = ["" if expected is None else str(expected), str(d.offset), len(d.seq),
-                       *[e.encode() for e in d.seq], len(d.seen)]
+# A sorted set replaced by a new one, members as one JSON argument [score, member, ...] (a neighbour
+# list: one argument instead of 200 for the client to pack).
+REPLACE_ZSET_LUA = """
+redis.call('DEL', KEYS[1])
+local m = cjson.decode(ARGV[1])
+for j = 1, #m, 500 do redis.call('ZADD', KEYS[1], unpack(m, j, math.min(j + 499, #m))) end
+return #m / 2
+"""
+
+
+def _json(x: Any) -> str:
+    return json.dumps(x, separators=(",", ":"))
+
+
+def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None,
+                  candidates: list[tuple[str, float]] | None = None) -> list[Any]:
+    """CAS on the fence, then (one JSON argument) the absolute sequence, the new seen items as
+    ZADD pairs, the MF vector and, when given, the user's new MF candidates (replacing the old)."""
+    blob: dict[str, Any] = {"q": [e.encode() for e in d.seq], "m": mf_vec or ""}
+    seen: list[str] = []
     for item, t in d.seen.items():
-        args += [item, t]
-    args.append(mf_vec or "")
-    return args
+        seen += [str(t), item]
+    blob["s"] = seen
+    if candidates is not None:
+        cand: list[Any] = []
+        for item, score in candidates:
+            cand += [repr(score), item]
+        blob["c"] = cand
+    return ["" if expected is None else str(expected), str(d.offset), _json(blob)]
 
 
 def item_lua_args(a: ItemApply, cap: int) -> list[Any]:
-    args: list[Any] = [len(a.fences)]
-    for part, (expected, new) in sorted(a.fences.items()):
-        args += [f"f:{part}", "" if expected is None else str(expected), str(new)]
-    args += [repr(a.weight), "" if a.log_trend == trending.NEG_INF else repr(a.log_trend), len(a.cooc)]
+    """One JSON argument: fences (field, expected, new), weight, log-trend delta, co-occurrence and
+    also-bought increments (member, amount), the cap of raw neighbours kept."""
+    c: list[str] = []
     for j, w in a.cooc.items():
-        args += [j, repr(w)]
-    args.append(len(a.bought))
+        c += [j, repr(w)]
+    b: list[str] = []
     for j, w in a.bought.items():
-        args += [j, repr(w)]
-    args.append(cap)
-    return args
+        b += [j, repr(w)]
+    blob = {"f": [[f"f:{part}", "" if expected is None else str(expected), str(new)]
+                  for part, (expected, new) in sorted(a.fences.items())],
+            "w": repr(a.weight), "t": "" if a.log_trend == trending.NEG_INF else repr(a.log_trend),
+            "c": c, "b": b, "cap": str(cap)}
+    return [_json(blob)]
 
 
 class UserSignals:
     """The user-keyed side: fences, sequences, MF, interactions; one instance per worker."""
 
-    def __init__(self, res: Resources, params: CoocParams, item_side: ItemSignals | None = None) -> None:
+    def __init__(self, res: Resources, params: CoocParams, item_side: ItemSignals | None = None,
+                 durable: WriteBehind | None = None) -> None:
         s = res.settings
         self.item_side = item_side
+        self.durable = durable
+        if durable is not None:
+            durable.sink("interactions", lambda rows: self.insert_interactions(list(rows.values())))
         self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
         self.user_script = res.redis.register_script(USER_LUA)
         self.mf = OnlineMF(dim=s.recs_mf_dim, lr=s.recs_mf_lr, seed=0)
@@ -434,16 +465,21 @@ class UserSignals:
                     await asyncio.gather(*futures)
             pipe = self.redis.pipeline(transaction=False)
             order = list(f.users)
+            k = self.res.settings.recs_candidates
             for u in order:
                 vec = self.mf.users.get(u)
+                # the MF candidates of users with new interactions are replaced in the same script
+                cands = self.mf.top(u, k) if vec is not None and f.users[u].new else None
                 await self.user_script(
-                    keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u)],
-                    args=user_lua_args(fences.get(u), f.users[u], vec.tobytes().hex() if vec is not None else None),
+                    keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u),
+                          self.keys.recs_user_mf(u)],
+                    args=user_lua_args(fences.get(u), f.users[u], vec.tobytes().hex() if vec is not None else None,
+                                       cands),
                     client=pipe)
             results = await pipe.execute() if order else []
             conflicts = {u for u, ok in zip(order, results, strict=True) if not ok}
             rows += [r for r in f.interactions if r[0] not in conflicts]
-            await self.publish(f, moved, [u for u in order if u not in conflicts], pv_before)
+            await self.publish(f, moved, pv_before)
             if not conflicts:
                 break
             users = sorted(conflicts)
@@ -453,20 +489,13 @@ class UserSignals:
         await self.write_interactions(rows)
         return f
 
-    async def publish(self, f: Fold, moved: set[str], users: list[str], pv_before: tuple[int, int]) -> None:
-        """MF item factors and per-user MF candidates, monitoring counters (one pipeline)."""
+    async def publish(self, f: Fold, moved: set[str], pv_before: tuple[int, int]) -> None:
+        """MF item factors and monitoring counters (one pipeline; the per-user MF candidates are
+        written by the user script)."""
         pipe = self.redis.pipeline(transaction=False)
         if moved:
             pipe.hset(self.keys.recs_mf_items(),
                       mapping={i: self.mf.V[self.mf.index[i]].tobytes().hex() for i in moved})
-        k = self.res.settings.recs_candidates
-        for u in users:
-            if u in self.mf.users and f.users[u].new:
-                top = self.mf.top(u, k)
-                key = self.keys.recs_user_mf(u)
-                pipe.delete(key)
-                if top:
-                    pipe.zadd(key, dict(top))
         mon = self.keys.recs_monitor(MONITOR_STREAM)
         pipe.hincrby(mon, "events", sum(len(d.new) for d in f.users.values()))
         pipe.hincrby(mon, "signals_sent", sum(len(v) for v in f.items.values()))
@@ -479,6 +508,13 @@ class UserSignals:
         await pipe.execute()
 
     async def write_interactions(self, rows: list[tuple[str, int, str, str, str, float]]) -> None:
+        """Raw interactions for the batch jobs: buffered by primary key when write-behind is on."""
+        if self.durable is not None:
+            self.durable.put_many("interactions", {r[:4]: r for r in rows})
+            return
+        await self.insert_interactions(rows)
+
+    async def insert_interactions(self, rows: list[tuple[str, int, str, str, str, float]]) -> None:
         if not rows:
             return
         from cassandra.concurrent import execute_concurrent_with_args
@@ -498,6 +534,7 @@ class ItemSignals:
         s = res.settings
         self.res, self.keys, self.redis = res, res.keys, res.redis
         self.script = res.redis.register_script(ITEM_LUA)
+        self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
         self.half_life_ms = s.recs_trending_half_life_h * 3600 * 1000
         self.codec = codec("item_signal")
         self.dirty: set[str] = set()
@@ -581,10 +618,11 @@ class ItemSignals:
             for (item, source), lst in zip(todo[start:start + PUBLISH_CHUNK], raw[start:start + PUBLISH_CHUNK],
                                            strict=True):
                 top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k)
-                key = self.keys.recs_item_similar(item, source)
-                pipe.delete(key)
-                if top:
-                    pipe.zadd(key, dict(top))
+                flat: list[Any] = []
+                for j, score in top:
+                    flat += [repr(score), j]
+                await self.replace_script(keys=[self.keys.recs_item_similar(item, source)], args=[_json(flat)],
+                                          client=pipe)
             await pipe.execute()
         return len(todo)
 
@@ -625,42 +663,26 @@ async def retrying(what: str, fn: Any, *args: Any) -> Any:
     return None
 
 
-async def dedup(redis: Any, keys: Any, accepted: list[Accepted]) -> list[Accepted]:
-    """The intake's event-id dedup (same keys as streams/behavior.py: whichever agent runs first stores
-    the record's position, the other sees its own position and keeps the event)."""
-    if not accepted:
-        return []
-    pipe = redis.pipeline(transaction=False)
-    for acc in accepted:
-        pipe.set(keys.event_seen(acc.event.event_id), f"{acc.partition}:{acc.offset}", nx=True,
-                 px=DEDUP_WINDOW_MS, get=True)
-    return first_sightings(accepted, await pipe.execute())[0]
+def register(app: faust.App, res: Resources, signals_topic: str, deadletter_topic: str,
+             durable: WriteBehind | None = None) -> Owner:
+    """``update_item_signals`` over the repartition topic and the publishing timer; returns the owner
+    step ``update_recs_by_user`` that the behavior agent (streams/behavior.py) runs on every batch."""
+    from streams.behavior import Batch
 
-
-def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic: str, deadletter_topic: str) -> None:
-    """``update_recs_by_user`` over behavior events, ``update_item_signals`` over the repartition topic."""
     s = res.settings
-    source = app.topic(behavior_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     signals = app.topic(signals_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
     params = CoocParams(window=s.recs_window, decay=s.recs_decay, seq_max=s.recs_seq_max)
     item_side = ItemSignals(res)
-    users = UserSignals(res, params, None if s.recs_repartition else item_side)
-    event_codec = codec("behavior_event")
+    users = UserSignals(res, params, None if s.recs_repartition else item_side, durable)
     dead_codec = codec("dead_letter")
 
     async def send(partition: int, value: bytes) -> Any:
         return await signals.send(key=str(partition).encode(), value=value, partition=partition)
 
-    @app.agent(source, name="update_recs_by_user")
-    async def update_recs_by_user(stream: faust.StreamT) -> None:
-        # Bad records are dead-lettered by the intake agent (streams/behavior.py); here they are skipped.
-        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
-            now_ms = int(time.time() * 1000)
-            records = [RawRecord.of(e.message) for e in batch]
-            accepted, _dead = split(records, event_codec, now_ms)
-            kept = await retrying("dedup", dedup, res.redis, res.keys, accepted)
-            await retrying("user signals", users.apply, kept, send)
+    async def update_recs_by_user(b: Batch) -> None:
+        """The user-side owner step, run by the behavior agent on every intake batch."""
+        await users.apply(b.kept, send)
 
     @app.agent(signals, name="update_item_signals")
     async def update_item_signals(stream: faust.StreamT) -> None:
@@ -680,4 +702,6 @@ def register(app: faust.App, res: Resources, behavior_topic: str, signals_topic:
     @app.timer(interval=max(0.2, s.recs_publish_interval_s))
     async def publish_similar() -> None:
         await item_side.publish_safely(force=True)
+
+    return "recs by user", update_recs_by_user
 

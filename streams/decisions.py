@@ -1,11 +1,14 @@
-"""The agent of decisions (issue 7): one thin loop over the decisions and behavior topics that
-decodes each batch once and hands the facts to the two state owners, streams/experiments.py
-(exposures, conversions, revenue per variant) and streams/bandits.py (pulls and rewards).
+"""Decisions (issue 7): the agent over the decisions topic and the behavior step, feeding the two
+state owners streams/experiments.py (exposures, conversions, revenue per variant) and
+streams/bandits.py (pulls and rewards).
 
-Both topics are keyed by user id with the same partition count. Undecodable or invalid records of
-the decisions topic are dead-lettered here with their reason; records of other kinds on that
-topic (campaign deliveries, served lists) belong to other agents and are skipped. Behavior
-records that fail to decode are dead-lettered by ``process_behavior``, not twice here.
+``process_decisions`` consumes the decisions topic: undecodable or invalid records are dead-lettered
+here with their reason; records of other kinds on that topic (campaign deliveries, served lists)
+belong to other agents and are skipped. Conversions and rewards come from behavior events, which
+are decoded and de-duplicated once by the behavior agent (streams/behavior.py); it runs
+``behavior_owner``'s step on every batch, and sends and counts the dead letters that step returns
+(rewards of unknown decisions or bandits). Both topics are keyed by user id with the same partition
+count; every fact carries its (topic, partition, offset), and the owners fence per source.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aura.layout import Tables
 from schemas.codec import DecodeError, codec, decode_any
 from schemas.events import Behavior, InvalidEvent, validate_behavior, validate_exposure
 from streams.bandits import BanditStore, DecisionFact, RewardFact, validate_decision
-from streams.behavior import dedup
+from streams.behavior import retrying
 from streams.experiments import CONVERSION_TYPES, ConversionEvent, ExperimentTallies, ExposureFact, Source
 from streams.intake import Accepted, Dead, RawRecord
 
@@ -69,8 +72,19 @@ def parse(records: list[RawRecord], decisions_topic: str, now_ms: int) -> Parsed
             ev = validate_behavior(behavior_codec.decode(rec.value), now_ms)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001, S112 - dead-lettered by process_behavior
             continue
+        out.behavior += behavior_facts([Accepted(ev, rec.partition, rec.offset)], {(rec.partition, rec.offset): rec},
+                                       rec.topic)
+    return out
+
+
+def behavior_facts(kept: list[Accepted], raw: dict[tuple[int, int], RawRecord], topic: str
+                   ) -> list[tuple[Accepted, Source, RawRecord]]:
+    """The accepted behavior events that can convert or reward, with their source (pure)."""
+    out = []
+    for acc in kept:
+        ev = acc.event
         if ev.event_type in CONVERSION_TYPES or decision_bandit(ev.raw.get("recommendation_id")):
-            out.behavior.append((Accepted(ev, rec.partition, rec.offset), src, rec))
+            out.append((acc, Source(topic, acc.partition, acc.offset), raw[(acc.partition, acc.offset)]))
     return out
 
 
@@ -90,17 +104,72 @@ def conversions_and_rewards(kept: list[tuple[Accepted, Source, RawRecord]]
     return conversions, rewards
 
 
-def register(app: faust.App, res: Resources, decisions_topic: str, behavior_topic: str,
-             deadletter_topic: str) -> None:
+class DecisionOwners:
+    """The two state owners of decisions and their shared configuration cache (one per worker)."""
+
+    def __init__(self, res: Resources) -> None:
+        s = res.settings
+        self.res = res
+        self.tallies = ExperimentTallies(res.redis, res.session, res.keys, s.experiment_attribution_s * 1000)
+        self.bandits = BanditStore(res.redis, res.session, res.keys, s.decision_ttl_s)
+        self.configs: ConfigCache[BanditConfig] = ConfigCache("bandits", Tables.BANDITS, "bandit_id", res.redis,
+                                                              res.keys, res.session, validate_bandit)
+
+    async def apply(self, exposures: list[ExposureFact], decisions: list[DecisionFact],
+                    behavior: list[tuple[Accepted, Source, RawRecord]], records: list[RawRecord],
+                    dupes: int = 0) -> list[Dead]:
+        """Fold one batch into the tallies and the bandit arms; count; returns the dead letters."""
+        conversions, rewards = conversions_and_rewards(behavior)
+        await self.tallies.apply(exposures, conversions)
+        known: dict[str, BanditConfig] = await self.configs.get() if (decisions or rewards) else {}
+        unknown_d = [d for d in decisions if d.bandit_id not in known]
+        unknown_r = [r for r in rewards if r.bandit_id not in known]
+        folded = await self.bandits.apply(known, decisions, rewards)
+        dead: list[Dead] = []
+        dead += [Dead(r.record, "unknown_decision", f"no live decision {r.decision_id}")
+                 for r in folded.orphans if r.record is not None]
+        dead += [Dead(r.record, "unknown_bandit", f"bandit {r.bandit_id} is not configured")
+                 for r in unknown_r if r.record is not None]
+        dead += [Dead(next(x for x in records if x.offset == d.src.offset and x.topic == d.src.topic
+                           and x.partition == d.src.partition), "unknown_bandit",
+                      f"bandit {d.bandit_id} is not configured") for d in unknown_d]
+        counts: dict[str, Any] = {"exposures": len(exposures), "decisions": folded.pulls,
+                                  "rewards": folded.rewards, "conversion_events": len(conversions),
+                                  "duplicates": dupes}
+        pipe = self.res.redis.pipeline(transaction=False)
+        for k, v in counts.items():
+            if v:
+                pipe.hincrby(self.res.keys.decisions_count(), k, v)
+        for d in dead:
+            pipe.hincrby(self.res.keys.decisions_count(), f"dead:{d.reason}", 1)
+        if len(pipe):
+            await pipe.execute()
+        return dead
+
+
+def behavior_owner(owners: DecisionOwners, behavior_topic: str) -> Any:
+    """The owner step the behavior agent (streams/behavior.py) runs on every intake batch: conversions
+    and rewards among the already decoded, de-duplicated events. Its dead letters (rewards of unknown
+    decisions or bandits) are sent and counted by the behavior agent."""
+    from streams.behavior import Batch
+
+    async def step(b: Batch) -> list[Dead]:
+        facts = behavior_facts(b.kept, b.raw, behavior_topic)
+        if not facts:
+            return []
+        return await owners.apply([], [], facts, [])
+
+    return "decisions", step
+
+
+def register(app: faust.App, res: Resources, decisions_topic: str, deadletter_topic: str) -> DecisionOwners:
+    """The agent over the decisions topic; returns the owners, whose behavior step the behavior agent runs."""
     s = res.settings
-    source = app.topic(decisions_topic, behavior_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+    source = app.topic(decisions_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
     dead_codec = codec("dead_letter")
-    tallies = ExperimentTallies(res.redis, res.session, res.keys, s.experiment_attribution_s * 1000)
-    bandits = BanditStore(res.redis, res.session, res.keys, s.decision_ttl_s)
-    configs: ConfigCache[BanditConfig] = ConfigCache("bandits", Tables.BANDITS, "bandit_id", res.redis, res.keys,
-                                                     res.session, validate_bandit)
+    owners = DecisionOwners(res)
 
     @app.agent(source, name="process_decisions")
     async def process_decisions(stream: faust.StreamT) -> None:
@@ -108,35 +177,17 @@ def register(app: faust.App, res: Resources, decisions_topic: str, behavior_topi
             now_ms = int(time.time() * 1000)
             records = [RawRecord.of(e.message) for e in batch]
             parsed = parse(records, decisions_topic, now_ms)
-            kept_acc, dupes = await dedup(res.redis, res.keys, [a for a, _s, _r in parsed.behavior])
-            kept_ids = {(a.partition, a.offset) for a in kept_acc}
-            kept = [t for t in parsed.behavior if (t[0].partition, t[0].offset) in kept_ids]
-            conversions, rewards = conversions_and_rewards(kept)
-            await tallies.apply(parsed.exposures, conversions)
-            known: dict[str, BanditConfig] = await configs.get() if (parsed.decisions or rewards) else {}
-            unknown_d = [d for d in parsed.decisions if d.bandit_id not in known]
-            unknown_r = [r for r in rewards if r.bandit_id not in known]
-            folded = await bandits.apply(known, parsed.decisions, rewards)
             dead = list(parsed.dead)
-            dead += [Dead(r.record, "unknown_decision", f"no live decision {r.decision_id}")
-                     for r in folded.orphans if r.record is not None]
-            dead += [Dead(r.record, "unknown_bandit", f"bandit {r.bandit_id} is not configured")
-                     for r in unknown_r if r.record is not None]
-            dead += [Dead(next(x for x in records if x.offset == d.src.offset and x.topic == d.src.topic
-                               and x.partition == d.src.partition), "unknown_bandit",
-                          f"bandit {d.bandit_id} is not configured") for d in unknown_d]
+            dead += await retrying("decisions", owners.apply, parsed.exposures, parsed.decisions, [], records)
             for d in dead:
                 await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))
             if dead:
                 log.warning("decisions: dead-lettered %d records: %s", len(dead), sorted({d.reason for d in dead}))
-            counts: dict[str, Any] = {"exposures": len(parsed.exposures), "decisions": folded.pulls,
-                                      "rewards": folded.rewards, "conversion_events": len(conversions),
-                                      "duplicates": dupes}
-            pipe = res.redis.pipeline(transaction=False)
-            for k, v in counts.items():
-                if v:
-                    pipe.hincrby(res.keys.decisions_count(), k, v)
-            for d in dead:
-                pipe.hincrby(res.keys.decisions_count(), f"dead:{d.reason}", 1)
-                pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
-            await pipe.execute()
+                pipe = res.redis.pipeline(transaction=False)
+                for d in dead:
+                    if d in parsed.dead:
+                        pipe.hincrby(res.keys.decisions_count(), f"dead:{d.reason}", 1)
+                    pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
+                await pipe.execute()
+
+    return owners

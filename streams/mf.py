@@ -119,7 +119,10 @@ class OnlineMF:
             return []
         idx = np.argpartition(-scores, k - 1)[:k]
         idx = idx[np.argsort(-scores[idx])]
-        return [(self.ids[r], float(scores[r])) for r in idx if np.isfinite(scores[r])]
+        vals = scores[idx]
+        keep = np.isfinite(vals)
+        ids = self.ids
+        return [(ids[r], v) for r, v in zip(idx[keep].tolist(), vals[keep].tolist(), strict=True)]
 
     @property
     def pv_error(self) -> float:

@@ -4,6 +4,8 @@ the repartition records."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from schemas.codec import codec
@@ -119,12 +121,19 @@ def test_repartition_records_round_trip_through_avro_and_keep_item_partition():
 
 def test_lua_argument_layouts():
     f = fold([ev(1, "u", "view", "a")], {}, {}, P)
-    args = user_lua_args(None, f.users["u"], "00ff")
-    assert args[:3] == ["", "1", 1] and args[-1] == "00ff"
+    args = user_lua_args(None, f.users["u"], "00ff", [("x", 0.5), ("y", 0.25)])
+    assert args[:2] == ["", "1"]
+    blob = json.loads(args[2])
+    assert blob["q"] == [e.encode() for e in f.users["u"].seq] and blob["m"] == "00ff"
+    assert blob["s"] == [str(f.users["u"].seen["a"]), "a"]  # ZADD order: score (exact text), member
+    assert blob["c"] == ["0.5", "x", "0.25", "y"]
+    assert "c" not in json.loads(user_lua_args(3, f.users["u"], None)[2])  # no candidates: left alone
     a = fold_items([{"item_id": "a", "source_partition": 3, "entries": [
         {"offset": 9, "event_time": 1, "weight": 1.0, "cooc": {"b": 2.0}, "bought": {}}]}], {}, 1000.0)["a"]
     largs = item_lua_args(a, 50)
-    assert largs[:4] == [1, "f:3", "", "9"] and largs[-1] == 50
+    item = json.loads(largs[0])
+    assert item["f"] == [["f:3", "", "9"]] and item["w"] == "1.0" and item["c"] == ["b", "2.0"]
+    assert item["b"] == [] and item["cap"] == "50" and item["t"] != ""
 
 
 async def test_retrying_repeats_a_failing_step_then_gives_up(monkeypatch):

@@ -1,0 +1,125 @@
+"""Write-behind of the durable (Cassandra) copies, off the hot loop, without losing them on a crash.
+
+Owns no state of its own: it buffers what the state owners would write to Cassandra (absolute
+values, so the last value of a key is the only one worth writing), coalesces it per key, and
+flushes it from a background task at most every ``interval_s`` (or sooner when ``max_pending``
+keys wait). The hot loop of the behavior agent never waits for Cassandra unless the buffer is full.
+
+Why nothing is lost on a crash: the Kafka offsets of a batch are committed only after the rows it
+produced are in Cassandra. The agent calls ``hold(events)`` after the owners have buffered the
+batch's rows; that takes one extra reference on each event's Kafka message (Faust commits an offset
+only when every reference is acknowledged), and the reference is released when the flush that
+carries the batch's rows has succeeded. A SIGKILL before that leaves the offsets uncommitted, the
+batch is redelivered, the fences skip its Redis effects and the owners buffer the same absolute
+rows again. A failed flush keeps the rows (and the acks) and retries with backoff.
+
+Flushes run one at a time, so a key's newer value is never overtaken by an older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Flush = Callable[[dict[Hashable, Any]], Awaitable[Any]]
+
+
+@dataclass
+class Sink:
+    """One kind of durable row: pending values by key and the function that writes a batch of them."""
+
+    name: str
+    flush: Flush
+    pending: dict[Hashable, Any] = field(default_factory=dict)
+
+
+class WriteBehind:
+    """Coalescing, background-flushed buffer of durable writes that holds the Kafka acks it covers."""
+
+    def __init__(self, interval_s: float = 0.25, max_pending: int = 50_000) -> None:
+        self.interval_s = interval_s
+        self.max_pending = max_pending
+        self.sinks: dict[str, Sink] = {}
+        self.held: list[Any] = []       # events whose acks wait for the next successful flush
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.flushed_rows = 0
+        self.flushes = 0
+        self.last_error: str | None = None
+
+    def sink(self, name: str, flush: Flush) -> Sink:
+        s = self.sinks[name] = Sink(name, flush)
+        return s
+
+    def put(self, name: str, key: Hashable, value: Any) -> None:
+        """Buffer the absolute value of ``key`` (a later put of the same key replaces it)."""
+        self.sinks[name].pending[key] = value
+
+    def put_many(self, name: str, items: dict[Hashable, Any]) -> None:
+        self.sinks[name].pending.update(items)
+
+    @property
+    def pending(self) -> int:
+        return sum(len(s.pending) for s in self.sinks.values())
+
+    def hold(self, events: list[Any]) -> None:
+        """Keep the Kafka acks of ``events`` until the rows buffered so far are written."""
+        for e in events:
+            e.message.incref()
+        self.held.extend(events)
+
+    async def after_batch(self, events: list[Any]) -> None:
+        """``hold`` the batch; wait for a flush only when the buffer is full (back-pressure)."""
+        self.hold(events)
+        self.ensure_running()
+        if self.pending >= self.max_pending:
+            await self.flush()
+
+    def ensure_running(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        delay = self.interval_s
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self.flush()
+                delay = self.interval_s
+            except Exception as exc:  # noqa: BLE001 - rows and acks stay; retried with backoff
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = min(max(delay * 2, 0.1), 5.0)
+                log.warning("durable flush failed (%s); retry in %.1fs", self.last_error, delay)
+
+    async def flush(self) -> int:
+        """Write every pending row, then release the acks held before the flush began."""
+        async with self.lock:
+            batches = [(s, s.pending) for s in self.sinks.values() if s.pending]
+            events, self.held = self.held, []
+            for s, _ in batches:
+                s.pending = {}
+            written = 0
+            try:
+                if batches:
+                    t0 = time.perf_counter()
+                    await asyncio.gather(*(s.flush(rows) for s, rows in batches))
+                    written = sum(len(rows) for _, rows in batches)
+                    log.debug("flushed %d durable rows in %.0f ms", written, (time.perf_counter() - t0) * 1000)
+            except BaseException:
+                for s, rows in batches:  # put back under newer values that arrived meanwhile
+                    rows.update(s.pending)
+                    s.pending = rows
+                self.held = events + self.held
+                raise
+            for e in events:
+                e.ack()
+            self.flushed_rows += written
+            self.flushes += 1
+            return written

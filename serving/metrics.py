@@ -98,6 +98,19 @@ def route_label(scope: dict[str, Any]) -> str:
 
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # labels() looked up once per route and status
+
+
+def _observe(method: str, route: str, status: int, seconds: float) -> None:
+    status_class = _STATUS_CLASS.get(status // 100, "5xx")
+    key = (method, route, status_class)
+    pair = _children.get(key)
+    if pair is None:
+        if len(_children) > 10_000:  # bounded: routes are templates, but be safe
+            _children.clear()
+        pair = _children[key] = (REQUEST_LATENCY.labels(method, route), RESPONSES.labels(method, route, status_class))
+    pair[0].observe(seconds)
+    pair[1].inc()
 
 
 class EdgeMiddleware:
@@ -173,10 +186,7 @@ class EdgeMiddleware:
                 replaced = True
                 status = 413
                 await _send_json(send, 413, too_big_body)
-            route = route_label(scope)
-            method = scope["method"]
-            REQUEST_LATENCY.labels(method, route).observe(time.perf_counter() - started)
-            RESPONSES.labels(method, route, _STATUS_CLASS.get(status // 100, "5xx")).inc()
+            _observe(scope["method"], route_label(scope), status, time.perf_counter() - started)
             for reason in degraded:
                 DEGRADED.labels(reason).inc()
 

@@ -162,6 +162,19 @@ class RedisKeys:
         """Sorted set: a batch model's (e.g. EASE) top candidates for the user -> score."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:batch:{model}"
 
+    def recs_user_nbrs(self, user_id: str) -> str:
+        """Sorted set: the user's neighbours (users active on the same items) -> co-interaction score
+        (owner streams/neighbours.py)."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:nbrs"
+
+    def recs_user_nbstate(self, user_id: str) -> str:
+        """Hash: ``_off``, the offset fence of the user's neighbour updates (streams/neighbours.py)."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:nbstate"
+
+    def recs_item_actors(self, item_id: str) -> str:
+        """Sorted set: users recently active on the item -> event time (ms), bounded (streams/neighbours.py)."""
+        return f"{self.prefix}:recs:item:{{{item_id}}}:actors"
+
     def recs_item_state(self, item_id: str) -> str:
         """Hash: per source partition fences (``f:<p>``), popularity, trending accumulator of one item."""
         return f"{self.prefix}:recs:item:{{{item_id}}}:state"

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     recs_mf_lr: float = 0.05
     recs_content_rebuild_s: float = 1.0  # debounce of the content model rebuild after catalog changes
     recs_repartition: bool = False  # True: item signals go through internal.by_item (see docs/recommenders.md)
+    recs_actors_max: int = 30  # users kept per item as recent actors (streams/neighbours.py)
+    recs_nbrs_max: int = 50  # neighbours kept per user (streams/neighbours.py)
+    recs_user_neighbours: bool = False  # run the user-neighbours owner in the behavior fan-out (docs/recommenders.md)
 
     # Event ingest over HTTP (serving/routes/events.py)
     ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413

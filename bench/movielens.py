@@ -19,6 +19,7 @@ Redis prefix and the keyspace ``aura_bench_ml`` (its own: the interactions table
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -99,8 +100,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     ap = argparse.ArgumentParser()
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--keep", action="store_true", help="keep the Redis keys afterwards")
+    ap.add_argument("--keyspace", default="aura_bench_ml", help="Cassandra keyspace of the run (its interactions "
+                    "table is truncated): two concurrent runs need two")
     ap.add_argument("--users", type=int, default=0, help="evaluate only the first N users (0: all)")
-    ap.add_argument("--methods", default="hybrid,collaborative,content,trending,popular")
+    ap.add_argument("--methods", default="hybrid,collaborative,content,trending,popular",
+                    help="comma-separated; 'hybrid+users=0.3;mf=0' = the hybrid at a bench placement whose weights "
+                         "are the default ones with these overrides")
     a = ap.parse_args(argv)
 
     from aura import bootstrap, layout
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     base = baselines(train, test, items)
 
     tag = f"ml{uuid.uuid4().hex[:8]}"
-    s = Settings(topic_prefix=tag, redis_prefix=tag, consumer_group=f"{tag}-worker", cassandra_keyspace="aura_bench_ml",
+    s = Settings(topic_prefix=tag, redis_prefix=tag, consumer_group=f"{tag}-worker", cassandra_keyspace=a.keyspace,
                  topic_partitions=a.partitions, auth_enabled=False)
     migrate(s)
     ensure_topics(s, layout.ALL_TOPICS)
@@ -181,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
             return drained()
 
         wait(progress, 3600, "the worker to fold every event")
+        if redis.hget(mon, "neighbour_events") is not None:  # user neighbours (streams/neighbours.py) registered
+            wait(lambda: int(redis.hget(mon, "neighbour_events") or 0) >= len(ordered), 600, "user neighbours")
         replay_s = time.monotonic() - t_send
         say(f"replay: {len(ordered)} events folded (user and item side) in {replay_s:.1f}s = "
             f"{len(ordered) / replay_s:,.0f} events/s end to end")
@@ -205,10 +212,22 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
             for method in a.methods.split(","):
                 recs: dict[str, list[str]] = {}
                 lat = []
+                base, _, overrides = method.partition("+")
+                placement = "default"
+                if overrides:  # a weight variant of the default placement
+                    from serving.recommend import DEFAULT_WEIGHTS
+
+                    placement = f"bench-{uuid.uuid4().hex[:6]}"
+                    w = dict(DEFAULT_WEIGHTS["default"])
+                    for kv in overrides.split(";"):
+                        src, _, val = kv.partition("=")
+                        w[src] = float(val)
+                    redis.hset(keys.recs_placement(placement), "weights", json.dumps(w))
+                    say(f"placement {placement} for {method}: weights {w}")
                 for u in users:
                     t1 = time.perf_counter()
                     r = client.post("/v1/recommendations/generate", json={
-                        "user_id": u, "method": method, "limit": 10,
+                        "user_id": u, "method": base, "limit": 10, "context": {"placement": placement},
                         "filters": {"exclude_seen": True, "in_stock_only": False}})
                     lat.append((time.perf_counter() - t1) * 1000)
                     r.raise_for_status()

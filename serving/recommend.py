@@ -28,7 +28,7 @@ from aura.layout import RedisKeys
 from streams import itemfilters
 
 METHODS = ("hybrid", "collaborative", "content", "trending", "popular")
-SOURCES = ("cooc", "ease", "mf", "content", "bought", "trending", "popular")
+SOURCES = ("cooc", "ease", "mf", "content", "bought", "users", "trending", "popular")
 
 # Blend weights per placement, chosen a priori (see docs/recommenders.md); the model registry can
 # override them per placement (``recs_placement`` hash, field ``weights``).
@@ -40,7 +40,7 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
 }
 METHOD_SOURCES: dict[str, tuple[str, ...]] = {
     "hybrid": SOURCES,
-    "collaborative": ("cooc", "ease", "mf", "bought"),
+    "collaborative": ("cooc", "ease", "mf", "bought", "users"),
     "content": ("content",),
     "trending": ("trending",),
     "popular": ("popular",),
@@ -354,6 +354,45 @@ class Result:
 
 
 LIST_SOURCES = ("cooc", "content", "bought", "ease")  # read from the recent items' neighbour lists
+USER_NEIGHBOURS = 20  # "users like you" read per request (streams/neighbours.py)
+NEIGHBOUR_ITEMS = 10  # most recent items of each neighbour
+
+# "Users like you did lately": KEYS are the neighbours' sequences (recs_user_seq), ARGV = items per
+# neighbour, decay, then each neighbour's similarity; returns [item, sum_v sim_v * decay**pos * w, ...].
+USERS_LUA = """
+local m, decay = tonumber(ARGV[1]), tonumber(ARGV[2])
+local acc, order = {}, {}
+for i, key in ipairs(KEYS) do
+  local f = tonumber(ARGV[2 + i])
+  for _, e in ipairs(redis.call('LRANGE', key, 0, m - 1)) do
+    local item, w = string.match(e, '^(.*)|([^|]*)|[^|]*|[^|]*$')
+    if item then
+      local v = acc[item]
+      if v == nil then order[#order + 1] = item; v = 0 end
+      acc[item] = v + f * tonumber(w)
+    end
+    f = f * decay
+  end
+end
+local flat = {}
+for _, j in ipairs(order) do
+  flat[#flat + 1] = j
+  flat[#flat + 1] = string.format('%.17g', acc[j])
+end
+return flat
+"""
+
+
+def users_knn(neighbours: list[tuple[str, float]], seqs: list[list[str]], decay: float) -> dict[str, float]:
+    """``USERS_LUA`` in Python (the Redis Cluster path, and its reference in tests)."""
+    out: dict[str, float] = {}
+    for (_v, sim), seq in zip(neighbours, seqs, strict=True):
+        f = sim
+        for e in seq:
+            item, w = seq_item(e)
+            out[item] = out.get(item, 0.0) + f * w
+            f *= decay
+    return out
 
 # The recency kNN of every list source in ONE read-only script call: KEYS are the neighbour lists,
 # source-major (``n_src`` blocks of ``n_rec`` keys, newest recent item first); ARGV = list_k, n_src,
@@ -409,6 +448,19 @@ class Recommender:
         # script may not read: there the lists are read with one pipelined ZREVRANGE each.
         self.cluster = type(redis).__name__ == "RedisCluster"
         self.knn_script = None if self.cluster else redis.register_script(KNN_LUA)
+        self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
+
+    async def users_lists(self, neighbours: list[tuple[str, float]], decay: float) -> tuple[list[str], np.ndarray]:
+        """What the user's neighbours did lately (ids, scores)."""
+        keys = [self.keys.recs_user_seq(v) for v, _s in neighbours]
+        if self.users_script is not None:
+            flat = await self.users_script(keys=keys, args=[NEIGHBOUR_ITEMS, decay, *[s for _v, s in neighbours]])
+            return flat[0::2], np.array(flat[1::2], dtype=np.float64)
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("LRANGE", key, 0, NEIGHBOUR_ITEMS - 1)
+        merged = users_knn(neighbours, await pipe.execute(), decay)
+        return list(merged), np.array(list(merged.values()), dtype=np.float64)
 
     async def knn_lists(self, sources: list[str], recent: list[tuple[str, float]],
                         decay: float) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -449,6 +501,7 @@ class Recommender:
             pipe.execute_command("ZRANGE", k.recs_user_seen(uid), 0, -1)
             pipe.execute_command("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES")
             pipe.execute_command("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES")
+            pipe.execute_command("ZREVRANGE", k.recs_user_nbrs(uid), 0, USER_NEIGHBOURS - 1, "WITHSCORES")
         for tk in trend_keys:
             pipe.execute_command("ZREVRANGE", tk, 0, n - 1)
         pipe.execute_command("ZREVRANGE", k.recs_popular(), 0, n - 1)
@@ -467,7 +520,11 @@ class Recommender:
                 c.add("mf", *flat_scores(raw[3]))
             if req.batch_model and weights.get("ease", 0) > 0:
                 c.add("ease", *flat_scores(raw[4]))
-            pos = 5
+            if weights.get("users", 0) > 0 and raw[5]:
+                ids, sims = flat_scores(raw[5])
+                c.add("users", *await self.users_lists(list(zip(ids, sims.tolist(), strict=True)),
+                                                         req.recent_decay))
+            pos = 6
         trend_lists, popular = raw[pos:pos + len(trend_keys)], raw[pos + len(trend_keys)]
         if weights.get("trending", 0) > 0:
             if len(trend_lists) == 1:  # log-scores: rank-based scores (comparable across categories)
@@ -500,7 +557,7 @@ class Recommender:
                 c.chunks["ease"] = c.chunks["ease:knn"]
             del c.chunks["ease:knn"]
 
-        personal = any(c.has(s) for s in ("cooc", "ease", "mf", "content", "bought"))
+        personal = any(c.has(s) for s in ("cooc", "ease", "mf", "content", "bought", "users"))
         strategy = req.method if personal else f"{req.method}:cold_start"
         if not any(c.has(s) for s in weights if weights[s] > 0):
             c = Candidates()

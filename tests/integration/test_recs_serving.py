@@ -199,11 +199,79 @@ def test_deleted_items_are_never_served_and_commands_are_few(isolated, redis_cli
             await r.aclose()
 
     first = asyncio.run(run(Request("u0")))
-    # hybrid, default placement: one round trip of 7 commands (placement, sequence, seen, MF, EASE,
-    # trending, popular), one script call for the kNN of 10 recent items x 3 weighted list sources,
-    # one HMGET of filter records
-    assert counted == [7, 1, 1]
+    # hybrid, default placement: one round trip of 8 commands (placement, sequence, seen, MF, EASE,
+    # user neighbours, trending, popular), one script call for the kNN of 10 recent items x 3 weighted
+    # list sources, one HMGET of filter records
+    assert counted == [8, 1, 1]
     top = first.items[0][0]
     redis_client.hset(k.recs_item_filters(), top, itemfilters.DELETED)  # as the catalog agent does on delete
     again = asyncio.run(run(Request("u0")))
     assert top not in [i for i, _s, _w in again.items] and len(again.items) == 10
+
+
+def test_user_neighbours_exactly_once_and_served_as_a_source(isolated, redis_client):
+    """streams/neighbours.py against real Redis: a redelivered batch changes nothing, an overlapping
+    one adds only what lies above the fences (as if only the new events came); the hybrid with a
+    ``users`` weight serves what the neighbours did lately, the same through the script and through
+    the Redis Cluster path."""
+    from types import SimpleNamespace
+
+    from schemas.events import Behavior
+    from streams.intake import Accepted
+    from streams.neighbours import NeighbourStore
+
+    k = RedisKeys(isolated.redis_prefix)
+    rng = random.Random(5)
+    users = [f"u{rng.randrange(8)}" for _ in range(200)]  # a user's events come from one partition
+    events = [Accepted(Behavior(f"e{n}", "view", u, f"i{rng.randrange(12)}", 1000 + n), int(u[1:]) % 2, n)
+              for n, u in enumerate(users)]
+
+    async def state(r: Any) -> dict[str, dict[str, float]]:
+        return {u: dict(await r.zrange(k.recs_user_nbrs(u), 0, -1, withscores=True)) for u in sorted(set(users))}
+
+    async def run() -> tuple[dict, dict, dict, dict]:
+        r = bootstrap.redis_async(isolated)
+        try:
+            store = NeighbourStore(SimpleNamespace(settings=isolated, keys=k, redis=r))
+            await store.apply(events[:120])
+            first = await state(r)
+            await store.apply(events[:120])  # redelivered whole
+            again = await state(r)
+            await store.apply(events[100:])  # overlapping redelivery
+            overlap = await state(r)
+            for key in await r.keys(f"{isolated.redis_prefix}:recs:*"):
+                await r.delete(key)
+            await store.apply(events[:120])
+            await store.apply(events[120:])
+            return first, again, overlap, await state(r)
+        finally:
+            await r.aclose()
+
+    first, again, overlap, clean = asyncio.run(run())
+    assert any(first.values()) and again == first
+    assert overlap != first
+    for u in clean:
+        assert overlap[u] == pytest.approx(clean[u]), u
+
+    # served: u0's neighbours' recent items, weighted by similarity and recency
+    seed(redis_client, k, random.Random(6))
+    redis_client.hset(k.recs_placement("with-users"), "weights", json.dumps({"users": 1.0}))
+    redis_client.delete(k.recs_user_nbrs("u0"))
+    redis_client.zadd(k.recs_user_nbrs("u0"), {"u1": 2.0, "u2": 1.0})
+
+    async def serve(cluster: bool) -> Any:
+        r = bootstrap.redis_async(isolated)
+        try:
+            rec = Recommender(r, k)
+            if cluster:
+                rec.users_script = None
+            return await rec.recommend(Request("u0", placement="with-users", limit=20,
+                                               filters=Filters(exclude_seen=False, in_stock_only=False)))
+        finally:
+            await r.aclose()
+
+    lua, piped = asyncio.run(serve(False)), asyncio.run(serve(True))
+    assert lua.items and [i for i, _s, _w in lua.items] == [i for i, _s, _w in piped.items]
+    assert {i for i, _s, _w in lua.items} <= {x.split("|")[0] for u in ("u1", "u2")
+                                             for x in redis_client.lrange(k.recs_user_seq(u), 0, 9)}
+    assert all(w == ["users"] for _i, _s, w in lua.items)

@@ -23,6 +23,7 @@ from aura import bootstrap
 from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
 from serving.degrade import REDIS_OUTAGE, Breakers, GuardedSession, PopularCache, guarded_redis, install_handlers
+from serving.examples import document_examples
 from serving.metrics import EdgeMiddleware
 from serving.responses import SECURED_RESPONSES, document_error_contract
 from serving.routes import events, profiles, system
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_handlers(app)
     document_error_contract(app)
+    document_examples(app)  # issue 6: an example for every body and answer (serving/examples.py)
     secured: dict[str, Any] = {"responses": SECURED_RESPONSES}
 
     app.include_router(system.router, prefix=API_PREFIX)  # /v1/health: open

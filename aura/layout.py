@@ -175,6 +175,15 @@ class RedisKeys:
         """Sorted set: users recently active on the item -> event time (ms), bounded (streams/neighbours.py)."""
         return f"{self.prefix}:recs:item:{{{item_id}}}:actors"
 
+    def recs_cohort_popular(self, cohort: str) -> str:
+        """Sorted set: item -> interaction weight of the members of one demographic cohort (e.g.
+        ``country:fr``, ``age:25-34``), trimmed (owner streams/cohorts.py)."""
+        return f"{self.prefix}:recs:cohort:{{{cohort}}}:popular"
+
+    def recs_cohort_state(self, cohort: str) -> str:
+        """Hash: the cohort's fences ``f:<source partition>`` (streams/cohorts.py)."""
+        return f"{self.prefix}:recs:cohort:{{{cohort}}}:state"
+
     def recs_item_state(self, item_id: str) -> str:
         """Hash: per source partition fences (``f:<p>``), popularity, trending accumulator of one item."""
         return f"{self.prefix}:recs:item:{{{item_id}}}:state"

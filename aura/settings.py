@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     recs_actors_max: int = 30  # users kept per item as recent actors (streams/neighbours.py)
     recs_nbrs_max: int = 50  # neighbours kept per user (streams/neighbours.py)
     recs_user_neighbours: bool = False  # run the user-neighbours owner in the behavior fan-out (docs/recommenders.md)
+    recs_cohorts: bool = True  # count each demographic cohort's popular items (streams/cohorts.py; cold start)
+    recs_cohort_cap: int = 1000  # items kept per cohort popularity list
 
     # Event ingest over HTTP (serving/routes/events.py)
     ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413

@@ -4,8 +4,8 @@ weights, filtered, boosted and diversified.
 The pure part (``recency_knn``, ``blend``, ``apply_filters``, ``diversify``, ``rank``) works on plain
 dicts and is unit-tested; ``Candidates`` is its vectorized twin (numpy ``bincount`` over one candidate
 index), tested equal to it. ``Recommender`` does the I/O in three Redis round trips and
-nine commands: (1) one pipeline: the placement's weights and served model, the user's recent items,
-seen items and model candidates, the global lists; (2) ONE read-only script call (``KNN_LUA``) that
+eleven commands: (1) one pipeline of nine: the placement's weights and served model, the user's recent
+items, seen items, model candidates, neighbours and attributes (demographic cohorts), the global lists; (2) ONE read-only script call (``KNN_LUA``) that
 sums the recency kNN of every weighted list source over the recent items' neighbour lists (and the
 context item's) inside Redis and returns one merged list per source (in Redis Cluster, where those
 lists live in different slots: one pipelined ZREVRANGE per list, merged here); (3) ONE HMGET of the
@@ -16,6 +16,7 @@ that state: streams/cooccurrence.py, streams/catalog.py, jobs/ease.py; this modu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -26,17 +27,20 @@ import numpy as np
 
 from aura.layout import RedisKeys
 from streams import itemfilters
+from streams.cohorts import cohorts_from_hash
 
 METHODS = ("hybrid", "collaborative", "content", "trending", "popular")
-SOURCES = ("cooc", "ease", "mf", "content", "bought", "users", "trending", "popular")
+SOURCES = ("cooc", "ease", "mf", "content", "bought", "users", "cohort", "trending", "popular")
 
 # Blend weights per placement, chosen a priori (see docs/recommenders.md); the model registry can
 # override them per placement (``recs_placement`` hash, field ``weights``).
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    "default": {"cooc": 1.0, "ease": 1.0, "mf": 0.3, "content": 0.15, "trending": 0.05, "popular": 0.02},
+    "default": {"cooc": 1.0, "ease": 1.0, "mf": 0.3, "content": 0.15, "cohort": 0.1, "trending": 0.05,
+                "popular": 0.02},
     "product_page": {"cooc": 1.0, "content": 0.5, "bought": 0.5, "ease": 0.5, "mf": 0.1, "trending": 0.02},
     "cart": {"bought": 1.0, "cooc": 0.5, "ease": 0.3, "trending": 0.05},
-    "homepage": {"cooc": 0.8, "ease": 1.0, "mf": 0.5, "content": 0.1, "trending": 0.2, "popular": 0.05},
+    "homepage": {"cooc": 0.8, "ease": 1.0, "mf": 0.5, "content": 0.1, "cohort": 0.3, "trending": 0.2,
+                 "popular": 0.05},
 }
 METHOD_SOURCES: dict[str, tuple[str, ...]] = {
     "hybrid": SOURCES,
@@ -450,6 +454,17 @@ class Recommender:
         self.knn_script = None if self.cluster else redis.register_script(KNN_LUA)
         self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
 
+    async def cohort_lists(self, cohorts: list[str], n: int) -> tuple[list[str], np.ndarray]:
+        """The popular items of the user's cohorts: rank-based scores, summed over the cohorts."""
+        pipe = self.redis.pipeline(transaction=False)
+        for co in cohorts:
+            pipe.execute_command("ZREVRANGE", self.keys.recs_cohort_popular(co), 0, n - 1)
+        merged: dict[str, float] = {}
+        for lst in await pipe.execute():
+            for r, i in enumerate(lst):
+                merged[i] = merged.get(i, 0.0) + 1.0 / (1 + r)
+        return list(merged), np.array(list(merged.values()), dtype=np.float64)
+
     async def users_lists(self, neighbours: list[tuple[str, float]], decay: float) -> tuple[list[str], np.ndarray]:
         """What the user's neighbours did lately (ids, scores)."""
         keys = [self.keys.recs_user_seq(v) for v, _s in neighbours]
@@ -502,6 +517,7 @@ class Recommender:
             pipe.execute_command("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES")
             pipe.execute_command("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES")
             pipe.execute_command("ZREVRANGE", k.recs_user_nbrs(uid), 0, USER_NEIGHBOURS - 1, "WITHSCORES")
+            pipe.execute_command("HGETALL", k.user_attrs(uid))  # demographics (cohorts) for the cold start
         for tk in trend_keys:
             pipe.execute_command("ZREVRANGE", tk, 0, n - 1)
         pipe.execute_command("ZREVRANGE", k.recs_popular(), 0, n - 1)
@@ -513,6 +529,8 @@ class Recommender:
         recent: list[tuple[str, float]] = []
         pos = 1
         seen: list[str] = []
+        neighbours: list[tuple[str, float]] = []
+        cohorts: list[str] = []
         if uid:
             recent = [seq_item(x) for x in raw[1][: req.recent_n]]
             seen = raw[2]
@@ -522,9 +540,12 @@ class Recommender:
                 c.add("ease", *flat_scores(raw[4]))
             if weights.get("users", 0) > 0 and raw[5]:
                 ids, sims = flat_scores(raw[5])
-                c.add("users", *await self.users_lists(list(zip(ids, sims.tolist(), strict=True)),
-                                                         req.recent_decay))
-            pos = 6
+                neighbours = list(zip(ids, sims.tolist(), strict=True))
+            attrs = raw[6]
+            if weights.get("cohort", 0) > 0 and attrs:
+                cohorts = cohorts_from_hash(attrs if isinstance(attrs, dict) else dict(zip(attrs[0::2], attrs[1::2],
+                                                                                           strict=True)))
+            pos = 7
         trend_lists, popular = raw[pos:pos + len(trend_keys)], raw[pos + len(trend_keys)]
         if weights.get("trending", 0) > 0:
             if len(trend_lists) == 1:  # log-scores: rank-based scores (comparable across categories)
@@ -542,9 +563,22 @@ class Recommender:
         if req.context_item:
             recent = [(req.context_item, 2.0), *[r for r in recent if r[0] != req.context_item]]
         list_sources = [s for s in LIST_SOURCES if weights.get(s, 0) > 0]
+        # (2) one round trip: the kNN script, and when weighed and known: "users like you", cohort lists
+        calls = []
         if recent and list_sources:
-            for src, (ids, scores) in (await self.knn_lists(list_sources, recent, req.recent_decay)).items():
+            calls.append(self.knn_lists(list_sources, recent, req.recent_decay))
+        if neighbours:
+            calls.append(self.users_lists(neighbours, req.recent_decay))
+        if cohorts:
+            calls.append(self.cohort_lists(cohorts, n))
+        done = await asyncio.gather(*calls) if len(calls) > 1 else [await calls[0]] if calls else []
+        if recent and list_sources:
+            for src, (ids, scores) in done.pop(0).items():
                 c.add("ease:knn" if src == "ease" else src, ids, scores)
+        if neighbours:
+            c.add("users", *done.pop(0))
+        if cohorts:
+            c.add("cohort", *done.pop(0))
         if c.has("ease:knn"):  # user-level batch candidates + 0.5 x the recency kNN over the batch lists
             if c.has("ease"):
                 b, bp = c.scores("ease")

@@ -165,6 +165,20 @@ def owner(res: Resources) -> Owner:
     return "user neighbours", step
 
 
+def cohorts_owner(res: Resources) -> Owner:
+    """The demographic cohorts' popularity (streams/cohorts.py) as a behavior fan-out owner."""
+    from streams.cohorts import CohortStore
+
+    store = CohortStore(res)
+
+    async def step(b: Batch) -> None:
+        await store.apply(b.kept)
+
+    return "cohort popularity", step
+
+
 def owners(res: Resources) -> list[Owner]:
-    """What streams/app.py adds to the behavior fan-out: the owner when ``recs_user_neighbours`` is on."""
-    return [owner(res)] if res.settings.recs_user_neighbours else []
+    """What streams/app.py adds to the behavior fan-out (its one line for these owners): user neighbours
+    when ``recs_user_neighbours`` is on, cohort popularity when ``recs_cohorts`` is on."""
+    s = res.settings
+    return [*([owner(res)] if s.recs_user_neighbours else []), *([cohorts_owner(res)] if s.recs_cohorts else [])]

@@ -199,10 +199,10 @@ def test_deleted_items_are_never_served_and_commands_are_few(isolated, redis_cli
             await r.aclose()
 
     first = asyncio.run(run(Request("u0")))
-    # hybrid, default placement: one round trip of 8 commands (placement, sequence, seen, MF, EASE,
-    # user neighbours, trending, popular), one script call for the kNN of 10 recent items x 3 weighted
-    # list sources, one HMGET of filter records
-    assert counted == [8, 1, 1]
+    # hybrid, default placement: one round trip of 9 commands (placement, sequence, seen, MF, EASE,
+    # user neighbours, attributes, trending, popular), one script call for the kNN of 10 recent items
+    # x 3 weighted list sources, one HMGET of filter records
+    assert counted == [9, 1, 1]
     top = first.items[0][0]
     redis_client.hset(k.recs_item_filters(), top, itemfilters.DELETED)  # as the catalog agent does on delete
     again = asyncio.run(run(Request("u0")))
@@ -275,3 +275,55 @@ def test_user_neighbours_exactly_once_and_served_as_a_source(isolated, redis_cli
     assert {i for i, _s, _w in lua.items} <= {x.split("|")[0] for u in ("u1", "u2")
                                              for x in redis_client.lrange(k.recs_user_seq(u), 0, 9)}
     assert all(w == ["users"] for _i, _s, w in lua.items)
+
+
+def test_cohort_popularity_exactly_once_and_demographic_cold_start(isolated, redis_client):
+    """streams/cohorts.py against real Redis: a redelivered or overlapping batch counts each event once;
+    a new user whose profile says country FR gets FR's popular items first (cold start), a user
+    without attributes the global popular list."""
+    from types import SimpleNamespace
+
+    from schemas.events import Behavior
+    from streams.cohorts import CohortStore
+    from streams.intake import Accepted
+
+    s = isolated.model_copy(update={"recs_cohort_cap": 1000})
+    k = RedisKeys(s.redis_prefix)
+    # members: fr1, fr2 (country FR, 25-34), us1 (US); identity attributes as streams/identity.py writes them
+    redis_client.hset(k.user_attrs("fr1"), mapping={"x:country": '"FR"', "x:age": "30"})
+    redis_client.hset(k.user_attrs("fr2"), mapping={"x:country": '"fr"'})
+    redis_client.hset(k.user_attrs("us1"), mapping={"x:country": '"US"', "x:age": "31"})
+    redis_client.hset(k.user_attrs("newfr"), mapping={"x:country": '"FR"'})
+    views = [("fr1", "croissant"), ("fr2", "croissant"), ("fr1", "baguette"), ("us1", "bagel"), ("us1", "bagel"),
+             ("us1", "bagel"), ("anon", "bagel")]
+    parts = {"fr1": 0, "fr2": 1, "us1": 0, "anon": 1}
+    events = [Accepted(Behavior(f"e{n}", "view", u, i, 1000 + n), parts[u], n) for n, (u, i) in enumerate(views)]
+
+    async def run() -> None:
+        r = bootstrap.redis_async(s)
+        try:
+            store = CohortStore(SimpleNamespace(settings=s, keys=k, redis=r))
+            await store.apply(events[:4])
+            await store.apply(events[:4])  # redelivered
+            await store.apply(events[2:])  # overlapping
+        finally:
+            await r.aclose()
+
+    asyncio.run(run())
+    assert dict(redis_client.zrange(k.recs_cohort_popular("country:fr"), 0, -1, withscores=True)) == {
+        "croissant": 2.0, "baguette": 1.0}
+    assert dict(redis_client.zrange(k.recs_cohort_popular("age:25-34"), 0, -1, withscores=True)) == {
+        "croissant": 1.0, "baguette": 1.0, "bagel": 3.0}
+    redis_client.zadd(k.recs_popular(), {"bagel": 4.0, "croissant": 2.0, "baguette": 1.0})
+
+    async def serve(user: str) -> Any:
+        r = bootstrap.redis_async(s)
+        try:
+            return await Recommender(r, k).recommend(Request(user, limit=3, filters=Filters(in_stock_only=False)))
+        finally:
+            await r.aclose()
+
+    fr, nobody = asyncio.run(serve("newfr")), asyncio.run(serve("stranger"))
+    assert fr.strategy == "hybrid:cold_start" and [i for i, _s, _w in fr.items][:2] == ["croissant", "baguette"]
+    assert "cohort" in fr.items[0][2]
+    assert [i for i, _s, _w in nobody.items][0] == "bagel"

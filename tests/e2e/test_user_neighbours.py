@@ -40,3 +40,35 @@ def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_facto
     items = [x["item_id"] for x in r.json()["items"]]
     assert set(items) == {"ya", "yb"}  # x is seen; "other" is not a neighbour's
     assert all(x["sources"] == ["users"] for x in r.json()["items"])
+
+
+def test_demographic_cold_start_through_the_stream(isolated, worker_factory, api_client, redis_client):
+    """Identity events give users a country; their interactions count for the country's cohort; a new
+    user from that country with no history gets the cohort's favourites (cold start), before the
+    globally popular item."""
+    worker_factory(isolated)  # recs_cohorts is on by default
+    producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
+    k = RedisKeys(isolated.redis_prefix)
+    now = int(time.time() * 1000)
+    for n, (user, country) in enumerate([("j1", "JP"), ("j2", "JP"), ("newjp", "JP"), ("d1", "DE")]):
+        producer.send_identity({"event_id": f"{isolated.topic_prefix}-id{n}", "event_type": "create",
+                                "user_id": user, "event_time": now, "attributes": {"country": country}})
+    assert producer.flush().failed == 0
+    wait_for(lambda: redis_client.hget(k.user_attrs("j2"), "x:country") and redis_client.hget(
+        k.user_attrs("d1"), "x:country"), timeout=60, what="identity attributes")
+    views = [("j1", "sushi"), ("j2", "sushi"), ("j1", "ramen"), ("d1", "pretzel"), ("d1", "pretzel"),
+             ("d1", "pretzel"), ("x1", "pretzel"), ("x2", "pretzel")]
+    for n, (user, item) in enumerate(views):
+        producer.send({"event_id": f"{isolated.topic_prefix}-v{n}", "event_type": "view", "user_id": user,
+                       "item_id": item, "event_time": now + n})
+    assert producer.flush().failed == 0
+    wait_for(lambda: redis_client.zscore(k.recs_cohort_popular("country:jp"), "sushi") == 2.0
+             and redis_client.zscore(k.recs_popular(), "pretzel") is not None, timeout=60, what="cohort counts")
+    r = api_client.post("/v1/recommendations/generate", json={"user_id": "newjp", "limit": 3,
+                                                               "filters": {"in_stock_only": False}})
+    body = r.json()
+    assert r.status_code == 200 and body["strategy"] == "hybrid:cold_start", body
+    assert [x["item_id"] for x in body["items"]][:2] == ["sushi", "ramen"], body
+    stranger = api_client.post("/v1/recommendations/generate", json={"user_id": "nobody", "limit": 1,
+                                                                      "filters": {"in_stock_only": False}}).json()
+    assert stranger["items"][0]["item_id"] == "pretzel"

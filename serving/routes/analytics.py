@@ -22,14 +22,17 @@ router = APIRouter(prefix="/analytics", tags=["analytics"])
 
 Grain = Literal["minute", "hour", "day"]
 MAX_BUCKETS = 2000
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31: beyond it a bucket start overflows Cassandra's timestamp (fuzzer)
 
 
 class Window:
     """The timeframe query parameters shared by every analytics route."""
 
     def __init__(self, grain: Grain = Query("hour", description="Bucket size"),  # noqa: B008
-                 from_ms: int | None = Query(None, alias="from", description="Start, epoch ms (default: 24 h ago)"),
-                 to_ms: int | None = Query(None, alias="to", description="End (exclusive), epoch ms (default: now)")):
+                 from_ms: int | None = Query(None, alias="from", ge=0, le=MAX_EPOCH_MS,
+                                             description="Start, epoch ms (default: 24 h ago)"),
+                 to_ms: int | None = Query(None, alias="to", ge=0, le=MAX_EPOCH_MS,
+                                           description="End (exclusive), epoch ms (default: now)")):
         now = int(time.time() * 1000)
         self.grain = grain
         self.to_ms = to_ms if to_ms is not None else now

@@ -3,15 +3,18 @@ weights, filtered, boosted and diversified.
 
 The pure part (``recency_knn``, ``blend``, ``apply_filters``, ``diversify``, ``rank``) works on plain
 dicts and is unit-tested; ``Candidates`` is its vectorized twin (numpy ``bincount`` over one candidate
-index), tested equal to it. ``Recommender`` does the I/O in three Redis round trips and
-eleven commands: (1) one pipeline of nine: the placement's weights and served model, the user's recent
-items, seen items, model candidates, neighbours and attributes (demographic cohorts), the global lists; (2) ONE read-only script call (``KNN_LUA``) that
-sums the recency kNN of every weighted list source over the recent items' neighbour lists (and the
-context item's) inside Redis and returns one merged list per source (in Redis Cluster, where those
-lists live in different slots: one pipelined ZREVRANGE per list, merged here); (3) ONE HMGET of the
-best candidates' compact filter records (``recs_item_filters``), best first (a second one only when
-the filters dropped too many). Raw replies (no per-pair Python callbacks), numpy arrays. Writers of
-that state: streams/cooccurrence.py, streams/catalog.py, jobs/ease.py; this module owns none of it.
+index), tested equal to it. ``Recommender`` does the I/O in three Redis
+round trips and eleven commands: (1) one pipeline of nine: the placement's weights and served
+model, the user's recent items, seen items, model candidates, neighbours and attributes (demographic
+cohorts), the global lists; (2) ONE read-only script call (``KNN_LUA``) that sums the recency kNN of
+every weighted list source over the recent items' neighbour lists (and the context item's) inside
+Redis and returns one merged list per source (in Redis Cluster, where those lists live in different
+slots: one pipelined ZREVRANGE per list, merged here), plus, when weighed and present, the "users
+like you" script and the cohorts' lists, concurrently; (3) ONE HMGET of the best candidates' compact
+filter records (``recs_item_filters``), best first (a second one only when the filters dropped too
+many). Raw replies (no per-pair Python callbacks), numpy arrays. Writers of that state:
+streams/cooccurrence.py, streams/catalog.py, streams/neighbours.py, streams/cohorts.py, jobs/ease.py;
+this module owns none of it.
 """
 
 from __future__ import annotations
@@ -559,11 +562,12 @@ class Recommender:
         if weights.get("popular", 0) > 0:
             c.add("popular", popular, rank_scores(len(popular)))
 
-        # (2) neighbour lists of the recent items; the item on screen counts as the newest interaction
+        # the item on screen counts as the newest interaction
         if req.context_item:
             recent = [(req.context_item, 2.0), *[r for r in recent if r[0] != req.context_item]]
         list_sources = [s for s in LIST_SOURCES if weights.get(s, 0) > 0]
-        # (2) one round trip: the kNN script, and when weighed and known: "users like you", cohort lists
+        # (2) one round trip: the kNN script over the recent items' neighbour lists, and when weighed and
+        # known: "users like you", the cohorts' lists (concurrently)
         calls = []
         if recent and list_sources:
             calls.append(self.knn_lists(list_sources, recent, req.recent_decay))

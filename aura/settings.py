@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     lifecycle_at_risk_days: float = 14.0
     lifecycle_churn_days: float = 30.0
     lifecycle_sweep_interval_s: float = 3600.0  # idle-user sweep (streams/lifecycle.py); 0 disables it
-    lifecycle_sweep_batch: int = 1000  # profiles read per SCAN batch of the sweep
+    lifecycle_sweep_batch: int = 250  # profiles read per SCAN batch of the sweep (CPU per batch blocks the loop)
     attribution_window_s: int = 24 * 3600
     segment_rules: str = (
         '{"vip": [["ltv", ">", 500]], "buyer": [["orders", ">=", 1]], '
@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     recs_cooc_read: int = 150  # raw co-occurrences read to publish an item's top-K
     recs_cooc_cap: int = 1000  # raw co-occurrences kept per item
     recs_candidates: int = 200  # per-user candidates kept per model (MF, batch)
+    recs_mf_refresh_s: float = 1.0  # a user's MF candidates are rewritten at most this often (0: every batch)
     recs_publish_interval_s: float = 5.0  # top-K neighbour lists republished at most this often
     recs_trending_half_life_h: float = 24.0
     recs_mf_dim: int = 32

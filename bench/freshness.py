@@ -67,6 +67,7 @@ def main() -> None:
     stop = threading.Event()
     sent: list[int] = []
     lat: list[float] = []
+    missed = 0
     try:
         with TestClient(create_app(s), headers={"Authorization": f"Bearer {token}"}) as api:
             producer = EventProducer(s, bootstrap.kafka_producer(s, **{"linger.ms": 0}))
@@ -93,10 +94,13 @@ def main() -> None:
                                "event_time": int(time.time() * 1000)})
                 producer.producer.flush(5)
                 while api.get(f"/v1/profiles/{user}/activity").status_code != 200:
-                    if time.perf_counter() - t0 > 30:
-                        raise RuntimeError("probe not visible after 30 s")
+                    if time.perf_counter() - t0 > 30:  # the worker fell behind: counted, at 30 s
+                        missed += 1
+                        break
                     time.sleep(0.002)
                 lat.append((time.perf_counter() - t0) * 1000)
+                if missed >= 3:  # behind for good: the rest would only measure the backlog
+                    break
                 time.sleep(a.interval)
             stop.set()
             bg.join(30)
@@ -111,7 +115,8 @@ def main() -> None:
         session.cluster.shutdown()
     lat.sort()
     q = statistics.quantiles(lat, n=100)
-    print(f"probes={len(lat)} background={a.rate:.0f}/s (sent {sent[0] if sent else '?'}) workers={a.workers} "
+    print(f"probes={len(lat)} not visible within 30 s: {missed}; background={a.rate:.0f}/s "
+          f"(sent {sent[0] if sent else '?'}) workers={a.workers} "
           f"load={os.getloadavg()[0]:.1f}")
     print(f"freshness ms: p50={statistics.median(lat):.1f} p90={q[89]:.1f} p99={q[98]:.1f} max={lat[-1]:.1f}")
     s_ = get_settings()

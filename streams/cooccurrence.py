@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import zlib
 from collections import defaultdict
@@ -401,6 +402,13 @@ class UserSignals:
             durable.sink("interactions", lambda rows: self.insert_interactions(list(rows.values())))
         self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
         self.user_script = res.redis.register_script(USER_LUA)
+        self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
+        # MF candidates: rewriting a user's 200-member sorted set is the dearest write of the user
+        # step, so it happens at most every ``recs_mf_refresh_s`` per user; users skipped meanwhile
+        # wait in ``mf_pending`` for ``refresh_pending`` (a timer).
+        self.mf_refresh_s = s.recs_mf_refresh_s
+        self.mf_refreshed: dict[str, float] = {}  # user -> monotonic time of the last candidates write
+        self.mf_pending: set[str] = set()
         self.mf = OnlineMF(dim=s.recs_mf_dim, lr=s.recs_mf_lr, seed=0)
         self.mf_loaded = False
         self.insert = res.session.prepare(
@@ -466,10 +474,19 @@ class UserSignals:
             pipe = self.redis.pipeline(transaction=False)
             order = list(f.users)
             k = self.res.settings.recs_candidates
+            now = time.monotonic()
+            refreshed: list[str] = []
             for u in order:
                 vec = self.mf.users.get(u)
-                # the MF candidates of users with new interactions are replaced in the same script
-                cands = self.mf.top(u, k) if vec is not None and f.users[u].new else None
+                # the MF candidates of users with new interactions are replaced in the same script,
+                # unless this user's were written less than ``mf_refresh_s`` ago (then: the timer)
+                cands = None
+                if vec is not None and f.users[u].new:
+                    if self.mf_due(u, now):
+                        cands = self.mf.top(u, k)
+                        refreshed.append(u)
+                    else:
+                        self.mf_pending.add(u)
                 await self.user_script(
                     keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u),
                           self.keys.recs_user_mf(u)],
@@ -478,6 +495,10 @@ class UserSignals:
                     client=pipe)
             results = await pipe.execute() if order else []
             conflicts = {u for u, ok in zip(order, results, strict=True) if not ok}
+            for u in refreshed:
+                if u not in conflicts:
+                    self.mf_refreshed[u] = now
+                    self.mf_pending.discard(u)
             rows += [r for r in f.interactions if r[0] not in conflicts]
             await self.publish(f, moved, pv_before)
             if not conflicts:
@@ -488,6 +509,31 @@ class UserSignals:
             raise RuntimeError(f"user fence conflicts did not settle for {len(conflicts)} users")
         await self.write_interactions(rows)
         return f
+
+    def mf_due(self, user: str, now: float) -> bool:
+        return self.mf_refresh_s <= 0 or now - self.mf_refreshed.get(user, -math.inf) >= self.mf_refresh_s
+
+    async def refresh_pending(self) -> int:
+        """Write the MF candidates of users skipped by the rate limit, from the in-process factors
+        (absolute, derived state: no fence needed; a crash loses only this refresh, and the user's
+        candidates then wait for the user's next event)."""
+        now = time.monotonic()
+        due = sorted(u for u in self.mf_pending if self.mf_due(u, now) and u in self.mf.users)
+        k = self.res.settings.recs_candidates
+        for start in range(0, len(due), PUBLISH_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for u in due[start:start + PUBLISH_CHUNK]:
+                flat: list[Any] = []
+                for item, score in self.mf.top(u, k):
+                    flat += [repr(score), item]
+                await self.replace_script(keys=[self.keys.recs_user_mf(u)], args=[_json(flat)], client=pipe)
+            await pipe.execute()
+        for u in due:
+            self.mf_refreshed[u] = now
+        self.mf_pending.difference_update(due)
+        self.mf_pending.intersection_update(self.mf.users)
+        self.mf_refreshed = {u: t for u, t in self.mf_refreshed.items() if now - t < self.mf_refresh_s}
+        return len(due)
 
     async def publish(self, f: Fold, moved: set[str], pv_before: tuple[int, int]) -> None:
         """MF item factors and monitoring counters (one pipeline; the per-user MF candidates are
@@ -702,6 +748,14 @@ def register(app: faust.App, res: Resources, signals_topic: str, deadletter_topi
     @app.timer(interval=max(0.2, s.recs_publish_interval_s))
     async def publish_similar() -> None:
         await item_side.publish_safely(force=True)
+
+    if s.recs_mf_refresh_s > 0:
+        @app.timer(interval=max(0.2, s.recs_mf_refresh_s))
+        async def refresh_mf_candidates() -> None:
+            try:
+                await users.refresh_pending()
+            except Exception:  # noqa: BLE001 - a timer must survive a slow Redis; users stay pending
+                log.exception("refreshing MF candidates failed; retried on the next tick")
 
     return "recs by user", update_recs_by_user
 

@@ -5,6 +5,8 @@ the repartition records."""
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import pytest
 
@@ -161,3 +163,46 @@ async def test_retrying_repeats_a_failing_step_then_gives_up(monkeypatch):
     monkeypatch.setattr(cooccurrence, "RETRIES", 4)
     with pytest.raises(TimeoutError):
         await cooccurrence.retrying("step", broken)
+
+
+async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the_timer():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from aura.layout import RedisKeys
+    from streams.cooccurrence import UserSignals
+    from streams.mf import OnlineMF
+
+    written: list[tuple[str, list[str]]] = []
+
+    class Pipe:
+        async def execute(self) -> list[int]:
+            return []
+
+    class FakeRedis:  # only what refresh_pending touches
+        def pipeline(self, transaction: bool = False) -> Pipe:
+            return Pipe()
+
+    async def replace(keys: list[str], args: list[str], client: Any = None) -> None:
+        written.append((keys[0], json.loads(args[0])))
+
+    u = UserSignals.__new__(UserSignals)
+    u.mf_refresh_s, u.mf_refreshed, u.mf_pending = 10.0, {}, set()
+    u.redis, u.keys, u.replace_script = FakeRedis(), RedisKeys("t"), replace
+    u.res = SimpleNamespace(settings=SimpleNamespace(recs_candidates=2))
+    u.mf = OnlineMF(dim=4)
+    for i in "abc":
+        u.mf.item_row(i)
+    u.mf.users["u1"] = np.ones(4, dtype=np.float32)
+    assert u.mf_due("u1", 100.0)
+    u.mf_refreshed["u1"] = 100.0
+    assert not u.mf_due("u1", 105.0) and u.mf_due("u1", 110.0)
+    u.mf_pending = {"u1", "gone"}  # "gone": no factors in this process any more
+    u.mf_refreshed["u1"] = time.monotonic()  # just written: the timer leaves it pending
+    assert await u.refresh_pending() == 0 and u.mf_pending == {"u1"} and not written
+    u.mf_refreshed["u1"] = time.monotonic() - 11
+    assert await u.refresh_pending() == 1
+    key, flat = written[-1]
+    assert key == RedisKeys("t").recs_user_mf("u1") and len(flat) == 4 and flat[1] in "abc"
+    assert u.mf_pending == set() and "u1" in u.mf_refreshed

@@ -178,4 +178,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
                            expose_headers=["Retry-After", "X-Aura-Degraded"], max_age=600)
     app.add_middleware(EdgeMiddleware, max_body_bytes=s.max_body_bytes)  # outermost: sees every request
+    match_hot_groups_first(app)
     return app
+
+
+HOT_GROUPS = ("/recommendations", "/profiles", "/content")  # storefront reads, in order of traffic
+
+
+def match_hot_groups_first(app: FastAPI) -> None:
+    """Routing tries the routes in order and each included group costs a scan of its routes (up to
+    ~0.25 ms for the last group on this machine): move health and the storefront read groups to the
+    front. Safe because every group has its own first path segment, so no path matches two groups."""
+    def rank(route: Any) -> int:
+        router = getattr(route, "original_router", None)
+        if router is system.router:  # /v1/health: load balancers probe it all the time
+            return -1
+        prefix = getattr(router, "prefix", None)
+        return HOT_GROUPS.index(prefix) if prefix in HOT_GROUPS else len(HOT_GROUPS)
+
+    app.router.routes.sort(key=rank)  # stable: everything else keeps its order

@@ -1,6 +1,7 @@
 """Redis bytes per user of the profile state, at ``--users`` synthetic users.
 
-    .venv/bin/python -m bench.memory --users 100000 --events-per-user 8 [--layouts packed,legacy,texthash,bloblhash]
+    .venv/bin/python -m bench.memory --users 100000 --events-per-user 8 [--layouts packed,legacy,texthash,blobhash]
+    .venv/bin/python -m bench.memory --users 100000 --events-per-user 8 --replicate 10 --sweep   # 1M users
 
 Each synthetic user gets a demo session history (``--events-per-user`` events on average) folded by
 the real ``fold_user``. Layout ``packed`` is what the worker writes (one string per user, written with
@@ -40,6 +41,11 @@ def main() -> None:
     ap.add_argument("--events-per-user", type=float, default=12.0)
     ap.add_argument("--items", type=int, default=500)
     ap.add_argument("--layouts", default="packed", help="comma list of packed,legacy,texthash,blobhash")
+    ap.add_argument("--replicate", type=int, default=1,
+                    help="write each folded profile under this many user ids (e.g. 100k folded x 10 = 1M users with "
+                         "the same distribution, without folding 8M events)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="time a dry-run idle sweep (streams/lifecycle.py: SCAN + read + decide) over the packed keys")
     ap.add_argument("--keep", action="store_true", help="leave the bench prefix's other keys in Redis")
     a = ap.parse_args()
     s = bench_settings(get_settings())
@@ -68,13 +74,16 @@ def main() -> None:
         if off >= n_events and len(state) >= a.users:
             break
     fold_s = time.monotonic() - t0
+    if a.replicate > 1:
+        folded = list(state.items())
+        state = {u if k == 0 else f"{u}r{k}": p for k in range(a.replicate) for u, p in folded}
     n = len(state)
     print(f"users={n} events={off} fold={fold_s:.1f}s avg_recent_items="
           f"{sum(len(p.recent) for p in state.values()) / n:.1f} "
           f"avg_affinity_keys={sum(len(p.aff) for p in state.values()) / n:.1f} "
           f"avg_packed_value={sum(len(profiles.pack(p)) for p in state.values()) / n:.0f} bytes")
     for layout in a.layouts.split(","):
-        measure(r, keys, state, layout, script)
+        measure(r, keys, state, layout, script, a.sweep and layout == "packed", s, cfg)
     print(f"bench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if not a.keep:
         cleanup_redis(s)
@@ -123,7 +132,31 @@ def write(pipe: Any, keys: RedisKeys, u: str, p: Profile, layout: str, script: A
         pipe.hset(pk, mapping=doc)
 
 
-def measure(r: Any, keys: RedisKeys, state: dict[str, Profile], layout: str, script: Any) -> None:
+def time_sweep(s: Any, keys: RedisKeys, cfg: ProfileConfig, n: int) -> None:
+    """A dry-run pass of the idle sweep over the packed keys (reads and decisions, no writes)."""
+    import asyncio
+
+    from streams import lifecycle
+
+    class ReadOnly(profiles.ProfileStore):
+        def __init__(self, redis: Any) -> None:  # reads only: no Cassandra statements
+            self.redis, self.keys, self.cfg = redis, keys, cfg
+
+    async def run() -> tuple[float, Any]:
+        redis = bootstrap.redis_async(s)
+        t0 = time.monotonic()
+        res = await lifecycle.sweep(ReadOnly(redis), int(time.time() * 1000), s.lifecycle_sweep_batch, dry_run=True)
+        took = time.monotonic() - t0
+        await redis.aclose()
+        return took, res
+
+    took, res = asyncio.run(run())
+    print(f"[packed] idle sweep dry run: {res.scanned} profiles in {took:.1f} s ({res.scanned / took:,.0f}/s), "
+          f"{res.changed} would move to at-risk/churned (of {n})")
+
+
+def measure(r: Any, keys: RedisKeys, state: dict[str, Profile], layout: str, script: Any, sweep: bool = False,
+            s: Any = None, cfg: Any = None) -> None:
     before = r.info("memory")["used_memory"]
     pipe = r.pipeline(transaction=False)
     for i, (u, p) in enumerate(state.items()):
@@ -144,6 +177,8 @@ def measure(r: Any, keys: RedisKeys, state: dict[str, Profile], layout: str, scr
             for j, x in enumerate(pipe.execute()):
                 per_kind[j % width] += x or 0
     total = sum(per_kind)
+    if sweep:
+        time_sweep(s, keys, cfg, n)
     enc = r.object("encoding", layout_keys(keys, users[0], layout)[-1])
     print(f"[{layout}] redis MEMORY USAGE: {total / n:.0f} bytes/user -> {total / n * 1e6 / 2**30:.3f} GiB per "
           f"1M users; used_memory delta {(after - before) / n:.0f} bytes/user (shared instance: noisy); "

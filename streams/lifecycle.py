@@ -69,8 +69,9 @@ def _escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000) -> SweepResult:
-    """One pass over every profile in Redis (see the module doc); returns what it did."""
+async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bool = False) -> SweepResult:
+    """One pass over every profile in Redis (see the module doc); returns what it did (with
+    ``dry_run``: what it would do, writing nothing; ``changed`` counts the users it would move)."""
     redis, keys, cfg = store.redis, store.keys, store.cfg
     head = keys.user_state("")[:-2]  # "<prefix>:u:" (the key is "<prefix>:u:{<user>}")
     pattern = _escape_glob(head) + "{*}"
@@ -89,6 +90,9 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000) -> SweepRes
                 continue
             expected = p.version
             if not sweep_user(p, now_ms, cfg):
+                continue
+            if dry_run:
+                result.changed += 1
                 continue
             p.version = next_version(p.version)
             order.append(u)

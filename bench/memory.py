@@ -12,7 +12,7 @@ fields; floats at 6 significant digits as that version kept them), ``texthash`` 
 user with short field names and text values (listpack-encoded), ``blobhash`` = the packed value as
 the only field of a hash. Analytics and segment sets are not per user and are left out. Reports
 MEMORY USAGE summed over every user key (exact per key, includes Redis' key overhead), the used_memory
-delta (noisy: the Redis is shared), and this process's peak RSS.
+delta (noisy when the Redis is shared with other work), and this process's peak RSS.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def measure(r: Any, keys: RedisKeys, state: dict[str, Profile], layout: str, scr
         time_sweep(s, keys, cfg, n)
     enc = r.object("encoding", layout_keys(keys, users[0], layout)[-1])
     print(f"[{layout}] redis MEMORY USAGE: {total / n:.0f} bytes/user -> {total / n * 1e6 / 2**30:.3f} GiB per "
-          f"1M users; used_memory delta {(after - before) / n:.0f} bytes/user (shared instance: noisy); "
+          f"1M users; used_memory delta {(after - before) / n:.0f} bytes/user (noisy if the Redis is shared); "
           f"keys/user {width}, encoding of the last key: {enc}"
           + (f"; by key: counts={per_kind[0] / n:.0f} recent={per_kind[1] / n:.0f} profile={per_kind[2] / n:.0f}"
              if width == 3 else ""))

@@ -239,7 +239,10 @@ class Candidates:
         if not len(ids):
             return
         ix = self.index
-        idx = [ix.setdefault(i, len(ix)) for i in ids]
+        new = [i for i in dict.fromkeys(ids) if i not in ix]
+        if new:
+            ix.update(zip(new, range(len(ix), len(ix) + len(new)), strict=True))
+        idx = list(map(ix.__getitem__, ids))
         sc = np.asarray(scores, dtype=np.float64)
         self.chunks.setdefault(source, []).append((idx, sc * factor if factor != 1.0 else sc))
 
@@ -329,12 +332,20 @@ def seq_item(raw: str) -> tuple[str, float]:
     return item, float(w)
 
 
+def float_array(values: list[Any]) -> np.ndarray:
+    """Scores from a reply: floats (RESP3 doubles) or decimal strings (RESP2); numpy's own string
+    parsing is several times slower than ``float``."""
+    if values and isinstance(values[0], str):
+        values = list(map(float, values))
+    return np.array(values, dtype=np.float64)
+
+
 def flat_scores(flat: list[Any]) -> tuple[list[str], np.ndarray]:
     """A raw ``ZREVRANGE ... WITHSCORES`` reply -> ids, scores. RESP3 (``protocol=3``): [member, score]
     pairs with float scores; RESP2: member, score, member, score ... as strings."""
     if flat and isinstance(flat[0], list):
         return [p[0] for p in flat], np.fromiter((p[1] for p in flat), dtype=np.float64, count=len(flat))
-    return flat[0::2], np.array(flat[1::2], dtype=np.float64)
+    return flat[0::2], float_array(flat[1::2])
 
 
 @dataclass
@@ -384,7 +395,7 @@ end
 local flat = {}
 for _, j in ipairs(order) do
   flat[#flat + 1] = j
-  flat[#flat + 1] = string.format('%.17g', acc[j])
+  flat[#flat + 1] = {double = acc[j]}
 end
 return flat
 """
@@ -405,7 +416,8 @@ def users_knn(neighbours: list[tuple[str, float]], seqs: list[list[str]], decay:
 # source-major (``n_src`` blocks of ``n_rec`` keys, newest recent item first); ARGV = list_k, n_src,
 # n_rec, then the factor ``decay**r * weight_r`` of each recent item. Returns per source a flat
 # [item, score, ...] of ``sum_r factor_r * sim(r, item)`` over the top ``list_k`` of each list (the
-# same sums, in the same order, as ``recency_knn``; scores as %.17g strings: exact doubles).
+# same sums, in the same order, as ``recency_knn``; scores as RESP3 doubles, parsed by hiredis; a RESP2
+# client gets them as exact decimal strings).
 KNN_LUA = """
 local k, ns, nr = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
@@ -428,7 +440,7 @@ for s = 0, ns - 1 do
   local flat = {}
   for _, j in ipairs(order) do
     flat[#flat + 1] = j
-    flat[#flat + 1] = string.format('%.17g', acc[j])
+    flat[#flat + 1] = {double = acc[j]}
   end
   out[s + 1] = flat
 end
@@ -473,7 +485,7 @@ class Recommender:
         keys = [self.keys.recs_user_seq(v) for v, _s in neighbours]
         if self.users_script is not None:
             flat = await self.users_script(keys=keys, args=[NEIGHBOUR_ITEMS, decay, *[s for _v, s in neighbours]])
-            return flat[0::2], np.array(flat[1::2], dtype=np.float64)
+            return flat[0::2], float_array(flat[1::2])
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.execute_command("LRANGE", key, 0, NEIGHBOUR_ITEMS - 1)
@@ -487,8 +499,7 @@ class Recommender:
         keys = [self.keys.recs_item_similar(item, src) for src in sources for item, _w in recent]
         if self.knn_script is not None:
             flats = await self.knn_script(keys=keys, args=[self.list_k, len(sources), len(recent), *factors])
-            return {src: (flat[0::2], np.array(flat[1::2], dtype=np.float64)) for src, flat in zip(sources, flats,
-                                                                                                  strict=True)}
+            return {src: (flat[0::2], float_array(flat[1::2])) for src, flat in zip(sources, flats, strict=True)}
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:
             pipe.execute_command("ZREVRANGE", key, 0, self.list_k - 1, "WITHSCORES")
@@ -622,16 +633,26 @@ class Recommender:
 
         # (3) the pool's filter records, best first: ONE HMGET of a first chunk, enough when the filters
         # drop little; the rest of the pool only when they drop more (or boosts/diversity need it all)
-        best = sorted(zip(pool, total[pool_idx].tolist(), strict=True), key=lambda t: (-t[1], t[0]))
-        pool, scores = [i for i, _ in best], [x for _, x in best]
+        pool_scores = total[pool_idx]
         whole = bool(f.boost_items or f.boost_categories or req.diversity.max_per_category is not None
                      or req.diversity.mmr_lambda is not None)
         first = len(pool) if whole else max(3 * req.limit, 30)
-        records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *pool[:first])
-        ranked = rank_pool(pool[:first], scores[:first], records, set(), f, req.diversity, req.limit)
-        if len(ranked) < req.limit and len(pool) > first:
-            records += await self.redis.execute_command("HMGET", k.recs_item_filters(), *pool[first:])
-            ranked = rank_pool(pool, scores, records, set(), f, req.diversity, req.limit)
+        head = np.arange(len(pool))
+        if first < len(pool):  # the head of the order (-score, id): every item scoring >= the first-th best
+            threshold = np.partition(pool_scores, len(pool) - first)[len(pool) - first]
+            head = np.flatnonzero(pool_scores >= threshold)
+        best = sorted(zip([pool[j] for j in head], pool_scores[head].tolist(), strict=True),
+                      key=lambda t: (-t[1], t[0]))
+        ids, scores = [i for i, _ in best], [x for _, x in best]
+        records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
+        ranked = rank_pool(ids, scores, records, set(), f, req.diversity, req.limit)
+        if len(ranked) < req.limit and len(pool) > len(ids):  # the filters dropped many: the whole pool
+            rest = sorted(set(range(len(pool))) - set(head.tolist()))
+            more = sorted(zip([pool[j] for j in rest], pool_scores[rest].tolist(), strict=True),
+                          key=lambda t: (-t[1], t[0]))
+            records += await self.redis.execute_command("HMGET", k.recs_item_filters(), *[i for i, _ in more])
+            ranked = rank_pool(ids + [i for i, _ in more], scores + [x for _, x in more], records, set(), f,
+                               req.diversity, req.limit)
         names = [s for s in SOURCES if s in masks]
         items = [(i, s, [name for name in names if masks[name][c.index[i]]]) for i, s in ranked]
         return Result(items=items, strategy=strategy, weights=weights, model=model)

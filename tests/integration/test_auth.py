@@ -120,26 +120,27 @@ def test_revocation_invalidates_the_redis_cache_at_once(client, api_key, key_sto
     assert redis_client.hget(cached, "revoked") == "1"
 
 
-def test_a_fast_key_is_admitted_from_a_local_lease_without_a_redis_call_per_request(isolated, api_key,
-                                                                                    redis_client):
-    """A key with a high rate takes a lease of rate x rate_limit_lease_s requests from Redis at once;
-    the next requests of the lease leave the shared TAT alone; a slow key moves it on every request."""
-    from aura.layout import RedisKeys
-
+def test_a_fast_key_is_admitted_from_a_local_lease_without_a_redis_call_per_request(isolated, api_key):
+    """A key with a high rate takes a lease of rate x rate_limit_lease_s requests from Redis at once, so
+    the next requests of the lease make no auth call to Redis; a slow key (lease of 1) makes one each."""
     s = isolated.model_copy(update={"api_key_local_ttl_s": 60.0})  # no lease expiry on a slow machine
     fast = api_key(READ, rate=1000.0, burst=2000)  # lease: 1000 x 0.05 s = 50 requests
     slow = api_key(READ, rate=10.0, burst=2000)  # lease: 10 x 0.05 s < 1 -> 1 request
-    keys = RedisKeys(s.redis_prefix)
     with TestClient(create_app(s)) as client:
-        for token, writes in ((fast, 1), (slow, 11)):
-            rate_key = keys.api_key_rate(parse_token(token))
+        auth = client.app.state.aura.auth
+        script, calls = auth.script, []
+
+        async def counting(*args, **kwargs):
+            calls.append(kwargs.get("keys"))
+            return await script(*args, **kwargs)
+
+        auth.script = counting
+        for token, expected in ((fast, 0), (slow, 10)):
             assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
-            tats = [redis_client.get(rate_key)]
+            before = len(calls)
             for _ in range(10):
                 assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
-                tats.append(redis_client.get(rate_key))
-            # each Lua call writes a new TAT (it expires once the bucket is full again: None)
-            assert len({t for t in tats if t is not None}) == writes, (token[:17], tats)
+            assert len(calls) - before == expected, (token[:17], calls[before:])
 
 
 def test_rate_limit_answers_429_with_retry_after_and_recovers(client, api_key):

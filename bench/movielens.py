@@ -187,7 +187,18 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
 
         wait(progress, 3600, "the worker to fold every event")
         if redis.hget(mon, "neighbour_events") is not None:  # user neighbours (streams/neighbours.py) registered
-            wait(lambda: int(redis.hget(mon, "neighbour_events") or 0) >= len(ordered), 600, "user neighbours")
+            # the monitor is counted after the fences: a retried batch is not counted again (the state is
+            # exactly once, the counter may stay short): done when it reaches the total or stops moving
+            last = [-1, time.monotonic()]
+
+            def neighbours_done() -> bool:
+                n = int(redis.hget(mon, "neighbour_events") or 0)
+                if n != last[0]:
+                    last[:] = [n, time.monotonic()]
+                return n >= len(ordered) or time.monotonic() - last[1] > 20
+
+            wait(neighbours_done, 600, "user neighbours")
+            say(f"user neighbours: {redis.hget(mon, 'neighbour_events')} events counted by the monitor")
         replay_s = time.monotonic() - t_send
         say(f"replay: {len(ordered)} events folded (user and item side) in {replay_s:.1f}s = "
             f"{len(ordered) / replay_s:,.0f} events/s end to end")

@@ -63,7 +63,8 @@ INTERACTION_WEIGHTS: dict[str, float] = {
 }
 BOUGHT_TYPES = frozenset({"add_to_cart", "purchase"})
 MONITOR_STREAM = "stream"  # recs_monitor(...) hash of the agents' own counters
-PUBLISH_CHUNK = 200  # items per Redis pipeline when republishing neighbour lists
+PUBLISH_CHUNK = 50  # items per Redis pipeline when republishing neighbour lists (each chunk's parse
+# and normalisation holds the event loop the behavior agent shares: kept to ~10 ms)
 
 
 @dataclass(frozen=True)

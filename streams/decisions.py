@@ -9,10 +9,16 @@ are decoded and de-duplicated once by the behavior agent (streams/behavior.py); 
 ``behavior_owner``'s step on every batch, and sends and counts the dead letters that step returns
 (rewards of unknown decisions or bandits). Both topics are keyed by user id with the same partition
 count; every fact carries its (topic, partition, offset), and the owners fence per source.
+
+A reward and its decision travel on different topics and are folded by different agents, so a
+reward can be ready before its decision record exists: the behavior step then waits (at most
+``DECISION_WAIT_S``, woken by every finished decisions batch) for the decision to be folded, and
+only what is still unknown after that is dead-lettered as ``unknown_decision``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
     from streams.app import Resources
 
 log = logging.getLogger(__name__)
+
+DECISION_WAIT_S = 2.0  # how long a reward waits for its decision to be folded before it is an orphan
 
 
 class Parsed:
@@ -114,6 +122,39 @@ class DecisionOwners:
         self.bandits = BanditStore(res.redis, res.session, res.keys, s.decision_ttl_s)
         self.configs: ConfigCache[BanditConfig] = ConfigCache("bandits", Tables.BANDITS, "bandit_id", res.redis,
                                                               res.keys, res.session, validate_bandit)
+        # Rewards arrive on the behavior topic, their decisions on the decisions topic, folded by two
+        # agents: a reward may be ready before its decision. ``progress`` is set (and replaced) after
+        # every decisions batch, so the behavior step can wait for the decisions agent (bounded).
+        self.progress = asyncio.Event()
+
+    def decisions_folded(self) -> None:
+        self.progress.set()
+        self.progress = asyncio.Event()
+
+    async def missing_decisions(self, rewards: list[RewardFact]) -> set[str]:
+        """Decision ids of ``rewards`` whose decision record is not (yet) in Redis (one MGET per bandit)."""
+        known = await self.configs.get()
+        ask = sorted({(r.bandit_id, r.decision_id) for r in rewards if r.bandit_id in known})
+        if not ask:
+            return set()
+        pipe = self.res.redis.pipeline(transaction=False)
+        for b, d in ask:
+            pipe.exists(self.res.keys.bandit_decision(b, d))
+        return {d for (_b, d), ok in zip(ask, await pipe.execute(), strict=True) if not ok}
+
+    async def await_decisions(self, rewards: list[RewardFact], max_wait_s: float = DECISION_WAIT_S) -> None:
+        """Give the decisions agent up to ``max_wait_s`` to fold the decisions these rewards refer to;
+        what is still missing after that is an orphan (dead-lettered by ``apply``)."""
+        if not rewards or not await self.missing_decisions(rewards):
+            return
+        deadline = time.monotonic() + max_wait_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                await asyncio.wait_for(self.progress.wait(), timeout=left)
+            except TimeoutError:
+                return
+            if not await self.missing_decisions(rewards):
+                return
 
     async def apply(self, exposures: list[ExposureFact], decisions: list[DecisionFact],
                     behavior: list[tuple[Accepted, Source, RawRecord]], records: list[RawRecord],
@@ -157,6 +198,7 @@ def behavior_owner(owners: DecisionOwners, behavior_topic: str) -> Any:
         facts = behavior_facts(b.kept, b.raw, behavior_topic)
         if not facts:
             return []
+        await owners.await_decisions(conversions_and_rewards(facts)[1])
         return await owners.apply([], [], facts, [])
 
     return "decisions", step
@@ -179,6 +221,7 @@ def register(app: faust.App, res: Resources, decisions_topic: str, deadletter_to
             parsed = parse(records, decisions_topic, now_ms)
             dead = list(parsed.dead)
             dead += await retrying("decisions", owners.apply, parsed.exposures, parsed.decisions, [], records)
+            owners.decisions_folded()
             for d in dead:
                 await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))
             if dead:

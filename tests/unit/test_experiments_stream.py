@@ -76,3 +76,54 @@ def test_parse_mixed_batch_dead_letters_bad_decisions_and_skips_other_kinds():
     conversions, rewards = conversions_and_rewards(p.behavior)
     assert [c.event_type for c in conversions] == ["click"]
     assert [(r.bandit_id, r.decision_id) for r in rewards] == [("b1", did)]
+
+
+async def test_a_reward_waits_for_its_decision_to_be_folded_then_gives_up():
+    import asyncio
+    from types import SimpleNamespace
+
+    from aura.layout import RedisKeys
+    from streams.bandits import RewardFact
+    from streams.decisions import DecisionOwners
+
+    stored: set[str] = set()
+    keys = RedisKeys("t")
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        def exists(self, key: str) -> None:
+            self.asked.append(key)
+
+        async def execute(self) -> list[int]:
+            return [int(k in stored) for k in self.asked]
+
+    class Configs:
+        async def get(self) -> dict[str, object]:
+            return {"b1": object()}
+
+    owners = DecisionOwners.__new__(DecisionOwners)
+    owners.res = SimpleNamespace(redis=SimpleNamespace(pipeline=lambda transaction=False: Pipe()), keys=keys)
+    owners.configs = Configs()
+    owners.progress = asyncio.Event()
+    reward = RewardFact("b1", "d1", "click", 1, src(7))
+
+    async def decisions_agent() -> None:  # folds the decision a moment later
+        await asyncio.sleep(0.05)
+        owners.decisions_folded()  # an unrelated batch first
+        await asyncio.sleep(0.05)
+        stored.add(keys.bandit_decision("b1", "d1"))
+        owners.decisions_folded()
+
+    t0 = time.monotonic()
+    await asyncio.gather(owners.await_decisions([reward], max_wait_s=5.0), decisions_agent())
+    assert time.monotonic() - t0 < 2.0 and not await owners.missing_decisions([reward])
+    # a decision that never comes: bounded wait, then the reward is left to become an orphan
+    t0 = time.monotonic()
+    await owners.await_decisions([RewardFact("b1", "never", "click", 1, src(8))], max_wait_s=0.2)
+    assert 0.15 < time.monotonic() - t0 < 3.0
+    # rewards of unknown bandits never wait (they are dead-lettered as unknown_bandit)
+    t0 = time.monotonic()
+    await owners.await_decisions([RewardFact("zz", "d", "click", 1, src(9))], max_wait_s=5.0)
+    assert time.monotonic() - t0 < 1.0

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
             for method in a.methods.split(","):
                 recs: dict[str, list[str]] = {}
                 lat = []
-                base, _, overrides = method.partition("+")
+                plain, _, overrides = method.partition("+")
                 placement = "default"
                 if overrides:  # a weight variant of the default placement
                     from serving.recommend import DEFAULT_WEIGHTS
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
                 for u in users:
                     t1 = time.perf_counter()
                     r = client.post("/v1/recommendations/generate", json={
-                        "user_id": u, "method": base, "limit": 10, "context": {"placement": placement},
+                        "user_id": u, "method": plain, "limit": 10, "context": {"placement": placement},
                         "filters": {"exclude_seen": True, "in_stock_only": False}})
                     lat.append((time.perf_counter() - t1) * 1000)
                     r.raise_for_status()

@@ -92,6 +92,7 @@ def build(s: Settings, resources: Resources | None = None
         behavior.profiles_owner(behavior.BehaviorPipeline(resources, durable)),  # profiles, segments, analytics
         recs_by_user,  # recommender sequences, co-occurrence, trending, popularity, online MF
         decisions.behavior_owner(decision_owners, layout.topic(s, layout.BEHAVIOR)),  # conversions, rewards
+        *__import__("streams.neighbours", fromlist=["owners"]).owners(resources),  # user neighbours, if enabled
     ]
     behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER),
                       behavior_owners, durable)

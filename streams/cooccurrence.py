@@ -112,6 +112,9 @@ class Entry:
         return {"offset": self.offset, "event_time": self.event_time, "weight": self.weight,
                 "cooc": dict(self.cooc), "bought": dict(self.bought)}
 
+    def __getitem__(self, name: str) -> Any:  # read like its Avro record by ``fold_items`` (direct path)
+        return getattr(self, name)
+
 
 @dataclass
 class UserDelta:
@@ -228,6 +231,13 @@ def signal_records(f: Fold, partitions: int) -> dict[tuple[int, int], dict[str, 
         rec = out.setdefault(key, {"source_partition": part, "items": []})
         rec["items"].append({"item_id": item, "entries": [e.to_avro() for e in entries]})
     return out
+
+
+def direct_records(f: Fold) -> list[dict[str, Any]]:
+    """A fold's item entries as per-item records for ``ItemSignals.apply`` without the Avro round trip
+    (the direct path: same records as ``flatten`` of ``signal_records``, entries left as ``Entry``)."""
+    return [{"item_id": item, "source_partition": part, "entries": entries}
+            for (item, part), entries in f.items.items()]
 
 
 def flatten(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -465,10 +475,10 @@ class UserSignals:
             moved = self.learn(f, vecs)
             # item-keyed deltas first (acked), user fences after: a crash in between replays them
             # at the same source offsets, and the item fences drop them.
-            records = signal_records(f, self.partitions)
             if self.item_side is not None:  # direct: the same fenced item writes, without the Kafka hop
-                await self.item_side.apply([r for rec in records.values() for r in flatten(rec)])
+                await self.item_side.apply(direct_records(f))
             else:
+                records = signal_records(f, self.partitions)
                 futures = [await send(ipart, self.codec.encode(rec)) for (ipart, _s), rec in records.items()]
                 if futures:
                     await asyncio.gather(*futures)

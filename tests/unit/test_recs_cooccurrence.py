@@ -206,3 +206,15 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
     key, flat = written[-1]
     assert key == RedisKeys("t").recs_user_mf("u1") and len(flat) == 4 and flat[1] in "abc"
     assert u.mf_pending == set() and "u1" in u.mf_refreshed
+
+
+def test_direct_records_fold_like_the_repartitioned_ones():
+    from streams.cooccurrence import direct_records
+
+    f = fold([ev(1, "u", "view", "a"), ev(2, "u", "add_to_cart", "b"), ev(3, "v", "purchase", "b"),
+              ev(4, "u", "purchase", "a")], {}, {}, P)
+    via_kafka = [r for rec in signal_records(f, 4).values() for r in flatten(rec)]
+    direct = direct_records(f)
+    assert fold_items(direct, {}, 1000.0) == fold_items(via_kafka, {}, 1000.0)
+    assert sorted((r["item_id"], r["source_partition"]) for r in direct) == sorted(
+        (r["item_id"], r["source_partition"]) for r in via_kafka)

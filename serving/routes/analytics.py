@@ -160,7 +160,8 @@ async def placements(state: State, w: WindowDep) -> dict[str, Any]:
 async def items(state: State, w: WindowDep, item_id: str | None = Query(None, max_length=256),
                 limit: int = Query(20, ge=1, le=500)) -> dict[str, Any]:
     if w.grain == "minute":
-        raise HTTPException(422, [{"loc": ["query", "grain"], "msg": "per-item stats exist for hour and day"}])
+        raise HTTPException(422, [{"loc": ["query", "grain"], "msg": "per-item stats exist for hour and day",
+                                   "type": "value_error"}])
     buckets, source = await _buckets(state, w)
     t = analytics.merge_totals(buckets)
     per: dict[str, dict[str, float]] = {}

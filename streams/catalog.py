@@ -318,7 +318,7 @@ def register(app: faust.App, res: Resources, catalog_topic: str, deadletter_topi
     s = res.settings
     source = app.topic(catalog_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
-    from streams.cooccurrence import retrying
+    from streams.behavior import retrying
 
     item_codec = codec("catalog_item")
     dead_codec = codec("dead_letter")

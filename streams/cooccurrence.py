@@ -48,6 +48,7 @@ from aura import layout
 from aura.layout import Tables
 from schemas.codec import DecodeError, codec
 from streams import trending
+from streams.behavior import retrying
 from streams.durable import WriteBehind
 from streams.intake import Accepted
 from streams.mf import OnlineMF
@@ -697,27 +698,6 @@ class ItemSignals:
 # ------------------------------------------------------------------------------------- agents
 
 DEDUP_WINDOW_MS = 24 * 3600 * 1000
-RETRIES = 30
-
-
-async def retrying(what: str, fn: Any, *args: Any) -> Any:
-    """Run an idempotent batch step until it succeeds (backoff up to 5 s, ``RETRIES`` attempts).
-
-    A crashed Faust agent is restarted *without* the batch it was folding (measured: 8 of 99,057
-    events lost after a Redis timeout), so transient store errors are retried here; the fences make
-    a retried step harmless.
-    """
-    delay = 0.1
-    for attempt in range(1, RETRIES + 1):
-        try:
-            return await fn(*args)
-        except Exception as exc:  # noqa: BLE001 - retried, then re-raised
-            if attempt == RETRIES:
-                raise
-            log.warning("%s failed (%s: %s); retry %d in %.1fs", what, type(exc).__name__, exc, attempt, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    return None
 
 
 def register(app: faust.App, res: Resources, signals_topic: str, deadletter_topic: str,

@@ -12,6 +12,7 @@ import pytest
 
 from schemas.codec import codec
 from schemas.events import Behavior
+from streams import behavior
 from streams.cooccurrence import (
     CoocParams,
     SeqEntry,
@@ -141,8 +142,6 @@ def test_lua_argument_layouts():
 async def test_retrying_repeats_a_failing_step_then_gives_up(monkeypatch):
     import asyncio
 
-    from streams import cooccurrence
-
     async def no_sleep(_s: float) -> None:
         return None
 
@@ -155,14 +154,14 @@ async def test_retrying_repeats_a_failing_step_then_gives_up(monkeypatch):
             raise TimeoutError("redis")
         return x * 2
 
-    assert await cooccurrence.retrying("step", flaky, 21) == 42 and len(calls) == 3
+    assert await behavior.retrying("step", flaky, 21) == 42 and len(calls) == 3
 
     async def broken() -> None:
         raise TimeoutError("down")
 
-    monkeypatch.setattr(cooccurrence, "RETRIES", 4)
+    monkeypatch.setattr(behavior, "RETRIES", 4)
     with pytest.raises(TimeoutError):
-        await cooccurrence.retrying("step", broken)
+        await behavior.retrying("step", broken)
 
 
 async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the_timer():

@@ -175,6 +175,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(bandit_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
 
+    if s.api_fast_path:  # hot GET routes without routing/DI; inside CORS and the edge metrics (issue 6)
+        from serving.fastpath import FastPath
+
+        app.add_middleware(FastPath)
     if s.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

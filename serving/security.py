@@ -210,15 +210,19 @@ PRINCIPAL_SCOPE_KEY = "aura.principal"
 
 async def enforce(request: Request, required: str, token: str | None) -> Principal:
     """Authenticate once per request (cached in the ASGI scope), then check ``required``."""
-    state = request.app.state.aura
+    return await authorize(request.app.state.aura, request.scope, required, token)
+
+
+async def authorize(state: Any, scope: dict[str, Any], required: str, token: str | None) -> Principal:
+    """``enforce`` without a Request (also used by the ASGI fast path, serving/fastpath.py)."""
     if not state.settings.auth_enabled:
         return ANONYMOUS
-    principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:
         if not token:
             raise unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
         principal = await state.auth.authenticate(token)
-        request.scope[PRINCIPAL_SCOPE_KEY] = principal
+        scope[PRINCIPAL_SCOPE_KEY] = principal
     if not covers(principal.scopes, required):
         raise HTTPException(403, f"this API key lacks the '{required}' scope")
     return principal
@@ -226,6 +230,11 @@ async def enforce(request: Request, required: str, token: str | None) -> Princip
 
 def _token(api_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> str | None:
     return api_key or (bearer.credentials if bearer is not None else None)
+
+
+async def presented_token(request: Request) -> str | None:
+    """The token as the routes' two security dependencies read it (X-API-Key, else a Bearer token)."""
+    return _token(await _api_key_header(request), await _bearer(request))
 
 
 def scoped(scope: str) -> dict[str, Any]:

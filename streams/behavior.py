@@ -84,16 +84,14 @@ async def resolve_aliases(redis: Any, keys: Any, accepted: list[Accepted]) -> li
 
 class BufferedProfileStore(ProfileStore):
     """``ProfileStore`` whose Cassandra copies go through the write-behind buffer: the absolute state
-    of each touched user is buffered (the newest replaces an older one) and written by
-    ``ProfileStore.write_durable`` itself at flush time, so the rows are exactly the ones it writes."""
+    of each touched user is buffered (the newest replaces an older one) and turned into
+    ``ProfileStore.durable_statements`` at flush time, so the rows are exactly the ones it writes
+    (grouped per user with the user's other rows of the flush: one Cassandra mutation)."""
 
     def __init__(self, redis: Any, session: Any, keys: Any, cfg: ProfileConfig, durable: WriteBehind) -> None:
         super().__init__(redis, session, keys, cfg)
         self.durable = durable
-        durable.sink("profiles", self._flush)
-
-    async def _flush(self, states: dict[Any, Any]) -> None:
-        await ProfileStore.write_durable(self, states)
+        durable.cql_sink("profiles", session, lambda states: ProfileStore.durable_statements(self, states))
 
     async def write_durable(self, states: dict[str, Profile]) -> None:
         self.durable.put_many("profiles", states)

@@ -411,7 +411,8 @@ class UserSignals:
         self.item_side = item_side
         self.durable = durable
         if durable is not None:
-            durable.sink("interactions", lambda rows: self.insert_interactions(list(rows.values())))
+            durable.cql_sink("interactions", res.session,
+                             lambda rows: self.interaction_statements(list(rows.values())))
         self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
         self.user_script = res.redis.register_script(USER_LUA)
         self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
@@ -572,14 +573,14 @@ class UserSignals:
             return
         await self.insert_interactions(rows)
 
-    async def insert_interactions(self, rows: list[tuple[str, int, str, str, str, float]]) -> None:
-        if not rows:
-            return
-        from cassandra.concurrent import execute_concurrent_with_args
+    def interaction_statements(self, rows: list[tuple[str, int, str, str, str, float]]) -> list[Any]:
+        """Interaction rows tagged with their partition (the user): one batch per user and flush."""
+        return [(("user", r[0]), self.insert, r) for r in rows]
 
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: execute_concurrent_with_args(self.res.session, self.insert, rows,
-                                                       concurrency=64, raise_on_first_error=True))
+    async def insert_interactions(self, rows: list[tuple[str, int, str, str, str, float]]) -> None:
+        from streams.durable import execute_grouped
+
+        await execute_grouped(self.res.session, self.interaction_statements(rows))
 
 
 # ------------------------------------------------------------------------------- I/O: item side

@@ -14,6 +14,15 @@ batch is redelivered, the fences skip its Redis effects and the owners buffer th
 rows again. A failed flush keeps the rows (and the acks) and retries with backoff.
 
 Flushes run one at a time, so a key's newer value is never overtaken by an older one.
+
+Fewer Cassandra mutations: the local Cassandra commits each mutation to its commit log in groups
+(``commitlog_sync: group``, 10 ms window, 16 write threads), so it accepts ~1,500 mutations/s
+whatever the client does (measured, docs/state.md "Throughput"): rows, not bytes, are the limit.
+Sinks registered with ``cql_sink`` therefore hand over statements tagged with their partition, and a
+flush sends every statement of one partition (across sinks and tables: a user's activity row,
+profile row and interactions) as one UNLOGGED batch, which Cassandra applies as one mutation (same
+keyspace and partition key: atomic, one commit-log entry). ``execute_grouped`` does the same for
+writes made in the batch (segment members, grouped by segment).
 """
 
 from __future__ import annotations
@@ -28,6 +37,48 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Flush = Callable[[dict[Hashable, Any]], Awaitable[Any]]
+# (partition, prepared statement, parameters): statements with the same partition value (keyspace and
+# partition key, e.g. ``("user", user_id)``) are written as one batch.
+CqlStatement = tuple[Hashable, Any, tuple[Any, ...]]
+Statements = Callable[[dict[Hashable, Any]], list[CqlStatement]]
+BATCH_STATEMENTS = 32  # statements per UNLOGGED batch at most (rows of one partition beyond it: another batch)
+
+
+def group_batches(stmts: list[CqlStatement], max_statements: int = BATCH_STATEMENTS
+                  ) -> list[tuple[Any, tuple[Any, ...]]]:
+    """Statements of the same partition -> one UNLOGGED batch each (up to ``max_statements``); a lone
+    statement stays as it is. Order within a partition is kept (a batch's statements share one
+    timestamp, and each key appears once per flush)."""
+    from cassandra.query import BatchStatement, BatchType
+
+    by_partition: dict[Hashable, list[tuple[Any, tuple[Any, ...]]]] = {}
+    for partition, stmt, params in stmts:
+        by_partition.setdefault(partition, []).append((stmt, params))
+    out: list[tuple[Any, tuple[Any, ...]]] = []
+    for group in by_partition.values():
+        for i in range(0, len(group), max_statements):
+            chunk = group[i:i + max_statements]
+            if len(chunk) == 1:
+                out.append(chunk[0])
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for stmt, params in chunk:
+                batch.add(stmt, params)
+            out.append((batch, ()))
+    return out
+
+
+async def execute_grouped(session: Any, stmts: list[CqlStatement], concurrency: int = 64) -> int:
+    """Write ``stmts`` grouped per partition (``group_batches``) on the driver's threads; returns the
+    number of requests sent."""
+    if not stmts:
+        return 0
+    from cassandra.concurrent import execute_concurrent
+
+    grouped = group_batches(stmts)
+    await asyncio.get_running_loop().run_in_executor(
+        None, lambda: execute_concurrent(session, grouped, concurrency=concurrency, raise_on_first_error=True))
+    return len(grouped)
 
 
 @dataclass
@@ -35,8 +86,10 @@ class Sink:
     """One kind of durable row: pending values by key and the function that writes a batch of them."""
 
     name: str
-    flush: Flush
+    flush: Flush | None
     pending: dict[Hashable, Any] = field(default_factory=dict)
+    statements: Statements | None = None  # cql sinks: rows -> statements, written grouped by partition
+    session: Any = None
 
 
 class WriteBehind:
@@ -57,6 +110,24 @@ class WriteBehind:
     def sink(self, name: str, flush: Flush) -> Sink:
         s = self.sinks[name] = Sink(name, flush)
         return s
+
+    def cql_sink(self, name: str, session: Any, statements: Statements) -> Sink:
+        """A sink whose rows become Cassandra statements; at flush time the statements of every cql
+        sink are grouped by partition (one batch, one mutation per partition)."""
+        s = self.sinks[name] = Sink(name, None, statements=statements, session=session)
+        return s
+
+    async def _write(self, batches: list[tuple[Sink, dict[Hashable, Any]]]) -> None:
+        by_session: dict[int, tuple[Any, list[CqlStatement]]] = {}
+        calls = []
+        for s, rows in batches:
+            if s.statements is None:
+                assert s.flush is not None
+                calls.append(s.flush(rows))
+            else:
+                by_session.setdefault(id(s.session), (s.session, []))[1].extend(s.statements(rows))
+        calls += [execute_grouped(session, stmts) for session, stmts in by_session.values()]
+        await asyncio.gather(*calls)
 
     def put(self, name: str, key: Hashable, value: Any) -> None:
         """Buffer the absolute value of ``key`` (a later put of the same key replaces it)."""
@@ -109,7 +180,7 @@ class WriteBehind:
             try:
                 if batches:
                     t0 = time.perf_counter()
-                    await asyncio.gather(*(s.flush(rows) for s, rows in batches))
+                    await self._write(batches)
                     written = sum(len(rows) for _, rows in batches)
                     log.debug("flushed %d durable rows in %.0f ms", written, (time.perf_counter() - t0) * 1000)
             except BaseException:

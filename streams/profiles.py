@@ -614,19 +614,25 @@ class ProfileStore:
         await asyncio.gather(self.segments.reconcile(states, same_segments), self.write_durable(states))
         return states, facts
 
+    def durable_statements(self, states: dict[str, Profile]) -> list[Any]:
+        """The Cassandra rows of ``states`` (absolute values), tagged with their partition: a user's
+        activity and profile rows share ``("user", user_id)`` and are written as one mutation."""
+        stmts: list[Any] = []
+        for u, p in states.items():
+            stmts.append((("user", u), self.upsert_activity,
+                          (u, p.counts, p.first_seen, p.last_seen, p.recent,
+                           max(p.fences.values()) if p.fences else None)))
+            stmts.append((("user", u), self.upsert_profile,
+                          (u, json.dumps(durable_doc(p), separators=(",", ":")), p.version)))
+        return stmts
+
     async def write_durable(self, states: dict[str, Profile]) -> None:
-        """Copy the absolute state of ``states`` to Cassandra (idempotent upserts)."""
+        """Copy the absolute state of ``states`` to Cassandra (idempotent upserts, one batch per user)."""
         if not states:
             return
-        from cassandra.concurrent import execute_concurrent
+        from streams.durable import execute_grouped
 
-        stmts: list[tuple[Any, tuple[Any, ...]]] = []
-        for u, p in states.items():
-            stmts.append((self.upsert_activity, (u, p.counts, p.first_seen, p.last_seen, p.recent,
-                                                 max(p.fences.values()) if p.fences else None)))
-            stmts.append((self.upsert_profile, (u, json.dumps(durable_doc(p), separators=(",", ":")), p.version)))
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: execute_concurrent(self.session, stmts, concurrency=64, raise_on_first_error=True))
+        await execute_grouped(self.session, self.durable_statements(states))
 
 
 class CatalogCache:

@@ -86,10 +86,10 @@ class SegmentStore:
         (changed segments, or replayed users whose previous write may have been interrupted) get
         their full membership written.
         """
-        from cassandra.concurrent import execute_concurrent
+        from streams.durable import execute_grouped
 
         pipe = self.redis.pipeline(transaction=False)
-        stmts: list[tuple[Any, tuple[Any, ...]]] = []
+        stmts: list[Any] = []  # grouped per segment (the partition): one mutation per segment and batch
         for u, p in states.items():
             if u in unchanged:
                 continue
@@ -97,14 +97,13 @@ class SegmentStore:
             for name in self.names:
                 if name in member:
                     pipe.sadd(self.keys.segment_members(name), u)
-                    stmts.append((self.insert, (name, u)))
+                    stmts.append((("segment", name), self.insert, (name, u)))
                 else:
                     pipe.srem(self.keys.segment_members(name), u)
-                    stmts.append((self.delete, (name, u)))
+                    stmts.append((("segment", name), self.delete, (name, u)))
         if stmts:
             await pipe.execute()
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: execute_concurrent(self.session, stmts, concurrency=64, raise_on_first_error=True))
+            await execute_grouped(self.session, stmts)
 
     async def remove_user(self, user_id: str) -> None:
         """Take ``user_id`` out of every segment (erase, merge of an anonymous id)."""

@@ -101,3 +101,19 @@ async def test_events_held_during_a_flush_wait_for_the_next_one():
 
 async def _noop(_rows: dict[Any, Any]) -> None:
     return None
+
+
+def test_statements_of_one_partition_become_one_unlogged_batch():
+    from cassandra.query import BatchStatement, BatchType, SimpleStatement
+
+    from streams.durable import group_batches
+
+    a, b, c = (SimpleStatement(f"INSERT INTO t{i} (k) VALUES (%s)") for i in range(3))
+    out = group_batches([(("user", "u1"), a, ("u1",)), (("user", "u2"), a, ("u2",)),
+                         (("user", "u1"), b, ("u1",)), (("user", "u1"), c, ("u1",))], max_statements=2)
+    # u1: a and b in one batch (same partition, across tables), c in a second (max 2); u2 alone, as is
+    assert len(out) == 3
+    batch, params = out[0]
+    assert isinstance(batch, BatchStatement) and batch.batch_type == BatchType.UNLOGGED and params == ()
+    assert len(batch._statements_and_parameters) == 2
+    assert out[1] == (c, ("u1",)) and out[2] == (a, ("u2",))

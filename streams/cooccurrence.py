@@ -64,6 +64,7 @@ INTERACTION_WEIGHTS: dict[str, float] = {
 }
 BOUGHT_TYPES = frozenset({"add_to_cart", "purchase"})
 MONITOR_STREAM = "stream"  # recs_monitor(...) hash of the agents' own counters
+FENCE_CACHE_MAX = 500_000  # (item, source partition) fences remembered by the item side
 PUBLISH_CHUNK = 50  # items per Redis pipeline when republishing neighbour lists (each chunk's parse
 # and normalisation holds the event loop the behavior agent shares: kept to ~10 ms)
 
@@ -599,6 +600,11 @@ class ItemSignals:
         self.dirty: set[str] = set()
         self.dirty_bought: set[str] = set()
         self.last_publish = 0.0
+        # (item, source partition) -> the fence this worker wrote last. Only a hint that saves the
+        # fence reads: the script compares every fence it moves, so a stale value (another worker
+        # wrote since, after a rebalance) is a conflict, and the retry reads the fences from Redis.
+        self.fences: dict[tuple[str, int], int] = {}
+        self.fences_max = FENCE_CACHE_MAX
 
     async def apply(self, records: list[dict[str, Any]]) -> int:
         items = sorted({r["item_id"] for r in records})
@@ -606,12 +612,17 @@ class ItemSignals:
             return 0
         parts = sorted({(r["item_id"], r["source_partition"]) for r in records})
         applied = 0
-        for _attempt in range(5):
-            pipe = self.redis.pipeline(transaction=False)
-            for item, part in parts:
-                pipe.hget(self.keys.recs_item_state(item), f"f:{part}")
-            raw = await pipe.execute()
-            fences = {ip: (int(v) if v is not None else None) for ip, v in zip(parts, raw, strict=True)}
+        for attempt in range(5):
+            fences: dict[tuple[str, int], int | None] = {}
+            if attempt == 0:
+                fences = {ip: self.fences[ip] for ip in parts if ip in self.fences}
+            todo = [ip for ip in parts if ip not in fences]
+            if todo:
+                pipe = self.redis.pipeline(transaction=False)
+                for item, part in todo:
+                    pipe.hget(self.keys.recs_item_state(item), f"f:{part}")
+                raw = await pipe.execute()
+                fences.update({ip: (int(v) if v is not None else None) for ip, v in zip(todo, raw, strict=True)})
             applies = fold_items(records, fences, self.half_life_ms)
             pipe = self.redis.pipeline(transaction=False)
             order = [i for i, a in applies.items() if a.entries]
@@ -626,21 +637,34 @@ class ItemSignals:
             results = await pipe.execute() if order else []
             pipe = self.redis.pipeline(transaction=False)
             conflicts = set()
+            # absolute scores, one ZADD per sorted set and batch (was one per item and set: most of
+            # the batch's Redis commands)
+            popular: dict[str, float] = {}
+            trend: dict[str | None, dict[str, float]] = {}
+            if len(self.fences) > self.fences_max:
+                self.fences.clear()
             for item, res in zip(order, results, strict=True):
                 if not res:
                     conflicts.add(item)
+                    for part in applies[item].fences:
+                        self.fences.pop((item, part), None)
                     continue
+                for part, (_expected, new) in applies[item].fences.items():
+                    self.fences[(item, part)] = new
                 applied += applies[item].entries
                 pop, tr, cats = float(res[0]), res[1], json.loads(res[2] or "[]")
-                pipe.zadd(self.keys.recs_popular(), {item: pop})
+                popular[item] = pop
                 if tr:
-                    pipe.zadd(self.keys.recs_trending(), {item: float(tr)})
-                    for c in cats:
-                        pipe.zadd(self.keys.recs_trending(c), {item: float(tr)})
+                    for c in (None, *cats):
+                        trend.setdefault(c, {})[item] = float(tr)
                 if applies[item].cooc:
                     self.dirty.add(item)
                 if applies[item].bought:
                     self.dirty_bought.add(item)
+            if popular:
+                pipe.zadd(self.keys.recs_popular(), popular)
+            for c, scores in trend.items():
+                pipe.zadd(self.keys.recs_trending(c), scores)
             pipe.hincrby(self.keys.recs_monitor(MONITOR_STREAM), "signals_applied",
                          sum(applies[i].entries for i in order if i not in conflicts))
             await pipe.execute()

@@ -61,24 +61,19 @@ def hot_endpoints() -> list[Callable[..., Any]]:
 class HotRoute:
     """One route the fast path answers, and what it needs to answer it as FastAPI would."""
 
-    route: Any  # the route as the app sees it (``fastapi.routing.RouteContext``: prefixes and group guard)
+    route: Any  # the route as the app matches it (prefixes and the group's guard applied)
     original: APIRoute  # the router's own route object (what FastAPI puts in ``scope["route"]``)
     prefix: str  # the path up to the first parameter: a cheap pre-check
-    earlier: list[Any]  # routes the app tries first that could also take a GET of this path
+    earlier: list[Any]  # path regexes of GET routes the app tries first that could match the same path
+    earlier_other: list[Any]  # routes tried first that are not plain routes (mounts...): asked as FastAPI would
     required: str | None  # the scope the route's guard requires (None: open route)
     state_params: list[str]  # endpoint parameters that receive ``ApiState``
     dump_json: bool
     response_class: type[Response]
 
     def shadowed(self, scope: dict[str, Any], path: str) -> bool:
-        for r in self.earlier:
-            regex, methods = getattr(r, "path_regex", None), getattr(r, "methods", None)
-            if regex is not None and methods is not None:
-                if "GET" in methods and regex.match(path):
-                    return True
-            elif r.matches(scope)[0] is not Match.NONE:  # a mount or anything else: let FastAPI decide
-                return True
-        return False
+        return (any(regex.match(path) for regex in self.earlier)
+                or any(r.matches(scope)[0] is not Match.NONE for r in self.earlier_other))
 
 
 def simple(route: Any) -> list[str] | None:
@@ -101,6 +96,10 @@ def simple(route: Any) -> list[str] | None:
     return names if auth <= 1 else None
 
 
+def static_prefix(path: str) -> str:
+    return path.split("{", 1)[0]
+
+
 def build_table(app: Any, endpoints: Sequence[Callable[..., Any]]) -> list[HotRoute]:
     """The hot routes as the app matches them (included routers flattened, in matching order)."""
     contexts = list(iter_route_contexts(app.routes))
@@ -109,15 +108,24 @@ def build_table(app: Any, endpoints: Sequence[Callable[..., Any]]) -> list[HotRo
         original = ctx.original_route
         if not (isinstance(original, APIRoute) and ctx.endpoint in endpoints and "GET" in (ctx.methods or ())):
             continue
-        state_params = simple(ctx)
+        route = getattr(ctx, "_effective_route", ctx)  # the resolved route, without the per-attribute proxy
+        state_params = simple(route)
         if state_params is None:
             log.warning("fast path: %s has dependencies it does not know; left to FastAPI", ctx.path)
             continue
-        rc = ctx.response_class
+        prefix = static_prefix(route.path)
+        earlier, other = [], []
+        for e in contexts[:pos]:
+            regex, methods, path = getattr(e, "path_regex", None), getattr(e, "methods", None), getattr(e, "path", None)
+            if regex is None or methods is None or path is None:
+                other.append(e)
+            elif "GET" in methods and (prefix.startswith(fixed := static_prefix(path)) or fixed.startswith(prefix)):
+                earlier.append(regex)  # (a route whose fixed start differs from this one's never matches its paths)
+        rc = route.response_class
         table.append(HotRoute(
-            route=ctx, original=original, prefix=ctx.path.split("{", 1)[0], earlier=contexts[:pos],
+            route=route, original=original, prefix=prefix, earlier=earlier, earlier_other=other,
             required=required_scope(ctx, "GET"), state_params=state_params,
-            dump_json=ctx.response_field is not None and isinstance(rc, DefaultPlaceholder),
+            dump_json=route.response_field is not None and isinstance(rc, DefaultPlaceholder),
             response_class=rc.value if isinstance(rc, DefaultPlaceholder) else rc))
     return table
 
@@ -190,10 +198,12 @@ class FastPath:
             await authorize(state, request.scope, hot.required, await presented_token(request))
         d = route.dependant
         values, errors = request_params_to_args(d.path_params, path_params)
-        query_values, query_errors = request_params_to_args(d.query_params, request.query_params)
-        if errors or query_errors:
-            raise RequestValidationError(errors + query_errors, body=None)
-        values.update(query_values)
+        if d.query_params:
+            query_values, query_errors = request_params_to_args(d.query_params, request.query_params)
+            errors += query_errors
+            values.update(query_values)
+        if errors:
+            raise RequestValidationError(errors, body=None)
         sub = Response()
         del sub.headers["content-length"]
         sub.status_code = None  # type: ignore[assignment]

@@ -29,3 +29,4 @@ class ApiState:
     popular: PopularCache = field(default_factory=PopularCache)
     started_at: float = field(default_factory=time.time)
     health: dict[str, Any] = field(default_factory=dict)  # last /v1/health result and its lock
+    recommender: Any = None  # serving.recommend.Recommender, built on first use (its scripts registered once)

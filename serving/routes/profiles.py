@@ -32,14 +32,25 @@ class Activity(BaseModel):
     source: str = Field(description="Which store answered: redis or cassandra")
 
 
+class Single:
+    """Takes the one command a ``queue_*`` helper of the state's owner queues, and sends it alone:
+    a one-command pipeline costs ~20 us more CPU than the command (redis-py's pipeline machinery)."""
+
+    def execute_command(self, *args: Any, **options: Any) -> None:
+        self.args, self.options = args, options
+
+    async def send(self, redis: Any) -> Any:
+        return await redis.execute_command(*self.args, **self.options)
+
+
 @router.get("/{user_id}/activity", response_model=Activity, summary="A user's activity, fresh from the stream",
             responses={404: {"description": "No events seen for this user"}})
 async def get_activity(state: State, user_id: str = UserId) -> Activity:
     keys = state.keys
     try:
-        pipe = state.redis.pipeline(transaction=False)
-        queue_read(pipe, keys, user_id)
-        (raw,) = await pipe.execute()
+        one = Single()
+        queue_read(one, keys, user_id)
+        raw = await one.send(state.redis)
         if raw:
             doc = profiles_mod.activity(unpack(raw))
             doc["recent_items"] = doc["recent_items"][: state.settings.recent_items_max]

@@ -83,6 +83,16 @@ class RecommendationsOut(BaseModel):
     items: list[Recommended]
 
 
+def recommender(state: Any) -> Recommender:
+    """The process's Recommender (stateless between requests; built once: it registers two scripts)."""
+    rec = getattr(state, "recommender", None)
+    if rec is None or rec.redis is not state.redis:
+        rec = Recommender(state.redis, state.keys, candidates=state.settings.recs_candidates)
+        if hasattr(state, "recommender"):
+            state.recommender = rec
+    return rec
+
+
 async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
     f = body.filters
     req = Request(
@@ -96,8 +106,7 @@ async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
             in_stock_only=f.in_stock_only, boost_items=dict(f.boost_items), boost_categories=dict(f.boost_categories)),
         diversity=Diversity(max_per_category=f.max_per_category, mmr_lambda=f.mmr_lambda),
     )
-    rec = Recommender(state.redis, state.keys, candidates=state.settings.recs_candidates)
-    result = await rec.recommend(req)  # also reads the placement's active model (same pipeline)
+    result = await recommender(state).recommend(req)  # also reads the placement's active model (same pipeline)
     model = (f"hybrid+{result.model}" if result.model else "hybrid:0") if req.method == "hybrid" else f"{req.method}:0"
     return RecommendationsOut(
         recommendation_id=f"{model}:{uuid.uuid4().hex[:16]}", user_id=body.user_id, method=body.method,

@@ -11,7 +11,6 @@ workers may both run it. Owns no Redis state besides trimming the touched set.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -25,6 +24,7 @@ from aura.layout import Tables, TopicSpec
 from schemas.codec import codec
 from streams import analytics
 from streams.analytics import BucketTotals
+from streams.durable import execute_grouped
 
 if TYPE_CHECKING:
     from streams.app import Resources
@@ -39,6 +39,7 @@ AGGREGATES: dict[str, tuple[TopicSpec, str]] = {
     "revenue": (layout.AGG_REVENUE, "agg_revenue"),
 }
 TOUCHED_KEEP_MS = 3600 * 1000
+AGG_BATCH_ROWS = 256  # metric rows of one bucket per Cassandra batch (~60 bytes each)
 INT32_MAX = 2**31 - 1
 
 
@@ -132,8 +133,6 @@ class AggregatePublisher:
         return [g for g, every in (("minute", 1), ("hour", 6), ("day", 12)) if (self.ticks - 1) % every == 0]
 
     async def run_once(self, now_ms: int | None = None, grains: list[str] | None = None) -> list[AggRecord]:
-        from cassandra.concurrent import execute_concurrent_with_args
-
         now_ms = now_ms or int(time.time() * 1000)
         grains = grains or list(analytics.GRAINS)
         redis, keys = self.res.redis, self.res.keys
@@ -152,9 +151,9 @@ class AggregatePublisher:
             for b in await analytics.read_buckets(redis, keys, self.partitions, grain, sorted(starts)):
                 out.extend(records(b, now_ms))
                 rows.extend((*r, stamp) for r in durable_rows(b))
-        if rows:
-            await asyncio.get_running_loop().run_in_executor(None, lambda: execute_concurrent_with_args(
-                self.res.session, self.insert, rows, concurrency=64, raise_on_first_error=True))
+        if rows:  # one UNLOGGED batch per bucket partition (grain, bucket) and 256 metrics: one mutation
+            await execute_grouped(self.res.session, [((r[0], r[1]), self.insert, r) for r in rows],
+                                  max_statements=AGG_BATCH_ROWS)
         for g in grains:  # only after success: a failed round is redone by the next one
             self.since_ms[g] = now_ms
         return out

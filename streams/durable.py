@@ -68,14 +68,15 @@ def group_batches(stmts: list[CqlStatement], max_statements: int = BATCH_STATEME
     return out
 
 
-async def execute_grouped(session: Any, stmts: list[CqlStatement], concurrency: int = 64) -> int:
+async def execute_grouped(session: Any, stmts: list[CqlStatement], concurrency: int = 64,
+                          max_statements: int = BATCH_STATEMENTS) -> int:
     """Write ``stmts`` grouped per partition (``group_batches``) on the driver's threads; returns the
     number of requests sent."""
     if not stmts:
         return 0
     from cassandra.concurrent import execute_concurrent
 
-    grouped = group_batches(stmts)
+    grouped = group_batches(stmts, max_statements)
     await asyncio.get_running_loop().run_in_executor(
         None, lambda: execute_concurrent(session, grouped, concurrency=concurrency, raise_on_first_error=True))
     return len(grouped)

@@ -232,17 +232,21 @@ class Candidates:
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
-        self.chunks: dict[str, list[tuple[list[int], np.ndarray]]] = {}
+        self.chunks: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.ids: list[str] = []
 
     def add(self, source: str, ids: Sequence[str], scores: Any, factor: float = 1.0) -> None:
         if not len(ids):
             return
         ix = self.index
-        new = [i for i in dict.fromkeys(ids) if i not in ix]
+        fresh = dict.fromkeys(ids)
+        if fresh.keys().isdisjoint(ix):  # all new (often: the first lists): no per-item test in Python
+            new: Any = fresh
+        else:
+            new = [i for i in fresh if i not in ix]
         if new:
             ix.update(zip(new, range(len(ix), len(ix) + len(new)), strict=True))
-        idx = list(map(ix.__getitem__, ids))
+        idx = np.fromiter(map(ix.__getitem__, ids), dtype=np.intp, count=len(ids))
         sc = np.asarray(scores, dtype=np.float64)
         self.chunks.setdefault(source, []).append((idx, sc * factor if factor != 1.0 else sc))
 
@@ -256,10 +260,10 @@ class Candidates:
         if not parts:
             return np.zeros(n), np.zeros(n, dtype=bool)
         if len(parts) == 1:
-            idx = np.asarray(parts[0][0], dtype=np.intp)
+            idx = parts[0][0]
             w = parts[0][1]
         else:
-            idx = np.asarray([i for p in parts for i in p[0]], dtype=np.intp)
+            idx = np.concatenate([p[0] for p in parts])
             w = np.concatenate([p[1] for p in parts])
         present = np.zeros(n, dtype=bool)
         present[idx] = True
@@ -601,7 +605,7 @@ class Recommender:
                 merged = normalise_vec(b, bp) + 0.5 * normalise_vec(kv, kp)
                 present = bp | kp
                 idx = np.flatnonzero(present)
-                c.chunks["ease"] = [(idx.tolist(), merged[idx])]
+                c.chunks["ease"] = [(idx, merged[idx])]
             else:
                 c.chunks["ease"] = c.chunks["ease:knn"]
             del c.chunks["ease:knn"]

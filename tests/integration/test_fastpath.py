@@ -236,3 +236,9 @@ def test_shadowed_routes_and_overrides_fall_through(isolated, counted):
         c.app.dependency_overrides.clear()
         c.get("/v1/profiles/u0/activity")
         assert counted == ["/v1/profiles/u0/activity"]
+
+
+def test_openapi_document_is_the_same_with_the_fast_path(isolated):
+    on = create_app(isolated.model_copy(update={"api_fast_path": True})).openapi()
+    off = create_app(isolated.model_copy(update={"api_fast_path": False})).openapi()
+    assert on == off and "/v1/profiles/{user_id}/activity" in on["paths"]

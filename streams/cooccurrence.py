@@ -287,14 +287,18 @@ def fold_items(records: list[dict[str, Any]], fences: dict[tuple[str, int], int 
 
 
 def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops: dict[str, float],
-                         k: int, alpha: float = 0.5) -> list[tuple[str, float]]:
-    """Raw co-occurrence -> similarity ``c_ij / (pop_i ** alpha * pop_j ** (1 - alpha))``, top ``k``."""
-    scored = []
-    for j, c in neighbours:
-        pj = pops.get(j) or 0.0
-        if pj <= 0 or pop_i <= 0:
-            continue
-        scored.append((j, c / (pop_i ** alpha * pj ** (1 - alpha))))
+                         k: int, alpha: float = 0.5, powered: dict[str, float] | None = None
+                         ) -> list[tuple[str, float]]:
+    """Raw co-occurrence -> similarity ``c_ij / (pop_i ** alpha * pop_j ** (1 - alpha))``, top ``k``.
+
+    ``powered`` (optional): ``pop_j ** (1 - alpha)`` of every ``j`` with ``pop_j > 0``, computed once
+    per publishing round for all lists (same values, fewer powers)."""
+    if pop_i <= 0:
+        return []
+    if powered is None:
+        powered = {j: p ** (1 - alpha) for j, p in pops.items() if p and p > 0}
+    pi = pop_i ** alpha
+    scored = [(j, c / (pi * pw)) for j, c in neighbours if (pw := powered.get(j)) is not None]
     scored.sort(key=lambda t: -t[1])
     return scored[:k]
 
@@ -696,14 +700,13 @@ class ItemSignals:
         nlist = sorted({j for lst in raw for j, _ in lst} | {i for i, _ in todo})
         pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
         pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}
+        powered = {j: p ** 0.5 for j, p in pops.items() if p > 0}  # pop_j ** (1 - alpha), alpha 0.5
         for start in range(0, len(todo), PUBLISH_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
             for (item, source), lst in zip(todo[start:start + PUBLISH_CHUNK], raw[start:start + PUBLISH_CHUNK],
                                            strict=True):
-                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k)
-                flat: list[Any] = []
-                for j, score in top:
-                    flat += [repr(score), j]
+                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k, 0.5, powered)
+                flat = [x for j, score in top for x in (repr(score), j)]
                 await self.replace_script(keys=[self.keys.recs_item_similar(item, source)], args=[_json(flat)],
                                           client=pipe)
             await pipe.execute()

@@ -76,10 +76,12 @@ async def execute_grouped(session: Any, stmts: list[CqlStatement], concurrency: 
         return 0
     from cassandra.concurrent import execute_concurrent
 
-    grouped = group_batches(stmts, max_statements)
-    await asyncio.get_running_loop().run_in_executor(
-        None, lambda: execute_concurrent(session, grouped, concurrency=concurrency, raise_on_first_error=True))
-    return len(grouped)
+    def write() -> int:  # on an executor thread: binding the batches is CPU work the loop need not wait for
+        grouped = group_batches(stmts, max_statements)
+        execute_concurrent(session, grouped, concurrency=concurrency, raise_on_first_error=True)
+        return len(grouped)
+
+    return await asyncio.get_running_loop().run_in_executor(None, write)
 
 
 @dataclass

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     recs_candidates: int = 200  # per-user candidates kept per model (MF, batch)
     recs_mf_refresh_s: float = 1.0  # a user's MF candidates are rewritten at most this often (0: every batch)
     recs_publish_interval_s: float = 5.0  # top-K neighbour lists republished at most this often
+    # ... and an item's lists only once its interaction weight grew by this share since their last
+    # publish, or they are this old (streams/cooccurrence.py publish_split; 0: every touched item)
+    recs_publish_min_growth: float = 0.2
+    recs_publish_max_age_s: float = 60.0
     recs_trending_half_life_h: float = 24.0
     recs_mf_dim: int = 32
     recs_mf_lr: float = 0.05

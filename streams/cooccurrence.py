@@ -303,6 +303,25 @@ def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops
     return scored[:k]
 
 
+def publish_split(dirty: set[str], pops: dict[str, float], published: dict[str, tuple[float, float]],
+                  now: float, growth: float, max_age_s: float) -> tuple[list[str], set[str]]:
+    """Which touched items get their neighbour list republished now (pure): never published, or
+    their interaction weight (``pops``) grew by ``growth`` (a share) since the last publish
+    (``published[item] = (weight then, time then)``), or that publish is ``max_age_s`` old. The
+    others stay dirty. A list moves in proportion to its item's new interactions, so a popular item
+    needs many of them to change: this bounds the publishing work without letting a list go stale."""
+    due: list[str] = []
+    wait: set[str] = set()
+    for item in sorted(dirty):
+        last = published.get(item)
+        if (last is None or growth <= 0 or pops.get(item, 0.0) >= last[0] * (1.0 + growth)
+                or now - last[1] >= max_age_s):
+            due.append(item)
+        else:
+            wait.add(item)
+    return due, wait
+
+
 # ------------------------------------------------------------------------------- I/O: user side
 
 # One script per user and batch, with the whole delta as one JSON argument (values as strings, so
@@ -609,6 +628,8 @@ class ItemSignals:
         # wrote since, after a rebalance) is a conflict, and the retry reads the fences from Redis.
         self.fences: dict[tuple[str, int], int] = {}
         self.fences_max = FENCE_CACHE_MAX
+        self.pops: dict[str, float] = {}  # item -> interaction weight last returned by the item script
+        self.published: dict[str, dict[str, tuple[float, float]]] = {"cooc": {}, "bought": {}}
 
     async def apply(self, records: list[dict[str, Any]]) -> int:
         items = sorted({r["item_id"] for r in records})
@@ -658,6 +679,7 @@ class ItemSignals:
                 applied += applies[item].entries
                 pop, tr, cats = float(res[0]), res[1], json.loads(res[2] or "[]")
                 popular[item] = pop
+                self.pops[item] = pop
                 if tr:
                     for c in (None, *cats):
                         trend.setdefault(c, {})[item] = float(tr)
@@ -686,9 +708,16 @@ class ItemSignals:
         interval = self.res.settings.recs_publish_interval_s
         if not (self.dirty or self.dirty_bought) or (not force and time.monotonic() - self.last_publish < interval):
             return 0
-        todo = [(i, "cooc") for i in sorted(self.dirty)] + [(i, "bought") for i in sorted(self.dirty_bought)]
-        self.dirty, self.dirty_bought = set(), set()
-        self.last_publish = time.monotonic()
+        now = time.monotonic()
+        s = self.res.settings
+        due_c, self.dirty = publish_split(self.dirty, self.pops, self.published["cooc"], now,
+                                          s.recs_publish_min_growth, s.recs_publish_max_age_s)
+        due_b, self.dirty_bought = publish_split(self.dirty_bought, self.pops, self.published["bought"], now,
+                                                 s.recs_publish_min_growth, s.recs_publish_max_age_s)
+        todo = [(i, "cooc") for i in due_c] + [(i, "bought") for i in due_b]
+        self.last_publish = now
+        if not todo:
+            return 0
         k, m = self.res.settings.recs_topk, self.res.settings.recs_cooc_read
         raw: list[Any] = []
         for start in range(0, len(todo), PUBLISH_CHUNK):  # bounded pipelines: no multi-second replies
@@ -710,6 +739,8 @@ class ItemSignals:
                 await self.replace_script(keys=[self.keys.recs_item_similar(item, source)], args=[_json(flat)],
                                           client=pipe)
             await pipe.execute()
+        for item, source in todo:
+            self.published[source][item] = (self.pops.get(item, 0.0), now)
         return len(todo)
 
     async def publish_safely(self, force: bool = False) -> None:

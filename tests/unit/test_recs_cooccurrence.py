@@ -217,3 +217,16 @@ def test_direct_records_fold_like_the_repartitioned_ones():
     assert fold_items(direct, {}, 1000.0) == fold_items(via_kafka, {}, 1000.0)
     assert sorted((r["item_id"], r["source_partition"]) for r in direct) == sorted(
         (r["item_id"], r["source_partition"]) for r in via_kafka)
+
+
+def test_publish_split_republishes_new_grown_or_old_lists_and_keeps_the_rest_dirty():
+    from streams.cooccurrence import publish_split
+
+    published = {"old": (10.0, 0.0), "grown": (10.0, 50.0), "same": (10.0, 50.0), "small": (10.0, 50.0)}
+    pops = {"new": 1.0, "old": 10.5, "grown": 12.0, "same": 10.0, "small": 11.9}
+    due, wait = publish_split({"new", "old", "grown", "same", "small"}, pops, published, now=70.0,
+                              growth=0.2, max_age_s=60.0)
+    # never published; published 70 s ago (>= max age); weight grew by 20%: now. Others wait, still dirty.
+    assert due == ["grown", "new", "old"] and wait == {"same", "small"}
+    # growth 0: every touched item, as before the limit
+    assert publish_split({"same", "small"}, pops, published, 70.0, 0.0, 60.0) == (["same", "small"], set())

@@ -303,6 +303,15 @@ def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops
     return scored[:k]
 
 
+def _score_pairs(reply: list[Any]) -> list[tuple[str, float]]:
+    """A raw ``ZREVRANGE .. WITHSCORES`` reply as (member, score) pairs: RESP3 gives pairs, RESP2 a
+    flat member, score, ... list."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [(j, float(c)) for j, c in reply]
+    it = iter(reply)
+    return [(j, float(c)) for j, c in zip(it, it, strict=True)]
+
+
 def publish_split(dirty: set[str], pops: dict[str, float], published: dict[str, tuple[float, float]],
                   now: float, growth: float, max_age_s: float) -> tuple[list[str], set[str]]:
     """Which touched items get their neighbour list republished now (pure): never published, or
@@ -724,8 +733,10 @@ class ItemSignals:
             pipe = self.redis.pipeline(transaction=False)
             for item, source in todo[start:start + PUBLISH_CHUNK]:
                 key = self.keys.recs_item_cooc(item) if source == "cooc" else self.keys.recs_item_bought(item)
-                pipe.zrevrange(key, 0, m - 1, withscores=True)
-            raw += await pipe.execute()
+                # the raw reply (member, score, member, ...): redis-py's WITHSCORES callback was most
+                # of the publisher's time
+                pipe.execute_command("ZREVRANGE", key, 0, m - 1, "WITHSCORES")
+            raw += [_score_pairs(reply) for reply in await pipe.execute()]
         nlist = sorted({j for lst in raw for j, _ in lst} | {i for i, _ in todo})
         pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
         pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}

@@ -230,3 +230,11 @@ def test_publish_split_republishes_new_grown_or_old_lists_and_keeps_the_rest_dir
     assert due == ["grown", "new", "old"] and wait == {"same", "small"}
     # growth 0: every touched item, as before the limit
     assert publish_split({"same", "small"}, pops, published, 70.0, 0.0, 60.0) == (["same", "small"], set())
+
+
+def test_raw_withscores_replies_of_both_protocols_become_pairs():
+    from streams.cooccurrence import _score_pairs
+
+    assert _score_pairs([["a", 2.5], ["b", 1.0]]) == [("a", 2.5), ("b", 1.0)]  # RESP3
+    assert _score_pairs(["a", "2.5", "b", "1"]) == [("a", 2.5), ("b", 1.0)]  # RESP2
+    assert _score_pairs([]) == []

@@ -88,20 +88,28 @@ class SegmentStore:
         """
         from streams.durable import execute_grouped
 
-        pipe = self.redis.pipeline(transaction=False)
         stmts: list[Any] = []  # grouped per segment (the partition): one mutation per segment and batch
+        add: dict[str, list[str]] = {}
+        remove: dict[str, list[str]] = {}
         for u, p in states.items():
             if u in unchanged:
                 continue
             member = set(p.segments)
             for name in self.names:
                 if name in member:
-                    pipe.sadd(self.keys.segment_members(name), u)
+                    add.setdefault(name, []).append(u)
                     stmts.append((("segment", name), self.insert, (name, u)))
                 else:
-                    pipe.srem(self.keys.segment_members(name), u)
+                    remove.setdefault(name, []).append(u)
                     stmts.append((("segment", name), self.delete, (name, u)))
         if stmts:
+            pipe = self.redis.pipeline(transaction=False)  # one SADD and one SREM per segment and batch
+            for name, users in add.items():
+                for i in range(0, len(users), 1000):
+                    pipe.sadd(self.keys.segment_members(name), *users[i:i + 1000])
+            for name, users in remove.items():
+                for i in range(0, len(users), 1000):
+                    pipe.srem(self.keys.segment_members(name), *users[i:i + 1000])
             await pipe.execute()
             await execute_grouped(self.session, stmts)
 

@@ -171,6 +171,24 @@ def vegeta(urls: list[str], token: str, rate: int, duration: int, workdir: Path,
             "success": rep["success"], "codes": rep.get("status_codes", {})}
 
 
+async def asgi_get(app: Any, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    """One GET through the ASGI app, in-process (no HTTP server); returns the status."""
+    p, _, q = path.partition("?")
+    scope = {"type": "http", "method": "GET", "path": p, "raw_path": p.encode(), "query_string": q.encode(),
+             "headers": [(b"host", b"bench"), *(headers or [])], "http_version": "1.1",
+             "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(m: dict[str, Any]) -> None:
+        sent.append(m)
+
+    await app(scope, receive, send)
+    return int(sent[0]["status"])
+
+
 def cpu_cost(s: Settings, token: str, paths: list[str], n: int = 2000) -> dict[str, float]:
     """CPU time of the API process per request, in-process (ASGI calls, no HTTP server, no load tool):
     a figure that machine sharing does not distort much, unlike latency. Redis' own CPU is not included."""
@@ -181,20 +199,7 @@ def cpu_cost(s: Settings, token: str, paths: list[str], n: int = 2000) -> dict[s
     app = create_app(s)
 
     async def call(path: str) -> int:
-        p, _, q = path.partition("?")
-        scope = {"type": "http", "method": "GET", "path": p, "raw_path": p.encode(), "query_string": q.encode(),
-                 "headers": [(b"host", b"bench"), (b"x-api-key", token.encode())], "http_version": "1.1",
-                 "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(m: dict[str, Any]) -> None:
-            sent.append(m)
-
-        await app(scope, receive, send)
-        return int(sent[0]["status"])
+        return await asgi_get(app, path, [(b"x-api-key", token.encode())])
 
     async def run() -> dict[str, float]:
         async with app.router.lifespan_context(app):

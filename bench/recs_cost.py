@@ -113,25 +113,13 @@ def measure_generate(s: Settings, users: list[str], n: int, counter: Counter) ->
 
 
 def measure_route(s: Settings, paths: list[str], n: int, counter: Counter) -> dict[str, float]:
+    from bench.http_load import asgi_get
     from serving.app import create_app
 
     app = create_app(s)
 
     async def call(path: str) -> int:
-        p, _, q = path.partition("?")
-        scope = {"type": "http", "method": "GET", "path": p, "raw_path": p.encode(), "query_string": q.encode(),
-                 "headers": [(b"host", b"bench")], "http_version": "1.1", "scheme": "http",
-                 "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(m: dict[str, Any]) -> None:
-            sent.append(m)
-
-        await app(scope, receive, send)
-        return int(sent[0]["status"])
+        return await asgi_get(app, path)
 
     async def run() -> dict[str, float]:
         async with app.router.lifespan_context(app):

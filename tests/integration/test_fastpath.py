@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import types
 import uuid
 from typing import Any
@@ -28,6 +27,7 @@ from serving.routes import profiles as profile_routes
 from serving.routes import recommendations as recs_routes
 from streams import profiles
 from streams.profiles import Profile
+from tests.integration.test_degradation import free_port
 from tests.integration.test_recs_serving import seed as seed_recs
 
 pytestmark = [pytest.mark.integration]
@@ -35,12 +35,6 @@ pytestmark = [pytest.mark.integration]
 ORIGIN = "https://shop.example"
 FROZEN_S = 1_800_000_000.0  # trending and engagement decay with the clock: the same "now" for both apps
 RANDOM_ID = re.compile(rb'("recommendation_id":"[^"]*:)[0-9a-f]{16}"')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -18,6 +18,13 @@ from streams import profiles as profiles_mod
 from streams.profiles import Profile, ProfileConfig, parse_attrs, queue_read, unpack
 
 log = logging.getLogger(__name__)
+
+
+def unavailable() -> HTTPException:
+    """Neither profile store could be asked: 503 (never a false 404 for a user who may exist)."""
+    return HTTPException(503, "profile stores unavailable")
+
+
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
 UserId = Path(min_length=1, max_length=256, description="User id (or anonymous id)")
@@ -57,13 +64,15 @@ async def get_activity(state: State, user_id: str = UserId) -> Activity:
             return Activity(user_id=user_id, source="redis", **doc)
     except Exception as exc:  # noqa: BLE001 - Redis down: fall back to Cassandra
         log.warning("redis read failed, falling back to cassandra: %s", exc)
+        if state.cassandra is None or "activity" not in state.statements:
+            raise unavailable() from exc  # no store to ask: unknown, not "no activity"
     if state.cassandra is not None and "activity" in state.statements:
         try:
             rows = await cassandra_execute(state.cassandra, state.statements["activity"].bind((user_id,)))
             row = rows[0] if rows else None
         except Exception as exc:  # noqa: BLE001
             log.warning("cassandra read failed: %s", exc)
-            raise HTTPException(503, "profile stores unavailable") from exc
+            raise unavailable() from exc
         if row is not None:
             return Activity(
                 user_id=user_id, source="cassandra", counts=dict(row.counts or {}),
@@ -103,15 +112,20 @@ async def load_profile(state: Any, user_id: str) -> tuple[Profile, dict[str, str
             return unpack(raw), attrs, "redis"
     except Exception as exc:  # noqa: BLE001 - Redis down: fall back to Cassandra
         log.warning("redis read failed, falling back to cassandra: %s", exc)
+        redis_failed: BaseException | None = exc
+    else:
+        redis_failed = None
     st = _prepared(state, "profile_doc", f"SELECT doc FROM {Tables.USER_PROFILE} WHERE user_id = ?")
     act = state.statements.get("activity")
     if st is None or act is None:
+        if redis_failed is not None:
+            raise unavailable() from redis_failed  # no store to ask: unknown, not "no profile"
         return None
     try:
         rows, arows = await asyncio.gather(cassandra_execute(state.cassandra, st.bind((user_id,))),
                                            cassandra_execute(state.cassandra, act.bind((user_id,))))
     except Exception as exc:  # noqa: BLE001
-        raise HTTPException(503, "profile stores unavailable") from exc
+        raise unavailable() from exc
     row, arow = (rows[0] if rows else None), (arows[0] if arows else None)
     if arow is None:
         return None

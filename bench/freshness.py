@@ -24,7 +24,7 @@ from aura import bootstrap, layout
 from aura.demo import Storefront
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, get_settings, settings_env
-from bench.pipeline import bench_settings, cleanup_redis, group_members, prepare
+from bench.pipeline import bench_settings, cleanup_redis, group_members, prepare, stop_worker
 
 
 def background(s, rate: float, stop: threading.Event, sent: list[int]) -> None:  # noqa: ANN001
@@ -106,11 +106,7 @@ def main() -> None:
             bg.join(30)
     finally:
         stop.set()
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         cleanup_redis(s)
         session.cluster.shutdown()
     lat.sort()

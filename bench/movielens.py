@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from aura.settings import REPO_ROOT, Settings, settings_env
+from bench.pipeline import stop_worker
 from jobs.algos import EASE, ItemKNN, Popularity, evaluate, interaction_matrix, leave_last_out, recommend_all
 
 CACHE = REPO_ROOT / ".aura" / "data-cache"
@@ -254,11 +255,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
         say(f"hybrid vs EASE: {hy:.4f} / {ease_hr:.4f} = {hy / ease_hr - 1:+.1%} (target >= +25%)")
         return 0
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         log.close()
         if not a.keep:
             for k in redis.scan_iter(f"{s.redis_prefix}:*", count=1000):

@@ -129,12 +129,17 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1) -
                 "seconds": t1 - t0, "lag_when_produced": lag_at_produced,
                 "drain_eps_after_produce": lag_at_produced / max(t1 - t_produced, 1e-9)}
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         cleanup_redis(s)
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a bench's ``aura worker`` and give it 30 s to leave its group; SIGKILL after that."""
+    worker.terminate()
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
 
 
 def cleanup_redis(s: Settings) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from aura import bootstrap, layout
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, get_settings, settings_env
-from bench.pipeline import bench_settings, cleanup_redis, group_members, lag, prepare
+from bench.pipeline import bench_settings, cleanup_redis, group_members, lag, prepare, stop_worker
 
 
 def rss_mib(pid: int) -> float:
@@ -85,11 +85,7 @@ def main() -> None:
             seen = target
     finally:
         consumer.close()
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         cleanup_redis(s)
         admin = bootstrap.kafka_admin(s)
         mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(s.topic_prefix)]

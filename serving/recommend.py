@@ -452,6 +452,96 @@ return out
 """
 
 
+# Similar items / also bought in ONE read-only script call (issue 6): KEYS are the item's neighbour
+# lists (one per source, all ``{item}``-tagged) and last the filter-record hash; ARGV = the item, the
+# entries read per list, how many of the best to check against the filter records, then each source's
+# weight. Per source the list is normalised to a maximum of 1 (``normalise``: the same branches), the
+# weighted scores are summed in source order, the item itself is dropped, the candidates are ordered
+# by score (ties: first proposed first, as Python's stable sort), the first ``keep`` are checked
+# against their filter records (deleted "-" and unavailable "0|..." dropped; unknown items kept), and
+# the survivors are returned flat [item, score, ...] in that order. The final (-score, id) order and
+# the cut to ``limit`` happen in Python (Lua compares strings with the server's locale). The same
+# answer as ``similar_reference`` (the former two-round-trip code; tested on random data).
+SIMILAR_LUA = """
+local item, n, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ns = #KEYS - 1
+local acc, order = {}, {}
+for s = 1, ns do
+  local w = tonumber(ARGV[3 + s])
+  local lst = redis.call('ZREVRANGE', KEYS[s], 0, n - 1, 'WITHSCORES')
+  local m = #lst / 2
+  if m > 0 then
+    local vals, top, lo = {}, -math.huge, math.huge
+    for i = 1, m do
+      local v = tonumber(lst[2 * i])
+      vals[i] = v
+      if v > top then top = v end
+      if v < lo then lo = v end
+    end
+    local shift, span = 0, top
+    if top <= 0 or top == math.huge then
+      shift, span = lo, top - lo
+      if span == 0 then span = 1 end
+    end
+    for i = 1, m do
+      local j = lst[2 * i - 1]
+      local x = w * ((vals[i] - shift) / span)
+      local v = acc[j]
+      if v == nil then
+        order[#order + 1] = j
+        acc[j] = 0 + x
+      else
+        acc[j] = v + x
+      end
+    end
+  end
+end
+local cand = {}
+for idx, j in ipairs(order) do
+  if j ~= item then cand[#cand + 1] = idx end
+end
+if #cand == 0 then return {} end
+table.sort(cand, function(a, b)
+  local sa, sb = acc[order[a]], acc[order[b]]
+  if sa ~= sb then return sa > sb end
+  return a < b
+end)
+local head = {}
+for i = 1, math.min(keep, #cand) do head[i] = order[cand[i]] end
+local recs = redis.call('HMGET', KEYS[ns + 1], unpack(head))
+local flat = {}
+for i, j in ipairs(head) do
+  local r = recs[i]
+  if not r or string.sub(r, 1, 2) == '1|' then
+    flat[#flat + 1] = j
+    flat[#flat + 1] = {double = acc[j]}
+  end
+end
+return flat
+"""
+
+
+def similar_reference(item_id: str, lists: list[tuple[float, list[tuple[str, float]]]],
+                      records: dict[str, str | None], limit: int) -> list[tuple[str, float]]:
+    """Similar items / also bought in plain Python (the two-round-trip code of the route before
+    ``SIMILAR_LUA``; the Redis Cluster path runs it): ``lists`` = (weight, the source's top entries)."""
+    merged: dict[str, float] = {}
+    for w, lst in lists:
+        for i, s in normalise(dict(lst)).items():
+            merged[i] = merged.get(i, 0.0) + w * s
+    merged.pop(item_id, None)
+    if merged:  # hide deleted / unavailable items
+        order = sorted(merged, key=lambda i: -merged[i])[: limit * 3]
+        metas = [itemfilters.decode(records.get(i)) for i in order]
+        merged = {i: merged[i] for i, m in zip(order, metas, strict=True) if m is None or m["available"]}
+    return sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
+def similar_read(limit: int) -> int:
+    """Entries read per neighbour list for ``limit`` similar items."""
+    return max(limit * 3, 50)
+
+
 def method_weights(raw: str | None, placement: str, method: str) -> dict[str, float]:
     """The placement's blend weights (registry override or default), restricted to the method."""
     base = json.loads(raw) if raw else DEFAULT_WEIGHTS.get(placement, DEFAULT_WEIGHTS["default"])
@@ -472,6 +562,33 @@ class Recommender:
         self.cluster = type(redis).__name__ == "RedisCluster"
         self.knn_script = None if self.cluster else redis.register_script(KNN_LUA)
         self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
+        # similar items: the filter hash lives in its own slot, so the Cluster path has two round trips
+        self.similar_script = None if self.cluster else redis.register_script(SIMILAR_LUA)
+
+    async def similar(self, item_id: str, sources: dict[str, float], limit: int) -> list[tuple[str, float]]:
+        """The blend of an item's neighbour lists without deleted / unavailable items, best first:
+        ONE script call (``SIMILAR_LUA``); in Redis Cluster a pipeline of the lists, then one HMGET."""
+        keys = [self.keys.recs_item_similar(item_id, src) for src in sources]
+        if self.similar_script is not None:
+            flat = await self.similar_script(keys=[*keys, self.keys.recs_item_filters()],
+                                             args=[item_id, similar_read(limit), limit * 3, *sources.values()])
+            pairs = zip(flat[0::2], map(float, flat[1::2]), strict=True)
+            return sorted(pairs, key=lambda kv: (-kv[1], kv[0]))[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("ZREVRANGE", key, 0, similar_read(limit) - 1, "WITHSCORES")
+        lists = []
+        for w, flat in zip(sources.values(), await pipe.execute(), strict=True):
+            ids, scores = flat_scores(flat)
+            lists.append((w, list(zip(ids, scores.tolist(), strict=True))))
+        merged: dict[str, float] = {}
+        for w, lst in lists:
+            for i, s in normalise(dict(lst)).items():
+                merged[i] = merged.get(i, 0.0) + w * s
+        merged.pop(item_id, None)
+        order = sorted(merged, key=lambda i: -merged[i])[: limit * 3]
+        records = await self.redis.execute_command("HMGET", self.keys.recs_item_filters(), *order) if order else []
+        return similar_reference(item_id, lists, dict(zip(order, records, strict=True)), limit)
 
     async def cohort_lists(self, cohorts: list[str], n: int) -> tuple[list[str], np.ndarray]:
         """The popular items of the user's cohorts: rank-based scores, summed over the cohorts."""

@@ -21,8 +21,7 @@ from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
 from serving.degrade import STALE_POPULAR, outage_exceptions, stale_popular
 from serving.deps import State
-from serving.recommend import METHODS, Diversity, Filters, Recommender, Request, flat_scores, normalise
-from streams import itemfilters
+from serving.recommend import METHODS, Diversity, Filters, Recommender, Request
 from streams import trending as trending_math
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
@@ -160,25 +159,9 @@ class NeighboursOut(BaseModel):
 
 
 async def neighbours(state: Any, item_id: str, sources: dict[str, float], limit: int) -> list[Neighbour]:
-    """Blend of the item's neighbour lists: one command per source, then ONE HMGET of the best
-    candidates' filter records (deleted and unavailable items are hidden; unknown ones are shown)."""
-    pipe = state.redis.pipeline(transaction=False)
-    for src in sources:
-        pipe.execute_command("ZREVRANGE", state.keys.recs_item_similar(item_id, src), 0, max(limit * 3, 50) - 1,
-                             "WITHSCORES")
-    raw = await pipe.execute()
-    merged: dict[str, float] = {}
-    for (_src, w), flat in zip(sources.items(), raw, strict=True):
-        ids, scores = flat_scores(flat)
-        for i, s in normalise(dict(zip(ids, scores.tolist(), strict=True))).items():
-            merged[i] = merged.get(i, 0.0) + w * s
-    merged.pop(item_id, None)
-    if merged:  # hide deleted / unavailable items
-        order = sorted(merged, key=lambda i: -merged[i])[: limit * 3]
-        records = await state.redis.execute_command("HMGET", state.keys.recs_item_filters(), *order)
-        metas = [itemfilters.decode(r) for r in records]
-        merged = {i: merged[i] for i, m in zip(order, metas, strict=True) if m is None or m["available"]}
-    top = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    """Blend of the item's neighbour lists without deleted / unavailable items (unknown ones are
+    shown): ONE Redis script call (``Recommender.similar``; two round trips in Redis Cluster)."""
+    top = await recommender(state).similar(item_id, sources, limit)
     return [Neighbour(item_id=i, score=round(s, 6)) for i, s in top]
 
 

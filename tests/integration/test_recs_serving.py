@@ -327,3 +327,70 @@ def test_cohort_popularity_exactly_once_and_demographic_cold_start(isolated, red
     assert fr.strategy == "hybrid:cold_start" and [i for i, _s, _w in fr.items][:2] == ["croissant", "baguette"]
     assert "cohort" in fr.items[0][2]
     assert [i for i, _s, _w in nobody.items][0] == "bagel"
+
+
+@pytest.mark.parametrize("seed_", [11, 12, 13])
+def test_similar_items_one_script_call_answers_as_the_reference(isolated, redis_client, seed_):
+    """``SIMILAR_LUA`` (one script call) and the Redis Cluster path (pipeline + HMGET) give the answer
+    of the former route code (``similar_reference``) on random lists: ties, negative and zero scores
+    (the other ``normalise`` branch), the item in its own list, deleted / unavailable / unknown items,
+    empty and missing lists."""
+    from serving.recommend import similar_read, similar_reference
+
+    k = RedisKeys(isolated.redis_prefix)
+    rng = random.Random(seed_)
+    items = [f"i{n}" for n in range(120)]
+    pipe = redis_client.pipeline(transaction=False)
+    for n, i in enumerate(items):
+        kind = n % 7
+        if kind == 1:
+            pipe.hset(k.recs_item_filters(), i, itemfilters.DELETED)
+        elif kind == 2:
+            pipe.hset(k.recs_item_filters(), i, itemfilters.encode({"available": False, "price": 3.0}))
+        elif kind != 3:  # kind 3: not in the catalog (shown)
+            pipe.hset(k.recs_item_filters(), i, itemfilters.encode({"stock": 0 if kind == 4 else 5,
+                                                                    "categories": ["a"]}))
+        for src in ("cooc", "ease", "content", "bought"):
+            if rng.random() < 0.15:
+                continue  # no list for this source
+            nb = rng.sample(items, rng.randint(1, 90))
+            style = rng.random()
+            if style < 0.2:
+                scores = {j: float(rng.randint(0, 3)) for j in nb}  # many ties, zeros
+            elif style < 0.35:
+                scores = {j: rng.uniform(-2, 0.5) for j in nb}  # negative: the min-max branch
+            elif style < 0.45:
+                scores = {j: -1.0 for j in nb}  # constant negative: span 0
+            else:
+                scores = {j: rng.random() for j in nb}
+            pipe.zadd(k.recs_item_similar(i, src), scores)
+    pipe.execute()
+    shapes = [({"cooc": 1.0, "ease": 0.7, "content": 0.4}, 10), ({"bought": 1.0}, 10),
+              ({"cooc": 1.0, "ease": 0.7, "content": 0.4}, 1), ({"content": 1.0}, 25),
+              ({"cooc": 1.0, "ease": 0.7, "content": 0.4}, 100)]
+
+    def want(item: str, sources: dict[str, float], limit: int) -> list[tuple[str, float]]:
+        lists = [(w, [(j, float(s)) for j, s in redis_client.zrevrange(k.recs_item_similar(item, src), 0,
+                                                                        similar_read(limit) - 1, withscores=True)])
+                 for src, w in sources.items()]
+        records = dict(zip(items, redis_client.hmget(k.recs_item_filters(), items), strict=True))
+        return similar_reference(item, lists, records, limit)
+
+    async def run(cluster: bool) -> list[list[tuple[str, float]]]:
+        r = bootstrap.redis_async(isolated)
+        try:
+            rec = Recommender(r, k)
+            if cluster:
+                rec.similar_script = None
+            return [await rec.similar(i, sources, limit) for i in [*items, "unknown"] for sources, limit in shapes]
+        finally:
+            await r.aclose()
+
+    lua, piped = asyncio.run(run(False)), asyncio.run(run(True))
+    expected = [want(i, sources, limit) for i in [*items, "unknown"] for sources, limit in shapes]
+    assert lua == expected  # exactly: same items, same order, same floating-point scores
+    assert piped == expected
+    assert sum(map(len, expected)) > 1000  # not vacuous
+    deleted = {i for n, i in enumerate(items) if n % 7 in (1, 2, 4)}
+    assert not deleted & {j for lst in lua for j, _s in lst}
+    assert any(j in {i for n, i in enumerate(items) if n % 7 == 3} for lst in lua for j, _s in lst)

@@ -167,6 +167,12 @@ class RedisKeys:
         (owner streams/neighbours.py)."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:nbrs"
 
+    def recs_user_cands(self, user_id: str, placement: str) -> str:
+        """Hash: the user's hybrid candidate pool for one placement, ranked by the stream after each of
+        the user's batches (owner streams/usercands.py; read by serving/recommend.py): ``weights``,
+        ``strategy``, ``ids`` (best first), ``scores``, ``sources``, the fence ``off``, ``time``; expires."""
+        return f"{self.prefix}:recs:user:{{{user_id}}}:cands:{placement}"
+
     def recs_user_nbstate(self, user_id: str) -> str:
         """Hash: ``_off``, the offset fence of the user's neighbour updates (streams/neighbours.py)."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:nbstate"

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     recs_user_neighbours: bool = False  # run the user-neighbours owner in the behavior fan-out (docs/recommenders.md)
     recs_cohorts: bool = True  # count each demographic cohort's popular items (streams/cohorts.py; cold start)
     recs_cohort_cap: int = 1000  # items kept per cohort popularity list
+    # per-user hybrid candidate pools ranked by the stream (streams/usercands.py; the API's hybrid requests
+    # read them: docs/recommenders.md)
+    recs_user_cands: bool = False  # off until its cost to the worker is settled (docs/recommenders.md)
+    recs_user_cands_interval_s: float = 0.1  # how often the worker ranks the pools of the users of recent batches
+    recs_user_cands_ttl_s: float = 3600.0  # a pool expires this long after it was ranked (then: the full ranking)
+    recs_user_cands_placements: str = "default"  # comma-separated placements whose pools are kept
 
     # Event ingest over HTTP (serving/routes/events.py)
     ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413

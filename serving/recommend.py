@@ -564,6 +564,9 @@ class Recommender:
         self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
         # similar items: the filter hash lives in its own slot, so the Cluster path has two round trips
         self.similar_script = None if self.cluster else redis.register_script(SIMILAR_LUA)
+        # the stream's per-user pool: its hash is in the user's slot, the placement and filter hashes
+        # elsewhere, so the Cluster path has two round trips
+        self.cands_script = None if self.cluster else redis.register_script(CANDS_LUA)
 
     async def similar(self, item_id: str, sources: dict[str, float], limit: int) -> list[tuple[str, float]]:
         """The blend of an item's neighbour lists without deleted / unavailable items, best first:
@@ -638,50 +641,54 @@ class Recommender:
         raw = await self.redis.hget(self.keys.recs_placement(placement), "weights")
         return method_weights(raw, placement, method)
 
-    async def recommend(self, req: Request) -> Result:  # noqa: C901 - one linear pass over the three round trips
-        k, n = self.keys, self.candidates
-        uid = req.user_id
-        cats = req.filters.categories or (frozenset(req.preferred_categories) if req.preferred_categories else None)
-        trend_keys = [k.recs_trending(c) for c in sorted(cats)] if cats else [k.recs_trending()]
-        # (1) placement, the user's recent items and model candidates, the global lists
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")
+    # ------------------------------------------------------------------ the request, in stages
+
+    def first_commands(self, req: Request) -> list[tuple[Any, ...]]:
+        """Round trip (1): the placement, the user's recent items, seen items, model candidates,
+        neighbours and attributes, the trending and popular lists (layout read by ``plan``)."""
+        k, n, uid = self.keys, self.candidates, req.user_id
+        cmds: list[tuple[Any, ...]] = [("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")]
         if uid:
-            pipe.execute_command("LRANGE", k.recs_user_seq(uid), 0, max(req.recent_n, 1) - 1)
-            pipe.execute_command("ZRANGE", k.recs_user_seen(uid), 0, -1)
-            pipe.execute_command("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES")
-            pipe.execute_command("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES")
-            pipe.execute_command("ZREVRANGE", k.recs_user_nbrs(uid), 0, USER_NEIGHBOURS - 1, "WITHSCORES")
-            pipe.execute_command("HGETALL", k.user_attrs(uid))  # demographics (cohorts) for the cold start
-        for tk in trend_keys:
-            pipe.execute_command("ZREVRANGE", tk, 0, n - 1)
-        pipe.execute_command("ZREVRANGE", k.recs_popular(), 0, n - 1)
-        raw = await pipe.execute()
+            cmds += [("LRANGE", k.recs_user_seq(uid), 0, max(req.recent_n, 1) - 1),
+                     ("ZRANGE", k.recs_user_seen(uid), 0, -1),
+                     ("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES"),
+                     ("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES"),
+                     ("ZREVRANGE", k.recs_user_nbrs(uid), 0, USER_NEIGHBOURS - 1, "WITHSCORES"),
+                     ("HGETALL", k.user_attrs(uid))]  # demographics (cohorts) for the cold start
+        cmds += [("ZREVRANGE", tk, 0, n - 1) for tk in self.trend_keys(req)]
+        cmds.append(("ZREVRANGE", k.recs_popular(), 0, n - 1))
+        return cmds
+
+    def trend_keys(self, req: Request) -> list[str]:
+        cats = req.filters.categories or (frozenset(req.preferred_categories) if req.preferred_categories else None)
+        return [self.keys.recs_trending(c) for c in sorted(cats)] if cats else [self.keys.recs_trending()]
+
+    def plan(self, req: Request, raw: list[Any]) -> Plan:
+        """The replies of round trip (1) -> the candidates known so far and what round trip (2) reads."""
+        n_trend = len(self.trend_keys(req))
         wraw, model_id, version = raw[0]
         weights = method_weights(wraw, req.placement, req.method)
-        model = f"{model_id}:{version}" if model_id else ""
         c = Candidates()
-        recent: list[tuple[str, float]] = []
-        pos = 1
-        seen: list[str] = []
-        neighbours: list[tuple[str, float]] = []
-        cohorts: list[str] = []
-        if uid:
-            recent = [seq_item(x) for x in raw[1][: req.recent_n]]
-            seen = raw[2]
+        pl = Plan(req=req, weights=weights, model=f"{model_id}:{version}" if model_id else "", c=c,
+                  asked=dict(weights))
+        if req.user_id:
+            pl.recent = [seq_item(x) for x in raw[1][: req.recent_n]]
+            pl.seen = raw[2]
             if weights.get("mf", 0) > 0:
                 c.add("mf", *flat_scores(raw[3]))
             if req.batch_model and weights.get("ease", 0) > 0:
                 c.add("ease", *flat_scores(raw[4]))
             if weights.get("users", 0) > 0 and raw[5]:
                 ids, sims = flat_scores(raw[5])
-                neighbours = list(zip(ids, sims.tolist(), strict=True))
+                pl.neighbours = list(zip(ids, sims.tolist(), strict=True))
             attrs = raw[6]
             if weights.get("cohort", 0) > 0 and attrs:
-                cohorts = cohorts_from_hash(attrs if isinstance(attrs, dict) else dict(zip(attrs[0::2], attrs[1::2],
-                                                                                           strict=True)))
+                pl.cohorts = cohorts_from_hash(attrs if isinstance(attrs, dict) else dict(zip(attrs[0::2], attrs[1::2],
+                                                                                              strict=True)))
             pos = 7
-        trend_lists, popular = raw[pos:pos + len(trend_keys)], raw[pos + len(trend_keys)]
+        else:
+            pos = 1
+        trend_lists, pl.popular = raw[pos:pos + n_trend], raw[pos + n_trend]
         if weights.get("trending", 0) > 0:
             if len(trend_lists) == 1:  # log-scores: rank-based scores (comparable across categories)
                 c.add("trending", trend_lists[0], rank_scores(len(trend_lists[0])))
@@ -692,30 +699,25 @@ class Recommender:
                         trend[i] = max(trend.get(i, 0.0), 1.0 / (1 + r))
                 c.add("trending", list(trend), list(trend.values()))
         if weights.get("popular", 0) > 0:
-            c.add("popular", popular, rank_scores(len(popular)))
-
+            c.add("popular", pl.popular, rank_scores(len(pl.popular)))
         # the item on screen counts as the newest interaction
         if req.context_item:
-            recent = [(req.context_item, 2.0), *[r for r in recent if r[0] != req.context_item]]
-        list_sources = [s for s in LIST_SOURCES if weights.get(s, 0) > 0]
-        # (2) one round trip: the kNN script over the recent items' neighbour lists, and when weighed and
-        # known: "users like you", the cohorts' lists (concurrently)
-        calls = []
-        if recent and list_sources:
-            calls.append(self.knn_lists(list_sources, recent, req.recent_decay))
-        if neighbours:
-            calls.append(self.users_lists(neighbours, req.recent_decay))
-        if cohorts:
-            calls.append(self.cohort_lists(cohorts, n))
-        done = await asyncio.gather(*calls) if len(calls) > 1 else [await calls[0]] if calls else []
-        if recent and list_sources:
-            for src, (ids, scores) in done.pop(0).items():
-                c.add("ease:knn" if src == "ease" else src, ids, scores)
-        if neighbours:
-            c.add("users", *done.pop(0))
-        if cohorts:
-            c.add("cohort", *done.pop(0))
-        if c.has("ease:knn"):  # user-level batch candidates + 0.5 x the recency kNN over the batch lists
+            pl.recent = [(req.context_item, 2.0), *[r for r in pl.recent if r[0] != req.context_item]]
+        pl.list_sources = [s for s in LIST_SOURCES if weights.get(s, 0) > 0] if pl.recent else []
+        return pl
+
+    def absorb(self, pl: Plan, knn: dict[str, tuple[list[str], np.ndarray]] | None,
+               users: tuple[list[str], np.ndarray] | None, cohort: tuple[list[str], np.ndarray] | None) -> None:
+        """The replies of round trip (2) into the candidates (the EASE source: user-level batch
+        candidates + 0.5 x the recency kNN over the batch model's item lists)."""
+        c = pl.c
+        for src, (ids, scores) in (knn or {}).items():
+            c.add("ease:knn" if src == "ease" else src, ids, scores)
+        if users is not None:
+            c.add("users", *users)
+        if cohort is not None:
+            c.add("cohort", *cohort)
+        if c.has("ease:knn"):
             if c.has("ease"):
                 b, bp = c.scores("ease")
                 kv, kp = c.scores("ease:knn")
@@ -727,53 +729,281 @@ class Recommender:
                 c.chunks["ease"] = c.chunks["ease:knn"]
             del c.chunks["ease:knn"]
 
+    async def second(self, pl: Plan) -> None:
+        """Round trip (2): the kNN script over the recent items' neighbour lists and, when weighed and
+        known, "users like you" and the cohorts' lists (concurrently)."""
+        req = pl.req
+        calls = []
+        if pl.list_sources:
+            calls.append(self.knn_lists(pl.list_sources, pl.recent, req.recent_decay))
+        if pl.neighbours:
+            calls.append(self.users_lists(pl.neighbours, req.recent_decay))
+        if pl.cohorts:
+            calls.append(self.cohort_lists(pl.cohorts, self.candidates))
+        done = await asyncio.gather(*calls) if len(calls) > 1 else [await calls[0]] if calls else []
+        self.absorb(pl, done.pop(0) if pl.list_sources else None, done.pop(0) if pl.neighbours else None,
+                    done.pop(0) if pl.cohorts else None)
+
+    def queue_second(self, pipe: Any, pl: Plan) -> None:
+        """Round trip (2) queued on a pipeline (the stream's batch: streams/usercands.py), scripts only
+        (no Redis Cluster); ``absorb_queued`` reads the replies in the same order."""
+        req = pl.req
+        if pl.list_sources:
+            factors = [(req.recent_decay ** r) * w for r, (_item, w) in enumerate(pl.recent)]
+            keys = [self.keys.recs_item_similar(item, src) for src in pl.list_sources for item, _w in pl.recent]
+            pipe.evalsha(self.knn_script.sha, len(keys), *keys,  # type: ignore[union-attr]
+                         self.list_k, len(pl.list_sources), len(pl.recent), *factors)
+            pipe.scripts.add(self.knn_script)
+        if pl.neighbours:
+            keys = [self.keys.recs_user_seq(v) for v, _s in pl.neighbours]
+            pipe.evalsha(self.users_script.sha, len(keys), *keys,  # type: ignore[union-attr]
+                         NEIGHBOUR_ITEMS, req.recent_decay, *[s for _v, s in pl.neighbours])
+            pipe.scripts.add(self.users_script)
+        for co in pl.cohorts:
+            pipe.execute_command("ZREVRANGE", self.keys.recs_cohort_popular(co), 0, self.candidates - 1)
+
+    def absorb_queued(self, pl: Plan, replies: list[Any]) -> None:
+        pos = 0
+        knn = users = cohort = None
+        if pl.list_sources:
+            knn = {src: (flat[0::2], float_array(flat[1::2]))
+                   for src, flat in zip(pl.list_sources, replies[pos], strict=True)}
+            pos += 1
+        if pl.neighbours:
+            users = (replies[pos][0::2], float_array(replies[pos][1::2]))
+            pos += 1
+        if pl.cohorts:
+            merged: dict[str, float] = {}
+            for lst in replies[pos:pos + len(pl.cohorts)]:
+                for r, i in enumerate(lst):
+                    merged[i] = merged.get(i, 0.0) + 1.0 / (1 + r)
+            cohort = (list(merged), np.array(list(merged.values()), dtype=np.float64))
+        self.absorb(pl, knn, users, cohort)
+
+    def queued_replies(self, pl: Plan) -> int:
+        return int(bool(pl.list_sources)) + int(bool(pl.neighbours)) + len(pl.cohorts)
+
+    def choose(self, pl: Plan) -> Pool:
+        """Blend, drop the id filters and seen items, and keep the pool of the best candidates."""
+        req, c, weights = pl.req, pl.c, pl.weights
         personal = any(c.has(s) for s in ("cooc", "ease", "mf", "content", "bought", "users"))
         strategy = req.method if personal else f"{req.method}:cold_start"
         if not any(c.has(s) for s in weights if weights[s] > 0):
-            c = Candidates()
-            c.add("popular", popular, rank_scores(len(popular)))
-            weights = {"popular": 1.0}
+            c = pl.c = Candidates()
+            c.add("popular", pl.popular, rank_scores(len(pl.popular)))
+            weights = pl.weights = {"popular": 1.0}
         total, masks = c.blend(weights)
+        pool = Pool(ids=[], scores=np.zeros(0), masks=masks, strategy=strategy, weights=weights, model=pl.model,
+                    index=c.index, asked=pl.asked)
         if not masks:
-            return Result(items=[], strategy=strategy, weights=weights, model=model)
+            return pool
         mask = np.logical_or.reduce(list(masks.values()))
         f = req.filters
         index = c.index
         drop = [index[i] for i in f.exclude_ids if i in index]  # id filters before the pool: no wasted slot
         if f.exclude_seen:
-            drop += [index[i] for i in seen if i in index]
+            drop += [index[i] for i in pl.seen if i in index]
         mask[drop] = False
         if f.include_ids is not None:
             allow = np.zeros_like(mask)
             allow[[c.index[i] for i in f.include_ids if i in c.index]] = True
             mask &= allow
-        pool_idx = pick_pool(total, mask, max(req.limit * 20, 300))
-        pool = [c.ids[j] for j in pool_idx]
-        if not pool:
-            return Result(items=[], strategy=strategy, weights=weights, model=model)
+        pool_idx = pick_pool(total, mask, pool_size(req.limit))
+        pool.ids = [c.ids[j] for j in pool_idx]
+        pool.scores = total[pool_idx]
+        return pool
 
-        # (3) the pool's filter records, best first: ONE HMGET of a first chunk, enough when the filters
-        # drop little; the rest of the pool only when they drop more (or boosts/diversity need it all)
-        pool_scores = total[pool_idx]
-        whole = bool(f.boost_items or f.boost_categories or req.diversity.max_per_category is not None
-                     or req.diversity.mmr_lambda is not None)
-        first = len(pool) if whole else max(3 * req.limit, 30)
-        head = np.arange(len(pool))
-        if first < len(pool):  # the head of the order (-score, id): every item scoring >= the first-th best
-            threshold = np.partition(pool_scores, len(pool) - first)[len(pool) - first]
+    async def finish(self, req: Request, pool: Pool) -> Result:
+        """Round trip (3): the pool's filter records, best first: ONE HMGET of a first chunk, enough when
+        the filters drop little; the rest of the pool only when they drop more (or boosts/diversity
+        need it all)."""
+        f, k = req.filters, self.keys
+        if not pool.ids:
+            return Result(items=[], strategy=pool.strategy, weights=pool.weights, model=pool.model)
+        ids_all, pool_scores = pool.ids, pool.scores
+        whole = needs_whole_pool(req)
+        first = len(ids_all) if whole else max(3 * req.limit, 30)
+        head = np.arange(len(ids_all))
+        if first < len(ids_all):  # the head of the order (-score, id): every item scoring >= the first-th best
+            threshold = np.partition(pool_scores, len(ids_all) - first)[len(ids_all) - first]
             head = np.flatnonzero(pool_scores >= threshold)
-        best = sorted(zip([pool[j] for j in head], pool_scores[head].tolist(), strict=True),
+        best = sorted(zip([ids_all[j] for j in head], pool_scores[head].tolist(), strict=True),
                       key=lambda t: (-t[1], t[0]))
         ids, scores = [i for i, _ in best], [x for _, x in best]
         records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
         ranked = rank_pool(ids, scores, records, set(), f, req.diversity, req.limit)
-        if len(ranked) < req.limit and len(pool) > len(ids):  # the filters dropped many: the whole pool
-            rest = sorted(set(range(len(pool))) - set(head.tolist()))
-            more = sorted(zip([pool[j] for j in rest], pool_scores[rest].tolist(), strict=True),
+        if len(ranked) < req.limit and len(ids_all) > len(ids):  # the filters dropped many: the whole pool
+            rest = sorted(set(range(len(ids_all))) - set(head.tolist()))
+            more = sorted(zip([ids_all[j] for j in rest], pool_scores[rest].tolist(), strict=True),
                           key=lambda t: (-t[1], t[0]))
             records += await self.redis.execute_command("HMGET", k.recs_item_filters(), *[i for i, _ in more])
             ranked = rank_pool(ids + [i for i, _ in more], scores + [x for _, x in more], records, set(), f,
                                req.diversity, req.limit)
-        names = [s for s in SOURCES if s in masks]
-        items = [(i, s, [name for name in names if masks[name][c.index[i]]]) for i, s in ranked]
+        names = [s for s in SOURCES if s in pool.masks]
+        items = [(i, s, [name for name in names if pool.masks[name][pool.index[i]]]) for i, s in ranked]
+        return Result(items=items, strategy=pool.strategy, weights=pool.weights, model=pool.model)
+
+    async def compute(self, req: Request) -> Result:
+        """The whole ranking from the state: three round trips (see the module docstring)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for cmd in self.first_commands(req):
+            pipe.execute_command(*cmd)
+        pl = self.plan(req, await pipe.execute())
+        await self.second(pl)
+        return await self.finish(req, self.choose(pl))
+
+    async def recommend(self, req: Request) -> Result:
+        """The user's precomputed candidate pool (streams/usercands.py) when it answers this request
+        exactly, else the whole ranking (``compute``)."""
+        if precomputable(req):
+            got = await self.from_precomputed(req)
+            if got is not None:
+                return got
+        return await self.compute(req)
+
+    async def from_precomputed(self, req: Request) -> Result | None:
+        """The pool the stream kept for (user, placement): ONE script call (placement, the pool's head
+        and the head's filter records, the user's recommender fence; Redis Cluster: a pipeline, then one
+        HMGET). None when there is no pool, when it was ranked before the user's last applied event (its
+        fence ``off`` is not the user's ``_off``: the stream has not re-ranked it yet) or with other
+        weights than the placement's current ones."""
+        k = self.keys
+        first = pool_size(req.limit) if needs_whole_pool(req) else max(3 * req.limit, 30)
+        uid = req.user_id or ""
+        ckey = k.recs_user_cands(uid, req.placement)
+        if self.cands_script is not None:
+            p, c, records = await self.cands_script(keys=[k.recs_placement(req.placement), ckey,
+                                                          k.recs_item_filters(), k.recs_user_state(uid)],
+                                                    args=[first])
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")
+            pipe.execute_command("HMGET", ckey, *CANDS_FIELDS)
+            pipe.execute_command("HGET", k.recs_user_state(uid), "_off")
+            p, c, off = await pipe.execute()
+            c = [*c, off]
+            records = None
+        wraw, model_id, version = p
+        stored_weights, strategy, ids_blob, scores_blob, sources_blob, used, ranked_at, current = c
+        if ids_blob is None or ranked_at != (current or "-1"):  # none, or ranked before the user's last event
+            return None
+        if json.loads(stored_weights) != method_weights(wraw, req.placement, req.method):
+            return None
+        weights = json.loads(used)  # the weights the ranking used ({"popular": 1} when nothing else answered)
+        model = f"{model_id}:{version}" if model_id else ""
+        if not ids_blob:
+            return Result(items=[], strategy=strategy, weights=weights, model=model)
+        ids = ids_blob.split(CANDS_SEP)
+        head = ids[:first]
+        if records is None:
+            records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *head)
+        score_text = scores_blob.split(",")
+        scores = list(map(float, score_text[:first]))
+        f = req.filters
+        ranked = rank_pool(head, scores, records, set(), f, req.diversity, req.limit)
+        if len(ranked) < req.limit and len(ids) > len(head):  # the filters dropped many: the whole pool
+            records = [*records, *await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids[first:])]
+            ranked = rank_pool(ids, list(map(float, score_text)), records, set(), f, req.diversity, req.limit)
+        sources = sources_blob.split(CANDS_SEP)
+        where = {i: j for j, i in enumerate(ids)}
+        items = [(i, s, sources[where[i]].split(",")) for i, s in ranked]
         return Result(items=items, strategy=strategy, weights=weights, model=model)
+
+
+# ------------------------------------------------------- the per-user pool kept by the stream
+
+CANDS_FIELDS = ("weights", "strategy", "ids", "scores", "sources", "used", "off")
+CANDS_SEP = "\x1f"
+CANDS_LIMIT = 10  # the stream ranks as for limit 10: the pool of ``pool_size(10)`` serves limits up to 15
+
+# The precomputed pool in ONE read-only call: KEYS = the placement hash, the user's pool hash, the filter
+# records, the user's recommender state (its fence ``_off``); ARGV = how many of the pool's first ids to
+# read records for. Returns {placement HMGET, pool HMGET + the user's fence, the head's records} (the
+# pool's ids are stored best first, ``CANDS_SEP``-separated). The pool and the state share the user's
+# hash tag; the placement and filter hashes do not (Redis Cluster: ``from_precomputed``'s other path).
+CANDS_LUA = """
+local p = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version')
+local c = redis.call('HMGET', KEYS[2], 'weights', 'strategy', 'ids', 'scores', 'sources', 'used', 'off')
+c[#c + 1] = redis.call('HGET', KEYS[4], '_off')
+local ids = c[3]
+if not ids or ids == '' then return {p, c, {}} end
+local first, head, pos = tonumber(ARGV[1]), {}, 1
+while #head < first do
+  local e = string.find(ids, '\\31', pos, true)
+  if e then
+    head[#head + 1] = string.sub(ids, pos, e - 1)
+    pos = e + 1
+  else
+    head[#head + 1] = string.sub(ids, pos)
+    break
+  end
+end
+return {p, c, redis.call('HMGET', KEYS[3], unpack(head))}
+"""
+
+
+def pool_size(limit: int) -> int:
+    """Candidates kept after the blend, before the filter records are read."""
+    return max(limit * 20, 300)
+
+
+def needs_whole_pool(req: Request) -> bool:
+    """Boosts and diversity look at the whole pool (the records of every candidate)."""
+    f = req.filters
+    return bool(f.boost_items or f.boost_categories or req.diversity.max_per_category is not None
+                or req.diversity.mmr_lambda is not None)
+
+
+def precomputable(req: Request) -> bool:
+    """Whether the stream's pool for (user, placement) answers ``req`` exactly: a hybrid request without
+    an item on screen, categories or id filters, seen items excluded, default recency settings and a
+    pool of the same size. Price and stock filters, boosts and diversity work on the pool as usual."""
+    f = req.filters
+    return bool(req.user_id and req.method == "hybrid" and not req.context_item and not req.preferred_categories
+                and f.categories is None and f.exclude_seen and not f.exclude_ids and f.include_ids is None
+                and pool_size(req.limit) == pool_size(CANDS_LIMIT) and req.recent_n == 10
+                and req.recent_decay == 0.8 and req.batch_model == "ease")
+
+
+def pool_record(pool: Pool) -> dict[str, str] | None:
+    """A pool as the stream stores it (hash fields ``CANDS_FIELDS``): ids best first in the order
+    (-score, id), scores as exact decimal text, each item's sources; None when an id contains the
+    separator (such a user is served by the whole ranking)."""
+    order = sorted(zip(pool.ids, pool.scores.tolist(), strict=True), key=lambda t: (-t[1], t[0]))
+    if any(CANDS_SEP in i for i, _s in order):
+        return None
+    names = [s for s in SOURCES if s in pool.masks]
+    return {"weights": json.dumps(pool.asked), "used": json.dumps(pool.weights), "strategy": pool.strategy,
+            "ids": CANDS_SEP.join(i for i, _s in order), "scores": ",".join(repr(s) for _i, s in order),
+            "sources": CANDS_SEP.join(",".join(n for n in names if pool.masks[n][pool.index[i]]) for i, _s in order)}
+
+
+@dataclass
+class Plan:
+    """One request between its round trips (``Recommender.plan`` -> ``absorb`` -> ``choose``)."""
+
+    req: Request
+    weights: dict[str, float]
+    model: str
+    c: Candidates
+    recent: list[tuple[str, float]] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    neighbours: list[tuple[str, float]] = field(default_factory=list)
+    cohorts: list[str] = field(default_factory=list)
+    popular: list[str] = field(default_factory=list)
+    list_sources: list[str] = field(default_factory=list)
+    asked: dict[str, float] = field(default_factory=dict)  # the placement's weights for the method
+
+
+@dataclass
+class Pool:
+    """The best candidates after the blend (unordered), their scores and each source's presence mask."""
+
+    ids: list[str]
+    scores: np.ndarray
+    masks: dict[str, np.ndarray]
+    strategy: str
+    weights: dict[str, float]
+    model: str
+    index: dict[str, int]
+    asked: dict[str, float]  # the placement's weights for the method (``method_weights``)

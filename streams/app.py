@@ -82,7 +82,7 @@ def build(s: Settings, resources: Resources | None = None
                                          layout.topic(s, layout.DEADLETTER), durable)
     catalog.register(app, resources, layout.topic(s, layout.CATALOG), layout.topic(s, layout.DEADLETTER))
     # decisions (issue 7): experiment tallies and bandit arm state, from exposures, decisions and rewards
-    from streams import decisions, neighbours
+    from streams import decisions, neighbours, usercands
 
     decision_owners = decisions.register(app, resources, layout.topic(s, layout.DECISIONS),
                                          layout.topic(s, layout.DEADLETTER))
@@ -93,6 +93,7 @@ def build(s: Settings, resources: Resources | None = None
         recs_by_user,  # recommender sequences, co-occurrence, trending, popularity, online MF
         decisions.behavior_owner(decision_owners, layout.topic(s, layout.BEHAVIOR)),  # conversions, rewards
         *neighbours.owners(resources),  # user neighbours (if enabled) and demographic cohorts
+        *usercands.register(app, resources),  # per-user hybrid candidate pools (if enabled; issue 6)
     ]
     behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER),
                       behavior_owners, durable)

@@ -1,0 +1,193 @@
+"""Per-user hybrid candidate pools, ranked by the stream (issue 6): the state the API's hybrid
+recommendation request reads instead of ranking from scratch.
+
+Owner of ``recs_user_cands(user, placement)`` (a hash: the best ``pool_size(10)`` = 300 candidates
+of the user's hybrid ranking for one placement, best first, with their blended scores and sources,
+the placement weights they were ranked with, the strategy, the fence ``off`` and the ``time``).
+
+How it is kept: the owner step (run by the behavior agent on every batch) only notes, per user, the
+highest source offset of the batch. A timer (``recs_user_cands_interval_s``) then ranks the noted users
+whose recommender state has reached that offset (``_off`` of ``recs_user_state``, written by
+streams/cooccurrence.py's user step, which may run concurrently or later: the owners are independent)
+with the API's own code (``serving.recommend.Recommender``: ``plan`` -> ``absorb_queued`` -> ``choose``),
+in three round trips per chunk of users: (1) one pipeline of every user's fence and state (and the
+placement, trending and popular lists once), (2) one pipeline of the kNN script calls, (3) one pipeline
+of fenced writes. The pool is a function of the state at the time it is read, so a replayed batch
+recomputes the same pool from the same (or newer) state; the write is fenced by the user's ``_off``
+read in the same pipeline (a pool ranked from an older state never replaces one ranked from a newer
+state, e.g. by another worker after a rebalance). Each pool expires after ``recs_user_cands_ttl_s``
+(inactive users cost no memory; the API then ranks from scratch).
+
+What the API does with it (serving/recommend.py ``from_precomputed``): a hybrid request the pool
+answers exactly (no item on screen, no categories or id filters, seen items excluded, limit <= 15)
+reads the pool's head and its filter records in ONE script call and ranks them as the full path does;
+the other requests, users without a pool and pools ranked with other placement weights use the whole
+ranking. What a pool does not see: changes of the global lists (trending, popular), of the items'
+neighbour lists and of the batch model's candidates after it was ranked; they reach the user's pool
+at the user's next event (or the API's full path after the TTL). docs/recommenders.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from serving.recommend import CANDS_LIMIT, Recommender, Request, pool_record
+from streams.intake import Accepted
+
+if TYPE_CHECKING:
+    from streams.app import Resources
+    from streams.behavior import Batch, Owner
+
+log = logging.getLogger(__name__)
+
+CHUNK = 200  # users ranked per round of three pipelines
+WAIT_MAX_S = 10.0  # a user whose recommender fence does not reach the batch's offset is ranked anyway after this
+
+# The fenced write of one pool: KEYS = the pool hash; ARGV = fence, time, TTL ms, then the fields as
+# (name, value) pairs. A pool ranked from an older state (lower ``off``) never replaces a newer one.
+WRITE_LUA = """
+local cur = redis.call('HGET', KEYS[1], 'off')
+if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'off', ARGV[1], 'time', ARGV[2], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def note(pending: dict[str, tuple[int, float]], kept: list[Accepted], now: float) -> None:
+    """Remember, per user, the highest source offset of the batch (pure; the first time noted is kept)."""
+    for a in kept:
+        u = a.event.user_id
+        if not u:
+            continue
+        old = pending.get(u)
+        if old is None:
+            pending[u] = (a.offset, now)
+        elif a.offset > old[0]:
+            pending[u] = (a.offset, old[1])
+
+
+def ready(pending: dict[str, tuple[int, float]], fences: dict[str, int | None], now: float,
+          wait_max_s: float = WAIT_MAX_S) -> list[str]:
+    """The users whose recommender state reached their noted offset (or who waited too long)."""
+    out = []
+    for u, off in fences.items():
+        want, since = pending[u]
+        if (off is not None and off >= want) or now - since >= wait_max_s:
+            out.append(u)
+    return out
+
+
+class UserCands:
+    """Ranks and stores the pools of the users noted by the behavior owner step; one per worker."""
+
+    def __init__(self, res: Resources) -> None:
+        s = res.settings
+        self.keys, self.redis = res.keys, res.redis
+        self.rec = Recommender(res.redis, res.keys, candidates=s.recs_candidates)
+        self.write = res.redis.register_script(WRITE_LUA)
+        self.placements = [p.strip() for p in s.recs_user_cands_placements.split(",") if p.strip()]
+        self.ttl_ms = int(s.recs_user_cands_ttl_s * 1000)
+        self.pending: dict[str, tuple[int, float]] = {}
+
+    def note(self, kept: list[Accepted]) -> None:
+        note(self.pending, kept, time.monotonic())
+
+    async def refresh(self, budget_s: float = 1.0) -> int:
+        """Rank the pending users that are ready, a chunk at a time, within about ``budget_s``."""
+        done, t0 = 0, time.monotonic()
+        users = list(self.pending)
+        for start in range(0, len(users), CHUNK):
+            done += await self.refresh_chunk(users[start:start + CHUNK])
+            if time.monotonic() - t0 >= budget_s:
+                break
+        return done
+
+    async def refresh_chunk(self, users: list[str]) -> int:
+        """Three round trips for up to ``CHUNK`` users: fences and state, kNN scripts, fenced writes."""
+        rec = self.rec
+        reqs = {pl: [Request(u, placement=pl, limit=CANDS_LIMIT) for u in users] for pl in self.placements}
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:  # the fence first: a state read after it is at least as new
+            pipe.execute_command("HGET", self.keys.recs_user_state(u), "_off")
+        layout: list[tuple[str, int, int]] = []  # placement, first global command, commands per user
+        for pl, rs in reqs.items():
+            cmds = rec.first_commands(rs[0])
+            layout.append((pl, len(cmds) - 7, 6))
+            for cmd in [cmds[0], *cmds[7:]]:  # placement, trending, popular: once per placement
+                pipe.execute_command(*cmd)
+            for r in rs:
+                for cmd in rec.first_commands(r)[1:7]:
+                    pipe.execute_command(*cmd)
+        raw = await pipe.execute()
+        fences = {u: (int(v) if v is not None else None) for u, v in zip(users, raw[:len(users)], strict=True)}
+        now = time.monotonic()
+        ok = set(ready(self.pending, fences, now))
+        pos = len(users)
+        plans = []
+        for pl, n_global, per_user in layout:
+            glob = raw[pos:pos + 1 + n_global]
+            pos += 1 + n_global
+            for r in reqs[pl]:
+                mine = raw[pos:pos + per_user]
+                pos += per_user
+                if r.user_id in ok:
+                    plans.append(rec.plan(r, [glob[0], *mine, *glob[1:]]))
+        if not plans:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for p in plans:
+            rec.queue_second(pipe, p)
+        replies = await pipe.execute() if len(pipe) else []
+        pipe = self.redis.pipeline(transaction=False)
+        pos = 0
+        wall_ms = int(time.time() * 1000)
+        for p in plans:
+            n = rec.queued_replies(p)
+            rec.absorb_queued(p, replies[pos:pos + n])
+            pos += n
+            record = pool_record(rec.choose(p))
+            uid = p.req.user_id or ""
+            key = self.keys.recs_user_cands(uid, p.req.placement)
+            if record is None:  # an id with the separator: served by the full ranking
+                pipe.delete(key)
+                continue
+            fence = fences[uid]
+            args: list[Any] = [-1 if fence is None else fence, wall_ms, self.ttl_ms]
+            for name, value in record.items():
+                args += [name, value]
+            await self.write(keys=[key], args=args, client=pipe)
+        await pipe.execute()
+        for u in ok:  # a batch noted meanwhile (higher offset) stays pending
+            want = self.pending.get(u)
+            fence = fences[u]
+            if want is not None and (fence is None or want[0] <= fence or now - want[1] >= WAIT_MAX_S):
+                del self.pending[u]
+        return len(ok)
+
+    async def refresh_safely(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:  # noqa: BLE001 - a timer must survive a slow Redis; users stay pending
+            log.exception("ranking user candidate pools failed; retried on the next tick")
+
+
+def register(app: Any, res: Resources) -> list[Owner]:
+    """What streams/app.py adds to the behavior fan-out: the owner step that notes users, and the timer
+    that ranks their pools; nothing when ``recs_user_cands`` is off."""
+    s = res.settings
+    if not s.recs_user_cands:
+        return []
+    cands = UserCands(res)
+
+    async def note_user_cands(b: Batch) -> None:
+        cands.note(b.kept)
+
+    @app.timer(interval=max(0.05, s.recs_user_cands_interval_s))
+    async def rank_user_cands() -> None:
+        await cands.refresh_safely()
+
+    return [("user candidates", note_user_cands)]

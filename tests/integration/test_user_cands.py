@@ -1,0 +1,199 @@
+"""Per-user candidate pools ranked by the stream (streams/usercands.py) and read by the API
+(serving/recommend.py ``from_precomputed``), against real Redis: for every request the pool answers,
+the answer equals the whole ranking (``Recommender.compute``, itself tested against the dict-based
+reference in test_recs_serving.py) item for item, score for score and source for source, through the
+script and through the Redis Cluster path, in ONE Redis call; the pool is fenced by the user's
+recommender offset (not ranked before the user step applied the batch, never replaced by a pool of
+an older state); other requests, changed placement weights and users without a pool take the
+whole ranking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis.asyncio.client as aioclient
+
+from aura import bootstrap
+from aura.layout import RedisKeys
+from schemas.events import Behavior
+from serving.recommend import Diversity, Filters, Recommender, Request, precomputable
+from streams.intake import Accepted
+from streams.usercands import WRITE_LUA, UserCands
+from tests.integration.test_recs_serving import reference, seed
+
+pytestmark = [pytest.mark.integration]
+
+PLACEMENTS = "default,homepage,product_page,with-users"
+SHAPES = [
+    Request("u0"), Request("u0", limit=1), Request("u0", limit=15),
+    Request("u0", filters=Filters(in_stock_only=False)),
+    Request("u0", filters=Filters(min_price=10, max_price=12)),  # drops most: the rest of the pool is read
+    Request("u0", filters=Filters(min_price=49)),
+    Request("u0", filters=Filters(exclude_categories=frozenset({"a", "b"}))),
+    Request("u0", filters=Filters(boost_items={"i5": 5.0, "i6": 0.1}, boost_categories={"c": 2.0})),
+    Request("u0", diversity=Diversity(max_per_category=1)),
+    Request("u0", diversity=Diversity(mmr_lambda=0.6), limit=12),
+]
+
+
+def shapes(user: str, placement: str) -> list[Request]:
+    out = []
+    for q in SHAPES:
+        r = Request(user, placement=placement, limit=q.limit, filters=q.filters, diversity=q.diversity)
+        assert precomputable(r)
+        out.append(r)
+    return out
+
+
+def state(redis_client: Any, k: RedisKeys, seed_: int) -> list[str]:
+    items = seed(redis_client, k, random.Random(seed_))
+    # cohorts (default weight 0.1) and "users like you" (a placement that weighs them) in the pools too
+    redis_client.hset(k.user_attrs("u1"), mapping={"x:country": '"FR"', "x:age": "30"})
+    redis_client.zadd(k.recs_cohort_popular("country:fr"), {i: float(n) for n, i in enumerate(items[:80])})
+    redis_client.hset(k.recs_placement("with-users"), "weights", json.dumps({"users": 0.5, "cooc": 1.0,
+                                                                            "popular": 0.1}))
+    redis_client.zadd(k.recs_user_nbrs("u0"), {"u1": 2.0, "u2": 1.0})
+    redis_client.hset(k.recs_placement("default"), mapping={"model_id": "ease", "version": "3"})
+    for u in range(5):
+        redis_client.hset(k.recs_user_state(f"u{u}"), "_off", 100 + u)
+    return items
+
+
+def accepted(user: str, offset: int) -> Accepted:
+    return Accepted(Behavior(f"e{user}{offset}", "view", user, "i1", 1000), 0, offset)
+
+
+def cands(isolated: Any, r: Any) -> UserCands:
+    s = isolated.model_copy(update={"recs_user_cands_placements": PLACEMENTS})
+    return UserCands(SimpleNamespace(settings=s, keys=RedisKeys(s.redis_prefix), redis=r))
+
+
+@pytest.mark.parametrize("seed_", [21, 22])
+def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, monkeypatch):
+    k = RedisKeys(isolated.redis_prefix)
+    state(redis_client, k, seed_)
+    users = ["u0", "u1", "u2", "u3", "u4", "nohistory"]
+
+    async def run() -> tuple[list[Any], list[Any], list[Any], int]:
+        r = bootstrap.redis_async(isolated)
+        try:
+            uc = cands(isolated, r)
+            uc.note([accepted(u, 100 + n) for n, u in enumerate(users[:5])] + [accepted("nohistory", 7)])
+            uc.pending["nohistory"] = (7, -1e9)  # no recommender state at all: ranked after the wait
+            ranked = await uc.refresh()
+            rec = Recommender(r, k)
+            reqs = [q for u in users for pl in PLACEMENTS.split(",") for q in shapes(u, pl)]
+            pooled = [await rec.from_precomputed(q) for q in reqs]
+            whole = [await rec.compute(q) for q in reqs]
+            rec.cands_script = None  # the Redis Cluster path
+            piped = [await rec.from_precomputed(q) for q in reqs]
+            return reqs, pooled, whole, piped, ranked
+        finally:
+            await r.aclose()
+
+    reqs, pooled, whole, piped, ranked = asyncio.run(run())
+    assert ranked == len(users)
+    for q, a, b, c in zip(reqs, pooled, whole, piped, strict=True):
+        assert a is not None, q
+        assert (a.items, a.strategy, a.weights, a.model) == (b.items, b.strategy, b.weights, b.model), q
+        assert (c.items, c.strategy, c.weights, c.model) == (b.items, b.strategy, b.weights, b.model), q
+    assert sum(len(a.items) for a in pooled) > 500  # not vacuous
+    assert any("cohort" in w for a in pooled for _i, _s, w in a.items)
+    assert any("users" in w for a in pooled for _i, _s, w in a.items)
+    assert pooled[0].model == "ease:3" and pooled[0].strategy == "hybrid"
+    assert any(a.strategy == "hybrid:cold_start" for a in pooled)
+    # and the default placement's answers equal the dict-based reference (which knows no cohorts: u1 has
+    # some; and cuts its pool before dropping seen items, which differs when a price filter exhausts it)
+    for q, a in zip(reqs, pooled, strict=True):
+        if q.placement == "default" and q.user_id not in ("nohistory", "u1") and q.filters.min_price is None:
+            want = reference(redis_client, k, q)
+            assert [i for i, _s, _w in a.items] == [i for i, _s, _w in want], q
+            assert [s for _i, s, _w in a.items] == pytest.approx([s for _i, s, _w in want], rel=1e-9), q
+
+    # ONE Redis call per request the pool answers; requests it does not answer, the whole ranking
+    counted: list[int] = []
+    real_execute, real_command = aioclient.Pipeline.execute, aioclient.Redis.execute_command
+
+    async def execute(self: Any, *a: Any, **kw: Any) -> Any:
+        counted.append(len(self.command_stack))
+        return await real_execute(self, *a, **kw)
+
+    async def execute_command(self: Any, *a: Any, **kw: Any) -> Any:
+        counted.append(1)
+        return await real_command(self, *a, **kw)
+
+    monkeypatch.setattr(aioclient.Pipeline, "execute", execute)
+    monkeypatch.setattr(aioclient.Redis, "execute_command", execute_command)
+
+    async def serve(q: Request) -> tuple[Any, list[int]]:
+        r = bootstrap.redis_async(isolated)
+        try:
+            counted.clear()
+            got = await Recommender(r, k).recommend(q)
+            return got, list(counted)
+        finally:
+            await r.aclose()
+
+    got, calls = asyncio.run(serve(Request("u0")))
+    assert calls == [1] and got.items == pooled[0].items
+    for q in [Request("u0", context_item="i3"), Request("u0", filters=Filters(categories=frozenset({"a"}))),
+              Request("u0", filters=Filters(exclude_seen=False)), Request("u0", limit=16),
+              Request("u0", method="collaborative"), Request("u0", filters=Filters(exclude_ids=frozenset({"i1"})))]:
+        assert not precomputable(q)
+        _got, calls = asyncio.run(serve(q))
+        assert calls[0] == 9, q  # straight to the whole ranking
+    _got, calls = asyncio.run(serve(Request("u9")))  # no pool: one call, then the whole ranking
+    assert calls[:2] == [1, 9]
+    # the placement's weights changed after the pools were ranked: the whole ranking, with the new weights
+    redis_client.hset(k.recs_placement("default"), "weights", json.dumps({"popular": 1.0}))
+    got, calls = asyncio.run(serve(Request("u0")))
+    assert calls[:2] == [1, 9] and got.weights == {"popular": 1.0} and all(w == ["popular"] for _i, _s, w in got.items)
+
+
+def test_pools_are_fenced_by_the_user_offset(isolated, redis_client):
+    k = RedisKeys(isolated.redis_prefix)
+    state(redis_client, k, 23)
+
+    async def run() -> None:
+        r = bootstrap.redis_async(isolated)
+        try:
+            uc = cands(isolated, r)
+            # the user step has not applied offset 150 yet (_off 100): not ranked, still pending
+            uc.note([accepted("u0", 150)])
+            assert await uc.refresh() == 0
+            assert not await r.exists(k.recs_user_cands("u0", "default")) and "u0" in uc.pending
+            await r.hset(k.recs_user_state("u0"), "_off", 150)
+            assert await uc.refresh() == 1 and not uc.pending
+            assert await r.hget(k.recs_user_cands("u0", "default"), "off") == "150"
+            assert 0 < await r.pttl(k.recs_user_cands("u0", "default")) <= 3600 * 1000
+            # a pool ranked from an older state (another worker, before a rebalance) does not replace it
+            write = r.register_script(WRITE_LUA)
+            assert await write(keys=[k.recs_user_cands("u0", "default")], args=[120, 1, 60_000, "ids", "x"]) == 0
+            assert await r.hget(k.recs_user_cands("u0", "default"), "ids") != "x"
+            # a redelivered batch (offsets at or below the fence) ranks the same pool again
+            before = await r.hgetall(k.recs_user_cands("u0", "default"))
+            uc.note([accepted("u0", 140)])
+            assert await uc.refresh() == 1
+            after = await r.hgetall(k.recs_user_cands("u0", "default"))
+            assert {f: v for f, v in after.items() if f != "time"} == {f: v for f, v in before.items() if f != "time"}
+            # the user's state moves (a new recent item): the next batch's pool follows it
+            await r.lpush(k.recs_user_seq("u0"), "i9|3|2000|0")
+            await r.hset(k.recs_user_state("u0"), "_off", 151)
+            rec = Recommender(r, k)
+            assert await rec.from_precomputed(Request("u0")) is None  # ranked before the user's last event
+            rec.cands_script = None
+            assert await rec.from_precomputed(Request("u0")) is None  # (the Redis Cluster path too)
+            uc.note([accepted("u0", 151)])
+            assert await uc.refresh() == 1
+            assert await r.hget(k.recs_user_cands("u0", "default"), "ids") != before["ids"]
+            got = await Recommender(r, k).from_precomputed(Request("u0"))
+            assert got is not None and got.items == (await Recommender(r, k).compute(Request("u0"))).items
+        finally:
+            await r.aclose()
+
+    asyncio.run(run())

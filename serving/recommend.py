@@ -970,12 +970,19 @@ def pool_record(pool: Pool) -> dict[str, str] | None:
     (-score, id), scores as exact decimal text, each item's sources; None when an id contains the
     separator (such a user is served by the whole ranking)."""
     order = sorted(zip(pool.ids, pool.scores.tolist(), strict=True), key=lambda t: (-t[1], t[0]))
-    if any(CANDS_SEP in i for i, _s in order):
+    ids = [i for i, _s in order]
+    text = CANDS_SEP.join(ids)
+    if text.count(CANDS_SEP) != max(len(ids) - 1, 0):
         return None
     names = [s for s in SOURCES if s in pool.masks]
+    idx = np.fromiter(map(pool.index.__getitem__, ids), dtype=np.intp, count=len(ids))
+    code = np.zeros(len(ids), dtype=np.intp)  # bit b: proposed by names[b]
+    for b, n in enumerate(names):
+        code |= pool.masks[n][idx].astype(np.intp) << b
+    spelled = {c: ",".join(n for b, n in enumerate(names) if c >> b & 1) for c in set(code.tolist())}
     return {"weights": json.dumps(pool.asked), "used": json.dumps(pool.weights), "strategy": pool.strategy,
-            "ids": CANDS_SEP.join(i for i, _s in order), "scores": ",".join(repr(s) for _i, s in order),
-            "sources": CANDS_SEP.join(",".join(n for n in names if pool.masks[n][pool.index[i]]) for i, _s in order)}
+            "ids": text, "scores": ",".join(map(repr, (s for _i, s in order))),
+            "sources": CANDS_SEP.join(map(spelled.__getitem__, code.tolist()))}
 
 
 @dataclass

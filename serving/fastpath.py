@@ -29,7 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.datastructures import DefaultPlaceholder
@@ -46,6 +46,7 @@ from serving.deps import get_state
 from serving.security import authorize, presented_token, required_scope
 
 log = logging.getLogger(__name__)
+QUERY_MEMO_MAX = 1024  # distinct query strings remembered per route (then forgotten all at once)
 
 
 def hot_endpoints() -> list[Callable[..., Any]]:
@@ -70,6 +71,22 @@ class HotRoute:
     state_params: list[str]  # endpoint parameters that receive ``ApiState``
     dump_json: bool
     response_class: type[Response]
+    query_memo: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # query string -> validated values
+
+    def query_args(self, request: Request) -> tuple[dict[str, Any], list[Any]]:
+        """FastAPI's ``request_params_to_args`` over the query parameters, remembered per query string
+        when it validated to immutable values only (storefronts send a handful of distinct query
+        strings, e.g. ``limit=10``; a path parameter such as the user id is validated every time)."""
+        raw = request.scope.get("query_string", b"")
+        got = self.query_memo.get(raw)
+        if got is not None:
+            return dict(got), []
+        values, errors = request_params_to_args(self.route.dependant.query_params, request.query_params)
+        if not errors and all(v is None or isinstance(v, str | int | float | bool) for v in values.values()):
+            if len(self.query_memo) >= QUERY_MEMO_MAX:
+                self.query_memo.clear()
+            self.query_memo[raw] = dict(values)
+        return values, errors
 
     def shadowed(self, scope: dict[str, Any], path: str) -> bool:
         return (any(regex.match(path) for regex in self.earlier)
@@ -199,7 +216,7 @@ class FastPath:
         d = route.dependant
         values, errors = request_params_to_args(d.path_params, path_params)
         if d.query_params:
-            query_values, query_errors = request_params_to_args(d.query_params, request.query_params)
+            query_values, query_errors = hot.query_args(request)
             errors += query_errors
             values.update(query_values)
         if errors:

@@ -893,20 +893,22 @@ class Recommender:
         model = f"{model_id}:{version}" if model_id else ""
         if not ids_blob:
             return Result(items=[], strategy=strategy, weights=weights, model=model)
-        ids = ids_blob.split(CANDS_SEP)
-        head = ids[:first]
+        ids = ids_blob.split(CANDS_SEP, first)  # the head (and the rest of the pool, unsplit)
+        rest = ids.pop() if len(ids) > first else None
         if records is None:
-            records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *head)
-        score_text = scores_blob.split(",")
-        scores = list(map(float, score_text[:first]))
+            records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
         f = req.filters
-        ranked = rank_pool(head, scores, records, set(), f, req.diversity, req.limit)
-        if len(ranked) < req.limit and len(ids) > len(head):  # the filters dropped many: the whole pool
-            records = [*records, *await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids[first:])]
-            ranked = rank_pool(ids, list(map(float, score_text)), records, set(), f, req.diversity, req.limit)
-        sources = sources_blob.split(CANDS_SEP)
-        where = {i: j for j, i in enumerate(ids)}
-        items = [(i, s, sources[where[i]].split(",")) for i, s in ranked]
+        ranked = rank_pool(ids, list(map(float, scores_blob.split(",", first)[:first])), records, set(), f,
+                           req.diversity, req.limit)
+        if len(ranked) < req.limit and rest is not None:  # the filters dropped many: the whole pool
+            more = rest.split(CANDS_SEP)
+            records = [*records, *await self.redis.execute_command("HMGET", k.recs_item_filters(), *more)]
+            ids += more
+            ranked = rank_pool(ids, list(map(float, scores_blob.split(","))), records, set(), f, req.diversity,
+                               req.limit)
+        where = [ids.index(i) for i, _s in ranked]
+        sources = sources_blob.split(CANDS_SEP, max(where, default=0) + 1)
+        items = [(i, s, sources[j].split(",")) for (i, s), j in zip(ranked, where, strict=True)]
         return Result(items=items, strategy=strategy, weights=weights, model=model)
 
 

@@ -1,0 +1,71 @@
+"""Per-user candidate pools kept by a real worker (``AURA_RECS_USER_CANDS=true``): behavior events in
+through Kafka, the worker's user step and its pool timer, the API's hybrid list read from the pool and
+equal to the whole ranking; the user's next event re-ranks the pool (the item just seen leaves it)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from aura import bootstrap
+from aura.layout import RedisKeys
+from aura.producer import EventProducer
+from serving.recommend import Recommender, Request
+from tests.conftest import wait_for
+from tests.e2e.test_recommendations import CATALOG, catalog_event
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+
+def test_worker_keeps_pools_the_api_serves(isolated, worker_factory, api_client, redis_client):
+    s = isolated.model_copy(update={"recs_user_cands": True, "recs_user_cands_interval_s": 0.1,
+                                    "recs_publish_interval_s": 0.3})
+    worker_factory(s)
+    k = RedisKeys(isolated.redis_prefix)
+    producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
+    now = int(time.time() * 1000)
+    for item, (title, cats, stock) in CATALOG.items():
+        producer.send_catalog(catalog_event(item, title, cats, stock, now))
+    events = [(f"u{u}", "view", i) for u in range(1, 6) for i in ("i1", "i2", "i3")] + [("u0", "view", "i1")]
+    for n, (user, etype, item) in enumerate(events):
+        producer.send({"event_id": f"{isolated.topic_prefix}-{n}", "event_type": etype, "user_id": user,
+                       "item_id": item, "event_time": now + n})
+    assert producer.flush().failed == 0
+
+    def pool_current(user: str) -> bool:
+        off = redis_client.hget(k.recs_user_state(user), "_off")
+        return off is not None and redis_client.hget(k.recs_user_cands(user, "default"), "off") == off
+
+    wait_for(lambda: pool_current("u0") and redis_client.exists(k.recs_item_similar("i1", "cooc")),
+             timeout=60, what="u0's pool ranked from u0's state")
+    # the neighbour lists are republished on their own timer: wait until u0's pool was ranked after that
+    wait_for(lambda: "i2" in (redis_client.hget(k.recs_user_cands("u0", "default"), "ids") or ""),
+             timeout=30, what="i2 (co-viewed with i1) in u0's pool")
+
+    async def both(user: str) -> tuple[Any, Any]:
+        r = bootstrap.redis_async(isolated)
+        try:
+            rec = Recommender(r, k)
+            return await rec.from_precomputed(Request(user)), await rec.compute(Request(user))
+        finally:
+            await r.aclose()
+
+    pooled, whole = asyncio.run(both("u0"))
+    assert pooled is not None and pooled.items and pooled.items == whole.items
+    body = api_client.get("/v1/recommendations/users/u0?limit=10").json()
+    assert [x["item_id"] for x in body["items"]] == [i for i, _s, _w in pooled.items]
+    assert "i2" in [x["item_id"] for x in body["items"]] and "i1" not in [x["item_id"] for x in body["items"]]
+
+    # u0 views i2: the next batch re-ranks u0's pool, i2 (now seen) leaves it
+    producer.send({"event_id": f"{isolated.topic_prefix}-next", "event_type": "view", "user_id": "u0",
+                   "item_id": "i2", "event_time": now + 100})
+    assert producer.flush().failed == 0
+    wait_for(lambda: pool_current("u0") and "i2" not in redis_client.hget(k.recs_user_cands("u0", "default"),
+                                                                           "ids").split("\x1f"),
+             timeout=30, what="u0's pool re-ranked without i2")
+    pooled, whole = asyncio.run(both("u0"))
+    assert pooled is not None and pooled.items == whole.items
+    assert "i2" not in [x["item_id"] for x in api_client.get("/v1/recommendations/users/u0").json()["items"]]

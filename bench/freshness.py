@@ -50,24 +50,28 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between probes")
     ap.add_argument("--workers", type=int, default=1, help="worker processes (aura worker --processes N)")
+    ap.add_argument("--stats-s", type=float, default=5.0,
+                    help="the workers log their loop timings (streams/loopstats.py) this often into the log")
     a = ap.parse_args()
     from fastapi.testclient import TestClient
 
     from aura.apikeys import KeyStore
     from serving.app import create_app
 
-    s = bench_settings(get_settings())
+    s = bench_settings(get_settings()).model_copy(update={"loop_stats_s": a.stats_s})
     prepare(s)
     session = bootstrap.cassandra_session(s)
     _rec, token = KeyStore(s, session).create("bench-freshness", ("admin",), 1e6, 1_000_000)
     log = Path(f"/tmp/bench-freshness-{s.topic_prefix}.log")
-    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning",
+    level = "info" if a.stats_s > 0 else "warning"
+    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", level,
                                "--processes", str(a.workers)], cwd=REPO_ROOT,
                               env={**os.environ, **settings_env(s)}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     stop = threading.Event()
     sent: list[int] = []
     lat: list[float] = []
     missed = 0
+    cpu = float("nan")
     try:
         with TestClient(create_app(s), headers={"Authorization": f"Bearer {token}"}) as api:
             producer = EventProducer(s, bootstrap.kafka_producer(s, **{"linger.ms": 0}))
@@ -87,6 +91,7 @@ def main() -> None:
             bg = threading.Thread(target=background, args=(s, a.rate, stop, sent), daemon=True)
             bg.start()
             time.sleep(3.0)
+            cpu0, wall0 = time.process_time(), time.monotonic()
             for i in range(a.probes):
                 user = f"probe-{uuid.uuid4().hex[:8]}"
                 t0 = time.perf_counter()
@@ -102,6 +107,7 @@ def main() -> None:
                 if missed >= 3:  # behind for good: the rest would only measure the backlog
                     break
                 time.sleep(a.interval)
+            cpu = (time.process_time() - cpu0) / max(1e-9, time.monotonic() - wall0)
             stop.set()
             bg.join(30)
     finally:
@@ -115,6 +121,8 @@ def main() -> None:
           f"(sent {sent[0] if sent else '?'}) workers={a.workers} "
           f"load={os.getloadavg()[0]:.1f}")
     print(f"freshness ms: p50={statistics.median(lat):.1f} p90={q[89]:.1f} p99={q[98]:.1f} max={lat[-1]:.1f}")
+    print(f"bench process (producers, in-process API, polling): {cpu:.2f} of a core while probing; "
+          f"worker log (loop stats lines): {log}")
     s_ = get_settings()
     print(f"settings: batch_max={s_.batch_max} batch_within_s={s_.batch_within_s} partitions={s_.topic_partitions}"
           f" topic={layout.topic(s, layout.BEHAVIOR)}")

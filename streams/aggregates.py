@@ -25,6 +25,7 @@ from schemas.codec import codec
 from streams import analytics
 from streams.analytics import BucketTotals
 from streams.durable import execute_grouped
+from streams.loopstats import timed
 
 if TYPE_CHECKING:
     from streams.app import Resources
@@ -167,6 +168,7 @@ def register(app: faust.App, res: Resources) -> None:
     publisher = AggregatePublisher(res)
 
     @app.timer(interval=s.agg_publish_interval_s, name="publish_aggregates")
+    @timed("publish_aggregates")
     async def publish_aggregates() -> None:
         try:
             recs = await publisher.run_once(grains=publisher.due())

@@ -227,7 +227,10 @@ class AnalyticsStore:
             for p in order:
                 k, args = lua_call(self.keys, contributions[p], fences.get(p), self.ttls)
                 await self.script(keys=k, args=args, client=pipe)
-            results = await pipe.execute() if order else []
+            if buckets and order:  # marked in the same round trip (idempotent; before or after: the same)
+                pipe.zadd(self.keys.analytics_touched(), {f"{g}:{b}": now_ms for g, b in buckets})
+                buckets = set()
+            results = (await pipe.execute())[:len(order)] if order else []
             applied += sum(1 for r in results if r)
             partitions = [p for p, ok in zip(order, results, strict=True) if not ok]
         else:

@@ -97,4 +97,7 @@ def build(s: Settings, resources: Resources | None = None
     ]
     behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER),
                       behavior_owners, durable)
+    from streams import loopstats
+
+    loopstats.register(app, s.loop_stats_s)  # where a batch's time goes, logged at INFO
     return app, behavior_owners, durable

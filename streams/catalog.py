@@ -29,6 +29,7 @@ from aura.layout import Tables
 from schemas.codec import DecodeError, codec
 from schemas.events import InvalidEvent, validate_catalog
 from streams import itemfilters
+from streams.loopstats import timed
 
 if TYPE_CHECKING:
     from streams.app import Resources
@@ -346,6 +347,7 @@ def register(app: faust.App, res: Resources, catalog_topic: str, deadletter_topi
                 log.warning("catalog: dead-lettered %d records", dead)
 
     @app.timer(interval=max(0.2, s.recs_content_rebuild_s / 2))
+    @timed("rebuild_content_model")
     async def rebuild_content_model() -> None:
         try:
             await store.rebuild_if_due(s.recs_content_rebuild_s)

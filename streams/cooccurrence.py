@@ -51,6 +51,7 @@ from streams import trending
 from streams.behavior import retrying
 from streams.durable import WriteBehind
 from streams.intake import Accepted
+from streams.loopstats import timed
 from streams.mf import OnlineMF
 
 if TYPE_CHECKING:
@@ -506,8 +507,10 @@ class UserSignals:
         for _attempt in range(5):
             fences, seqs, vecs = await self.read(users)
             f = fold(accepted, fences, seqs, self.p)
+            await asyncio.sleep(0)  # CPU-bound steps apart: the profile owner's round trips get the loop between
             pv_before = (self.mf.pv_n, self.mf.pv_err)
             moved = self.learn(f, vecs)
+            await asyncio.sleep(0)
             # item-keyed deltas first (acked), user fences after: a crash in between replays them
             # at the same source offsets, and the item fences drop them.
             if self.item_side is not None:  # direct: the same fenced item writes, without the Kafka hop
@@ -826,11 +829,13 @@ def register(app: faust.App, res: Resources, signals_topic: str, deadletter_topi
             await item_side.publish_safely()
 
     @app.timer(interval=max(0.2, s.recs_publish_interval_s))
+    @timed("publish_similar")
     async def publish_similar() -> None:
         await item_side.publish_safely(force=True)
 
     if s.recs_mf_refresh_s > 0:
         @app.timer(interval=max(0.2, s.recs_mf_refresh_s))
+        @timed("refresh_mf_candidates")
         async def refresh_mf_candidates() -> None:
             try:
                 await users.refresh_pending()

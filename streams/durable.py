@@ -34,6 +34,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.loopstats import STATS
+
 log = logging.getLogger(__name__)
 
 Flush = Callable[[dict[Hashable, Any]], Awaitable[Any]]
@@ -185,7 +187,9 @@ class WriteBehind:
                     t0 = time.perf_counter()
                     await self._write(batches)
                     written = sum(len(rows) for _, rows in batches)
-                    log.debug("flushed %d durable rows in %.0f ms", written, (time.perf_counter() - t0) * 1000)
+                    ms = (time.perf_counter() - t0) * 1000
+                    STATS.add("durable_flush", ms)
+                    log.debug("flushed %d durable rows in %.0f ms", written, ms)
             except BaseException:
                 for s, rows in batches:  # put back under newer values that arrived meanwhile
                     rows.update(s.pending)

@@ -11,6 +11,10 @@ neighbours and top-100 ``bought``; 1,000 users with a 50-item sequence, 100 seen
 - the routes through the ASGI app (no HTTP server, auth disabled so that only the recommendation
   logic and FastAPI's own work are counted): hybrid ``/users/{u}``, ``/similar/{i}``, ``/also-bought/{i}``.
 
+``--pools``: the measured users' hybrid candidate pools are first ranked with the stream's code
+(streams/usercands.py, CPU per user printed), so the hybrid cases read the pools (without it they
+measure the whole ranking, plus the one call that finds no pool).
+
 CPU is ``time.process_time`` of this process (Redis' own CPU is not included). Commands are counted
 by wrapping redis-py's pipeline ``execute`` and the client's ``execute_command``. Prints medians of
 ``--repeat`` runs. The same file runs against an older checkout (``PYTHONPATH=<tree>``) to compare.
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-seed", action="store_true")
     ap.add_argument("--prefix", default="", help="measure on existing state (e.g. a `bench.movielens --keep` "
                     "run's prefix: users 1..943, items 1..1682) instead of seeding")
+    ap.add_argument("--pools", action="store_true", help="first rank the measured users' hybrid pools with the "
+                    "stream's code (streams/usercands.py; prints its CPU per user), so the hybrid cases read them")
     a = ap.parse_args(argv)
     p = a.prefix or "benchrc"
     s = Settings(redis_prefix=p, topic_prefix=p, consumer_group=p, auth_enabled=False)
@@ -155,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     counter = Counter()
     users = [str(u) for u in range(1, 944, 3)] if a.prefix else [f"u{u}" for u in range(0, N_USERS, 7)]
     items = [str(i) for i in range(1, 1683, 7)] if a.prefix else [f"i{i}" for i in range(0, N_ITEMS, 7)]
+    if a.pools:
+        from bench.http_load import seed_pools
+
+        seed_pools(s, users)
     cases: dict[str, Any] = {
         "generate (Recommender only, hybrid)": lambda: measure_generate(s, users, a.n, counter),
         "GET /recommendations/users/{u} (hybrid)": lambda: measure_route(

@@ -15,6 +15,15 @@ filter records (``recs_item_filters``), best first (a second one only when the f
 many). Raw replies (no per-pair Python callbacks), numpy arrays. Writers of that state:
 streams/cooccurrence.py, streams/catalog.py, streams/neighbours.py, streams/cohorts.py, jobs/ease.py;
 this module owns none of it.
+
+Per-user pools (issue 6): the stages of ``compute`` (``first_commands`` -> ``plan`` -> ``second`` /
+``queue_second`` -> ``absorb`` -> ``choose`` -> ``finish``) are shared with streams/usercands.py, which
+ranks each active user's pool (the best ``pool_size(10)`` candidates after the blend and the seen/id
+filters) with them and stores it. ``recommend`` serves a request the pool answers exactly
+(``precomputable``) from it in ONE script call (``CANDS_LUA``: the placement, the pool's head, the
+head's filter records, the user's fence) when the pool was ranked from the user's current state and the
+placement's current weights (``from_precomputed``), and takes the whole ranking otherwise. Similar
+items / also bought: ONE script call (``SIMILAR_LUA``; ``Recommender.similar``).
 """
 
 from __future__ import annotations

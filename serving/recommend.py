@@ -480,13 +480,8 @@ for s = 1, ns do
   local lst = redis.call('ZREVRANGE', KEYS[s], 0, n - 1, 'WITHSCORES')
   local m = #lst / 2
   if m > 0 then
-    local vals, top, lo = {}, -math.huge, math.huge
-    for i = 1, m do
-      local v = tonumber(lst[2 * i])
-      vals[i] = v
-      if v > top then top = v end
-      if v < lo then lo = v end
-    end
+    -- ZREVRANGE: the first score is the maximum, the last the minimum
+    local top, lo = tonumber(lst[2]), tonumber(lst[2 * m])
     local shift, span = 0, top
     if top <= 0 or top == math.huge then
       shift, span = lo, top - lo
@@ -494,7 +489,7 @@ for s = 1, ns do
     end
     for i = 1, m do
       local j = lst[2 * i - 1]
-      local x = w * ((vals[i] - shift) / span)
+      local x = w * ((tonumber(lst[2 * i]) - shift) / span)
       local v = acc[j]
       if v == nil then
         order[#order + 1] = j

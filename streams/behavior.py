@@ -8,8 +8,11 @@ state owner fed by behavior events, each keeping its own fences:
 * experiment conversions and bandit rewards (streams/decisions.py).
 
 The owners are a plain list built in streams/app.py (``(name, step)`` pairs); a new owner is one
-more entry. Owners run concurrently on the same batch (their Redis round trips overlap) and each
-step is retried on store errors (idempotent: fenced). Owns the intake counters and the
+more entry. Each owner runs in its own lane (``Lanes``: a task over the queue of intake batches,
+batches that waited folded as one step; the profile lane first), so the state the API shows does
+not wait for the slower owners; ``AURA_OWNER_LANES=false`` runs every owner of a batch
+concurrently, then the next batch (the previous loop). Each step is retried on store errors
+(idempotent: fenced). Owns the intake counters and the
 dead-letter records of this topic. With a ``WriteBehind`` (streams/durable.py) the owners'
 Cassandra rows are written off the hot loop and the batch's offsets are committed only after them.
 """

@@ -212,15 +212,23 @@ class AnalyticsStore:
         values = await self.redis.mget([self.keys.analytics_fence(p) for p in partitions])
         return {p: int(v) for p, v in zip(partitions, values, strict=True) if v is not None}
 
-    async def apply(self, facts: list[Fact], buckets: set[tuple[str, int]], now_ms: int) -> int:
+    async def apply(self, facts: list[Fact], buckets: set[tuple[str, int]], now_ms: int,
+                    fences_read: dict[int, int] | None = None) -> int:
         """Fold ``facts`` exactly once; ``buckets`` (of the whole batch, replays included) are marked
-        touched for the durable flush. Returns the number of partitions applied."""
+        touched for the durable flush. Returns the number of partitions applied.
+
+        ``fences_read``: the fences of (at least) the facts' partitions, read earlier in the batch
+        (saves a round trip); the scripts compare and set them, so a fence read too early is a
+        conflict and the partition is retried with a fresh read."""
         applied = 0
         partitions = sorted({f.acc.partition for f in facts})
-        for _attempt in range(8):
+        for attempt in range(8):
             if not partitions:
                 break
-            fences = await self.fences(partitions)
+            if attempt == 0 and fences_read is not None:
+                fences = {p: v for p, v in fences_read.items() if p in partitions}
+            else:
+                fences = await self.fences(partitions)
             contributions = fold([f for f in facts if f.acc.partition in partitions], fences)
             pipe = self.redis.pipeline(transaction=False)
             order = sorted(contributions)

@@ -115,14 +115,19 @@ class BehaviorPipeline:
             "minute": s.analytics_minute_ttl_s, "hour": s.analytics_hour_ttl_s, "day": s.analytics_day_ttl_s})
 
     async def apply(self, kept: list[Accepted], now_ms: int) -> list[Fact]:
-        # the alias MGET and the item attributes in one round trip's time (independent reads)
-        kept, _ = await asyncio.gather(resolve_aliases(self.res.redis, self.res.keys, kept),
-                                       self.catalog.prefetch({a.event.item_id for a in kept if a.event.item_id},
-                                                             now_ms))
+        # the alias MGET, the item attributes and the analytics fences in one round trip's time
+        # (independent reads; the fences are compared and set by the analytics scripts)
+        kept, _, fences = await asyncio.gather(
+            resolve_aliases(self.res.redis, self.res.keys, kept),
+            self.catalog.prefetch({a.event.item_id for a in kept if a.event.item_id}, now_ms),
+            self.analytics.fences(sorted({a.partition for a in kept})) if kept else asyncio.sleep(0, {}))
         buckets = {(g, analytics.bucket_start(a.event.event_time, g)) for a in kept for g in analytics.GRAINS}
+        first = [True]
 
         async def count(facts: list[Fact]) -> None:
-            await self.analytics.apply(facts, buckets | analytics.batch_buckets(facts), now_ms)
+            hint = fences if first[0] else None  # a retried profile attempt reads them afresh
+            first[0] = False
+            await self.analytics.apply(facts, buckets | analytics.batch_buckets(facts), now_ms, hint)
 
         _, facts = await self.profiles.apply(kept, self.catalog.get, before_commit=count)
         if kept and not facts:  # a replayed batch: still mark its buckets for the durable flush

@@ -8,11 +8,12 @@ state owner fed by behavior events, each keeping its own fences:
 * experiment conversions and bandit rewards (streams/decisions.py).
 
 The owners are a plain list built in streams/app.py (``(name, step)`` pairs); a new owner is one
-more entry. Each owner runs in its own lane (``Lanes``: a task over the queue of intake batches,
-batches that waited folded as one step; the profile lane first), so the state the API shows does
-not wait for the slower owners; ``AURA_OWNER_LANES=false`` runs every owner of a batch
-concurrently, then the next batch (the previous loop). Each step is retried on store errors
-(idempotent: fenced). Owns the intake counters and the
+more entry. By default every owner of a batch runs concurrently (their Redis round trips overlap),
+then the next batch is taken. With ``AURA_OWNER_LANES=true`` each owner runs in its own lane
+(``Lanes``: a task over the queue of intake batches, batches that waited folded as one step, the
+profile lane first), so the state the API shows does not wait for the slower owners: faster at
+300 events/s, slower at 1,000/s on the shared 2-core machine (docs/state.md "Freshness"), hence off.
+Each step is retried on store errors (idempotent: fenced). Owns the intake counters and the
 dead-letter records of this topic. With a ``WriteBehind`` (streams/durable.py) the owners'
 Cassandra rows are written off the hot loop and the batch's offsets are committed only after them.
 """

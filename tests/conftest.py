@@ -99,6 +99,28 @@ def redis_client(isolated: Settings) -> Iterator[Any]:
     client.close()
 
 
+@pytest.fixture
+def redis_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Commands per round trip of the async Redis client (a pipeline counts its commands, a single
+    command 1), recorded while the test runs: for asserting how few round trips a read makes."""
+    import redis.asyncio.client as aioclient
+
+    counted: list[int] = []
+    real_execute, real_command = aioclient.Pipeline.execute, aioclient.Redis.execute_command
+
+    async def execute(self: Any, *a: Any, **kw: Any) -> Any:
+        counted.append(len(self.command_stack))
+        return await real_execute(self, *a, **kw)
+
+    async def execute_command(self: Any, *a: Any, **kw: Any) -> Any:
+        counted.append(1)
+        return await real_command(self, *a, **kw)
+
+    monkeypatch.setattr(aioclient.Pipeline, "execute", execute)
+    monkeypatch.setattr(aioclient.Redis, "execute_command", execute_command)
+    return counted
+
+
 @pytest.fixture(scope="session")
 def cassandra(stack: Settings) -> Iterator[Any]:
     from aura.bootstrap import cassandra_session

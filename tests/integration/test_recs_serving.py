@@ -12,7 +12,6 @@ import random
 from typing import Any
 
 import pytest
-import redis.asyncio.client as aioclient
 
 from aura import bootstrap
 from aura.layout import RedisKeys
@@ -174,22 +173,10 @@ def test_lean_path_answers_as_the_reference(isolated, redis_client, seed_):
     assert got[7].strategy == "hybrid:cold_start" and got[0].strategy == "hybrid"
 
 
-def test_deleted_items_are_never_served_and_commands_are_few(isolated, redis_client, monkeypatch):
+def test_deleted_items_are_never_served_and_commands_are_few(isolated, redis_client, redis_round_trips):
     k = RedisKeys(isolated.redis_prefix)
     seed(redis_client, k, random.Random(3))
-    counted: list[int] = []  # commands per round trip
-    real_execute, real_command = aioclient.Pipeline.execute, aioclient.Redis.execute_command
-
-    async def execute(self: Any, *a: Any, **kw: Any) -> Any:
-        counted.append(len(self.command_stack))
-        return await real_execute(self, *a, **kw)
-
-    async def execute_command(self: Any, *a: Any, **kw: Any) -> Any:
-        counted.append(1)
-        return await real_command(self, *a, **kw)
-
-    monkeypatch.setattr(aioclient.Pipeline, "execute", execute)
-    monkeypatch.setattr(aioclient.Redis, "execute_command", execute_command)
+    counted = redis_round_trips
 
     async def run(req: Request) -> Any:
         r = bootstrap.redis_async(isolated)

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import redis.asyncio.client as aioclient
 
 from aura import bootstrap
 from aura.layout import RedisKeys
@@ -74,7 +73,7 @@ def cands(isolated: Any, r: Any) -> UserCands:
 
 
 @pytest.mark.parametrize("seed_", [21, 22])
-def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, monkeypatch):
+def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, redis_round_trips):
     k = RedisKeys(isolated.redis_prefix)
     state(redis_client, k, seed_)
     users = ["u0", "u1", "u2", "u3", "u4", "nohistory"]
@@ -116,19 +115,7 @@ def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, monkey
             assert [s for _i, s, _w in a.items] == pytest.approx([s for _i, s, _w in want], rel=1e-9), q
 
     # ONE Redis call per request the pool answers; requests it does not answer, the whole ranking
-    counted: list[int] = []
-    real_execute, real_command = aioclient.Pipeline.execute, aioclient.Redis.execute_command
-
-    async def execute(self: Any, *a: Any, **kw: Any) -> Any:
-        counted.append(len(self.command_stack))
-        return await real_execute(self, *a, **kw)
-
-    async def execute_command(self: Any, *a: Any, **kw: Any) -> Any:
-        counted.append(1)
-        return await real_command(self, *a, **kw)
-
-    monkeypatch.setattr(aioclient.Pipeline, "execute", execute)
-    monkeypatch.setattr(aioclient.Redis, "execute_command", execute_command)
+    counted = redis_round_trips
 
     async def serve(q: Request) -> tuple[Any, list[int]]:
         r = bootstrap.redis_async(isolated)

@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -185,19 +185,41 @@ async def retrying(what: str, fn: Any, *args: Any) -> Any:
     return None
 
 
-async def intake_and_fan_out(res: Resources, event_codec: Any, records: list[RawRecord], owners: list[Owner],
-                             now_ms: int) -> tuple[list[Accepted], list[Dead], int]:
-    """One batch: decode, validate, de-duplicate once, then every owner concurrently (the agent's
-    body without Kafka; bench/pipeline.py runs it in-process). Returns (kept, dead letters, dupes)."""
-    t0 = time.perf_counter()
+async def intake(res: Resources, event_codec: Any, records: list[RawRecord],
+                 now_ms: int) -> tuple[Batch, list[Dead], int]:
+    """Decode, validate and de-duplicate one batch of records once (for every owner). Returns the
+    owners' batch, the dead letters and the number of duplicates."""
     accepted, dead = split(records, event_codec, now_ms)
     if accepted:
         times = [a.event.event_time for a in accepted]
         STATS.add("age_oldest", now_ms - min(times))
         STATS.add("age_newest", now_ms - max(times))
     kept, dupes = await retrying("dedup", dedup, res.redis, res.keys, accepted)
+    return Batch(kept, {(r.partition, r.offset): r for r in records}, now_ms), dead, dupes
+
+
+async def taken(stream: faust.StreamT, batch_max: int, within_s: float
+                ) -> AsyncIterator[tuple[list[Any], list[RawRecord], int, float]]:
+    """The agent's batches (Faust events, their raw records, now in ms, the perf-counter start),
+    timing the gap between the end of one batch's work and the next batch."""
+    ended = None
+    async for batch in stream.take_events(batch_max, within=within_s):
+        started = time.perf_counter()
+        if ended is not None:
+            STATS.add("take_gap", (started - ended) * 1000)
+        STATS.add("batch_size", len(batch))
+        yield batch, [RawRecord.of(e.message) for e in batch], int(time.time() * 1000), started
+        ended = time.perf_counter()
+
+
+async def intake_and_fan_out(res: Resources, event_codec: Any, records: list[RawRecord], owners: list[Owner],
+                             now_ms: int) -> tuple[list[Accepted], list[Dead], int]:
+    """One batch: decode, validate, de-duplicate once, then every owner concurrently (the agent's
+    body without Kafka; bench/pipeline.py runs it in-process). Returns (kept, dead letters, dupes)."""
+    t0 = time.perf_counter()
+    b, dead, dupes = await intake(res, event_codec, records, now_ms)
+    kept = b.kept
     STATS.add("intake", (time.perf_counter() - t0) * 1000)
-    b = Batch(kept, {(r.partition, r.offset): r for r in records}, now_ms)
 
     async def timed_step(name: str, step: OwnerStep) -> list[Dead] | None:
         t1 = time.perf_counter()
@@ -396,45 +418,23 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
             return
         lanes = Lanes(owners, finish, s.batch_max, s.owner_lane_depth)
         lanes.start()
-        ended = None
         try:
-            async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
-                started = time.perf_counter()
-                if ended is not None:
-                    STATS.add("take_gap", (started - ended) * 1000)
-                STATS.add("batch_size", len(batch))
-                now_ms = int(time.time() * 1000)
-                records = [RawRecord.of(e.message) for e in batch]
-                accepted, dead = split(records, event_codec, now_ms)
-                if accepted:
-                    times = [a.event.event_time for a in accepted]
-                    STATS.add("age_oldest", now_ms - min(times))
-                    STATS.add("age_newest", now_ms - max(times))
-                kept, dupes = await retrying("dedup", dedup, res.redis, res.keys, accepted)
+            async for batch, records, now_ms, started in taken(stream, s.batch_max, s.batch_within_s):
+                b, dead, dupes = await intake(res, event_codec, records, now_ms)
                 for e in batch:  # one reference per event until every lane folded it (``finish``)
                     e.message.incref()
-                b = Batch(kept, {(r.partition, r.offset): r for r in records}, now_ms)
                 await lanes.put(Ticket(list(batch), b, dead, dupes, started))
-                ended = time.perf_counter()
-                STATS.add("intake", (ended - started) * 1000)
+                STATS.add("intake", (time.perf_counter() - started) * 1000)
         finally:
             lanes.stop()
 
     async def sequential(stream: faust.StreamT) -> None:
         """The previous loop (``AURA_OWNER_LANES=false``): every owner of a batch, then the next."""
-        ended = None
-        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
-            started = time.perf_counter()
-            if ended is not None:
-                STATS.add("take_gap", (started - ended) * 1000)
-            STATS.add("batch_size", len(batch))
-            now_ms = int(time.time() * 1000)
-            records = [RawRecord.of(e.message) for e in batch]
+        async for batch, records, now_ms, started in taken(stream, s.batch_max, s.batch_within_s):
             kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms)
             if dead:
                 await send_dead(dead, now_ms)
             await count(len(kept), dupes, dead)
             if durable is not None:
                 await durable.after_batch(batch)
-            ended = time.perf_counter()
-            STATS.add("batch", (ended - started) * 1000)
+            STATS.add("batch", (time.perf_counter() - started) * 1000)

@@ -41,7 +41,28 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] | list[TopicSpec], a
         except Exception as exc:  # noqa: BLE001 - TOPIC_ALREADY_EXISTS from a racing process is fine
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    wait_for_leaders(admin, {t.topic for t in new})
     return [t.topic for t in new]
+
+
+def wait_for_leaders(admin: Any, names: set[str], timeout_s: float = 60.0) -> None:
+    """Return once every partition of ``names`` has a leader in the broker's metadata.
+
+    A freshly started broker acknowledges CreateTopics before its metadata lists the new topics; a
+    consumer that joins its group in that window is assigned nothing (seen with a worker started
+    right after the first migration), so the topics are ready only when their leaders are known.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        missing = sorted(n for n in names if n not in topics or topics[n].error is not None
+                         or not topics[n].partitions
+                         or any(p.leader < 0 for p in topics[n].partitions.values()))
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a leader after {timeout_s:.0f} s: {', '.join(missing)}")
+        time.sleep(0.2)
 
 
 def migrate(s: Settings, session: Any = None) -> list[int]:

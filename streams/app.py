@@ -43,6 +43,9 @@ def faust_app(s: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
         broker_session_timeout=s.kafka_session_timeout_s,
+        # a topic missing from the first metadata (a broker that just started) is found within 5 s,
+        # not after the client's default 5 minutes: the group then rebalances onto it
+        consumer_metadata_max_age_ms=5000,
         producer_compression_type="lz4",
         producer_linger_ms=5,
         stream_buffer_maxsize=s.batch_max * 2,

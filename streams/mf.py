@@ -60,7 +60,8 @@ class OnlineMF:
         return row
 
     def set_item(self, item: str, vector: np.ndarray) -> None:
-        self.V[self.item_row(item)] = vector
+        row = self.item_row(item)  # first: it may replace self.V with a grown array
+        self.V[row] = vector
 
     def user_vector(self, user: str) -> np.ndarray:
         vec = self.users.get(user)

@@ -98,3 +98,17 @@ def test_online_mf_progressive_validation_error_falls_on_structured_data():
     assert errors[-1] < errors[0] - 0.2, errors
     top = [i for i, _ in m.top("u1", 5)]
     assert sum(i.startswith("g1") for i in top) >= 4
+
+
+def test_online_mf_set_item_past_its_capacity_keeps_every_vector():
+    # set_item used to evaluate ``self.V`` before item_row grew it: the 17th item raised IndexError,
+    # so loading the published item factors failed at every power of two (seen as worker retries)
+    import numpy as np
+
+    from streams.mf import OnlineMF
+
+    mf = OnlineMF(dim=4)
+    vectors = {f"i{k}": np.full(5, k, dtype=np.float32) for k in range(40)}
+    for item, vec in vectors.items():
+        mf.set_item(item, vec)
+    assert all(np.array_equal(mf.V[mf.index[item]], vec) for item, vec in vectors.items())

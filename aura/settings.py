@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     breaker_failures: int = 3  # consecutive dependency failures that open a circuit breaker
     breaker_reset_s: float = 5.0  # seconds an open breaker waits before letting one trial call through
     health_cache_s: float = 1.0  # /v1/health checks the dependencies at most this often per process
+    # response micro-cache of item-keyed reads (similar, also bought, content-similar; serving/respcache.py):
+    # an answer is reused this long per API process (adds at most this much staleness); 0: off
+    api_cache_ms: int = 500
+    api_cache_max: int = 10_000  # entries per API process (least recently used evicted)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

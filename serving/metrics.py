@@ -29,6 +29,8 @@ REQUEST_LATENCY = Histogram(
 )
 RESPONSES = Counter("aura_http_responses_total", "API responses by status class", ["method", "route", "status"])
 DEGRADED = Counter("aura_http_degraded_total", "Answers served in a degraded mode", ["reason"])
+CACHE = Counter("aura_api_cache_total", "Response micro-cache lookups (serving/respcache.py) by route and result",
+                ["route", "result"])
 BREAKER_OPEN = Gauge("aura_breaker_open", "1 while a dependency's circuit breaker is open (max over workers)",
                      ["dependency"], multiprocess_mode="max")
 

@@ -9,13 +9,14 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel
 
 from aura import layout
 from schemas.codec import DecodeError, codec
 from schemas.events import InvalidEvent, validate_catalog
 from serving.deps import State
+from serving.respcache import cached_json
 from serving.routes.events import ItemIn, _millis
 from serving.routes.recommendations import (
     ContextIn,
@@ -83,9 +84,12 @@ async def get_item(state: State, item_id: str = ItemPath) -> dict[str, Any]:
 
 
 @router.get("/{item_id}/similar", response_model=NeighboursOut, summary="Content-based similar items (TF-IDF)")
-async def similar_content(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> NeighboursOut:
-    return NeighboursOut(item_id=item_id, kind="content",
-                         items=await neighbours(state, item_id, {"content": 1.0}, limit))
+async def similar_content(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> Response:
+    async def render(_sub: Response) -> NeighboursOut:
+        return NeighboursOut(item_id=item_id, kind="content",
+                             items=await neighbours(state, item_id, {"content": 1.0}, limit))
+
+    return await cached_json(state, "content_similar", {"item_id": item_id, "limit": limit}, render)
 
 
 @router.get("/recommend/{user_id}", response_model=RecommendationsOut,

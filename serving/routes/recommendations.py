@@ -22,6 +22,7 @@ from schemas.events import InvalidEvent, validate_behavior
 from serving.degrade import STALE_POPULAR, outage_exceptions, stale_popular
 from serving.deps import State
 from serving.recommend import METHODS, Diversity, Filters, Recommender, Request
+from serving.respcache import cached_json
 from streams import trending as trending_math
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
@@ -167,16 +168,22 @@ async def neighbours(state: Any, item_id: str, sources: dict[str, float], limit:
 
 @router.get("/similar/{item_id}", response_model=NeighboursOut,
             summary="Similar items: co-occurrence, batch (EASE) and content similarity blended")
-async def similar(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> NeighboursOut:
-    items = await neighbours(state, item_id, {"cooc": 1.0, "ease": 0.7, "content": 0.4}, limit)
-    return NeighboursOut(item_id=item_id, kind="similar", items=items)
+async def similar(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> Response:
+    async def render(_sub: Response) -> NeighboursOut:
+        items = await neighbours(state, item_id, {"cooc": 1.0, "ease": 0.7, "content": 0.4}, limit)
+        return NeighboursOut(item_id=item_id, kind="similar", items=items)
+
+    return await cached_json(state, "similar", {"item_id": item_id, "limit": limit}, render)
 
 
 @router.get("/also-bought/{item_id}", response_model=NeighboursOut,
             summary="Customers who carted or bought this item also carted or bought")
-async def also_bought(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> NeighboursOut:
-    items = await neighbours(state, item_id, {"bought": 1.0}, limit)
-    return NeighboursOut(item_id=item_id, kind="also_bought", items=items)
+async def also_bought(state: State, item_id: str = ItemPath, limit: int = Query(10, ge=1, le=100)) -> Response:
+    async def render(_sub: Response) -> NeighboursOut:
+        items = await neighbours(state, item_id, {"bought": 1.0}, limit)
+        return NeighboursOut(item_id=item_id, kind="also_bought", items=items)
+
+    return await cached_json(state, "also_bought", {"item_id": item_id, "limit": limit}, render)
 
 
 class TrendingOut(BaseModel):

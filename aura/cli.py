@@ -35,8 +35,18 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    if getattr(args, "processes", 1) > 1:
-        return run_worker_processes(args.processes, args.loglevel)
+    roles = getattr(args, "roles", None)
+    if roles:
+        from aura import layout
+
+        try:
+            layout.worker_roles(roles)
+        except ValueError as exc:
+            _say(f"error: {exc}")
+            return 2
+        os.environ["AURA_WORKER_ROLES"] = roles  # this process and its children
+    if getattr(args, "split", False) or getattr(args, "processes", 1) > 1:
+        return run_worker_processes(args.processes, args.loglevel, split=getattr(args, "split", False))
     import faust
 
     from streams.app import create_app
@@ -47,11 +57,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_worker_processes(n: int, loglevel: str) -> int:
+def run_worker_processes(n: int, loglevel: str, split: bool = False) -> int:
     """``aura worker --processes N``: N worker processes in one consumer group (Kafka splits the
-    partitions among them; one core each). Signals are passed on; returns when all have exited."""
-    procs = [subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", loglevel])  # noqa: S603
-             for _ in range(n)]
+    partitions among them; one core each). ``--split``: N processes for each role group of
+    ``layout.SPLIT_ROLES`` (profiles; recs + decisions), each group its own consumer group, so the
+    profiles a storefront reads do not wait for the recommenders' work. Signals are passed on;
+    returns when all have exited."""
+    from aura import layout
+
+    role_sets = layout.SPLIT_ROLES if split else (os.environ.get("AURA_WORKER_ROLES", "all"),)
+    procs = [subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", loglevel],  # noqa: S603
+                              env={**os.environ, "AURA_WORKER_ROLES": roles})
+             for roles in role_sets for _ in range(n)]
 
     def forward(signum: int, _frame: object) -> None:
         for p in procs:
@@ -143,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     me = [sys.executable, "-m", "aura.cli"]
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name, argv in (("worker", [*me, "worker"]), ("api", [*me, "api"]),
+    for name, argv in (("worker", [*me, "worker", "--split"]), ("api", [*me, "api"]),
                        ("demo", [*me, "demo", "--rate", str(args.rate)])):
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
         procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # noqa: S603
@@ -252,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run the stream worker (Faust)")
     w.add_argument("--loglevel", default="info")
     w.add_argument("--processes", type=int, default=1, help="worker processes in one consumer group")
+    w.add_argument("--roles", help="state owners of this worker: all (default) or a subset of profiles,recs,"
+                                   "decisions (a subset is its own consumer group)")
+    w.add_argument("--split", action="store_true",
+                   help="run the roles split: N processes for profiles, N for recs+decisions")
     w.set_defaults(func=cmd_worker)
     a = sub.add_parser("api", help="run the HTTP API (uvicorn)")
     a.add_argument("--host")

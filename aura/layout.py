@@ -53,6 +53,40 @@ def topic(settings: Settings, spec: TopicSpec) -> str:
     return f"{settings.topic_prefix}.{spec.name}"
 
 
+# Worker roles (streams/app.py): which state owners one worker process runs. "all" is every role in
+# one consumer group; a subset runs in a consumer group of its own, so each role reads the topics at
+# its own pace (the profiles a storefront reads are not held up by the recommenders' work).
+WORKER_ROLES = ("profiles", "recs", "decisions")
+# ``aura worker --split``: the process groups of the split deployment (each its own consumer group)
+SPLIT_ROLES = ("profiles", "recs,decisions")
+
+
+def worker_roles(roles: str) -> tuple[str, ...]:
+    """``roles`` ("all" or a comma-separated subset of WORKER_ROLES) as a sorted tuple; raises on an
+    unknown or empty role list."""
+    if roles.strip() == "all":
+        return WORKER_ROLES
+    chosen = {r.strip() for r in roles.split(",") if r.strip()}
+    if not chosen or not chosen <= set(WORKER_ROLES):
+        raise ValueError(f"worker roles must be 'all' or a subset of {', '.join(WORKER_ROLES)}: got {roles!r}")
+    return tuple(r for r in WORKER_ROLES if r in chosen)
+
+
+def worker_group(settings: Settings) -> str:
+    """The Kafka consumer group (and Faust app id) of a worker with ``settings.worker_roles``."""
+    roles = worker_roles(settings.worker_roles)
+    if roles == WORKER_ROLES:
+        return settings.consumer_group
+    return f"{settings.consumer_group}-{'+'.join(roles)}"
+
+
+def worker_groups(settings: Settings, split: bool) -> list[str]:
+    """Every consumer group of a deployment: one, or one per process group of SPLIT_ROLES."""
+    if not split:
+        return [worker_group(settings)]
+    return [worker_group(settings.model_copy(update={"worker_roles": r})) for r in SPLIT_ROLES]
+
+
 # ---------------------------------------------------------------------------------------------
 # Redis keys
 

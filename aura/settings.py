@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     durable_flush_ms: int = 250
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush
     loop_stats_s: float = 30.0  # worker loop timings logged at INFO this often (streams/loopstats.py); 0: off
+    # which state owners this process runs: "all", or a comma-separated subset of profiles, recs,
+    # decisions (aura/layout.py WORKER_ROLES; a subset is its own consumer group: `aura worker --split`)
+    worker_roles: str = "all"
     owner_lanes: bool = False  # each behavior owner in its own task over queued batches (streams/behavior.py)
     owner_lane_depth: int = 32  # batches waiting in one lane before the behavior agent waits (folded as one step)
     recent_items_max: int = 50

@@ -1,6 +1,6 @@
 """Freshness: an event produced -> visible through the API, under steady background load.
 
-    .venv/bin/python -m bench.freshness --rate 1000 --probes 300 [--workers 2]
+    .venv/bin/python -m bench.freshness --rate 1000 --probes 300 [--workers 2] [--split]
 
 A real ``aura worker`` over fresh topics; a background thread produces demo traffic at ``--rate``
 events/s; the probe loop produces one event for a new user, then polls
@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--probes", type=int, default=300)
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between probes")
     ap.add_argument("--workers", type=int, default=1, help="worker processes (aura worker --processes N)")
+    ap.add_argument("--split", action="store_true",
+                    help="aura worker --split: N processes for profiles, N for recs+decisions (own groups)")
     ap.add_argument("--stats-s", type=float, default=5.0,
                     help="the workers log their loop timings (streams/loopstats.py) this often into the log")
     a = ap.parse_args()
@@ -65,7 +67,7 @@ def main() -> None:
     log = Path(f"/tmp/bench-freshness-{s.topic_prefix}.log")
     level = "info" if a.stats_s > 0 else "warning"
     worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", level,
-                               "--processes", str(a.workers)], cwd=REPO_ROOT,
+                               "--processes", str(a.workers), *(["--split"] if a.split else [])], cwd=REPO_ROOT,
                               env={**os.environ, **settings_env(s)}, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     stop = threading.Event()
     sent: list[int] = []
@@ -84,7 +86,7 @@ def main() -> None:
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise RuntimeError(f"worker not consuming; see {log}")
                 time.sleep(0.2)
-            while group_members(s) < a.workers:  # every worker joined: no rebalance while probing
+            while group_members(s, a.split) < a.workers:  # every worker joined: no rebalance while probing
                 if time.monotonic() > deadline or worker.poll() is not None:
                     raise RuntimeError(f"workers did not join; see {log}")
                 time.sleep(0.5)
@@ -118,7 +120,7 @@ def main() -> None:
     lat.sort()
     q = statistics.quantiles(lat, n=100, method="inclusive")  # never beyond the max (few probes)
     print(f"probes={len(lat)} not visible within 30 s: {missed}; background={a.rate:.0f}/s "
-          f"(sent {sent[0] if sent else '?'}) workers={a.workers} "
+          f"(sent {sent[0] if sent else '?'}) workers={a.workers}{' per role group (--split)' if a.split else ''} "
           f"load={os.getloadavg()[0]:.1f}")
     print(f"freshness ms: p50={statistics.median(lat):.1f} p90={q[89]:.1f} p99={q[98]:.1f} max={lat[-1]:.1f}")
     print(f"bench process (producers, in-process API, polling): {cpu:.2f} of a core while probing; "

@@ -2,12 +2,14 @@
 
     .venv/bin/python -m bench.pipeline --events 100000 --users 20000          # through Kafka + a real worker
     .venv/bin/python -m bench.pipeline --events 100000 --workers 1,2          # 1 worker, then 2 (side by side)
+    .venv/bin/python -m bench.pipeline --events 100000 --split                # roles split: 2 consumer groups
     .venv/bin/python -m bench.pipeline --mode inproc --events 50000 --profile  # the pipeline alone, cProfiled
 
 kafka: a real ``aura worker`` (every agent of the worker, not only ours) over fresh topics; the
 events are produced as fast as the producer helper can, and the clock stops when the consumer
 group's lag is zero (every batch's state written before its offsets are committed). Two figures:
-end-to-end (first produce -> lag 0) and the drain rate of the worker alone.
+end-to-end (first produce -> lag 0) and the drain rate of the worker alone. With ``--split`` the
+clock stops when every role group's lag is zero.
 inproc: the same intake + BehaviorPipeline the agent runs, on pre-encoded records, batch after batch,
 against the real Redis and Cassandra; ``--profile`` prints where the time goes (cProfile).
 Prints medians over ``--repeat`` runs. Settings: AURA_* (batch_max etc.).
@@ -72,40 +74,56 @@ def lag(s: Settings, consumer) -> int:  # noqa: ANN001
     return total
 
 
-def group_members(s: Settings) -> int:
-    """Members of the worker group that own behavior partitions."""
+def group_members(s: Settings, split: bool = False) -> int:
+    """Members that own behavior partitions in the worker group (with ``split``: in the group of
+    each role set, the fewest of them)."""
     admin = bootstrap.kafka_admin(s)
-    desc = admin.describe_consumer_groups([s.consumer_group])[s.consumer_group].result(timeout=10)
+    groups = layout.worker_groups(s, split)
     topic = layout.topic(s, layout.BEHAVIOR)
-    return sum(1 for m in desc.members if any(tp.topic == topic for tp in m.assignment.topic_partitions))
+    found = []
+    for g in groups:
+        desc = admin.describe_consumer_groups([g])[g].result(timeout=10)
+        found.append(sum(1 for m in desc.members if any(tp.topic == topic for tp in m.assignment.topic_partitions)))
+    return min(found)
 
 
-def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1) -> dict[str, float]:
+def group_consumers(s: Settings, split: bool = False) -> list:
+    """One committed-offset reader per worker group (never subscribes)."""
     from confluent_kafka import Consumer
 
+    return [Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": g, "enable.auto.commit": False})
+            for g in layout.worker_groups(s, split)]
+
+
+def lags(s: Settings, consumers: list) -> int:
+    """The largest behavior-topic lag of the worker groups."""
+    return max(lag(s, c) for c in consumers)
+
+
+def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, split: bool = False
+              ) -> dict[str, float]:
     s = bench_settings(base)
     prepare(s)
     log = Path(f"/tmp/bench-worker-{s.topic_prefix}.log")
     env = {**os.environ, **settings_env(s)}
     worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning",
-                               "--processes", str(workers)], cwd=REPO_ROOT,
+                               "--processes", str(workers), *(["--split"] if split else [])], cwd=REPO_ROOT,
                               env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
-        while group_members(s) < workers:  # every worker joined: no rebalance inside the measurement
+        while group_members(s, split) < workers:  # every worker joined: no rebalance inside the measurement
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"workers did not join; see {log}")
             time.sleep(0.5)
         evs = events(n, users, seed)
         producer = EventProducer(s, bootstrap.kafka_producer(s))
         encoded = [producer.encode(e) for e in evs]
-        consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.consumer_group,
-                             "enable.auto.commit": False})
+        consumers = group_consumers(s, split)
         # wait until the worker owns its partitions: a first event is committed
         producer.send_raw(*encoded[0])
         producer.flush()
         deadline = time.monotonic() + 180
-        while lag(s, consumer) > 0:
+        while lags(s, consumers) > 0:
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"worker not consuming; see {log}")
             time.sleep(0.5)
@@ -114,17 +132,19 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1) -
             producer.send_raw(k, v)
         producer.flush(120)
         t_produced = time.monotonic()
-        lag_at_produced = lag(s, consumer)
-        while (remaining := lag(s, consumer)) > 0:
+        lag_at_produced = lags(s, consumers)
+        while (remaining := lags(s, consumers)) > 0:
             if worker.poll() is not None:
                 raise RuntimeError(f"worker died; see {log}")
             time.sleep(0.2)
         t1 = time.monotonic()
         del remaining
-        consumer.close()
+        for c in consumers:
+            c.close()
         done = n - 1
         drained = done - 0  # everything was processed between t0 and t1
-        return {"workers": workers, "events": done, "e2e_eps": drained / (t1 - t0),
+        return {"workers": workers * (len(layout.SPLIT_ROLES) if split else 1), "events": done,
+                "e2e_eps": drained / (t1 - t0),
                 "produce_eps": done / (t_produced - t0),
                 "seconds": t1 - t0, "lag_when_produced": lag_at_produced,
                 "drain_eps_after_produce": lag_at_produced / max(t1 - t_produced, 1e-9)}
@@ -223,6 +243,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--workers", default="1", help="kafka: worker processes, e.g. 1,2 to measure both in turn")
+    ap.add_argument("--split", action="store_true",
+                    help="kafka: `aura worker --split` (N processes per role group, each its own consumer group)")
     ap.add_argument("--owners", choices=["all", "profiles", "recs", "decisions", "profiles-inline"], default="all",
                     help="inproc: every owner of the behavior agent (default) or one of them")
     ap.add_argument("--seed", type=int, default=7)
@@ -232,7 +254,7 @@ def main() -> None:
     for w in counts:  # side by side: the same events, each worker count in turn
         runs = []
         for i in range(a.repeat):
-            r = (run_kafka(base, a.events, a.users, a.seed + i, w) if a.mode == "kafka"
+            r = (run_kafka(base, a.events, a.users, a.seed + i, w, a.split) if a.mode == "kafka"
                  else run_inproc(base, a.events, a.users, a.seed + i, a.profile, a.owners))
             print(f"run {i + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()) + f" load={load()}", flush=True)
             runs.append(r)

@@ -33,7 +33,7 @@ class Resources:
 
 def faust_app(s: Settings) -> faust.App:
     return faust.App(
-        s.consumer_group,
+        layout.worker_group(s),  # the consumer group of this process's roles
         broker=f"kafka://{s.kafka_bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
@@ -62,7 +62,15 @@ def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
 def build(s: Settings, resources: Resources | None = None
           ) -> tuple[faust.App, list[behavior.Owner], WriteBehind | None]:
     """The worker app, the state owners its behavior agent feeds and the write-behind buffer
-    (bench/pipeline.py drives the same owners in-process)."""
+    (bench/pipeline.py drives the same owners in-process).
+
+    ``s.worker_roles`` picks the owners: ``profiles`` (profiles, segments, analytics, identity, the
+    agg.* publisher, the idle sweep; owns the behavior intake's dead letters and counts), ``recs``
+    (recommender signals by user and by item, the catalog and content model, user neighbours and
+    cohorts, per-user pools), ``decisions`` (experiment tallies and bandit arms). "all" runs every
+    role in one consumer group; a subset runs in a group of its own (layout.worker_group).
+    """
+    roles = layout.worker_roles(s.worker_roles)
     app = faust_app(s)
     if resources is None:
         resources = Resources(
@@ -72,34 +80,33 @@ def build(s: Settings, resources: Resources | None = None
     # Cassandra copies of the behavior owners are written behind the hot loop; a batch's offsets are
     # committed only once its rows are written (streams/durable.py). 0 ms: written in the batch.
     durable = WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending) if s.durable_flush_ms > 0 else None
-    # profiles, segments and analytics (issue 4): identity events, and the agg.* publisher
-    from streams import aggregates, identity, lifecycle
-
-    identity.register(app, resources, layout.topic(s, layout.IDENTITY), layout.topic(s, layout.DEADLETTER))
-    aggregates.register(app, resources)
-    lifecycle.register(app, resources)  # idle users -> at-risk / churned, segments as of now
-    # recommenders (issue 5): collaborative signals by user and by item, the catalog and content model
-    from streams import catalog, cooccurrence
-
-    recs_by_user = cooccurrence.register(app, resources, layout.topic(s, layout.ITEM_SIGNALS),
-                                         layout.topic(s, layout.DEADLETTER), durable)
-    catalog.register(app, resources, layout.topic(s, layout.CATALOG), layout.topic(s, layout.DEADLETTER))
-    # decisions (issue 7): experiment tallies and bandit arm state, from exposures, decisions and rewards
-    from streams import decisions, neighbours, usercands
-
-    decision_owners = decisions.register(app, resources, layout.topic(s, layout.DECISIONS),
-                                         layout.topic(s, layout.DEADLETTER))
+    dead = layout.topic(s, layout.DEADLETTER)
     # The one agent over events.behavior: decodes, validates and de-duplicates each batch once and
-    # hands it to every state owner below (each keeps its own fences). A new owner is one more line.
-    behavior_owners: list[behavior.Owner] = [
-        behavior.profiles_owner(behavior.BehaviorPipeline(resources, durable)),  # profiles, segments, analytics
-        recs_by_user,  # recommender sequences, co-occurrence, trending, popularity, online MF
-        decisions.behavior_owner(decision_owners, layout.topic(s, layout.BEHAVIOR)),  # conversions, rewards
-        *neighbours.owners(resources),  # user neighbours (if enabled) and demographic cohorts
-        *usercands.register(app, resources),  # per-user hybrid candidate pools (if enabled; issue 6)
-    ]
-    behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), layout.topic(s, layout.DEADLETTER),
-                      behavior_owners, durable)
+    # hands it to every state owner of this process's roles (each keeps its own fences). A new owner
+    # is one more line.
+    behavior_owners: list[behavior.Owner] = []
+    if "profiles" in roles:  # profiles, segments and analytics (issue 4): identity events, agg.* publisher
+        from streams import aggregates, identity, lifecycle
+
+        identity.register(app, resources, layout.topic(s, layout.IDENTITY), dead)
+        aggregates.register(app, resources)
+        lifecycle.register(app, resources)  # idle users -> at-risk / churned, segments as of now
+        behavior_owners.append(behavior.profiles_owner(behavior.BehaviorPipeline(resources, durable)))
+    if "recs" in roles:  # recommenders (issue 5): signals by user and by item, catalog and content model
+        from streams import catalog, cooccurrence, neighbours, usercands
+
+        behavior_owners.append(cooccurrence.register(  # sequences, co-occurrence, trending, popularity, MF
+            app, resources, layout.topic(s, layout.ITEM_SIGNALS), dead, durable))
+        catalog.register(app, resources, layout.topic(s, layout.CATALOG), dead)
+        behavior_owners += neighbours.owners(resources)  # user neighbours (if enabled) and demographic cohorts
+        behavior_owners += usercands.register(app, resources)  # per-user hybrid candidate pools (issue 6)
+    if "decisions" in roles:  # decisions (issue 7): experiment tallies and bandit arms, conversions, rewards
+        from streams import decisions
+
+        decision_owners = decisions.register(app, resources, layout.topic(s, layout.DECISIONS), dead)
+        behavior_owners.append(decisions.behavior_owner(decision_owners, layout.topic(s, layout.BEHAVIOR)))
+    behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), dead, behavior_owners, durable,
+                      owns_intake="profiles" in roles)
     from streams import loopstats
 
     loopstats.register(app, s.loop_stats_s)  # where a batch's time goes, logged at INFO

@@ -213,11 +213,15 @@ async def taken(stream: faust.StreamT, batch_max: int, within_s: float
 
 
 async def intake_and_fan_out(res: Resources, event_codec: Any, records: list[RawRecord], owners: list[Owner],
-                             now_ms: int) -> tuple[list[Accepted], list[Dead], int]:
+                             now_ms: int, owns_intake: bool = True) -> tuple[list[Accepted], list[Dead], int]:
     """One batch: decode, validate, de-duplicate once, then every owner concurrently (the agent's
-    body without Kafka; bench/pipeline.py runs it in-process). Returns (kept, dead letters, dupes)."""
+    body without Kafka; bench/pipeline.py runs it in-process). Returns (kept, dead letters, dupes):
+    the intake's own dead letters and duplicates only if ``owns_intake`` (see ``register``), the
+    owners' dead letters always."""
     t0 = time.perf_counter()
     b, dead, dupes = await intake(res, event_codec, records, now_ms)
+    if not owns_intake:
+        dead, dupes = [], 0
     kept = b.kept
     STATS.add("intake", (time.perf_counter() - t0) * 1000)
 
@@ -372,11 +376,15 @@ def merged(batches: list[Batch]) -> Batch:
 
 
 def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic: str,
-             owners: list[Owner], durable: WriteBehind | None = None) -> None:
+             owners: list[Owner], durable: WriteBehind | None = None, owns_intake: bool = True) -> None:
     """The one agent over ``events.behavior``: intake once per batch, then every owner of ``owners``.
 
     ``durable`` (write-behind of the owners' Cassandra rows) holds each batch's Kafka acks until the
-    rows are written; without it the owners write their rows in the batch.
+    rows are written; without it the owners write their rows in the batch. When the worker's roles
+    are split over several consumer groups (``AURA_WORKER_ROLES``, streams/app.py) every group runs
+    the intake (the event-id dedup keeps the first record's position, so each group keeps the same
+    events), and only the group that owns the intake (``owns_intake``: the profiles role) writes its
+    dead letters and its accepted / duplicate / dead-letter counts, so none is written twice.
     """
     s = res.settings
     source = app.topic(source_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -391,8 +399,11 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
         log.warning("dead-lettered %d records: %s", len(dead), sorted({d.reason for d in dead}))
 
     async def count(kept: int, dupes: int, dead: list[Dead]) -> None:
+        if not owns_intake and not dead:
+            return
         pipe = res.redis.pipeline(transaction=False)
-        pipe.hincrby(res.keys.intake_count(), "accepted", kept)
+        if owns_intake:
+            pipe.hincrby(res.keys.intake_count(), "accepted", kept)
         if dupes:
             pipe.hincrby(res.keys.intake_count(), "duplicate", dupes)
         for d in dead:
@@ -421,6 +432,8 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
         try:
             async for batch, records, now_ms, started in taken(stream, s.batch_max, s.batch_within_s):
                 b, dead, dupes = await intake(res, event_codec, records, now_ms)
+                if not owns_intake:
+                    dead, dupes = [], 0
                 for e in batch:  # one reference per event until every lane folded it (``finish``)
                     e.message.incref()
                 await lanes.put(Ticket(list(batch), b, dead, dupes, started))
@@ -431,7 +444,7 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
     async def sequential(stream: faust.StreamT) -> None:
         """The previous loop (``AURA_OWNER_LANES=false``): every owner of a batch, then the next."""
         async for batch, records, now_ms, started in taken(stream, s.batch_max, s.batch_within_s):
-            kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms)
+            kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms, owns_intake)
             if dead:
                 await send_dead(dead, now_ms)
             await count(len(kept), dupes, dead)

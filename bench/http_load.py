@@ -10,8 +10,12 @@ practical rate limit, starts ``aura api --workers N`` on a free port, then for e
 - fixed rates: ``vegeta attack -rate=<r>/s`` (open loop, so queueing delay counts: p50/p99 and the
   success ratio at that rate),
 
-each ``--repeat`` times, and prints the medians. Endpoints rotate over many users/items. The API
-authenticates and rate-limits every request (one Redis Lua call), as in production.
+each ``--repeat`` times, and prints the medians. Endpoints rotate over many users/items (similar
+items: every 7th of the 2,000 items in turn, so each of 286 items comes back every 286 requests). The
+API authenticates and rate-limits every request (one Redis Lua call), as in production. The similar
+items rows print the response cache's hit rate (``aura_api_cache_total`` from ``/metrics``, every
+worker summed, over each phase); "cache off" runs against a second API started with
+``AURA_API_CACHE_MS=0`` (the miss path: one Redis script call per request).
 
 Tools: ``apt-get install -y wrk`` (Debian) and ``go install github.com/tsenart/vegeta/v12@v12.13.0``
 (binary in ~/go/bin). The load generator runs on the same machine as the API: on a 2-core box it
@@ -158,7 +162,33 @@ def endpoints(base: str) -> dict[str, list[str]]:
         "recommendations (hybrid, no pool: whole ranking)": [f"{base}/v1/recommendations/users/u{u}?limit=10"
                                                              for u in range(1, N_USERS, 7)],
         "similar items": [f"{base}/v1/recommendations/similar/{i}?limit=10" for i in items],
+        NO_CACHE: [f"{base}/v1/recommendations/similar/{i}?limit=10" for i in items],
     }
+
+
+# rows measured against a second API started with other settings (the miss path of the response cache)
+NO_CACHE = "similar items, cache off (AURA_API_CACHE_MS=0)"
+ROW_SETTINGS: dict[str, dict[str, Any]] = {NO_CACHE: {"api_cache_ms": 0}}
+
+
+def cache_counts(base: str) -> tuple[float, float]:
+    """(hits, misses) of the API's response cache so far, every worker summed (``aura_api_cache_total``)."""
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    got = {"hit": 0.0, "miss": 0.0}
+    for line in text.splitlines():
+        if line.startswith("aura_api_cache_total{"):
+            labels, _, value = line.rpartition(" ")
+            for result in got:
+                if f'result="{result}"' in labels:
+                    got[result] += float(value)
+    return got["hit"], got["miss"]
+
+
+def hit_rate(before: tuple[float, float], after: tuple[float, float]) -> str:
+    hits, misses = after[0] - before[0], after[1] - before[1]
+    if hits + misses <= 0:
+        return "no cache lookups"
+    return f"cache hit rate {hits / (hits + misses):.1%} ({hits:.0f} of {hits + misses:.0f})"
 
 
 def wrk(urls: list[str], token: str, duration: int, connections: int, workdir: Path) -> dict[str, float]:
@@ -282,12 +312,24 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="aura-bench-"))
     api = start_api(s, port, args.workers, workdir / "api.log")
+    apis = {"": (api, port)}
     rates = [int(r) for r in args.rates.split(",") if r]
     results: dict[str, Any] = {"settings": vars(args), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
     try:
-        for name, urls in endpoints(f"http://127.0.0.1:{port}").items():
+        for name in endpoints("").keys():
             if args.only and not any(o and o in name for o in args.only.split(",")):
                 continue
+            if name in ROW_SETTINGS:  # a second API with this row's settings, on its own port
+                tag = json.dumps(ROW_SETTINGS[name], sort_keys=True)
+                if tag not in apis:
+                    other = _free_port()
+                    apis[tag] = (start_api(s.model_copy(update=ROW_SETTINGS[name]), other, args.workers,
+                                           workdir / f"api-{len(apis)}.log"), other)
+                row_port = apis[tag][1]
+            else:
+                row_port = port
+            base = f"http://127.0.0.1:{row_port}"
+            urls = endpoints(base)[name]
             check = httpx.get(urls[0], headers={"X-API-Key": token}, timeout=5)
             print(f"\n== {name}: sample answer {check.status_code} ({len(check.content)} bytes); "
                   f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
@@ -299,21 +341,29 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = {"cpu_cost": cost}
                 continue
             wrk(urls, token, 2, args.connections, workdir)  # warm-up
+            counts = cache_counts(base)
             sat = [wrk(urls, token, args.duration, args.connections, workdir) for _ in range(args.repeat)]
             entry: dict[str, Any] = {"saturation_runs": sat, "fixed": {}}
+            now = cache_counts(base)
+            cache = f"; {hit_rate(counts, now)}" if now != counts else ""
             print(f"   saturation (wrk -c{args.connections}, {args.workers} workers): "
                   f"{median(sat, 'rps'):.0f} req/s, p50 {median(sat, 'p50'):.2f} ms, p99 {median(sat, 'p99'):.2f} ms, "
-                  f"non-2xx {median(sat, 'non2xx'):.0f}")
+                  f"non-2xx {median(sat, 'non2xx'):.0f}{cache}")
             for rate in rates:
+                counts = now
                 runs = [vegeta(urls, token, rate, args.duration, workdir, veg) for _ in range(args.repeat)]
                 entry["fixed"][rate] = runs
+                now = cache_counts(base)
+                cache = f"; {hit_rate(counts, now)}" if now != counts else ""
                 print(f"   fixed {rate}/s (vegeta): p50 {median(runs, 'p50'):.2f} ms, "
                       f"p99 {median(runs, 'p99'):.2f} ms, achieved {median(runs, 'throughput'):.0f}/s, "
-                      f"success {median(runs, 'success'):.4f}")
+                      f"success {median(runs, 'success'):.4f}{cache}")
             results[name] = entry
     finally:
-        api.terminate()
-        api.wait(20)
+        for proc, _port in apis.values():
+            proc.terminate()
+        for proc, _port in apis.values():
+            proc.wait(20)
     results["load_after"] = os.getloadavg()
     out = workdir / "results.json"
     out.write_text(json.dumps(results, indent=1, default=str))

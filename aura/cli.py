@@ -51,7 +51,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from streams.app import create_app
 
-    app = create_app(get_settings())
+    s = get_settings()
+    if s.worker_nice:
+        os.nice(s.worker_nice)  # lower priority: e.g. the recs group of a split deployment
+    app = create_app(s)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
@@ -65,9 +68,12 @@ def run_worker_processes(n: int, loglevel: str, split: bool = False) -> int:
     returns when all have exited."""
     from aura import layout
 
+    s = get_settings()
     role_sets = layout.SPLIT_ROLES if split else (os.environ.get("AURA_WORKER_ROLES", "all"),)
+    nice = {roles: (0 if "profiles" in layout.worker_roles(roles) else s.worker_split_nice) if split
+            else s.worker_nice for roles in role_sets}
     procs = [subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", loglevel],  # noqa: S603
-                              env={**os.environ, "AURA_WORKER_ROLES": roles})
+                              env={**os.environ, "AURA_WORKER_ROLES": roles, "AURA_WORKER_NICE": str(nice[roles])})
              for roles in role_sets for _ in range(n)]
 
     def forward(signum: int, _frame: object) -> None:

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # which state owners this process runs: "all", or a comma-separated subset of profiles, recs,
     # decisions (aura/layout.py WORKER_ROLES; a subset is its own consumer group: `aura worker --split`)
     worker_roles: str = "all"
+    worker_nice: int = 0  # added to this worker process's niceness at start (os.nice); 0: unchanged
+    # `aura worker --split`: the niceness of the recs+decisions processes, so when the CPU is short the
+    # profiles group (the state storefronts read, the freshness the API promises) is scheduled first
+    worker_split_nice: int = 10
     owner_lanes: bool = False  # each behavior owner in its own task over queued batches (streams/behavior.py)
     owner_lane_depth: int = 32  # batches waiting in one lane before the behavior agent waits (folded as one step)
     recent_items_max: int = 50
@@ -114,10 +118,17 @@ class Settings(BaseSettings):
     recs_cohort_cap: int = 1000  # items kept per cohort popularity list
     # per-user hybrid candidate pools ranked by the stream (streams/usercands.py; the API's hybrid requests
     # read them: docs/recommenders.md)
-    recs_user_cands: bool = False  # off until its cost to the worker is settled (docs/recommenders.md)
+    recs_user_cands: bool = True  # on demand: only users whose requests asked for one (docs/recommenders.md)
     recs_user_cands_interval_s: float = 0.1  # how often the worker ranks the pools of the users of recent batches
     recs_user_cands_ttl_s: float = 3600.0  # a pool expires this long after it was ranked (then: the full ranking)
     recs_user_cands_placements: str = "default"  # comma-separated placements whose pools are kept
+    # pools on demand: the worker ranks pools only for users whose hybrid request found none (drained each
+    # tick) and, after their new events, for users who asked within this long (docs/recommenders.md)
+    recs_user_cands_wanted_s: float = 1800.0
+    recs_user_cands_wanted_max: int = 100_000  # (placement, user) pairs kept in the wanted set (oldest dropped)
+    # a pool served older than this is re-ranked behind (the request marks the user): bounds how long a pool
+    # misses republished neighbour lists and global lists while its user keeps asking; 0: only events re-rank
+    recs_user_cands_refresh_s: float = 30.0
 
     # Event ingest over HTTP (serving/routes/events.py)
     ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413

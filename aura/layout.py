@@ -207,6 +207,13 @@ class RedisKeys:
         ``strategy``, ``ids`` (best first), ``scores``, ``sources``, the fence ``off``, ``time``; expires."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:cands:{placement}"
 
+    def recs_cands_wanted(self) -> str:
+        """Sorted set: ``"<placement>\\x1f<user>"`` -> time (ms) of the user's last hybrid request that
+        found no usable pool (pools on demand: written by the API, serving/recommend.py ``CANDS_LUA``;
+        drained and trimmed to ``recs_user_cands_wanted_s`` by streams/usercands.py; bounded to
+        ``recs_user_cands_wanted_max`` members, oldest dropped). One slot (hash tag ``{recs-cands}``)."""
+        return f"{self.prefix}:recs:{{recs-cands}}:wanted"
+
     def recs_user_nbstate(self, user_id: str) -> str:
         """Hash: ``_off``, the offset fence of the user's neighbour updates (streams/neighbours.py)."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:nbstate"

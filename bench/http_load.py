@@ -111,7 +111,7 @@ def seed_pools(s: Settings, users: list[str]) -> None:
             for u in users:
                 await r.delete(cands.keys.recs_user_cands(u, "default"))
             cands.pending = {u: (-1, -1e9) for u in users}  # no recommender fence in the seed: ranked at once
-            return await cands.refresh(budget_s=1e9)
+            return await getattr(cands, "rank", cands.refresh)(budget_s=1e9)  # (rank: pools on demand, no asks here)
         finally:
             await r.aclose()
 

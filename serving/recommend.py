@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -559,8 +560,14 @@ def method_weights(raw: str | None, placement: str, method: str) -> dict[str, fl
 class Recommender:
     """Reads precomputed state and ranks; one per API process (stateless between requests)."""
 
-    def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50) -> None:
+    def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50,
+                 wanted_placements: Iterable[str] = (), wanted_max: int = 0, refresh_ms: int = 0) -> None:
         self.redis, self.keys, self.candidates, self.list_k = redis, keys, candidates, list_k
+        # pools on demand: a request of these placements that finds no usable pool marks the user as
+        # wanting one (``CANDS_LUA``), bounded to ``wanted_max`` (0 or no placements: never marks)
+        self.wanted_placements = frozenset(wanted_placements) if wanted_max > 0 else frozenset()
+        self.wanted_max = wanted_max
+        self.refresh_ms = refresh_ms  # a pool served older than this is marked for re-ranking (0: never)
         # Redis Cluster: the neighbour lists of different items live in different slots, which one
         # script may not read: there the lists are read with one pipelined ZREVRANGE each.
         self.cluster = type(redis).__name__ == "RedisCluster"
@@ -596,6 +603,14 @@ class Recommender:
         order = sorted(merged, key=lambda i: -merged[i])[: limit * 3]
         records = await self.redis.execute_command("HMGET", self.keys.recs_item_filters(), *order) if order else []
         return similar_reference(item_id, lists, dict(zip(order, records, strict=True)), limit)
+
+    async def mark_wanted(self, member: str, now_ms: int) -> None:
+        """Mark (placement, user) as wanting a pool outside ``CANDS_LUA`` (Redis Cluster; changed weights)."""
+        key = self.keys.recs_cands_wanted()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.execute_command("ZADD", key, now_ms, member)
+        pipe.execute_command("ZREMRANGEBYRANK", key, 0, -self.wanted_max - 1)
+        await pipe.execute()
 
     async def cohort_lists(self, cohorts: list[str], n: int) -> tuple[list[str], np.ndarray]:
         """The popular items of the user's cohorts: rank-based scores, summed over the cohorts."""
@@ -875,23 +890,37 @@ class Recommender:
         first = pool_size(req.limit) if needs_whole_pool(req) else max(3 * req.limit, 30)
         uid = req.user_id or ""
         ckey = k.recs_user_cands(uid, req.placement)
+        mark = self.wanted_max if req.placement in self.wanted_placements else 0
+        member = wanted_member(req.placement, uid)
+        now_ms = int(time.time() * 1000)
         if self.cands_script is not None:
             p, c, records = await self.cands_script(keys=[k.recs_placement(req.placement), ckey,
-                                                          k.recs_item_filters(), k.recs_user_state(uid)],
-                                                    args=[first])
+                                                          k.recs_item_filters(), k.recs_user_state(uid),
+                                                          k.recs_cands_wanted()],
+                                                    args=[first, member, now_ms, mark, self.refresh_ms])
+            marked = True
         else:
             pipe = self.redis.pipeline(transaction=False)
             pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")
-            pipe.execute_command("HMGET", ckey, *CANDS_FIELDS)
+            pipe.execute_command("HMGET", ckey, *CANDS_FIELDS, "time")
             pipe.execute_command("HGET", k.recs_user_state(uid), "_off")
             p, c, off = await pipe.execute()
+            ranked_ms = c.pop()
             c = [*c, off]
             records = None
+            marked = False
+            if mark and self.refresh_ms and c[2] is not None and c[6] == (off or "-1") and \
+                    int(ranked_ms or 0) + self.refresh_ms <= now_ms:
+                await self.mark_wanted(member, now_ms)  # served, and re-ranked behind (Cluster: one more call)
         wraw, model_id, version = p
         stored_weights, strategy, ids_blob, scores_blob, sources_blob, used, ranked_at, current = c
         if ids_blob is None or ranked_at != (current or "-1"):  # none, or ranked before the user's last event
+            if mark and not marked:  # (Redis Cluster: the wanted set is in its own slot)
+                await self.mark_wanted(member, now_ms)
             return None
         if json.loads(stored_weights) != method_weights(wraw, req.placement, req.method):
+            if mark:  # ranked with the placement's former weights: wanted again (rare)
+                await self.mark_wanted(member, now_ms)
             return None
         weights = json.loads(used)  # the weights the ranking used ({"popular": 1} when nothing else answered)
         model = f"{model_id}:{version}" if model_id else ""
@@ -927,11 +956,29 @@ CANDS_LIMIT = 10  # the stream ranks as for limit 10: the pool of ``pool_size(10
 # read records for. Returns {placement HMGET, pool HMGET + the user's fence, the head's records} (the
 # pool's ids are stored best first, ``CANDS_SEP``-separated). The pool and the state share the user's
 # hash tag; the placement and filter hashes do not (Redis Cluster: ``from_precomputed``'s other path).
+#
+# Pools on demand: KEYS[5] = the wanted set (``recs_cands_wanted``), ARGV[2] = this request's member
+# (``wanted_member``), ARGV[3] = now (ms), ARGV[4] = the set's bound (0: do not mark), ARGV[5] = the age
+# (ms) after which a usable pool is re-ranked (0: never). When there is no usable pool (none, or ranked
+# before the user's last applied event: its ``off`` is not the user's ``_off``), or the pool served is
+# older than that age (it does not see lists republished since: served, and refreshed behind), the
+# request marks (placement, user) as wanted (ZADD, then the oldest beyond the bound dropped): the
+# worker ranks that pool on its next tick (streams/usercands.py). A hit on a young pool writes nothing.
 CANDS_LUA = """
 local p = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version')
 local c = redis.call('HMGET', KEYS[2], 'weights', 'strategy', 'ids', 'scores', 'sources', 'used', 'off')
 c[#c + 1] = redis.call('HGET', KEYS[4], '_off')
 local ids = c[3]
+local bound = tonumber(ARGV[4] or '0')
+local want = bound > 0 and (not ids or c[7] ~= (c[8] or '-1'))
+if bound > 0 and not want and tonumber(ARGV[5]) > 0 then
+  want = tonumber(redis.call('HGET', KEYS[2], 'time') or '0') + tonumber(ARGV[5]) <= tonumber(ARGV[3])
+end
+if want then
+  redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+  local n = redis.call('ZCARD', KEYS[5])
+  if n > bound then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, n - bound - 1) end
+end
 if not ids or ids == '' then return {p, c, {}} end
 local first, head, pos = tonumber(ARGV[1]), {}, 1
 while #head < first do
@@ -946,6 +993,20 @@ while #head < first do
 end
 return {p, c, redis.call('HMGET', KEYS[3], unpack(head))}
 """
+
+
+WANTED_SEP = "\x1f"
+
+
+def wanted_member(placement: str, user_id: str) -> str:
+    """The wanted set's member for (placement, user): the placement first (a configured placement has
+    no separator; a user id may)."""
+    return f"{placement}{WANTED_SEP}{user_id}"
+
+
+def parse_wanted(member: str) -> tuple[str, str]:
+    placement, _, user = member.partition(WANTED_SEP)
+    return placement, user
 
 
 def pool_size(limit: int) -> int:

@@ -5,9 +5,18 @@ Owner of ``recs_user_cands(user, placement)`` (a hash: the best ``pool_size(10)`
 of the user's hybrid ranking for one placement, best first, with their blended scores and sources,
 the placement weights they were ranked with, the strategy, the fence ``off`` and the ``time``).
 
+On demand (session 5): pools are kept only for users who ask for recommendations. A hybrid request
+that finds no usable pool marks (placement, user) in ``recs_cands_wanted`` (a sorted set: member ->
+time of the request, written inside the API's one pool-read script, bounded; serving/recommend.py
+``CANDS_LUA``). Each timer tick begins with ONE pipeline over that set: drop members older than
+``recs_user_cands_wanted_s``, read the members added since the last tick (the drain: those users are
+ranked now, without any event of theirs), and ``ZMSCORE`` the users noted from recent batches: only
+those who asked within ``recs_user_cands_wanted_s`` are ranked (their pool went stale through their
+own event); the others are forgotten at no further cost. A user who never asks gets no pool.
+
 How it is kept: the owner step (run by the behavior agent on every batch) only notes, per user, the
 highest source offset of the batch. A timer (``recs_user_cands_interval_s``) then ranks the noted users
-whose recommender state has reached that offset (``_off`` of ``recs_user_state``, written by
+(who asked) whose recommender state has reached that offset (``_off`` of ``recs_user_state``, written by
 streams/cooccurrence.py's user step, which may run concurrently or later: the owners are independent)
 with the API's own code (``serving.recommend.Recommender``: ``plan`` -> ``absorb_queued`` -> ``choose``),
 in three round trips per chunk of users: (1) one pipeline of every user's fence and state (and the
@@ -31,10 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from serving.recommend import CANDS_LIMIT, Recommender, Request, pool_record
+from serving.recommend import CANDS_LIMIT, Recommender, Request, parse_wanted, pool_record, wanted_member
 from streams.intake import Accepted
 
 if TYPE_CHECKING:
@@ -46,6 +56,7 @@ log = logging.getLogger(__name__)
 CHUNK = 200  # users ranked per round of three pipelines
 YIELD_EVERY = 10  # users ranked between two yields to the event loop (~1.3 ms of CPU each)
 WAIT_MAX_S = 10.0  # a user whose recommender fence does not reach the batch's offset is ranked anyway after this
+DRAIN_MAX = 2000  # wanted members read per tick (the rest on the next ticks)
 
 # The fenced write of one pool: KEYS = the pool hash; ARGV = fence, time, TTL ms, then the fields as
 # (name, value) pairs. A pool ranked from an older state (lower ``off``) never replaces a newer one.
@@ -83,6 +94,34 @@ def ready(pending: dict[str, tuple[int, float]], fences: dict[str, int | None], 
     return out
 
 
+def drained(entries: list[tuple[str, float]], cursor: float, at_cursor: set[str],
+            placements: list[str]) -> tuple[list[str], float, set[str]]:
+    """The users of the wanted members read from ``cursor`` on (inclusive: a member added in the same
+    millisecond after the last read is not missed), without those already taken at ``cursor``; the
+    next cursor and the members taken at it. Members of placements the worker does not keep are skipped."""
+    users: list[str] = []
+    for member, score in entries:
+        if score == cursor and member in at_cursor:
+            continue
+        placement, user = parse_wanted(member)
+        if placement in placements and user:
+            users.append(user)
+    if entries:
+        top = max(score for _m, score in entries)
+        if top > cursor:
+            cursor, at_cursor = top, set()
+        at_cursor = at_cursor | {m for m, score in entries if score == cursor}
+    return list(dict.fromkeys(users)), cursor, at_cursor
+
+
+def asked(users: list[str], placements: list[str], scores: list[float | None], since_ms: float) -> set[str]:
+    """The users with a wanted mark (any placement) at or after ``since_ms``; ``scores`` as ZMSCORE
+    answers for the members user-major, placement-minor."""
+    n = len(placements)
+    return {u for i, u in enumerate(users)
+            if any(s is not None and float(s) >= since_ms for s in scores[i * n:(i + 1) * n])}
+
+
 class UserCands:
     """Ranks and stores the pools of the users noted by the behavior owner step; one per worker."""
 
@@ -93,12 +132,48 @@ class UserCands:
         self.write = res.redis.register_script(WRITE_LUA)
         self.placements = [p.strip() for p in s.recs_user_cands_placements.split(",") if p.strip()]
         self.ttl_ms = int(s.recs_user_cands_ttl_s * 1000)
+        self.wanted_ms = s.recs_user_cands_wanted_s * 1000
         self.pending: dict[str, tuple[int, float]] = {}
+        self.cursor = time.time() * 1000 - self.wanted_ms  # at start: the asks of the last wanted_s
+        self.at_cursor: set[str] = set()
 
     def note(self, kept: list[Accepted]) -> None:
         note(self.pending, kept, time.monotonic())
 
     async def refresh(self, budget_s: float = 1.0) -> int:
+        """One tick: take the wanted users (``take_wanted``), then rank them (``rank``)."""
+        await self.take_wanted()
+        return await self.rank(budget_s)
+
+    async def take_wanted(self) -> None:
+        """ONE pipeline over the wanted set: trim what is older than ``recs_user_cands_wanted_s``, drain
+        the members added since the last tick into ``pending`` (ranked at once, whatever their fence),
+        and keep of the users noted from batches only those who asked recently."""
+        key = self.keys.recs_cands_wanted()
+        now_ms = time.time() * 1000
+        since = now_ms - self.wanted_ms
+        noted = [u for u, (off, _t) in self.pending.items() if off >= 0]  # (drained users: off -1)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.execute_command("ZREMRANGEBYSCORE", key, "-inf", f"({since:.0f}")
+        pipe.execute_command("ZRANGEBYSCORE", key, f"{max(self.cursor, since):.0f}", "+inf", "WITHSCORES",
+                             "LIMIT", 0, DRAIN_MAX)
+        members = [wanted_member(pl, u) for u in noted for pl in self.placements]
+        if members:
+            pipe.execute_command("ZMSCORE", key, *members)
+        replies = await pipe.execute()
+        flat = replies[1]
+        entries = ([(m, float(sc)) for m, sc in flat] if flat and isinstance(flat[0], list | tuple)
+                   else [(m, float(sc)) for m, sc in zip(flat[0::2], flat[1::2], strict=True)])
+        users, self.cursor, self.at_cursor = drained(entries, self.cursor, self.at_cursor, self.placements)
+        if members:
+            keep = asked(noted, self.placements, replies[2], since)
+            for u in noted:
+                if u not in keep:
+                    del self.pending[u]  # never asked (or not lately): no pool, no further cost
+        for u in users:
+            self.pending.setdefault(u, (-1, -math.inf))  # ranked at once from the state as it is
+
+    async def rank(self, budget_s: float = 1.0) -> int:
         """Rank the pending users that are ready, a chunk at a time, within about ``budget_s``."""
         done, t0 = 0, time.monotonic()
         users = list(self.pending)
@@ -181,7 +256,7 @@ class UserCands:
 
 def register(app: Any, res: Resources) -> list[Owner]:
     """What streams/app.py adds to the behavior fan-out: the owner step that notes users, and the timer
-    that ranks their pools; nothing when ``recs_user_cands`` is off."""
+    that takes the wanted users and ranks their pools; nothing when ``recs_user_cands`` is off."""
     s = res.settings
     if not s.recs_user_cands:
         return []

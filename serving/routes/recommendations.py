@@ -87,7 +87,12 @@ def recommender(state: Any) -> Recommender:
     """The process's Recommender (stateless between requests; built once: it registers two scripts)."""
     rec = getattr(state, "recommender", None)
     if rec is None or rec.redis is not state.redis:
-        rec = Recommender(state.redis, state.keys, candidates=state.settings.recs_candidates)
+        s = state.settings
+        placements = [p.strip() for p in s.recs_user_cands_placements.split(",") if p.strip()]
+        rec = Recommender(state.redis, state.keys, candidates=s.recs_candidates,
+                          wanted_placements=placements if s.recs_user_cands else (),
+                          wanted_max=s.recs_user_cands_wanted_max,
+                          refresh_ms=int(s.recs_user_cands_refresh_s * 1000))
         if hasattr(state, "recommender"):
             state.recommender = rec
     return rec

@@ -1,6 +1,8 @@
-"""Per-user candidate pools kept by a real worker (``AURA_RECS_USER_CANDS=true``): behavior events in
-through Kafka, the worker's user step and its pool timer, the API's hybrid list read from the pool and
-equal to the whole ranking; the user's next event re-ranks the pool (the item just seen leaves it)."""
+"""Per-user candidate pools kept by a real worker (``AURA_RECS_USER_CANDS=true``, the default): behavior
+events in through Kafka, the API's first request for u0 (no pool: it marks u0 as wanting one), the
+worker's user step and its pool timer, the API's hybrid list read from the pool and equal to the whole
+ranking; the user's next event re-ranks the pool (the item just seen leaves it); u1, who never asked,
+gets no pool."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ def test_worker_keeps_pools_the_api_serves(isolated, worker_factory, api_client,
 
     wait_for(lambda: "i2" in redis_client.zrange(k.recs_item_similar("i1", "cooc"), 0, -1), timeout=60,
              what="i2 among i1's published neighbours")
+    assert api_client.get("/v1/recommendations/users/u0?limit=10").status_code == 200  # u0 asks (pools on demand)
     pooled = wait_for(settled, timeout=90, what="u0's pool equal to the whole ranking")
     body = api_client.get("/v1/recommendations/users/u0?limit=10").json()
     assert [x["item_id"] for x in body["items"]] == [i for i, _s, _w in pooled.items]
@@ -79,3 +82,6 @@ def test_worker_keeps_pools_the_api_serves(isolated, worker_factory, api_client,
     assert "i2" not in [x["item_id"] for x in api_client.get("/v1/recommendations/users/u0").json()["items"]]
     pooled = wait_for(settled, timeout=90, what="u0's new pool equal to the whole ranking")
     assert "i2" not in [i for i, _s, _w in pooled.items]
+    # u1 had events and never asked: no pool (the worker did not rank one)
+    assert redis_client.hget(k.recs_user_state("u1"), "_off") is not None
+    assert not redis_client.exists(k.recs_user_cands("u1", "default"))

@@ -214,6 +214,11 @@ class RedisKeys:
         ``recs_user_cands_wanted_max`` members, oldest dropped). One slot (hash tag ``{recs-cands}``)."""
         return f"{self.prefix}:recs:{{recs-cands}}:wanted"
 
+    def recs_cands_drain_lease(self) -> str:
+        """String (PX): the id of the worker that drains ``recs_cands_wanted`` (streams/usercands.py), so
+        one member of the group ranks each asked-for pool; same slot as the wanted set."""
+        return f"{self.prefix}:recs:{{recs-cands}}:drain"
+
     def recs_user_nbstate(self, user_id: str) -> str:
         """Hash: ``_off``, the offset fence of the user's neighbour updates (streams/neighbours.py)."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:nbstate"

@@ -8,9 +8,10 @@ the placement weights they were ranked with, the strategy, the fence ``off`` and
 On demand (session 5): pools are kept only for users who ask for recommendations. A hybrid request
 that finds no usable pool marks (placement, user) in ``recs_cands_wanted`` (a sorted set: member ->
 time of the request, written inside the API's one pool-read script, bounded; serving/recommend.py
-``CANDS_LUA``). Each timer tick begins with ONE pipeline over that set: drop members older than
-``recs_user_cands_wanted_s``, read the members added since the last tick (the drain: those users are
-ranked now, without any event of theirs), and ``ZMSCORE`` the users noted from recent batches: only
+``CANDS_LUA``). Each timer tick begins with ONE pipeline over that set: the worker holding the drain
+lease (one per group, ``recs_cands_drain_lease``) drops members older than ``recs_user_cands_wanted_s``
+and reads the members added since its last tick (the drain: those users are ranked now, without any
+event of theirs); every worker ``ZMSCORE``s the users noted from its recent batches: only
 those who asked within ``recs_user_cands_wanted_s`` are ranked (their pool went stale through their
 own event); the others are forgotten at no further cost. A user who never asks gets no pool.
 
@@ -42,6 +43,7 @@ import asyncio
 import logging
 import math
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from serving.recommend import CANDS_LIMIT, Recommender, Request, parse_wanted, pool_record, wanted_member
@@ -57,6 +59,18 @@ CHUNK = 200  # users ranked per round of three pipelines
 YIELD_EVERY = 10  # users ranked between two yields to the event loop (~1.3 ms of CPU each)
 WAIT_MAX_S = 10.0  # a user whose recommender fence does not reach the batch's offset is ranked anyway after this
 DRAIN_MAX = 2000  # wanted members read per tick (the rest on the next ticks)
+DRAIN_LEASE_MS = 5000  # the draining worker's lease, renewed every tick; another worker takes over after it
+
+# The drain, by one worker of the group at a time: KEYS = the wanted set, the lease; ARGV = this worker's
+# id, lease ms, the trim bound (marks older than this go), the cursor, the most members to read. Returns
+# nil when another worker holds the lease, else the members from the cursor on, flat [member, score, ...].
+DRAIN_LUA = """
+local held = redis.call('GET', KEYS[2])
+if held and held ~= ARGV[1] then return false end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[5])
+"""
 
 # The fenced write of one pool: KEYS = the pool hash; ARGV = fence, time, TTL ms, then the fields as
 # (name, value) pairs. A pool ranked from an older state (lower ``off``) never replaces a newer one.
@@ -71,13 +85,16 @@ return 1
 
 
 def note(pending: dict[str, tuple[int, float]], kept: list[Accepted], now: float) -> None:
-    """Remember, per user, the highest source offset of the batch (pure; the first time noted is kept)."""
+    """Remember, per user, the highest source offset of the batch (pure; the first time noted is kept).
+    A user drained from the wanted set and not ranked yet (offset -1, no wait) now waits for this batch
+    like any noted user (else the pool would be ranked at once from the state before the batch, and the
+    user dropped from ``pending``: a stale pool until the next event)."""
     for a in kept:
         u = a.event.user_id
         if not u:
             continue
         old = pending.get(u)
-        if old is None:
+        if old is None or old[0] < 0:
             pending[u] = (a.offset, now)
         elif a.offset > old[0]:
             pending[u] = (a.offset, old[1])
@@ -135,6 +152,8 @@ class UserCands:
         self.wanted_ms = s.recs_user_cands_wanted_s * 1000
         self.pending: dict[str, tuple[int, float]] = {}
         self.cursor = time.time() * 1000 - self.wanted_ms  # at start: the asks of the last wanted_s
+        self.drain = res.redis.register_script(DRAIN_LUA)
+        self.worker_id = uuid.uuid4().hex
         self.at_cursor: set[str] = set()
 
     def note(self, kept: list[Accepted]) -> None:
@@ -146,27 +165,29 @@ class UserCands:
         return await self.rank(budget_s)
 
     async def take_wanted(self) -> None:
-        """ONE pipeline over the wanted set: trim what is older than ``recs_user_cands_wanted_s``, drain
-        the members added since the last tick into ``pending`` (ranked at once, whatever their fence),
-        and keep of the users noted from batches only those who asked recently."""
+        """ONE pipeline over the wanted set: if this worker holds the drain lease (one worker of the
+        group drains; ``DRAIN_LUA``), trim what is older than ``recs_user_cands_wanted_s`` and drain the
+        members added since its last tick into ``pending`` (ranked at once, whatever their fence); and
+        keep of the users noted from this worker's batches only those who asked recently (``ZMSCORE``)."""
         key = self.keys.recs_cands_wanted()
         now_ms = time.time() * 1000
         since = now_ms - self.wanted_ms
         noted = [u for u, (off, _t) in self.pending.items() if off >= 0]  # (drained users: off -1)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.execute_command("ZREMRANGEBYSCORE", key, "-inf", f"({since:.0f}")
-        pipe.execute_command("ZRANGEBYSCORE", key, f"{max(self.cursor, since):.0f}", "+inf", "WITHSCORES",
-                             "LIMIT", 0, DRAIN_MAX)
+        await self.drain(keys=[key, self.keys.recs_cands_drain_lease()],
+                         args=[self.worker_id, DRAIN_LEASE_MS, f"{since:.0f}", f"{max(self.cursor, since):.0f}",
+                               DRAIN_MAX], client=pipe)
         members = [wanted_member(pl, u) for u in noted for pl in self.placements]
         if members:
             pipe.execute_command("ZMSCORE", key, *members)
         replies = await pipe.execute()
-        flat = replies[1]
-        entries = ([(m, float(sc)) for m, sc in flat] if flat and isinstance(flat[0], list | tuple)
-                   else [(m, float(sc)) for m, sc in zip(flat[0::2], flat[1::2], strict=True)])
-        users, self.cursor, self.at_cursor = drained(entries, self.cursor, self.at_cursor, self.placements)
+        users: list[str] = []
+        flat = replies[0]
+        if flat is not None:  # (None: another worker drains)
+            entries = [(m, float(sc)) for m, sc in zip(flat[0::2], flat[1::2], strict=True)]
+            users, self.cursor, self.at_cursor = drained(entries, self.cursor, self.at_cursor, self.placements)
         if members:
-            keep = asked(noted, self.placements, replies[2], since)
+            keep = asked(noted, self.placements, replies[1], since)
             for u in noted:
                 if u not in keep:
                     del self.pending[u]  # never asked (or not lately): no pool, no further cost

@@ -277,10 +277,38 @@ def test_the_worker_ranks_pools_only_for_users_who_asked(isolated, redis_client)
             uc.note([accepted("u2", 102)])
             assert await uc.refresh() == 0 and not await r.exists(k.recs_user_cands("u2", "default"))
             assert await r.zscore(wanted, wanted_member("default", "u2")) is None
-            # a worker started later takes the asks of the last wanted_s (the pools it missed)
+            # a worker started later (the first one stopped, its drain lease lapsed) takes the asks of the
+            # last wanted_s (the pools it may have missed)
             await api.recommend(Request("u3"))
+            await r.delete(k.recs_cands_drain_lease())
             late = cands(isolated, r)
             assert await late.refresh() >= 1 and await r.exists(k.recs_user_cands("u3", "default"))
+        finally:
+            await r.aclose()
+
+    asyncio.run(run())
+
+
+def test_one_worker_of_the_group_drains_the_wanted_set(isolated, redis_client):
+    k = RedisKeys(isolated.redis_prefix)
+    state(redis_client, k, 26)
+
+    async def run() -> None:
+        r = bootstrap.redis_async(isolated)
+        try:
+            a, b = cands(isolated, r), cands(isolated, r)
+            api = Recommender(r, k, wanted_placements=["default"], wanted_max=100)
+            await api.recommend(Request("u0"))
+            assert await a.refresh() == 1  # a takes the lease and ranks u0's pool
+            await api.recommend(Request("u1"))
+            assert await b.refresh() == 0 and not await r.exists(k.recs_user_cands("u1", "default"))
+            assert await a.refresh() == 1 and await r.exists(k.recs_user_cands("u1", "default"))
+            # a's lease lapses (a stopped): b takes over and drains what is asked from then on
+            await r.delete(k.recs_cands_drain_lease())
+            await api.recommend(Request("u2"))
+            assert await b.refresh() >= 1 and await r.exists(k.recs_user_cands("u2", "default"))
+            await api.recommend(Request("u3"))
+            assert await a.refresh() == 0 and await b.refresh() == 1
         finally:
             await r.aclose()
 

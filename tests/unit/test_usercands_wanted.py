@@ -4,8 +4,12 @@ placements it keeps) and which users noted from batches asked recently (ZMSCORE 
 
 from __future__ import annotations
 
+import math
+
+from schemas.events import Behavior
 from serving.recommend import parse_wanted, wanted_member
-from streams.usercands import asked, drained
+from streams.intake import Accepted
+from streams.usercands import asked, drained, note, ready
 
 
 def test_members_spell_placement_then_user() -> None:
@@ -35,3 +39,12 @@ def test_asked_recently_in_any_placement() -> None:
               None, None,  # c: never asked
               "1000", 99.0]  # d: recent
     assert asked(users, placements, scores, since_ms=500.0) == {"a", "d"}
+
+
+def test_a_drained_user_then_noted_waits_for_the_batch_like_any_noted_user() -> None:
+    pending = {"a": (-1, -math.inf), "b": (7, 5.0)}  # a: drained (ranked at once); b: noted earlier
+    assert sorted(ready(pending, {"a": 3, "b": 7}, now=6.0)) == ["a", "b"]
+    note(pending, [Accepted(Behavior("e9", "view", "a", "i1", 1000), 0, 9)], now=6.0)
+    assert pending["a"] == (9, 6.0)
+    assert ready(pending, {"a": 3}, now=6.5) == []  # its state has not reached the batch yet
+    assert ready(pending, {"a": 9}, now=6.5) == ["a"]

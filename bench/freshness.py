@@ -24,7 +24,7 @@ from aura import bootstrap, layout
 from aura.demo import Storefront
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, get_settings, settings_env
-from bench.pipeline import bench_settings, cleanup_redis, group_members, prepare, stop_worker
+from bench.pipeline import bench_settings, cleanup, group_members, prepare, stop_worker
 
 
 def background(s, rate: float, stop: threading.Event, sent: list[int]) -> None:  # noqa: ANN001
@@ -115,7 +115,7 @@ def main() -> None:
     finally:
         stop.set()
         stop_worker(worker)
-        cleanup_redis(s)
+        cleanup(s)
         session.cluster.shutdown()
     lat.sort()
     q = statistics.quantiles(lat, n=100, method="inclusive")  # never beyond the max (few probes)

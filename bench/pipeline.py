@@ -157,7 +157,7 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
         return out
     finally:
         stop_worker(worker)
-        cleanup_redis(s)
+        cleanup(s)
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -167,6 +167,15 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
         worker.wait(30)
     except subprocess.TimeoutExpired:
         worker.kill()
+
+
+def cleanup(s: Settings) -> None:
+    """A benchmark's Redis keys and Kafka topics (every run has its own prefix: without this the
+    broker piles up partitions run after run)."""
+    from infra.migrate import drop_topics
+
+    cleanup_redis(s)
+    drop_topics(s, s.topic_prefix)
 
 
 def cleanup_redis(s: Settings) -> None:
@@ -234,7 +243,7 @@ def run_inproc(base: Settings, n: int, users: int, seed: int, profile: bool, own
     try:
         return asyncio.run(_inproc(s, n, users, seed, profile, owners))
     finally:
-        cleanup_redis(s)
+        cleanup(s)
 
 
 def load() -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from aura import bootstrap, layout
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, get_settings, settings_env
-from bench.pipeline import bench_settings, cleanup_redis, group_members, lag, prepare, stop_worker
+from bench.pipeline import bench_settings, cleanup, group_members, lag, prepare, stop_worker
 
 
 def rss_mib(pid: int) -> float:
@@ -86,14 +86,7 @@ def main() -> None:
     finally:
         consumer.close()
         stop_worker(worker)
-        cleanup_redis(s)
-        admin = bootstrap.kafka_admin(s)
-        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(s.topic_prefix)]
-        for fut in admin.delete_topics(mine, operation_timeout=30).values():
-            try:
-                fut.result()
-            except Exception as exc:  # noqa: BLE001 - report, keep deleting
-                print(f"could not delete a topic: {exc}")
+        cleanup(s)
         print(f"settings: batch_max={s.batch_max} batch_within_s={s.batch_within_s} "
               f"partitions={s.topic_partitions} {layout.topic(s, layout.BEHAVIOR)}")
 

@@ -70,22 +70,14 @@ def isolated(stack: Settings) -> Iterator[Settings]:
     afterwards, so that a long suite does not pile up thousands of partitions in the one broker.
     """
     from aura import layout
-    from aura.bootstrap import kafka_admin
-    from infra.migrate import ensure_topics
+    from infra.migrate import drop_topics, ensure_topics
 
     tag = f"t{uuid.uuid4().hex[:10]}"
     s = stack.model_copy(update={"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
                                  "topic_partitions": 4})
     ensure_topics(s, layout.ALL_TOPICS)
     yield s
-    admin = kafka_admin(s)
-    try:
-        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(tag)]
-        if mine:
-            for fut in admin.delete_topics(mine, operation_timeout=30).values():
-                fut.result()
-    except Exception as exc:  # noqa: BLE001 - cleanup must not hide the test's own result
-        print(f"could not delete the topics of {tag}: {exc}")
+    drop_topics(s, tag)
 
 
 @pytest.fixture

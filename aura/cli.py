@@ -166,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     me = [sys.executable, "-m", "aura.cli"]
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name, argv in (("worker", [*me, "worker", "--split"]), ("api", [*me, "api"]),
+    for name, argv in (("worker", [*me, "worker"]), ("api", [*me, "api"]),
                        ("demo", [*me, "demo", "--rate", str(args.rate)])):
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
         procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # noqa: S603

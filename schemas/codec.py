@@ -76,10 +76,16 @@ class Codec:
         types through, e.g. a string where an array of strings is expected); raises DecodeError."""
         from fastavro.validation import ValidationError, validate
 
+        # the boolean pass first: with raise_errors=True fastavro builds (and json-dumps the datum
+        # into) a ValidationError for every union branch that does not match, valid record or not:
+        # measured 94.5 vs 9.5 us per demo event; the raising pass only runs to word the error
+        if validate(record, self.schema, raise_errors=False, strict=True):
+            return
         try:
             validate(record, self.schema, raise_errors=True, strict=True)
         except ValidationError as exc:
             raise DecodeError("invalid_record", "; ".join(map(str, exc.errors))[:2000] or str(exc)) from exc
+        raise DecodeError("invalid_record", f"does not match the {self.name} schema")  # (never both verdicts)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         """Decode a frame into a record of the current schema; raises DecodeError."""

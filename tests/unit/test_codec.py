@@ -165,6 +165,47 @@ def test_strict_validate_catches_what_encode_lets_through():
     c.validate(event(items=["i1"]))
 
 
+def test_validate_gives_the_raising_validator_verdict_on_demo_events_and_broken_copies():
+    # the boolean pass decides, the raising pass words the error: same verdicts as the raising one alone
+    from fastavro.validation import ValidationError
+    from fastavro.validation import validate as fa_validate
+
+    from aura.demo import Storefront
+
+    c = codec("behavior_event")
+    shop = Storefront(seed=5, n_users=50)
+    rng = random.Random(3)
+    evs = [ev for _ in range(40) for ev in shop.session(1_700_000_000_000)][:300]
+    broken = []
+    for ev in evs[:100]:
+        bad = dict(ev)
+        field = rng.choice(["user_id", "event_time", "items", "value", "item_id", "context"])
+        bad[field] = rng.choice([7, "x", ["a", 1], {"k": object()}, 1.5])
+        broken.append(bad)
+    for rec in evs + broken:
+        try:
+            fa_validate(rec, c.schema, raise_errors=True, strict=True)
+            expected = True
+        except ValidationError:
+            expected = False
+        try:
+            c.validate(rec)
+            got = True
+        except DecodeError as exc:
+            assert exc.reason == "invalid_record" and exc.detail
+            got = False
+        assert got == expected, rec
+    assert sum(1 for r in broken if not _valid(c, r)) > 50  # the broken copies are mostly refused
+
+
+def _valid(c: Codec, rec: dict) -> bool:
+    try:
+        c.validate(rec)
+        return True
+    except DecodeError:
+        return False
+
+
 def test_the_documented_frame_and_fingerprints_are_what_the_codec_writes():
     doc = (AVRO_DIR.parent.parent / "docs" / "events.md").read_text()
     frame = codec("behavior_event").encode({"event_id": "e1", "event_type": "view", "user_id": "u1",

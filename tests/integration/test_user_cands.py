@@ -16,8 +16,9 @@ import json
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -28,6 +29,8 @@ from serving.recommend import Diversity, Filters, Recommender, Request, precompu
 from streams.intake import Accepted
 from streams.usercands import WRITE_LUA, UserCands
 from tests.integration.test_recs_serving import reference, seed
+
+T = TypeVar("T")
 
 pytestmark = [pytest.mark.integration]
 
@@ -76,30 +79,39 @@ def cands(isolated: Any, r: Any) -> UserCands:
     return UserCands(SimpleNamespace(settings=s, keys=RedisKeys(s.redis_prefix), redis=r))
 
 
+def on_redis(settings: Any, body: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``body`` with an async Redis client of ``settings``, closed afterwards."""
+
+    async def run() -> T:
+        r = bootstrap.redis_async(settings)
+        try:
+            return await body(r)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(run())
+
+
 @pytest.mark.parametrize("seed_", [21, 22])
 def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, redis_round_trips):
     k = RedisKeys(isolated.redis_prefix)
     state(redis_client, k, seed_)
     users = ["u0", "u1", "u2", "u3", "u4", "nohistory"]
 
-    async def run() -> tuple[list[Any], list[Any], list[Any], int]:
-        r = bootstrap.redis_async(isolated)
-        try:
-            uc = cands(isolated, r)
-            uc.note([accepted(u, 100 + n) for n, u in enumerate(users[:5])] + [accepted("nohistory", 7)])
-            uc.pending["nohistory"] = (7, -1e9)  # no recommender state at all: ranked after the wait
-            ranked = await uc.rank()
-            rec = Recommender(r, k)
-            reqs = [q for u in users for pl in PLACEMENTS.split(",") for q in shapes(u, pl)]
-            pooled = [await rec.from_precomputed(q) for q in reqs]
-            whole = [await rec.compute(q) for q in reqs]
-            rec.cands_script = None  # the Redis Cluster path
-            piped = [await rec.from_precomputed(q) for q in reqs]
-            return reqs, pooled, whole, piped, ranked
-        finally:
-            await r.aclose()
+    async def body(r: Any) -> tuple[list[Any], list[Any], list[Any], list[Any], int]:
+        uc = cands(isolated, r)
+        uc.note([accepted(u, 100 + n) for n, u in enumerate(users[:5])] + [accepted("nohistory", 7)])
+        uc.pending["nohistory"] = (7, -1e9)  # no recommender state at all: ranked after the wait
+        ranked = await uc.rank()
+        rec = Recommender(r, k)
+        reqs = [q for u in users for pl in PLACEMENTS.split(",") for q in shapes(u, pl)]
+        pooled = [await rec.from_precomputed(q) for q in reqs]
+        whole = [await rec.compute(q) for q in reqs]
+        rec.cands_script = None  # the Redis Cluster path
+        piped = [await rec.from_precomputed(q) for q in reqs]
+        return reqs, pooled, whole, piped, ranked
 
-    reqs, pooled, whole, piped, ranked = asyncio.run(run())
+    reqs, pooled, whole, piped, ranked = on_redis(isolated, body)
     assert ranked == len(users)
     for q, a, b, c in zip(reqs, pooled, whole, piped, strict=True):
         assert a is not None, q
@@ -150,44 +162,40 @@ def test_pools_are_fenced_by_the_user_offset(isolated, redis_client):
     k = RedisKeys(isolated.redis_prefix)
     state(redis_client, k, 23)
 
-    async def run() -> None:
-        r = bootstrap.redis_async(isolated)
-        try:
-            uc = cands(isolated, r)
-            # the user step has not applied offset 150 yet (_off 100): not ranked, still pending
-            uc.note([accepted("u0", 150)])
-            assert await uc.rank() == 0
-            assert not await r.exists(k.recs_user_cands("u0", "default")) and "u0" in uc.pending
-            await r.hset(k.recs_user_state("u0"), "_off", 150)
-            assert await uc.rank() == 1 and not uc.pending
-            assert await r.hget(k.recs_user_cands("u0", "default"), "off") == "150"
-            assert 0 < await r.pttl(k.recs_user_cands("u0", "default")) <= 3600 * 1000
-            # a pool ranked from an older state (another worker, before a rebalance) does not replace it
-            write = r.register_script(WRITE_LUA)
-            assert await write(keys=[k.recs_user_cands("u0", "default")], args=[120, 1, 60_000, "ids", "x"]) == 0
-            assert await r.hget(k.recs_user_cands("u0", "default"), "ids") != "x"
-            # a redelivered batch (offsets at or below the fence) ranks the same pool again
-            before = await r.hgetall(k.recs_user_cands("u0", "default"))
-            uc.note([accepted("u0", 140)])
-            assert await uc.rank() == 1
-            after = await r.hgetall(k.recs_user_cands("u0", "default"))
-            assert {f: v for f, v in after.items() if f != "time"} == {f: v for f, v in before.items() if f != "time"}
-            # the user's state moves (a new recent item): the next batch's pool follows it
-            await r.lpush(k.recs_user_seq("u0"), "i9|3|2000|0")
-            await r.hset(k.recs_user_state("u0"), "_off", 151)
-            rec = Recommender(r, k)
-            assert await rec.from_precomputed(Request("u0")) is None  # ranked before the user's last event
-            rec.cands_script = None
-            assert await rec.from_precomputed(Request("u0")) is None  # (the Redis Cluster path too)
-            uc.note([accepted("u0", 151)])
-            assert await uc.rank() == 1
-            assert await r.hget(k.recs_user_cands("u0", "default"), "ids") != before["ids"]
-            got = await Recommender(r, k).from_precomputed(Request("u0"))
-            assert got is not None and got.items == (await Recommender(r, k).compute(Request("u0"))).items
-        finally:
-            await r.aclose()
+    async def body(r: Any) -> None:
+        uc = cands(isolated, r)
+        # the user step has not applied offset 150 yet (_off 100): not ranked, still pending
+        uc.note([accepted("u0", 150)])
+        assert await uc.rank() == 0
+        assert not await r.exists(k.recs_user_cands("u0", "default")) and "u0" in uc.pending
+        await r.hset(k.recs_user_state("u0"), "_off", 150)
+        assert await uc.rank() == 1 and not uc.pending
+        assert await r.hget(k.recs_user_cands("u0", "default"), "off") == "150"
+        assert 0 < await r.pttl(k.recs_user_cands("u0", "default")) <= 3600 * 1000
+        # a pool ranked from an older state (another worker, before a rebalance) does not replace it
+        write = r.register_script(WRITE_LUA)
+        assert await write(keys=[k.recs_user_cands("u0", "default")], args=[120, 1, 60_000, "ids", "x"]) == 0
+        assert await r.hget(k.recs_user_cands("u0", "default"), "ids") != "x"
+        # a redelivered batch (offsets at or below the fence) ranks the same pool again
+        before = await r.hgetall(k.recs_user_cands("u0", "default"))
+        uc.note([accepted("u0", 140)])
+        assert await uc.rank() == 1
+        after = await r.hgetall(k.recs_user_cands("u0", "default"))
+        assert {f: v for f, v in after.items() if f != "time"} == {f: v for f, v in before.items() if f != "time"}
+        # the user's state moves (a new recent item): the next batch's pool follows it
+        await r.lpush(k.recs_user_seq("u0"), "i9|3|2000|0")
+        await r.hset(k.recs_user_state("u0"), "_off", 151)
+        rec = Recommender(r, k)
+        assert await rec.from_precomputed(Request("u0")) is None  # ranked before the user's last event
+        rec.cands_script = None
+        assert await rec.from_precomputed(Request("u0")) is None  # (the Redis Cluster path too)
+        uc.note([accepted("u0", 151)])
+        assert await uc.rank() == 1
+        assert await r.hget(k.recs_user_cands("u0", "default"), "ids") != before["ids"]
+        got = await Recommender(r, k).from_precomputed(Request("u0"))
+        assert got is not None and got.items == (await Recommender(r, k).compute(Request("u0"))).items
 
-    asyncio.run(run())
+    on_redis(isolated, body)
 
 
 def test_a_request_without_a_usable_pool_marks_the_user_a_hit_does_not(isolated, redis_client):
@@ -198,51 +206,47 @@ def test_a_request_without_a_usable_pool_marks_the_user_a_hit_does_not(isolated,
     def mark(user: str, placement: str = "default") -> float | None:
         return redis_client.zscore(wanted, wanted_member(placement, user))
 
-    async def run() -> None:
-        r = bootstrap.redis_async(isolated)
-        try:
-            rec = Recommender(r, k, wanted_placements=["default"], wanted_max=100)
-            before = time.time() * 1000
-            got = await rec.recommend(Request("u0"))  # no pool yet: the whole ranking, and u0 is marked
-            assert got.items and before - 1 <= mark("u0") <= time.time() * 1000 + 1
-            await rec.recommend(Request("u1", context_item="i3"))  # a request no pool answers: no mark
-            await rec.recommend(Request("u1", placement="homepage"))  # a placement without pools: no mark
-            await Recommender(r, k).recommend(Request("u2"))  # pools off (nothing to mark for)
-            assert mark("u1") is None and mark("u1", "homepage") is None and mark("u2") is None
-            plain = Recommender(r, k, wanted_placements=["default"], wanted_max=100)
-            plain.cands_script = None  # the Redis Cluster path marks too (one more call, on a miss only)
-            await plain.recommend(Request("u3"))
-            assert mark("u3") is not None
-            # u0's pool ranked: a hit writes nothing
-            uc = cands(isolated, r)
-            uc.pending = {"u0": (-1, -math.inf)}
-            assert await uc.rank() == 1
-            await r.zrem(wanted, wanted_member("default", "u0"))
-            assert await rec.from_precomputed(Request("u0")) is not None and mark("u0") is None
-            # a pool older than the refresh age is still served, and re-ranked behind (u0 marked)
-            aged = Recommender(r, k, wanted_placements=["default"], wanted_max=100, refresh_ms=60_000)
-            assert await aged.from_precomputed(Request("u0")) is not None and mark("u0") is None  # young: no mark
-            await r.hset(k.recs_user_cands("u0", "default"), "time", int(time.time() * 1000) - 61_000)
-            assert await aged.from_precomputed(Request("u0")) is not None and mark("u0") is not None
-            await r.zrem(wanted, wanted_member("default", "u0"))
-            aged.cands_script = None  # (the Redis Cluster path: one more call)
-            assert await aged.from_precomputed(Request("u0")) is not None and mark("u0") is not None
-            await r.zrem(wanted, wanted_member("default", "u0"))
-            assert await rec.from_precomputed(Request("u0")) is not None and mark("u0") is None  # refresh off
-            # u0's next event applied (the fence moved): the pool is stale, u0 is wanted again
-            await r.hset(k.recs_user_state("u0"), "_off", 151)
-            assert await rec.from_precomputed(Request("u0")) is None and mark("u0") is not None
-            # bounded: the oldest marks go first
-            small = Recommender(r, k, wanted_placements=["default"], wanted_max=3)
-            await r.delete(wanted)
-            for n in range(5):
-                await small.recommend(Request(f"new{n}"))
-                await asyncio.sleep(0.002)  # distinct millisecond scores
-            assert await r.zrange(wanted, 0, -1) == [wanted_member("default", f"new{n}") for n in (2, 3, 4)]
-        finally:
-            await r.aclose()
+    async def body(r: Any) -> None:
+        rec = Recommender(r, k, wanted_placements=["default"], wanted_max=100)
+        before = time.time() * 1000
+        got = await rec.recommend(Request("u0"))  # no pool yet: the whole ranking, and u0 is marked
+        assert got.items and before - 1 <= mark("u0") <= time.time() * 1000 + 1
+        await rec.recommend(Request("u1", context_item="i3"))  # a request no pool answers: no mark
+        await rec.recommend(Request("u1", placement="homepage"))  # a placement without pools: no mark
+        await Recommender(r, k).recommend(Request("u2"))  # pools off (nothing to mark for)
+        assert mark("u1") is None and mark("u1", "homepage") is None and mark("u2") is None
+        plain = Recommender(r, k, wanted_placements=["default"], wanted_max=100)
+        plain.cands_script = None  # the Redis Cluster path marks too (one more call, on a miss only)
+        await plain.recommend(Request("u3"))
+        assert mark("u3") is not None
+        # u0's pool ranked: a hit writes nothing
+        uc = cands(isolated, r)
+        uc.pending = {"u0": (-1, -math.inf)}
+        assert await uc.rank() == 1
+        await r.zrem(wanted, wanted_member("default", "u0"))
+        assert await rec.from_precomputed(Request("u0")) is not None and mark("u0") is None
+        # a pool older than the refresh age is still served, and re-ranked behind (u0 marked)
+        aged = Recommender(r, k, wanted_placements=["default"], wanted_max=100, refresh_ms=60_000)
+        assert await aged.from_precomputed(Request("u0")) is not None and mark("u0") is None  # young: no mark
+        await r.hset(k.recs_user_cands("u0", "default"), "time", int(time.time() * 1000) - 61_000)
+        assert await aged.from_precomputed(Request("u0")) is not None and mark("u0") is not None
+        await r.zrem(wanted, wanted_member("default", "u0"))
+        aged.cands_script = None  # (the Redis Cluster path: one more call)
+        assert await aged.from_precomputed(Request("u0")) is not None and mark("u0") is not None
+        await r.zrem(wanted, wanted_member("default", "u0"))
+        assert await rec.from_precomputed(Request("u0")) is not None and mark("u0") is None  # refresh off
+        # u0's next event applied (the fence moved): the pool is stale, u0 is wanted again
+        await r.hset(k.recs_user_state("u0"), "_off", 151)
+        assert await rec.from_precomputed(Request("u0")) is None and mark("u0") is not None
+        # bounded: the oldest marks go first
+        small = Recommender(r, k, wanted_placements=["default"], wanted_max=3)
+        await r.delete(wanted)
+        for n in range(5):
+            await small.recommend(Request(f"new{n}"))
+            await asyncio.sleep(0.002)  # distinct millisecond scores
+        assert await r.zrange(wanted, 0, -1) == [wanted_member("default", f"new{n}") for n in (2, 3, 4)]
 
-    asyncio.run(run())
+    on_redis(isolated, body)
 
 
 def test_the_worker_ranks_pools_only_for_users_who_asked(isolated, redis_client):
@@ -250,66 +254,58 @@ def test_the_worker_ranks_pools_only_for_users_who_asked(isolated, redis_client)
     state(redis_client, k, 25)
     wanted = k.recs_cands_wanted()
 
-    async def run() -> None:
-        r = bootstrap.redis_async(isolated)
-        try:
-            uc = cands(isolated, r)
-            api = Recommender(r, k, wanted_placements=PLACEMENTS.split(","), wanted_max=100)
-            await api.recommend(Request("u0"))  # a miss: u0 asks, without any new event of u0
-            assert await uc.refresh() == 1
-            got = await api.from_precomputed(Request("u0"))
-            assert got is not None and got.items == (await api.compute(Request("u0"))).items
-            assert await uc.refresh() == 0  # drained once: not ranked again without a reason
-            # u1 never asked: its new event costs one ZMSCORE entry, no pool
-            uc.note([accepted("u1", 101)])
-            assert await uc.refresh() == 0 and "u1" not in uc.pending
-            assert not any([await r.exists(k.recs_user_cands("u1", pl)) for pl in PLACEMENTS.split(",")])
-            # u0 asked lately: its new event re-ranks its pool (no request in between)
-            await r.lpush(k.recs_user_seq("u0"), "i9|3|2000|0")
-            await r.hset(k.recs_user_state("u0"), "_off", 150)
-            uc.note([accepted("u0", 150)])
-            assert await uc.refresh() == 1
-            assert await r.hget(k.recs_user_cands("u0", "default"), "off") == "150"
-            assert await api.from_precomputed(Request("u0")) is not None
-            # u2 asked, but longer ago than recs_user_cands_wanted_s: its event ranks nothing; the mark is trimmed
-            old = time.time() * 1000 - isolated.recs_user_cands_wanted_s * 1000 - 60_000
-            await r.zadd(wanted, {wanted_member("default", "u2"): old})
-            uc.note([accepted("u2", 102)])
-            assert await uc.refresh() == 0 and not await r.exists(k.recs_user_cands("u2", "default"))
-            assert await r.zscore(wanted, wanted_member("default", "u2")) is None
-            # a worker started later (the first one stopped, its drain lease lapsed) takes the asks of the
-            # last wanted_s (the pools it may have missed)
-            await api.recommend(Request("u3"))
-            await r.delete(k.recs_cands_drain_lease())
-            late = cands(isolated, r)
-            assert await late.refresh() >= 1 and await r.exists(k.recs_user_cands("u3", "default"))
-        finally:
-            await r.aclose()
+    async def body(r: Any) -> None:
+        uc = cands(isolated, r)
+        api = Recommender(r, k, wanted_placements=PLACEMENTS.split(","), wanted_max=100)
+        await api.recommend(Request("u0"))  # a miss: u0 asks, without any new event of u0
+        assert await uc.refresh() == 1
+        got = await api.from_precomputed(Request("u0"))
+        assert got is not None and got.items == (await api.compute(Request("u0"))).items
+        assert await uc.refresh() == 0  # drained once: not ranked again without a reason
+        # u1 never asked: its new event costs one ZMSCORE entry, no pool
+        uc.note([accepted("u1", 101)])
+        assert await uc.refresh() == 0 and "u1" not in uc.pending
+        assert not any([await r.exists(k.recs_user_cands("u1", pl)) for pl in PLACEMENTS.split(",")])
+        # u0 asked lately: its new event re-ranks its pool (no request in between)
+        await r.lpush(k.recs_user_seq("u0"), "i9|3|2000|0")
+        await r.hset(k.recs_user_state("u0"), "_off", 150)
+        uc.note([accepted("u0", 150)])
+        assert await uc.refresh() == 1
+        assert await r.hget(k.recs_user_cands("u0", "default"), "off") == "150"
+        assert await api.from_precomputed(Request("u0")) is not None
+        # u2 asked, but longer ago than recs_user_cands_wanted_s: its event ranks nothing; the mark is trimmed
+        old = time.time() * 1000 - isolated.recs_user_cands_wanted_s * 1000 - 60_000
+        await r.zadd(wanted, {wanted_member("default", "u2"): old})
+        uc.note([accepted("u2", 102)])
+        assert await uc.refresh() == 0 and not await r.exists(k.recs_user_cands("u2", "default"))
+        assert await r.zscore(wanted, wanted_member("default", "u2")) is None
+        # a worker started later (the first one stopped, its drain lease lapsed) takes the asks of the
+        # last wanted_s (the pools it may have missed)
+        await api.recommend(Request("u3"))
+        await r.delete(k.recs_cands_drain_lease())
+        late = cands(isolated, r)
+        assert await late.refresh() >= 1 and await r.exists(k.recs_user_cands("u3", "default"))
 
-    asyncio.run(run())
+    on_redis(isolated, body)
 
 
 def test_one_worker_of_the_group_drains_the_wanted_set(isolated, redis_client):
     k = RedisKeys(isolated.redis_prefix)
     state(redis_client, k, 26)
 
-    async def run() -> None:
-        r = bootstrap.redis_async(isolated)
-        try:
-            a, b = cands(isolated, r), cands(isolated, r)
-            api = Recommender(r, k, wanted_placements=["default"], wanted_max=100)
-            await api.recommend(Request("u0"))
-            assert await a.refresh() == 1  # a takes the lease and ranks u0's pool
-            await api.recommend(Request("u1"))
-            assert await b.refresh() == 0 and not await r.exists(k.recs_user_cands("u1", "default"))
-            assert await a.refresh() == 1 and await r.exists(k.recs_user_cands("u1", "default"))
-            # a's lease lapses (a stopped): b takes over and drains what is asked from then on
-            await r.delete(k.recs_cands_drain_lease())
-            await api.recommend(Request("u2"))
-            assert await b.refresh() >= 1 and await r.exists(k.recs_user_cands("u2", "default"))
-            await api.recommend(Request("u3"))
-            assert await a.refresh() == 0 and await b.refresh() == 1
-        finally:
-            await r.aclose()
+    async def body(r: Any) -> None:
+        a, b = cands(isolated, r), cands(isolated, r)
+        api = Recommender(r, k, wanted_placements=["default"], wanted_max=100)
+        await api.recommend(Request("u0"))
+        assert await a.refresh() == 1  # a takes the lease and ranks u0's pool
+        await api.recommend(Request("u1"))
+        assert await b.refresh() == 0 and not await r.exists(k.recs_user_cands("u1", "default"))
+        assert await a.refresh() == 1 and await r.exists(k.recs_user_cands("u1", "default"))
+        # a's lease lapses (a stopped): b takes over and drains what is asked from then on
+        await r.delete(k.recs_cands_drain_lease())
+        await api.recommend(Request("u2"))
+        assert await b.refresh() >= 1 and await r.exists(k.recs_user_cands("u2", "default"))
+        await api.recommend(Request("u3"))
+        assert await a.refresh() == 0 and await b.refresh() == 1
 
-    asyncio.run(run())
+    on_redis(isolated, body)

@@ -70,10 +70,14 @@ def run_worker_processes(n: int, loglevel: str, split: bool = False) -> int:
 
     s = get_settings()
     role_sets = layout.SPLIT_ROLES if split else (os.environ.get("AURA_WORKER_ROLES", "all"),)
-    nice = {roles: (0 if "profiles" in layout.worker_roles(roles) else s.worker_split_nice) if split
-            else s.worker_nice for roles in role_sets}
+
+    def nice(roles: str) -> int:  # split: the profiles group first, the others at worker_split_nice
+        if not split:
+            return s.worker_nice
+        return 0 if "profiles" in layout.worker_roles(roles) else s.worker_split_nice
+
     procs = [subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", loglevel],  # noqa: S603
-                              env={**os.environ, "AURA_WORKER_ROLES": roles, "AURA_WORKER_NICE": str(nice[roles])})
+                              env={**os.environ, "AURA_WORKER_ROLES": roles, "AURA_WORKER_NICE": str(nice(roles))})
              for roles in role_sets for _ in range(n)]
 
     def forward(signum: int, _frame: object) -> None:

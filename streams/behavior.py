@@ -186,15 +186,18 @@ async def retrying(what: str, fn: Any, *args: Any) -> Any:
 
 
 async def intake(res: Resources, event_codec: Any, records: list[RawRecord],
-                 now_ms: int) -> tuple[Batch, list[Dead], int]:
+                 now_ms: int, owns_intake: bool = True) -> tuple[Batch, list[Dead], int]:
     """Decode, validate and de-duplicate one batch of records once (for every owner). Returns the
-    owners' batch, the dead letters and the number of duplicates."""
+    owners' batch, the dead letters and the number of duplicates; the latter two only if this
+    consumer group ``owns_intake`` (see ``register``), else none (another group writes them)."""
     accepted, dead = split(records, event_codec, now_ms)
     if accepted:
         times = [a.event.event_time for a in accepted]
         STATS.add("age_oldest", now_ms - min(times))
         STATS.add("age_newest", now_ms - max(times))
     kept, dupes = await retrying("dedup", dedup, res.redis, res.keys, accepted)
+    if not owns_intake:
+        dead, dupes = [], 0
     return Batch(kept, {(r.partition, r.offset): r for r in records}, now_ms), dead, dupes
 
 
@@ -219,9 +222,7 @@ async def intake_and_fan_out(res: Resources, event_codec: Any, records: list[Raw
     the intake's own dead letters and duplicates only if ``owns_intake`` (see ``register``), the
     owners' dead letters always."""
     t0 = time.perf_counter()
-    b, dead, dupes = await intake(res, event_codec, records, now_ms)
-    if not owns_intake:
-        dead, dupes = [], 0
+    b, dead, dupes = await intake(res, event_codec, records, now_ms, owns_intake)
     kept = b.kept
     STATS.add("intake", (time.perf_counter() - t0) * 1000)
 
@@ -431,9 +432,7 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
         lanes.start()
         try:
             async for batch, records, now_ms, started in taken(stream, s.batch_max, s.batch_within_s):
-                b, dead, dupes = await intake(res, event_codec, records, now_ms)
-                if not owns_intake:
-                    dead, dupes = [], 0
+                b, dead, dupes = await intake(res, event_codec, records, now_ms, owns_intake)
                 for e in batch:  # one reference per event until every lane folded it (``finish``)
                     e.message.incref()
                 await lanes.put(Ticket(list(batch), b, dead, dupes, started))

@@ -24,8 +24,14 @@ def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_facto
     k = RedisKeys(isolated.redis_prefix)
     now = int(time.time() * 1000)
     # a and b watch x then their own favourites; c watches x: a and b become c's neighbours
+    # Users are keyed to partitions, and Kafka orders nothing across partitions: c's view is produced
+    # only once a and b are x's actors (else c may be folded first, and a one-sided list would miss them)
     events = [("a", "x"), ("a", "ya"), ("b", "x"), ("b", "yb"), ("z", "other"), ("c", "x")]
     for n, (user, item) in enumerate(events):
+        if user == "c":
+            assert producer.flush().failed == 0
+            wait_for(lambda: {"a", "b"} <= set(redis_client.zrange(k.recs_item_actors("x"), 0, -1)),
+                     timeout=60, what="a and b as x's actors")
         producer.send({"event_id": f"{isolated.topic_prefix}-{n}", "event_type": "view", "user_id": user,
                        "item_id": item, "event_time": now + n})
     assert producer.flush().failed == 0

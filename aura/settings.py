@@ -151,6 +151,7 @@ class Settings(BaseSettings):
     api_key_local_ttl_s: float = 1.0  # a process trusts a key it verified in Redis this long (revocation delay)
     rate_limit_lease_s: float = 0.05  # a process takes this much of a key's rate from Redis at once (<= 1000)
     api_redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
+    api_redis_autopipe: bool = True  # Redis commands of concurrent requests sent as one pipeline (serving/autopipe.py)
     api_fast_path: bool = True  # hot GET routes answered without FastAPI routing/DI (serving/fastpath.py)
     breaker_failures: int = 3  # consecutive dependency failures that open a circuit breaker
     breaker_reset_s: float = 5.0  # seconds an open breaker waits before letting one trial call through

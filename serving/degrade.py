@@ -35,6 +35,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from aura.settings import Settings
+from serving.autopipe import AutoPipeline, batchable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -156,8 +157,14 @@ class GuardedRedis(aioredis.Redis):
     """``redis.asyncio.Redis`` whose commands and pipelines go through a circuit breaker."""
 
     breaker: CircuitBreaker
+    autopipe: AutoPipeline | None = None  # concurrent commands coalesced into pipelines (serving/autopipe.py)
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self.autopipe is not None and batchable(args):
+            return await self.autopipe.submit(args, options)
+        return await self.execute_alone(*args, **options)
+
+    async def execute_alone(self, *args: Any, **options: Any) -> Any:
         if not self.breaker.allow():
             raise CircuitOpen("redis")
         try:
@@ -208,6 +215,8 @@ def guarded_redis(s: Settings, breaker: CircuitBreaker) -> GuardedRedis:
         socket_timeout=s.api_redis_timeout_s, retry=Retry(NoBackoff(), 1), health_check_interval=0,
         connection_class=connection_class())
     client.breaker = breaker
+    if s.api_redis_autopipe:
+        client.autopipe = AutoPipeline(client.execute_alone, lambda: client.pipeline(transaction=False))
     return client
 
 

@@ -880,14 +880,16 @@ class Recommender:
                 return got
         return await self.compute(req)
 
-    async def from_precomputed(self, req: Request) -> Result | None:
+    async def from_precomputed(self, req: Request, whole: bool = False) -> Result | None:
         """The pool the stream kept for (user, placement): ONE script call (placement, the pool's head
         and the head's filter records, the user's recommender fence; Redis Cluster: a pipeline, then one
         HMGET). None when there is no pool, when it was ranked before the user's last applied event (its
         fence ``off`` is not the user's ``_off``: the stream has not re-ranked it yet) or with other
-        weights than the placement's current ones."""
+        weights than the placement's current ones. ``whole``: read the whole pool (boosts and diversity
+        look at every candidate; the filters dropped so many of the head that it cannot fill the page)."""
         k = self.keys
-        first = pool_size(req.limit) if needs_whole_pool(req) else max(3 * req.limit, 30)
+        whole = whole or needs_whole_pool(req)
+        first = pool_size(req.limit) if whole else max(3 * req.limit, 30)
         uid = req.user_id or ""
         ckey = k.recs_user_cands(uid, req.placement)
         mark = self.wanted_max if req.placement in self.wanted_placements else 0
@@ -897,23 +899,28 @@ class Recommender:
             p, c, records = await self.cands_script(keys=[k.recs_placement(req.placement), ckey,
                                                           k.recs_item_filters(), k.recs_user_state(uid),
                                                           k.recs_cands_wanted()],
-                                                    args=[first, member, now_ms, mark, self.refresh_ms])
+                                                    args=[first, member, now_ms, mark, self.refresh_ms,
+                                                          int(whole)])
             marked = True
         else:
             pipe = self.redis.pipeline(transaction=False)
             pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")
-            pipe.execute_command("HMGET", ckey, *CANDS_FIELDS, "time")
+            pipe.execute_command("HMGET", ckey, *CANDS_FIELDS, "time", *CANDS_REST)
             pipe.execute_command("HGET", k.recs_user_state(uid), "_off")
             p, c, off = await pipe.execute()
-            ranked_ms = c.pop()
-            c = [*c, off]
+            ids_rest, scores_rest, sources_rest = c[-3:]
+            ranked_ms = c[-4]
+            c = c[:len(CANDS_FIELDS)]
+            if whole and c[2] and ids_rest:
+                c[2:5] = [c[2] + CANDS_SEP + ids_rest, c[3] + "," + scores_rest, c[4] + CANDS_SEP + sources_rest]
+            c = [*c, off, len(ids_rest or "")]
             records = None
             marked = False
             if mark and self.refresh_ms and c[2] is not None and c[6] == (off or "-1") and \
                     int(ranked_ms or 0) + self.refresh_ms <= now_ms:
                 await self.mark_wanted(member, now_ms)  # served, and re-ranked behind (Cluster: one more call)
         wraw, model_id, version = p
-        stored_weights, strategy, ids_blob, scores_blob, sources_blob, used, ranked_at, current = c
+        stored_weights, strategy, ids_blob, scores_blob, sources_blob, used, ranked_at, current, rest_len = c
         if ids_blob is None or ranked_at != (current or "-1"):  # none, or ranked before the user's last event
             if mark and not marked:  # (Redis Cluster: the wanted set is in its own slot)
                 await self.mark_wanted(member, now_ms)
@@ -926,19 +933,16 @@ class Recommender:
         model = f"{model_id}:{version}" if model_id else ""
         if not ids_blob:
             return Result(items=[], strategy=strategy, weights=weights, model=model)
-        ids = ids_blob.split(CANDS_SEP, first)  # the head (and the rest of the pool, unsplit)
-        rest = ids.pop() if len(ids) > first else None
+        ids = ids_blob.split(CANDS_SEP, first)  # the head (and the rest of the head, unsplit)
+        more = len(ids) > first or int(rest_len or 0) > 0  # the pool holds more than the ids read
+        if len(ids) > first:
+            ids.pop()
         if records is None:
             records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
-        f = req.filters
-        ranked = rank_pool(ids, list(map(float, scores_blob.split(",", first)[:first])), records, set(), f,
+        ranked = rank_pool(ids, list(map(float, scores_blob.split(",", first)[:first])), records, set(), req.filters,
                            req.diversity, req.limit)
-        if len(ranked) < req.limit and rest is not None:  # the filters dropped many: the whole pool
-            more = rest.split(CANDS_SEP)
-            records = [*records, *await self.redis.execute_command("HMGET", k.recs_item_filters(), *more)]
-            ids += more
-            ranked = rank_pool(ids, list(map(float, scores_blob.split(","))), records, set(), f, req.diversity,
-                               req.limit)
+        if len(ranked) < req.limit and more and not whole:  # the filters dropped many: the whole pool, read
+            return await self.from_precomputed(req, whole=True)  # again in one call (the same ranking)
         where = [ids.index(i) for i, _s in ranked]
         sources = sources_blob.split(CANDS_SEP, max(where, default=0) + 1)
         items = [(i, s, sources[j].split(",")) for (i, s), j in zip(ranked, where, strict=True)]
@@ -948,14 +952,19 @@ class Recommender:
 # ------------------------------------------------------- the per-user pool kept by the stream
 
 CANDS_FIELDS = ("weights", "strategy", "ids", "scores", "sources", "used", "off")
+CANDS_REST = ("ids_rest", "scores_rest", "sources_rest")  # the pool beyond its head (absent when none)
 CANDS_SEP = "\x1f"
 CANDS_LIMIT = 10  # the stream ranks as for limit 10: the pool of ``pool_size(10)`` serves limits up to 15
+CANDS_HEAD = 45  # ids kept in the pool's head fields: what a request of limit <= 15 reads (3 * limit)
 
 # The precomputed pool in ONE read-only call: KEYS = the placement hash, the user's pool hash, the filter
 # records, the user's recommender state (its fence ``_off``); ARGV = how many of the pool's first ids to
-# read records for. Returns {placement HMGET, pool HMGET + the user's fence, the head's records} (the
-# pool's ids are stored best first, ``CANDS_SEP``-separated). The pool and the state share the user's
-# hash tag; the placement and filter hashes do not (Redis Cluster: ``from_precomputed``'s other path).
+# read records for. Returns {placement HMGET, pool HMGET + the user's fence + the length of the pool's
+# rest, the head's records}. The pool's ids are stored best first, ``CANDS_SEP``-separated: its first
+# ``CANDS_HEAD`` in ``ids`` (with ``scores``, ``sources``), the others in ``ids_rest`` (``CANDS_REST``), so
+# that a plain request copies ~1 KB out of Redis instead of the whole pool (~10 KB); ARGV[6] = '1' reads
+# the whole pool (the rest appended to the head). The pool and the state share the user's hash tag; the
+# placement and filter hashes do not (Redis Cluster: ``from_precomputed``'s other path).
 #
 # Pools on demand: KEYS[5] = the wanted set (``recs_cands_wanted``), ARGV[2] = this request's member
 # (``wanted_member``), ARGV[3] = now (ms), ARGV[4] = the set's bound (0: do not mark), ARGV[5] = the age
@@ -968,6 +977,13 @@ CANDS_LUA = """
 local p = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version')
 local c = redis.call('HMGET', KEYS[2], 'weights', 'strategy', 'ids', 'scores', 'sources', 'used', 'off')
 c[#c + 1] = redis.call('HGET', KEYS[4], '_off')
+c[#c + 1] = redis.call('HSTRLEN', KEYS[2], 'ids_rest')
+if ARGV[6] == '1' and c[3] and c[9] > 0 then
+  local r = redis.call('HMGET', KEYS[2], 'ids_rest', 'scores_rest', 'sources_rest')
+  c[3] = c[3] .. '\\31' .. r[1]
+  c[4] = c[4] .. ',' .. r[2]
+  c[5] = c[5] .. '\\31' .. r[3]
+end
 local ids = c[3]
 local bound = tonumber(ARGV[4] or '0')
 local want = bound > 0 and (not ids or c[7] ~= (c[8] or '-1'))
@@ -1033,9 +1049,10 @@ def precomputable(req: Request) -> bool:
 
 
 def pool_record(pool: Pool) -> dict[str, str] | None:
-    """A pool as the stream stores it (hash fields ``CANDS_FIELDS``): ids best first in the order
-    (-score, id), scores as exact decimal text, each item's sources; None when an id contains the
-    separator (such a user is served by the whole ranking)."""
+    """A pool as the stream stores it (hash fields ``CANDS_FIELDS``, and ``CANDS_REST`` when it holds
+    more than ``CANDS_HEAD`` ids): ids best first in the order (-score, id), scores as exact decimal
+    text, each item's sources; None when an id contains the separator (such a user is served by the
+    whole ranking)."""
     order = sorted(zip(pool.ids, pool.scores.tolist(), strict=True), key=lambda t: (-t[1], t[0]))
     ids = [i for i, _s in order]
     text = CANDS_SEP.join(ids)
@@ -1047,9 +1064,21 @@ def pool_record(pool: Pool) -> dict[str, str] | None:
     for b, n in enumerate(names):
         code |= pool.masks[n][idx].astype(np.intp) << b
     spelled = {c: ",".join(n for b, n in enumerate(names) if c >> b & 1) for c in set(code.tolist())}
-    return {"weights": json.dumps(pool.asked), "used": json.dumps(pool.weights), "strategy": pool.strategy,
-            "ids": text, "scores": ",".join(map(repr, (s for _i, s in order))),
-            "sources": CANDS_SEP.join(map(spelled.__getitem__, code.tolist()))}
+    scores = [repr(s) for _i, s in order]
+    sources = list(map(spelled.__getitem__, code.tolist()))
+    h = CANDS_HEAD
+    record = {"weights": json.dumps(pool.asked), "used": json.dumps(pool.weights), "strategy": pool.strategy,
+              "ids": CANDS_SEP.join(ids[:h]), "scores": ",".join(scores[:h]), "sources": CANDS_SEP.join(sources[:h])}
+    if len(ids) > h:
+        record.update(ids_rest=CANDS_SEP.join(ids[h:]), scores_rest=",".join(scores[h:]),
+                      sources_rest=CANDS_SEP.join(sources[h:]))
+    return record
+
+
+def pool_ids(record: dict[str, str]) -> list[str]:
+    """Every id of a stored pool (``pool_record``'s fields, as HGETALL returns them), best first."""
+    head, rest = record.get("ids") or "", record.get("ids_rest") or ""
+    return (head.split(CANDS_SEP) if head else []) + (rest.split(CANDS_SEP) if rest else [])
 
 
 @dataclass

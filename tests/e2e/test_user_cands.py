@@ -15,7 +15,7 @@ import pytest
 from aura import bootstrap
 from aura.layout import RedisKeys
 from aura.producer import EventProducer
-from serving.recommend import Recommender, Request
+from serving.recommend import Recommender, Request, pool_ids
 from tests.conftest import wait_for
 from tests.e2e.test_recommendations import CATALOG, catalog_event
 
@@ -76,8 +76,8 @@ def test_worker_keeps_pools_the_api_serves(isolated, worker_factory, api_client,
     producer.send({"event_id": f"{isolated.topic_prefix}-next", "event_type": "view", "user_id": "u0",
                    "item_id": "i2", "event_time": now + 100})
     assert producer.flush().failed == 0
-    wait_for(lambda: pool_current("u0") and "i2" not in redis_client.hget(k.recs_user_cands("u0", "default"),
-                                                                           "ids").split("\x1f"),
+    wait_for(lambda: pool_current("u0") and "i2" not in pool_ids(redis_client.hgetall(k.recs_user_cands("u0",
+                                                                                                    "default"))),
              timeout=30, what="u0's pool re-ranked without i2")
     assert "i2" not in [x["item_id"] for x in api_client.get("/v1/recommendations/users/u0").json()["items"]]
     pooled = wait_for(settled, timeout=90, what="u0's new pool equal to the whole ranking")

@@ -134,10 +134,12 @@ def make_key(s: Settings) -> str:
     return token
 
 
-def start_api(s: Settings, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+def start_api(s: Settings, port: int, workers: int, log: Path,
+              extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     out = open(log, "wb")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "api", "--port", str(port), "--workers", str(workers)],
-                            cwd=REPO_ROOT, env={**os.environ, **settings_env(s)}, stdout=out, stderr=subprocess.STDOUT)
+                            cwd=REPO_ROOT, env={**os.environ, **settings_env(s), **(extra_env or {})}, stdout=out,
+                            stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -293,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated substrings of the endpoint names to run")
     ap.add_argument("--skip-seed", action="store_true")
     ap.add_argument("--cpu-cost", action="store_true", help="only measure CPU per request in-process (no HTTP)")
+    ap.add_argument("--ab", default="", help="A/B: VAR=VALUE[,VAR=VALUE] environment of a second API (B); each "
+                    "endpoint's saturation runs alternate A, B, A, B... and the B/A ratio is printed (fixed rates "
+                    "and rows with their own settings: A only)")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk missing: apt-get install -y wrk")
@@ -313,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="aura-bench-"))
     api = start_api(s, port, args.workers, workdir / "api.log")
     apis = {"": (api, port)}
+    ab_env = dict(kv.split("=", 1) for kv in args.ab.split(",") if kv)
+    if ab_env:
+        apis["ab"] = (start_api(s, (ab_port := _free_port()), args.workers, workdir / "api-b.log", ab_env), ab_port)
     rates = [int(r) for r in args.rates.split(",") if r]
     results: dict[str, Any] = {"settings": vars(args), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
     try:
@@ -342,13 +350,27 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             wrk(urls, token, 2, args.connections, workdir)  # warm-up
             counts = cache_counts(base)
-            sat = [wrk(urls, token, args.duration, args.connections, workdir) for _ in range(args.repeat)]
+            sat, sat_b = [], []
+            b_port = apis["ab"][1] if ab_env and row_port == port else None
+            b_urls = [u.replace(f":{port}/", f":{b_port}/", 1) for u in urls] if b_port else []
+            if b_urls:
+                wrk(b_urls, token, 2, args.connections, workdir)
+            for _ in range(args.repeat):
+                sat.append(wrk(urls, token, args.duration, args.connections, workdir))
+                if b_urls:
+                    sat_b.append(wrk(b_urls, token, args.duration, args.connections, workdir))
             entry: dict[str, Any] = {"saturation_runs": sat, "fixed": {}}
             now = cache_counts(base)
             cache = f"; {hit_rate(counts, now)}" if now != counts else ""
             print(f"   saturation (wrk -c{args.connections}, {args.workers} workers): "
                   f"{median(sat, 'rps'):.0f} req/s, p50 {median(sat, 'p50'):.2f} ms, p99 {median(sat, 'p99'):.2f} ms, "
                   f"non-2xx {median(sat, 'non2xx'):.0f}{cache}")
+            if sat_b:
+                entry["saturation_runs_b"] = sat_b
+                pairs = [b["rps"] / a["rps"] for a, b in zip(sat, sat_b, strict=True)]
+                print(f"   B ({args.ab}): {median(sat_b, 'rps'):.0f} req/s, p50 {median(sat_b, 'p50'):.2f} ms, "
+                      f"p99 {median(sat_b, 'p99'):.2f} ms; runs A {[round(r['rps']) for r in sat]}, "
+                      f"B {[round(r['rps']) for r in sat_b]}; B/A median of pairs {statistics.median(pairs):.3f}")
             for rate in rates:
                 counts = now
                 runs = [vegeta(urls, token, rate, args.duration, workdir, veg) for _ in range(args.repeat)]

@@ -29,6 +29,7 @@ items / also bought: ONE script call (``SIMILAR_LUA``; ``Recommender.similar``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import time
@@ -547,9 +548,20 @@ def similar_read(limit: int) -> int:
     return max(limit * 3, 50)
 
 
+@functools.lru_cache(maxsize=1024)
+def parsed_json(text: str) -> Any:
+    """``json.loads`` of the few distinct weight texts every request reads (placements' and pools'
+    weights), parsed once per process. Callers must not change the value (``parsed_weights`` copies)."""
+    return json.loads(text)
+
+
+def parsed_weights(text: str) -> dict[str, float]:
+    return dict(parsed_json(text))
+
+
 def method_weights(raw: str | None, placement: str, method: str) -> dict[str, float]:
     """The placement's blend weights (registry override or default), restricted to the method."""
-    base = json.loads(raw) if raw else DEFAULT_WEIGHTS.get(placement, DEFAULT_WEIGHTS["default"])
+    base = parsed_json(raw) if raw else DEFAULT_WEIGHTS.get(placement, DEFAULT_WEIGHTS["default"])
     allowed = METHOD_SOURCES[method]
     w = {k: v for k, v in base.items() if k in allowed}
     if not w:  # a single-source method always uses its source
@@ -925,11 +937,11 @@ class Recommender:
             if mark and not marked:  # (Redis Cluster: the wanted set is in its own slot)
                 await self.mark_wanted(member, now_ms)
             return None
-        if json.loads(stored_weights) != method_weights(wraw, req.placement, req.method):
+        if parsed_json(stored_weights) != method_weights(wraw, req.placement, req.method):
             if mark:  # ranked with the placement's former weights: wanted again (rare)
                 await self.mark_wanted(member, now_ms)
             return None
-        weights = json.loads(used)  # the weights the ranking used ({"popular": 1} when nothing else answered)
+        weights = parsed_weights(used)  # the weights the ranking used ({"popular": 1} when nothing else answered)
         model = f"{model_id}:{version}" if model_id else ""
         if not ids_blob:
             return Result(items=[], strategy=strategy, weights=weights, model=model)

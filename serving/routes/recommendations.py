@@ -9,6 +9,7 @@ stream folds into per-model CTR (``recs_monitor``). Served lists carry
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -98,9 +99,9 @@ def recommender(state: Any) -> Recommender:
     return rec
 
 
-async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
+def request_of(body: GenerateIn) -> Request:
     f = body.filters
-    req = Request(
+    return Request(
         user_id=body.user_id, method=body.method, limit=body.limit, placement=body.context.placement,
         context_item=body.context.item_id, preferred_categories=list(body.context.categories),
         filters=Filters(
@@ -111,12 +112,25 @@ async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
             in_stock_only=f.in_stock_only, boost_items=dict(f.boost_items), boost_categories=dict(f.boost_categories)),
         diversity=Diversity(max_per_category=f.max_per_category, mmr_lambda=f.mmr_lambda),
     )
+
+
+async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
+    return await recommend(state, request_of(body))
+
+
+def request_id() -> str:
+    """16 hex digits naming one served list (64 random bits: unique enough to join impressions and
+    clicks; not a secret, so the process's PRNG, seeded per process, instead of a syscall per request)."""
+    return f"{random.getrandbits(64):016x}"
+
+
+async def recommend(state: Any, req: Request) -> RecommendationsOut:
     result = await recommender(state).recommend(req)  # also reads the placement's active model (same pipeline)
     model = (f"hybrid+{result.model}" if result.model else "hybrid:0") if req.method == "hybrid" else f"{req.method}:0"
-    return RecommendationsOut(
-        recommendation_id=f"{model}:{uuid.uuid4().hex[:16]}", user_id=body.user_id, method=body.method,
-        strategy=result.strategy, placement=req.placement,
-        items=[Recommended(item_id=i, score=round(s, 6), sources=w) for i, s, w in result.items])
+    return RecommendationsOut.model_validate({  # (one validation call for the whole answer)
+        "recommendation_id": f"{model}:{request_id()}", "user_id": req.user_id, "method": req.method,
+        "strategy": result.strategy, "placement": req.placement,
+        "items": [{"item_id": i, "score": round(s, 6), "sources": w} for i, s, w in result.items]})
 
 
 def stale_list(state: Any, response: Response, body: GenerateIn) -> RecommendationsOut:
@@ -144,13 +158,15 @@ async def for_user(state: State, response: Response, user_id: str = Path(min_len
                    limit: int = Query(10, ge=1, le=200), placement: str = Query("default", max_length=64),
                    item_id: str | None = Query(None, max_length=256), exclude_seen: bool = True,
                    category: Annotated[list[str] | None, Query()] = None) -> RecommendationsOut:
-    body = GenerateIn(user_id=user_id, method=method, limit=limit,
-                      context=ContextIn(placement=placement, item_id=item_id),
-                      filters=FiltersIn(exclude_seen=exclude_seen, categories=category))
+    if category is not None:
+        FiltersIn(categories=category)  # the body's limits on categories (422 past them)
+    req = Request(user_id=user_id, method=method, limit=limit, placement=placement, context_item=item_id,
+                  filters=Filters(exclude_seen=exclude_seen, categories=frozenset(category) if category else None))
     try:
-        return await generate_list(state, body)
+        return await recommend(state, req)
     except OUTAGES:
-        return stale_list(state, response, body)
+        return stale_list(state, response, GenerateIn(user_id=user_id, method=method, limit=limit,
+                                                      context=ContextIn(placement=placement)))
 
 
 class Neighbour(BaseModel):

@@ -49,7 +49,9 @@ class Settings(BaseSettings):
 
     # Worker
     batch_max: int = 2000
-    batch_within_s: float = 0.05
+    # a batch is taken when batch_max events wait, or batch_within_s after the previous one (Faust's
+    # take_events); 0.02: docs/state.md "Freshness, session 6" (0.05 added ~30 ms to every event at 1,000/s)
+    batch_within_s: float = 0.02
     # write-behind of the behavior owners' Cassandra rows (streams/durable.py); 0: written in the batch
     durable_flush_ms: int = 250
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush

@@ -154,6 +154,7 @@ class Settings(BaseSettings):
     rate_limit_lease_s: float = 0.05  # a process takes this much of a key's rate from Redis at once (<= 1000)
     api_redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
     api_redis_autopipe: bool = True  # Redis commands of concurrent requests sent as one pipeline (serving/autopipe.py)
+    api_gc_threshold: int = 50_000  # young-generation GC threshold of an API process (serving/app.tune_gc); 0: Python's
     api_fast_path: bool = True  # hot GET routes answered without FastAPI routing/DI (serving/fastpath.py)
     breaker_failures: int = 3  # consecutive dependency failures that open a circuit breaker
     breaker_reset_s: float = 5.0  # seconds an open breaker waits before letting one trial call through

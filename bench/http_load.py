@@ -17,6 +17,10 @@ items rows print the response cache's hit rate (``aura_api_cache_total`` from ``
 worker summed, over each phase); "cache off" runs against a second API started with
 ``AURA_API_CACHE_MS=0`` (the miss path: one Redis script call per request).
 
+``--ab VAR=VALUE[,VAR=VALUE]`` starts a second API with that environment (B) and alternates each
+endpoint's saturation runs between the two (A, B, A, B...), printing the median of the per-pair B/A
+throughput ratios: a setting's effect measured side by side, on the same machine state.
+
 Tools: ``apt-get install -y wrk`` (Debian) and ``go install github.com/tsenart/vegeta/v12@v12.13.0``
 (binary in ~/go/bin). The load generator runs on the same machine as the API: on a 2-core box it
 takes CPU from the server, so saturation figures are a floor.

@@ -83,25 +83,16 @@ class AutoPipeline:
     async def send(self, batch: list[Pending]) -> None:
         self.batches += 1
         self.commands += len(batch)
-        if len(batch) == 1:
-            args, options, fut = batch[0]
-            try:
-                result = await self.single(*args, **options)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, whatever it is
-                if not fut.done():
-                    fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            if not fut.done():
-                fut.set_result(result)
-            return
-        pipe = self.pipeline()
-        for args, options, _fut in batch:
-            pipe.execute_command(*args, **options)
         try:
-            results = await pipe.execute(raise_on_error=False)
-        except BaseException as exc:  # noqa: BLE001 - every caller in the batch gets it
+            if len(batch) == 1:  # alone: a plain command (its error reply raises, and is handed on below)
+                args, options, _fut = batch[0]
+                results = [await self.single(*args, **options)]
+            else:
+                pipe = self.pipeline()
+                for args, options, _fut in batch:
+                    pipe.execute_command(*args, **options)
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # noqa: BLE001 - every caller in the batch gets it, whatever it is
             for _a, _o, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)

@@ -138,7 +138,7 @@ def stale_list(state: Any, response: Response, body: GenerateIn) -> Recommendati
     marked ``X-Aura-Degraded: stale-popular``, instead of an error."""
     items = stale_popular(state.popular, response, body.limit)
     return RecommendationsOut(
-        recommendation_id=f"{STALE_POPULAR}:0:{uuid.uuid4().hex[:16]}", user_id=body.user_id, method=body.method,
+        recommendation_id=f"{STALE_POPULAR}:0:{request_id()}", user_id=body.user_id, method=body.method,
         strategy=STALE_POPULAR, placement=body.context.placement,
         items=[Recommended(item_id=i["item_id"], score=round(float(i["score"]), 6), sources=["popular"])
                for i in items])

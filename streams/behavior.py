@@ -91,12 +91,15 @@ class BufferedProfileStore(ProfileStore):
     """``ProfileStore`` whose Cassandra copies go through the write-behind buffer: the absolute state
     of each touched user is buffered (the newest replaces an older one) and turned into
     ``ProfileStore.durable_statements`` at flush time, so the rows are exactly the ones it writes
-    (grouped per user with the user's other rows of the flush: one Cassandra mutation)."""
+    (grouped per user with the user's other rows of the flush: one Cassandra mutation). The segment
+    member rows of ``apply`` are buffered the same way (per segment and user, the newest membership)."""
 
     def __init__(self, redis: Any, session: Any, keys: Any, cfg: ProfileConfig, durable: WriteBehind) -> None:
         super().__init__(redis, session, keys, cfg)
         self.durable = durable
         durable.cql_sink("profiles", session, lambda states: ProfileStore.durable_statements(self, states))
+        durable.cql_sink("segments", session, self.segments.statements)
+        self.segment_buffer = lambda rows: durable.put_many("segments", rows)
 
     async def write_durable(self, states: dict[str, Profile]) -> None:
         self.durable.put_many("profiles", states)

@@ -540,6 +540,8 @@ class ProfileStore:
     """Reads and writes profiles in Redis and Cassandra; one instance per worker."""
 
     owner = "profiles"
+    # where the segment member rows of ``apply`` go: None, written in the batch; a write-behind's sink
+    segment_buffer: Callable[[dict[tuple[str, str], bool]], None] | None = None
 
     def __init__(self, redis: Any, session: Any, keys: RedisKeys, cfg: ProfileConfig) -> None:
         self.redis = redis
@@ -611,7 +613,8 @@ class ProfileStore:
             pending = conflicts
         else:
             raise RuntimeError(f"profile version conflicts did not settle for {len(pending)} users")
-        await asyncio.gather(self.segments.reconcile(states, same_segments), self.write_durable(states))
+        await asyncio.gather(self.segments.reconcile(states, same_segments, self.segment_buffer),
+                             self.write_durable(states))
         return states, facts
 
     def durable_statements(self, states: dict[str, Profile]) -> list[Any]:

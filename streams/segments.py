@@ -79,39 +79,52 @@ class SegmentStore:
             f"INSERT INTO {Tables.SEGMENT_MEMBERS} (segment, user_id, since) VALUES (?, ?, toTimestamp(now()))")
         self.delete = session.prepare(f"DELETE FROM {Tables.SEGMENT_MEMBERS} WHERE segment = ? AND user_id = ?")
 
-    async def reconcile(self, states: dict[str, Profile], unchanged: set[str]) -> None:
-        """Make the sets agree with ``states`` (one pipeline, one concurrent Cassandra write).
-
-        Users in ``unchanged`` (folded now, same segments as before) need nothing; the others
-        (changed segments, or replayed users whose previous write may have been interrupted) get
-        their full membership written.
-        """
-        from streams.durable import execute_grouped
-
-        stmts: list[Any] = []  # grouped per segment (the partition): one mutation per segment and batch
-        add: dict[str, list[str]] = {}
-        remove: dict[str, list[str]] = {}
+    def rows(self, states: dict[str, Profile], unchanged: set[str]) -> dict[tuple[str, str], bool]:
+        """(segment, user) -> member, for every user of ``states`` not in ``unchanged``: the users
+        folded now with the same segments as before need nothing; the others (changed segments, or
+        replayed users whose previous write may have been interrupted) get their full membership."""
+        out: dict[tuple[str, str], bool] = {}
         for u, p in states.items():
             if u in unchanged:
                 continue
             member = set(p.segments)
             for name in self.names:
-                if name in member:
-                    add.setdefault(name, []).append(u)
-                    stmts.append((("segment", name), self.insert, (name, u)))
-                else:
-                    remove.setdefault(name, []).append(u)
-                    stmts.append((("segment", name), self.delete, (name, u)))
-        if stmts:
-            pipe = self.redis.pipeline(transaction=False)  # one SADD and one SREM per segment and batch
-            for name, users in add.items():
-                for i in range(0, len(users), 1000):
-                    pipe.sadd(self.keys.segment_members(name), *users[i:i + 1000])
-            for name, users in remove.items():
-                for i in range(0, len(users), 1000):
-                    pipe.srem(self.keys.segment_members(name), *users[i:i + 1000])
-            await pipe.execute()
-            await execute_grouped(self.session, stmts)
+                out[(name, u)] = name in member
+        return out
+
+    def statements(self, rows: dict[tuple[str, str], bool]) -> list[Any]:
+        """The Cassandra rows of ``rows``, tagged with their partition (the segment): one mutation per
+        segment and write."""
+        return [(("segment", name), self.insert if member else self.delete, (name, u))
+                for (name, u), member in rows.items()]
+
+    async def reconcile(self, states: dict[str, Profile], unchanged: set[str],
+                        buffer: Callable[[dict[tuple[str, str], bool]], None] | None = None) -> None:
+        """Make the sets agree with ``states``: one Redis pipeline, then the Cassandra rows, written
+        now (one concurrent write) or handed to ``buffer`` (the behavior agent's write-behind, which
+        holds the batch's Kafka acks until they are written: a slow Cassandra no longer delays the
+        next batch)."""
+        rows = self.rows(states, unchanged)
+        if not rows:
+            return
+        add: dict[str, list[str]] = {}
+        remove: dict[str, list[str]] = {}
+        for (name, u), member in rows.items():
+            (add if member else remove).setdefault(name, []).append(u)
+        pipe = self.redis.pipeline(transaction=False)  # one SADD and one SREM per segment and batch
+        for name, users in add.items():
+            for i in range(0, len(users), 1000):
+                pipe.sadd(self.keys.segment_members(name), *users[i:i + 1000])
+        for name, users in remove.items():
+            for i in range(0, len(users), 1000):
+                pipe.srem(self.keys.segment_members(name), *users[i:i + 1000])
+        await pipe.execute()
+        if buffer is not None:
+            buffer(rows)
+            return
+        from streams.durable import execute_grouped
+
+        await execute_grouped(self.session, self.statements(rows))
 
     async def remove_user(self, user_id: str) -> None:
         """Take ``user_id`` out of every segment (erase, merge of an anonymous id)."""

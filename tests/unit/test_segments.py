@@ -1,10 +1,61 @@
-"""Segment rules: parsing, evaluation, and bad rules refused."""
+"""Segment rules: parsing, evaluation, and bad rules refused; the member rows a reconcile writes."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from streams.segments import RuleError, evaluate, parse_rules
+from aura.layout import RedisKeys
+from streams.profiles import Profile
+from streams.segments import RuleError, SegmentStore, evaluate, parse_rules
+
+
+class _Session:
+    def prepare(self, cql: str) -> str:
+        return cql.split()[0]  # "INSERT" / "DELETE"
+
+
+class _Pipe:
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def sadd(self, key, *members):
+        self.log.append(("sadd", key, members))
+
+    def srem(self, key, *members):
+        self.log.append(("srem", key, members))
+
+    async def execute(self):
+        self.log.append(("execute",))
+
+
+class _Redis:
+    def __init__(self) -> None:
+        self.log: list = []
+
+    def pipeline(self, transaction: bool = True) -> _Pipe:
+        return _Pipe(self.log)
+
+
+def test_reconcile_rows_and_the_write_behind_buffer():
+    redis = _Redis()
+    store = SegmentStore(redis, _Session(), RedisKeys("t"), ["buyer", "vip"])
+    states = {"a": Profile(segments=["vip"]), "b": Profile(segments=[]), "c": Profile(segments=["buyer"])}
+    rows = store.rows(states, unchanged={"c"})
+    assert rows == {("buyer", "a"): False, ("vip", "a"): True, ("buyer", "b"): False, ("vip", "b"): False}
+    assert store.statements({("vip", "a"): True, ("buyer", "a"): False}) == [
+        (("segment", "vip"), "INSERT", ("vip", "a")), (("segment", "buyer"), "DELETE", ("buyer", "a"))]
+    buffered: list[dict] = []
+    asyncio.run(store.reconcile(states, {"c"}, buffer=buffered.append))  # no Cassandra write: the buffer gets it
+    assert buffered == [rows]
+    keys = RedisKeys("t")
+    assert ("sadd", keys.segment_members("vip"), ("a",)) in redis.log
+    assert ("srem", keys.segment_members("buyer"), ("a", "b")) in redis.log
+    assert redis.log[-1] == ("execute",)
+    buffered.clear()
+    asyncio.run(store.reconcile({"c": states["c"]}, {"c"}, buffer=buffered.append))  # nothing changed
+    assert buffered == []
 
 
 def test_rules_evaluate_all_conditions_and_missing_fields():

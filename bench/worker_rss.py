@@ -1,12 +1,14 @@
 """Resident memory of a real ``aura worker`` as the number of users it has seen grows.
 
-    .venv/bin/python -m bench.worker_rss --users 10000,50000,100000
+    .venv/bin/python -m bench.worker_rss --users 10000,50000,100000 [--roles profiles]
 
 Starts one worker (every agent) over fresh topics and a fresh Redis prefix, then, stage by stage,
 produces one view per new user until the worker has seen ``--users`` distinct users (cumulative),
 waits for consumer lag 0, lets it settle for ``--settle`` seconds and reads the worker's RSS (the
 process and its children, from /proc). Profile state lives in Redis, so the RSS should not grow with
 users beyond bounded caches (the catalog cache, Faust buffers). Deletes its topics and keys at the end.
+``--roles profiles``: the worker runs only the profiles group (profiles, segments, analytics: the
+process of a split deployment, ``aura worker --split``), without the recommender's per-user state.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", default="10000,50000,100000", help="cumulative distinct users per stage")
     ap.add_argument("--settle", type=float, default=5.0)
+    ap.add_argument("--roles", default="all", help="the worker's roles (AURA_WORKER_ROLES), e.g. profiles")
     a = ap.parse_args()
-    s = bench_settings(get_settings())
+    s = bench_settings(get_settings()).model_copy(update={"worker_roles": a.roles})
     prepare(s)
     log = Path(f"/tmp/bench-worker-rss-{s.topic_prefix}.log")
     worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning"],  # noqa: S603
@@ -55,7 +58,7 @@ def main() -> None:
                               stderr=subprocess.STDOUT)
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.consumer_group,
+    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": layout.worker_group(s),
                          "enable.auto.commit": False})
     try:
         deadline = time.monotonic() + 180
@@ -88,7 +91,7 @@ def main() -> None:
         stop_worker(worker)
         cleanup(s)
         print(f"settings: batch_max={s.batch_max} batch_within_s={s.batch_within_s} "
-              f"partitions={s.topic_partitions} {layout.topic(s, layout.BEHAVIOR)}")
+              f"partitions={s.topic_partitions} roles={s.worker_roles} {layout.topic(s, layout.BEHAVIOR)}")
 
 
 if __name__ == "__main__":

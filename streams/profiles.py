@@ -582,6 +582,7 @@ class ProfileStore:
         facts: list[Fact] = []
         same_segments: set[str] = set()
         seg_before: dict[str, list[str]] = {}
+        replayed: set[str] = set()  # an earlier attempt at some of their events may have stopped before its reconcile
         for _attempt in range(8):
             if not pending:
                 break
@@ -592,6 +593,8 @@ class ProfileStore:
             for u in pending:
                 p = current[u]
                 seg_before[u] = list(p.segments)
+                if any(a.offset <= p.fences.get(a.partition, -1) for a in by_user[u]):
+                    replayed.add(u)
                 expected = p.version if p.version else None
                 f = fold_user(p, by_user[u], self.cfg, items)
                 states[u] = p
@@ -613,7 +616,8 @@ class ProfileStore:
             pending = conflicts
         else:
             raise RuntimeError(f"profile version conflicts did not settle for {len(pending)} users")
-        await asyncio.gather(self.segments.reconcile(states, same_segments, self.segment_buffer),
+        await asyncio.gather(self.segments.reconcile(states, same_segments, self.segment_buffer,
+                                                     before=seg_before, full=replayed),
                              self.write_durable(states))
         return states, facts
 

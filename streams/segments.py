@@ -79,16 +79,25 @@ class SegmentStore:
             f"INSERT INTO {Tables.SEGMENT_MEMBERS} (segment, user_id, since) VALUES (?, ?, toTimestamp(now()))")
         self.delete = session.prepare(f"DELETE FROM {Tables.SEGMENT_MEMBERS} WHERE segment = ? AND user_id = ?")
 
-    def rows(self, states: dict[str, Profile], unchanged: set[str]) -> dict[tuple[str, str], bool]:
-        """(segment, user) -> member, for every user of ``states`` not in ``unchanged``: the users
-        folded now with the same segments as before need nothing; the others (changed segments, or
-        replayed users whose previous write may have been interrupted) get their full membership."""
+    def rows(self, states: dict[str, Profile], unchanged: set[str], before: dict[str, list[str]] | None = None,
+             full: set[str] | frozenset[str] = frozenset()) -> dict[tuple[str, str], bool]:
+        """(segment, user) -> member, for the users of ``states`` not in ``unchanged`` (folded now, same
+        segments as before: nothing to write).
+
+        A user with its segments of ``before`` (the state the fold started from) gets only the
+        segments it joined or left; without (``before`` None or no entry), or in ``full`` (a replay:
+        the attempt that first folded these events may have stopped before its reconcile), it gets
+        its whole membership, every segment written as member or not."""
         out: dict[tuple[str, str], bool] = {}
         for u, p in states.items():
             if u in unchanged:
                 continue
             member = set(p.segments)
-            for name in self.names:
+            names = self.names
+            if before is not None and u in before and u not in full:
+                was = set(before[u])
+                names = [n for n in self.names if (n in member) != (n in was)]
+            for name in names:
                 out[(name, u)] = name in member
         return out
 
@@ -99,12 +108,14 @@ class SegmentStore:
                 for (name, u), member in rows.items()]
 
     async def reconcile(self, states: dict[str, Profile], unchanged: set[str],
-                        buffer: Callable[[dict[tuple[str, str], bool]], None] | None = None) -> None:
-        """Make the sets agree with ``states``: one Redis pipeline, then the Cassandra rows, written
-        now (one concurrent write) or handed to ``buffer`` (the behavior agent's write-behind, which
-        holds the batch's Kafka acks until they are written: a slow Cassandra no longer delays the
-        next batch)."""
-        rows = self.rows(states, unchanged)
+                        buffer: Callable[[dict[tuple[str, str], bool]], None] | None = None,
+                        before: dict[str, list[str]] | None = None,
+                        full: set[str] | frozenset[str] = frozenset()) -> None:
+        """Make the sets agree with ``states`` (the rows of ``rows``): one Redis pipeline, then the
+        Cassandra rows, written now (one concurrent write) or handed to ``buffer`` (the behavior
+        agent's write-behind, which holds the batch's Kafka acks until they are written: a slow
+        Cassandra no longer delays the next batch)."""
+        rows = self.rows(states, unchanged, before, full)
         if not rows:
             return
         add: dict[str, list[str]] = {}

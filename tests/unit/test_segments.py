@@ -46,6 +46,12 @@ def test_reconcile_rows_and_the_write_behind_buffer():
     assert rows == {("buyer", "a"): False, ("vip", "a"): True, ("buyer", "b"): False, ("vip", "b"): False}
     assert store.statements({("vip", "a"): True, ("buyer", "a"): False}) == [
         (("segment", "vip"), "INSERT", ("vip", "a")), (("segment", "buyer"), "DELETE", ("buyer", "a"))]
+    # with the segments the fold started from: only what changed, unless the user's events were a replay
+    before = {"a": ["buyer"], "b": []}
+    assert store.rows(states, {"c"}, before=before) == {("buyer", "a"): False, ("vip", "a"): True}
+    assert store.rows(states, {"c"}, before=before, full={"b"}) == {
+        ("buyer", "a"): False, ("vip", "a"): True, ("buyer", "b"): False, ("vip", "b"): False}
+    assert store.rows({"n": Profile(segments=["vip"])}, set(), before={"n": []}) == {("vip", "n"): True}
     buffered: list[dict] = []
     asyncio.run(store.reconcile(states, {"c"}, buffer=buffered.append))  # no Cassandra write: the buffer gets it
     assert buffered == [rows]

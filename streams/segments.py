@@ -84,13 +84,13 @@ class SegmentStore:
         """(segment, user) -> member, for the users of ``states`` not in ``unchanged`` (folded now, same
         segments as before: nothing to write).
 
-        A user with its segments of ``before`` (the state the fold started from) gets only the
-        segments it joined or left; without (``before`` None or no entry), or in ``full`` (a replay:
-        the attempt that first folded these events may have stopped before its reconcile), it gets
-        its whole membership, every segment written as member or not."""
+        A user in ``full`` (a replay: the attempt that first folded some of its events may have
+        stopped before its reconcile), even if unchanged, or without segments in ``before`` (the
+        state the fold started from; ``before`` None: every user) gets its whole membership, every
+        segment written as member or not; the others get only the segments they joined or left."""
         out: dict[tuple[str, str], bool] = {}
         for u, p in states.items():
-            if u in unchanged:
+            if u in unchanged and u not in full:
                 continue
             member = set(p.segments)
             names = self.names

@@ -52,6 +52,10 @@ def test_reconcile_rows_and_the_write_behind_buffer():
     assert store.rows(states, {"c"}, before=before, full={"b"}) == {
         ("buyer", "a"): False, ("vip", "a"): True, ("buyer", "b"): False, ("vip", "b"): False}
     assert store.rows({"n": Profile(segments=["vip"])}, set(), before={"n": []}) == {("vip", "n"): True}
+    # a replayed user whose segments did not change still gets its whole membership
+    assert store.rows(states, {"c"}, before={"c": ["buyer"]}, full={"c"}) == {
+        ("buyer", "a"): False, ("vip", "a"): True, ("buyer", "b"): False, ("vip", "b"): False,
+        ("buyer", "c"): True, ("vip", "c"): False}
     buffered: list[dict] = []
     asyncio.run(store.reconcile(states, {"c"}, buffer=buffered.append))  # no Cassandra write: the buffer gets it
     assert buffered == [rows]

@@ -580,8 +580,7 @@ class ProfileStore:
         pending = sorted(by_user)
         states: dict[str, Profile] = {}
         facts: list[Fact] = []
-        same_segments: set[str] = set()
-        seg_before: dict[str, list[str]] = {}
+        seg_before: dict[str, list[str]] = {}  # the segments each user's fold started from
         replayed: set[str] = set()  # an earlier attempt at some of their events may have stopped before its reconcile
         for _attempt in range(8):
             if not pending:
@@ -611,12 +610,11 @@ class ProfileStore:
             for u, ok in zip(order, results, strict=True):
                 if ok:
                     facts.extend(new_facts[u])
-                    if states[u].segments == seg_before[u]:
-                        same_segments.add(u)
             pending = conflicts
         else:
             raise RuntimeError(f"profile version conflicts did not settle for {len(pending)} users")
-        await asyncio.gather(self.segments.reconcile(states, same_segments, self.segment_buffer,
+        # a user whose segments equal those of ``seg_before`` writes nothing (an empty difference)
+        await asyncio.gather(self.segments.reconcile(states, set(), self.segment_buffer,
                                                      before=seg_before, full=replayed),
                              self.write_durable(states))
         return states, facts

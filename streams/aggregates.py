@@ -28,7 +28,7 @@ from streams.durable import execute_grouped
 from streams.loopstats import timed
 
 if TYPE_CHECKING:
-    from streams.app import Resources
+    from streams.runtime import Resources
 
 log = logging.getLogger(__name__)
 

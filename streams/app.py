@@ -7,8 +7,6 @@ state owners and registers one agent per input topic. Nothing connects at import
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 import faust
 
@@ -17,18 +15,9 @@ from aura.layout import RedisKeys
 from aura.settings import Settings
 from streams import behavior
 from streams.durable import WriteBehind
+from streams.runtime import Resources
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Resources:
-    """Clients the agents share, opened once per worker process."""
-
-    settings: Settings
-    redis: Any
-    session: Any
-    keys: RedisKeys
 
 
 def faust_app(s: Settings) -> faust.App:

@@ -36,9 +36,10 @@ from streams.durable import WriteBehind
 from streams.intake import Accepted, Dead, RawRecord, first_sightings, split
 from streams.loopstats import STATS
 from streams.profiles import CatalogCache, Fact, Profile, ProfileConfig, ProfileStore
+from streams.runtime import Batch, Owner, OwnerStep, retrying
 
 if TYPE_CHECKING:
-    from streams.app import Resources
+    from streams.runtime import Resources
 
 log = logging.getLogger(__name__)
 
@@ -139,21 +140,6 @@ class BehaviorPipeline:
         return facts
 
 
-@dataclass
-class Batch:
-    """One batch of the behavior topic after the intake: what every state owner receives."""
-
-    kept: list[Accepted]  # decoded, valid, first sightings; in the batch's arrival order
-    raw: dict[tuple[int, int], RawRecord]  # (partition, offset) -> raw record, for owners that dead-letter
-    now_ms: int
-
-
-# A state owner fed by the behavior topic: its name (logs, retries) and an idempotent batch step that
-# keeps its own fences and returns the dead letters it found (or None). Owners run concurrently.
-OwnerStep = Callable[[Batch], Awaitable["list[Dead] | None"]]
-Owner = tuple[str, OwnerStep]
-
-
 def profiles_owner(pipeline: BehaviorPipeline) -> Owner:
     """Profiles, segments and analytics (this module's pipeline)."""
 
@@ -165,27 +151,6 @@ def profiles_owner(pipeline: BehaviorPipeline) -> Owner:
 
 PROFILES_OWNER = "profiles+analytics"
 GATE_BELOW = 3  # batches waiting in a lane at which it stops giving way to the profile lane (``Lanes``)
-RETRIES = 30
-
-
-async def retrying(what: str, fn: Any, *args: Any) -> Any:
-    """Run an idempotent batch step until it succeeds (backoff up to 5 s, ``RETRIES`` attempts).
-
-    A crashed Faust agent is restarted *without* the batch it was folding (measured: 8 of 99,057
-    events lost after a Redis timeout), so transient store errors are retried here; the fences make
-    a retried step harmless. Every agent of the worker retries its batch steps with this.
-    """
-    delay = 0.1
-    for attempt in range(1, RETRIES + 1):
-        try:
-            return await fn(*args)
-        except Exception as exc:  # noqa: BLE001 - retried, then re-raised
-            if attempt == RETRIES:
-                raise
-            log.warning("%s failed (%s: %s); retry %d in %.1fs", what, type(exc).__name__, exc, attempt, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    return None
 
 
 async def intake(res: Resources, event_codec: Any, records: list[RawRecord],

@@ -32,7 +32,7 @@ from streams import itemfilters
 from streams.loopstats import timed
 
 if TYPE_CHECKING:
-    from streams.app import Resources
+    from streams.runtime import Resources
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def register(app: faust.App, res: Resources, catalog_topic: str, deadletter_topi
     s = res.settings
     source = app.topic(catalog_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
-    from streams.behavior import retrying
+    from streams.runtime import retrying
 
     item_codec = codec("catalog_item")
     dead_codec = codec("dead_letter")

@@ -26,7 +26,7 @@ from streams.intake import Accepted
 from streams.profiles import parse_attrs
 
 if TYPE_CHECKING:
-    from streams.app import Resources
+    from streams.runtime import Resources
 
 WEIGHTS = {"view": 1.0, "click": 1.0, "recommendation_click": 1.0, "rating": 1.0, "add_to_cart": 2.0,
            "purchase": 3.0}

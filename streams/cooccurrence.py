@@ -48,15 +48,14 @@ from aura import layout
 from aura.layout import Tables
 from schemas.codec import DecodeError, codec
 from streams import trending
-from streams.behavior import retrying
 from streams.durable import WriteBehind
 from streams.intake import Accepted
 from streams.loopstats import timed
 from streams.mf import OnlineMF
+from streams.runtime import retrying
 
 if TYPE_CHECKING:
-    from streams.app import Resources
-    from streams.behavior import Owner
+    from streams.runtime import Owner, Resources
 
 log = logging.getLogger(__name__)
 
@@ -796,7 +795,7 @@ def register(app: faust.App, res: Resources, signals_topic: str, deadletter_topi
              durable: WriteBehind | None = None) -> Owner:
     """``update_item_signals`` over the repartition topic and the publishing timer; returns the owner
     step ``update_recs_by_user`` that the behavior agent (streams/behavior.py) runs on every batch."""
-    from streams.behavior import Batch
+    from streams.runtime import Batch
 
     s = res.settings
     signals = app.topic(signals_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

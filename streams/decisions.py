@@ -31,12 +31,12 @@ from aura.layout import Tables
 from schemas.codec import DecodeError, codec, decode_any
 from schemas.events import Behavior, InvalidEvent, validate_behavior, validate_exposure
 from streams.bandits import BanditStore, DecisionFact, RewardFact, validate_decision
-from streams.behavior import retrying
 from streams.experiments import CONVERSION_TYPES, ConversionEvent, ExperimentTallies, ExposureFact, Source
 from streams.intake import Accepted, Dead, RawRecord
+from streams.runtime import retrying
 
 if TYPE_CHECKING:
-    from streams.app import Resources
+    from streams.runtime import Resources
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def behavior_owner(owners: DecisionOwners, behavior_topic: str) -> Any:
     """The owner step the behavior agent (streams/behavior.py) runs on every intake batch: conversions
     and rewards among the already decoded, de-duplicated events. Its dead letters (rewards of unknown
     decisions or bandits) are sent and counted by the behavior agent."""
-    from streams.behavior import Batch
+    from streams.runtime import Batch
 
     async def step(b: Batch) -> list[Dead]:
         facts = behavior_facts(b.kept, b.raw, behavior_topic)

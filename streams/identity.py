@@ -33,7 +33,7 @@ from streams.intake import Dead, RawRecord
 from streams.profiles import Profile, ProfileConfig, add_decayed, decay, f32, parse_attrs
 
 if TYPE_CHECKING:
-    from streams.app import Resources
+    from streams.runtime import Resources
 
 __all__ = ["apply_identity", "merge_profiles", "parse_attrs", "register"]
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from streams.profiles import Profile, ProfileConfig, ProfileStore, lua_args, nex
 if TYPE_CHECKING:
     import faust
 
-    from streams.app import Resources
+    from streams.runtime import Resources
 
 log = logging.getLogger(__name__)
 

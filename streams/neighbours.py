@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any
 from streams.intake import Accepted
 
 if TYPE_CHECKING:
-    from streams.app import Resources
-    from streams.behavior import Batch, Owner
+    from streams.runtime import Batch, Owner, Resources
 
 INTERACTIONS = frozenset({"view", "click", "recommendation_click", "rating", "add_to_cart", "purchase"})
 

@@ -50,8 +50,7 @@ from serving.recommend import CANDS_LIMIT, Recommender, Request, parse_wanted, p
 from streams.intake import Accepted
 
 if TYPE_CHECKING:
-    from streams.app import Resources
-    from streams.behavior import Batch, Owner
+    from streams.runtime import Batch, Owner, Resources
 
 log = logging.getLogger(__name__)
 

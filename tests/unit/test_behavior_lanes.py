@@ -150,9 +150,9 @@ def test_a_full_lane_makes_put_wait() -> None:
 
 
 def test_a_failed_step_is_raised_by_the_next_put_and_nothing_is_finished(monkeypatch: pytest.MonkeyPatch) -> None:
-    import streams.behavior as behavior
+    import streams.runtime as runtime
 
-    monkeypatch.setattr(behavior, "RETRIES", 1)
+    monkeypatch.setattr(runtime, "RETRIES", 1)
     finished: list[Any] = []
 
     async def owner(b: Batch) -> None:

@@ -12,7 +12,6 @@ import pytest
 
 from schemas.codec import codec
 from schemas.events import Behavior
-from streams import behavior
 from streams.cooccurrence import (
     CoocParams,
     SeqEntry,
@@ -137,31 +136,6 @@ def test_lua_argument_layouts():
     item = json.loads(largs[0])
     assert item["f"] == [["f:3", "", "9"]] and item["w"] == "1.0" and item["c"] == ["b", "2.0"]
     assert item["b"] == [] and item["cap"] == "50" and item["t"] != ""
-
-
-async def test_retrying_repeats_a_failing_step_then_gives_up(monkeypatch):
-    import asyncio
-
-    async def no_sleep(_s: float) -> None:
-        return None
-
-    monkeypatch.setattr(asyncio, "sleep", no_sleep)
-    calls = []
-
-    async def flaky(x: int) -> int:
-        calls.append(x)
-        if len(calls) < 3:
-            raise TimeoutError("redis")
-        return x * 2
-
-    assert await behavior.retrying("step", flaky, 21) == 42 and len(calls) == 3
-
-    async def broken() -> None:
-        raise TimeoutError("down")
-
-    monkeypatch.setattr(behavior, "RETRIES", 4)
-    with pytest.raises(TimeoutError):
-        await behavior.retrying("step", broken)
 
 
 async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the_timer():

@@ -194,11 +194,13 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, own
     from schemas.codec import codec
     from streams.app import build
     from streams.behavior import BehaviorPipeline, intake_and_fan_out, profiles_owner
+    from streams.durable import WriteBehind
     from streams.intake import RawRecord
     from streams.runtime import Resources
 
     res = Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
-                    keys=layout.RedisKeys(s.redis_prefix))
+                    keys=layout.RedisKeys(s.redis_prefix),
+                    durable=WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending))
     if owners_only == "profiles-inline":  # profiles, segments, analytics alone, Cassandra rows in the batch
         durable = None
         owners = [profiles_owner(BehaviorPipeline(res))]

@@ -63,12 +63,12 @@ def build(s: Settings, resources: Resources | None = None
     app = faust_app(s)
     if resources is None:
         resources = Resources(
-            settings=s, redis=bootstrap.redis_async(s),
-            session=bootstrap.cassandra_session(s), keys=RedisKeys(s.redis_prefix),
+            settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
+            keys=RedisKeys(s.redis_prefix), durable=WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending),
         )
     # Cassandra copies of the behavior owners are written behind the hot loop; a batch's offsets are
     # committed only once its rows are written (streams/durable.py). 0 ms: written in the batch.
-    durable = WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending) if s.durable_flush_ms > 0 else None
+    durable = resources.durable if s.durable_flush_ms > 0 else None
     dead = layout.topic(s, layout.DEADLETTER)
     # The one agent over events.behavior: decodes, validates and de-duplicates each batch once and
     # hands it to every state owner of this process's roles (each keeps its own fences). A new owner

@@ -17,6 +17,7 @@ from typing import Any
 
 from aura.layout import RedisKeys
 from aura.settings import Settings
+from streams.durable import WriteBehind
 from streams.intake import Accepted, Dead, RawRecord
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Resources:
     redis: Any
     session: Any
     keys: RedisKeys
+    durable: WriteBehind  # the behavior owners' Cassandra rows, written behind the hot loop
 
 
 @dataclass

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aura.bootstrap import epoch_ms
+from aura.errors import AuraError
 from aura.layout import RedisKeys, Tables
 from aura.settings import Settings
 
@@ -34,7 +36,7 @@ UNKNOWN_HASH = "-"  # a cached record for a key id that does not exist (negative
 NEGATIVE_TTL_S = 60
 
 
-class ApiKeyError(ValueError):
+class ApiKeyError(AuraError, ValueError):
     """A key request that cannot be honoured (unknown scope, unknown key id)."""
 
 
@@ -92,8 +94,6 @@ class KeyRecord:
 
     @classmethod
     def from_row(cls, row: Any, settings: Settings) -> KeyRecord:
-        from aura.bootstrap import epoch_ms
-
         return cls(key_id=row.key_id, name=row.name or "", key_hash=row.key_hash or UNKNOWN_HASH,
                    scopes=frozenset(row.scopes or ()),
                    rate_per_s=float(row.rate_per_s or settings.rate_limit_per_s),

@@ -10,15 +10,19 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
+import redis.asyncio as aioredis
+from cassandra import ConsistencyLevel
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
 from aura.settings import Settings
 
 
 def cassandra_cluster(s: Settings, *, request_timeout: float = 10.0, connect_timeout: float = 5.0) -> Any:
     """A Cassandra ``Cluster`` with one execution profile (token-aware, LOCAL_QUORUM)."""
-    from cassandra import ConsistencyLevel
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
@@ -38,21 +42,16 @@ def cassandra_session(s: Settings, *, keyspace: bool = True, **kwargs: Any) -> A
 
 def redis_async(s: Settings) -> Any:
     """An asyncio Redis client (connects lazily, pooled)."""
-    import redis.asyncio as aioredis
-
     return aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True)
 
 
 def redis_sync(s: Settings) -> Any:
-    import redis
-
+    """A blocking Redis client (the CLI, jobs and tests)."""
     return redis.Redis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
 
 
 def kafka_producer(s: Settings, **overrides: Any) -> Any:
-    """A confluent-kafka producer tuned for batching (lz4, linger 5 ms, idempotence on)."""
-    from confluent_kafka import Producer
-
+    """A confluent-kafka producer tuned for batching (lz4, a short linger, idempotence on)."""
     conf: dict[str, Any] = {
         "bootstrap.servers": s.kafka_bootstrap,
         "enable.idempotence": True,
@@ -67,8 +66,6 @@ def kafka_producer(s: Settings, **overrides: Any) -> Any:
 
 
 def kafka_admin(s: Settings) -> Any:
-    from confluent_kafka.admin import AdminClient
-
     return AdminClient({"bootstrap.servers": s.kafka_bootstrap, "socket.timeout.ms": 3000})
 
 

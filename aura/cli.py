@@ -1,4 +1,10 @@
-"""The ``aura`` command: stack up|down|status|reset, migrate, worker, api, demo, run, keys."""
+"""The ``aura`` command: stack, migrate, worker, api, demo, run, schema, job, keys, agg.
+
+The one module of aura/ that may import streams/, serving/, jobs/ and infra/: it is the entry point
+that starts them. Each subcommand imports what it needs inside its function, so a command loads
+only its own dependencies (``aura stack status`` never loads Faust, ``aura api`` never loads the
+stack manager).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from aura import layout
 from aura.settings import Settings, get_settings
 
 
@@ -37,8 +44,6 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     roles = getattr(args, "roles", None)
     if roles:
-        from aura import layout
-
         try:
             layout.worker_roles(roles)
         except ValueError as exc:
@@ -66,8 +71,6 @@ def run_worker_processes(n: int, loglevel: str, split: bool = False) -> int:
     ``layout.SPLIT_ROLES`` (profiles; recs + decisions), each group its own consumer group, so the
     profiles a storefront reads do not wait for the recommenders' work. Signals are passed on;
     returns when all have exited."""
-    from aura import layout
-
     s = get_settings()
     role_sets = layout.SPLIT_ROLES if split else (os.environ.get("AURA_WORKER_ROLES", "all"),)
 
@@ -99,6 +102,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         from serving.metrics import prepare_multiprocess_dir
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_multiprocess_dir(s))  # /metrics sums the workers
+    # an import string, not the factory itself: uvicorn needs one to start several worker processes
     uvicorn.run("serving.app:create_app", factory=True, host=args.host or s.api_host, port=args.port or s.api_port,
                 workers=args.workers, log_level="warning", access_log=False)
     return 0
@@ -214,14 +218,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_job(args: argparse.Namespace) -> int:
-    """Batch jobs (issue 5): ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``."""
+    """Batch jobs: ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``."""
     from jobs import ease
 
     return ease.main(args.job_args) if args.job == "ease" else 2
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """API keys (issue 6): ``aura keys create --scope read --name x``, ``list``, ``revoke ID``."""
+    """API keys: ``aura keys create --scope read --name x``, ``list``, ``revoke ID``."""
     from aura import bootstrap
     from aura.apikeys import ApiKeyError, KeyStore
 
@@ -261,7 +265,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_agg(args: argparse.Namespace) -> int:
-    """Tail an aggregate topic as a live table (issue 4; topics in docs/state.md)."""
+    """Tail an aggregate topic as a live table (topics in docs/state.md)."""
     from streams.aggregates import tail
 
     tail(get_settings(), args.name, rows=args.rows, once=args.once)

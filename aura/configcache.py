@@ -22,13 +22,14 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from aura.bootstrap import cassandra_execute
+from aura.errors import AuraError
 from aura.layout import RedisKeys
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class ConfigUnavailable(RuntimeError):
+class ConfigUnavailable(AuraError, RuntimeError):
     """The durable store is needed and cannot be reached."""
 
 

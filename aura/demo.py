@@ -139,7 +139,7 @@ def run(producer: Any, rate: float, duration_s: float | None = None, seed: int =
         report_every_s: float = 10.0) -> int:
     """Produce demo events at ``rate`` events/s (wall clock event times) until ``duration_s``."""
     shop = Storefront(seed=seed, run_id=f"{uuid.uuid4().hex[:8]}-")
-    if hasattr(producer, "send_catalog"):  # the catalog and a few known users first (issue 4)
+    if hasattr(producer, "send_catalog"):  # the catalog and a few known users first
         now = int(time.time() * 1000)
         for ev in catalog_events(shop, now):
             producer.send_catalog(ev)

@@ -1,9 +1,16 @@
-"""Applies the versioned migrations in infra/migrations to Kafka and Cassandra (idempotent)."""
+"""Applies the versioned migrations in infra/migrations to Kafka and Cassandra (idempotent).
+
+Owns the keyspace, the ``schema_migrations`` record of what was applied, and the creation and
+deletion of topics (``ensure_topics`` waits for their leaders, so a consumer started right after
+is assigned partitions). Run by ``aura migrate``, ``aura run`` and the tests' fixtures.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+from confluent_kafka.admin import NewTopic
 
 from aura import layout
 from aura.bootstrap import cassandra_session, kafka_admin
@@ -18,8 +25,6 @@ def _say(msg: str) -> None:
 
 def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] | list[TopicSpec], admin: Any = None) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    from confluent_kafka.admin import NewTopic
-
     admin = admin or kafka_admin(s)
     existing = set(admin.list_topics(timeout=10).topics)
     new = []
@@ -48,8 +53,8 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] | list[TopicSpec], a
 def drop_topics(s: Settings, prefix: str, admin: Any = None) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (a test's or a benchmark's throw-away
     topics, Faust's internal ones included); returns the names. Errors are reported, not raised: a
-    leftover topic costs the broker file descriptors (one directory per partition; a broker with
-    ~20,000 of them stops at the default limit), never correctness."""
+    leftover topic costs the broker file descriptors (one directory per partition, and the broker
+    stops at the default descriptor limit), never correctness."""
     admin = admin or kafka_admin(s)
     try:
         mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
@@ -68,8 +73,8 @@ def wait_for_leaders(admin: Any, names: set[str], timeout_s: float = 60.0) -> No
     """Return once every partition of ``names`` has a leader in the broker's metadata.
 
     A freshly started broker acknowledges CreateTopics before its metadata lists the new topics; a
-    consumer that joins its group in that window is assigned nothing (seen with a worker started
-    right after the first migration), so the topics are ready only when their leaders are known.
+    consumer that joins its group in that window (a worker started right after the first migration)
+    is assigned nothing, so the topics are ready only when their leaders are known.
     """
     deadline = time.monotonic() + timeout_s
     while True:

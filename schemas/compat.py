@@ -31,6 +31,8 @@ import fastavro
 from fastavro.schema import parse_schema, to_parsing_canonical_form
 from fastavro.utils import generate_many
 
+from aura.errors import AuraError
+
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 PROMOTIONS = {"int": {"long", "float", "double"}, "long": {"float", "double"}, "float": {"double"},
@@ -39,7 +41,7 @@ NAMED = frozenset({"record", "error", "enum", "fixed"})
 VERSION_RE = re.compile(r"^(?P<name>.+)\.v(?P<version>\d+)\.avsc$")
 
 
-class IncompatibleSchema(ValueError):
+class IncompatibleSchema(AuraError, ValueError):
     """A change that would break readers or writers of a released schema."""
 
 

@@ -16,6 +16,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from aura.errors import AuraError
+
 BEHAVIOR_TYPES = frozenset({
     "view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "search",
     "impression", "recommendation_click", "message_open", "message_click", "custom",
@@ -28,7 +30,7 @@ MAX_FUTURE_MS = 5 * 60 * 1000            # client clocks may run a little ahead
 MAX_PAST_MS = 400 * 24 * 3600 * 1000     # replays of history up to ~13 months are accepted
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(AuraError, ValueError):
     """A decoded record that violates the event contract; ``reason`` is a short code."""
 
     def __init__(self, reason: str, detail: str = "", field: str | None = None) -> None:

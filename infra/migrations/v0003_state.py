@@ -1,5 +1,5 @@
-"""Profiles, segments and analytics state (issue 4): the full profile document, segment members,
-durable analytics counters (absolute snapshots), and the aggregate topics analysts read."""
+"""Profiles, segments and analytics state: the full profile document, segment members, durable
+analytics counters (absolute snapshots), and the aggregate topics analysts read."""
 
 from __future__ import annotations
 

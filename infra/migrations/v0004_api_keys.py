@@ -1,4 +1,4 @@
-"""API keys (issue 6): the durable store of hashed keys with their scopes and rate limits.
+"""API keys: the durable store of hashed keys with their scopes and rate limits.
 
 Only the SHA-256 of each token is stored; the token itself is shown once by ``aura keys create``.
 Redis holds a cache of these rows (``RedisKeys.api_key``) that revocation invalidates.

@@ -1,5 +1,7 @@
-"""Recommenders (issue 5): the item-keyed repartition topic; catalog items, raw interactions (the
-batch jobs' history) and the model registry."""
+"""Recommenders: catalog items, raw interactions (the batch jobs' history) and the model registry.
+
+A released migration: its DESCRIPTION, recorded in the migrations table, is kept as written; the
+topics are ensured by v0001 (``layout.ALL_TOPICS``)."""
 
 from __future__ import annotations
 

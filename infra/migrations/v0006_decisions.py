@@ -1,7 +1,7 @@
-"""Decisions (issue 7): personalization rules, experiments and their streamed results, bandit
-configuration and durable snapshots of the learned bandit state.
+"""Decisions: personalization rules, experiments and their streamed results, bandit configuration
+and durable snapshots of the learned bandit state.
 
-Definitions are JSON documents (validated by aura/rules.py, aura/experiments.py, aura/bandits.py
+Definitions are JSON documents (validated by the rules, experiments and bandits modules of aura
 before they are written), so adding an optional field needs no schema change. The learned state
 (experiment tallies, bandit state) is written as absolute values with the offset fences it was
 computed from, so a snapshot can restore Redis without double counting.

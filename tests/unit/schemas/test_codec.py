@@ -12,6 +12,7 @@ import fastavro
 import fastavro.utils
 import pytest
 
+from aura.errors import AuraError
 from schemas.codec import AVRO_DIR, MAGIC, Codec, DecodeError, codec, decode_any, schema_fingerprint, schema_names
 
 NOW = 1_790_000_000_000
@@ -220,3 +221,7 @@ def test_the_documented_frame_and_fingerprints_are_what_the_codec_writes():
         current, *released = re.findall(r"`([0-9a-f]{16})`", row)
         assert bytes.fromhex(current) == codec(name).fingerprint, name
         assert {bytes.fromhex(r) for r in released} | {codec(name).fingerprint} == set(codec(name).writers), name
+
+
+def test_decode_error_is_an_aura_error_and_still_a_value_error():
+    assert issubclass(DecodeError, AuraError) and issubclass(DecodeError, ValueError)

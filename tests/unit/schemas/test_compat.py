@@ -13,6 +13,7 @@ import fastavro
 import pytest
 
 from aura.cli import main as aura_main
+from aura.errors import AuraError
 from schemas import compat
 from schemas.compat import (
     AVRO_DIR,
@@ -209,3 +210,7 @@ def test_cli_schema_check_fails_on_an_incompatible_tree(avro_dir: Path, monkeypa
     monkeypatch.setattr(compat.check_all, "__defaults__", (avro_dir, None))
     assert aura_main(["schema", "check", "behavior_event"]) == 1
     assert "incompatible" in capsys.readouterr().out
+
+
+def test_incompatible_schema_is_an_aura_error_and_still_a_value_error():
+    assert issubclass(IncompatibleSchema, AuraError) and issubclass(IncompatibleSchema, ValueError)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from aura.errors import AuraError
 from schemas.codec import codec
 from schemas.events import (
     ALLOWED_LATENESS_MS,
@@ -239,3 +240,7 @@ def test_split_by_lateness_in_arrival_order():
     ahead = split_by_lateness([Ev("future", t0 + 86400_000), Ev("x", t0)], t0, now_ms=t0 + 1)
     assert [e.name for e in ahead.on_time] == ["future"] and [e.name for e in ahead.late] == ["x"]
     assert ahead.watermark == t0 + 1
+
+
+def test_invalid_event_is_an_aura_error_and_still_a_value_error():
+    assert issubclass(InvalidEvent, AuraError) and issubclass(InvalidEvent, ValueError)

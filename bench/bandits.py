@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from aura.bandits import feature_vector, new_state, pull, update, validate_bandit
+from aura.state.bandits import feature_vector, new_state, pull, update, validate_bandit
 
 # ---------------------------------------------------------------------------------------------
 # environments

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from aura.bandits import BanditConfig, BanditState, new_state, update_pull, update_reward
 from aura.layout import RedisKeys, Tables
+from aura.state.bandits import BanditConfig, BanditState, new_state, update_pull, update_reward
 from schemas.events import InvalidEvent, to_millis
 from streams.experiments import Source
 from streams.intake import RawRecord

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from aura.bandits import BanditConfig, decision_bandit, validate_bandit
 from aura.configcache import ConfigCache
 from aura.layout import Tables
+from aura.state.bandits import BanditConfig, decision_bandit, validate_bandit
 from schemas.codec import DecodeError, codec, decode_any
 from schemas.events import Behavior, InvalidEvent, validate_behavior, validate_exposure
 from streams.bandits import BanditStore, DecisionFact, RewardFact, validate_decision

@@ -8,7 +8,7 @@ reward-to-policy freshness through Kafka and the worker.
    means), ``drifting`` (5 arms whose means follow shifted sinusoids, so the best arm changes) and
    ``contextual`` (4 arms whose means depend on two binary context features). Every policy sees the
    same reward draws (common random numbers: one uniform matrix per seed, reward = u[t, arm] <
-   mean[t, arm]); ours (aura/bandits.py) run next to river's (river.bandit) and an oracle that
+   mean[t, arm]); ours (aura/state/bandits.py) run next to river's (river.bandit) and an oracle that
    always pulls the best arm; cumulative regret = sum_t (best mean_t - mean_t of the pulled arm).
    Medians over seeds are printed.
 2. Decision latency: ``aura api`` under uvicorn (a subprocess), POST /v1/bandits/{id}/choose
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from aura.bandits import feature_vector, new_state, pull, update, validate_bandit
+from aura.state.bandits import feature_vector, new_state, pull, update, validate_bandit
 
 # ---------------------------------------------------------------------------------------------
 # environments

@@ -5,18 +5,14 @@
 A real ``aura worker`` over fresh topics; a background thread produces demo traffic at ``--rate``
 events/s; the probe loop produces one event for a new user, then polls
 ``GET /v1/profiles/<user>/activity`` (the real FastAPI app in-process, real Redis) every ``--poll-ms``
-(default 2, as in every figure before the option; 5 measured the same within noise) until it
-answers 200. Prints p50 / p90 / p99 / max of produce -> visible, in ms (a figure overstates by up to
-one poll interval).
+until it answers 200. Prints p50 / p90 / p99 / max of produce -> visible, in ms (a figure overstates
+by up to one poll interval).
 
-The load generator shares the 2 cores with the system it measures, so it is kept cheap (since
-session 6): the background traffic is the demo storefront's sessions generated BEFORE the run
-(``--pregen-s`` seconds of it, replayed in a loop), each event sent with a fresh id and the current
-time, so the worker sees as many distinct events as before; the probe's polls are ASGI calls into
-the app on the probe's own event loop (the whole app: middleware, auth, route, Redis), not
-``TestClient`` requests, each of which crossed threads through a portal. Before this the bench
-process used 0.38 of a core at 1,000 events/s (py-spy: a third of it generating sessions, most of
-the rest polling).
+The load generator shares the machine with the system it measures, so it is kept cheap: the
+background traffic is the demo storefront's sessions generated before the run (``--pregen-s``
+seconds of it, replayed in a loop, each event with a fresh id and the current time), and the probe's
+polls are ASGI calls into the app on the probe's own event loop (the whole app: middleware, auth,
+route, Redis).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ events are produced as fast as the producer helper can, and the clock stops when
 group's lag is zero (every batch's state written before its offsets are committed). Two figures:
 end-to-end (first produce -> lag 0) and the drain rate of the worker alone. With ``--split`` the
 clock stops when every role group's lag is zero.
-inproc: the same intake + BehaviorPipeline the agent runs, on pre-encoded records, batch after batch,
-against the real Redis and Cassandra; ``--profile`` prints where the time goes (cProfile).
+inproc: the same intake and behavior owners the worker's behavior agent runs (streams/app.py ``build``,
+with its write-behind), on pre-encoded records, batch after batch, against the real Redis and
+Cassandra; ``--profile`` prints where the time goes (cProfile).
 Prints medians over ``--repeat`` runs. Settings: AURA_* (batch_max etc.).
 """
 
@@ -33,6 +34,10 @@ from aura import bootstrap, layout
 from aura.demo import Storefront
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, Settings, get_settings, settings_env
+from schemas.codec import codec
+from streams import app as worker_app
+from streams.behavior import intake_and_fan_out
+from streams.intake import RawRecord
 
 BENCH_KEYSPACE = "aura_bench"
 
@@ -151,7 +156,7 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
                "produce_eps": done / (t_produced - t0),
                "seconds": t1 - t0, "lag_when_produced": lag_at_produced,
                "drain_eps_after_produce": lag_at_produced / max(t1 - t_produced, 1e-9)}
-        if split:  # each role group's own end to end rate (the profiles group: issue 4's state pipeline)
+        if split:  # each role group's own end to end rate
             for i, roles in enumerate(layout.SPLIT_ROLES):
                 out[f"e2e_eps[{roles.replace(',', '+')}]"] = drained / (done_at[i] - t0)
         return out
@@ -191,23 +196,10 @@ def cleanup_redis(s: Settings) -> None:
 
 
 async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, owners_only: str) -> dict[str, float]:
-    from schemas.codec import codec
-    from streams.app import build
-    from streams.behavior import BehaviorPipeline, intake_and_fan_out, profiles_owner
-    from streams.durable import WriteBehind
-    from streams.intake import RawRecord
-    from streams.runtime import Resources
-
-    res = Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
-                    keys=layout.RedisKeys(s.redis_prefix),
-                    durable=WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending))
-    if owners_only == "profiles-inline":  # profiles, segments, analytics alone, Cassandra rows in the batch
-        durable = None
-        owners = [profiles_owner(BehaviorPipeline(res))]
-    else:  # the owners the worker's behavior agent feeds, with the worker's write-behind
-        _app, owners, durable = build(s, res)
-        if owners_only != "all":
-            owners = [o for o in owners if o[0].startswith(owners_only)]
+    res = worker_app.resources(s)
+    _app, owners, durable = worker_app.build(s, res)  # the owners the worker's behavior agent feeds
+    if owners_only != "all":
+        owners = [o for o in owners if o[0].startswith(owners_only)]
     producer = EventProducer(s, None)
     parts = s.topic_partitions
     records = []
@@ -224,11 +216,10 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, own
         prof.enable()
     for i in range(0, len(records), s.batch_max):
         await intake_and_fan_out(res, c, records[i:i + s.batch_max], owners, int(time.time() * 1000))
-        if durable is not None and (durable.pending >= durable.max_pending
-                                    or time.perf_counter() - t0 > durable.interval_s * (durable.flushes + 1)):
+        if (durable.pending >= durable.max_pending
+                or time.perf_counter() - t0 > durable.interval_s * (durable.flushes + 1)):
             await durable.flush()
-    if durable is not None:
-        await durable.flush()
+    await durable.flush()
     if prof:
         prof.disable()
     dt = time.perf_counter() - t0
@@ -264,7 +255,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1", help="kafka: worker processes, e.g. 1,2 to measure both in turn")
     ap.add_argument("--split", action="store_true",
                     help="kafka: `aura worker --split` (N processes per role group, each its own consumer group)")
-    ap.add_argument("--owners", choices=["all", "profiles", "recs", "decisions", "profiles-inline"], default="all",
+    ap.add_argument("--owners", choices=["all", "profiles", "recs", "decisions"], default="all",
                     help="inproc: every owner of the behavior agent (default) or one of them")
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()

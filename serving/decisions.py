@@ -18,11 +18,11 @@ import numpy as np
 from fastapi import HTTPException
 
 from aura import layout
-from aura.bandits import BanditConfig, BanditState, validate_bandit
 from aura.configcache import ConfigCache, ConfigUnavailable
-from aura.experiments import Experiment, validate_experiment
 from aura.layout import Tables
-from aura.rules import Rule, profile_fields, validate_rule
+from aura.state.bandits import BanditConfig, BanditState, validate_bandit
+from aura.state.experiments import Experiment, validate_experiment
+from aura.state.rules import Rule, profile_fields, validate_rule
 from schemas.codec import DecodeError, codec
 from serving.state import ApiState
 from streams import profiles

@@ -1,23 +1,54 @@
-"""The Faust application of the worker: builds the app from settings and wires the agents.
+"""The worker's composition root: the Faust app, the clients it shares and the agents of its roles.
 
-``create_app`` is the worker's composition root: it opens Redis and Cassandra once, builds the
-state owners and registers one agent per input topic. Nothing connects at import time.
+``build`` opens Redis and Cassandra once (``Resources``, with the write-behind of the behavior owners'
+Cassandra rows), calls ``register(app, res)`` of every agent module of this process's roles and
+hands the behavior owners they return to the one agent over the behavior topic. The agent modules
+share the contract of streams/runtime.py; nothing imports this module back, and nothing connects at
+import time.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Protocol
 
 import faust
 
 from aura import bootstrap, layout
 from aura.layout import RedisKeys
 from aura.settings import Settings
-from streams import behavior
+from streams import (
+    aggregates,
+    behavior,
+    catalog,
+    decisions,
+    identity,
+    itemsignals,
+    lifecycle,
+    loopstats,
+    neighbours,
+    profiles,
+    usercands,
+    usersignals,
+)
 from streams.durable import WriteBehind
-from streams.runtime import Resources
+from streams.runtime import Owner, Resources
 
-log = logging.getLogger(__name__)
+
+class AgentModule(Protocol):
+    """An agent module: registers its agents and timers, returns its owners of the behavior batches."""
+
+    def register(self, app: faust.App, res: Resources) -> list[Owner]: ...
+
+
+# The agent modules of each worker role (layout.WORKER_ROLES); a new agent is one more entry.
+ROLES: dict[str, tuple[AgentModule, ...]] = {
+    # profiles, segments and analytics; identity events; the agg.* publisher; the idle-user sweep
+    "profiles": (profiles, identity, aggregates, lifecycle),
+    # recommender signals by user and by item; catalog and content model; neighbours and cohorts; pools
+    "recs": (usersignals, itemsignals, catalog, neighbours, usercands),
+    # experiment tallies and bandit arms: exposures and decisions, conversions and rewards
+    "decisions": (decisions,),
+}
 
 
 def faust_app(s: Settings) -> faust.App:
@@ -43,60 +74,33 @@ def faust_app(s: Settings) -> faust.App:
     )
 
 
-def create_app(s: Settings, resources: Resources | None = None) -> faust.App:
-    """The worker app with every agent registered."""
-    return build(s, resources)[0]
+def resources(s: Settings) -> Resources:
+    """The clients of one worker process, opened once."""
+    return Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
+                     keys=RedisKeys(s.redis_prefix),
+                     durable=WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending))
 
 
-def build(s: Settings, resources: Resources | None = None
-          ) -> tuple[faust.App, list[behavior.Owner], WriteBehind | None]:
-    """The worker app, the state owners its behavior agent feeds and the write-behind buffer
+def create_app(s: Settings, res: Resources | None = None) -> faust.App:
+    """The worker app with every agent of its roles registered."""
+    return build(s, res)[0]
+
+
+def build(s: Settings, res: Resources | None = None) -> tuple[faust.App, list[Owner], WriteBehind]:
+    """The worker app, the behavior owners its behavior agent feeds and their write-behind buffer
     (bench/pipeline.py drives the same owners in-process).
 
-    ``s.worker_roles`` picks the owners: ``profiles`` (profiles, segments, analytics, identity, the
-    agg.* publisher, the idle sweep; owns the behavior intake's dead letters and counts), ``recs``
-    (recommender signals by user and by item, the catalog and content model, user neighbours and
-    cohorts, per-user pools), ``decisions`` (experiment tallies and bandit arms). "all" runs every
-    role in one consumer group; a subset runs in a group of its own (layout.worker_group).
+    ``s.worker_roles`` picks the agent modules (``ROLES``). "all" runs every role in one consumer
+    group; a subset runs in a group of its own (layout.worker_group). Every group runs the behavior
+    intake; the profiles role owns its dead letters and counts.
     """
     roles = layout.worker_roles(s.worker_roles)
     app = faust_app(s)
-    if resources is None:
-        resources = Resources(
-            settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
-            keys=RedisKeys(s.redis_prefix), durable=WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending),
-        )
-    # Cassandra copies of the behavior owners are written behind the hot loop; a batch's offsets are
-    # committed only once its rows are written (streams/durable.py). 0 ms: written in the batch.
-    durable = resources.durable if s.durable_flush_ms > 0 else None
-    dead = layout.topic(s, layout.DEADLETTER)
-    # The one agent over events.behavior: decodes, validates and de-duplicates each batch once and
-    # hands it to every state owner of this process's roles (each keeps its own fences). A new owner
-    # is one more line.
-    behavior_owners: list[behavior.Owner] = []
-    if "profiles" in roles:  # profiles, segments and analytics (issue 4): identity events, agg.* publisher
-        from streams import aggregates, identity, lifecycle
-
-        identity.register(app, resources, layout.topic(s, layout.IDENTITY), dead)
-        aggregates.register(app, resources)
-        lifecycle.register(app, resources)  # idle users -> at-risk / churned, segments as of now
-        behavior_owners.append(behavior.profiles_owner(behavior.BehaviorPipeline(resources, durable)))
-    if "recs" in roles:  # recommenders (issue 5): signals by user and by item, catalog and content model
-        from streams import catalog, cooccurrence, neighbours, usercands
-
-        behavior_owners.append(cooccurrence.register(  # sequences, co-occurrence, trending, popularity, MF
-            app, resources, layout.topic(s, layout.ITEM_SIGNALS), dead, durable))
-        catalog.register(app, resources, layout.topic(s, layout.CATALOG), dead)
-        behavior_owners += neighbours.owners(resources)  # user neighbours (if enabled) and demographic cohorts
-        behavior_owners += usercands.register(app, resources)  # per-user hybrid candidate pools (issue 6)
-    if "decisions" in roles:  # decisions (issue 7): experiment tallies and bandit arms, conversions, rewards
-        from streams import decisions
-
-        decision_owners = decisions.register(app, resources, layout.topic(s, layout.DECISIONS), dead)
-        behavior_owners.append(decisions.behavior_owner(decision_owners, layout.topic(s, layout.BEHAVIOR)))
-    behavior.register(app, resources, layout.topic(s, layout.BEHAVIOR), dead, behavior_owners, durable,
-                      owns_intake="profiles" in roles)
-    from streams import loopstats
-
+    res = res or resources(s)
+    owners: list[Owner] = []
+    for role in roles:
+        for module in ROLES[role]:
+            owners += module.register(app, res)
+    behavior.register(app, res, owners, owns_intake="profiles" in roles)
     loopstats.register(app, s.loop_stats_s)  # where a batch's time goes, logged at INFO
-    return app, behavior_owners, durable
+    return app, owners, res.durable

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from cassandra.concurrent import execute_concurrent_with_args
 
-from aura.bandits import BanditConfig, BanditState, new_state, update_pull, update_reward
+from aura.bootstrap import cassandra_execute
 from aura.layout import RedisKeys, Tables
+from aura.state.bandits import BanditConfig, BanditState, new_state, update_pull, update_reward
 from schemas.events import InvalidEvent, to_millis
 from streams.experiments import Source
 from streams.intake import RawRecord
@@ -170,8 +172,6 @@ class BanditStore:
 
     async def restore(self, bandit_id: str) -> tuple[BanditState | None, dict[str, int]]:
         """The last durable snapshot (state and fences), for a bandit whose Redis state is gone."""
-        from aura.bootstrap import cassandra_execute
-
         rows = await cassandra_execute(self.session, self.restore_stmt.bind((bandit_id,)))
         row = rows[0] if rows else None
         if row is None or not row.state:
@@ -235,8 +235,6 @@ class BanditStore:
         return total
 
     async def write_snapshots(self, rows: list[tuple[str, str, int, dict[str, int]]]) -> None:
-        from cassandra.concurrent import execute_concurrent_with_args
-
         if rows:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: execute_concurrent_with_args(self.session, self.snapshot, rows, concurrency=32,

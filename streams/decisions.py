@@ -1,14 +1,14 @@
-"""Decisions (issue 7): the agent over the decisions topic and the behavior step, feeding the two
-state owners streams/experiments.py (exposures, conversions, revenue per variant) and
+"""Decisions: the agent over the decisions topic and the step the behavior agent runs, feeding the
+two state owners streams/experiments.py (exposures, conversions, revenue per variant) and
 streams/bandits.py (pulls and rewards).
 
 ``process_decisions`` consumes the decisions topic: undecodable or invalid records are dead-lettered
 here with their reason; records of other kinds on that topic (campaign deliveries, served lists)
-belong to other agents and are skipped. Conversions and rewards come from behavior events, which
-are decoded and de-duplicated once by the behavior agent (streams/behavior.py); it runs
-``behavior_owner``'s step on every batch, and sends and counts the dead letters that step returns
-(rewards of unknown decisions or bandits). Both topics are keyed by user id with the same partition
-count; every fact carries its (topic, partition, offset), and the owners fence per source.
+belong to other agents and are skipped. Conversions and rewards come from behavior events, decoded
+and de-duplicated once by the behavior agent (streams/behavior.py), which runs the owner step that
+``register`` returns on every batch and sends and counts the dead letters it returns (rewards of
+unknown decisions or bandits). Both topics are keyed by user id with the same partition count;
+every fact carries its (topic, partition, offset), and the owners fence per source.
 
 A reward and its decision travel on different topics and are folded by different agents, so a
 reward can be ready before its decision record exists: the behavior step then waits (at most
@@ -21,22 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 
-from aura.bandits import BanditConfig, decision_bandit, validate_bandit
+from aura import layout
 from aura.configcache import ConfigCache
 from aura.layout import Tables
+from aura.state.bandits import BanditConfig, decision_bandit, validate_bandit
 from schemas.codec import DecodeError, codec, decode_any
 from schemas.events import Behavior, InvalidEvent, validate_behavior, validate_exposure
 from streams.bandits import BanditStore, DecisionFact, RewardFact, validate_decision
 from streams.experiments import CONVERSION_TYPES, ConversionEvent, ExperimentTallies, ExposureFact, Source
 from streams.intake import Accepted, Dead, RawRecord
-from streams.runtime import retrying
-
-if TYPE_CHECKING:
-    from streams.runtime import Resources
+from streams.runtime import Batch, Owner, Resources, retrying
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +186,10 @@ class DecisionOwners:
         return dead
 
 
-def behavior_owner(owners: DecisionOwners, behavior_topic: str) -> Any:
+def behavior_owner(owners: DecisionOwners, behavior_topic: str) -> Owner:
     """The owner step the behavior agent (streams/behavior.py) runs on every intake batch: conversions
     and rewards among the already decoded, de-duplicated events. Its dead letters (rewards of unknown
     decisions or bandits) are sent and counted by the behavior agent."""
-    from streams.runtime import Batch
 
     async def step(b: Batch) -> list[Dead]:
         facts = behavior_facts(b.kept, b.raw, behavior_topic)
@@ -204,12 +201,14 @@ def behavior_owner(owners: DecisionOwners, behavior_topic: str) -> Any:
     return "decisions", step
 
 
-def register(app: faust.App, res: Resources, decisions_topic: str, deadletter_topic: str) -> DecisionOwners:
-    """The agent over the decisions topic; returns the owners, whose behavior step the behavior agent runs."""
+def register(app: faust.App, res: Resources) -> list[Owner]:
+    """The agent over the decisions topic; returns the behavior owner (conversions and rewards) that
+    the behavior agent runs on every batch."""
     s = res.settings
+    decisions_topic = layout.topic(s, layout.DECISIONS)
     source = app.topic(decisions_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
-    deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
+    deadletters = app.topic(layout.topic(s, layout.DEADLETTER), key_serializer="raw", value_serializer="raw")
     dead_codec = codec("dead_letter")
     owners = DecisionOwners(res)
 
@@ -233,4 +232,4 @@ def register(app: faust.App, res: Resources, decisions_topic: str, deadletter_to
                     pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
                 await pipe.execute()
 
-    return owners
+    return [behavior_owner(owners, layout.topic(s, layout.BEHAVIOR))]

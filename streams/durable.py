@@ -1,28 +1,18 @@
-"""Write-behind of the durable (Cassandra) copies, off the hot loop, without losing them on a crash.
+"""Write-behind of the behavior owners' durable (Cassandra) rows: off the hot loop, never lost.
 
-Owns no state of its own: it buffers what the state owners would write to Cassandra (absolute
-values, so the last value of a key is the only one worth writing), coalesces it per key, and
-flushes it from a background task at most every ``interval_s`` (or sooner when ``max_pending``
-keys wait). The hot loop of the behavior agent never waits for Cassandra unless the buffer is full.
+Owns no state of its own: it buffers the absolute rows the owners would write (the last value of a
+key is the only one worth writing), coalesces them per key and flushes them from a background task
+every ``interval_s`` (sooner when ``max_pending`` keys wait), one flush at a time so a newer value is
+never overtaken by an older one. The behavior agent waits for Cassandra only when the buffer is full.
 
-Why nothing is lost on a crash: the Kafka offsets of a batch are committed only after the rows it
-produced are in Cassandra. The agent calls ``hold(events)`` after the owners have buffered the
-batch's rows; that takes one extra reference on each event's Kafka message (Faust commits an offset
-only when every reference is acknowledged), and the reference is released when the flush that
-carries the batch's rows has succeeded. A SIGKILL before that leaves the offsets uncommitted, the
-batch is redelivered, the fences skip its Redis effects and the owners buffer the same absolute
-rows again. A failed flush keeps the rows (and the acks) and retries with backoff.
+Nothing is lost on a crash: ``after_batch`` takes one extra reference on each event's Kafka message
+(Faust commits an offset only when every reference is released) and the flush that carries the
+batch's rows releases it; a crash before that redelivers the batch, the fences skip its Redis
+effects and the owners buffer the same rows again. A failed flush keeps its rows and acks, retried.
 
-Flushes run one at a time, so a key's newer value is never overtaken by an older one.
-
-Fewer Cassandra mutations: the local Cassandra commits each mutation to its commit log in groups
-(``commitlog_sync: group``, 10 ms window, 16 write threads), so it accepts ~1,500 mutations/s
-whatever the client does (measured, docs/state.md "Throughput"): rows, not bytes, are the limit.
-Sinks registered with ``cql_sink`` therefore hand over statements tagged with their partition, and a
-flush sends every statement of one partition (across sinks and tables: a user's activity row,
-profile row and interactions) as one UNLOGGED batch, which Cassandra applies as one mutation (same
-keyspace and partition key: atomic, one commit-log entry). ``execute_grouped`` does the same for
-writes made in the batch (segment members, grouped by segment).
+Cassandra's write rate is bounded by mutations, not bytes (docs/state.md "Throughput"): statements
+of ``cql_sink`` sinks carry their partition, and every statement of one partition in a flush goes
+as one UNLOGGED batch (one mutation); ``execute_grouped`` does the same for writes made in a batch.
 """
 
 from __future__ import annotations
@@ -33,6 +23,9 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cassandra.concurrent import execute_concurrent
+from cassandra.query import BatchStatement, BatchType
 
 from streams.loopstats import STATS
 
@@ -51,8 +44,6 @@ def group_batches(stmts: list[CqlStatement], max_statements: int = BATCH_STATEME
     """Statements of the same partition -> one UNLOGGED batch each (up to ``max_statements``); a lone
     statement stays as it is. Order within a partition is kept (a batch's statements share one
     timestamp, and each key appears once per flush)."""
-    from cassandra.query import BatchStatement, BatchType
-
     by_partition: dict[Hashable, list[tuple[Any, tuple[Any, ...]]]] = {}
     for partition, stmt, params in stmts:
         by_partition.setdefault(partition, []).append((stmt, params))
@@ -76,7 +67,6 @@ async def execute_grouped(session: Any, stmts: list[CqlStatement], concurrency: 
     number of requests sent."""
     if not stmts:
         return 0
-    from cassandra.concurrent import execute_concurrent
 
     def write() -> int:  # on an executor thread: binding the batches is CPU work the loop need not wait for
         grouped = group_batches(stmts, max_statements)

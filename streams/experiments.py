@@ -23,6 +23,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from cassandra.concurrent import execute_concurrent_with_args
+
 from aura.layout import RedisKeys, Tables
 
 CONVERSION_TYPES = frozenset({"click", "recommendation_click", "add_to_cart", "purchase", "message_click", "custom"})
@@ -237,8 +239,6 @@ class ExperimentTallies:
 
     async def write_durable(self, experiments: list[str]) -> None:
         """Copy the absolute tallies (and fences) of ``experiments`` to Cassandra."""
-        from cassandra.concurrent import execute_concurrent_with_args
-
         if not experiments:
             return
         pipe = self.redis.pipeline(transaction=False)

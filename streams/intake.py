@@ -2,7 +2,7 @@
 
 ``split`` is pure: it turns a batch of raw records into accepted events and dead letters (any
 event kind: pass the kind's validator). The de-duplication step needs Redis and runs once per
-batch (one pipeline of SET NX, streams/behavior.py); ``first_sightings`` is its pure half.
+batch (one script of SET NX, streams/behavior.py); ``first_sightings`` is its pure half.
 Owns no state; the dead-letter record layout is ``Dead.to_avro`` (schemas/avro/dead_letter.avsc).
 """
 

@@ -23,6 +23,7 @@ from streams.intake import Accepted, Dead, RawRecord
 log = logging.getLogger(__name__)
 
 RETRIES = 30
+PROFILES_OWNER = "profiles+analytics"  # the owner whose commit makes a batch visible through the API
 
 
 @dataclass

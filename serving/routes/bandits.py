@@ -17,7 +17,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
-from aura.bandits import (
+from aura.configcache import ConfigUnavailable
+from aura.state.bandits import (
     STRATEGIES,
     BanditConfig,
     BanditError,
@@ -31,7 +32,6 @@ from aura.bandits import (
     summary,
     validate_bandit,
 )
-from aura.configcache import ConfigUnavailable
 from serving.decisions import DecisionState, decision_state, now_ms, produce, refused, unavailable
 from serving.deps import State
 

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 
 from aura.bootstrap import cassandra_execute
 from aura.configcache import ConfigUnavailable
-from aura.experiments import (
+from aura.layout import Tables
+from aura.state.experiments import (
     STATUSES,
     Experiment,
     ExperimentError,
@@ -27,8 +28,7 @@ from aura.experiments import (
     transition,
     validate_experiment,
 )
-from aura.layout import Tables
-from aura.rules import segments_in, with_time
+from aura.state.rules import segments_in, with_time
 from serving.decisions import decision_state, now_ms, produce, refused, unavailable, user_fields
 from serving.deps import State
 from serving.routes.personalization import ContextIn

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
 from aura.configcache import ConfigUnavailable
-from aura.rules import RuleError, evaluate, ordered, referenced_segments, validate_rule, with_time
+from aura.state.rules import RuleError, evaluate, ordered, referenced_segments, validate_rule, with_time
 from serving.decisions import decision_state, now_ms, refused, unavailable, user_fields
 from serving.deps import State
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aura.configcache import ConfigCache
 from aura.layout import RedisKeys
-from aura.rules import validate_rule
+from aura.state.rules import validate_rule
 
 
 class FakeRedis:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aura.experiments import (
+from aura.state.experiments import (
     ExperimentError,
     assign,
     bayes_compare,

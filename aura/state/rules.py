@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aura.errors import AuraError
+
 CHANNELS = ("web", "email", "mobile")
 CONTEXT_FIELDS = frozenset({"page", "placement", "device", "channel", "locale", "referrer", "time", "hour",
                             "weekday", "date"})
@@ -41,7 +43,7 @@ MAX_LIST = 1000
 Scalar = str | int | float | bool
 
 
-class RuleError(ValueError):
+class RuleError(AuraError, ValueError):
     """A rule document that cannot be accepted; ``errors`` lists ``{"loc": [...], "msg": ...}``."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:

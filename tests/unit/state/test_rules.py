@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from aura.rules import (
+from aura.errors import AuraError
+from aura.state.bandits import BanditError
+from aura.state.experiments import ExperimentError
+from aura.state.rules import (
     RuleError,
     evaluate,
     holds,
@@ -126,6 +129,13 @@ def test_invalid_rules_are_refused_with_their_location(doc, loc, fragment):
     with pytest.raises(RuleError) as err:
         validate_rule(doc)
     assert any(e["loc"] == loc and fragment in e["msg"] for e in err.value.errors), err.value.errors
+
+
+@pytest.mark.parametrize("cls", [RuleError, ExperimentError, BanditError])
+def test_decision_errors_derive_from_the_aura_root_and_stay_value_errors(cls):
+    err = cls([{"loc": ["id"], "msg": "bad"}])
+    assert isinstance(err, AuraError) and isinstance(err, ValueError)
+    assert str(err) == "id: bad" and err.errors == [{"loc": ["id"], "msg": "bad"}]
 
 
 def test_depth_and_size_limits():

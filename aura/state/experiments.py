@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from aura.rules import Condition, Group, holds, parse_condition
+from aura.errors import AuraError
+from aura.state.rules import Condition, Group, holds, parse_condition
 
 STATUSES = ("draft", "running", "paused", "stopped", "winner")
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -42,7 +43,7 @@ SRM_ALPHA = 0.001  # GrowthBook's default threshold for a sample-ratio mismatch
 DEFAULT_CONVERSIONS = ("purchase",)
 
 
-class ExperimentError(ValueError):
+class ExperimentError(AuraError, ValueError):
     """An experiment document or transition that cannot be accepted; ``errors`` like RuleError."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
@@ -289,7 +290,7 @@ def bayes_compare_mc(c_a: float, n_a: float, c_b: float, n_b: float, rng: np.ran
 
 def srm_test(observed: list[float], weights: list[float]) -> tuple[float, float]:
     """Chi-square goodness of fit of exposures to the configured weights: (statistic, p-value)."""
-    from scipy.special import chdtrc
+    from scipy.special import chdtrc  # scipy is heavy: loaded by the first results read, not at import
 
     total = sum(observed)
     if total <= 0 or len(observed) < 2:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from aura.bandits import new_state, validate_bandit
+from aura.state.bandits import new_state, validate_bandit
 from streams.bandits import DecisionFact, RewardFact, fold, lua_args, parse_hash
 from streams.experiments import Source
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from aura.bandits import (
+from aura.state.bandits import (
     POLICIES,
     BanditError,
     BanditState,

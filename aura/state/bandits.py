@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from aura.errors import AuraError
+
 POLICIES = ("thompson", "ucb1", "epsilon_greedy", "linucb")
 BANDIT_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # no ':' (the decision id separator)
 ARM_RE = re.compile(r"^[A-Za-z0-9_.=\-]{1,64}$")
@@ -42,7 +44,7 @@ DEFAULT_PARAMS: dict[str, dict[str, float]] = {
 STRATEGIES = ("hybrid", "collaborative", "content", "trending", "popular")
 
 
-class BanditError(ValueError):
+class BanditError(AuraError, ValueError):
     """A bandit configuration that cannot be accepted; ``errors`` like RuleError."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:

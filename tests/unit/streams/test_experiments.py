@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from aura.bandits import new_decision_id
+from aura.state.bandits import new_decision_id
 from schemas.codec import codec
 from streams.decisions import conversions_and_rewards, parse
 from streams.experiments import ConversionEvent, ExposureFact, Source, attribute, fold, lua_args, split_tally

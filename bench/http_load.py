@@ -71,9 +71,9 @@ def seed(s: Settings) -> None:
         pipe.hset(k.recs_item_meta(item), mapping={"categories": json.dumps([f"c{i % 20}"]), "price": str(5 + i % 50),
                                                   "available": "1", "title": f"item {i}"})
         if hasattr(k, "recs_item_filters"):  # the compact filter records the API reads with one HMGET
-            from streams import itemfilters
+            from aura.state.catalog import filter_record
 
-            pipe.hset(k.recs_item_filters(), item, itemfilters.encode(
+            pipe.hset(k.recs_item_filters(), item, filter_record(
                 {"categories": [f"c{i % 20}"], "price": 5 + i % 50, "available": True}))
         pipe.delete(k.recs_item_similar(item, "cooc"))
         pipe.zadd(k.recs_item_similar(item, "cooc"), {f"i{(i * 7 + j * 13) % N_ITEMS}": 50 - j for j in range(1, 50)})

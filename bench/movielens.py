@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
                 plain, _, overrides = method.partition("+")
                 placement = "default"
                 if overrides:  # a weight variant of the default placement
-                    from serving.recommend import DEFAULT_WEIGHTS
+                    from aura.ranking.blend import DEFAULT_WEIGHTS
 
                     placement = f"bench-{uuid.uuid4().hex[:6]}"
                     w = dict(DEFAULT_WEIGHTS["default"])

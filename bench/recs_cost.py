@@ -98,7 +98,8 @@ class Counter:
 def measure_generate(s: Settings, users: list[str], n: int, counter: Counter) -> dict[str, float]:
     from aura.bootstrap import redis_async
     from aura.layout import RedisKeys
-    from serving.recommend import Recommender, Request
+    from aura.ranking.ranker import Request
+    from aura.ranking.reader import Recommender
 
     async def run() -> dict[str, float]:
         r = redis_async(s)
@@ -151,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     p = a.prefix or "benchrc"
     s = Settings(redis_prefix=p, topic_prefix=p, consumer_group=p, auth_enabled=False)
-    import serving.recommend as code
+    import aura.ranking.reader as code
 
-    print(f"code: {os.path.dirname(os.path.dirname(code.__file__))}; load average {os.getloadavg()}")
+    print(f"code: {os.path.dirname(os.path.dirname(os.path.dirname(code.__file__)))}; load average {os.getloadavg()}")
     if not (a.skip_seed or a.prefix):
         t = time.perf_counter()
         seed(s)

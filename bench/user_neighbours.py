@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from aura.bootstrap import redis_sync
     from aura.layout import RedisKeys
+    from aura.ranking.blend import DEFAULT_WEIGHTS
     from serving.app import create_app
-    from serving.recommend import DEFAULT_WEIGHTS
 
     redis, keys = redis_sync(s), RedisKeys(a.prefix)
     variants: dict[str, dict[str, float] | None] = {"hybrid (default weights)": None}

@@ -29,5 +29,5 @@ class ApiState:
     popular: PopularCache = field(default_factory=PopularCache)
     started_at: float = field(default_factory=time.time)
     health: dict[str, Any] = field(default_factory=dict)  # last /v1/health result and its lock
-    recommender: Any = None  # serving.recommend.Recommender, built on first use (its scripts registered once)
+    recommender: Any = None  # aura.ranking.reader.Recommender, built on first use (its scripts registered once)
     response_cache: Any = None  # serving.respcache.ResponseCache, built on first use (per process)

@@ -26,9 +26,9 @@ import numpy as np
 from scipy import sparse
 
 from aura.layout import Tables
+from aura.state.catalog import FILTER_DELETED, filter_record
 from schemas.codec import DecodeError, codec
 from schemas.events import InvalidEvent, validate_catalog
-from streams import itemfilters
 from streams.loopstats import timed
 
 if TYPE_CHECKING:
@@ -217,13 +217,13 @@ class CatalogStore:
             pipe.delete(key)
             if ch.event_type == "delete":
                 pipe.hset(key, mapping={"deleted": "1", "event_time": str(ch.event_time)})
-                pipe.hset(self.keys.recs_item_filters(), item_id, itemfilters.DELETED)
+                pipe.hset(self.keys.recs_item_filters(), item_id, FILTER_DELETED)
                 pipe.srem(self.keys.recs_catalog_ids(), item_id)
                 rows.append((item_id, None, None, None, None, None, None, False, None, None, True,
                              ch.event_time, ch.event_time * 1000))
             else:
                 pipe.hset(key, mapping=meta_fields(ch.item, ch.event_time))
-                pipe.hset(self.keys.recs_item_filters(), item_id, itemfilters.encode(ch.item))
+                pipe.hset(self.keys.recs_item_filters(), item_id, filter_record(ch.item))
                 pipe.sadd(self.keys.recs_catalog_ids(), item_id)
                 it = ch.item
                 rows.append((item_id, it["title"], list(it.get("categories") or []), list(it.get("tags") or []),
@@ -279,7 +279,7 @@ class CatalogStore:
         for start in range(0, len(todo), 500):
             pipe = self.redis.pipeline(transaction=False)
             for i in todo[start:start + 500]:
-                pipe.hsetnx(self.keys.recs_item_filters(), i, itemfilters.encode(items[i]))
+                pipe.hsetnx(self.keys.recs_item_filters(), i, filter_record(items[i]))
             await pipe.execute()
         return len(todo)
 

@@ -1,10 +1,8 @@
-"""Demographic cohorts and their popular items, for the cold start of users who have profile
-attributes but no history yet.
+"""Demographic cohorts' popular items, for the cold start of users who have profile attributes but no
+history yet.
 
-A user's cohorts come from their identity attributes (streams/identity.py, read through
-``streams.profiles.parse_attrs``): ``age:<band>`` (from ``age`` or ``birth_year``), ``gender:<g>``,
-``country:<c>`` (lower-cased; unknown attributes give no cohort). ``cohorts_of`` is pure and shared by
-the stream (which counts) and the API (which reads the user's cohorts' lists).
+A user's cohorts come from their identity attributes (``cohorts_from_hash``, aura/state/cohorts.py:
+shared with the ranking, which reads the user's cohorts' lists); this module counts them.
 
 Owns, per cohort (hash tag ``{cohort}``): ``recs_cohort_popular`` (sorted set item -> interaction
 weight of the cohort's members, trimmed to ``recs_cohort_cap``) and ``recs_cohort_state`` (hash of
@@ -17,53 +15,18 @@ later count from then on.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aura.state.cohorts import cohorts_from_hash
 from streams.intake import Accepted
-from streams.profiles import parse_attrs
 
 if TYPE_CHECKING:
     from streams.runtime import Resources
 
 WEIGHTS = {"view": 1.0, "click": 1.0, "recommendation_click": 1.0, "rating": 1.0, "add_to_cart": 2.0,
            "purchase": 3.0}
-AGE_BANDS = ((18, "0-17"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (65, "55-64"))
-
-
-def age_band(age: float) -> str:
-    for upper, name in AGE_BANDS:
-        if age < upper:
-            return name
-    return "65+"
-
-
-def cohorts_of(attributes: dict[str, Any], this_year: int | None = None) -> list[str]:
-    """Profile attributes -> the user's cohorts (pure)."""
-    out = []
-    age = attributes.get("age")
-    if not isinstance(age, int | float) or isinstance(age, bool):
-        by = attributes.get("birth_year")
-        year = this_year or dt.datetime.now(dt.UTC).year
-        age = year - by if isinstance(by, int) and not isinstance(by, bool) and 1900 < by <= year else None
-    if age is not None and 0 <= age < 130:
-        out.append(f"age:{age_band(age)}")
-    for name in ("gender", "country"):
-        v = attributes.get(name)
-        if isinstance(v, str) and v.strip():
-            out.append(f"{name}:{v.strip().lower()[:64]}")
-    return out
-
-
-def cohorts_from_hash(raw: dict[str, str]) -> list[str]:
-    """The identity hash (``RedisKeys.user_attrs``) -> cohorts."""
-    try:
-        attributes, _prefs = parse_attrs(raw)
-    except ValueError:  # a malformed attribute never blocks the fold or a request
-        return []
-    return cohorts_of(attributes)
 
 
 @dataclass

@@ -1,13 +1,14 @@
-"""Per-user hybrid candidate pools, ranked by the stream (issue 6): the state the API's hybrid
+"""Per-user hybrid candidate pools, ranked by the stream: the state the API's hybrid
 recommendation request reads instead of ranking from scratch.
 
 Owner of ``recs_user_cands(user, placement)`` (a hash: the best ``pool_size(10)`` = 300 candidates
 of the user's hybrid ranking for one placement, best first, with their blended scores and sources,
-the placement weights they were ranked with, the strategy, the fence ``off`` and the ``time``).
+the placement weights they were ranked with, the strategy, the fence ``off`` and the ``time``; the
+format: aura/state/pools.py).
 
-On demand (session 5): pools are kept only for users who ask for recommendations. A hybrid request
+On demand: pools are kept only for users who ask for recommendations. A hybrid request
 that finds no usable pool marks (placement, user) in ``recs_cands_wanted`` (a sorted set: member ->
-time of the request, written inside the API's one pool-read script, bounded; serving/recommend.py
+time of the request, written inside the API's one pool-read script, bounded; aura/ranking/scripts.py
 ``CANDS_LUA``). Each timer tick begins with ONE pipeline over that set: the worker holding the drain
 lease (one per group, ``recs_cands_drain_lease``) drops members older than ``recs_user_cands_wanted_s``
 and reads the members added since its last tick (the drain: those users are ranked now, without any
@@ -19,7 +20,7 @@ How it is kept: the owner step (run by the behavior agent on every batch) only n
 highest source offset of the batch. A timer (``recs_user_cands_interval_s``) then ranks the noted users
 (who asked) whose recommender state has reached that offset (``_off`` of ``recs_user_state``, written by
 streams/cooccurrence.py's user step, which may run concurrently or later: the owners are independent)
-with the API's own code (``serving.recommend.Recommender``: ``plan`` -> ``absorb_queued`` -> ``choose``),
+with the API's own code (``aura.ranking.ranker.Ranker``: ``plan`` -> ``absorb_queued`` -> ``choose``),
 in three round trips per chunk of users: (1) one pipeline of every user's fence and state (and the
 placement, trending and popular lists once), (2) one pipeline of the kNN script calls, (3) one pipeline
 of fenced writes. The pool is a function of the state at the time it is read, so a replayed batch
@@ -28,7 +29,7 @@ read in the same pipeline (a pool ranked from an older state never replaces one 
 state, e.g. by another worker after a rebalance). Each pool expires after ``recs_user_cands_ttl_s``
 (inactive users cost no memory; the API then ranks from scratch).
 
-What the API does with it (serving/recommend.py ``from_precomputed``): a hybrid request the pool
+What the API does with it (aura/ranking/reader.py ``from_precomputed``): a hybrid request the pool
 answers exactly (no item on screen, no categories or id filters, seen items excluded, limit <= 15)
 reads the pool's head and its filter records in ONE script call and ranks them as the full path does;
 the other requests, users without a pool and pools ranked with other placement weights use the whole
@@ -46,7 +47,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from serving.recommend import CANDS_LIMIT, Recommender, Request, parse_wanted, pool_record, wanted_member
+from aura.ranking.blend import SOURCES
+from aura.ranking.ranker import Ranker, Request
+from aura.state.pools import CANDS_LIMIT, parse_wanted, pool_record, wanted_member
 from streams.intake import Accepted
 
 if TYPE_CHECKING:
@@ -144,7 +147,7 @@ class UserCands:
     def __init__(self, res: Resources) -> None:
         s = res.settings
         self.keys, self.redis = res.keys, res.redis
-        self.rec = Recommender(res.redis, res.keys, candidates=s.recs_candidates)
+        self.rec = Ranker(res.redis, res.keys, candidates=s.recs_candidates)
         self.write = res.redis.register_script(WRITE_LUA)
         self.placements = [p.strip() for p in s.recs_user_cands_placements.split(",") if p.strip()]
         self.ttl_ms = int(s.recs_user_cands_ttl_s * 1000)
@@ -248,7 +251,7 @@ class UserCands:
             n = rec.queued_replies(p)
             rec.absorb_queued(p, replies[pos:pos + n])
             pos += n
-            record = pool_record(rec.choose(p))
+            record = pool_record(rec.choose(p), SOURCES)
             uid = p.req.user_id or ""
             key = self.keys.recs_user_cands(uid, p.req.placement)
             if record is None:  # an id with the separator: served by the full ranking

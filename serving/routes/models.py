@@ -18,9 +18,9 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from aura.models import MODEL_TYPES, Registry, RegistryError
+from aura.ranking.blend import SOURCES
 from aura.settings import REPO_ROOT, settings_env
 from serving.deps import State
-from serving.recommend import SOURCES
 from streams.cooccurrence import MONITOR_STREAM
 
 router = APIRouter(prefix="/models", tags=["models"])

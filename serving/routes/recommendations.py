@@ -18,11 +18,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from aura import layout
+from aura.ranking.blend import METHODS, Diversity, Filters
+from aura.ranking.ranker import Request
+from aura.ranking.reader import Recommender
 from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
 from serving.degrade import STALE_POPULAR, outage_exceptions, stale_popular
 from serving.deps import State
-from serving.recommend import METHODS, Diversity, Filters, Recommender, Request
 from serving.respcache import cached_json
 from streams import trending as trending_math
 

@@ -15,7 +15,9 @@ import pytest
 from aura import bootstrap
 from aura.layout import RedisKeys
 from aura.producer import EventProducer
-from serving.recommend import Recommender, Request, pool_ids
+from aura.ranking.ranker import Request
+from aura.ranking.reader import Recommender
+from aura.state.pools import pool_ids
 from tests.conftest import wait_for
 from tests.e2e.test_recommendations import CATALOG, catalog_event
 

@@ -1,4 +1,4 @@
-"""The lean request path of the hybrid ranker (serving/recommend.py) against real Redis: the same
+"""The lean request path of the hybrid ranker (aura/ranking) against real Redis: the same
 answers as the dict-based reference (the pre-vectorized implementation, kept here verbatim in its
 pure parts: ``recency_knn``/``normalise``/``blend``/``rank`` over per-item ``meta`` hashes), for
 every filter, boost, diversity option, context item and cold start; and a bounded number of Redis
@@ -15,20 +15,22 @@ import pytest
 
 from aura import bootstrap
 from aura.layout import RedisKeys
-from serving.recommend import (
+from aura.ranking.blend import (
     DEFAULT_WEIGHTS,
     METHOD_SOURCES,
     Diversity,
     Filters,
-    Recommender,
-    Request,
     blend,
     meta_of,
     normalise,
     rank,
     recency_knn,
+    similar_read,
+    similar_reference,
 )
-from streams import itemfilters
+from aura.ranking.ranker import Request
+from aura.ranking.reader import Recommender
+from aura.state.catalog import FILTER_DELETED, filter_record
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,7 +49,7 @@ def seed(r: Any, k: RedisKeys, rng: random.Random) -> list[str]:
             pipe.hset(k.recs_item_meta(i), mapping={"categories": json.dumps(doc["categories"]),
                                                    "price": "" if doc["price"] is None else repr(doc["price"]),
                                                    "available": "1" if doc["available"] else "0"})
-            pipe.hset(k.recs_item_filters(), i, itemfilters.encode(doc))
+            pipe.hset(k.recs_item_filters(), i, filter_record(doc))
         for src in ("cooc", "content", "ease", "bought"):
             nb = rng.sample(items, 60)
             pipe.zadd(k.recs_item_similar(i, src), {j: rng.random() for j in nb if j != i})
@@ -192,7 +194,7 @@ def test_deleted_items_are_never_served_and_commands_are_few(isolated, redis_cli
     # items x 3 weighted list sources, one HMGET of filter records
     assert counted == [1, 9, 1, 1]
     top = first.items[0][0]
-    redis_client.hset(k.recs_item_filters(), top, itemfilters.DELETED)  # as the catalog agent does on delete
+    redis_client.hset(k.recs_item_filters(), top, FILTER_DELETED)  # as the catalog agent does on delete
     again = asyncio.run(run(Request("u0")))
     assert top not in [i for i, _s, _w in again.items] and len(again.items) == 10
 
@@ -323,8 +325,6 @@ def test_similar_items_one_script_call_answers_as_the_reference(isolated, redis_
     of the former route code (``similar_reference``) on random lists: ties, negative and zero scores
     (the other ``normalise`` branch), the item in its own list, deleted / unavailable / unknown items,
     empty and missing lists."""
-    from serving.recommend import similar_read, similar_reference
-
     k = RedisKeys(isolated.redis_prefix)
     rng = random.Random(seed_)
     items = [f"i{n}" for n in range(120)]
@@ -332,12 +332,12 @@ def test_similar_items_one_script_call_answers_as_the_reference(isolated, redis_
     for n, i in enumerate(items):
         kind = n % 7
         if kind == 1:
-            pipe.hset(k.recs_item_filters(), i, itemfilters.DELETED)
+            pipe.hset(k.recs_item_filters(), i, FILTER_DELETED)
         elif kind == 2:
-            pipe.hset(k.recs_item_filters(), i, itemfilters.encode({"available": False, "price": 3.0}))
+            pipe.hset(k.recs_item_filters(), i, filter_record({"available": False, "price": 3.0}))
         elif kind != 3:  # kind 3: not in the catalog (shown)
-            pipe.hset(k.recs_item_filters(), i, itemfilters.encode({"stock": 0 if kind == 4 else 5,
-                                                                    "categories": ["a"]}))
+            pipe.hset(k.recs_item_filters(), i, filter_record({"stock": 0 if kind == 4 else 5,
+                                                               "categories": ["a"]}))
         for src in ("cooc", "ease", "content", "bought"):
             if rng.random() < 0.15:
                 continue  # no list for this source

@@ -1,5 +1,5 @@
 """Per-user candidate pools ranked by the stream (streams/usercands.py) and read by the API
-(serving/recommend.py ``from_precomputed``), against real Redis: for every request the pool answers,
+(aura/ranking/reader.py ``from_precomputed``), against real Redis: for every request the pool answers,
 the answer equals the whole ranking (``Recommender.compute``, itself tested against the dict-based
 reference in test_recs_serving.py) item for item, score for score and source for source, through the
 script and through the Redis Cluster path, in ONE Redis call; the pool is fenced by the user's
@@ -24,8 +24,11 @@ import pytest
 
 from aura import bootstrap
 from aura.layout import RedisKeys
+from aura.ranking.blend import Diversity, Filters
+from aura.ranking.ranker import Request
+from aura.ranking.reader import Recommender, precomputable
+from aura.state.pools import wanted_member
 from schemas.events import Behavior
-from serving.recommend import Diversity, Filters, Recommender, Request, precomputable, wanted_member
 from streams.intake import Accepted
 from streams.usercands import WRITE_LUA, UserCands
 from tests.integration.test_recs_serving import reference, seed

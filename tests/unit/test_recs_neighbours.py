@@ -1,6 +1,5 @@
 """User neighbours (streams/neighbours.py): the pure fold (candidates from the items' recent actors,
-one-sided, bounded, offset-fenced, purchases' order lines) and the Lua argument layout; the serving
-side's "what users like you did lately" merge (serving/recommend.users_knn)."""
+one-sided, bounded, offset-fenced, purchases' order lines) and the Lua argument layout."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import math
 import pytest
 
 from schemas.events import Behavior
-from serving.recommend import users_knn
 from streams.intake import Accepted
 from streams.neighbours import fold, user_args
 
@@ -50,8 +48,3 @@ def test_purchase_order_lines_are_interactions():
 def test_user_lua_arguments():
     assert user_args(None, 7, 50, {"p": 0.5}) == ["", "7", 50, 1, "p", "0.5"]
     assert user_args(3, 9, 50, {}) == ["3", "9", 50, 0]
-
-
-def test_users_knn_weighs_neighbours_and_recency():
-    out = users_knn([("v", 1.0), ("w", 0.5)], [["i1|1|9|0", "i2|2|8|0"], ["i2|1|9|0"]], decay=0.5)
-    assert out == {"i1": 1.0, "i2": 1.0 * 0.5 * 2 + 0.5 * 1}

@@ -1,25 +1,15 @@
-"""Demographic cohorts (streams/cohorts.py): attributes -> cohorts, the fenced fold of cohort
-popularity (per cohort and source partition), the Lua argument layout."""
+"""Demographic cohorts' popularity (streams/cohorts.py): the fenced fold of cohort popularity (per cohort
+and source partition), the Lua argument layout."""
 
 from __future__ import annotations
 
 from schemas.events import Behavior
-from streams.cohorts import CohortApply, cohorts_from_hash, cohorts_of, fold, lua_args
+from streams.cohorts import CohortApply, fold, lua_args
 from streams.intake import Accepted
 
 
 def ev(k: int, user: str, item: str | None, etype: str = "view", part: int = 0) -> Accepted:
     return Accepted(Behavior(f"e{k}", etype, user, item, 1000 + k), part, k)
-
-
-def test_cohorts_from_attributes():
-    assert cohorts_of({"age": 30, "gender": "F", "country": " FR "}) == ["age:25-34", "gender:f", "country:fr"]
-    assert cohorts_of({"birth_year": 2000}, this_year=2026) == ["age:25-34"]
-    assert cohorts_of({"age": 70}) == ["age:65+"]
-    assert cohorts_of({"age": True, "gender": "", "country": 3, "city": "Oslo"}) == []
-    assert cohorts_of({"birth_year": 3000}, this_year=2026) == []
-    assert cohorts_from_hash({"x:country": '"JP"', "p:categories": '["a"]'}) == ["country:jp"]
-    assert cohorts_from_hash({"x:country": "not json"}) == []
 
 
 def test_fold_counts_members_interactions_above_the_fences():

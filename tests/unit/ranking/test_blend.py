@@ -1,11 +1,11 @@
-"""The hybrid ranker (pure): recency-weighted item-kNN, normalisation, per-placement blending,
-filters and boosts, diversity (category caps, MMR)."""
+"""The dict ranking (aura/ranking/blend.py, pure): recency-weighted item-kNN, normalisation, per-placement
+blending, filters and boosts, diversity (category caps, MMR), "users like you" (``users_knn``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from serving.recommend import (
+from aura.ranking.blend import (
     DEFAULT_WEIGHTS,
     Diversity,
     Filters,
@@ -16,6 +16,7 @@ from serving.recommend import (
     normalise,
     rank,
     recency_knn,
+    users_knn,
 )
 
 META = {
@@ -82,3 +83,8 @@ def test_meta_of_and_default_weights():
     assert meta_of([None, None, None, None]) is None
     assert meta_of(['["x"]', "", "1", "1"]) is None
     assert all(w >= 0 for ws in DEFAULT_WEIGHTS.values() for w in ws.values())
+
+
+def test_users_knn_weighs_neighbours_and_recency():
+    out = users_knn([("v", 1.0), ("w", 0.5)], [["i1|1|9|0", "i2|2|8|0"], ["i2|1|9|0"]], decay=0.5)
+    assert out == {"i1": 1.0, "i2": 1.0 * 0.5 * 2 + 0.5 * 1}

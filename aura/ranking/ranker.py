@@ -1,0 +1,356 @@
+"""The hybrid ranking over the state in Redis, in stages, for one request or a batch of users: what the
+API's requests (aura/ranking/reader.py) and the worker's pool refresher (streams/usercands.py) share.
+
+``Ranker.compute`` takes three round trips and eleven commands: (1) one pipeline of nine
+(``first_commands``): the placement's weights and served model, the user's recent items, seen items,
+model candidates, neighbours and attributes (demographic cohorts), the global lists; (2) ONE read-only
+script call (``KNN_LUA``) that sums the recency kNN of every weighted list source over the recent items'
+neighbour lists (and the context item's) inside Redis and returns one merged list per source (in Redis
+Cluster, where those lists live in different slots: one pipelined ZREVRANGE per list, merged here),
+plus, when weighed and present, the "users like you" script and the cohorts' lists, concurrently;
+(3) ONE HMGET of the best candidates' compact filter records (``recs_item_filters``), best first (a
+second one only when the filters dropped too many). Raw replies (no per-pair Python callbacks), numpy
+arrays. The stages (``first_commands`` -> ``plan`` -> ``second`` / ``queue_second`` -> ``absorb`` ->
+``choose`` -> ``finish``) are public so that the worker ranks a chunk of users in three pipelines.
+Writers of that state: streams/cooccurrence.py, streams/catalog.py, streams/neighbours.py,
+streams/cohorts.py, jobs/ease.py; this module owns none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aura.layout import RedisKeys
+from aura.ranking.blend import SOURCES, Diversity, Filters, method_weights, seq_item, users_knn
+from aura.ranking.scripts import KNN_LUA, USERS_LUA
+from aura.ranking.vector import Candidates, flat_scores, float_array, normalise_vec, pick_pool, rank_pool, rank_scores
+from aura.state.cohorts import cohorts_from_hash
+from aura.state.pools import Pool, pool_size
+
+
+@dataclass
+class Request:
+    user_id: str | None
+    method: str = "hybrid"
+    limit: int = 10
+    placement: str = "default"
+    context_item: str | None = None
+    preferred_categories: list[str] = field(default_factory=list)
+    filters: Filters = field(default_factory=Filters)
+    diversity: Diversity = field(default_factory=Diversity)
+    recent_n: int = 10
+    recent_decay: float = 0.8
+    batch_model: str = "ease"
+
+
+@dataclass
+class Result:
+    items: list[tuple[str, float, list[str]]]
+    strategy: str
+    weights: dict[str, float]
+    model: str = ""  # "<model id>:<version>" active for the placement ("" when none)
+
+
+LIST_SOURCES = ("cooc", "content", "bought", "ease")  # read from the recent items' neighbour lists
+USER_NEIGHBOURS = 20  # "users like you" read per request (streams/neighbours.py)
+NEIGHBOUR_ITEMS = 10  # most recent items of each neighbour
+
+
+@dataclass
+class Plan:
+    """One request between its round trips (``Ranker.plan`` -> ``absorb`` -> ``choose``)."""
+
+    req: Request
+    weights: dict[str, float]
+    model: str
+    c: Candidates
+    recent: list[tuple[str, float]] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    neighbours: list[tuple[str, float]] = field(default_factory=list)
+    cohorts: list[str] = field(default_factory=list)
+    popular: list[str] = field(default_factory=list)
+    list_sources: list[str] = field(default_factory=list)
+    asked: dict[str, float] = field(default_factory=dict)  # the placement's weights for the method
+
+
+def needs_whole_pool(req: Request) -> bool:
+    """Boosts and diversity look at the whole pool (the records of every candidate)."""
+    f = req.filters
+    return bool(f.boost_items or f.boost_categories or req.diversity.max_per_category is not None
+                or req.diversity.mmr_lambda is not None)
+
+
+class Ranker:
+    """Reads the state a ranking needs and ranks, in stages; stateless between requests."""
+
+    def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50) -> None:
+        self.redis, self.keys, self.candidates, self.list_k = redis, keys, candidates, list_k
+        # Redis Cluster: the neighbour lists of different items live in different slots, which one
+        # script may not read: there the lists are read with one pipelined ZREVRANGE each.
+        self.cluster = type(redis).__name__ == "RedisCluster"
+        self.knn_script = None if self.cluster else redis.register_script(KNN_LUA)
+        self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
+
+    async def cohort_lists(self, cohorts: list[str], n: int) -> tuple[list[str], np.ndarray]:
+        """The popular items of the user's cohorts: rank-based scores, summed over the cohorts."""
+        pipe = self.redis.pipeline(transaction=False)
+        for co in cohorts:
+            pipe.execute_command("ZREVRANGE", self.keys.recs_cohort_popular(co), 0, n - 1)
+        merged: dict[str, float] = {}
+        for lst in await pipe.execute():
+            for r, i in enumerate(lst):
+                merged[i] = merged.get(i, 0.0) + 1.0 / (1 + r)
+        return list(merged), np.array(list(merged.values()), dtype=np.float64)
+
+    async def users_lists(self, neighbours: list[tuple[str, float]], decay: float) -> tuple[list[str], np.ndarray]:
+        """What the user's neighbours did lately (ids, scores)."""
+        keys = [self.keys.recs_user_seq(v) for v, _s in neighbours]
+        if self.users_script is not None:
+            flat = await self.users_script(keys=keys, args=[NEIGHBOUR_ITEMS, decay, *[s for _v, s in neighbours]])
+            return flat[0::2], float_array(flat[1::2])
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("LRANGE", key, 0, NEIGHBOUR_ITEMS - 1)
+        merged = users_knn(neighbours, await pipe.execute(), decay)
+        return list(merged), np.array(list(merged.values()), dtype=np.float64)
+
+    async def knn_lists(self, sources: list[str], recent: list[tuple[str, float]],
+                        decay: float) -> dict[str, tuple[list[str], np.ndarray]]:
+        """Per source, the recency kNN over the recent items' neighbour lists (ids, scores)."""
+        factors = [(decay ** r) * w for r, (_item, w) in enumerate(recent)]
+        keys = [self.keys.recs_item_similar(item, src) for src in sources for item, _w in recent]
+        if self.knn_script is not None:
+            flats = await self.knn_script(keys=keys, args=[self.list_k, len(sources), len(recent), *factors])
+            return {src: (flat[0::2], float_array(flat[1::2])) for src, flat in zip(sources, flats, strict=True)}
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("ZREVRANGE", key, 0, self.list_k - 1, "WITHSCORES")
+        lists = await pipe.execute()
+        out = {}
+        for a, src in enumerate(sources):
+            c = Candidates()
+            for r, f in enumerate(factors):
+                c.add(src, *flat_scores(lists[a * len(recent) + r]), factor=f)
+            v, _present = c.scores(src)
+            out[src] = (list(c.index), v)
+        return out
+
+    async def weights_for(self, placement: str, method: str) -> dict[str, float]:
+        raw = await self.redis.hget(self.keys.recs_placement(placement), "weights")
+        return method_weights(raw, placement, method)
+
+    # ------------------------------------------------------------------ the request, in stages
+
+    def first_commands(self, req: Request) -> list[tuple[Any, ...]]:
+        """Round trip (1): the placement, the user's recent items, seen items, model candidates,
+        neighbours and attributes, the trending and popular lists (layout read by ``plan``)."""
+        k, n, uid = self.keys, self.candidates, req.user_id
+        cmds: list[tuple[Any, ...]] = [("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")]
+        if uid:
+            cmds += [("LRANGE", k.recs_user_seq(uid), 0, max(req.recent_n, 1) - 1),
+                     ("ZRANGE", k.recs_user_seen(uid), 0, -1),
+                     ("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES"),
+                     ("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES"),
+                     ("ZREVRANGE", k.recs_user_nbrs(uid), 0, USER_NEIGHBOURS - 1, "WITHSCORES"),
+                     ("HGETALL", k.user_attrs(uid))]  # demographics (cohorts) for the cold start
+        cmds += [("ZREVRANGE", tk, 0, n - 1) for tk in self.trend_keys(req)]
+        cmds.append(("ZREVRANGE", k.recs_popular(), 0, n - 1))
+        return cmds
+
+    def trend_keys(self, req: Request) -> list[str]:
+        cats = req.filters.categories or (frozenset(req.preferred_categories) if req.preferred_categories else None)
+        return [self.keys.recs_trending(c) for c in sorted(cats)] if cats else [self.keys.recs_trending()]
+
+    def plan(self, req: Request, raw: list[Any]) -> Plan:
+        """The replies of round trip (1) -> the candidates known so far and what round trip (2) reads."""
+        n_trend = len(self.trend_keys(req))
+        wraw, model_id, version = raw[0]
+        weights = method_weights(wraw, req.placement, req.method)
+        c = Candidates()
+        pl = Plan(req=req, weights=weights, model=f"{model_id}:{version}" if model_id else "", c=c,
+                  asked=dict(weights))
+        if req.user_id:
+            pl.recent = [seq_item(x) for x in raw[1][: req.recent_n]]
+            pl.seen = raw[2]
+            if weights.get("mf", 0) > 0:
+                c.add("mf", *flat_scores(raw[3]))
+            if req.batch_model and weights.get("ease", 0) > 0:
+                c.add("ease", *flat_scores(raw[4]))
+            if weights.get("users", 0) > 0 and raw[5]:
+                ids, sims = flat_scores(raw[5])
+                pl.neighbours = list(zip(ids, sims.tolist(), strict=True))
+            attrs = raw[6]
+            if weights.get("cohort", 0) > 0 and attrs:
+                pl.cohorts = cohorts_from_hash(attrs if isinstance(attrs, dict) else dict(zip(attrs[0::2], attrs[1::2],
+                                                                                              strict=True)))
+            pos = 7
+        else:
+            pos = 1
+        trend_lists, pl.popular = raw[pos:pos + n_trend], raw[pos + n_trend]
+        if weights.get("trending", 0) > 0:
+            if len(trend_lists) == 1:  # log-scores: rank-based scores (comparable across categories)
+                c.add("trending", trend_lists[0], rank_scores(len(trend_lists[0])))
+            else:
+                trend: dict[str, float] = {}
+                for lst in trend_lists:
+                    for r, i in enumerate(lst):
+                        trend[i] = max(trend.get(i, 0.0), 1.0 / (1 + r))
+                c.add("trending", list(trend), list(trend.values()))
+        if weights.get("popular", 0) > 0:
+            c.add("popular", pl.popular, rank_scores(len(pl.popular)))
+        # the item on screen counts as the newest interaction
+        if req.context_item:
+            pl.recent = [(req.context_item, 2.0), *[r for r in pl.recent if r[0] != req.context_item]]
+        pl.list_sources = [s for s in LIST_SOURCES if weights.get(s, 0) > 0] if pl.recent else []
+        return pl
+
+    def absorb(self, pl: Plan, knn: dict[str, tuple[list[str], np.ndarray]] | None,
+               users: tuple[list[str], np.ndarray] | None, cohort: tuple[list[str], np.ndarray] | None) -> None:
+        """The replies of round trip (2) into the candidates (the EASE source: user-level batch
+        candidates + 0.5 x the recency kNN over the batch model's item lists)."""
+        c = pl.c
+        for src, (ids, scores) in (knn or {}).items():
+            c.add("ease:knn" if src == "ease" else src, ids, scores)
+        if users is not None:
+            c.add("users", *users)
+        if cohort is not None:
+            c.add("cohort", *cohort)
+        if c.has("ease:knn"):
+            if c.has("ease"):
+                b, bp = c.scores("ease")
+                kv, kp = c.scores("ease:knn")
+                merged = normalise_vec(b, bp) + 0.5 * normalise_vec(kv, kp)
+                present = bp | kp
+                idx = np.flatnonzero(present)
+                c.chunks["ease"] = [(idx, merged[idx])]
+            else:
+                c.chunks["ease"] = c.chunks["ease:knn"]
+            del c.chunks["ease:knn"]
+
+    async def second(self, pl: Plan) -> None:
+        """Round trip (2): the kNN script over the recent items' neighbour lists and, when weighed and
+        known, "users like you" and the cohorts' lists (concurrently)."""
+        req = pl.req
+        calls = []
+        if pl.list_sources:
+            calls.append(self.knn_lists(pl.list_sources, pl.recent, req.recent_decay))
+        if pl.neighbours:
+            calls.append(self.users_lists(pl.neighbours, req.recent_decay))
+        if pl.cohorts:
+            calls.append(self.cohort_lists(pl.cohorts, self.candidates))
+        done = await asyncio.gather(*calls) if len(calls) > 1 else [await calls[0]] if calls else []
+        self.absorb(pl, done.pop(0) if pl.list_sources else None, done.pop(0) if pl.neighbours else None,
+                    done.pop(0) if pl.cohorts else None)
+
+    def queue_second(self, pipe: Any, pl: Plan) -> None:
+        """Round trip (2) queued on a pipeline (the stream's batch: streams/usercands.py), scripts only
+        (no Redis Cluster); ``absorb_queued`` reads the replies in the same order."""
+        req = pl.req
+        if pl.list_sources:
+            factors = [(req.recent_decay ** r) * w for r, (_item, w) in enumerate(pl.recent)]
+            keys = [self.keys.recs_item_similar(item, src) for src in pl.list_sources for item, _w in pl.recent]
+            pipe.evalsha(self.knn_script.sha, len(keys), *keys,  # type: ignore[union-attr]
+                         self.list_k, len(pl.list_sources), len(pl.recent), *factors)
+            pipe.scripts.add(self.knn_script)
+        if pl.neighbours:
+            keys = [self.keys.recs_user_seq(v) for v, _s in pl.neighbours]
+            pipe.evalsha(self.users_script.sha, len(keys), *keys,  # type: ignore[union-attr]
+                         NEIGHBOUR_ITEMS, req.recent_decay, *[s for _v, s in pl.neighbours])
+            pipe.scripts.add(self.users_script)
+        for co in pl.cohorts:
+            pipe.execute_command("ZREVRANGE", self.keys.recs_cohort_popular(co), 0, self.candidates - 1)
+
+    def absorb_queued(self, pl: Plan, replies: list[Any]) -> None:
+        pos = 0
+        knn = users = cohort = None
+        if pl.list_sources:
+            knn = {src: (flat[0::2], float_array(flat[1::2]))
+                   for src, flat in zip(pl.list_sources, replies[pos], strict=True)}
+            pos += 1
+        if pl.neighbours:
+            users = (replies[pos][0::2], float_array(replies[pos][1::2]))
+            pos += 1
+        if pl.cohorts:
+            merged: dict[str, float] = {}
+            for lst in replies[pos:pos + len(pl.cohorts)]:
+                for r, i in enumerate(lst):
+                    merged[i] = merged.get(i, 0.0) + 1.0 / (1 + r)
+            cohort = (list(merged), np.array(list(merged.values()), dtype=np.float64))
+        self.absorb(pl, knn, users, cohort)
+
+    def queued_replies(self, pl: Plan) -> int:
+        return int(bool(pl.list_sources)) + int(bool(pl.neighbours)) + len(pl.cohorts)
+
+    def choose(self, pl: Plan) -> Pool:
+        """Blend, drop the id filters and seen items, and keep the pool of the best candidates."""
+        req, c, weights = pl.req, pl.c, pl.weights
+        personal = any(c.has(s) for s in ("cooc", "ease", "mf", "content", "bought", "users"))
+        strategy = req.method if personal else f"{req.method}:cold_start"
+        if not any(c.has(s) for s in weights if weights[s] > 0):
+            c = pl.c = Candidates()
+            c.add("popular", pl.popular, rank_scores(len(pl.popular)))
+            weights = pl.weights = {"popular": 1.0}
+        total, masks = c.blend(weights)
+        pool = Pool(ids=[], scores=np.zeros(0), masks=masks, strategy=strategy, weights=weights, model=pl.model,
+                    index=c.index, asked=pl.asked)
+        if not masks:
+            return pool
+        mask = np.logical_or.reduce(list(masks.values()))
+        f = req.filters
+        index = c.index
+        drop = [index[i] for i in f.exclude_ids if i in index]  # id filters before the pool: no wasted slot
+        if f.exclude_seen:
+            drop += [index[i] for i in pl.seen if i in index]
+        mask[drop] = False
+        if f.include_ids is not None:
+            allow = np.zeros_like(mask)
+            allow[[c.index[i] for i in f.include_ids if i in c.index]] = True
+            mask &= allow
+        pool_idx = pick_pool(total, mask, pool_size(req.limit))
+        pool.ids = [c.ids[j] for j in pool_idx]
+        pool.scores = total[pool_idx]
+        return pool
+
+    async def finish(self, req: Request, pool: Pool) -> Result:
+        """Round trip (3): the pool's filter records, best first: ONE HMGET of a first chunk, enough when
+        the filters drop little; the rest of the pool only when they drop more (or boosts/diversity
+        need it all)."""
+        f, k = req.filters, self.keys
+        if not pool.ids:
+            return Result(items=[], strategy=pool.strategy, weights=pool.weights, model=pool.model)
+        ids_all, pool_scores = pool.ids, pool.scores
+        whole = needs_whole_pool(req)
+        first = len(ids_all) if whole else max(3 * req.limit, 30)
+        head = np.arange(len(ids_all))
+        if first < len(ids_all):  # the head of the order (-score, id): every item scoring >= the first-th best
+            threshold = np.partition(pool_scores, len(ids_all) - first)[len(ids_all) - first]
+            head = np.flatnonzero(pool_scores >= threshold)
+        best = sorted(zip([ids_all[j] for j in head], pool_scores[head].tolist(), strict=True),
+                      key=lambda t: (-t[1], t[0]))
+        ids, scores = [i for i, _ in best], [x for _, x in best]
+        records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
+        ranked = rank_pool(ids, scores, records, set(), f, req.diversity, req.limit)
+        if len(ranked) < req.limit and len(ids_all) > len(ids):  # the filters dropped many: the whole pool
+            rest = sorted(set(range(len(ids_all))) - set(head.tolist()))
+            more = sorted(zip([ids_all[j] for j in rest], pool_scores[rest].tolist(), strict=True),
+                          key=lambda t: (-t[1], t[0]))
+            records += await self.redis.execute_command("HMGET", k.recs_item_filters(), *[i for i, _ in more])
+            ranked = rank_pool(ids + [i for i, _ in more], scores + [x for _, x in more], records, set(), f,
+                               req.diversity, req.limit)
+        names = [s for s in SOURCES if s in pool.masks]
+        items = [(i, s, [name for name in names if pool.masks[name][pool.index[i]]]) for i, s in ranked]
+        return Result(items=items, strategy=pool.strategy, weights=pool.weights, model=pool.model)
+
+    async def compute(self, req: Request) -> Result:
+        """The whole ranking from the state: three round trips (see the module docstring)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for cmd in self.first_commands(req):
+            pipe.execute_command(*cmd)
+        pl = self.plan(req, await pipe.execute())
+        await self.second(pl)
+        return await self.finish(req, self.choose(pl))
+

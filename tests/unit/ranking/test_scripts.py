@@ -1,0 +1,24 @@
+"""The Lua scripts (aura/ranking/scripts.py) against the formats they read, as contract checks: the pool
+fields and separator the pool-read script spells (aura/state/pools.py), the filter record prefix the
+similar-items script keeps (aura/state/catalog.py)."""
+
+from __future__ import annotations
+
+import re
+
+from aura.ranking.scripts import CANDS_LUA, SIMILAR_LUA
+from aura.state.catalog import filter_record
+from aura.state.pools import CANDS_FIELDS, CANDS_REST, CANDS_SEP
+
+
+def test_the_pool_read_script_reads_the_pool_format():
+    hmgets = re.findall(r"HMGET', KEYS\[2\], ([^)]*)\)", CANDS_LUA)
+    fields = [tuple(f.strip().strip("'") for f in args.split(",")) for args in hmgets]
+    assert fields == [CANDS_FIELDS, CANDS_REST]
+    assert "HSTRLEN', KEYS[2], '" + CANDS_REST[0] in CANDS_LUA
+    assert ord(CANDS_SEP) == 31 and CANDS_LUA.count("'\\31'") == 3  # Lua's decimal escape of the separator
+
+
+def test_the_similar_script_keeps_available_records():
+    assert "string.sub(r, 1, 2) == '1|'" in SIMILAR_LUA
+    assert filter_record({"stock": 2}).startswith("1|") and filter_record({"stock": 0}).startswith("0|")

@@ -11,23 +11,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from cassandra.cluster import Session
+from cassandra.query import PreparedStatement
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from aura import bootstrap
 from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
-from serving.degrade import REDIS_OUTAGE, Breakers, GuardedSession, PopularCache, guarded_redis, install_handlers
+from serving.breakers import Breakers
+from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis
 from serving.examples import document_examples
+from serving.fallbacks import PopularCache
+from serving.fastpath import FastPath
+from serving.handlers import install_handlers
 from serving.metrics import EdgeMiddleware
 from serving.responses import SECURED_RESPONSES, document_error_contract
+from serving.routes import analytics as analytics_routes
+from serving.routes import bandits as bandit_routes
+from serving.routes import content as content_routes
 from serving.routes import events, profiles, system
-from serving.security import ADMIN, EVENTS, Authenticator, guard
+from serving.routes import experiments as experiment_routes
+from serving.routes import models as model_routes
+from serving.routes import personalization as personalization_routes
+from serving.routes import recommendations as recs_routes
+from serving.security import ADMIN, EVENTS, READ, guard
 from serving.state import ApiState
 
 log = logging.getLogger(__name__)
@@ -42,16 +56,16 @@ TAGS = [
 ]
 
 
-def prepare(session: object) -> dict[str, object]:
+def prepare(session: Session) -> dict[str, PreparedStatement]:
     return {
-        "activity": session.prepare(  # type: ignore[attr-defined]
+        "activity": session.prepare(
             f"SELECT counts, first_seen, last_seen, recent_items, applied_offset FROM {Tables.USER_ACTIVITY} "
             "WHERE user_id = ?"
         ),
     }
 
 
-def connect_cassandra(s: Settings) -> tuple[object | None, dict[str, object]]:
+def connect_cassandra(s: Settings) -> tuple[Session | None, dict[str, PreparedStatement]]:
     try:
         session = bootstrap.cassandra_session(s, request_timeout=2.0, connect_timeout=3.0)
         return session, prepare(session)
@@ -67,7 +81,7 @@ async def _reconnect_cassandra(state: ApiState) -> None:
         session, statements = await asyncio.to_thread(connect_cassandra, state.settings)
         if session is not None:
             state.statements.update(statements)
-            state.cassandra = GuardedSession(session, state.breakers.cassandra)  # type: ignore[union-attr]
+            state.cassandra = GuardedSession(session, state.breakers.cassandra)
             log.warning("Cassandra reachable again; reconnected")
 
 
@@ -76,7 +90,7 @@ POPULAR_KEEP = 200
 
 
 async def _refresh_popular(state: ApiState) -> None:
-    """Keep the last popular list (issue 5's ``recs_popular`` sorted set) for the both-down fallback."""
+    """Keep the last popular list (the ``recs_popular`` sorted set) for the both-down fallback."""
     while True:
         try:
             raw = await state.redis.zrevrange(state.keys.recs_popular(), 0, POPULAR_KEEP - 1, withscores=True)
@@ -92,9 +106,7 @@ def tune_gc(threshold: int) -> None:
     """Fewer collections of the young generation (``threshold`` allocations between them instead of
     Python's 700) and the objects alive after startup frozen out of every collection: a request
     allocates hundreds of short-lived containers, and each full collection walked the whole imported
-    app (docs/api.md, session 6 benchmark: saturation 1.05x, p99 at saturation 88 -> 26 ms)."""
-    import gc
-
+    app (docs/api.md)."""
     if not _gc_frozen:  # once per process (a test process starts many apps; later ones stay collectable)
         gc.collect()
         gc.freeze()
@@ -117,7 +129,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          producer=bootstrap.kafka_producer(s), statements=statements, breakers=breakers,
                          popular=PopularCache(path=s.home / "cache" / f"popular-{s.redis_prefix}.json"))
         state.popular.load()
-        state.auth = Authenticator(state)
         app.state.aura = state
         tasks = [asyncio.create_task(_refresh_popular(state))]
         if s.api_gc_threshold:
@@ -153,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_handlers(app)
     document_error_contract(app)
-    document_examples(app)  # issue 6: an example for every body and answer (serving/examples.py)
+    document_examples(app)  # an example for every body and answer (serving/examples.py)
     secured: dict[str, Any] = {"responses": SECURED_RESPONSES}
 
     app.include_router(system.router, prefix=API_PREFIX)  # /v1/health: open
@@ -166,27 +177,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
     app.include_router(events.router, prefix=API_PREFIX,
                        dependencies=[guard(write=EVENTS, overrides={"/catalog/items": ADMIN})], **secured)
-    # issue 4: segment members and analytics (read scope)
-    from serving.routes import analytics as analytics_routes
-
+    # segment members and analytics (read scope)
     app.include_router(profiles.segments_router, prefix=API_PREFIX, dependencies=[guard()], **secured)
     app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=[guard()], **secured)
-    # issue 5: recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
-    from serving.routes import content as content_routes
-    from serving.routes import models as model_routes
-    from serving.routes import recommendations as recs_routes
-    from serving.security import READ
-
+    # recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
     app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=[guard(write=EVENTS, overrides={
         "POST /recommendations/generate": READ})], **secured)
     app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN)], **secured)
     app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /models/{model_id}/predict": READ})], **secured)
-    # issue 7: decisions. Configuration writes: admin; evaluating, assigning and choosing: read.
-    from serving.routes import bandits as bandit_routes
-    from serving.routes import experiments as experiment_routes
-    from serving.routes import personalization as personalization_routes
-
+    # decisions. Configuration writes: admin; evaluating, assigning and choosing: read.
     app.include_router(personalization_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /personalization/evaluate": READ})], **secured)
     app.include_router(experiment_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
@@ -194,10 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(bandit_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
 
-    if s.api_fast_path:  # hot GET routes without routing/DI; inside CORS and the edge metrics (issue 6)
-        from serving.fastpath import FastPath
-
-        app.add_middleware(FastPath)
+    app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
     if s.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=s.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

@@ -1,4 +1,4 @@
-"""Automatic pipelining of the API's Redis commands (issue 6): the commands that concurrent requests
+"""Automatic pipelining of the API's Redis commands: the commands that concurrent requests
 send in the same turn of the event loop go to Redis as ONE pipeline.
 
 Owns the per-process queue of commands waiting for their batch. A command sent on its own costs
@@ -8,7 +8,7 @@ docs/api.md). Under load a worker has tens of requests in flight, each waiting o
 coalescing them cuts the client's share of a request and Redis' own per-call overhead (fewer reads
 and writes). At low load nothing waits: the batch is flushed by ``loop.call_soon``, after the
 callbacks already ready in this turn (the other requests' steps), and a batch of one is sent as a
-plain command, exactly as before.
+plain command.
 
 Each command keeps its own answer: the pipeline runs with ``raise_on_error=False``, parses every reply
 with the command's own callbacks and options (redis-py's ``parse_response``), and a command's error

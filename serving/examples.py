@@ -7,7 +7,7 @@ document (media-type ``example`` / ``examples``) when FastAPI builds it, and giv
 answer without a body schema the ``ErrorBody`` schema and an example. Typed routes may carry their
 own examples instead (``json_schema_extra`` on the model, as the system routes do); both count.
 
-``tests/unit/test_openapi_examples.py`` walks the document and fails when a route's JSON body or 2xx
+``tests/unit/serving/test_examples.py`` walks the document and fails when a route's JSON body or 2xx
 answer has no example, and checks every example here against the route's own models, so a new
 route, or a model change that invalidates an example, fails the suite.
 """

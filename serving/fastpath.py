@@ -1,5 +1,5 @@
 """The ASGI fast path: the hottest GET routes answered without FastAPI's routing, dependency
-injection and exception middleware (issue 6). Owns no state beyond its route table, built once
+injection and exception middleware. Owns no state beyond its route table, built once
 from the app's own routes on the first request.
 
 A pure-ASGI middleware placed inside the edge middleware (metrics, 413) and CORS, so both still
@@ -20,8 +20,8 @@ would try first), it runs the route's own pieces directly:
 
 Everything else (other paths and methods, routes with dependencies the fast path does not know,
 ``dependency_overrides`` set, a ``root_path``) falls through to the FastAPI app unchanged; the
-routes stay declared there, so the OpenAPI document does not change. ``AURA_API_FAST_PATH=false``
-turns it off. ``tests/integration/test_fastpath.py`` proves the answers equal to FastAPI's.
+routes stay declared there, so the OpenAPI document does not change.
+``tests/integration/test_fastpath.py`` proves the answers equal to FastAPI's.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from serving.deps import get_state
+from serving.routes import profiles
+from serving.routes import recommendations as recs
 from serving.security import authorize, presented_token, required_scope
+from serving.state import ApiState
 
 log = logging.getLogger(__name__)
 QUERY_MEMO_MAX = 1024  # distinct query strings remembered per route (then forgotten all at once)
@@ -51,9 +54,6 @@ QUERY_MEMO_MAX = 1024  # distinct query strings remembered per route (then forgo
 
 def hot_endpoints() -> list[Callable[..., Any]]:
     """The storefront reads served by the fast path (by endpoint function, so prefixes may move)."""
-    from serving.routes import profiles
-    from serving.routes import recommendations as recs
-
     return [profiles.get_activity, profiles.get_profile, recs.for_user, recs.similar, recs.also_bought,
             recs.trending]
 
@@ -207,7 +207,7 @@ class FastPath:
         await response(scope, receive, send)
 
     @staticmethod
-    async def answer(hot: HotRoute, request: Request, state: Any, path_params: dict[str, Any]) -> Response:
+    async def answer(hot: HotRoute, request: Request, state: ApiState, path_params: dict[str, Any]) -> Response:
         """What the route's FastAPI handler answers, in the same order: auth (the guard is the first
         dependency), then parameter validation, then the endpoint and its response model."""
         route = hot.route

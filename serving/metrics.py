@@ -14,13 +14,16 @@ so, else (chunked) by counting while the app reads and cutting the stream when i
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+from aura.settings import Settings
 
 REQUEST_LATENCY = Histogram(
     "aura_http_request_duration_seconds", "API request latency by route template",
@@ -70,8 +73,6 @@ def exposition(state: Any) -> bytes:
     for name, breaker in state.breakers.all().items():
         BREAKER_OPEN.labels(name).set(1 if breaker.opened_at is not None else 0)
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(StreamCounters())
@@ -79,10 +80,8 @@ def exposition(state: Any) -> bytes:
     return generate_latest(REGISTRY)
 
 
-def prepare_multiprocess_dir(s: Any) -> Path:
+def prepare_multiprocess_dir(s: Settings) -> Path:
     """An empty directory for prometheus-client's multiprocess mode (``aura api --workers N``)."""
-    import shutil
-
     path = Path(s.home) / "run" / f"prometheus-{s.api_port}-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)

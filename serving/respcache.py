@@ -1,4 +1,4 @@
-"""The API's response micro-cache (issue 6): the rendered JSON of item-keyed reads (similar items,
+"""The API's response micro-cache: the rendered JSON of item-keyed reads (similar items,
 customers also bought, content-similar items), kept per API worker process for ``api_cache_ms``.
 
 Storefronts ask for the same popular items' lists over and over, and those lists only change when the
@@ -29,7 +29,7 @@ from typing import Any
 from fastapi import Response
 from pydantic import BaseModel
 
-from serving.degrade import DEGRADED_HEADER
+from serving.fallbacks import DEGRADED_HEADER
 from serving.metrics import CACHE
 
 CACHE_HEADER = "X-Aura-Cache"

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from serving.degrade import DependencyUnavailable
+from serving.breakers import DependencyUnavailable
 
 
 class ErrorBody(BaseModel):

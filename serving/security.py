@@ -25,14 +25,18 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
+from cassandra.query import PreparedStatement
 from fastapi import Depends, HTTPException, Request, Security, params
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from aura.apikeys import ADMIN, EVENTS, READ, UNKNOWN_HASH, KeyRecord, covers, parse_token, token_hash
+from aura.apikeys import ADMIN, EVENTS, READ, SELECT_CQL, UNKNOWN_HASH, KeyRecord, covers, parse_token, token_hash
 from aura.bootstrap import cassandra_execute
-from serving.degrade import REDIS_OUTAGE, DependencyUnavailable, cassandra_outage_errors
+from aura.layout import RedisKeys
+from aura.settings import Settings
+from serving.breakers import DependencyUnavailable
+from serving.clients import CASSANDRA_OUTAGE, REDIS_OUTAGE, GuardedRedis, GuardedSession
 from serving.ratelimit import AUTH_AND_LIMIT_LUA, MAX_LEASE, LocalGcra, retry_after_header
 
 log = logging.getLogger(__name__)
@@ -73,15 +77,25 @@ class _Known:
     denied_until: float = 0.0  # monotonic; Redis refused the key until then (429 without a round trip)
 
 
+class KeyStores(Protocol):
+    """What the authenticator reads from the process's state (``serving/state.py``'s ``ApiState``):
+    the stores as they are now (the Cassandra session appears once it is reachable)."""
+
+    settings: Settings
+    keys: RedisKeys
+    redis: GuardedRedis
+    cassandra: GuardedSession | None
+
+
 class Authenticator:
     """Validates tokens and applies rate limits; one per API process (in ``ApiState``)."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: KeyStores) -> None:
         self.state = state
         self.script = state.redis.register_script(AUTH_AND_LIMIT_LUA)
         self.known: dict[str, _Known] = {}
         self.local_limit = LocalGcra()
-        self._select: Any = None
+        self._select: PreparedStatement | None = None
 
     async def _load(self, key_id: str) -> KeyRecord | None:
         """The key's row from Cassandra; raises DependencyUnavailable when Cassandra cannot answer."""
@@ -90,11 +104,9 @@ class Authenticator:
             raise DependencyUnavailable("cassandra", "API key store unavailable; retry shortly")
         try:
             if self._select is None:
-                from aura.apikeys import SELECT_CQL
-
                 self._select = st.cassandra.prepare(SELECT_CQL)
             rows = await cassandra_execute(st.cassandra, self._select.bind((key_id,)), timeout=1.0)
-        except (DependencyUnavailable, *cassandra_outage_errors()) as exc:
+        except (DependencyUnavailable, *CASSANDRA_OUTAGE) as exc:
             raise DependencyUnavailable("cassandra", "API key store unavailable; retry shortly") from exc
         row = rows[0] if rows else None
         return KeyRecord.from_row(row, st.settings) if row is not None else None
@@ -213,7 +225,14 @@ async def enforce(request: Request, required: str, token: str | None) -> Princip
     return await authorize(request.app.state.aura, request.scope, required, token)
 
 
-async def authorize(state: Any, scope: dict[str, Any], required: str, token: str | None) -> Principal:
+class Secured(Protocol):
+    """What ``authorize`` reads from the process's state."""
+
+    settings: Settings
+    auth: Authenticator
+
+
+async def authorize(state: Secured, scope: dict[str, Any], required: str, token: str | None) -> Principal:
     """``enforce`` without a Request (also used by the ASGI fast path, serving/fastpath.py)."""
     if not state.settings.auth_enabled:
         return ANONYMOUS

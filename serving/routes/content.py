@@ -16,8 +16,9 @@ from aura import layout
 from schemas.codec import DecodeError, codec
 from schemas.events import InvalidEvent, validate_catalog
 from serving.deps import State
+from serving.ingest import IngestError, as_millis, produce_acknowledged
 from serving.respcache import cached_json
-from serving.routes.events import ItemIn, _millis
+from serving.routes.events import ItemIn
 from serving.routes.recommendations import (
     ContextIn,
     FiltersIn,
@@ -43,8 +44,6 @@ class Written(BaseModel):
 
 
 async def produce_catalog(state: Any, item_id: str, event_type: str, item: dict[str, Any] | None) -> Written:
-    from serving.routes.events import IngestError, produce_acknowledged
-
     now = int(time.time() * 1000)
     event = {"event_id": str(uuid.uuid4()), "event_type": event_type, "item_id": item_id, "event_time": now,
              "receive_time": now, "item": item}
@@ -66,7 +65,7 @@ async def produce_catalog(state: Any, item_id: str, event_type: str, item: dict[
 
 @router.put("/{item_id}", response_model=Written, status_code=202, summary="Create or replace an item")
 async def upsert(state: State, item: ItemIn, item_id: str = ItemPath) -> Written:
-    doc = {k: _millis(v) for k, v in item.model_dump().items()}
+    doc = {k: as_millis(v) for k, v in item.model_dump().items()}
     return await produce_catalog(state, item_id, "upsert", doc)
 
 

@@ -23,8 +23,10 @@ from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
 from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
-from serving.degrade import STALE_POPULAR, outage_exceptions, stale_popular
 from serving.deps import State
+from serving.fallbacks import STALE_POPULAR, stale_popular
+from serving.handlers import outage_exceptions
+from serving.ingest import IngestError, produce_acknowledged
 from serving.respcache import cached_json
 from streams import trending as trending_math
 
@@ -252,8 +254,6 @@ class Tracked(BaseModel):
 
 
 async def produce_behavior(state: Any, event: dict[str, Any]) -> str:
-    from serving.routes.events import IngestError, produce_acknowledged
-
     now = int(time.time() * 1000)
     event.setdefault("event_id", str(uuid.uuid4()))
     event.setdefault("event_time", now)

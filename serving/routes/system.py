@@ -1,53 +1,27 @@
 """System routes: health of each dependency (open), stats (admin), Prometheus metrics.
 
-Owns no state; reads the breakers and counters the process keeps (``serving/degrade.py``,
-``serving/metrics.py``) and the stream's counters in Redis.
+Owns no state; reads the dependencies' health (``serving/health.py``), the breakers and counters
+the process keeps (``serving/breakers.py``, ``serving/metrics.py``) and the stream's counters in Redis.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from aura.bootstrap import cassandra_execute
 from serving import metrics
-from serving.degrade import REDIS_OUTAGE
+from serving.clients import REDIS_OUTAGE
 from serving.deps import State
+from serving.health import Health, check, memoized
 
 router = APIRouter(tags=["system"])  # open: health checks come from load balancers without keys
 ops_router = APIRouter(tags=["system"])  # admin: operational detail
 metrics_router = APIRouter(tags=["system"])  # open or admin (Settings.metrics_public)
-
-
-class Dependency(BaseModel):
-    ok: bool
-    latency_ms: float | None = None
-    error: str | None = None
-
-
-class Health(BaseModel):
-    status: Literal["ok", "degraded", "down"]
-    dependencies: dict[str, Dependency]
-
-    model_config = {"json_schema_extra": {"examples": [{
-        "status": "degraded",
-        "dependencies": {"redis": {"ok": False, "error": "ConnectionError: Error 111 connecting to 127.0.0.1:6379"},
-                         "cassandra": {"ok": True, "latency_ms": 1.2}, "kafka": {"ok": True, "latency_ms": 0.8}}}]}}
-
-
-async def _timed(check: Any) -> Dependency:
-    started = time.perf_counter()
-    try:
-        await asyncio.wait_for(check(), timeout=2.0)
-    except Exception as exc:  # noqa: BLE001 - a failing dependency is reported, not raised
-        return Dependency(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
-    return Dependency(ok=True, latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
 
 @router.get("/health", response_model=Health, summary="Status of the API and each dependency",
@@ -56,40 +30,11 @@ async def _timed(check: Any) -> Dependency:
             responses={503: {"model": Health, "description": "One or more dependencies are down"}})
 async def health(state: State, response: Response) -> Health:
     """Load balancers probe often: one round of dependency checks per ``health_cache_s`` per process."""
-    cache, max_age = state.health, state.settings.health_cache_s
-    hit = cache.get("last")
-    if hit is None or time.monotonic() - hit[0] >= max_age:
-        async with cache.setdefault("lock", asyncio.Lock()):
-            hit = cache.get("last")
-            if hit is None or time.monotonic() - hit[0] >= max_age:
-                hit = cache["last"] = (time.monotonic(), await _check(state))
-    result = hit[1]
+    result = await memoized(state.health, state.settings.health_cache_s,
+                            lambda: check(state.redis, state.cassandra, state.producer))
     if result.status != "ok":
         response.status_code = 503
     return result
-
-
-async def _check(state: Any) -> Health:
-    async def redis() -> None:
-        await state.redis.ping()
-
-    async def cassandra() -> None:
-        if state.cassandra is None:
-            raise ConnectionError("not connected")
-        await cassandra_execute(state.cassandra, "SELECT release_version FROM system.local", timeout=1.5)
-
-    async def kafka() -> None:
-        if state.producer is None:
-            raise ConnectionError("no producer")
-        md = await asyncio.to_thread(state.producer.list_topics, timeout=1.5)
-        if not md.brokers:
-            raise ConnectionError("no brokers in metadata")
-
-    checks = dict(zip(("redis", "cassandra", "kafka"),
-                      await asyncio.gather(_timed(redis), _timed(cassandra), _timed(kafka)), strict=True))
-    healthy = sum(d.ok for d in checks.values())
-    status = "ok" if healthy == len(checks) else ("down" if healthy == 0 else "degraded")
-    return Health(status=status, dependencies=checks)
 
 
 class BreakerStats(BaseModel):

@@ -1,7 +1,8 @@
-"""The response micro-cache of item-keyed reads (serving/respcache.py) against real Redis, with the
-fast path on and off (one implementation): an item's similar list is served from the cache until the
-TTL after the stream changed it, then the new list; the same parameters (the default ``limit`` spelled
-or not) hit; a caller without a key, without the scope or over its rate never gets the cached body."""
+"""The response micro-cache of item-keyed reads (serving/respcache.py) against real Redis, with the fast
+path and under FastAPI's own routing (one implementation): an item's similar list is served from the
+cache until the TTL after the stream changed it, then the new list; the same parameters (the default
+``limit`` spelled or not) hit; a caller without a key, without the scope or over its rate never gets the
+cached body."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from aura.layout import RedisKeys
 from serving.app import create_app
 from serving.respcache import ResponseCache
+from tests.integration.test_fastpath import fastapi_only
 
 pytestmark = [pytest.mark.integration]
 
@@ -43,8 +45,8 @@ def test_cached_until_the_ttl_then_the_new_list(isolated, redis_client, api_key,
     redis_client.zadd(k.recs_item_bought("i1"), {"x": 1.0})  # (raw counts: not read by the route)
     redis_client.zadd(k.recs_item_similar("i1", "bought"), {"i4": 2.0})
     read = {"X-API-Key": api_key("read")}
-    s = isolated.model_copy(update={"api_fast_path": fast, "api_cache_ms": 2000})
-    with TestClient(create_app(s)) as c:
+    s = isolated.model_copy(update={"api_cache_ms": 2000})
+    with TestClient(create_app(s) if fast else fastapi_only(create_app(s))) as c:
         clock = Clock()
         c.app.state.aura.response_cache = ResponseCache(2000, 100, clock=clock)
         hits = cache_count(c, "similar", "hit")
@@ -76,8 +78,8 @@ def test_callers_who_may_not_read_never_get_the_cached_body(isolated, redis_clie
     k = RedisKeys(isolated.redis_prefix)
     redis_client.zadd(k.recs_item_similar("i1", "cooc"), {"i2": 3.0, "i3": 1.0})
     read, events, slow = api_key("read"), api_key("events"), api_key("read", rate=0.001, burst=1)
-    s = isolated.model_copy(update={"api_fast_path": fast, "api_cache_ms": 60_000})
-    with TestClient(create_app(s)) as c:
+    s = isolated.model_copy(update={"api_cache_ms": 60_000})
+    with TestClient(create_app(s) if fast else fastapi_only(create_app(s))) as c:
         c.app.state.aura.response_cache = ResponseCache(60_000, 100, clock=Clock())
         path = "/v1/recommendations/similar/i1"
         cached = c.get(path, headers={"X-API-Key": read})

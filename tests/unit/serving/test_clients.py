@@ -1,4 +1,4 @@
-"""The API's Redis connection packs commands with hiredis (serving/degrade.PackedConnection): the
+"""The API's Redis connection packs commands with hiredis (serving/clients.PackedConnection): the
 bytes on the wire must be exactly redis-py's own (Python) packing, for every argument type the API
 sends, and refusals must stay refusals."""
 
@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import DataError
 
-from serving.degrade import PackedConnection, connection_class
+from serving.clients import PackedConnection, connection_class
 
 CASES = [
     ("GET", "bench:{u1}:state"),

@@ -12,7 +12,7 @@ import pytest
 from fastapi import Response
 from pydantic import BaseModel
 
-from serving.degrade import mark_degraded
+from serving.fallbacks import mark_degraded
 from serving.respcache import ResponseCache, cache_key, cached_json
 
 

@@ -1,20 +1,19 @@
-"""HTTP ingest parsing (pure): request bodies -> framed records, or 422/413 with field-level errors."""
+"""HTTP ingest parsing (serving/ingest.py, pure): request bodies -> framed records, or 422/413 with
+field-level errors; the request models (serving/routes/events.py) carry exactly the Avro records' fields."""
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import orjson
 import pytest
 
-from schemas.codec import codec
-from serving.routes.events import (
-    BehaviorEventIn,
-    CatalogItemIn,
-    IdentityEventIn,
-    IngestError,
-    parse_events,
-)
+from schemas.codec import AVRO_DIR, codec
+from serving.ingest import IngestError, parse_events
+from serving.routes import events as models
+from serving.routes.events import BehaviorEventIn, CatalogItemIn, IdentityEventIn
 
 NOW = int(time.time() * 1000)
 
@@ -109,3 +108,35 @@ def test_identity_and_catalog_models():
     assert key == b"sku-1" and codec("catalog_item").decode(value)["item"]["price"] == 9.5
     no_state = {**item, "item": None}
     assert error(no_state, model=CatalogItemIn, schema="catalog_item").detail[0]["loc"] == ["body", "item"]
+
+
+def avro_records(node: Any, out: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every record of an Avro schema (nested ones too): name -> its field names, in order."""
+    if isinstance(node, list):
+        for branch in node:
+            avro_records(branch, out)
+    elif isinstance(node, dict):
+        if node.get("type") == "record":
+            out[node["name"]] = [f["name"] for f in node["fields"]]
+            for f in node["fields"]:
+                avro_records(f["type"], out)
+        else:
+            avro_records(node.get("items"), out)
+            avro_records(node.get("values"), out)
+    return out
+
+
+@pytest.mark.parametrize("schema, pairs", [
+    ("behavior_event", {"BehaviorEvent": models.BehaviorEventIn, "EventContext": models.Context,
+                        "Order": models.Order, "LineItem": models.LineItem}),
+    ("identity_event", {"IdentityEvent": models.IdentityEventIn, "Preferences": models.Preferences,
+                        "EventContext": models.Context}),
+    ("catalog_item", {"CatalogItemEvent": models.CatalogItemIn, "Item": models.ItemIn}),
+])
+def test_request_models_have_the_avro_records_fields(schema, pairs):
+    """The Avro schema is the one definition of an event's fields; the HTTP models add types and limits
+    (receive_time is set by the API, never sent by clients)."""
+    records = avro_records(json.loads((AVRO_DIR / f"{schema}.avsc").read_text()), {})
+    for record, model in pairs.items():
+        want = [f for f in records[record] if f != "receive_time"]
+        assert list(model.model_fields) == want, record

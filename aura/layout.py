@@ -34,7 +34,7 @@ DEADLETTER = TopicSpec("deadletter", key="source key", retention_ms=14 * 24 * 36
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (BEHAVIOR, IDENTITY, CATALOG, DECISIONS, DEADLETTER)
 
-# Aggregates that analysts read (streams/aggregates.py; records in schemas/avro/agg_*.avsc; docs/state.md).
+# Aggregates that analysts read (streams/aggregates.py; records in schemas/avro/agg_*.avsc; docs/analytics.md).
 # Compacted: each key (window + dimension) carries the latest absolute value, so a re-publish is harmless.
 AGG_METRICS_MINUTE = TopicSpec("agg.minute_metrics", key="window_start|dimension|value", compacted=True)
 AGG_ITEMS_DAILY = TopicSpec("agg.item_daily", key="day|item_id", compacted=True)
@@ -43,9 +43,6 @@ AGG_REVENUE = TopicSpec("agg.revenue", key="window_start|currency|experiment|var
 AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FUNNEL, AGG_REVENUE)
 ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS)
 
-# Recommenders (issue 5): item-keyed signals repartitioned from the user-keyed behavior stream.
-ITEM_SIGNALS = TopicSpec("internal.by_item", key="CRC32(item id) mod partitions")
-ALL_TOPICS += (ITEM_SIGNALS,)
 
 
 def topic(settings: Settings, spec: TopicSpec) -> str:
@@ -174,7 +171,7 @@ class RedisKeys:
         """Sorted set: "grain:start" buckets changed recently (score: wall ms), for aggregate publishing."""
         return f"{self.prefix}:an:touched"
 
-    # --- recommenders (issue 5; owner: streams/cooccurrence.py, streams/catalog.py, jobs/) -----
+    # --- recommenders (owners: streams/usersignals.py, streams/itemsignals.py, streams/catalog.py, jobs/) -----
 
     def recs_user_state(self, user_id: str) -> str:
         """Hash: the recommender fence (``_off``), MF user factors (``mf``) of one user."""
@@ -203,13 +200,13 @@ class RedisKeys:
 
     def recs_user_cands(self, user_id: str, placement: str) -> str:
         """Hash: the user's hybrid candidate pool for one placement, ranked by the stream after each of
-        the user's batches (owner streams/usercands.py; read by serving/recommend.py): ``weights``,
+        the user's batches (owner streams/usercands.py; read by aura/ranking/reader.py): ``weights``,
         ``strategy``, ``ids`` (best first), ``scores``, ``sources``, the fence ``off``, ``time``; expires."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:cands:{placement}"
 
     def recs_cands_wanted(self) -> str:
         """Sorted set: ``"<placement>\\x1f<user>"`` -> time (ms) of the user's last hybrid request that
-        found no usable pool (pools on demand: written by the API, serving/recommend.py ``CANDS_LUA``;
+        found no usable pool (pools on demand: written by the API, aura/ranking/scripts.py ``CANDS_LUA``;
         drained and trimmed to ``recs_user_cands_wanted_s`` by streams/usercands.py; bounded to
         ``recs_user_cands_wanted_max`` members, oldest dropped). One slot (hash tag ``{recs-cands}``)."""
         return f"{self.prefix}:recs:{{recs-cands}}:wanted"
@@ -260,7 +257,7 @@ class RedisKeys:
         """Hash: item -> compact filter record ``"<available 0|1>|<price or empty>|<cat>\\x1f<cat>..."``,
         ``"-"`` for a deleted item (streams/itemfilters.py). One shared key, so the API reads the
         attributes of a few hundred candidates with ONE HMGET; in Redis Cluster it lives in one slot
-        (hash tag ``{recs-filters}``): read-mostly, a few tens of bytes per item (see docs/recommenders.md)."""
+        (hash tag ``{recs-filters}``): read-mostly, a few tens of bytes per item (see docs/recommendations.md)."""
         return f"{self.prefix}:recs:catalog:{{recs-filters}}"
 
     def recs_catalog_ids(self) -> str:
@@ -292,7 +289,7 @@ class RedisKeys:
         """Hash: the active model version and blend weights of one placement."""
         return f"{self.prefix}:recs:placement:{placement}"
 
-    # --- decisions (issue 7; owner: serving/routes/{personalization,experiments,bandits}.py for the
+    # --- decisions (owner: serving/routes/{personalization,experiments,bandits}.py for the
     # configuration caches, streams/experiments.py and streams/bandits.py for the learned state) ------
 
     def config_version(self, kind: str) -> str:
@@ -348,15 +345,15 @@ class Tables:
     USER_PROFILE = "user_profile"
     SEGMENT_MEMBERS = "segment_members"
     ANALYTICS_COUNTERS = "analytics_counters"
-    CATALOG_ITEMS = "catalog_items"  # issue 5: items and content (owner streams/catalog.py)
-    INTERACTIONS = "interactions"  # issue 5: raw implicit interactions, the batch jobs' history
-    MODELS = "models"  # issue 5: model registry (owner aura/models.py)
-    MODEL_PLACEMENTS = "model_placements"  # issue 5: active model version per placement
-    PERSONALIZATION_RULES = "personalization_rules"  # issue 7: rule definitions (JSON documents)
-    EXPERIMENTS = "experiments"  # issue 7: experiment definitions and lifecycle
-    EXPERIMENT_RESULTS = "experiment_results"  # issue 7: durable copy of the streamed tallies
-    BANDITS = "bandits"  # issue 7: bandit configuration (policy, arms, rewards)
-    BANDIT_STATE = "bandit_state"  # issue 7: durable snapshots of the learned arm state
+    CATALOG_ITEMS = "catalog_items"  # items and content (owner streams/catalog.py)
+    INTERACTIONS = "interactions"  # raw implicit interactions, the batch jobs' history
+    MODELS = "models"  # model registry (owner aura/models/registry.py)
+    MODEL_PLACEMENTS = "model_placements"  # active model version per placement
+    PERSONALIZATION_RULES = "personalization_rules"  # rule definitions (JSON documents)
+    EXPERIMENTS = "experiments"  # experiment definitions and lifecycle
+    EXPERIMENT_RESULTS = "experiment_results"  # durable copy of the streamed tallies
+    BANDITS = "bandits"  # bandit configuration (policy, arms, rewards)
+    BANDIT_STATE = "bandit_state"  # durable snapshots of the learned arm state
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

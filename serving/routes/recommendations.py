@@ -18,13 +18,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from aura import layout
+from aura.state import trending as trending_math
 from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
 from serving.degrade import STALE_POPULAR, outage_exceptions, stale_popular
 from serving.deps import State
 from serving.recommend import METHODS, Diversity, Filters, Recommender, Request
 from serving.respcache import cached_json
-from streams import trending as trending_math
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 OUTAGES = outage_exceptions()  # Redis/Cassandra/Kafka unreachable (issue 6): answer the stale popular list

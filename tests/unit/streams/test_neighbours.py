@@ -1,6 +1,6 @@
 """User neighbours (streams/neighbours.py): the pure fold (candidates from the items' recent actors,
 one-sided, bounded, offset-fenced, purchases' order lines) and the Lua argument layout; the serving
-side's "what users like you did lately" merge (serving/recommend.users_knn)."""
+side's "what users like you did lately" merge (the ranking's ``users_knn``)."""
 
 from __future__ import annotations
 

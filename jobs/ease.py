@@ -155,12 +155,16 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
         for start in range(done, len(users), chunk):
             rows_ = X[start:start + chunk]
             scores = model.scores(rows_)
-            idx = top_k(scores, k_users, exclude=rows_.toarray() > 0)
+            seen = rows_.toarray() > 0
+            idx = top_k(scores, k_users, exclude=seen)
             pipe = redis.pipeline(transaction=False)
             for r in range(rows_.shape[0]):
                 key = keys.recs_user_batch(users[start + r], "ease")
                 pipe.delete(key)
-                pipe.zadd(key, {items[j]: float(scores[r, j]) for j in idx[r] if np.isfinite(scores[r, j])})
+                # top_k fills a list longer than the unseen items with seen ones: never a candidate
+                cands = {items[j]: float(scores[r, j]) for j in idx[r] if not seen[r, j] and np.isfinite(scores[r, j])}
+                if cands:
+                    pipe.zadd(key, cands)
             pipe.execute()
             ck.save(users_done=min(start + chunk, len(users)))
             say(f"publish: users {min(start + chunk, len(users))}/{len(users)}")

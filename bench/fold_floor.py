@@ -7,7 +7,7 @@ batch to batch as the worker carries it, the pure functions each role runs per b
 with ``time.process_time`` (CPU of this process only, so a loaded machine changes the figures
 little): the intake (decode + validate, streams/intake.split), the profile fold
 (streams/profiles.fold_user), the analytics fold (streams/analytics.fold), the recommender fold
-(streams/cooccurrence.fold) and online MF (streams/mf.OnlineMF.learn_one over the batch's
+(streams/usersignals.fold) and online MF (aura/models/mf.OnlineMF.learn_one over the batch's
 positives). No Redis, Kafka or Cassandra, no Faust, no script arguments: the real worker does
 all of this *and* its I/O, so ``1e6 / (us per event)`` is an upper bound of the events per second
 one core can fold. Prints the median of ``--runs``.
@@ -22,14 +22,15 @@ import time
 from collections.abc import Callable
 
 from aura.demo import Storefront
+from aura.models.mf import OnlineMF
 from aura.settings import get_settings
+from aura.state.cooccurrence import SeqEntry
 from schemas.codec import codec
 from streams import analytics, profiles
-from streams.cooccurrence import CoocParams, SeqEntry
-from streams.cooccurrence import fold as cooc_fold
 from streams.intake import Accepted, RawRecord, split
-from streams.mf import OnlineMF
 from streams.profiles import Profile, ProfileConfig
+from streams.usersignals import CoocParams
+from streams.usersignals import fold as cooc_fold
 
 
 def records(n: int, users: int, seed: int) -> list[RawRecord]:

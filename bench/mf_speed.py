@@ -1,4 +1,4 @@
-"""Online MF cost: numpy BPR (streams/mf.py) against river.reco.BiasedMF, per update and per
+"""Online MF cost: numpy BPR (aura/models/mf.py) against river.reco.BiasedMF, per update and per
 ranking of a 1,682-item catalog (MovieLens-100K size). Prints medians of 5 repeats.
 
     .venv/bin/python -m bench.mf_speed
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from streams.mf import OnlineMF
+from aura.models.mf import OnlineMF
 
 N_USERS, N_ITEMS, N_EVENTS = 943, 1682, 20_000
 

@@ -32,9 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from aura.models.ease import EASE
+from aura.models.itemknn import ItemKNN
+from aura.models.popularity import Popularity
 from aura.settings import REPO_ROOT, Settings, settings_env
 from bench.pipeline import stop_worker
-from jobs.algos import EASE, ItemKNN, Popularity, evaluate, interaction_matrix, leave_last_out, recommend_all
+from jobs.algos import evaluate, interaction_matrix, leave_last_out, recommend_all
 
 CACHE = REPO_ROOT / ".aura" / "data-cache"
 WHEEL = "recbole-1.2.1-py3-none-any.whl"

@@ -16,6 +16,7 @@ Progress goes to stdout (rows/s, stage, chunk). Owns the ``ease`` batch keys in 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -24,10 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cassandra.query import SimpleStatement
 
+from aura import bootstrap
 from aura.layout import RedisKeys, Tables
-from aura.settings import Settings
-from jobs.algos import EASE, evaluate, interaction_matrix, leave_last_out, recommend_all, top_k
+from aura.models.base import top_k
+from aura.models.ease import EASE
+from aura.models.registry import Registry
+from aura.settings import Settings, get_settings
+from jobs.algos import evaluate, interaction_matrix, leave_last_out, recommend_all
 
 PAGE = 5000
 
@@ -67,8 +73,6 @@ class Checkpoint:
 
 def load_interactions(session: Any, ck: Checkpoint) -> list[tuple[str, str, int]]:
     """Page through the interactions table, checkpointing rows and the paging state."""
-    from cassandra.query import SimpleStatement
-
     rows = ck.load_rows()
     paging = bytes.fromhex(ck.state["paging"]) if ck.state.get("paging") else None
     if ck.state.get("loaded"):
@@ -95,8 +99,6 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
         k_users: int | None = None, evaluate_first: bool = True, activate: str | None = None,
         chunk: int = 500, stop_after: str | None = None) -> dict[str, Any]:
     """Run (or resume) the job; returns a summary. ``stop_after`` (a stage name) simulates a crash."""
-    from aura.models import Registry
-
     keys = RedisKeys(s.redis_prefix)
     job_id = job_id or f"ease-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     ck = Checkpoint(Path(s.home) / "jobs" / s.cassandra_keyspace, job_id)
@@ -153,12 +155,16 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
         for start in range(done, len(users), chunk):
             rows_ = X[start:start + chunk]
             scores = model.scores(rows_)
-            idx = top_k(scores, k_users, exclude=rows_.toarray() > 0)
+            seen = rows_.toarray() > 0
+            idx = top_k(scores, k_users, exclude=seen)
             pipe = redis.pipeline(transaction=False)
             for r in range(rows_.shape[0]):
                 key = keys.recs_user_batch(users[start + r], "ease")
                 pipe.delete(key)
-                pipe.zadd(key, {items[j]: float(scores[r, j]) for j in idx[r] if np.isfinite(scores[r, j])})
+                # top_k fills a list longer than the unseen items with seen ones: never a candidate
+                cands = {items[j]: float(scores[r, j]) for j in idx[r] if not seen[r, j] and np.isfinite(scores[r, j])}
+                if cands:
+                    pipe.zadd(key, cands)
             pipe.execute()
             ck.save(users_done=min(start + chunk, len(users)))
             say(f"publish: users {min(start + chunk, len(users))}/{len(users)}")
@@ -166,9 +172,7 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
                 return {"job_id": job_id, "stopped_after": "chunk"}
         registry.finish("ease", version, artifact=model.to_bytes(), metrics=metrics, window=window)
         if activate:
-            from aura.bootstrap import redis_sync
-
-            registry.redis = redis_sync(s)
+            registry.redis = bootstrap.redis_sync(s)
             registry.activate(activate, "ease", version, None)
         ck.save(stage="done")
         say(f"done: ease v{version} ready ({len(rows)} interactions, window {window[0]}..{window[1]})")
@@ -180,11 +184,6 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from aura import bootstrap
-    from aura.settings import get_settings
-
     p = argparse.ArgumentParser(prog="aura job ease")
     p.add_argument("--resume", help="job id to resume")
     p.add_argument("--lam", type=float, default=500.0)

@@ -22,7 +22,6 @@ from streams import (
     catalog,
     decisions,
     identity,
-    itemsignals,
     lifecycle,
     loopstats,
     neighbours,
@@ -44,8 +43,8 @@ class AgentModule(Protocol):
 ROLES: dict[str, tuple[AgentModule, ...]] = {
     # profiles, segments and analytics; identity events; the agg.* publisher; the idle-user sweep
     "profiles": (profiles, identity, aggregates, lifecycle),
-    # recommender signals by user and by item; catalog and content model; neighbours and cohorts; pools
-    "recs": (usersignals, itemsignals, catalog, neighbours, usercands),
+    # recommender signals (the user side feeds the item side); catalog and content model; neighbours, cohorts; pools
+    "recs": (usersignals, catalog, neighbours, usercands),
     # experiment tallies and bandit arms: exposures and decisions, conversions and rewards
     "decisions": (decisions,),
 }

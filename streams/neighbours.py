@@ -18,9 +18,10 @@ time may be newer on a replay than on the first run (their writes are absolute a
 other users moved on meanwhile): a replayed batch then proposes slightly different candidates, each
 counted at most once.
 
-Serving reads ``recs_user_nbrs`` and the neighbours' recent sequences (``recs_user_seq``) and sums
-"what users like you did lately" (serving/recommend.py, source ``users``). The batch I/O: one
-pipeline to read fences and actors, one pipeline of Lua/ZADD writes.
+The API's ranking reads ``recs_user_nbrs`` and the neighbours' recent sequences (``recs_user_seq``) and
+sums "what users like you did lately" (source ``users``). The batch I/O: one pipeline to read fences
+and actors, one pipeline of Lua/ZADD writes. ``register`` also adds the demographic cohorts' owner
+(streams/cohorts.py) to the behavior fan-out.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
+
+from aura.state.cooccurrence import MONITOR_STREAM
+from streams.cohorts import CohortStore
 from streams.intake import Accepted
-
-if TYPE_CHECKING:
-    from streams.runtime import Batch, Owner, Resources
+from streams.runtime import Batch, Owner, Resources
 
 INTERACTIONS = frozenset({"view", "click", "recommendation_click", "rating", "add_to_cart", "purchase"})
 
@@ -147,7 +150,7 @@ class NeighbourStore:
             applied = sum(1 for a in events if a.event.user_id in f.offsets and a.event.user_id not in conflicts
                           and a.offset > fences.get(a.event.user_id, -1))
             # a monitor (bench/movielens.py waits on it), counted after the fences: approximate on a crash
-            await self.redis.hincrby(self.keys.recs_monitor("stream"), "neighbour_events", applied)
+            await self.redis.hincrby(self.keys.recs_monitor(MONITOR_STREAM), "neighbour_events", applied)
             if not conflicts:
                 return done
             events = [a for a in events if a.event.user_id in conflicts]
@@ -166,8 +169,6 @@ def owner(res: Resources) -> Owner:
 
 def cohorts_owner(res: Resources) -> Owner:
     """The demographic cohorts' popularity (streams/cohorts.py) as a behavior fan-out owner."""
-    from streams.cohorts import CohortStore
-
     store = CohortStore(res)
 
     async def step(b: Batch) -> None:
@@ -176,8 +177,8 @@ def cohorts_owner(res: Resources) -> Owner:
     return "cohort popularity", step
 
 
-def owners(res: Resources) -> list[Owner]:
-    """What streams/app.py adds to the behavior fan-out (its one line for these owners): user neighbours
-    when ``recs_user_neighbours`` is on, cohort popularity when ``recs_cohorts`` is on."""
+def register(app: faust.App, res: Resources) -> list[Owner]:
+    """The behavior fan-out's owners of this module: user neighbours when ``recs_user_neighbours`` is on,
+    cohort popularity when ``recs_cohorts`` is on (no agent or timer of their own)."""
     s = res.settings
     return [*([owner(res)] if s.recs_user_neighbours else []), *([cohorts_owner(res)] if s.recs_cohorts else [])]

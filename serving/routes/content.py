@@ -13,6 +13,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic import BaseModel
 
 from aura import layout
+from aura.state import trending as trending_math
+from aura.state.cooccurrence import ITEM_POP, ITEM_TREND
+from aura.state.items import is_deleted, parse_meta
 from schemas.codec import DecodeError, codec
 from schemas.events import InvalidEvent, validate_catalog
 from serving.deps import State
@@ -30,8 +33,6 @@ from serving.routes.recommendations import (
     neighbours,
     trending_list,
 )
-from streams import trending as trending_math
-from streams.catalog import parse_meta
 
 router = APIRouter(prefix="/content", tags=["content"])
 ItemPath = Path(min_length=1, max_length=256, description="Item id")
@@ -77,7 +78,7 @@ async def delete(state: State, item_id: str = ItemPath) -> Written:
 @router.get("/{item_id}", summary="An item as the catalog agent stored it")
 async def get_item(state: State, item_id: str = ItemPath) -> dict[str, Any]:
     raw = await state.redis.hgetall(state.keys.recs_item_meta(item_id))
-    if not raw or raw.get("deleted") == "1":
+    if not raw or is_deleted(raw):
         raise HTTPException(404, f"no item {item_id!r}")
     return {"item_id": item_id, **parse_meta(raw)}
 
@@ -110,7 +111,7 @@ async def trending(state: State, category: str | None = Query(None, max_length=2
 async def performance(state: State, item_id: str = ItemPath) -> dict[str, Any]:
     k = state.keys
     pipe = state.redis.pipeline(transaction=False)
-    pipe.hmget(k.recs_item_state(item_id), ["pop", "tr"])
+    pipe.hmget(k.recs_item_state(item_id), [ITEM_POP, ITEM_TREND])
     pipe.zcard(k.recs_item_cooc(item_id))
     pipe.zcard(k.recs_item_bought(item_id))
     pipe.zrevrank(k.recs_popular(), item_id)
@@ -118,7 +119,7 @@ async def performance(state: State, item_id: str = ItemPath) -> dict[str, Any]:
     (pop, tr), n_cooc, n_bought, pop_rank, tr_rank = await pipe.execute()
     if pop is None:
         raise HTTPException(404, f"no interactions seen for item {item_id!r}")
-    hl = state.settings.recs_trending_half_life_h * 3600 * 1000
+    hl = trending_math.half_life_from_hours(state.settings.recs_trending_half_life_h)
     return {"item_id": item_id, "interaction_weight": float(pop),
             "trending_score": trending_math.decayed(float(tr), int(time.time() * 1000), hl) if tr else 0.0,
             "popularity_rank": None if pop_rank is None else pop_rank + 1,

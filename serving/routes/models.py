@@ -2,8 +2,8 @@
 per placement, predict with a stored version, and online monitoring (CTR of served lists from
 impressions and clicks, progressive validation error of the online MF learner).
 
-The registry itself is aura/models.py (Cassandra); monitoring counters are kept by the stream
-(``recs_monitor``, streams/cooccurrence.py).
+The registry itself is aura/models/registry.py (Cassandra); the monitoring counters (``recs_monitor``)
+are kept by the stream (format: aura/state/cooccurrence.py).
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import subprocess
 import sys
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from aura.models import MODEL_TYPES, Registry, RegistryError
+from aura.bootstrap import redis_sync
+from aura.models.registry import MODEL_TYPES, Registry, RegistryError
 from aura.ranking.blend import SOURCES
 from aura.settings import REPO_ROOT, settings_env
+from aura.state.cooccurrence import MONITOR_STREAM
 from serving.deps import State
-from streams.cooccurrence import MONITOR_STREAM
 
 router = APIRouter(prefix="/models", tags=["models"])
 ModelPath = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -39,8 +41,6 @@ _sync_redis: dict[str, Any] = {}  # one synchronous client per Redis URL (regist
 def registry(state: Any) -> Registry:
     if state.cassandra is None:
         raise HTTPException(503, "registry store (Cassandra) unavailable")
-    from aura.bootstrap import redis_sync
-
     url = state.settings.redis_url
     if url not in _sync_redis:
         _sync_redis[url] = redis_sync(state.settings)
@@ -118,8 +118,6 @@ class PredictIn(Strict):
 
 @router.post("/{model_id}/predict", summary="Scores of a stored batch model version for a history")
 async def predict(state: State, body: PredictIn, model_id: str = ModelPath) -> dict[str, Any]:
-    import numpy as np
-
     reg = registry(state)
     mv = await call(reg.get, model_id, body.version)
     if mv.type != "ease":

@@ -21,6 +21,7 @@ from aura import layout
 from aura.ranking.blend import METHODS, Diversity, Filters
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
+from aura.state import trending as trending_math
 from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
 from serving.deps import State
@@ -28,7 +29,6 @@ from serving.fallbacks import STALE_POPULAR, stale_popular
 from serving.handlers import outage_exceptions
 from serving.ingest import IngestError, produce_acknowledged
 from serving.respcache import cached_json
-from streams import trending as trending_math
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 OUTAGES = outage_exceptions()  # Redis/Cassandra/Kafka unreachable (issue 6): answer the stale popular list

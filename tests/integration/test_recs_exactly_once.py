@@ -1,7 +1,6 @@
 """Exactly-once recommender state under a crash: the worker is SIGKILLed while folding, a new one
 replays from the committed offsets, and every item's popularity and every co-occurrence weight equal
-a direct fold of the events (no event lost, none counted twice). Runs with the direct item path and
-with the Kafka repartition path (internal.by_item)."""
+a direct fold of the events (no event lost, none counted twice)."""
 
 from __future__ import annotations
 
@@ -15,8 +14,8 @@ from aura import bootstrap
 from aura.layout import RedisKeys
 from aura.producer import EventProducer
 from schemas.events import Behavior
-from streams.cooccurrence import CoocParams, fold
 from streams.intake import Accepted
+from streams.usersignals import CoocParams, fold
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,9 +37,8 @@ def expected_state(events: list[tuple[str, str, int]], window: int, decay: float
     return dict(pop), dict(cooc)
 
 
-@pytest.mark.parametrize("repartition", [False, True], ids=["direct", "repartition"])
-def test_sigkill_mid_stream_neither_loses_nor_doubles(isolated, worker_factory, redis_client, repartition):
-    s = isolated.model_copy(update={"recs_repartition": repartition, "batch_max": 200, "kafka_session_timeout_s": 10.0})
+def test_sigkill_mid_stream_neither_loses_nor_doubles(isolated, worker_factory, redis_client):
+    s = isolated.model_copy(update={"batch_max": 200, "kafka_session_timeout_s": 10.0})
     keys = RedisKeys(s.redis_prefix)
     now = int(time.time() * 1000)
     events = [(f"u{k % N_USERS}", f"i{(k * 7 + k // N_USERS) % N_ITEMS}", now - N_EVENTS + k) for k in range(N_EVENTS)]

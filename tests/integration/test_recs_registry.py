@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from aura.layout import RedisKeys
-from aura.models import Registry
+from aura.models.registry import Registry
 from jobs import ease
 
 pytestmark = [pytest.mark.integration]

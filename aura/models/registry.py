@@ -1,5 +1,5 @@
-"""The model registry (the seed's ML Model engine): models with type, configuration, version,
-training window, offline metrics and status; active version and blend weights per placement.
+"""The model registry: models with type, configuration, version, training window, offline metrics and
+status; the active version and blend weights per placement.
 
 Owns the ``models`` and ``model_placements`` Cassandra tables and the ``recs_placement`` Redis hashes
 (the serving copy of the placement table). Artifacts are stored as bytes (every model type has
@@ -11,38 +11,43 @@ Synchronous (jobs, CLI); the API calls it through ``asyncio.to_thread``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aura.errors import AuraError
 from aura.layout import RedisKeys, Tables
+from aura.models.content import ContentModel
+from aura.models.ease import EASE
+from aura.models.itemknn import ItemKNN
+from aura.models.mf import OnlineMF
+from aura.models.popularity import Popularity
+from aura.models.trending import Trending
 from aura.settings import Settings
 
-# type -> "module:Class" with ``from_bytes`` (imported lazily: aura/ must not import the engines)
-MODEL_TYPES: dict[str, str] = {
-    "ease": "jobs.algos:EASE",
-    "item_knn": "jobs.algos:ItemKNN",
-    "popularity": "jobs.algos:Popularity",
-    "online_mf": "streams.mf:OnlineMF",
-    "content_tfidf": "streams.catalog:ContentModel",
-    "trending": "streams.trending:Trending",
+# type -> the class that restores it (``from_bytes``)
+MODEL_TYPES: dict[str, type[Any]] = {
+    "ease": EASE,
+    "item_knn": ItemKNN,
+    "popularity": Popularity,
+    "online_mf": OnlineMF,
+    "content_tfidf": ContentModel,
+    "trending": Trending,
 }
 STATUSES = ("training", "ready", "active", "failed", "retired")
 INLINE_MAX_BYTES = 2_000_000
 
 
-class RegistryError(ValueError):
+class RegistryError(AuraError, ValueError):
     """Unknown model type, model or version."""
 
 
-def model_class(kind: str) -> Any:
+def model_class(kind: str) -> type[Any]:
     if kind not in MODEL_TYPES:
         raise RegistryError(f"unknown model type {kind!r}; known: {sorted(MODEL_TYPES)}")
-    module, name = MODEL_TYPES[kind].split(":")
-    return getattr(importlib.import_module(module), name)
+    return MODEL_TYPES[kind]
 
 
 def restore(kind: str, data: bytes) -> Any:

@@ -1,5 +1,5 @@
-"""Batch algorithms and offline metrics: EASE against a direct per-column solve, item-kNN cosine,
-popularity, top-k with exclusions, leave-last-out, HR@k and NDCG@k."""
+"""Offline evaluation (jobs/algos.py): recommendations exclude interacted items, leave-last-out, HR@k and
+NDCG@k, the interaction matrix."""
 
 from __future__ import annotations
 
@@ -9,61 +9,13 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from jobs.algos import (
-    EASE,
-    ItemKNN,
-    Popularity,
-    evaluate,
-    hit_rate_at_k,
-    interaction_matrix,
-    leave_last_out,
-    ndcg_at_k,
-    recommend_all,
-    top_k,
-)
+from aura.models.ease import EASE
+from jobs.algos import evaluate, hit_rate_at_k, interaction_matrix, leave_last_out, ndcg_at_k, recommend_all
 
 
 def tiny() -> sparse.csr_matrix:
     rng = np.random.default_rng(3)
     return sparse.csr_matrix((rng.random((12, 6)) < 0.45).astype(np.float32))
-
-
-def test_ease_matches_the_direct_constrained_least_squares_solution():
-    X = tiny().toarray().astype(np.float64)
-    lam = 2.5
-    model = EASE(lam).fit(sparse.csr_matrix(X))
-    n = X.shape[1]
-    for j in range(n):
-        others = [k for k in range(n) if k != j]
-        A = X[:, others]
-        b = np.linalg.solve(A.T @ A + lam * np.eye(n - 1), A.T @ X[:, j])
-        expected = np.zeros(n)
-        expected[others] = b
-        np.testing.assert_allclose(model.B[:, j], expected, rtol=1e-4, atol=1e-5)
-    assert np.all(np.diag(model.B) == 0)
-
-
-def test_item_knn_is_cosine_of_item_columns_with_zero_diagonal():
-    X = tiny()
-    model = ItemKNN(neighbours=10).fit(X)
-    D = X.toarray().astype(np.float64)
-    norms = np.linalg.norm(D, axis=0)
-    norms[norms == 0] = 1
-    cos = (D.T @ D) / np.outer(norms, norms)
-    np.fill_diagonal(cos, 0)
-    np.testing.assert_allclose(model.S.toarray(), cos, atol=1e-9)
-    np.testing.assert_allclose(model.scores(X[:2]), D[:2] @ cos, atol=1e-9)
-
-
-def test_popularity_counts_users_per_item():
-    X = tiny()
-    np.testing.assert_array_equal(Popularity().fit(X).counts, X.toarray().sum(axis=0))
-
-
-def test_top_k_orders_descending_and_never_returns_excluded():
-    s = np.array([[0.1, 0.9, 0.5, 0.7]])
-    assert top_k(s, 2).tolist() == [[1, 3]]
-    assert top_k(s, 2, exclude=np.array([[False, True, False, False]])).tolist() == [[3, 2]]
 
 
 def test_recommend_all_excludes_interacted_items():

@@ -1,5 +1,5 @@
-"""Trending with time decay: the log-score equals the directly decayed sum, ranks like it, and the
-in-memory model round-trips."""
+"""Trending with time decay (aura/state/trending.py): the stored log-score equals the directly decayed
+sum and ranks like it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from streams import trending
+from aura.state import trending
 
 H = 3600_000.0  # one hour half-life
 
@@ -48,11 +48,6 @@ def test_log_add_and_zero_weights():
     assert trending.decayed(trending.NEG_INF, 0, H) == 0.0
 
 
-def test_trending_model_top_and_round_trip():
-    m = trending.Trending(H)
-    now = 1_800_000_000_000
-    for item, t in [("a", now - 7200_000), ("b", now), ("b", now - 60_000), ("c", now - 3600_000)]:
-        m.learn_one(item, 1.0, t)
-    assert [i for i, _ in m.top(3, now)] == ["b", "c", "a"]
-    back = trending.Trending.from_bytes(m.to_bytes())
-    assert back.top(3, now) == m.top(3, now)
+def test_half_life_setting_in_milliseconds():
+    assert trending.half_life_from_hours(24.0) == 24.0 * 3600 * 1000
+    assert trending.half_life_from_hours(1.0) == H

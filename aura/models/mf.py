@@ -4,11 +4,11 @@ Why not ``river.reco.BiasedMF``: it regresses explicit ratings (every event here
 positive, so it would learn a constant without negatives), keeps factors in per-id dicts that cannot
 be scored against the whole catalog in one matrix product, and lives inside one process. Here item
 factors are one float32 matrix (one ``V @ u`` ranks the catalog), user factors are small vectors kept
-in the user's Redis hash, and an update is a handful of numpy ops (measured in docs/recommenders.md).
+in the user's Redis hash, and an update is a handful of numpy ops.
 
 Progressive validation: before each update the model predicts whether the positive outranks the
-sampled negative; the running share of wrong predictions is the online learner's error.
-State owner: the user-keyed recommender agent in ``streams/cooccurrence.py`` (factors in Redis).
+sampled negative; the running share of wrong predictions is the online learner's error. The stream
+learns it (streams/usersignals.py keeps the factors in Redis); the registry stores its bytes.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class OnlineMF:
             j = int(self.rng.integers(n))
             if j == i:
                 continue
-            # the same BPR step as ever, with as few numpy calls as possible (each costs ~1 us at this
+            # the BPR step with as few numpy calls as possible (each costs ~1 us at this
             # size, more than its arithmetic): rows updated in place through views, bias included
             vi, vj = V[i], V[j]
             diff = vi - vj

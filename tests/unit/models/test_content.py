@@ -1,12 +1,10 @@
-"""Catalog state and the TF-IDF content model (pure parts)."""
+"""The TF-IDF content model (aura/models/content.py): weighted terms, unit rows, similar items, round trip."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from schemas.events import CatalogChange
-from streams.catalog import ContentModel, latest, meta_fields, parse_meta, tokens
+from aura.models.content import ContentModel, tokens
 
 ITEMS = {
     "m1": {"title": "Space Wars: The Return", "categories": ["scifi", "action"], "tags": ["space"], "text": None},
@@ -44,24 +42,3 @@ def test_content_model_round_trip():
     m = ContentModel().fit(ITEMS)
     back = ContentModel.from_bytes(m.to_bytes())
     assert back.similar_all(2) == m.similar_all(2)
-
-
-def change(item_id: str, t: int, etype: str = "upsert", title: str = "x") -> CatalogChange:
-    return CatalogChange(event_id=f"{item_id}{t}", event_type=etype, item_id=item_id, event_time=t,
-                         item=None if etype == "delete" else {"title": title}, raw={})
-
-
-def test_latest_change_wins_and_older_than_stored_is_ignored():
-    out = latest([change("a", 5, title="old"), change("a", 9, title="new"), change("b", 3), change("c", 4, "delete")],
-                 {"b": 7, "c": 1})
-    assert out["a"].item["title"] == "new" and "b" not in out and out["c"].event_type == "delete"
-
-
-def test_meta_fields_round_trip_and_availability():
-    item = {"title": "T", "categories": ["c"], "tags": ["t"], "price": 9.5, "stock": 0, "available": True,
-            "text": "body", "metadata": {"year": "1995"}, "brand": None}
-    doc = parse_meta(meta_fields(item, 123))
-    assert doc["categories"] == ["c"] and doc["price"] == pytest.approx(9.5) and doc["stock"] == 0
-    assert doc["available"] is False  # stock 0
-    assert doc["metadata"] == {"year": "1995"} and doc["event_time"] == 123
-    assert parse_meta(meta_fields({**item, "stock": None}, 1))["available"] is True

@@ -1,31 +1,22 @@
-"""The recommender fold (pure): pair weights from a user's sequence, fences, also-bought from carts
-and purchases, monitoring counts; the item-side merge with its fences; neighbour normalisation;
-the repartition records."""
+"""The user side of the recommender signals (streams/usersignals.py): the pure fold (pair weights from a
+user's sequence, fences, also-bought from carts and purchases, monitoring counts), the user script's
+argument layout and the MF candidates' rate limit."""
 
 from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 
-import pytest
+import numpy as np
 
-from schemas.codec import codec
+from aura.layout import RedisKeys
+from aura.models.mf import OnlineMF
+from aura.state.cooccurrence import SeqEntry, model_of
 from schemas.events import Behavior
-from streams.cooccurrence import (
-    CoocParams,
-    SeqEntry,
-    flatten,
-    fold,
-    fold_items,
-    internal_partition,
-    item_lua_args,
-    model_of,
-    normalise_neighbours,
-    signal_records,
-    user_lua_args,
-)
 from streams.intake import Accepted
+from streams.usersignals import CoocParams, UserSignals, fold, user_lua_args
 
 P = CoocParams(window=3, decay=0.5, forward=1.0, backward=0.5, seq_max=4)
 
@@ -89,39 +80,7 @@ def test_impressions_and_clicks_count_per_served_model_and_do_not_pair():
     assert model_of("trending:0:x") == "trending" and model_of(None) is None and model_of("plain") is None
 
 
-def test_fold_items_applies_each_entry_once_per_item_and_source_partition():
-    recs = [{"item_id": "a", "source_partition": 0, "entries": [
-        {"offset": 5, "event_time": 1000, "weight": 1.0, "cooc": {"b": 1.0}, "bought": {}},
-        {"offset": 7, "event_time": 2000, "weight": 1.0, "cooc": {"b": 0.5, "c": 1.0}, "bought": {"c": 1.0}}]},
-        {"item_id": "a", "source_partition": 1, "entries": [
-            {"offset": 2, "event_time": 1500, "weight": 2.0, "cooc": {}, "bought": {}}]}]
-    out = fold_items(recs, {("a", 0): 5, ("a", 1): None}, 3600_000.0)["a"]
-    assert out.entries == 2 and out.weight == 3.0
-    assert dict(out.cooc) == {"b": 0.5, "c": 1.0} and dict(out.bought) == {"c": 1.0}
-    assert out.fences == {0: (5, 7), 1: (None, 2)}
-    # a replay of the same records changes nothing once the fences moved
-    again = fold_items(recs, {("a", 0): 7, ("a", 1): 2}, 3600_000.0)["a"]
-    assert again.entries == 0 and again.weight == 0.0
-
-
-def test_normalise_neighbours_is_cosine_like_and_bounded():
-    top = normalise_neighbours(4.0, [("b", 2.0), ("c", 2.0), ("z", 5.0)], {"b": 1.0, "c": 16.0}, k=5)
-    assert top == [("b", pytest.approx(1.0)), ("c", pytest.approx(0.25))]  # z has no popularity: dropped
-
-
-def test_repartition_records_round_trip_through_avro_and_keep_item_partition():
-    f = fold([ev(1, "u", "view", "a"), ev(2, "u", "view", "b", part=0)], {}, {}, P)
-    recs = signal_records(f, 4)
-    c = codec("item_signal")
-    items = [r for (ipart, _s), rec in recs.items() for r in flatten(c.decode(c.encode(rec)))
-             if internal_partition(r["item_id"], 4) == ipart]
-    assert sorted(r["item_id"] for r in items) == ["a", "b"]  # a: pos + neighbour entries in one record
-    by_item = {r["item_id"]: r for r in items}
-    assert [e["offset"] for e in by_item["a"]["entries"]] == [1, 2] and by_item["b"]["entries"][0]["cooc"] == {"a": 0.5}
-    assert all(0 <= internal_partition(i, 4) < 4 for i in "abcdefgh")
-
-
-def test_lua_argument_layouts():
+def test_user_lua_argument_layout():
     f = fold([ev(1, "u", "view", "a")], {}, {}, P)
     args = user_lua_args(None, f.users["u"], "00ff", [("x", 0.5), ("y", 0.25)])
     assert args[:2] == ["", "1"]
@@ -130,23 +89,9 @@ def test_lua_argument_layouts():
     assert blob["s"] == [str(f.users["u"].seen["a"]), "a"]  # ZADD order: score (exact text), member
     assert blob["c"] == ["0.5", "x", "0.25", "y"]
     assert "c" not in json.loads(user_lua_args(3, f.users["u"], None)[2])  # no candidates: left alone
-    a = fold_items([{"item_id": "a", "source_partition": 3, "entries": [
-        {"offset": 9, "event_time": 1, "weight": 1.0, "cooc": {"b": 2.0}, "bought": {}}]}], {}, 1000.0)["a"]
-    largs = item_lua_args(a, 50)
-    item = json.loads(largs[0])
-    assert item["f"] == [["f:3", "", "9"]] and item["w"] == "1.0" and item["c"] == ["b", "2.0"]
-    assert item["b"] == [] and item["cap"] == "50" and item["t"] != ""
 
 
 async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the_timer():
-    from types import SimpleNamespace
-
-    import numpy as np
-
-    from aura.layout import RedisKeys
-    from streams.cooccurrence import UserSignals
-    from streams.mf import OnlineMF
-
     written: list[tuple[str, list[str]]] = []
 
     class Pipe:
@@ -179,36 +124,3 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
     key, flat = written[-1]
     assert key == RedisKeys("t").recs_user_mf("u1") and len(flat) == 4 and flat[1] in "abc"
     assert u.mf_pending == set() and "u1" in u.mf_refreshed
-
-
-def test_direct_records_fold_like_the_repartitioned_ones():
-    from streams.cooccurrence import direct_records
-
-    f = fold([ev(1, "u", "view", "a"), ev(2, "u", "add_to_cart", "b"), ev(3, "v", "purchase", "b"),
-              ev(4, "u", "purchase", "a")], {}, {}, P)
-    via_kafka = [r for rec in signal_records(f, 4).values() for r in flatten(rec)]
-    direct = direct_records(f)
-    assert fold_items(direct, {}, 1000.0) == fold_items(via_kafka, {}, 1000.0)
-    assert sorted((r["item_id"], r["source_partition"]) for r in direct) == sorted(
-        (r["item_id"], r["source_partition"]) for r in via_kafka)
-
-
-def test_publish_split_republishes_new_grown_or_old_lists_and_keeps_the_rest_dirty():
-    from streams.cooccurrence import publish_split
-
-    published = {"old": (10.0, 0.0), "grown": (10.0, 50.0), "same": (10.0, 50.0), "small": (10.0, 50.0)}
-    pops = {"new": 1.0, "old": 10.5, "grown": 12.0, "same": 10.0, "small": 11.9}
-    due, wait = publish_split({"new", "old", "grown", "same", "small"}, pops, published, now=70.0,
-                              growth=0.2, max_age_s=60.0)
-    # never published; published 70 s ago (>= max age); weight grew by 20%: now. Others wait, still dirty.
-    assert due == ["grown", "new", "old"] and wait == {"same", "small"}
-    # growth 0: every touched item, as before the limit
-    assert publish_split({"same", "small"}, pops, published, 70.0, 0.0, 60.0) == (["same", "small"], set())
-
-
-def test_raw_withscores_replies_of_both_protocols_become_pairs():
-    from streams.cooccurrence import _score_pairs
-
-    assert _score_pairs([["a", 2.5], ["b", 1.0]]) == [("a", 2.5), ("b", 1.0)]  # RESP3
-    assert _score_pairs(["a", "2.5", "b", "1"]) == [("a", 2.5), ("b", 1.0)]  # RESP2
-    assert _score_pairs([]) == []

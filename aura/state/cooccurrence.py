@@ -1,0 +1,161 @@
+"""Recommender signals as both sides read them: the stored formats of the co-occurrence state.
+
+Two owners write this state (the state has two keys): streams/usersignals.py keeps the
+``recs_user_*`` keys (a user's recent sequence, seen items, MF factors and candidates, fenced by
+``_off``) and the MF item factors; streams/itemsignals.py keeps the ``recs_item_*`` keys (popularity,
+trending log-score, raw co-occurrence, fences per source partition), ``recs_popular``,
+``recs_trending`` and the published neighbour lists. The API and the worker's pool refresher read it.
+Here: the codecs of every stored value (sequence entries, hash fields, factor vectors, the neighbour
+list argument), the per-event weights, the monitoring hash name, what one event adds to one item
+(``Entry``, handed from the user side to the item side) and the neighbour normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+INTERACTION_WEIGHTS: dict[str, float] = {
+    "view": 1.0, "click": 1.0, "recommendation_click": 1.0, "rating": 1.0, "add_to_cart": 2.0, "purchase": 3.0,
+}
+BOUGHT_TYPES = frozenset({"add_to_cart", "purchase"})
+MONITOR_STREAM = "stream"  # recs_monitor(...) hash of the agents' own counters
+
+# Fields of recs_user_state(user): the offset fence and the MF user factors.
+USER_FENCE = "_off"
+USER_MF = "mf"
+# Fields of recs_item_state(item): interaction weight and trending log-score (aura/state/trending.py);
+# ``f:<source partition>`` fences and ``pub:<source>`` publish marks (``fence_field``, ``published_field``).
+ITEM_POP = "pop"
+ITEM_TREND = "tr"
+
+
+@dataclass(frozen=True, slots=True)
+class SeqEntry:
+    """One entry of ``recs_user_seq``: ``"item|weight|time|bought"`` (the item may contain ``|``)."""
+
+    item: str
+    weight: float
+    time: int
+    bought: bool
+
+    def encode(self) -> str:
+        return f"{self.item}|{self.weight:g}|{self.time}|{int(self.bought)}"
+
+    @staticmethod
+    def decode(raw: str) -> SeqEntry:
+        item, w, t, b = raw.rsplit("|", 3)
+        return SeqEntry(item, float(w), int(t), b == "1")
+
+
+@dataclass
+class Entry:
+    """What one source event (at ``offset`` of its partition) adds to one item."""
+
+    offset: int
+    event_time: int
+    weight: float = 0.0
+    cooc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    bought: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+def model_of(recommendation_id: str | None) -> str | None:
+    """Served lists carry ``recommendation_id = "<model>:<version>:<request id>"``."""
+    if not recommendation_id or ":" not in recommendation_id:
+        return None
+    return recommendation_id.split(":", 1)[0]
+
+
+# ------------------------------------------------------------------------------ stored values
+
+
+def fence_field(partition: int) -> str:
+    """The item hash field of the fence of one source partition."""
+    return f"f:{partition}"
+
+
+def published_field(source: str) -> str:
+    """The item hash field that records the last publish of the item's ``source`` list."""
+    return f"pub:{source}"
+
+
+def encode_published(weight: float, wall_time: float) -> str:
+    """``"<interaction weight then>|<wall time then>"`` of a list's last publish."""
+    return f"{weight!r}|{wall_time!r}"
+
+
+def decode_published(raw: str) -> tuple[float, float]:
+    pop, t = raw.split("|")
+    return float(pop), float(t)
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """MF factors (float32; item factors carry their bias last) as hex text."""
+    return vector.tobytes().hex()
+
+
+def decode_vector(raw: str) -> np.ndarray:
+    """Hex text -> a writable float32 vector."""
+    return np.frombuffer(bytes.fromhex(raw), dtype=np.float32).copy()
+
+
+def compact_json(x: Any) -> str:
+    """The JSON text of a script argument (no spaces)."""
+    return json.dumps(x, separators=(",", ":"))
+
+
+# A sorted set replaced by a new one, members as one JSON argument [score, member, ...] (a neighbour
+# list or a user's MF candidates: one argument instead of 200 for the client to pack).
+REPLACE_ZSET_LUA = """
+redis.call('DEL', KEYS[1])
+local m = cjson.decode(ARGV[1])
+for j = 1, #m, 500 do redis.call('ZADD', KEYS[1], unpack(m, j, math.min(j + 499, #m))) end
+return #m / 2
+"""
+
+
+def zset_members(pairs: Iterable[tuple[str, float]]) -> list[str]:
+    """(member, score) pairs -> the flat ``[score, member, ...]`` ZADD order, scores as exact text."""
+    flat: list[str] = []
+    for member, score in pairs:
+        flat += [repr(score), member]
+    return flat
+
+
+def replace_zset_args(pairs: Iterable[tuple[str, float]]) -> list[str]:
+    """The one argument of ``REPLACE_ZSET_LUA``."""
+    return [compact_json(zset_members(pairs))]
+
+
+# ------------------------------------------------------------------------- neighbour lists
+
+
+def score_pairs(reply: list[Any]) -> list[tuple[str, float]]:
+    """A raw ``ZREVRANGE .. WITHSCORES`` reply as (member, score) pairs: RESP3 gives pairs, RESP2 a
+    flat member, score, ... list."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [(j, float(c)) for j, c in reply]
+    it = iter(reply)
+    return [(j, float(c)) for j, c in zip(it, it, strict=True)]
+
+
+def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops: dict[str, float],
+                         k: int, alpha: float = 0.5, powered: dict[str, float] | None = None
+                         ) -> list[tuple[str, float]]:
+    """Raw co-occurrence -> similarity ``c_ij / (pop_i ** alpha * pop_j ** (1 - alpha))``, top ``k``.
+
+    ``powered`` (optional): ``pop_j ** (1 - alpha)`` of every ``j`` with ``pop_j > 0``, computed once
+    per publishing round for all lists (same values, fewer powers)."""
+    if pop_i <= 0:
+        return []
+    if powered is None:
+        powered = {j: p ** (1 - alpha) for j, p in pops.items() if p and p > 0}
+    pi = pop_i ** alpha
+    scored = [(j, c / (pi * pw)) for j, c in neighbours if (pw := powered.get(j)) is not None]
+    scored.sort(key=lambda t: -t[1])
+    return scored[:k]

@@ -1,0 +1,335 @@
+"""The item side of the recommender signals: popularity, trending, co-occurrence and neighbour lists.
+
+``ItemSignals`` owns ``recs_item_state`` / ``recs_item_cooc`` / ``recs_item_bought`` /
+``recs_item_similar(.., cooc|bought)`` / ``recs_popular`` / ``recs_trending`` (formats:
+aura/state/cooccurrence.py, aura/state/trending.py). The user side (streams/usersignals.py) hands it the
+item entries of each batch, each carrying its source offset, before the user fences move. It applies
+each entry exactly once with a fence per item *and source partition* (``f:<p>`` in the item hash;
+entries of one source partition reach an item in offset order), in one Lua script per item on
+``{item}``-tagged keys (atomic, so writers of different source partitions never race; Redis
+Cluster-ready), then ZADDs absolute popularity and trending scores. The publisher republishes the
+normalised top-K neighbour lists of touched items at most once per ``recs_publish_interval_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from aura.state import trending
+from aura.state.cooccurrence import (
+    MONITOR_STREAM,
+    REPLACE_ZSET_LUA,
+    Entry,
+    compact_json,
+    decode_published,
+    encode_published,
+    fence_field,
+    normalise_neighbours,
+    published_field,
+    replace_zset_args,
+    score_pairs,
+)
+from streams.loopstats import timed
+from streams.runtime import Resources
+
+log = logging.getLogger(__name__)
+
+FENCE_CACHE_MAX = 500_000  # (item, source partition) fences remembered by the item side
+PUBLISH_CHUNK = 50  # items per Redis pipeline when republishing neighbour lists (each chunk's parse
+# and normalisation holds the event loop the behavior agent shares: kept to ~10 ms)
+
+# (item, source partition) -> that partition's entries for the item, in offset order
+ItemEntries = Mapping[tuple[str, int], list[Entry]]
+
+
+# ------------------------------------------------------------------------------ pure: the fold
+
+
+@dataclass
+class ItemApply:
+    """What the item side adds to one item in one batch, after fencing (pure result)."""
+
+    fences: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # partition -> (expected, new)
+    weight: float = 0.0
+    log_trend: float = trending.NEG_INF
+    cooc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    bought: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    entries: int = 0
+
+
+def fold_items(items: ItemEntries, fences: dict[tuple[str, int], int | None],
+               half_life_ms: float) -> dict[str, ItemApply]:
+    """Merge item entries, dropping those at or below the (item, partition) fence (pure)."""
+    out: dict[str, ItemApply] = {}
+    for (item, part), entries in items.items():
+        stored = fences.get((item, part))
+        a = out.setdefault(item, ItemApply())
+        expected, high = a.fences.get(part, (stored, -1 if stored is None else stored))
+        for e in sorted(entries, key=lambda e: e.offset):
+            if e.offset <= high:
+                continue
+            high = e.offset
+            a.entries += 1
+            a.weight += e.weight
+            if e.weight > 0:
+                a.log_trend = trending.log_add(a.log_trend, trending.log_weight(e.weight, e.event_time, half_life_ms))
+            for j, w in e.cooc.items():
+                a.cooc[j] += w
+            for j, w in e.bought.items():
+                a.bought[j] += w
+        a.fences[part] = (expected, high)
+    return out
+
+
+def publish_split(dirty: set[str], pops: dict[str, float], published: dict[str, tuple[float, float]],
+                  now: float, growth: float, max_age_s: float) -> tuple[list[str], set[str]]:
+    """Which touched items get their neighbour list republished now (pure): never published, or
+    their interaction weight (``pops``) grew by ``growth`` (a share) since the last publish
+    (``published[item] = (weight then, time then)``), or that publish is ``max_age_s`` old. The
+    others stay dirty. A list moves in proportion to its item's new interactions, so a popular item
+    needs many of them to change: this bounds the publishing work without letting a list go stale."""
+    due: list[str] = []
+    wait: set[str] = set()
+    for item in sorted(dirty):
+        last = published.get(item)
+        if (last is None or growth <= 0 or pops.get(item, 0.0) >= last[0] * (1.0 + growth)
+                or now - last[1] >= max_age_s):
+            due.append(item)
+        else:
+            wait.add(item)
+    return due, wait
+
+
+# ----------------------------------------------------------------------------------- the script
+
+# One script per item and batch (the keys of one item share its hash tag), delta as one JSON argument.
+# The trending log-score is added as aura/state/trending.log_add does; the item's catalog categories
+# come back for the per-category trending sets.
+ITEM_LUA = """
+local d = cjson.decode(ARGV[1])
+for _, f in ipairs(d.f) do
+  local cur = redis.call('HGET', KEYS[1], f[1]) or ''
+  if cur ~= f[2] then return 0 end
+end
+for _, f in ipairs(d.f) do redis.call('HSET', KEYS[1], f[1], f[3]) end
+local pop = redis.call('HINCRBYFLOAT', KEYS[1], 'pop', d.w)
+local tr = redis.call('HGET', KEYS[1], 'tr')
+if d.t ~= '' then
+  local x = tonumber(d.t)
+  if tr then
+    local y = tonumber(tr)
+    local hi, lo = x, y
+    if y > x then hi, lo = y, x end
+    tr = hi + math.log(1 + math.exp(lo - hi))
+  else
+    tr = x
+  end
+  tr = string.format('%.17g', tr)
+  redis.call('HSET', KEYS[1], 'tr', tr)
+end
+local c = d.c
+for i = 1, #c, 2 do redis.call('ZINCRBY', KEYS[2], c[i + 1], c[i]) end
+local b = d.b
+for i = 1, #b, 2 do redis.call('ZINCRBY', KEYS[3], b[i + 1], b[i]) end
+local cap = tonumber(d.cap)
+if #c > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
+if #b > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
+return {pop, tr or '', redis.call('HGET', KEYS[4], 'categories') or '[]'}
+"""
+
+
+def item_lua_args(a: ItemApply, cap: int) -> list[Any]:
+    """One JSON argument: fences (field, expected, new), weight, log-trend delta, co-occurrence and
+    also-bought increments (member, amount), the cap of raw neighbours kept."""
+    c: list[str] = []
+    for j, w in a.cooc.items():
+        c += [j, repr(w)]
+    b: list[str] = []
+    for j, w in a.bought.items():
+        b += [j, repr(w)]
+    blob = {"f": [[fence_field(part), "" if expected is None else str(expected), str(new)]
+                  for part, (expected, new) in sorted(a.fences.items())],
+            "w": repr(a.weight), "t": "" if a.log_trend == trending.NEG_INF else repr(a.log_trend),
+            "c": c, "b": b, "cap": str(cap)}
+    return [compact_json(blob)]
+
+
+# ------------------------------------------------------------------------------------ the owner
+
+
+class ItemSignals:
+    """The item-keyed side: fenced co-occurrence, popularity, trending, top-K publishing."""
+
+    def __init__(self, res: Resources) -> None:
+        s = res.settings
+        self.res, self.keys, self.redis = res, res.keys, res.redis
+        self.script = res.redis.register_script(ITEM_LUA)
+        self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
+        self.half_life_ms = trending.half_life_from_hours(s.recs_trending_half_life_h)
+        self.dirty: set[str] = set()
+        self.dirty_bought: set[str] = set()
+        self.last_publish = 0.0
+        # (item, source partition) -> the fence this worker wrote last. Only a hint that saves the
+        # fence reads: the script compares every fence it moves, so a stale value (another worker
+        # wrote since, after a rebalance) is a conflict, and the retry reads the fences from Redis.
+        self.fences: dict[tuple[str, int], int] = {}
+        self.fences_max = FENCE_CACHE_MAX
+        self.pops: dict[str, float] = {}  # item -> interaction weight last returned by the item script
+        # source -> item -> (weight, wall time) of the last publish of its list (``read_published``)
+        self.published: dict[str, dict[str, tuple[float, float]]] = {"cooc": {}, "bought": {}}
+
+    async def apply(self, items: ItemEntries) -> int:
+        """Apply a batch's item entries exactly once; returns how many entries were applied."""
+        if not items:
+            return 0
+        parts = sorted(items)
+        applied = 0
+        for attempt in range(5):
+            fences: dict[tuple[str, int], int | None] = {}
+            if attempt == 0:
+                fences = {ip: self.fences[ip] for ip in parts if ip in self.fences}
+            todo = [ip for ip in parts if ip not in fences]
+            if todo:
+                pipe = self.redis.pipeline(transaction=False)
+                for item, part in todo:
+                    pipe.hget(self.keys.recs_item_state(item), fence_field(part))
+                raw = await pipe.execute()
+                fences.update({ip: (int(v) if v is not None else None) for ip, v in zip(todo, raw, strict=True)})
+            applies = fold_items(items, fences, self.half_life_ms)
+            pipe = self.redis.pipeline(transaction=False)
+            order = [i for i, a in applies.items() if a.entries]
+            cap = self.res.settings.recs_cooc_cap
+            for item in order:
+                # the item's catalog categories are read inside the script (same {item} slot), so an
+                # item whose catalog entry races its first interactions still reaches its category
+                # sets: either this script sees the categories or the catalog agent sees ``tr``.
+                await self.script(keys=[self.keys.recs_item_state(item), self.keys.recs_item_cooc(item),
+                                        self.keys.recs_item_bought(item), self.keys.recs_item_meta(item)],
+                                  args=item_lua_args(applies[item], cap), client=pipe)
+            results = await pipe.execute() if order else []
+            pipe = self.redis.pipeline(transaction=False)
+            conflicts = set()
+            # absolute scores, one ZADD per sorted set and batch
+            popular: dict[str, float] = {}
+            trend: dict[str | None, dict[str, float]] = {}
+            if len(self.fences) > self.fences_max:
+                self.fences.clear()
+            for item, res in zip(order, results, strict=True):
+                if not res:
+                    conflicts.add(item)
+                    for part in applies[item].fences:
+                        self.fences.pop((item, part), None)
+                    continue
+                for part, (_expected, new) in applies[item].fences.items():
+                    self.fences[(item, part)] = new
+                applied += applies[item].entries
+                pop, tr, cats = float(res[0]), res[1], json.loads(res[2] or "[]")
+                popular[item] = pop
+                self.pops[item] = pop
+                if tr:
+                    for c in (None, *cats):
+                        trend.setdefault(c, {})[item] = float(tr)
+                if applies[item].cooc:
+                    self.dirty.add(item)
+                if applies[item].bought:
+                    self.dirty_bought.add(item)
+            if popular:
+                pipe.zadd(self.keys.recs_popular(), popular)
+            for c, scores in trend.items():
+                pipe.zadd(self.keys.recs_trending(c), scores)
+            pipe.hincrby(self.keys.recs_monitor(MONITOR_STREAM), "signals_applied",
+                         sum(applies[i].entries for i in order if i not in conflicts))
+            await pipe.execute()
+            if not conflicts:
+                break
+            items = {ip: entries for ip, entries in items.items() if ip[0] in conflicts}
+            parts = sorted(items)
+        else:
+            raise RuntimeError(f"item fence conflicts did not settle for {len(conflicts)} items")
+        return applied
+
+    async def publish_due(self, force: bool = False) -> int:
+        """Republish the normalised top-K lists of items touched since the last publish."""
+        interval = self.res.settings.recs_publish_interval_s
+        if not (self.dirty or self.dirty_bought) or (not force and time.monotonic() - self.last_publish < interval):
+            return 0
+        self.last_publish = time.monotonic()
+        now = time.time()
+        s = self.res.settings
+        await self.read_published()
+        due_c, self.dirty = publish_split(self.dirty, self.pops, self.published["cooc"], now,
+                                          s.recs_publish_min_growth, s.recs_publish_max_age_s)
+        due_b, self.dirty_bought = publish_split(self.dirty_bought, self.pops, self.published["bought"], now,
+                                                 s.recs_publish_min_growth, s.recs_publish_max_age_s)
+        todo = [(i, "cooc") for i in due_c] + [(i, "bought") for i in due_b]
+        if not todo:
+            return 0
+        k, m = s.recs_topk, s.recs_cooc_read
+        raw: list[Any] = []
+        for start in range(0, len(todo), PUBLISH_CHUNK):  # bounded pipelines: no multi-second replies
+            pipe = self.redis.pipeline(transaction=False)
+            for item, source in todo[start:start + PUBLISH_CHUNK]:
+                key = self.keys.recs_item_cooc(item) if source == "cooc" else self.keys.recs_item_bought(item)
+                # the raw reply (member, score, member, ...): redis-py's WITHSCORES callback would
+                # parse every pair in Python
+                pipe.execute_command("ZREVRANGE", key, 0, m - 1, "WITHSCORES")
+            raw += [score_pairs(reply) for reply in await pipe.execute()]
+        nlist = sorted({j for lst in raw for j, _ in lst} | {i for i, _ in todo})
+        pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
+        pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}
+        powered = {j: p ** 0.5 for j, p in pops.items() if p > 0}  # pop_j ** (1 - alpha), alpha 0.5
+        for start in range(0, len(todo), PUBLISH_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for (item, source), lst in zip(todo[start:start + PUBLISH_CHUNK], raw[start:start + PUBLISH_CHUNK],
+                                           strict=True):
+                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k, 0.5, powered)
+                await self.replace_script(keys=[self.keys.recs_item_similar(item, source)],
+                                          args=replace_zset_args(top), client=pipe)
+                # what was published, for every worker's publisher (``read_published``)
+                pipe.hset(self.keys.recs_item_state(item), published_field(source),
+                          encode_published(self.pops.get(item, 0.0), now))
+            await pipe.execute()
+        for item, source in todo:
+            self.published[source][item] = (self.pops.get(item, 0.0), now)
+        return len(todo)
+
+    async def read_published(self) -> None:
+        """The weight and time of the last publish of every dirty item's lists, by any worker (field
+        ``pub:<source>`` of the item's state hash): two workers touch mostly the same items, and
+        without this each would republish every list."""
+        todo = [(i, "cooc") for i in sorted(self.dirty)] + [(i, "bought") for i in sorted(self.dirty_bought)]
+        for start in range(0, len(todo), PUBLISH_CHUNK * 10):
+            pipe = self.redis.pipeline(transaction=False)
+            chunk = todo[start:start + PUBLISH_CHUNK * 10]
+            for item, source in chunk:
+                pipe.hget(self.keys.recs_item_state(item), published_field(source))
+            for (item, source), raw in zip(chunk, await pipe.execute(), strict=True):
+                if raw:
+                    self.published[source][item] = decode_published(raw)
+
+    async def publish_safely(self, force: bool = False) -> None:
+        """``publish_due`` that never kills the worker: on a store error the items stay dirty."""
+        dirty, bought = set(self.dirty), set(self.dirty_bought)
+        try:
+            await self.publish_due(force)
+        except Exception:  # noqa: BLE001 - a timer must survive a slow or flapping Redis
+            self.dirty |= dirty
+            self.dirty_bought |= bought
+            log.exception("publishing neighbour lists failed; retried on the next tick")
+
+
+def add_publisher(app: faust.App, items: ItemSignals) -> None:
+    """The timer that republishes the touched items' neighbour lists (``publish_similar``)."""
+
+    @app.timer(interval=max(0.2, items.res.settings.recs_publish_interval_s))
+    @timed("publish_similar")
+    async def publish_similar() -> None:
+        await items.publish_safely(force=True)

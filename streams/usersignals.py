@@ -1,0 +1,396 @@
+"""The user side of the recommender signals: recent sequences, seen items, online MF, raw interactions.
+
+``UserSignals`` (owner step ``recs by user``, run by the behavior agent of streams/behavior.py on every
+decoded, de-duplicated batch of ``events.behavior``, keyed by user) owns the ``recs_user_*`` keys: the
+user's recent sequence, seen items, MF user factors and MF candidates, fenced per user by offset
+(``_off``, compare-and-set Lua); and the MF item factors (``recs_mf_items``). From each event above
+the fence the pure ``fold`` derives item-keyed entries, each carrying its source offset, which the
+item side (streams/itemsignals.py) applies before the user fences move: a replay after a crash
+regenerates them at the same source offsets and the item fences drop those already applied. The
+online MF item factors are the exception: an SGD step may be repeated after a crash. Raw interactions
+go to Cassandra for the batch jobs through the worker's write-behind buffer. Formats:
+aura/state/cooccurrence.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import numpy as np
+
+from aura.layout import Tables
+from aura.models.mf import OnlineMF
+from aura.state.cooccurrence import (
+    BOUGHT_TYPES,
+    INTERACTION_WEIGHTS,
+    MONITOR_STREAM,
+    REPLACE_ZSET_LUA,
+    USER_FENCE,
+    USER_MF,
+    Entry,
+    SeqEntry,
+    compact_json,
+    decode_vector,
+    encode_vector,
+    model_of,
+    replace_zset_args,
+    zset_members,
+)
+from streams.intake import Accepted
+from streams.itemsignals import PUBLISH_CHUNK, ItemSignals, add_publisher
+from streams.loopstats import timed
+from streams.runtime import Batch, Owner, Resources
+
+log = logging.getLogger(__name__)
+
+Interaction = tuple[str, int, str, str, str, float]  # user, event time, item, event id, event type, weight
+
+
+@dataclass(frozen=True)
+class CoocParams:
+    """How one new interaction pairs with the user's previous ones."""
+
+    window: int = 10          # previous interactions paired with a new one
+    decay: float = 0.85       # weight of the k-th previous interaction: decay ** k
+    forward: float = 1.0      # previous -> new ("after p, users went to x")
+    backward: float = 0.5     # new -> previous
+    seq_max: int = 50         # kept in the user's sequence
+    max_gap_ms: int | None = None  # pairs further apart in time are not counted (None: no limit)
+
+
+# ------------------------------------------------------------------------------ pure: the fold
+
+
+@dataclass
+class UserDelta:
+    new: list[SeqEntry] = field(default_factory=list)  # oldest first
+    seen: dict[str, int] = field(default_factory=dict)
+    offset: int = -1
+    seq: list[SeqEntry] = field(default_factory=list)  # the whole sequence after the batch, newest first
+
+
+@dataclass
+class Fold:
+    users: dict[str, UserDelta] = field(default_factory=dict)
+    # (item, source partition) -> entries in offset order
+    items: dict[tuple[str, int], list[Entry]] = field(default_factory=dict)
+    interactions: list[Interaction] = field(default_factory=list)
+    positives: list[tuple[str, str, float]] = field(default_factory=list)  # (user, item, weight) in order
+    monitor: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+
+
+def event_items(acc: Accepted) -> list[str]:
+    """The items an event interacts with (purchases: every order line)."""
+    ev = acc.event
+    if ev.event_type == "purchase":
+        order = ev.raw.get("order") or {}
+        items = [line["item_id"] for line in order.get("lines", [])]
+        if ev.item_id and ev.item_id not in items:
+            items.append(ev.item_id)
+        return items
+    return [ev.item_id] if ev.item_id else []
+
+
+def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[SeqEntry]],
+         p: CoocParams) -> Fold:
+    """Per user, the events above the fence -> user deltas, item entries, interactions (pure).
+
+    ``seqs[user]`` is the stored sequence, newest first.
+    """
+    out = Fold()
+    work = {u: list(s) for u, s in seqs.items()}  # newest first, updated as we go
+
+    def entry(item: str, part: int, acc: Accepted) -> Entry:
+        lst = out.items.setdefault((item, part), [])
+        if lst and lst[-1].offset == acc.offset:
+            return lst[-1]
+        e = Entry(acc.offset, acc.event.event_time)
+        lst.append(e)
+        return e
+
+    for acc in sorted(events, key=lambda a: (a.partition, a.offset)):
+        ev = acc.event
+        if acc.offset <= fences.get(ev.user_id, -1):
+            continue
+        model = model_of(ev.raw.get("recommendation_id"))
+        if model and ev.event_type == "impression":
+            out.monitor[model]["impressions"] += 1
+            out.monitor[model]["impressed_items"] += len(ev.items)
+        if model and ev.event_type == "recommendation_click":
+            out.monitor[model]["clicks"] += 1
+        weight = INTERACTION_WEIGHTS.get(ev.event_type)
+        d = out.users.get(ev.user_id)
+        if d is None:
+            d = out.users[ev.user_id] = UserDelta()
+        d.offset = max(d.offset, acc.offset)
+        if weight is None:
+            d.seq = list(work.get(ev.user_id, []))
+            continue
+        seq = work.setdefault(ev.user_id, [])
+        bought = ev.event_type in BOUGHT_TYPES
+        for x in event_items(acc):
+            ex = entry(x, acc.partition, acc)
+            ex.weight += weight
+            k = 0
+            for prev in seq[: p.window]:
+                if prev.item == x:
+                    continue
+                if p.max_gap_ms is not None and ev.event_time - prev.time > p.max_gap_ms:
+                    break
+                w = p.decay ** k
+                k += 1
+                entry(prev.item, acc.partition, acc).cooc[x] += p.forward * w
+                ex.cooc[prev.item] += p.backward * w
+                if bought and prev.bought:
+                    entry(prev.item, acc.partition, acc).bought[x] += 1.0
+                    ex.bought[prev.item] += 1.0
+            seq[:] = [e for e in seq if e.item != x]
+            new = SeqEntry(x, weight, ev.event_time, bought)
+            seq.insert(0, new)
+            del seq[p.seq_max:]
+            d.new = [e for e in d.new if e.item != x] + [new]
+            d.seen[x] = max(d.seen.get(x, 0), ev.event_time)
+            out.interactions.append((ev.user_id, ev.event_time, x, ev.event_id, ev.event_type, weight))
+            out.positives.append((ev.user_id, x, weight))
+        d.seq = list(seq)
+    return out
+
+
+# ----------------------------------------------------------------------------------- the script
+
+# One script per user and batch, with the whole delta as one JSON argument (values as strings, so
+# timestamps and weights keep their exact text): packing one Redis argument per sequence entry, seen
+# item and MF candidate cost more Python time than the fold. KEYS share the user's hash tag.
+USER_LUA = """
+local cur = redis.call('HGET', KEYS[1], '_off') or ''
+if cur ~= ARGV[1] then return 0 end
+local d = cjson.decode(ARGV[3])
+redis.call('DEL', KEYS[2])
+if #d.q > 0 then redis.call('RPUSH', KEYS[2], unpack(d.q)) end
+local s = d.s
+for j = 1, #s, 500 do redis.call('ZADD', KEYS[3], unpack(s, j, math.min(j + 499, #s))) end
+if d.m ~= '' then redis.call('HSET', KEYS[1], 'mf', d.m) end
+if d.c then
+  redis.call('DEL', KEYS[4])
+  local c = d.c
+  for j = 1, #c, 500 do redis.call('ZADD', KEYS[4], unpack(c, j, math.min(j + 499, #c))) end
+end
+redis.call('HSET', KEYS[1], '_off', ARGV[2])
+return 1
+"""
+
+
+def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None,
+                  candidates: list[tuple[str, float]] | None = None) -> list[Any]:
+    """CAS on the fence, then (one JSON argument) the absolute sequence, the new seen items as
+    ZADD pairs, the MF vector and, when given, the user's new MF candidates (replacing the old)."""
+    blob: dict[str, Any] = {"q": [e.encode() for e in d.seq], "m": mf_vec or ""}
+    seen: list[str] = []
+    for item, t in d.seen.items():
+        seen += [str(t), item]
+    blob["s"] = seen
+    if candidates is not None:
+        blob["c"] = zset_members(candidates)
+    return ["" if expected is None else str(expected), str(d.offset), compact_json(blob)]
+
+
+# ------------------------------------------------------------------------------------ the owner
+
+
+class UserSignals:
+    """The user-keyed side: fences, sequences, MF, interactions; one instance per worker."""
+
+    def __init__(self, res: Resources, params: CoocParams, item_side: ItemSignals) -> None:
+        s = res.settings
+        self.item_side = item_side
+        self.durable = res.durable
+        self.durable.cql_sink("interactions", res.session,
+                              lambda rows: self.interaction_statements(list(rows.values())))
+        self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
+        self.user_script = res.redis.register_script(USER_LUA)
+        self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
+        # MF candidates: rewriting a user's 200-member sorted set is the dearest write of the user
+        # step, so it happens at most every ``recs_mf_refresh_s`` per user; users skipped meanwhile
+        # wait in ``mf_pending`` for ``refresh_pending`` (a timer).
+        self.mf_refresh_s = s.recs_mf_refresh_s
+        self.mf_refreshed: dict[str, float] = {}  # user -> monotonic time of the last candidates write
+        self.mf_pending: set[str] = set()
+        self.mf = OnlineMF(dim=s.recs_mf_dim, lr=s.recs_mf_lr, seed=0)
+        self.mf_loaded = False
+        self.insert = res.session.prepare(
+            f"INSERT INTO {Tables.INTERACTIONS} (user_id, event_time, item_id, event_id, event_type, weight) "
+            "VALUES (?, ?, ?, ?, ?, ?)")
+
+    async def load_mf(self) -> None:
+        raw = await self.redis.hgetall(self.keys.recs_mf_items())
+        for item, blob in raw.items():
+            self.mf.set_item(item, decode_vector(blob))
+        self.mf_loaded = True
+
+    async def read(self, users: list[str]) -> tuple[dict[str, int], dict[str, list[SeqEntry]], dict[str, Any]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.hmget(self.keys.recs_user_state(u), [USER_FENCE, USER_MF])
+            pipe.lrange(self.keys.recs_user_seq(u), 0, self.p.seq_max - 1)
+        raw = await pipe.execute()
+        fences, seqs, vecs = {}, {}, {}
+        for i, u in enumerate(users):
+            off, mf = raw[2 * i]
+            if off is not None:
+                fences[u] = int(off)
+            if mf:
+                vecs[u] = decode_vector(mf)
+            seqs[u] = [SeqEntry.decode(x) for x in raw[2 * i + 1]]
+        return fences, seqs, vecs
+
+    def learn(self, f: Fold, vecs: dict[str, np.ndarray]) -> set[str]:
+        """Online MF over the batch's positives, in order; returns the items whose factors moved."""
+        for u, v in vecs.items():
+            if v.shape[0] == self.mf.dim:
+                self.mf.users[u] = v
+        touched: set[str] = set()
+        for user, item, weight in f.positives:
+            self.mf.learn_one(user, item, min(weight, 2.0))
+            touched.add(item)
+        return touched
+
+    async def apply(self, accepted: list[Accepted]) -> Fold:
+        if not self.mf_loaded:
+            await self.load_mf()
+        users = sorted({a.event.user_id for a in accepted})
+        if not users:
+            return Fold()
+        rows: list[Interaction] = []
+        for _attempt in range(5):
+            fences, seqs, vecs = await self.read(users)
+            f = fold(accepted, fences, seqs, self.p)
+            await asyncio.sleep(0)  # CPU-bound steps apart: the profile owner's round trips get the loop between
+            pv_before = (self.mf.pv_n, self.mf.pv_err)
+            moved = self.learn(f, vecs)
+            await asyncio.sleep(0)
+            # item-keyed deltas first (acked), user fences after: a crash in between replays them
+            # at the same source offsets, and the item fences drop them.
+            await self.item_side.apply(f.items)
+            pipe = self.redis.pipeline(transaction=False)
+            order = list(f.users)
+            k = self.res.settings.recs_candidates
+            now = time.monotonic()
+            refreshed: list[str] = []
+            for u in order:
+                vec = self.mf.users.get(u)
+                # the MF candidates of users with new interactions are replaced in the same script,
+                # unless this user's were written less than ``mf_refresh_s`` ago (then: the timer)
+                cands = None
+                if vec is not None and f.users[u].new:
+                    if self.mf_due(u, now):
+                        cands = self.mf.top(u, k)
+                        refreshed.append(u)
+                    else:
+                        self.mf_pending.add(u)
+                await self.user_script(
+                    keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u),
+                          self.keys.recs_user_mf(u)],
+                    args=user_lua_args(fences.get(u), f.users[u], encode_vector(vec) if vec is not None else None,
+                                       cands),
+                    client=pipe)
+            results = await pipe.execute() if order else []
+            conflicts = {u for u, ok in zip(order, results, strict=True) if not ok}
+            for u in refreshed:
+                if u not in conflicts:
+                    self.mf_refreshed[u] = now
+                    self.mf_pending.discard(u)
+            rows += [r for r in f.interactions if r[0] not in conflicts]
+            await self.publish(f, moved, pv_before)
+            if not conflicts:
+                break
+            users = sorted(conflicts)
+            accepted = [a for a in accepted if a.event.user_id in conflicts]
+        else:
+            raise RuntimeError(f"user fence conflicts did not settle for {len(conflicts)} users")
+        self.write_interactions(rows)
+        return f
+
+    def mf_due(self, user: str, now: float) -> bool:
+        return self.mf_refresh_s <= 0 or now - self.mf_refreshed.get(user, -math.inf) >= self.mf_refresh_s
+
+    async def refresh_pending(self) -> int:
+        """Write the MF candidates of users skipped by the rate limit, from the in-process factors
+        (absolute, derived state: no fence needed; a crash loses only this refresh, and the user's
+        candidates then wait for the user's next event)."""
+        now = time.monotonic()
+        due = sorted(u for u in self.mf_pending if self.mf_due(u, now) and u in self.mf.users)
+        k = self.res.settings.recs_candidates
+        for start in range(0, len(due), PUBLISH_CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for u in due[start:start + PUBLISH_CHUNK]:
+                await self.replace_script(keys=[self.keys.recs_user_mf(u)], args=replace_zset_args(self.mf.top(u, k)),
+                                          client=pipe)
+            await pipe.execute()
+        for u in due:
+            self.mf_refreshed[u] = now
+        self.mf_pending.difference_update(due)
+        self.mf_pending.intersection_update(self.mf.users)
+        self.mf_refreshed = {u: t for u, t in self.mf_refreshed.items() if now - t < self.mf_refresh_s}
+        return len(due)
+
+    async def publish(self, f: Fold, moved: set[str], pv_before: tuple[int, int]) -> None:
+        """MF item factors and monitoring counters (one pipeline; the per-user MF candidates are
+        written by the user script)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if moved:
+            pipe.hset(self.keys.recs_mf_items(),
+                      mapping={i: encode_vector(self.mf.V[self.mf.index[i]]) for i in moved})
+        mon = self.keys.recs_monitor(MONITOR_STREAM)
+        pipe.hincrby(mon, "events", sum(len(d.new) for d in f.users.values()))
+        pipe.hincrby(mon, "signals_sent", sum(len(v) for v in f.items.values()))
+        mfk = self.keys.recs_monitor(OnlineMF.kind)
+        pipe.hincrby(mfk, "pv_n", self.mf.pv_n - pv_before[0])
+        pipe.hincrby(mfk, "pv_err", self.mf.pv_err - pv_before[1])
+        for model, counts in f.monitor.items():
+            for name, n in counts.items():
+                pipe.hincrby(self.keys.recs_monitor(model), name, n)
+        await pipe.execute()
+
+    def write_interactions(self, rows: list[Interaction]) -> None:
+        """Raw interactions for the batch jobs, buffered by primary key in the write-behind."""
+        self.durable.put_many("interactions", {r[:4]: r for r in rows})
+
+    def interaction_statements(self, rows: list[Interaction]) -> list[Any]:
+        """Interaction rows tagged with their partition (the user): one batch per user and flush."""
+        return [(("user", r[0]), self.insert, r) for r in rows]
+
+
+# ------------------------------------------------------------------------------------- wiring
+
+
+def register(app: faust.App, res: Resources) -> list[Owner]:
+    """Both sides of the recommender signals: the item side and its publishing timer, the user side
+    and its MF candidates timer; returns the owner step ``recs by user`` that the behavior agent
+    (streams/behavior.py) runs on every batch."""
+    s = res.settings
+    params = CoocParams(window=s.recs_window, decay=s.recs_decay, seq_max=s.recs_seq_max)
+    item_side = ItemSignals(res)
+    add_publisher(app, item_side)
+    users = UserSignals(res, params, item_side)
+
+    async def update_recs_by_user(b: Batch) -> None:
+        """The user-side owner step, run by the behavior agent on every intake batch."""
+        await users.apply(b.kept)
+
+    if s.recs_mf_refresh_s > 0:
+        @app.timer(interval=max(0.2, s.recs_mf_refresh_s))
+        @timed("refresh_mf_candidates")
+        async def refresh_mf_candidates() -> None:
+            try:
+                await users.refresh_pending()
+            except Exception:  # noqa: BLE001 - a timer must survive a slow Redis; users stay pending
+                log.exception("refreshing MF candidates failed; retried on the next tick")
+
+    return [("recs by user", update_recs_by_user)]

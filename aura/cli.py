@@ -265,7 +265,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_agg(args: argparse.Namespace) -> int:
-    """Tail an aggregate topic as a live table (topics in docs/state.md)."""
+    """Tail an aggregate topic as a live table (topics in docs/analytics.md)."""
     from streams.aggregates import tail
 
     tail(get_settings(), args.name, rows=args.rows, once=args.once)

@@ -1,6 +1,6 @@
 """Quality benchmark on MovieLens-100K: the live pipeline against batch baselines.
 
-Protocol (issue 5): every rating is an implicit positive; per user the chronologically last
+Protocol: every rating is an implicit positive; per user the chronologically last
 interaction is held out (ties on the timestamp: the later line of ml-100k.inter); every other
 interaction is replayed in time order through Kafka into a real ``aura worker`` (the catalog from
 ml-100k.item first); then for each of the 943 users the API is asked for 10 recommendations that

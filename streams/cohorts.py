@@ -6,7 +6,7 @@ shared with the ranking, which reads the user's cohorts' lists); this module cou
 
 Owns, per cohort (hash tag ``{cohort}``): ``recs_cohort_popular`` (sorted set item -> interaction
 weight of the cohort's members, trimmed to ``recs_cohort_cap``) and ``recs_cohort_state`` (hash of
-fences ``f:<source partition>``). Exactly once as ``ItemSignals`` (streams/cooccurrence.py): all events
+fences ``f:<source partition>``). Exactly once as ``ItemSignals`` (streams/itemsignals.py): all events
 of one source partition are folded by one consumer in offset order, so per (cohort, partition) the
 entries arrive in offset order; one Lua script per cohort and batch checks the fences it expects,
 applies the increments and moves the fences atomically. Events of users whose attributes arrive

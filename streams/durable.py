@@ -10,7 +10,7 @@ Nothing is lost on a crash: ``after_batch`` takes one extra reference on each ev
 batch's rows releases it; a crash before that redelivers the batch, the fences skip its Redis
 effects and the owners buffer the same rows again. A failed flush keeps its rows and acks, retried.
 
-Cassandra's write rate is bounded by mutations, not bytes (docs/state.md "Throughput"): statements
+Cassandra's write rate is bounded by mutations, not bytes: statements
 of ``cql_sink`` sinks carry their partition, and every statement of one partition in a flush goes
 as one UNLOGGED batch (one mutation); ``execute_grouped`` does the same for writes made in a batch.
 """

@@ -3,7 +3,7 @@
 Owns no stored state: per-worker samples (milliseconds) that the behavior agent, the loop-lag probe
 and the timers record, summarised (count, p50, p99, max per name) and logged at INFO every
 ``interval`` seconds by ``register`` (logger ``streams.loopstats``), then reset. Used to find what
-a freshness probe waits for (docs/state.md "Freshness"):
+a freshness probe waits for:
 
 * ``age_oldest`` / ``age_newest``: batch start minus the oldest / newest event_time of the batch
   (produce -> the batch begins; the clocks of producer and worker are the same machine's),

@@ -19,7 +19,7 @@ own event); the others are forgotten at no further cost. A user who never asks g
 How it is kept: the owner step (run by the behavior agent on every batch) only notes, per user, the
 highest source offset of the batch. A timer (``recs_user_cands_interval_s``) then ranks the noted users
 (who asked) whose recommender state has reached that offset (``_off`` of ``recs_user_state``, written by
-streams/cooccurrence.py's user step, which may run concurrently or later: the owners are independent)
+streams/usersignals.py's user step, which may run concurrently or later: the owners are independent)
 with the API's own code (``aura.ranking.ranker.Ranker``: ``plan`` -> ``absorb_queued`` -> ``choose``),
 in three round trips per chunk of users: (1) one pipeline of every user's fence and state (and the
 placement, trending and popular lists once), (2) one pipeline of the kNN script calls, (3) one pipeline
@@ -35,7 +35,7 @@ reads the pool's head and its filter records in ONE script call and ranks them a
 the other requests, users without a pool and pools ranked with other placement weights use the whole
 ranking. What a pool does not see: changes of the global lists (trending, popular), of the items'
 neighbour lists and of the batch model's candidates after it was ranked; they reach the user's pool
-at the user's next event (or the API's full path after the TTL). docs/recommenders.md.
+at the user's next event (or the API's full path after the TTL). docs/recommendations.md.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from aura.state.catalog import parse_filter_record
 METHODS = ("hybrid", "collaborative", "content", "trending", "popular")
 SOURCES = ("cooc", "ease", "mf", "content", "bought", "users", "cohort", "trending", "popular")
 
-# Blend weights per placement, chosen a priori (see docs/recommenders.md); the model registry can
+# Blend weights per placement, chosen a priori (see docs/recommendations.md); the model registry can
 # override them per placement (``recs_placement`` hash, field ``weights``).
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
     "default": {"cooc": 1.0, "ease": 1.0, "mf": 0.3, "content": 0.15, "cohort": 0.1, "trending": 0.05,
@@ -198,7 +198,7 @@ def meta_of(raw: list[str | None]) -> dict[str, Any] | None:
 
 
 def seq_item(raw: str) -> tuple[str, float]:
-    """A ``recs_user_seq`` entry ``"item|weight|time|bought"`` (written by streams/cooccurrence.py) -> (item,
+    """A ``recs_user_seq`` entry ``"item|weight|time|bought"`` (written by streams/usersignals.py) -> (item,
     weight)."""
     item, w, _t, _b = raw.rsplit("|", 3)
     return item, float(w)

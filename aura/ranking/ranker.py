@@ -12,7 +12,7 @@ plus, when weighed and present, the "users like you" script and the cohorts' lis
 second one only when the filters dropped too many). Raw replies (no per-pair Python callbacks), numpy
 arrays. The stages (``first_commands`` -> ``plan`` -> ``second`` / ``queue_second`` -> ``absorb`` ->
 ``choose`` -> ``finish``) are public so that the worker ranks a chunk of users in three pipelines.
-Writers of that state: streams/cooccurrence.py, streams/catalog.py, streams/neighbours.py,
+Writers of that state: streams/usersignals.py, streams/itemsignals.py, streams/catalog.py, streams/neighbours.py,
 streams/cohorts.py, jobs/ease.py; this module owns none of it.
 """
 

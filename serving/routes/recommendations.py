@@ -1,7 +1,7 @@
 """Recommendation routes: generate (hybrid | collaborative | content | trending | popular), similar
 items, customers also bought, trending (global or per category), impression and click tracking.
 
-Reads only precomputed state (serving/recommend.py); tracking is produced to Kafka as behavior
+Reads only precomputed state (aura/ranking/); tracking is produced to Kafka as behavior
 events (``impression`` / ``recommendation_click`` carrying the ``recommendation_id``), which the
 stream folds into per-model CTR (``recs_monitor``). Served lists carry
 ``recommendation_id = "<model>:<version>:<request id>"``.
@@ -31,7 +31,7 @@ from serving.ingest import IngestError, produce_acknowledged
 from serving.respcache import cached_json
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
-OUTAGES = outage_exceptions()  # Redis/Cassandra/Kafka unreachable (issue 6): answer the stale popular list
+OUTAGES = outage_exceptions()  # Redis/Cassandra/Kafka unreachable: answer the stale popular list
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 ItemPath = Path(min_length=1, max_length=256, description="Item id")
@@ -138,7 +138,7 @@ async def recommend(state: Any, req: Request) -> RecommendationsOut:
 
 
 def stale_list(state: Any, response: Response, body: GenerateIn) -> RecommendationsOut:
-    """The stores cannot answer: the last popular list the API saw (issue 6, serving/degrade.py),
+    """The stores cannot answer: the last popular list the API saw (serving/fallbacks.py),
     marked ``X-Aura-Degraded: stale-popular``, instead of an error."""
     items = stale_popular(state.popular, response, body.limit)
     return RecommendationsOut(

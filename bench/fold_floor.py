@@ -23,13 +23,13 @@ from collections.abc import Callable
 
 from aura.demo import Storefront
 from aura.settings import get_settings
+from aura.state.profiles import Profile, ProfileConfig
 from schemas.codec import codec
 from streams import analytics, profiles
 from streams.cooccurrence import CoocParams, SeqEntry
 from streams.cooccurrence import fold as cooc_fold
 from streams.intake import Accepted, RawRecord, split
 from streams.mf import OnlineMF
-from streams.profiles import Profile, ProfileConfig
 
 
 def records(n: int, users: int, seed: int) -> list[RawRecord]:

@@ -193,9 +193,10 @@ def cleanup_redis(s: Settings) -> None:
 async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, owners_only: str) -> dict[str, float]:
     from schemas.codec import codec
     from streams.app import build
-    from streams.behavior import BehaviorPipeline, intake_and_fan_out, profiles_owner
+    from streams.behavior import intake_and_fan_out
     from streams.durable import WriteBehind
     from streams.intake import RawRecord
+    from streams.profiles_owner import BehaviorPipeline, profiles_owner
     from streams.runtime import Resources
 
     res = Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),

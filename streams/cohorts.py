@@ -22,8 +22,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aura.state.profiles import parse_attrs
 from streams.intake import Accepted
-from streams.profiles import parse_attrs
 
 if TYPE_CHECKING:
     from streams.runtime import Resources

@@ -25,10 +25,10 @@ from aura.demo import Storefront
 from aura.models.mf import OnlineMF
 from aura.settings import get_settings
 from aura.state.cooccurrence import SeqEntry
+from aura.state.profiles import Profile, ProfileConfig
 from schemas.codec import codec
 from streams import analytics, profiles
 from streams.intake import Accepted, RawRecord, split
-from streams.profiles import Profile, ProfileConfig
 from streams.usersignals import CoocParams
 from streams.usersignals import fold as cooc_fold
 

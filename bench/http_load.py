@@ -44,8 +44,8 @@ from typing import Any
 import httpx
 
 from aura.settings import REPO_ROOT, Settings, settings_env
-from streams import profiles
-from streams.profiles import Profile
+from aura.state import profile_codec
+from aura.state.profiles import Profile
 
 N_USERS = 2000
 N_ITEMS = 2000
@@ -83,7 +83,7 @@ def seed(s: Settings) -> None:
         user = f"u{u}"
         items = [f"i{(u * 11 + j * 17) % N_ITEMS}" for j in range(10)]
         pipe.delete(k.recs_user_seq(user), k.recs_user_seen(user))
-        profiles.write_sync(pipe, k, user, Profile(counts={"view": 8, "click": 2}, first_seen=now - 86_400_000,
+        profile_codec.write_sync(pipe, k, user, Profile(counts={"view": 8, "click": 2}, first_seen=now - 86_400_000,
                                                    last_seen=now, recent=items, version=1))
         pipe.rpush(k.recs_user_seq(user), *[f"{it}|1|{now - j * 1000}|0" for j, it in enumerate(items)])
         pipe.zadd(k.recs_user_seen(user), {it: now - j for j, it in enumerate(items)})

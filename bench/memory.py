@@ -28,11 +28,13 @@ from aura import bootstrap
 from aura.demo import Storefront
 from aura.layout import RedisKeys
 from aura.settings import get_settings
+from aura.state import profile_codec
+from aura.state.profile_codec import ACTION_CODES
+from aura.state.profiles import ItemAttrs, Profile, ProfileConfig
 from bench.pipeline import bench_settings, cleanup_redis
 from schemas.events import Behavior
 from streams import profiles
 from streams.intake import Accepted
-from streams.profiles import ItemAttrs, Profile, ProfileConfig
 
 
 def main() -> None:
@@ -81,7 +83,7 @@ def main() -> None:
     print(f"users={n} events={off} fold={fold_s:.1f}s avg_recent_items="
           f"{sum(len(p.recent) for p in state.values()) / n:.1f} "
           f"avg_affinity_keys={sum(len(p.aff) for p in state.values()) / n:.1f} "
-          f"avg_packed_value={sum(len(profiles.pack(p)) for p in state.values()) / n:.0f} bytes")
+          f"avg_packed_value={sum(len(profile_codec.pack(p)) for p in state.values()) / n:.0f} bytes")
     for layout in a.layouts.split(","):
         measure(r, keys, state, layout, script, a.sweep and layout == "packed", s, cfg)
     print(f"bench process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
@@ -108,12 +110,12 @@ def write(pipe: Any, keys: RedisKeys, u: str, p: Profile, layout: str, script: A
         return
     (k,) = layout_keys(keys, u, layout) if layout != "legacy" else [None]
     if layout == "blobhash":
-        pipe.hset(k, "d", profiles.pack(p))
+        pipe.hset(k, "d", profile_codec.pack(p))
     elif layout == "texthash":  # one hash, short names, text values
-        h = {f"c{profiles.ACTION_CODES.index(a) if a in profiles.ACTION_CODES else a}": n for a, n in p.counts.items()}
+        h = {f"c{ACTION_CODES.index(a) if a in ACTION_CODES else a}": n for a, n in p.counts.items()}
         h |= {f"o{part}": off for part, off in p.fences.items()}
-        doc = profiles.durable_doc(p)
-        doc = {k2[0] if not k2.startswith("a:") else "a" + profiles._aff_key(k2[2:]): v for k2, v in doc.items()
+        doc = profile_codec.durable_doc(p)
+        doc = {k2[0] if not k2.startswith("a:") else "a" + profile_codec._aff_key(k2[2:]): v for k2, v in doc.items()
                if v not in ("", "0")}
         for k2 in list(doc):
             if k2.startswith("a") and len(k2) > 1 or k2 == "e":
@@ -128,7 +130,7 @@ def write(pipe: Any, keys: RedisKeys, u: str, p: Profile, layout: str, script: A
         if p.recent:
             pipe.rpush(rk, *p.recent)
         doc = {k2: (f"{float(v):.6g}" if k2 == "eng" or k2.startswith("a:") else v)
-               for k2, v in profiles.durable_doc(p).items()}
+               for k2, v in profile_codec.durable_doc(p).items()}
         pipe.hset(pk, mapping=doc)
 
 

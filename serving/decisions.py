@@ -20,12 +20,12 @@ from fastapi import HTTPException
 from aura import layout
 from aura.configcache import ConfigCache, ConfigUnavailable
 from aura.layout import Tables
+from aura.state import profile_codec
 from aura.state.bandits import BanditConfig, BanditState, validate_bandit
 from aura.state.experiments import Experiment, validate_experiment
 from aura.state.rules import Rule, profile_fields, validate_rule
 from schemas.codec import DecodeError, codec
 from serving.state import ApiState
-from streams import profiles
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,13 @@ async def user_fields(state: ApiState, user_id: str, segments_to_check: set[str]
     attributes) and the user's memberships among ``segments_to_check``, in one pipeline."""
     keys = state.keys
     pipe = state.redis.pipeline(transaction=False)
-    profiles.queue_read(pipe, keys, user_id)
+    profile_codec.queue_read(pipe, keys, user_id)
     pipe.hgetall(keys.user_attrs(user_id))
     ordered = sorted(segments_to_check)
     for seg in ordered:
         pipe.sismember(keys.segment_members(seg), user_id)
     raw = await pipe.execute()
-    fields = profiles.rule_fields(profiles.unpack(raw[0])) if raw[0] else {}
+    fields = profile_codec.rule_fields(profile_codec.unpack(raw[0])) if raw[0] else {}
     profile = profile_fields(fields, raw[1])
     member = {seg for seg, ok in zip(ordered, raw[2:], strict=True) if ok}
     return profile, member

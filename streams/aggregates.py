@@ -1,7 +1,7 @@
 """Windowed aggregates for analysts, and the durable copy of the analytics counters.
 
 A timer in every worker reads the buckets the behavior agent marked as touched
-(``analytics_touched``), sums the partitions' shares (streams/analytics.py), writes the absolute
+(``analytics_touched``), sums the partitions' shares (aura/state/analytics.py), writes the absolute
 totals to the Cassandra table ``analytics_counters`` (``USING TIMESTAMP`` = read time, so an older
 snapshot never overwrites a newer one) and publishes Avro records (schemas/avro/agg_*.avsc) to the
 compacted ``agg.*`` topics, keyed by window and dimension: the latest record of a key is its value,
@@ -12,23 +12,23 @@ workers may both run it. Owns no Redis state besides trimming the touched set.
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 
 from aura import layout
 from aura.layout import Tables, TopicSpec
+from aura.state import analytics
+from aura.state.analytics import BucketTotals
 from schemas.codec import codec
-from streams import analytics
-from streams.analytics import BucketTotals
 from streams.durable import execute_grouped
 from streams.loopstats import timed
-
-if TYPE_CHECKING:
-    from streams.runtime import Resources
+from streams.runtime import Owner, Resources
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ AGGREGATES: dict[str, tuple[TopicSpec, str]] = {
     "revenue": (layout.AGG_REVENUE, "agg_revenue"),
 }
 TOUCHED_KEEP_MS = 3600 * 1000
-AGG_BATCH_ROWS = 256  # metric rows of one bucket per Cassandra batch (~60 bytes each)
+AGG_BATCH_ROWS = 256  # metric rows of one bucket per Cassandra batch
 INT32_MAX = 2**31 - 1
 
 
@@ -160,7 +160,8 @@ class AggregatePublisher:
         return out
 
 
-def register(app: faust.App, res: Resources) -> None:
+def register(app: faust.App, res: Resources) -> list[Owner]:
+    """The publisher's timer in the worker; it feeds no owner of the behavior agent."""
     s = res.settings
     topics = {name: app.topic(layout.topic(s, spec), key_serializer="raw", value_serializer="raw")
               for name, (spec, _schema) in AGGREGATES.items()}
@@ -177,6 +178,8 @@ def register(app: faust.App, res: Resources) -> None:
             return
         for r in recs:
             await topics[r.name].send(key=r.key.encode(), value=codecs[r.name].encode(r.value))
+
+    return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,10 +220,7 @@ def tail(settings: Any, name: str, rows: int = 20, once: bool = False, out: Any 
     """Follow ``agg.<name>`` from the beginning, printing the table whenever it changes.
 
     ``once``: stop when the topic has been read to its end (no record for ``idle_s``)."""
-    import sys
-    import uuid
-
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer  # the plain Kafka client, for the CLI only
 
     spec, schema = AGGREGATES[name]
     dec = codec(schema)

@@ -1,19 +1,18 @@
-"""Analytics counters in event-time buckets (minute, hour, day): events by type, active users,
-funnel view -> cart -> purchase, revenue and orders, impressions/clicks per placement and per
-experiment variant, per-item views/clicks/carts/purchases (hour and day), attribution of purchases
-to the recommendation click that led to them, and session journeys (day, by session start).
+"""The writer of the analytics counters: event-time buckets (minute, hour, day) of events by type,
+active users, funnel view -> cart -> purchase, revenue and orders, impressions/clicks per placement
+and per experiment variant, per-item views/clicks/carts/purchases (hour and day), attribution of
+purchases to the recommendation click that led to them, and session journeys (day, by session start).
 
 Owner of the Redis keys ``analytics_bucket`` / ``analytics_hll`` / ``analytics_fence`` /
-``analytics_touched`` (the hot windows; TTL per grain) and of the Cassandra table
-``analytics_counters`` (absolute snapshots, written by streams/aggregates.py).
+``analytics_touched`` (the hot windows; TTL per grain); their format and read helpers, shared with
+the API and the aggregates publisher, are in aura/state/analytics.py. The Cassandra table
+``analytics_counters`` (absolute snapshots) is written by streams/aggregates.py.
 
 Exactly once: analytics state is not per user, so each Kafka partition keeps its own share of every
 bucket under its own hash tag ``{p<n>}`` with a fence (last offset folded). Per batch and partition,
 one Lua script checks the fence, applies the partition's whole contribution and moves the fence;
-a replay is skipped. Readers sum the partitions (users are partitioned by key, so distinct-user
-HyperLogLogs of different partitions are disjoint and their counts add up). Item-keyed counters are
-kept this way too instead of a Kafka repartition: the per-partition shares cost a 12-way sum on read
-and no extra topic hop on write.
+a replay is skipped. Item-keyed counters are kept this way too instead of a Kafka repartition: the
+per-partition shares cost a sum over partitions on read and no extra topic hop on write.
 """
 
 from __future__ import annotations
@@ -24,21 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aura.layout import RedisKeys
+from aura.state.analytics import FUNNEL, GRAINS, ITEM_GRAINS, bucket_start, is_float_metric
 from streams.profiles import Fact
-
-GRAINS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
-ITEM_GRAINS = ("hour", "day")
-FUNNEL = ("view", "add_to_cart", "purchase")
-FLOAT_PREFIXES = ("rev", "ar:", "ir:")
-READ_CHUNK = 4  # buckets per read pipeline (see read_buckets)
-
-
-def bucket_start(t: int, grain: str) -> int:
-    return t - t % GRAINS[grain]
-
-
-def is_float_metric(name: str) -> bool:
-    return name.startswith(FLOAT_PREFIXES)
 
 
 @dataclass
@@ -256,79 +242,3 @@ def batch_buckets(facts: list[Fact]) -> set[tuple[str, int]]:
         if f.journey is not None:
             out.add(("day", bucket_start(f.session_start, "day")))
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading (API, aggregates publisher): sums of the partitions' shares
-
-
-@dataclass
-class BucketTotals:
-    grain: str
-    start: int
-    metrics: dict[str, float]
-    users: dict[str, int]
-
-
-def bucket_starts(grain: str, from_ms: int, to_ms: int, limit: int = 2000) -> list[int]:
-    size = GRAINS[grain]
-    first = bucket_start(from_ms, grain)
-    n = min(limit, max(0, (to_ms - first + size - 1) // size))
-    return [first + i * size for i in range(n)]
-
-
-def _num(v: str) -> float:
-    f = float(v)
-    return int(f) if f.is_integer() and "." not in v else f
-
-
-async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
-                       hlls: tuple[str, ...] = ("active", *(f"f:{s}" for s in FUNNEL))) -> list[BucketTotals]:
-    """Totals of each bucket: metrics summed over partitions, distinct users per HyperLogLog.
-
-    One pipeline per ``READ_CHUNK`` buckets: the worker's publisher runs in the agents' event loop,
-    and parsing every touched bucket (hour/day buckets hold per-item counters) in one go held the
-    loop for long enough to show in the freshness tail."""
-    raw: list[Any] = []
-    for start in range(0, len(starts), READ_CHUNK):
-        pipe = redis.pipeline(transaction=False)
-        for b in starts[start:start + READ_CHUNK]:
-            for p in range(partitions):
-                pipe.hgetall(keys.analytics_bucket(p, grain, b))
-                for what in hlls:
-                    pipe.pfcount(keys.analytics_hll(p, grain, b, what))
-        raw += await pipe.execute()
-    out = []
-    i = 0
-    for b in starts:
-        metrics: dict[str, float] = defaultdict(float)
-        users: dict[str, int] = defaultdict(int)
-        for _p in range(partitions):
-            for m, v in raw[i].items():
-                metrics[m] += _num(v)
-            i += 1
-            for what in hlls:
-                users[what] += int(raw[i])
-                i += 1
-        out.append(BucketTotals(grain, b, {m: (round(v, 6) if isinstance(v, float) else v)
-                                           for m, v in metrics.items() if v}, dict(users)))
-    return out
-
-
-async def distinct_users(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
-                         what: str = "active") -> int:
-    """Distinct users over several buckets (HyperLogLog union per partition, summed)."""
-    if not starts:
-        return 0
-    pipe = redis.pipeline(transaction=False)
-    for p in range(partitions):
-        pipe.pfcount(*[keys.analytics_hll(p, grain, b, what) for b in starts])
-    return int(sum(await pipe.execute()))
-
-
-def merge_totals(buckets: list[BucketTotals]) -> dict[str, float]:
-    total: dict[str, float] = defaultdict(float)
-    for b in buckets:
-        for m, v in b.metrics.items():
-            total[m] += v
-    return dict(total)

@@ -25,7 +25,7 @@ from streams import (
     lifecycle,
     loopstats,
     neighbours,
-    profiles,
+    profiles_owner,
     usercands,
     usersignals,
 )
@@ -42,7 +42,7 @@ class AgentModule(Protocol):
 # The agent modules of each worker role (layout.WORKER_ROLES); a new agent is one more entry.
 ROLES: dict[str, tuple[AgentModule, ...]] = {
     # profiles, segments and analytics; identity events; the agg.* publisher; the idle-user sweep
-    "profiles": (profiles, identity, aggregates, lifecycle),
+    "profiles": (profiles_owner, identity, aggregates, lifecycle),
     # recommender signals (the user side feeds the item side); catalog and content model; neighbours, cohorts; pools
     "recs": (usersignals, catalog, neighbours, usercands),
     # experiment tallies and bandit arms: exposures and decisions, conversions and rewards

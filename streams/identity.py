@@ -2,8 +2,9 @@
 merge and erase (the right to be forgotten).
 
 Owner of the Redis keys ``user_attrs`` (attributes ``x:<name>``, preferences ``p:<what>`` as JSON,
-fences ``_off:<partition>`` of the identity topic) and ``user_alias``; merge and erase also write the
-profile state of streams/profiles.py (``user_state``) through its ``pack`` and version compare-and-set.
+fences ``_off:<partition>`` of the identity topic; the hash's format is in aura/state/profiles.py) and
+``user_alias``; merge and erase also write the profile state (``user_state``, aura/state/profile_codec.py)
+through the version compare-and-set of streams/profiles.py.
 
 - create/update/preferences: folded in offset order above the user's identity fence, one pipeline
   read and one Lua compare-and-set per batch (pure ``apply_identity``).
@@ -21,23 +22,23 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 
-from aura.layout import APPLIED_OFFSET, Tables
+from aura import layout
+from aura.layout import Tables
+from aura.state import segments as segment_rules
+from aura.state.profile_codec import next_version
+from aura.state.profiles import ATTRS_FENCE, Profile, ProfileConfig, add_decayed, decay, f32, segment_view
 from schemas.codec import DecodeError, codec
 from schemas.events import Identity, InvalidEvent, validate_identity
-from streams import profiles
 from streams.intake import Dead, RawRecord
-from streams.profiles import Profile, ProfileConfig, add_decayed, decay, f32, parse_attrs
+from streams.profiles import ProfileStore, lua_args
+from streams.runtime import Owner, Resources
 
-if TYPE_CHECKING:
-    from streams.runtime import Resources
-
-__all__ = ["apply_identity", "merge_profiles", "parse_attrs", "register"]
+__all__ = ["apply_identity", "merge_profiles", "register"]
 log = logging.getLogger(__name__)
-FENCE = APPLIED_OFFSET + ":"
 
 
 def apply_identity(attrs: dict[str, str], ev: Identity) -> dict[str, str]:
@@ -86,7 +87,7 @@ def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig) -> Profile
     m.aff = {k: decay(v, known.aff_t, t, cfg.affinity_half_life_ms) for k, v in known.aff.items()}
     for k, v in anon.aff.items():
         m.aff[k] = m.aff.get(k, 0.0) + decay(v, anon.aff_t, t, cfg.affinity_half_life_ms)
-    m.aff = {k: f32(v) for k, v in m.aff.items()}  # stored as float32 (profiles.pack)
+    m.aff = {k: f32(v) for k, v in m.aff.items()}  # stored as float32 (profile_codec.pack)
     m.aff_t = t
     m.idle = ""
     if not known.stage:
@@ -94,9 +95,7 @@ def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig) -> Profile
     if newer_anon:
         m.session_id, m.session_start, m.path = anon.session_id, anon.session_start, anon.path
         m.last_rec = anon.last_rec
-    from streams import segments
-
-    m.segments = segments.evaluate(cfg.rules, profiles.segment_view(m, cfg))
+    m.segments = segment_rules.evaluate(cfg.rules, segment_view(m, cfg))
     return m
 
 
@@ -110,7 +109,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], unpack(a))
 return 1
 """
 
-# KEYS: the known user's state (profiles.pack) and attrs hash (same hash tag: one slot). ARGV: the
+# KEYS: the known user's state (profile_codec.pack) and attrs hash (same hash tag: one slot). ARGV: the
 # identity fence field, its expected and new value, then profiles.lua_args (expected head, new state).
 MERGE_LUA = """
 local off = redis.call('HGET', KEYS[2], ARGV[1]) or ''
@@ -128,7 +127,7 @@ class IdentityStore:
         self.redis = res.redis
         self.keys = res.keys
         self.cfg = cfg
-        self.profiles = profiles.ProfileStore(res.redis, res.session, res.keys, cfg)
+        self.profiles = ProfileStore(res.redis, res.session, res.keys, cfg)
         self.attrs_script = res.redis.register_script(ATTRS_LUA)
         self.merge_script = res.redis.register_script(MERGE_LUA)
         s = res.session
@@ -139,7 +138,7 @@ class IdentityStore:
         """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""
         erased: list[str] = []
         for ev, part, off in sorted(events, key=lambda e: (e[1], e[2])):
-            field = f"{FENCE}{part}"
+            field = f"{ATTRS_FENCE}{part}"
             akey = self.keys.user_attrs(ev.user_id)
             if ev.event_type == "erase":
                 await self.erase(ev.user_id)
@@ -156,7 +155,7 @@ class IdentityStore:
             attrs = await self.redis.hgetall(akey)
             new = apply_identity({k: v for k, v in attrs.items() if not k.startswith("_")}, ev)
             for k, v in attrs.items():
-                if k.startswith(FENCE) and k != field:
+                if k.startswith(ATTRS_FENCE) and k != field:
                     new[k] = v
             args: list[Any] = [field, cur or "", str(off)]
             for k, v in new.items():
@@ -170,9 +169,9 @@ class IdentityStore:
             states = await self.profiles.read([user, anon_id])
             known, anon = states[user], states[anon_id]
             merged = merge_profiles(known, anon, self.cfg)
-            merged.version = profiles.next_version(known.version)
+            merged.version = next_version(known.version)
             k = self.keys
-            args = [field, cur or "", str(off), *profiles.lua_args(known.version or None, merged)]
+            args = [field, cur or "", str(off), *lua_args(known.version or None, merged)]
             ok = await self.merge_script(keys=[k.user_state(user), k.user_attrs(user)], args=args)
             if ok == 1:
                 await self.profiles.segments.reconcile({user: merged}, set())
@@ -187,7 +186,7 @@ class IdentityStore:
         await self._delete_user(anon_id, keep_alias=True)
 
     async def _delete_user(self, user: str, keep_alias: bool = False) -> None:
-        from cassandra.concurrent import execute_concurrent
+        from cassandra.concurrent import execute_concurrent  # the heavy Cassandra driver, imported on first use
 
         k = self.keys
         names = [k.user_state(user), k.user_attrs(user)]
@@ -204,8 +203,11 @@ class IdentityStore:
         await self._delete_user(user)
 
 
-def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic: str) -> None:
+def register(app: faust.App, res: Resources) -> list[Owner]:
+    """The agent over ``events.identity``; it feeds no owner of the behavior agent."""
     s = res.settings
+    source_topic = layout.topic(s, layout.IDENTITY)
+    deadletter_topic = layout.topic(s, layout.DEADLETTER)
     source = app.topic(source_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     deadletters = app.topic(deadletter_topic, key_serializer="raw", value_serializer="raw")
     tombstones = app.topic(source_topic, key_serializer="raw", value_serializer="raw")
@@ -240,3 +242,5 @@ def register(app: faust.App, res: Resources, source_topic: str, deadletter_topic
                 await pipe.execute()
             for user in await store.apply(good):
                 await tombstones.send(key=user.encode(), value=None)
+
+    return []

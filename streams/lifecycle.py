@@ -2,8 +2,8 @@
 their segment memberships are re-evaluated as of now.
 
 Owns no key of its own beyond the sweep lease (``RedisKeys.lifecycle_sweep_lease``); it writes the
-profile state of streams/profiles.py through its ``pack`` and version compare-and-set, and the
-segment sets and Cassandra rows through ``ProfileStore``.
+profile state (``user_state``, aura/state/profile_codec.py) through the version compare-and-set of
+streams/profiles.py, and the segment sets and Cassandra rows through its ``ProfileStore``.
 
 The fold only sees events, so it cannot notice that a user stopped sending them. Every
 ``AURA_LIFECYCLE_SWEEP_INTERVAL_S`` one worker of the group (whoever takes the lease) scans the
@@ -22,15 +22,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from streams import segments
-from streams.profiles import Profile, ProfileConfig, ProfileStore, lua_args, next_version, segment_view
+import faust
 
-if TYPE_CHECKING:
-    import faust
-
-    from streams.runtime import Resources
+from aura.state import segments as segment_rules
+from aura.state.profile_codec import next_version
+from aura.state.profiles import Profile, ProfileConfig, segment_view
+from streams.profiles import ProfileStore, lua_args
+from streams.runtime import Owner, Resources
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def sweep_user(p: Profile, now_ms: int, cfg: ProfileConfig) -> bool:
         return False
     before = (p.idle, list(p.segments))
     p.idle = stage
-    p.segments = segments.evaluate(cfg.rules, segment_view(p, cfg, now_ms if stage else None))
+    p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg, now_ms if stage else None))
     return (p.idle, p.segments) != before
 
 
@@ -116,11 +115,12 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bo
     return result
 
 
-def register(app: faust.App, res: Resources) -> None:
-    """The periodic sweep in the worker: one worker of the group per interval (a Redis lease)."""
+def register(app: faust.App, res: Resources) -> list[Owner]:
+    """The periodic sweep in the worker: one worker of the group per interval (a Redis lease). It
+    feeds no owner of the behavior agent."""
     s = res.settings
     if s.lifecycle_sweep_interval_s <= 0:
-        return
+        return []
     store = ProfileStore(res.redis, res.session, res.keys, ProfileConfig.from_settings(s))
     token = uuid.uuid4().hex
 
@@ -133,3 +133,5 @@ def register(app: faust.App, res: Resources) -> None:
         r = await sweep(store, int(time.time() * 1000), s.lifecycle_sweep_batch)
         log.info("idle sweep: %d profiles scanned, %d moved, %d conflicts, %.1f s",
                  r.scanned, r.changed, r.conflicts, time.monotonic() - t0)
+
+    return []

@@ -1,70 +1,21 @@
-"""Rule-defined segments: which users are in ``vip``, ``buyer``, ... and who the members are.
+"""The writer of segment memberships: which users are in ``vip``, ``buyer``, ... in Redis and Cassandra.
 
 Owner of the Redis sets ``segment_members`` (one per segment) and the Cassandra table
-``segment_members``. Rules come from settings (``AURA_SEGMENT_RULES``, JSON): a segment is a list
-of conditions ``[field, op, value]`` that must all hold over the profile fields of
-``profiles.segment_view`` (ltv, orders, sessions, stage, engagement, count.<action>,
-affinity.<dim>). A user's membership is evaluated by the profile fold whenever the user's events
-arrive, stored in the profile, and then reconciled into the sets: absolute SADD/SREM and Cassandra
+``segment_members``. The rules and their evaluation are in aura/state/segments.py; a user's
+membership is evaluated by the profile fold whenever the user's events arrive (streams/profiles.py),
+stored in the profile, and then reconciled into the sets here: absolute SADD/SREM and Cassandra
 INSERT/DELETE, so a replay after a crash repairs what a crash interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import operator
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aura.layout import RedisKeys, Tables
-
-if TYPE_CHECKING:
-    from streams.profiles import Profile
-
-OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
-    "!=": operator.ne, "in": lambda a, b: a in b,
-}
-
-
-class RuleError(ValueError):
-    """A segment rule that cannot be evaluated."""
-
-
-def parse_rules(text: str) -> dict[str, list[list[Any]]]:
-    """Parse and check the JSON rules; raises RuleError on a bad rule."""
-    try:
-        rules = json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise RuleError(f"segment rules are not JSON: {exc}") from exc
-    if not isinstance(rules, dict):
-        raise RuleError("segment rules must be an object: name -> [[field, op, value], ...]")
-    for name, conds in rules.items():
-        if not isinstance(name, str) or not name or not isinstance(conds, list) or not conds:
-            raise RuleError(f"segment {name!r}: needs a non-empty list of conditions")
-        for c in conds:
-            if not (isinstance(c, list) and len(c) == 3 and isinstance(c[0], str) and c[1] in OPS):
-                raise RuleError(f"segment {name!r}: bad condition {c!r} (ops: {sorted(OPS)})")
-    return rules
-
-
-def matches(conds: list[list[Any]], view: dict[str, Any]) -> bool:
-    for fld, op, value in conds:
-        actual = view.get(fld, 0 if fld.startswith(("count.", "affinity.")) else None)
-        if actual is None:
-            return False
-        try:
-            if not OPS[op](actual, value):
-                return False
-        except TypeError:
-            return False
-    return True
-
-
-def evaluate(rules: dict[str, list[list[Any]]], view: dict[str, Any]) -> list[str]:
-    """The sorted names of the segments whose conditions all hold for ``view``."""
-    return sorted(name for name, conds in rules.items() if matches(conds, view))
+from aura.state.profiles import Profile
+from streams.durable import execute_grouped
 
 
 class SegmentStore:
@@ -114,7 +65,7 @@ class SegmentStore:
         """Make the sets agree with ``states`` (the rows of ``rows``): one Redis pipeline, then the
         Cassandra rows, written now (one concurrent write) or handed to ``buffer`` (the behavior
         agent's write-behind, which holds the batch's Kafka acks until they are written: a slow
-        Cassandra no longer delays the next batch)."""
+        Cassandra does not delay the next batch)."""
         rows = self.rows(states, unchanged, before, full)
         if not rows:
             return
@@ -133,8 +84,6 @@ class SegmentStore:
         if buffer is not None:
             buffer(rows)
             return
-        from streams.durable import execute_grouped
-
         await execute_grouped(self.session, self.statements(rows))
 
     async def remove_user(self, user_id: str) -> None:
@@ -143,7 +92,7 @@ class SegmentStore:
         for name in self.names:
             pipe.srem(self.keys.segment_members(name), user_id)
         await pipe.execute()
-        from cassandra.concurrent import execute_concurrent
+        from cassandra.concurrent import execute_concurrent  # the heavy Cassandra driver, imported on first use
 
         stmts = [(self.delete, (name, user_id)) for name in self.names]
         await asyncio.get_running_loop().run_in_executor(

@@ -10,8 +10,9 @@ cold start). Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
+
+from aura.state.profiles import parse_attrs
 
 AGE_BANDS = ((18, "0-17"), (25, "18-24"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (65, "55-64"))
 
@@ -40,20 +41,10 @@ def cohorts_of(attributes: dict[str, Any], this_year: int | None = None) -> list
     return out
 
 
-def _attributes(raw: dict[str, str]) -> dict[str, Any]:
-    """The identity hash's attributes (fields ``x:<name>``, JSON). Raises ValueError when a field of the
-    hash (``x:`` or ``p:``) is not JSON, as the profiles' ``parse_attrs`` does (its attributes half)."""
-    attributes = {k[2:]: json.loads(v) for k, v in raw.items() if k.startswith("x:")}
-    for k, v in raw.items():
-        if k.startswith("p:"):
-            json.loads(v)
-    return attributes
-
-
 def cohorts_from_hash(raw: dict[str, str]) -> list[str]:
     """The identity hash (``RedisKeys.user_attrs``) -> cohorts."""
     try:
-        attributes = _attributes(raw)
+        attributes = parse_attrs(raw)[0]
     except ValueError:  # a malformed attribute never blocks the fold or a request
         return []
     return cohorts_of(attributes)

@@ -1,7 +1,7 @@
 """Analytics routes: engagement (active users, events), funnel, revenue, attribution, journeys and
 per-item / per-placement stats over an event-time range, from the counters streams/analytics.py
-keeps (Redis hot windows; Cassandra ``analytics_counters`` snapshots when Redis has expired them or
-is down)."""
+keeps (Redis hot windows, read through aura/state/analytics.py; Cassandra ``analytics_counters``
+snapshots when Redis has expired them or is down)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from aura.bootstrap import cassandra_execute
 from aura.layout import Tables
+from aura.state import analytics
+from aura.state.analytics import BucketTotals
 from serving.deps import State
-from streams import analytics
-from streams.analytics import BucketTotals
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/analytics", tags=["analytics"])

@@ -1,4 +1,8 @@
-"""Profile routes: a user's activity as the stream materialized it."""
+"""Profile and segment routes: a user's activity, profile, preferences, engagement and segments as
+the stream materialized them, and the segments' members.
+
+Reads only: Redis first, the Cassandra copy when Redis is down or has nothing. The formats and the
+views come from aura/state/profiles.py and aura/state/profile_codec.py, which the worker writes with."""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ from pydantic import BaseModel, Field
 
 from aura.bootstrap import cassandra_execute, epoch_ms
 from aura.layout import Tables
+from aura.state import profiles as profiles_mod
+from aura.state.profile_codec import from_durable, queue_read, unpack
+from aura.state.profiles import Profile, ProfileConfig, parse_attrs
 from serving.deps import State
-from streams import profiles as profiles_mod
-from streams.profiles import Profile, ProfileConfig, parse_attrs, queue_read, unpack
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +45,8 @@ class Activity(BaseModel):
 
 
 class Single:
-    """Takes the one command a ``queue_*`` helper of the state's owner queues, and sends it alone:
-    a one-command pipeline costs ~20 us more CPU than the command (redis-py's pipeline machinery)."""
+    """Takes the one command a ``queue_*`` read helper (aura/state) queues, and sends it alone:
+    a one-command pipeline costs more CPU than the command alone (redis-py's pipeline machinery)."""
 
     def execute_command(self, *args: Any, **options: Any) -> None:
         self.args, self.options = args, options
@@ -83,7 +88,7 @@ async def get_activity(state: State, user_id: str = UserId) -> Activity:
 
 
 # ---------------------------------------------------------------------------------------------
-# The full profile (issue 4): Redis first, Cassandra (user_profile + user_activity) as fallback.
+# The full profile: Redis first, Cassandra (user_profile + user_activity) as fallback.
 
 
 def _cfg(state: Any) -> ProfileConfig:
@@ -130,8 +135,8 @@ async def load_profile(state: Any, user_id: str) -> tuple[Profile, dict[str, str
     if arow is None:
         return None
     doc = json.loads(row.doc) if row is not None and row.doc else {}
-    p = profiles_mod.from_durable(dict(arow.counts or {}), epoch_ms(arow.first_seen), epoch_ms(arow.last_seen),
-                                  list(arow.recent_items or []), doc)
+    p = from_durable(dict(arow.counts or {}), epoch_ms(arow.first_seen), epoch_ms(arow.last_seen),
+                     list(arow.recent_items or []), doc)
     return p, {}, "cassandra"
 
 

@@ -21,10 +21,11 @@ from aura.demo import Storefront
 from aura.layout import RedisKeys
 from aura.producer import EventProducer
 from aura.settings import Settings
+from aura.state import profile_codec
+from aura.state.profiles import Profile, ProfileConfig
 from schemas.codec import codec
 from streams import analytics, profiles
 from streams.intake import RawRecord, split
-from streams.profiles import Profile, ProfileConfig
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
@@ -113,9 +114,9 @@ def assert_state_equals_reference(s: Settings, redis: Any, cassandra: Any, recor
     keys = RedisKeys(s.redis_prefix)
     users, contributions = reference(s, records)
     cfg = ProfileConfig.from_settings(s)
-    # profiles: Redis (exact: same fold, same order; the stored form is lossless, profiles.pack)
+    # profiles: Redis (exact: same fold, same order; the stored form is lossless, profile_codec.pack)
     for u, p in users.items():
-        got = profiles.read_sync(redis, keys, u)
+        got = profile_codec.read_sync(redis, keys, u)
         assert got is not None, f"no profile of {u}"
         got.version = p.version  # how many writes it took depends on the batching, not the state
         assert got == p, f"profile of {u} differs from the reference"
@@ -126,7 +127,7 @@ def assert_state_equals_reference(s: Settings, redis: Any, cassandra: Any, recor
         assert dict(row.counts) == p.counts and list(row.recent_items or []) == p.recent, u
         doc = cassandra.execute(f"SELECT doc FROM {s.cassandra_keyspace}.user_profile WHERE user_id = %s",
                                 (u,)).one()
-        assert doc is not None and json.loads(doc.doc) == profiles.durable_doc(p), f"user_profile row of {u}"
+        assert doc is not None and json.loads(doc.doc) == profile_codec.durable_doc(p), f"user_profile row of {u}"
     # segments: the member sets are exactly the users whose profile says so
     for name in cfg.rules:
         expected = {u for u, p in users.items() if name in p.segments}

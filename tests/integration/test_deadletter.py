@@ -13,8 +13,8 @@ from confluent_kafka import Consumer
 
 from aura import bootstrap, layout
 from aura.layout import RedisKeys
+from aura.state import profile_codec
 from schemas.codec import MAGIC, codec
-from streams import profiles
 from streams.intake import MAX_DEAD_BYTES
 from tests.conftest import wait_for
 
@@ -71,7 +71,7 @@ def test_bad_records_are_dead_lettered_with_source_and_counted(isolated, worker_
 
     intake = wait_for(counts, timeout=60, what="intake counters")
     assert intake["accepted"] == "2" and intake["duplicate"] == "1"
-    activity = wait_for(lambda: profiles.read_sync(redis_client, keys, user), what="user activity")
+    activity = wait_for(lambda: profile_codec.read_sync(redis_client, keys, user), what="user activity")
     assert activity.counts["view"] == 2
 
     consumer = Consumer({"bootstrap.servers": isolated.kafka_bootstrap, "group.id": f"dl-{uuid.uuid4()}",

@@ -15,10 +15,10 @@ import pytest
 from confluent_kafka import Consumer
 
 from aura import layout
+from aura.state import profile_codec
+from aura.state.profiles import Profile
 from schemas.codec import decode_any
 from serving.decisions import decision_state
-from streams import profiles
-from streams.profiles import Profile
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,7 +47,7 @@ def test_rules_crud_validation_and_evaluation(api_client, redis_client, isolated
     user = uid("u")
     keys = layout.RedisKeys(isolated.redis_prefix)
     redis_client.hset(keys.user_attrs(user), mapping={"x:country": "FR"})
-    profiles.write_sync(redis_client, keys, user, Profile(ltv=650.5, version=1))
+    profile_codec.write_sync(redis_client, keys, user, Profile(ltv=650.5, version=1))
     redis_client.sadd(keys.segment_members("vip"), user)
     on_page = {"field": "context.page", "op": "equals", "value": page}
     vip = {"id": uid("vip"), "priority": 10, "channels": ["web"], "variant": "vip",

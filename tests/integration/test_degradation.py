@@ -30,9 +30,9 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from aura.layout import RedisKeys
+from aura.state import profile_codec
+from aura.state.profiles import Profile
 from serving.app import create_app
-from streams import profiles
-from streams.profiles import Profile
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -165,8 +165,8 @@ def test_api_degrades_instead_of_failing_when_redis_then_cassandra_die(isolated,
     keys = RedisKeys(s.redis_prefix)
     user = f"deg-{uuid.uuid4().hex[:8]}"
     seed = redis.Redis(port=rport, decode_responses=True)
-    profiles.write_sync(seed, keys, user, Profile(counts={"view": 5}, first_seen=1000, last_seen=5000,
-                                                  recent=["i5", "i4"], version=1))
+    profile_codec.write_sync(seed, keys, user, Profile(counts={"view": 5}, first_seen=1000, last_seen=5000,
+                                                       recent=["i5", "i4"], version=1))
     seed.zadd(keys.recs_popular(), {"p1": 30, "p2": 20, "p3": 10})
     cassandra.execute("INSERT INTO user_activity (user_id, counts, first_seen, last_seen, recent_items) "
                       "VALUES (%s, %s, %s, %s, %s)", (user, {"view": 2}, 1000, 2000, ["i2"]))

@@ -22,13 +22,13 @@ from fastapi.testclient import TestClient
 
 from aura.apikeys import parse_token
 from aura.layout import RedisKeys
+from aura.state import profile_codec
+from aura.state.profiles import Profile
 from serving import fastpath
 from serving.app import create_app
 from serving.metrics import REQUEST_LATENCY
 from serving.routes import profiles as profile_routes
 from serving.routes import recommendations as recs_routes
-from streams import profiles
-from streams.profiles import Profile
 from tests.integration.test_degradation import free_port
 from tests.integration.test_recs_serving import seed as seed_recs
 
@@ -96,8 +96,8 @@ def assert_same(requests: list[Any], fast: list[Any], plain: list[Any]) -> None:
 def test_fast_path_answers_like_fastapi_with_the_stores_up(isolated, redis_client, api_key, key_store, counted):
     k = RedisKeys(isolated.redis_prefix)
     items = seed_recs(redis_client, k, random.Random(5))
-    profiles.write_sync(redis_client, k, "u0", Profile(counts={"view": 5, "purchase": 1}, first_seen=1000,
-                                                       last_seen=5000, recent=["i5", "i4"], version=1))
+    profile_codec.write_sync(redis_client, k, "u0", Profile(counts={"view": 5, "purchase": 1}, first_seen=1000,
+                                                            last_seen=5000, recent=["i5", "i4"], version=1))
     redis_client.hset(k.user_attrs("u0"), mapping={"name": "Ann"})
     s = isolated.model_copy(update={"cors_origins": ORIGIN})
     read, events = api_key("read"), api_key("events")

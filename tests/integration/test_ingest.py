@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, TopicPartition
 from aura import bootstrap, layout
 from aura.layout import RedisKeys
 from aura.producer import EventProducer
+from aura.state import profile_codec
 from schemas.codec import decode_any
-from streams import profiles
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -221,5 +221,5 @@ def test_http_events_reach_the_worker_and_a_resent_batch_is_deduplicated(isolate
 
     intake = wait_for(settled, timeout=60, what="the worker to take all six records")
     assert intake["accepted"] == "3" and intake["duplicate"] == "3"
-    counts = profiles.read_sync(redis_client, keys, user).counts
+    counts = profile_codec.read_sync(redis_client, keys, user).counts
     assert {k: counts[k] for k in ("view", "click", "add_to_cart")} == {"view": 1, "click": 1, "add_to_cart": 1}

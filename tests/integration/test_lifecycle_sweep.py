@@ -13,10 +13,12 @@ import pytest
 from aura import bootstrap
 from aura.layout import RedisKeys
 from aura.producer import EventProducer
+from aura.state import profile_codec
+from aura.state.profiles import ProfileConfig
 from schemas.events import Behavior
-from streams import lifecycle, profiles
+from streams import lifecycle
 from streams.intake import Accepted
-from streams.profiles import ProfileConfig, ProfileStore
+from streams.profiles import ProfileStore
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -52,13 +54,13 @@ async def test_sweep_moves_idle_users_and_their_segments(isolated, redis_client,
         await store.apply([view(fresh, now - 10 * 60_000, 1), view(risky, now - 2 * HOUR, 2, "purchase"),
                            view(gone, now - 4 * HOUR, 3)], lambda _i: None)
         for u in (fresh, risky, gone):
-            assert profiles.read_sync(redis_client, keys, u).idle == ""
+            assert profile_codec.read_sync(redis_client, keys, u).idle == ""
         assert redis_client.smembers(keys.segment_members("buyer")) == {risky}
         assert not redis_client.smembers(keys.segment_members("risk"))
 
         r = await lifecycle.sweep(store, now, batch=2)  # batches smaller than the users: several SCAN rounds
         assert (r.scanned, r.changed, r.conflicts) == (3, 2, 0)
-        got = {u: profiles.read_sync(redis_client, keys, u) for u in (fresh, risky, gone)}
+        got = {u: profile_codec.read_sync(redis_client, keys, u) for u in (fresh, risky, gone)}
         assert (got[fresh].idle, got[risky].idle, got[gone].idle) == ("", "at-risk", "churned")
         assert got[risky].segments == ["buyer", "risk"] and got[gone].segments == ["gone"]
         assert redis_client.smembers(keys.segment_members("risk")) == {risky}
@@ -73,7 +75,7 @@ async def test_sweep_moves_idle_users_and_their_segments(isolated, redis_client,
         # idempotent: the same sweep again changes nothing; later, at-risk becomes churned
         again = await lifecycle.sweep(store, now, batch=100)
         assert (again.scanned, again.changed) == (3, 0)
-        assert profiles.read_sync(redis_client, keys, risky) == got[risky]
+        assert profile_codec.read_sync(redis_client, keys, risky) == got[risky]
         later = await lifecycle.sweep(store, now + 2 * HOUR, batch=100)
         assert later.changed == 2  # risky -> churned, fresh -> at-risk
         assert redis_client.smembers(keys.segment_members("gone")) == {gone, risky}
@@ -81,7 +83,7 @@ async def test_sweep_moves_idle_users_and_their_segments(isolated, redis_client,
 
         # an event brings the churned user back: idle cleared, the fold's own stage, segments follow
         await store.apply([view(gone, now, 4)], lambda _i: None)
-        back = profiles.read_sync(redis_client, keys, gone)
+        back = profile_codec.read_sync(redis_client, keys, gone)
         assert back.idle == "" and back.stage == "reactivated" and back.segments == []
         assert redis_client.smembers(keys.segment_members("gone")) == {risky}
     finally:
@@ -104,5 +106,5 @@ def test_the_worker_sweeps_users_that_send_nothing(isolated, worker_factory, red
     # the user's only event is 4 hours old: the fold says "new", the sweep (every second) says churned
     wait_for(lambda: user in redis_client.smembers(keys.segment_members("gone")), timeout=60,
              what="the idle user in the churned segment")
-    p = profiles.read_sync(redis_client, keys, user)
+    p = profile_codec.read_sync(redis_client, keys, user)
     assert p.stage == "new" and p.idle == "churned" and p.segments == ["gone"]

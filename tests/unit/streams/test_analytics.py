@@ -1,14 +1,21 @@
-"""The pure analytics fold: metrics per event, per-partition fencing, buckets, aggregate records."""
+"""The pure analytics fold (streams/analytics.py): metrics per event, per-partition fencing."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+from aura.layout import RedisKeys
+from aura.state import analytics
+from aura.state.analytics import GRAINS
 from schemas.events import Behavior
-from streams import aggregates, analytics
-from streams.analytics import BucketTotals, fold
+from streams.analytics import fold, lua_call
 from streams.intake import Accepted
 from streams.profiles import Fact
+from tests.unit.state.test_analytics import FakeRedis
 
 T = 1_700_000_123_456
+KEYS = RedisKeys("t")
 
 
 def fact(off, etype, part=0, item="i1", user="u1", attributed=None, journey=None, **raw):
@@ -49,28 +56,37 @@ def test_fence_per_partition_skips_what_was_applied():
     assert out[0].deltas[("minute", analytics.bucket_start(T, "minute"))]["ev"] == 1
 
 
-def test_bucket_starts_cover_the_range():
-    assert analytics.bucket_starts("hour", 3_600_000 + 5, 3 * 3_600_000 + 1) == [3_600_000, 7_200_000, 10_800_000]
-    assert analytics.bucket_starts("day", 0, 0) == []
+def run_apply_script(r, keys: list[str], args: list[str]) -> None:
+    """What APPLY_LUA does with one partition's KEYS and ARGV (fence already checked)."""
+    blob = json.loads(args[2])
+    k = 1
+    for _ttl, ints, floats in blob["h"]:
+        h = r.hashes.setdefault(keys[k], {})
+        for m, v in [*zip(ints[::2], ints[1::2], strict=True), *zip(floats[::2], floats[1::2], strict=True)]:
+            total = float(h.get(m, 0)) + float(v)
+            h[m] = str(int(total)) if total.is_integer() else repr(total)
+        k += 1
+    for _ttl, users in blob["u"]:
+        r.hlls.setdefault(keys[k], set()).update(users)
+        k += 1
 
 
-def test_aggregate_records_are_valid_avro_for_each_grain():
-    from schemas.codec import codec
-
-    now = T + 10_000
-    m = {"ev": 3, "ev:view": 2, "ev:purchase": 1, "orders": 1, "rev": 30.0, "pi:home": 4, "pc:home": 1,
-         "ao:exp:X:A": 1, "ar:exp:X:A": 30.0, "ar:rec": 30.0, "iv:i1": 2, "ip:i1": 3, "ir:i1": 30.0}
-    users = {"active": 2, "f:view": 2, "f:purchase": 1}
-    recs = []
-    for grain in analytics.GRAINS:
-        recs += aggregates.records(BucketTotals(grain, analytics.bucket_start(T, grain), m, users), now)
-    names = [r.name for r in recs]
-    assert names.count("minute_metrics") == 2 and names.count("revenue") == 2
-    assert names.count("funnel") == 1 and names.count("item_daily") == 1
-    for r in recs:
-        schema = dict(aggregates.AGGREGATES)[r.name][1]
-        assert codec(schema).decode(codec(schema).encode(r.value))["revision"] == r.value["revision"]
-    item = next(r for r in recs if r.name == "item_daily").value
-    assert (item["views"], item["units"], item["revenue"]) == (2, 3, 30.0)
-    table = aggregates.render("revenue", {r.key: r.value for r in recs if r.name == "revenue"}, 10)
-    assert "attributed_revenue" in table and "30.00" in table
+def test_what_the_writer_stores_is_what_the_readers_sum():
+    facts = [fact(0, "view", part=0, user="u1"), fact(1, "purchase", part=0, user="u1"),
+             fact(0, "view", part=1, user="u2", item="i2"), fact(1, "add_to_cart", part=1, user="u2", item="i2")]
+    r = FakeRedis()
+    contributions = fold(facts, {})
+    ttls = dict.fromkeys(GRAINS, 60)
+    for c in contributions.values():
+        keys, args = lua_call(KEYS, c, None, ttls)
+        assert keys[0] == KEYS.analytics_fence(c.partition) and args[:2] == ["", str(c.offset)]
+        run_apply_script(r, keys, args)
+    for grain in GRAINS:
+        start = analytics.bucket_start(T, grain)
+        (got,) = asyncio.run(analytics.read_buckets(r, KEYS, 2, grain, [start]))
+        want: dict[str, float] = {}
+        for c in contributions.values():
+            for m, v in c.deltas[(grain, start)].items():
+                want[m] = want.get(m, 0) + v
+        assert got.metrics == {m: v for m, v in want.items() if v}
+        assert got.users["active"] == 2 and got.users["f:view"] == 2 and got.users["f:purchase"] == 1

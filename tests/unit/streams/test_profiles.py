@@ -6,10 +6,12 @@ import math
 
 import pytest
 
+from aura.state import profiles
+from aura.state.profile_codec import pack, unpack
+from aura.state.profiles import ItemAttrs, Profile, ProfileConfig
 from schemas.events import Behavior
-from streams import profiles
 from streams.intake import Accepted
-from streams.profiles import ItemAttrs, Profile, ProfileConfig, fold_user, pack, unpack
+from streams.profiles import fold_user
 
 DAY = 24 * 3600 * 1000
 T0 = 1_700_000_000_000

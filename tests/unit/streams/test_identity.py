@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from aura.state.profiles import Profile, ProfileConfig, parse_attrs
 from schemas.events import Identity
-from streams.identity import apply_identity, merge_profiles, parse_attrs
-from streams.profiles import Profile, ProfileConfig
+from streams.identity import apply_identity, merge_profiles
 
 CFG = ProfileConfig(rules={"buyer": [["orders", ">=", 1]]})
 

@@ -1,0 +1,118 @@
+"""Analytics counters: their buckets (grains, bucket starts), metric names, and how to read them.
+
+The behavior owner (streams/analytics.py) keeps, per Kafka partition, its share of every event-time
+bucket in Redis (``analytics_bucket`` hashes and ``analytics_hll`` HyperLogLogs, under the
+partition's own hash tag); the aggregates publisher (streams/aggregates.py) and the API
+(serving/routes/analytics.py) read the totals by summing the partitions' shares. Users are
+partitioned by key, so distinct-user HyperLogLogs of different partitions are disjoint and their
+counts add up. Both sides import this module and never each other.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from aura.layout import RedisKeys
+
+GRAINS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+ITEM_GRAINS = ("hour", "day")  # grains that carry the per-item counters
+FUNNEL = ("view", "add_to_cart", "purchase")
+FLOAT_PREFIXES = ("rev", "ar:", "ir:")  # metrics summed as floats (revenue); the others are integers
+READ_CHUNK = 4  # buckets per read pipeline (see read_buckets)
+
+# Metrics of a bucket hash (written by streams/analytics.py, read by the publisher and the API):
+#   ev, ev:<type>                 events, events per type
+#   orders, rev                   purchases and their revenue
+#   pi:<pl>, pc:<pl>              impressions and recommendation clicks per placement
+#   xi:<exp>:<var>, xc:<exp>:<var>  the same per experiment variant
+#   ao:rec, ar:rec, ar:pl:<pl>    purchases attributed to a recommendation click, their revenue (per placement)
+#   ao:exp:<exp>:<var>, ar:exp:<exp>:<var>  attributed orders and revenue per variant
+#   iv/ic/ia/ii/ip/ir:<item>      per item (hour, day): views, clicks, carts, impressions, units, revenue
+#   j:<path>                      sessions per journey path (day, by session start)
+# HyperLogLogs: ``active`` (distinct users) and ``f:<step>`` per FUNNEL step.
+
+
+def bucket_start(t: int, grain: str) -> int:
+    return t - t % GRAINS[grain]
+
+
+def is_float_metric(name: str) -> bool:
+    return name.startswith(FLOAT_PREFIXES)
+
+
+@dataclass
+class BucketTotals:
+    """One bucket's totals over every partition: metrics and distinct users per HyperLogLog."""
+
+    grain: str
+    start: int
+    metrics: dict[str, float]
+    users: dict[str, int]
+
+
+def bucket_starts(grain: str, from_ms: int, to_ms: int, limit: int = 2000) -> list[int]:
+    """The starts of the ``grain`` buckets covering [from_ms, to_ms), at most ``limit``."""
+    size = GRAINS[grain]
+    first = bucket_start(from_ms, grain)
+    n = min(limit, max(0, (to_ms - first + size - 1) // size))
+    return [first + i * size for i in range(n)]
+
+
+def _num(v: str) -> float:
+    f = float(v)
+    return int(f) if f.is_integer() and "." not in v else f
+
+
+async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
+                       hlls: tuple[str, ...] = ("active", *(f"f:{s}" for s in FUNNEL))) -> list[BucketTotals]:
+    """Totals of each bucket: metrics summed over partitions, distinct users per HyperLogLog.
+
+    One pipeline per ``READ_CHUNK`` buckets: the worker's publisher runs in the agents' event loop,
+    and parsing every touched bucket (hour/day buckets hold per-item counters) in one go would hold
+    the loop long enough to delay the agents."""
+    raw: list[Any] = []
+    for start in range(0, len(starts), READ_CHUNK):
+        pipe = redis.pipeline(transaction=False)
+        for b in starts[start:start + READ_CHUNK]:
+            for p in range(partitions):
+                pipe.hgetall(keys.analytics_bucket(p, grain, b))
+                for what in hlls:
+                    pipe.pfcount(keys.analytics_hll(p, grain, b, what))
+        raw += await pipe.execute()
+    out = []
+    i = 0
+    for b in starts:
+        metrics: dict[str, float] = defaultdict(float)
+        users: dict[str, int] = defaultdict(int)
+        for _p in range(partitions):
+            for m, v in raw[i].items():
+                metrics[m] += _num(v)
+            i += 1
+            for what in hlls:
+                users[what] += int(raw[i])
+                i += 1
+        out.append(BucketTotals(grain, b, {m: (round(v, 6) if isinstance(v, float) else v)
+                                           for m, v in metrics.items() if v}, dict(users)))
+    return out
+
+
+async def distinct_users(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
+                         what: str = "active") -> int:
+    """Distinct users over several buckets (HyperLogLog union per partition, summed)."""
+    if not starts:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.pfcount(*[keys.analytics_hll(p, grain, b, what) for b in starts])
+    return int(sum(await pipe.execute()))
+
+
+def merge_totals(buckets: list[BucketTotals]) -> dict[str, float]:
+    """The metrics of several buckets summed."""
+    total: dict[str, float] = defaultdict(float)
+    for b in buckets:
+        for m, v in b.metrics.items():
+            total[m] += v
+    return dict(total)

@@ -1,0 +1,83 @@
+"""The analytics counters' format and reading (aura/state/analytics.py): buckets, and the totals a
+reader sums over the partitions' shares, against an in-memory stand-in for Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aura.layout import RedisKeys
+from aura.state import analytics
+from aura.state.analytics import BucketTotals
+
+KEYS = RedisKeys("t")
+HOUR = 3_600_000
+
+
+class FakeRedis:
+    """Hashes (text values, as Redis returns them) and sets standing in for HyperLogLogs."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.hlls: dict[str, set[str]] = {}
+        self.pipelines = 0
+
+    def pipeline(self, transaction: bool = True) -> FakePipe:
+        self.pipelines += 1
+        return FakePipe(self)
+
+
+class FakePipe:
+    def __init__(self, r: FakeRedis) -> None:
+        self.r = r
+        self.ops: list[Any] = []
+
+    def hgetall(self, key: str) -> None:
+        self.ops.append(lambda: dict(self.r.hashes.get(key, {})))
+
+    def pfcount(self, *keys: str) -> None:
+        self.ops.append(lambda: len(set().union(*(self.r.hlls.get(k, set()) for k in keys))))
+
+    async def execute(self) -> list[Any]:
+        return [op() for op in self.ops]
+
+
+def test_bucket_starts_cover_the_range():
+    assert analytics.bucket_starts("hour", 3_600_000 + 5, 3 * 3_600_000 + 1) == [3_600_000, 7_200_000, 10_800_000]
+    assert analytics.bucket_starts("day", 0, 0) == []
+
+
+def test_buckets_and_metric_kinds():
+    assert analytics.bucket_start(HOUR * 5 + 59_999, "minute") == HOUR * 5
+    assert analytics.bucket_start(HOUR * 5 + 1, "hour") == HOUR * 5
+    assert analytics.bucket_starts("minute", 0, HOUR, limit=7) == [i * 60_000 for i in range(7)]
+    assert set(analytics.GRAINS) == {"minute", "hour", "day"} and set(analytics.ITEM_GRAINS) < set(analytics.GRAINS)
+    assert all(analytics.is_float_metric(m) for m in ("rev", "ar:rec", "ar:pl:home", "ir:i1"))
+    assert not any(analytics.is_float_metric(m) for m in ("ev", "orders", "ip:i1", "ao:rec"))
+
+
+def test_read_buckets_sums_the_partitions_shares():
+    r = FakeRedis()
+    starts = [HOUR * i for i in range(analytics.READ_CHUNK + 1)]  # two read pipelines
+    r.hashes[KEYS.analytics_bucket(0, "hour", 0)] = {"ev": "3", "rev": "10.25", "ev:view": "2"}
+    r.hashes[KEYS.analytics_bucket(1, "hour", 0)] = {"ev": "1", "rev": "2.0", "j:home": "0"}
+    r.hashes[KEYS.analytics_bucket(1, "hour", starts[-1])] = {"ev": "5"}
+    r.hlls[KEYS.analytics_hll(0, "hour", 0, "active")] = {"a", "b"}
+    r.hlls[KEYS.analytics_hll(1, "hour", 0, "active")] = {"c"}
+    r.hlls[KEYS.analytics_hll(1, "hour", 0, "f:view")] = {"c"}
+    got = asyncio.run(analytics.read_buckets(r, KEYS, 2, "hour", starts))
+    assert r.pipelines == 2
+    assert got[0] == BucketTotals("hour", 0, {"ev": 4, "rev": 12.25, "ev:view": 2},
+                                  {"active": 3, "f:view": 1, "f:add_to_cart": 0, "f:purchase": 0})
+    assert [b.metrics for b in got[1:-1]] == [{}] * (len(starts) - 2)  # empty buckets; zero metrics dropped
+    assert got[-1].metrics == {"ev": 5}
+    assert analytics.merge_totals(got) == {"ev": 9, "rev": 12.25, "ev:view": 2}
+
+
+def test_distinct_users_unites_buckets_per_partition():
+    r = FakeRedis()
+    r.hlls[KEYS.analytics_hll(0, "day", 0, "active")] = {"a", "b"}
+    r.hlls[KEYS.analytics_hll(0, "day", 86_400_000, "active")] = {"b"}
+    r.hlls[KEYS.analytics_hll(1, "day", 0, "active")] = {"c"}
+    assert asyncio.run(analytics.distinct_users(r, KEYS, 2, "day", [0, 86_400_000])) == 3
+    assert asyncio.run(analytics.distinct_users(r, KEYS, 2, "day", [])) == 0

@@ -96,8 +96,8 @@ class KeyRecord:
     def from_row(cls, row: Any, settings: Settings) -> KeyRecord:
         return cls(key_id=row.key_id, name=row.name or "", key_hash=row.key_hash or UNKNOWN_HASH,
                    scopes=frozenset(row.scopes or ()),
-                   rate_per_s=float(row.rate_per_s or settings.rate_limit_per_s),
-                   burst=int(row.burst or settings.rate_limit_burst),
+                   rate_per_s=float(row.rate_per_s or settings.auth.rate_limit_per_s),
+                   burst=int(row.burst or settings.auth.rate_limit_burst),
                    created_at=epoch_ms(row.created_at), revoked_at=epoch_ms(row.revoked_at))
 
 
@@ -124,8 +124,8 @@ class KeyStore:
         self.s = settings
         self.session = session
         self.redis = redis
-        self.keys = RedisKeys(settings.redis_prefix)
-        ks = settings.cassandra_keyspace
+        self.keys = RedisKeys(settings.redis.prefix)
+        ks = settings.cassandra.keyspace
         self._insert = session.prepare(
             f"INSERT INTO {ks}.{Tables.API_KEYS} (key_id, name, key_hash, scopes, rate_per_s, burst, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -137,8 +137,8 @@ class KeyStore:
                burst: int | None = None) -> tuple[KeyRecord, str]:
         """Store a new key; returns its record and the token (shown once)."""
         checked = check_scopes(scopes)
-        rate = float(rate_per_s if rate_per_s is not None else self.s.rate_limit_per_s)
-        burst_n = int(burst if burst is not None else self.s.rate_limit_burst)
+        rate = float(rate_per_s if rate_per_s is not None else self.s.auth.rate_limit_per_s)
+        burst_n = int(burst if burst is not None else self.s.auth.rate_limit_burst)
         if rate <= 0 or burst_n < 1:
             raise ApiKeyError("rate must be > 0 and burst >= 1")
         key_id, token = new_token()
@@ -156,7 +156,7 @@ class KeyStore:
     def list(self) -> list[KeyRecord]:
         rows = self.session.execute(
             f"SELECT key_id, name, key_hash, scopes, rate_per_s, burst, created_at, revoked_at "
-            f"FROM {self.s.cassandra_keyspace}.{Tables.API_KEYS}")
+            f"FROM {self.s.cassandra.keyspace}.{Tables.API_KEYS}")
         return sorted((KeyRecord.from_row(r, self.s) for r in rows), key=lambda r: r.created_at or 0)
 
     def revoke(self, key_id: str) -> bool:

@@ -29,7 +29,7 @@ def cassandra_cluster(s: Settings, *, request_timeout: float = 10.0, connect_tim
         request_timeout=request_timeout,
     )
     return Cluster(
-        s.cassandra_host_list, port=s.cassandra_port, protocol_version=5,
+        s.cassandra.host_list, port=s.cassandra.port, protocol_version=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=connect_timeout,
     )
 
@@ -37,23 +37,23 @@ def cassandra_cluster(s: Settings, *, request_timeout: float = 10.0, connect_tim
 def cassandra_session(s: Settings, *, keyspace: bool = True, **kwargs: Any) -> Any:
     """Connect and return a session (bound to the Aura keyspace unless ``keyspace=False``)."""
     cluster = cassandra_cluster(s, **kwargs)
-    return cluster.connect(s.cassandra_keyspace if keyspace else None)
+    return cluster.connect(s.cassandra.keyspace if keyspace else None)
 
 
 def redis_async(s: Settings) -> Any:
     """An asyncio Redis client (connects lazily, pooled)."""
-    return aioredis.Redis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True)
+    return aioredis.Redis.from_url(s.redis.url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True)
 
 
 def redis_sync(s: Settings) -> Any:
     """A blocking Redis client (the CLI, jobs and tests)."""
-    return redis.Redis.from_url(s.redis_url, socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
+    return redis.Redis.from_url(s.redis.url, socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
 
 
 def kafka_producer(s: Settings, **overrides: Any) -> Any:
     """A confluent-kafka producer tuned for batching (lz4, a short linger, idempotence on)."""
     conf: dict[str, Any] = {
-        "bootstrap.servers": s.kafka_bootstrap,
+        "bootstrap.servers": s.kafka.bootstrap,
         "enable.idempotence": True,
         "compression.type": "lz4",
         "linger.ms": 5,
@@ -66,7 +66,7 @@ def kafka_producer(s: Settings, **overrides: Any) -> Any:
 
 
 def kafka_admin(s: Settings) -> Any:
-    return AdminClient({"bootstrap.servers": s.kafka_bootstrap, "socket.timeout.ms": 3000})
+    return AdminClient({"bootstrap.servers": s.kafka.bootstrap, "socket.timeout.ms": 3000})
 
 
 async def cassandra_execute(session: Any, statement: Any, params: Any = None, timeout: float | None = None) -> Any:

@@ -57,8 +57,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import create_app
 
     s = get_settings()
-    if s.worker_nice:
-        os.nice(s.worker_nice)  # lower priority: e.g. the recs group of a split deployment
+    if s.worker.nice:
+        os.nice(s.worker.nice)  # lower priority: e.g. the recs group of a split deployment
     app = create_app(s)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
     worker.execute_from_commandline()
@@ -76,8 +76,8 @@ def run_worker_processes(n: int, loglevel: str, split: bool = False) -> int:
 
     def nice(roles: str) -> int:  # split: the profiles group first, the others at worker_split_nice
         if not split:
-            return s.worker_nice
-        return 0 if "profiles" in layout.worker_roles(roles) else s.worker_split_nice
+            return s.worker.nice
+        return 0 if "profiles" in layout.worker_roles(roles) else s.worker.split_nice
 
     procs = [subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", loglevel],  # noqa: S603
                               env={**os.environ, "AURA_WORKER_ROLES": roles, "AURA_WORKER_NICE": str(nice(roles))})
@@ -103,7 +103,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_multiprocess_dir(s))  # /metrics sums the workers
     # an import string, not the factory itself: uvicorn needs one to start several worker processes
-    uvicorn.run("serving.app:create_app", factory=True, host=args.host or s.api_host, port=args.port or s.api_port,
+    uvicorn.run("serving.app:create_app", factory=True, host=args.host or s.api.host, port=args.port or s.api.port,
                 workers=args.workers, log_level="warning", access_log=False)
     return 0
 
@@ -179,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
         procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # noqa: S603
         _say(f"{name} started (pid {procs[name].pid}), log {logs / f'{name}.log'}")
-    base = f"http://{s.api_host}:{s.api_port}"
+    base = f"http://{s.api.host}:{s.api.port}"
     token = demo_read_key(s)
     _say("the platform is running. Look at:")
     _say(f"  {base}/docs                                   interactive API (Authorize with the key below)")

@@ -1,8 +1,8 @@
 """The state layout: every Kafka topic, Redis key and Cassandra table is spelled here, once.
 
 Writers (streams/) and readers (serving/, jobs/) import this module; nothing else builds a key
-or a table name. Topic names carry ``Settings.topic_prefix``, Redis keys ``Settings.redis_prefix``
-and tables live in ``Settings.cassandra_keyspace``, so tests and tenants can be isolated.
+or a table name. Topic names carry ``settings.kafka.topic_prefix``, Redis keys ``settings.redis.prefix``
+and tables live in ``settings.cassandra.keyspace``, so tests and tenants can be isolated.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class TopicSpec:
     name: str
     key: str
     compacted: bool = False
-    partitions: int | None = None  # None: Settings.topic_partitions
+    partitions: int | None = None  # None: settings.kafka.topic_partitions
     retention_ms: int | None = None
 
 
@@ -47,7 +47,7 @@ ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS)
 
 def topic(settings: Settings, spec: TopicSpec) -> str:
     """The full Kafka topic name of ``spec`` under the configured prefix."""
-    return f"{settings.topic_prefix}.{spec.name}"
+    return f"{settings.kafka.topic_prefix}.{spec.name}"
 
 
 # Worker roles (streams/app.py): which state owners one worker process runs. "all" is every role in
@@ -70,18 +70,18 @@ def worker_roles(roles: str) -> tuple[str, ...]:
 
 
 def worker_group(settings: Settings) -> str:
-    """The Kafka consumer group (and Faust app id) of a worker with ``settings.worker_roles``."""
-    roles = worker_roles(settings.worker_roles)
+    """The Kafka consumer group (and Faust app id) of a worker with ``settings.worker.roles``."""
+    roles = worker_roles(settings.worker.roles)
     if roles == WORKER_ROLES:
-        return settings.consumer_group
-    return f"{settings.consumer_group}-{'+'.join(roles)}"
+        return settings.kafka.consumer_group
+    return f"{settings.kafka.consumer_group}-{'+'.join(roles)}"
 
 
 def worker_groups(settings: Settings, split: bool) -> list[str]:
     """Every consumer group of a deployment: one, or one per process group of SPLIT_ROLES."""
     if not split:
         return [worker_group(settings)]
-    return [worker_group(settings.model_copy(update={"worker_roles": r})) for r in SPLIT_ROLES]
+    return [worker_group(settings.replace(**{"worker_roles": r})) for r in SPLIT_ROLES]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,78 +1,123 @@
-"""The one settings object of every Aura process (worker, API, jobs, CLI, stack).
+"""The settings of every Aura process, grouped by concern (kafka, cassandra, redis, stack, worker,
+profiles, analytics, decisions, recs, ingest, api, auth).
 
-Values come from environment variables prefixed ``AURA_`` (for example ``AURA_KAFKA_BOOTSTRAP``);
-defaults point at the local stack that ``aura stack up`` starts.
+Values come from environment variables prefixed ``AURA_``; every group reads its own (for example
+``AURA_KAFKA_BOOTSTRAP`` -> ``settings.kafka.bootstrap``, ``AURA_RECS_WINDOW`` -> ``settings.recs.window``,
+``AURA_TOPIC_PREFIX`` -> ``settings.kafka.topic_prefix``). Each process reads the groups it uses; defaults
+point at the local stack that ``aura stack up`` starts. Frozen once built: ``replace`` makes a changed
+copy, with fields named as their environment variables without ``AURA_`` (``replace(topic_prefix="t1")``).
 """
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class Settings(BaseSettings):
-    """Configuration shared by every process; frozen once built."""
+def _group(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="ignore", populate_by_name=True)
 
-    model_config = SettingsConfigDict(env_prefix="AURA_", frozen=True, extra="ignore")
 
-    environment: str = "development"
+def env(default: Any, name: str, **kwargs: Any) -> Any:
+    """A field read from the environment variable ``name`` (where it differs from prefix + field name)."""
+    return Field(default, validation_alias=name, **kwargs)
 
-    # Kafka
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_controller_port: int = 9093
-    topic_prefix: str = "aura"
-    topic_partitions: int = 12
-    consumer_group: str = "aura-worker"
 
-    # Cassandra
-    cassandra_hosts: str = "127.0.0.1"
-    cassandra_port: int = 9042
-    cassandra_keyspace: str = "aura"
-    cassandra_replication: int = 1
-    cassandra_storage_port: int = 7000
+class KafkaSettings(BaseSettings):
+    """The Kafka cluster, the topics' names and partitions, the worker's consumer group."""
 
-    # Redis
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "aura"
+    model_config = _group("AURA_KAFKA_")
 
-    # Local stack (infra/stack.py)
-    home: Path = Field(default=REPO_ROOT / ".aura")
+    bootstrap: str = "127.0.0.1:9092"
+    controller_port: int = 9093  # the local KRaft controller (aura stack)
+    heap: str = "1g"  # the local broker's JVM heap (aura stack)
+    topic_prefix: str = env("aura", "AURA_TOPIC_PREFIX")
+    topic_partitions: int = env(12, "AURA_TOPIC_PARTITIONS")
+    consumer_group: str = env("aura-worker", "AURA_CONSUMER_GROUP")
+    session_timeout_s: float = 60.0  # a dead worker's partitions move after this long
+
+    @property
+    def host(self) -> str:
+        return self.bootstrap.split(",")[0].rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+
+class CassandraSettings(BaseSettings):
+    """The Cassandra cluster and the keyspace of the state of record."""
+
+    model_config = _group("AURA_CASSANDRA_")
+
+    hosts: str = "127.0.0.1"  # comma-separated contact points
+    port: int = 9042
+    keyspace: str = "aura"
+    replication: int = 1
+    storage_port: int = 7000  # the local node's internode port (aura stack)
+    heap: str = "1g"  # the local node's JVM heap (aura stack)
+
+    @property
+    def host_list(self) -> list[str]:
+        return [h.strip() for h in self.hosts.split(",") if h.strip()]
+
+
+class RedisSettings(BaseSettings):
+    """The Redis server of the hot serving state and the prefix of every key."""
+
+    model_config = _group("AURA_REDIS_")
+
+    url: str = "redis://127.0.0.1:6379/0"
+    prefix: str = "aura"
+
+    @property
+    def port(self) -> int:
+        return urlparse(self.url).port or 6379
+
+
+class StackSettings(BaseSettings):
+    """The local stack that ``aura stack`` runs (infra/stack.py)."""
+
+    model_config = _group("AURA_")
+
     maven_repo: Path | None = None  # default: <home>/m2; tests with a private stack share the main cache
-    kafka_heap: str = "1g"
-    cassandra_heap: str = "1g"
     start_timeout_s: float = 180.0
 
-    # Worker
+
+class WorkerSettings(BaseSettings):
+    """The stream worker's batches, write-behind and roles (streams/)."""
+
+    model_config = _group("AURA_")
+
     batch_max: int = 2000
-    # a batch is taken when batch_max events wait, or batch_within_s after the previous one (Faust's
-    # take_events); 0.02: docs/state.md "Freshness, session 6" (0.05 added ~30 ms to every event at 1,000/s)
+    # a batch is taken when batch_max events wait, or batch_within_s after the previous one
     batch_within_s: float = 0.02
-    # write-behind of the behavior owners' Cassandra rows (streams/durable.py); 0: written in the batch
-    durable_flush_ms: int = 250
+    # the behavior owners' Cassandra rows are written behind the hot loop this often (streams/durable.py)
+    durable_flush_ms: int = Field(250, gt=0)
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush
     loop_stats_s: float = 30.0  # worker loop timings logged at INFO this often (streams/loopstats.py); 0: off
-    # which state owners this process runs: "all", or a comma-separated subset of profiles, recs,
-    # decisions (aura/layout.py WORKER_ROLES; a subset is its own consumer group: `aura worker --split`)
-    worker_roles: str = "all"
-    worker_nice: int = 0  # added to this worker process's niceness at start (os.nice); 0: unchanged
-    # `aura worker --split`: the niceness of the recs+decisions processes, so when the CPU is short the
-    # profiles group (the state storefronts read, the freshness the API promises) is scheduled first
-    worker_split_nice: int = 10
-    owner_lanes: bool = False  # each behavior owner in its own task over queued batches (streams/behavior.py)
-    owner_lane_depth: int = 32  # batches waiting in one lane before the behavior agent waits (folded as one step)
+    # which state owners this process runs: "all", or a comma-separated subset of profiles, recs, decisions
+    # (aura/layout.py WORKER_ROLES; a subset is its own consumer group: `aura worker --split`)
+    roles: str = env("all", "AURA_WORKER_ROLES")
+    nice: int = env(0, "AURA_WORKER_NICE")  # added to the worker process's niceness at start; 0: unchanged
+    # `aura worker --split`: the niceness of the recs+decisions processes (the profiles group first)
+    split_nice: int = env(10, "AURA_WORKER_SPLIT_NICE")
+
+
+class ProfileSettings(BaseSettings):
+    """Profiles, segments and lifecycle (docs/profiles.md has the formulas)."""
+
+    model_config = _group("AURA_")
+
     recent_items_max: int = 50
-
-    # Decisions (issue 7: rules, experiments, bandits; docs/decisions.md)
-    decision_ttl_s: int = 3 * 24 * 3600  # how long a bandit decision can still receive its reward
-    experiment_attribution_s: int = 7 * 24 * 3600  # conversions count this long after first exposure
-
-    # Profiles, segments and analytics (streams/profiles.py, streams/segments.py, streams/analytics.py;
-    # formulas in docs/state.md)
     session_gap_s: int = 1800
     engagement_half_life_days: float = 7.0
     engagement_scale: float = 20.0  # score = 100 * (1 - exp(-decayed_points / scale))
@@ -82,115 +127,195 @@ class Settings(BaseSettings):
     lifecycle_at_risk_days: float = 14.0
     lifecycle_churn_days: float = 30.0
     lifecycle_sweep_interval_s: float = 3600.0  # idle-user sweep (streams/lifecycle.py); 0 disables it
-    lifecycle_sweep_batch: int = 250  # profiles read per SCAN batch of the sweep (CPU per batch blocks the loop)
+    lifecycle_sweep_batch: int = 250  # profiles read per SCAN batch of the sweep
     attribution_window_s: int = 24 * 3600
     segment_rules: str = (
         '{"vip": [["ltv", ">", 500]], "buyer": [["orders", ">=", 1]], '
         '"engaged": [["engagement", ">=", 60]], "window_shopper": [["count.view", ">=", 20], ["orders", "==", 0]]}'
     )
-    analytics_minute_ttl_s: int = 2 * 24 * 3600
-    analytics_hour_ttl_s: int = 15 * 24 * 3600
-    analytics_day_ttl_s: int = 400 * 24 * 3600
-    agg_publish_interval_s: float = 5.0
-    kafka_session_timeout_s: float = 60.0  # a dead worker's partitions move after this long
 
-    # Recommenders (issue 5: streams/cooccurrence.py, streams/catalog.py, serving/recommend.py, jobs/)
-    recs_window: int = 10  # previous interactions paired with a new one (chosen on a validation split)
-    recs_decay: float = 0.85  # weight of the k-th previous interaction: decay ** k
-    recs_seq_max: int = 50  # interactions kept in a user's recommender sequence
-    recs_topk: int = 100  # neighbours kept per item and source
-    recs_cooc_read: int = 150  # raw co-occurrences read to publish an item's top-K
-    recs_cooc_cap: int = 1000  # raw co-occurrences kept per item
-    recs_candidates: int = 200  # per-user candidates kept per model (MF, batch)
-    recs_mf_refresh_s: float = 1.0  # a user's MF candidates are rewritten at most this often (0: every batch)
-    recs_publish_interval_s: float = 5.0  # top-K neighbour lists republished at most this often
+
+class AnalyticsSettings(BaseSettings):
+    """Analytics counters' lifetimes and the agg.* publisher."""
+
+    model_config = _group("AURA_ANALYTICS_")
+
+    minute_ttl_s: int = 2 * 24 * 3600
+    hour_ttl_s: int = 15 * 24 * 3600
+    day_ttl_s: int = 400 * 24 * 3600
+    publish_interval_s: float = env(5.0, "AURA_AGG_PUBLISH_INTERVAL_S")
+
+
+class DecisionSettings(BaseSettings):
+    """Rules, experiments and bandits (docs/decisions.md)."""
+
+    model_config = _group("AURA_")
+
+    decision_ttl_s: int = 3 * 24 * 3600  # how long a bandit decision can still receive its reward
+    experiment_attribution_s: int = 7 * 24 * 3600  # conversions count this long after first exposure
+
+
+class RecsSettings(BaseSettings):
+    """The recommenders (docs/recommendations.md)."""
+
+    model_config = _group("AURA_RECS_")
+
+    window: int = 10  # previous interactions paired with a new one
+    decay: float = 0.85  # weight of the k-th previous interaction: decay ** k
+    seq_max: int = 50  # interactions kept in a user's recommender sequence
+    topk: int = 100  # neighbours kept per item and source
+    cooc_read: int = 150  # raw co-occurrences read to publish an item's top-K
+    cooc_cap: int = 1000  # raw co-occurrences kept per item
+    candidates: int = 200  # per-user candidates kept per model (MF, batch)
+    mf_refresh_s: float = 1.0  # a user's MF candidates are rewritten at most this often (0: every batch)
+    publish_interval_s: float = 5.0  # top-K neighbour lists republished at most this often
     # ... and an item's lists only once its interaction weight grew by this share since their last
-    # publish, or they are this old (streams/cooccurrence.py publish_split; 0: every touched item)
-    recs_publish_min_growth: float = 0.2
-    recs_publish_max_age_s: float = 60.0
-    recs_trending_half_life_h: float = 24.0
-    recs_mf_dim: int = 32
-    recs_mf_lr: float = 0.05
-    recs_content_rebuild_s: float = 1.0  # debounce of the content model rebuild after catalog changes
-    recs_repartition: bool = False  # True: item signals go through internal.by_item (see docs/recommenders.md)
-    recs_actors_max: int = 30  # users kept per item as recent actors (streams/neighbours.py)
-    recs_nbrs_max: int = 50  # neighbours kept per user (streams/neighbours.py)
-    recs_user_neighbours: bool = False  # run the user-neighbours owner in the behavior fan-out (docs/recommenders.md)
-    recs_cohorts: bool = True  # count each demographic cohort's popular items (streams/cohorts.py; cold start)
-    recs_cohort_cap: int = 1000  # items kept per cohort popularity list
-    # per-user hybrid candidate pools ranked by the stream (streams/usercands.py; the API's hybrid requests
-    # read them: docs/recommenders.md)
-    recs_user_cands: bool = True  # on demand: only users whose requests asked for one (docs/recommenders.md)
-    recs_user_cands_interval_s: float = 0.1  # how often the worker ranks the pools of the users of recent batches
-    recs_user_cands_ttl_s: float = 3600.0  # a pool expires this long after it was ranked (then: the full ranking)
-    recs_user_cands_placements: str = "default"  # comma-separated placements whose pools are kept
-    # pools on demand: the worker ranks pools only for users whose hybrid request found none (drained each
-    # tick) and, after their new events, for users who asked within this long (docs/recommenders.md)
-    recs_user_cands_wanted_s: float = 1800.0
-    recs_user_cands_wanted_max: int = 100_000  # (placement, user) pairs kept in the wanted set (oldest dropped)
-    # a pool served older than this is re-ranked behind (the request marks the user): bounds how long a pool
-    # misses republished neighbour lists and global lists while its user keeps asking; 0: only events re-rank
-    recs_user_cands_refresh_s: float = 30.0
+    # publish, or they are this old (0: every touched item)
+    publish_min_growth: float = 0.2
+    publish_max_age_s: float = 60.0
+    trending_half_life_h: float = 24.0
+    mf_dim: int = 32
+    mf_lr: float = 0.05
+    content_rebuild_s: float = 1.0  # debounce of the content model rebuild after catalog changes
+    actors_max: int = 30  # users kept per item as recent actors
+    nbrs_max: int = 50  # neighbours kept per user
+    user_neighbours: bool = False  # run the user-neighbours owner in the behavior fan-out
+    cohorts: bool = True  # count each demographic cohort's popular items (cold start)
+    cohort_cap: int = 1000  # items kept per cohort popularity list
+    user_cands: bool = True  # per-user hybrid candidate pools ranked by the stream, on demand
+    user_cands_interval_s: float = 0.1  # how often the worker ranks the pools of the users of recent batches
+    user_cands_ttl_s: float = 3600.0  # a pool expires this long after it was ranked (then: the full ranking)
+    user_cands_placements: str = "default"  # comma-separated placements whose pools are kept
+    # the worker ranks pools only for users whose hybrid request found none and, after their new events,
+    # for users who asked within this long
+    user_cands_wanted_s: float = 1800.0
+    user_cands_wanted_max: int = 100_000  # (placement, user) pairs kept in the wanted set (oldest dropped)
+    # a pool served older than this is re-ranked behind (the request marks the user); 0: only events re-rank
+    user_cands_refresh_s: float = 30.0
 
-    # Event ingest over HTTP (serving/routes/events.py)
-    ingest_max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413
-    ingest_max_body_bytes: int = 1_048_576  # request body limit (413); keep <= max_body_bytes (the edge limit)
-    ingest_ack_timeout_s: float = 10.0  # wait this long for Kafka's acknowledgement, then 503
 
-    # API
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    admin_token: SecretStr = SecretStr("dev-admin-token")
+class IngestSettings(BaseSettings):
+    """Event ingest over HTTP (serving/routes/events.py)."""
 
-    # API security, limits and degradation (serving/security.py, ratelimit.py, degrade.py)
-    auth_enabled: bool = True  # False: every route is open (local experiments only)
-    rate_limit_per_s: float = 200.0  # default per-key rate; `aura keys create --rate` overrides per key
-    rate_limit_burst: int = 400  # requests a key may send at once before the rate applies
-    max_body_bytes: int = 1_048_576  # larger request bodies get 413
-    cors_origins: str = ""  # comma-separated allowed origins ("*" for any); empty: no CORS headers
-    metrics_public: bool = True  # False: /metrics needs an admin key
-    api_key_cache_ttl_s: int = 300  # how long a key record stays in the Redis cache
-    api_key_local_ttl_s: float = 1.0  # a process trusts a key it verified in Redis this long (revocation delay)
-    rate_limit_lease_s: float = 0.05  # a process takes this much of a key's rate from Redis at once (<= 1000)
-    api_redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
-    api_redis_autopipe: bool = True  # Redis commands of concurrent requests sent as one pipeline (serving/autopipe.py)
-    api_gc_threshold: int = 50_000  # young-generation GC threshold of an API process (serving/app.tune_gc); 0: Python's
-    api_fast_path: bool = True  # hot GET routes answered without FastAPI routing/DI (serving/fastpath.py)
-    breaker_failures: int = 3  # consecutive dependency failures that open a circuit breaker
-    breaker_reset_s: float = 5.0  # seconds an open breaker waits before letting one trial call through
-    health_cache_s: float = 1.0  # /v1/health checks the dependencies at most this often per process
-    # response micro-cache of item-keyed reads (similar, also bought, content-similar; serving/respcache.py):
-    # an answer is reused this long per API process (adds at most this much staleness); 0: off
-    api_cache_ms: int = 500
-    api_cache_max: int = 10_000  # entries per API process (least recently used evicted)
+    model_config = _group("AURA_INGEST_")
 
-    @model_validator(mode="after")
-    def _no_placeholder_secrets_in_production(self) -> Settings:
-        if self.environment == "production" and self.admin_token.get_secret_value() == "dev-admin-token":
-            raise ValueError("AURA_ADMIN_TOKEN must be set to a real secret in production")
-        return self
+    max_batch: int = 500  # events per POST /v1/events/batch; more is answered 413
+    max_body_bytes: int = 1_048_576  # request body limit (413); keep <= api.max_body_bytes
+    ack_timeout_s: float = 10.0  # wait this long for Kafka's acknowledgement, then 503
 
-    @property
-    def kafka_host(self) -> str:
-        return self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[0]
 
-    @property
-    def kafka_port(self) -> int:
-        return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+class ApiSettings(BaseSettings):
+    """The HTTP API process: address, limits, degradation, caches."""
 
-    @property
-    def cassandra_host_list(self) -> list[str]:
-        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+    model_config = _group("AURA_API_")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = env(1_048_576, "AURA_MAX_BODY_BYTES")  # larger request bodies get 413
+    cors_origins: str = env("", "AURA_CORS_ORIGINS")  # comma-separated allowed origins ("*": any); empty: none
+    metrics_public: bool = env(True, "AURA_METRICS_PUBLIC")  # False: /metrics needs an admin key
+    redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
+    gc_threshold: int = 50_000  # young-generation GC threshold of an API process; 0: Python's
+    breaker_failures: int = env(3, "AURA_BREAKER_FAILURES")  # consecutive failures that open a breaker
+    breaker_reset_s: float = env(5.0, "AURA_BREAKER_RESET_S")  # an open breaker waits this long for a trial
+    health_cache_s: float = env(1.0, "AURA_HEALTH_CACHE_S")  # /v1/health checks dependencies this often
+    # response micro-cache of item-keyed reads: an answer is reused this long per API process; 0: off
+    cache_ms: int = 500
+    cache_max: int = 10_000  # entries per API process (least recently used evicted)
 
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
-    @property
-    def redis_port(self) -> int:
-        from urllib.parse import urlparse
 
-        return urlparse(self.redis_url).port or 6379
+class AuthSettings(BaseSettings):
+    """API keys, the admin token and rate limits (serving/security.py, serving/ratelimit.py)."""
+
+    model_config = _group("AURA_")
+
+    admin_token: SecretStr = SecretStr("dev-admin-token")
+    enabled: bool = env(True, "AURA_AUTH_ENABLED")  # False: every route is open (local experiments only)
+    rate_limit_per_s: float = 200.0  # default per-key rate; `aura keys create --rate` overrides per key
+    rate_limit_burst: int = 400  # requests a key may send at once before the rate applies
+    rate_limit_lease_s: float = 0.05  # a process takes this much of a key's rate from Redis at once
+    key_cache_ttl_s: int = env(300, "AURA_API_KEY_CACHE_TTL_S")  # a key record's life in the Redis cache
+    # a process trusts a key it verified in Redis this long (revocation delay)
+    key_local_ttl_s: float = env(1.0, "AURA_API_KEY_LOCAL_TTL_S")
+
+
+GROUPS: dict[str, type[BaseSettings]] = {
+    "kafka": KafkaSettings, "cassandra": CassandraSettings, "redis": RedisSettings, "stack": StackSettings,
+    "worker": WorkerSettings, "profiles": ProfileSettings, "analytics": AnalyticsSettings,
+    "decisions": DecisionSettings, "recs": RecsSettings, "ingest": IngestSettings, "api": ApiSettings,
+    "auth": AuthSettings,
+}
+
+
+def env_name(group: type[BaseModel], field: str) -> str:
+    """The environment variable of ``group``'s ``field``."""
+    info = group.model_fields[field]
+    if isinstance(info.validation_alias, str):
+        return info.validation_alias
+    return f"{group.model_config.get('env_prefix', '')}{field}".upper()
+
+
+class Settings(BaseSettings):
+    """Configuration of one process; frozen once built."""
+
+    model_config = SettingsConfigDict(env_prefix="AURA_", frozen=True, extra="ignore")
+
+    environment: str = "development"
+    home: Path = Field(default=REPO_ROOT / ".aura")  # logs, data of the local stack, caches, model files
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    cassandra: CassandraSettings = Field(default_factory=CassandraSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    stack: StackSettings = Field(default_factory=StackSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    decisions: DecisionSettings = Field(default_factory=DecisionSettings)
+    recs: RecsSettings = Field(default_factory=RecsSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    ROOT_FIELDS: ClassVar[tuple[str, ...]] = ("environment", "home")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if self.environment == "production" and self.auth.admin_token.get_secret_value() == "dev-admin-token":
+            raise ValueError("AURA_ADMIN_TOKEN must be set to a real secret in production")
+        return self
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with the given fields changed, each named as its environment variable without
+        ``AURA_`` and lower-cased (``topic_prefix``, ``recs_window``, ``api_port``)."""
+        root: dict[str, Any] = {}
+        groups: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            where = ENV_FIELDS.get(key)
+            if where is None:
+                raise KeyError(f"no setting named {key!r} (environment variable AURA_{key.upper()})")
+            group, field = where
+            if group == "":
+                root[field] = value
+            else:
+                groups.setdefault(group, {})[field] = value
+        update = {g: getattr(self, g).model_copy(update=v) for g, v in groups.items()}
+        return self.model_copy(update={**root, **update})
+
+
+def _env_fields() -> dict[str, tuple[str, str]]:
+    """Every setting's environment name without ``AURA_`` -> (group, field); "" is the root group."""
+    out = {name: ("", name) for name in Settings.ROOT_FIELDS}
+    for group, cls in GROUPS.items():
+        for field in cls.model_fields:
+            out[env_name(cls, field).removeprefix("AURA_").lower()] = (group, field)
+    return out
+
+
+ENV_FIELDS = _env_fields()
 
 
 @lru_cache(maxsize=1)
@@ -201,15 +326,17 @@ def get_settings() -> Settings:
 
 def settings_env(s: Settings) -> dict[str, str]:
     """``s`` as AURA_* environment variables, for starting another process with the same settings."""
-    env: dict[str, str] = {}
-    for name, value in s.model_dump().items():
+    env_vars: dict[str, str] = {}
+    values: list[tuple[str, Any]] = [(f"AURA_{n.upper()}", getattr(s, n)) for n in Settings.ROOT_FIELDS]
+    for group, cls in GROUPS.items():
+        sub = getattr(s, group)
+        values += [(env_name(cls, f), getattr(sub, f)) for f in cls.model_fields]
+    for name, value in values:
         if value is None:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         if isinstance(value, (list, dict, tuple, set)):
-            import json
-
             value = json.dumps(list(value) if isinstance(value, (tuple, set)) else value)
-        env[f"AURA_{name.upper()}"] = str(value)
-    return env
+        env_vars[name] = str(value)
+    return env_vars

@@ -227,8 +227,8 @@ def services(latency_n: int, freshness_n: int) -> None:
 
     tag = f"bench{uuid.uuid4().hex[:8]}"
     port = 18000 + os.getpid() % 1000
-    s = Settings(cassandra_keyspace="aura_bench", topic_prefix=tag, redis_prefix=tag, consumer_group=f"{tag}-w",
-                 topic_partitions=4, api_port=port)
+    s = Settings().replace(cassandra_keyspace="aura_bench", topic_prefix=tag, redis_prefix=tag,
+                           consumer_group=f"{tag}-w", topic_partitions=4, api_port=port)
     migrate(s)
     ensure_topics(s, layout.ALL_TOPICS)
     session = bootstrap.cassandra_session(s)
@@ -285,7 +285,7 @@ def services(latency_n: int, freshness_n: int) -> None:
         wait_until(lambda: b"Worker ready" in worker_log_path.read_bytes(), 120, "the worker")
         decisions = [client.post(f"{base}/bandits/{bid}/choose", json={"user_id": f"fu{i}"}).json()["decision_id"]
                      for i in range(freshness_n)]
-        key = layout.RedisKeys(s.redis_prefix).bandit_state(bid)
+        key = layout.RedisKeys(s.redis.prefix).bandit_state(bid)
         total = 200 + latency_n + freshness_n
         wait_until(lambda: redis.hget(key, "state") and f'"pulls": {total}' in redis.hget(key, "state"), 120,
                    "the decisions to be folded")
@@ -304,7 +304,7 @@ def services(latency_n: int, freshness_n: int) -> None:
                     raise SystemExit("a reward was not folded within 10 s")
             fresh.append((time.perf_counter() - t0) * 1000)
         print(f"\n## reward-to-policy freshness: produce (acks) -> Kafka -> worker -> Redis state, {freshness_n} "
-              f"sequential rewards (worker batch within {s.batch_within_s * 1000:.0f} ms)")
+              f"sequential rewards (worker batch within {s.worker.batch_within_s * 1000:.0f} ms)")
         print(f"p50 {pct(fresh, 50):.1f} ms  p90 {pct(fresh, 90):.1f} ms  p99 {pct(fresh, 99):.1f} ms  "
               f"max {max(fresh):.1f} ms")
         client.delete(f"{base}/bandits/{bid}")
@@ -317,7 +317,7 @@ def services(latency_n: int, freshness_n: int) -> None:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for k in redis.scan_iter(f"{s.redis_prefix}:*", count=1000):
+        for k in redis.scan_iter(f"{s.redis.prefix}:*", count=1000):
             redis.delete(k)
         admin = bootstrap.kafka_admin(s)
         mine = [layout.topic(s, spec) for spec in layout.ALL_TOPICS]

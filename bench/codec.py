@@ -64,7 +64,7 @@ def produce(producer: Any, topic: str, evs: list[dict[str, Any]], encode: Callab
 
 
 def consume(s: Any, topic: str, n: int, decode: Callable[[bytes], Any]) -> float:
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4()}",
+    consumer = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"bench-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False,
                          "fetch.min.bytes": 1, "queued.max.messages.kbytes": 262144})
     consumer.subscribe([topic])
@@ -104,7 +104,7 @@ def main() -> None:
 
     base = get_settings()
     tag = f"bench{uuid.uuid4().hex[:8]}"
-    settings = {fmt: base.model_copy(update={"topic_prefix": f"{tag}{fmt}", "topic_partitions": 4})
+    settings = {fmt: base.replace(**{"topic_prefix": f"{tag}{fmt}", "topic_partitions": 4})
                 for fmt in ("avro", "json")}
     avro = codec("behavior_event")
     evs = events(args.events)
@@ -127,7 +127,7 @@ def main() -> None:
             results["helper validate+encode+check (cpu)"].append(
                 cpu_rate(lambda e: helper.encode(dict(e)), evs[: max(1, len(evs) // 5)]))
             for fmt, encode, decode in (("avro", avro.encode, avro.decode), ("json", orjson.dumps, orjson.loads)):
-                s = settings[fmt].model_copy(update={"topic_prefix": f"{settings[fmt].topic_prefix}r{run}"})
+                s = settings[fmt].replace(topic_prefix=f"{settings[fmt].kafka.topic_prefix}r{run}")
                 ensure_topics(s, [layout.BEHAVIOR], admin)
                 topic = layout.topic(s, layout.BEHAVIOR)
                 topics.append(topic)

@@ -47,9 +47,9 @@ def records(n: int, users: int, seed: int) -> list[RawRecord]:
 def one_run(recs: list[RawRecord], batch: int) -> dict[str, float]:
     s = get_settings()
     cfg = ProfileConfig.from_settings(s)
-    params = CoocParams(window=s.recs_window, decay=s.recs_decay, seq_max=s.recs_seq_max)
+    params = CoocParams(window=s.recs.window, decay=s.recs.decay, seq_max=s.recs.seq_max)
     c = codec("behavior_event")
-    mf = OnlineMF(dim=s.recs_mf_dim, lr=s.recs_mf_lr, seed=0)
+    mf = OnlineMF(dim=s.recs.mf_dim, lr=s.recs.mf_lr, seed=0)
     users: dict[str, Profile] = {}
     seqs: dict[str, list[SeqEntry]] = {}
     cost = {"intake (decode + validate)": 0.0, "profile fold": 0.0, "analytics fold": 0.0,

@@ -86,11 +86,11 @@ def main() -> None:
     from bench.http_load import asgi_get
     from serving.app import create_app
 
-    s = bench_settings(get_settings()).model_copy(update={"loop_stats_s": a.stats_s})
+    s = bench_settings(get_settings()).replace(loop_stats_s=a.stats_s)
     prepare(s)
     session = bootstrap.cassandra_session(s)
     _rec, token = KeyStore(s, session).create("bench-freshness", ("admin",), 1e6, 1_000_000)
-    log = Path(f"/tmp/bench-freshness-{s.topic_prefix}.log")
+    log = Path(f"/tmp/bench-freshness-{s.kafka.topic_prefix}.log")
     level = "info" if a.stats_s > 0 else "warning"
     worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", level,
                                "--processes", str(a.workers), *(["--split"] if a.split else [])], cwd=REPO_ROOT,
@@ -164,8 +164,8 @@ def main() -> None:
     print(f"bench process (producers, in-process API, polling): {cpu:.2f} of a core while probing; "
           f"worker log (loop stats lines): {log}")
     s_ = get_settings()
-    print(f"settings: batch_max={s_.batch_max} batch_within_s={s_.batch_within_s} partitions={s_.topic_partitions}"
-          f" topic={layout.topic(s, layout.BEHAVIOR)}")
+    print(f"settings: batch_max={s_.worker.batch_max} batch_within_s={s_.worker.batch_within_s} "
+          f"partitions={s_.kafka.topic_partitions} topic={layout.topic(s, layout.BEHAVIOR)}")
 
 
 if __name__ == "__main__":

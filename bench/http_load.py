@@ -63,7 +63,7 @@ def seed(s: Settings) -> None:
     from aura.layout import RedisKeys
 
     r = redis_sync(s)
-    k = RedisKeys(s.redis_prefix)
+    k = RedisKeys(s.redis.prefix)
     now = int(time.time() * 1000)
     pipe = r.pipeline(transaction=False)
     for i in range(N_ITEMS):
@@ -111,7 +111,7 @@ def seed_pools(s: Settings, users: list[str]) -> None:
     async def run() -> int:
         r = redis_async(s)
         try:
-            cands = UserCands(SimpleNamespace(settings=s, keys=RedisKeys(s.redis_prefix), redis=r))
+            cands = UserCands(SimpleNamespace(settings=s, keys=RedisKeys(s.redis.prefix), redis=r))
             for u in users:
                 await r.delete(cands.keys.recs_user_cands(u, "default"))
             cands.pending = {u: (-1, -1e9) for u in users}  # no recommender fence in the seed: ranked at once
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(veg).exists():
         raise SystemExit("vegeta missing: go install github.com/tsenart/vegeta/v12@v12.13.0")
 
-    s = Settings(redis_prefix="bench", topic_prefix="bench", topic_partitions=1, consumer_group="bench")
+    s = Settings().replace(redis_prefix="bench", topic_prefix="bench", topic_partitions=1, consumer_group="bench")
     from infra.migrate import migrate
 
     migrate(s)
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 tag = json.dumps(ROW_SETTINGS[name], sort_keys=True)
                 if tag not in apis:
                     other = _free_port()
-                    apis[tag] = (start_api(s.model_copy(update=ROW_SETTINGS[name]), other, args.workers,
+                    apis[tag] = (start_api(s.replace(**ROW_SETTINGS[name]), other, args.workers,
                                            workdir / f"api-{len(apis)}.log"), other)
                 row_port = apis[tag][1]
             else:

@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="leave the bench prefix's other keys in Redis")
     a = ap.parse_args()
     s = bench_settings(get_settings())
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     r = bootstrap.redis_sync(s)
     cfg = ProfileConfig.from_settings(s)
     shop = Storefront(seed=5, n_users=a.users, n_items=a.items, user_prefix="m")
@@ -147,7 +147,8 @@ def time_sweep(s: Any, keys: RedisKeys, cfg: ProfileConfig, n: int) -> None:
     async def run() -> tuple[float, Any]:
         redis = bootstrap.redis_async(s)
         t0 = time.monotonic()
-        res = await lifecycle.sweep(ReadOnly(redis), int(time.time() * 1000), s.lifecycle_sweep_batch, dry_run=True)
+        res = await lifecycle.sweep(ReadOnly(redis), int(time.time() * 1000),
+                                    s.profiles.lifecycle_sweep_batch, dry_run=True)
         took = time.monotonic() - t0
         await redis.aclose()
         return took, res

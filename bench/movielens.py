@@ -124,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     base = baselines(train, test, items)
 
     tag = f"ml{uuid.uuid4().hex[:8]}"
-    s = Settings(topic_prefix=tag, redis_prefix=tag, consumer_group=f"{tag}-worker", cassandra_keyspace=a.keyspace,
-                 topic_partitions=a.partitions, auth_enabled=False)
+    s = Settings().replace(topic_prefix=tag, redis_prefix=tag, consumer_group=f"{tag}-worker",
+                           cassandra_keyspace=a.keyspace, topic_partitions=a.partitions, auth_enabled=False)
     migrate(s)
     ensure_topics(s, layout.ALL_TOPICS)
     session = bootstrap.cassandra_session(s)
     session.execute("TRUNCATE interactions")
     redis = bootstrap.redis_sync(s)
-    keys = layout.RedisKeys(s.redis_prefix)
+    keys = layout.RedisKeys(s.redis.prefix)
     log_path = REPO_ROOT / ".aura" / "logs" / f"bench-movielens-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
         replay_s = time.monotonic() - t_send
         say(f"replay: {len(ordered)} events folded (user and item side) in {replay_s:.1f}s = "
             f"{len(ordered) / replay_s:,.0f} events/s end to end")
-        time.sleep(max(2.0, 2 * s.recs_publish_interval_s))  # the last top-K publish
+        time.sleep(max(2.0, 2 * s.recs.publish_interval_s))  # the last top-K publish
 
         t_job = time.monotonic()
         job = subprocess.run([sys.executable, "-m", "jobs.ease", "--activate", "default"], cwd=REPO_ROOT,
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
         stop_worker(worker)
         log.close()
         if not a.keep:
-            for k in redis.scan_iter(f"{s.redis_prefix}:*", count=1000):
+            for k in redis.scan_iter(f"{s.redis.prefix}:*", count=1000):
                 redis.delete(k)
         session.cluster.shutdown()
 

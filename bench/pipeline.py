@@ -44,7 +44,7 @@ BENCH_KEYSPACE = "aura_bench"
 
 def bench_settings(base: Settings) -> Settings:
     tag = f"b{uuid.uuid4().hex[:8]}"
-    return base.model_copy(update={"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
+    return base.replace(**{"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
                                    "cassandra_keyspace": BENCH_KEYSPACE})
 
 
@@ -71,7 +71,7 @@ def lag(s: Settings, consumer) -> int:  # noqa: ANN001
     from confluent_kafka import TopicPartition
 
     topic = layout.topic(s, layout.BEHAVIOR)
-    parts = [TopicPartition(topic, p) for p in range(s.topic_partitions)]
+    parts = [TopicPartition(topic, p) for p in range(s.kafka.topic_partitions)]
     total = 0
     for tp in consumer.committed(parts, timeout=10):
         high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)[1]
@@ -96,7 +96,7 @@ def group_consumers(s: Settings, split: bool = False) -> list:
     """One committed-offset reader per worker group (never subscribes)."""
     from confluent_kafka import Consumer
 
-    return [Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": g, "enable.auto.commit": False})
+    return [Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": g, "enable.auto.commit": False})
             for g in layout.worker_groups(s, split)]
 
 
@@ -109,7 +109,7 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
               ) -> dict[str, float]:
     s = bench_settings(base)
     prepare(s)
-    log = Path(f"/tmp/bench-worker-{s.topic_prefix}.log")
+    log = Path(f"/tmp/bench-worker-{s.kafka.topic_prefix}.log")
     env = {**os.environ, **settings_env(s)}
     worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning",
                                "--processes", str(workers), *(["--split"] if split else [])], cwd=REPO_ROOT,
@@ -180,13 +180,13 @@ def cleanup(s: Settings) -> None:
     from infra.migrate import drop_topics
 
     cleanup_redis(s)
-    drop_topics(s, s.topic_prefix)
+    drop_topics(s, s.kafka.topic_prefix)
 
 
 def cleanup_redis(s: Settings) -> None:
     r = bootstrap.redis_sync(s)
     batch = []
-    for k in r.scan_iter(f"{s.redis_prefix}:*", count=5000):
+    for k in r.scan_iter(f"{s.redis.prefix}:*", count=5000):
         batch.append(k)
         if len(batch) >= 5000:
             r.unlink(*batch)
@@ -201,7 +201,7 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, own
     if owners_only != "all":
         owners = [o for o in owners if o[0].startswith(owners_only)]
     producer = EventProducer(s, None)
-    parts = s.topic_partitions
+    parts = s.kafka.topic_partitions
     records = []
     offsets = [0] * parts
     for e in events(n, users, seed):
@@ -214,8 +214,8 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, own
     t0 = time.perf_counter()
     if prof:
         prof.enable()
-    for i in range(0, len(records), s.batch_max):
-        await intake_and_fan_out(res, c, records[i:i + s.batch_max], owners, int(time.time() * 1000))
+    for i in range(0, len(records), s.worker.batch_max):
+        await intake_and_fan_out(res, c, records[i:i + s.worker.batch_max], owners, int(time.time() * 1000))
         if (durable.pending >= durable.max_pending
                 or time.perf_counter() - t0 > durable.interval_s * (durable.flushes + 1)):
             await durable.flush()
@@ -269,8 +269,8 @@ def main() -> None:
             print(f"run {i + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()) + f" load={load()}", flush=True)
             runs.append(r)
         print("median: " + ", ".join(f"{k}={statistics.median(r[k] for r in runs):.1f}" for k in runs[0]))
-    print(f"settings: batch_max={base.batch_max} batch_within_s={base.batch_within_s} "
-          f"partitions={base.topic_partitions} nproc={os.cpu_count()}")
+    print(f"settings: batch_max={base.worker.batch_max} batch_within_s={base.worker.batch_within_s} "
+          f"partitions={base.kafka.topic_partitions} nproc={os.cpu_count()}")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def seed(s: Settings) -> None:
     from aura.bootstrap import redis_sync
     from aura.layout import RedisKeys
 
-    r, k, rng = redis_sync(s), RedisKeys(s.redis_prefix), random.Random(7)
-    for key in r.scan_iter(f"{s.redis_prefix}:*", count=1000):
+    r, k, rng = redis_sync(s), RedisKeys(s.redis.prefix), random.Random(7)
+    for key in r.scan_iter(f"{s.redis.prefix}:*", count=1000):
         r.delete(key)
     items = [f"i{n}" for n in range(N_ITEMS)]
     filters_key = getattr(k, "recs_item_filters", lambda: None)()
@@ -103,7 +103,7 @@ def measure_generate(s: Settings, users: list[str], n: int, counter: Counter) ->
 
     async def run() -> dict[str, float]:
         r = redis_async(s)
-        rec = Recommender(r, RedisKeys(s.redis_prefix), candidates=s.recs_candidates)
+        rec = Recommender(r, RedisKeys(s.redis.prefix), candidates=s.recs.candidates)
         reqs = [Request(users[u % len(users)]) for u in range(n)]
         for q in reqs[:100]:
             await rec.recommend(q)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                     "stream's code (streams/usercands.py; prints its CPU per user), so the hybrid cases read them")
     a = ap.parse_args(argv)
     p = a.prefix or "benchrc"
-    s = Settings(redis_prefix=p, topic_prefix=p, consumer_group=p, auth_enabled=False)
+    s = Settings().replace(redis_prefix=p, topic_prefix=p, consumer_group=p, auth_enabled=False)
     import aura.ranking.reader as code
 
     print(f"code: {os.path.dirname(os.path.dirname(os.path.dirname(code.__file__)))}; load average {os.getloadavg()}")

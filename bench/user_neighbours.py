@@ -41,9 +41,9 @@ def fold_neighbours(s: Settings, train: list[tuple[str, str, int]], batch: int =
 
     async def run() -> float:
         r = redis_async(s)
-        keys = RedisKeys(s.redis_prefix)
+        keys = RedisKeys(s.redis.prefix)
         for pattern in ("recs:user:*:nbrs", "recs:user:*:nbstate", "recs:item:*:actors"):
-            async for key in r.scan_iter(f"{s.redis_prefix}:{pattern}", count=1000):
+            async for key in r.scan_iter(f"{s.redis.prefix}:{pattern}", count=1000):
                 await r.delete(key)
         store = NeighbourStore(SimpleNamespace(settings=s, keys=keys, redis=r))
         t0 = time.monotonic()
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=0)
     ap.add_argument("--skip-fold", action="store_true")
     a = ap.parse_args(argv)
-    s = Settings(redis_prefix=a.prefix, topic_prefix=a.prefix, consumer_group=f"{a.prefix}-worker",
+    s = Settings().replace(redis_prefix=a.prefix, topic_prefix=a.prefix, consumer_group=f"{a.prefix}-worker",
                  cassandra_keyspace="aura_bench_ml", auth_enabled=False)
     rows, _catalog = load()
     train, test = leave_last_out(rows)

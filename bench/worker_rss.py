@@ -50,15 +50,15 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--roles", default="all", help="the worker's roles (AURA_WORKER_ROLES), e.g. profiles")
     a = ap.parse_args()
-    s = bench_settings(get_settings()).model_copy(update={"worker_roles": a.roles})
+    s = bench_settings(get_settings()).replace(worker_roles=a.roles)
     prepare(s)
-    log = Path(f"/tmp/bench-worker-rss-{s.topic_prefix}.log")
+    log = Path(f"/tmp/bench-worker-rss-{s.kafka.topic_prefix}.log")
     worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker", "--loglevel", "warning"],  # noqa: S603
                               cwd=REPO_ROOT, env={**os.environ, **settings_env(s)}, stdout=log.open("wb"),
                               stderr=subprocess.STDOUT)
     from confluent_kafka import Consumer
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": layout.worker_group(s),
+    consumer = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": layout.worker_group(s),
                          "enable.auto.commit": False})
     try:
         deadline = time.monotonic() + 180
@@ -90,8 +90,8 @@ def main() -> None:
         consumer.close()
         stop_worker(worker)
         cleanup(s)
-        print(f"settings: batch_max={s.batch_max} batch_within_s={s.batch_within_s} "
-              f"partitions={s.topic_partitions} roles={s.worker_roles} {layout.topic(s, layout.BEHAVIOR)}")
+        print(f"settings: batch_max={s.worker.batch_max} batch_within_s={s.worker.batch_within_s} "
+              f"partitions={s.kafka.topic_partitions} roles={s.worker.roles} {layout.topic(s, layout.BEHAVIOR)}")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def ensure_topics(s: Settings, specs: tuple[TopicSpec, ...] | list[TopicSpec], a
         config = {"cleanup.policy": "compact" if spec.compacted else "delete"}
         if spec.retention_ms is not None:
             config["retention.ms"] = str(spec.retention_ms)
-        new.append(NewTopic(name, num_partitions=spec.partitions or s.topic_partitions,
-                            replication_factor=1 if s.cassandra_replication == 1 else 3, config=config))
+        new.append(NewTopic(name, num_partitions=spec.partitions or s.kafka.topic_partitions,
+                            replication_factor=1 if s.cassandra.replication == 1 else 3, config=config))
     if not new:
         return []
     for _name, fut in admin.create_topics(new, operation_timeout=30).items():
@@ -94,11 +94,11 @@ def migrate(s: Settings, session: Any = None) -> list[int]:
     own_session = session is None
     if own_session:
         session = cassandra_session(s, keyspace=False)
-    ks = s.cassandra_keyspace
+    ks = s.cassandra.keyspace
     try:
         session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-            f"{{'class': 'SimpleStrategy', 'replication_factor': {s.cassandra_replication}}}"
+            f"{{'class': 'SimpleStrategy', 'replication_factor': {s.cassandra.replication}}}"
         )
         session.execute(
             f"CREATE TABLE IF NOT EXISTS {ks}.{Tables.MIGRATIONS} "

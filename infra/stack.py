@@ -56,7 +56,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
 
     Returns the seconds each service took to become ready (0.0 when it already was).
     """
-    paths = Paths(s.home, s.maven_repo)
+    paths = Paths(s.home, s.stack.maven_repo)
     if any(name in ("kafka", "cassandra") for name in services):
         require_java17()
     started_at = time.monotonic()
@@ -84,7 +84,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
         pending[name] = svc.start(s, paths)
         say(f"{name}: started (pid {pending[name]}), log {paths.log(name)}")
     timings: dict[str, float] = {}
-    deadline = started_at + s.start_timeout_s
+    deadline = started_at + s.stack.start_timeout_s
     waiting = dict(pending)
     while waiting:
         for name in list(waiting):
@@ -100,7 +100,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
         if waiting and time.monotonic() > deadline:
             names = ", ".join(waiting)
             tails = "\n".join(f"--- {n}:\n{log_tail(paths, n, 20)}" for n in waiting)
-            raise StackError(f"not ready after {s.start_timeout_s:.0f}s: {names}\n{tails}")
+            raise StackError(f"not ready after {s.stack.start_timeout_s:.0f}s: {names}\n{tails}")
         if waiting:
             time.sleep(0.5)
     return timings
@@ -108,7 +108,7 @@ def up(s: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, float]:
 
 def down(s: Settings, services: tuple[str, ...] = SERVICES) -> None:
     """Stop every process this stack started (SIGTERM, then SIGKILL after a grace period)."""
-    paths = Paths(s.home, s.maven_repo)
+    paths = Paths(s.home, s.stack.maven_repo)
     for name in services:
         pid = read_pid(paths, name)
         if pid is None:
@@ -121,7 +121,7 @@ def down(s: Settings, services: tuple[str, ...] = SERVICES) -> None:
 
 def kill(s: Settings, service: str) -> None:
     """SIGKILL one service (crash simulation for recovery tests)."""
-    paths = Paths(s.home, s.maven_repo)
+    paths = Paths(s.home, s.stack.maven_repo)
     pid = read_pid(paths, service)
     if pid is None:
         raise StackError(f"{service} is not running")
@@ -135,7 +135,7 @@ def kill(s: Settings, service: str) -> None:
 
 
 def status(s: Settings) -> dict[str, dict[str, object]]:
-    paths = Paths(s.home, s.maven_repo)
+    paths = Paths(s.home, s.stack.maven_repo)
     report: dict[str, dict[str, object]] = {}
     for name, svc in SERVICE_TABLE.items():
         pid = read_pid(paths, name)
@@ -146,7 +146,7 @@ def status(s: Settings) -> dict[str, dict[str, object]]:
 def reset(s: Settings) -> None:
     """Stop the stack and wipe its data (the Maven cache stays)."""
     down(s)
-    paths = Paths(s.home, s.maven_repo)
+    paths = Paths(s.home, s.stack.maven_repo)
     for name in SERVICES:
         shutil.rmtree(paths.data(name), ignore_errors=True)
     say(f"data wiped under {paths.home / 'data'}")
@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
         if cmd == "up":
             timings = up(s)
             say("all services ready: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
-            say(f"logs: {Paths(s.home, s.maven_repo).home / 'logs'}")
+            say(f"logs: {Paths(s.home, s.stack.maven_repo).home / 'logs'}")
         elif cmd == "down":
             down(s)
         elif cmd == "reset":

@@ -99,16 +99,16 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
         k_users: int | None = None, evaluate_first: bool = True, activate: str | None = None,
         chunk: int = 500, stop_after: str | None = None) -> dict[str, Any]:
     """Run (or resume) the job; returns a summary. ``stop_after`` (a stage name) simulates a crash."""
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     job_id = job_id or f"ease-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    ck = Checkpoint(Path(s.home) / "jobs" / s.cassandra_keyspace, job_id)
+    ck = Checkpoint(Path(s.home) / "jobs" / s.cassandra.keyspace, job_id)
     say(f"job {job_id}: stage {ck.state['stage']}")
     registry = Registry(session, s)
     if "version" not in ck.state:
         mv = registry.register("ease", "ease", {"lambda": lam, "k_items": k_items, "job_id": job_id})
         ck.save(version=mv.version)
     version = int(ck.state["version"])
-    k_users = k_users or s.recs_candidates
+    k_users = k_users or s.recs.candidates
     try:
         rows = load_interactions(session, ck)
         if not rows:

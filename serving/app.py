@@ -77,7 +77,7 @@ def connect_cassandra(s: Settings) -> tuple[Session | None, dict[str, PreparedSt
 async def _reconnect_cassandra(state: ApiState) -> None:
     """While Cassandra is unreachable (it was down at start-up), try again every breaker period."""
     while state.cassandra is None:
-        await asyncio.sleep(state.settings.breaker_reset_s)
+        await asyncio.sleep(state.settings.api.breaker_reset_s)
         session, statements = await asyncio.to_thread(connect_cassandra, state.settings)
         if session is not None:
             state.statements.update(statements)
@@ -124,15 +124,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         breakers = Breakers.from_settings(s)
         session, statements = connect_cassandra(s)
-        state = ApiState(settings=s, keys=RedisKeys(s.redis_prefix), redis=guarded_redis(s, breakers.redis),
+        state = ApiState(settings=s, keys=RedisKeys(s.redis.prefix), redis=guarded_redis(s, breakers.redis),
                          cassandra=GuardedSession(session, breakers.cassandra) if session is not None else None,
                          producer=bootstrap.kafka_producer(s), statements=statements, breakers=breakers,
-                         popular=PopularCache(path=s.home / "cache" / f"popular-{s.redis_prefix}.json"))
+                         popular=PopularCache(path=s.home / "cache" / f"popular-{s.redis.prefix}.json"))
         state.popular.load()
         app.state.aura = state
         tasks = [asyncio.create_task(_refresh_popular(state))]
-        if s.api_gc_threshold:
-            tune_gc(s.api_gc_threshold)
+        if s.api.gc_threshold:
+            tune_gc(s.api.gc_threshold)
         if session is None:
             tasks.append(asyncio.create_task(_reconnect_cassandra(state)))
         try:
@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(system.router, prefix=API_PREFIX)  # /v1/health: open
     app.include_router(system.ops_router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, read=ADMIN)], **secured)
-    if s.metrics_public:
+    if s.api.metrics_public:
         app.include_router(system.metrics_router)
     else:
         app.include_router(system.metrics_router, dependencies=[guard(read=ADMIN)], **secured)
@@ -195,12 +195,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
-    if s.cors_origin_list:
-        app.add_middleware(CORSMiddleware, allow_origins=s.cors_origin_list, allow_credentials=False,
+    if s.api.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=s.api.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
                            expose_headers=["Retry-After", "X-Aura-Degraded"], max_age=600)
-    app.add_middleware(EdgeMiddleware, max_body_bytes=s.max_body_bytes)  # outermost: sees every request
+    app.add_middleware(EdgeMiddleware, max_body_bytes=s.api.max_body_bytes)  # outermost: sees every request
     match_hot_groups_first(app)
     return app
 

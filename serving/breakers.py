@@ -94,7 +94,7 @@ class Breakers:
     @classmethod
     def from_settings(cls, s: Settings) -> Breakers:
         def mk(name: str) -> CircuitBreaker:
-            return CircuitBreaker(name, failures=s.breaker_failures, reset_s=s.breaker_reset_s)
+            return CircuitBreaker(name, failures=s.api.breaker_failures, reset_s=s.api.breaker_reset_s)
 
         return cls(mk("redis"), mk("cassandra"), mk("kafka"))
 

@@ -108,8 +108,8 @@ def guarded_redis(s: Settings, breaker: CircuitBreaker) -> GuardedRedis:
     server. The breaker makes even the short timeout a rare cost.)
     """
     client = GuardedRedis.from_url(
-        s.redis_url, decode_responses=True, socket_connect_timeout=s.api_redis_timeout_s,
-        socket_timeout=s.api_redis_timeout_s, retry=Retry(NoBackoff(), 1), health_check_interval=0,
+        s.redis.url, decode_responses=True, socket_connect_timeout=s.api.redis_timeout_s,
+        socket_timeout=s.api.redis_timeout_s, retry=Retry(NoBackoff(), 1), health_check_interval=0,
         connection_class=connection_class())
     client.breaker = breaker
     client.autopipe = AutoPipeline(client.execute_alone, lambda: client.pipeline(transaction=False))

@@ -206,12 +206,12 @@ async def ingest(request: Request, state: ApiState, *, kind: str, schema: str, s
     (``many``: True for a JSON array, False for one object, None for either)."""
     s = state.settings
     try:
-        body = await read_body(request, s.ingest_max_body_bytes)
-        records = parse_events(body, model, many=many, max_batch=s.ingest_max_batch if many is not False else 1,
+        body = await read_body(request, s.ingest.max_body_bytes)
+        records = parse_events(body, model, many=many, max_batch=s.ingest.max_batch if many is not False else 1,
                                schema=schema, now_ms=int(time.time() * 1000))
         if state.producer is None:
             raise IngestError(503, "no Kafka producer", "unavailable")
-        await produce_acknowledged(state.producer, layout.topic(s, spec), records, s.ingest_ack_timeout_s)
+        await produce_acknowledged(state.producer, layout.topic(s, spec), records, s.ingest.ack_timeout_s)
     except IngestError as exc:
         await count(state, kind, exc.outcome, error_types=exc.error_types)
         return _json({"detail": exc.detail}, exc.status)

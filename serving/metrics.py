@@ -82,7 +82,7 @@ def exposition(state: Any) -> bytes:
 
 def prepare_multiprocess_dir(s: Settings) -> Path:
     """An empty directory for prometheus-client's multiprocess mode (``aura api --workers N``)."""
-    path = Path(s.home) / "run" / f"prometheus-{s.api_port}-{os.getpid()}"
+    path = Path(s.home) / "run" / f"prometheus-{s.api.port}-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path

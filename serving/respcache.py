@@ -77,7 +77,7 @@ def response_cache(state: Any) -> ResponseCache:
     cache = getattr(state, "response_cache", None)
     if cache is None:
         s = state.settings
-        cache = ResponseCache(s.api_cache_ms, s.api_cache_max)
+        cache = ResponseCache(s.api.cache_ms, s.api.cache_max)
         if hasattr(state, "response_cache"):
             state.response_cache = cache
     return cache

@@ -133,7 +133,7 @@ class Authenticator:
         keys = self.state.keys
         kk = [keys.api_key(key_id), keys.api_key_rate(key_id)]
         settings = self.state.settings
-        args = [presented, settings.rate_limit_lease_s, MAX_LEASE]
+        args = [presented, settings.auth.rate_limit_lease_s, MAX_LEASE]
         res = await self.script(keys=kk, args=args)
         if res[0] == -1:  # not cached: read Cassandra once, cache (negatively too), ask again
             try:
@@ -141,7 +141,7 @@ class Authenticator:
             except DependencyUnavailable:  # e.g. Redis restarted empty while Cassandra is down
                 return await self._via_fallback(key_id, presented)
             mapping = (rec or _negative(key_id)).cache_mapping()
-            ttl = self.state.settings.api_key_cache_ttl_s if rec is not None else 60
+            ttl = self.state.settings.auth.key_cache_ttl_s if rec is not None else 60
             pipe = self.state.redis.pipeline(transaction=True)
             pipe.hset(kk[0], mapping=mapping)
             pipe.expire(kk[0], ttl)
@@ -164,7 +164,7 @@ class Authenticator:
             known = self.known[key_id] = _Known(presented, scopes, rate, burst, False, now,
                                                 principal=Principal(key_id, "", scopes))
         known.rate, known.burst, known.revoked, known.checked_at = rate, burst, False, now
-        known.lease_until = now + settings.api_key_local_ttl_s
+        known.lease_until = now + settings.auth.key_local_ttl_s
         if code == 0:
             retry = int(res[2]) / 1e6
             known.tokens, known.denied_until = 0, now + retry
@@ -180,7 +180,7 @@ class Authenticator:
     async def _via_fallback(self, key_id: str, presented: str) -> Principal:
         """Redis is down: the local cache of keys, re-checked in Cassandra when it answers."""
         known = self.known.get(key_id)
-        stale = known is None or time.monotonic() - known.checked_at > self.state.settings.breaker_reset_s
+        stale = known is None or time.monotonic() - known.checked_at > self.state.settings.api.breaker_reset_s
         if stale:
             try:
                 rec = await self._load(key_id)
@@ -234,7 +234,7 @@ class Secured(Protocol):
 
 async def authorize(state: Secured, scope: dict[str, Any], required: str, token: str | None) -> Principal:
     """``enforce`` without a Request (also used by the ASGI fast path, serving/fastpath.py)."""
-    if not state.settings.auth_enabled:
+    if not state.settings.auth.enabled:
         return ANONYMOUS
     principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:

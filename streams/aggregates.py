@@ -119,7 +119,7 @@ class AggregatePublisher:
 
     def __init__(self, res: Resources) -> None:
         self.res = res
-        self.partitions = res.settings.topic_partitions
+        self.partitions = res.settings.kafka.topic_partitions
         start = int(time.time() * 1000) - TOUCHED_KEEP_MS
         self.since_ms = dict.fromkeys(analytics.GRAINS, start)  # per grain: touched after this is due
         self.ticks = 0
@@ -168,7 +168,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     codecs = {name: codec(schema) for name, (_spec, schema) in AGGREGATES.items()}
     publisher = AggregatePublisher(res)
 
-    @app.timer(interval=s.agg_publish_interval_s, name="publish_aggregates")
+    @app.timer(interval=s.analytics.publish_interval_s, name="publish_aggregates")
     @timed("publish_aggregates")
     async def publish_aggregates() -> None:
         try:
@@ -225,7 +225,7 @@ def tail(settings: Any, name: str, rows: int = 20, once: bool = False, out: Any 
     spec, schema = AGGREGATES[name]
     dec = codec(schema)
     out = out or sys.stdout
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"agg-tail-{uuid.uuid4().hex[:8]}",
+    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"agg-tail-{uuid.uuid4().hex[:8]}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([layout.topic(settings, spec)])
     latest: dict[str, dict[str, Any]] = {}

@@ -53,21 +53,21 @@ ROLES: dict[str, tuple[AgentModule, ...]] = {
 def faust_app(s: Settings) -> faust.App:
     return faust.App(
         layout.worker_group(s),  # the consumer group of this process's roles
-        broker=f"kafka://{s.kafka_bootstrap}",
+        broker=f"kafka://{s.kafka.bootstrap}",
         value_serializer="raw",
         key_serializer="raw",
-        topic_partitions=s.topic_partitions,
+        topic_partitions=s.kafka.topic_partitions,
         store="memory://",
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
-        broker_session_timeout=s.kafka_session_timeout_s,
+        broker_session_timeout=s.kafka.session_timeout_s,
         # a topic missing from the first metadata (a broker that just started) is found within 5 s,
         # not after the client's default 5 minutes: the group then rebalances onto it
         consumer_metadata_max_age_ms=5000,
         producer_compression_type="lz4",
         producer_linger_ms=5,
-        stream_buffer_maxsize=s.batch_max * 2,
+        stream_buffer_maxsize=s.worker.batch_max * 2,
         topic_allow_declare=False,
         topic_disable_leader=True,
     )
@@ -76,8 +76,8 @@ def faust_app(s: Settings) -> faust.App:
 def resources(s: Settings) -> Resources:
     """The clients of one worker process, opened once."""
     return Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
-                     keys=RedisKeys(s.redis_prefix),
-                     durable=WriteBehind(s.durable_flush_ms / 1000, s.durable_max_pending))
+                     keys=RedisKeys(s.redis.prefix),
+                     durable=WriteBehind(s.worker.durable_flush_ms / 1000, s.worker.durable_max_pending))
 
 
 def create_app(s: Settings, res: Resources | None = None) -> faust.App:
@@ -89,11 +89,11 @@ def build(s: Settings, res: Resources | None = None) -> tuple[faust.App, list[Ow
     """The worker app, the behavior owners its behavior agent feeds and their write-behind buffer
     (bench/pipeline.py drives the same owners in-process).
 
-    ``s.worker_roles`` picks the agent modules (``ROLES``). "all" runs every role in one consumer
+    ``s.worker.roles`` picks the agent modules (``ROLES``). "all" runs every role in one consumer
     group; a subset runs in a group of its own (layout.worker_group). Every group runs the behavior
     intake; the profiles role owns its dead letters and counts.
     """
-    roles = layout.worker_roles(s.worker_roles)
+    roles = layout.worker_roles(s.worker.roles)
     app = faust_app(s)
     res = res or resources(s)
     owners: list[Owner] = []
@@ -101,5 +101,5 @@ def build(s: Settings, res: Resources | None = None) -> tuple[faust.App, list[Ow
         for module in ROLES[role]:
             owners += module.register(app, res)
     behavior.register(app, res, owners, owns_intake="profiles" in roles)
-    loopstats.register(app, s.loop_stats_s)  # where a batch's time goes, logged at INFO
+    loopstats.register(app, s.worker.loop_stats_s)  # where a batch's time goes, logged at INFO
     return app, owners, res.durable

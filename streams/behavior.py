@@ -146,7 +146,7 @@ def register(app: faust.App, res: Resources, owners: list[Owner], owns_intake: b
 
     @app.agent(source, name="process_behavior")
     async def process_behavior(stream: faust.StreamT) -> None:
-        async for batch, records, now_ms, started in taken(stream, s.batch_max, s.batch_within_s):
+        async for batch, records, now_ms, started in taken(stream, s.worker.batch_max, s.worker.batch_within_s):
             kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms, owns_intake)
             if dead:
                 await send_dead(dead, now_ms)

@@ -135,7 +135,7 @@ class CatalogStore:
         items = await self.load_items()
         model = await asyncio.get_running_loop().run_in_executor(None, lambda: ContentModel().fit(items))
         sims = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: model.similar_all(self.res.settings.recs_topk))
+            None, lambda: model.similar_all(self.res.settings.recs.topk))
         await self.backfill_filters(items)
         pipe = self.redis.pipeline(transaction=False)
         for n, (item, top) in enumerate(sims.items(), start=1):
@@ -169,7 +169,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
 
     @app.agent(source, name="update_catalog")
     async def update_catalog(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+        async for batch in stream.take_events(s.worker.batch_max, within=s.worker.batch_within_s):
             now_ms = int(time.time() * 1000)
             changes = []
             dead = 0
@@ -188,11 +188,11 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
             if dead:
                 log.warning("catalog: dead-lettered %d records", dead)
 
-    @app.timer(interval=max(0.2, s.recs_content_rebuild_s / 2))
+    @app.timer(interval=max(0.2, s.recs.content_rebuild_s / 2))
     @timed("rebuild_content_model")
     async def rebuild_content_model() -> None:
         try:
-            await store.rebuild_if_due(s.recs_content_rebuild_s)
+            await store.rebuild_if_due(s.recs.content_rebuild_s)
         except Exception:  # a failed rebuild keeps the previous lists; retried on the next tick
             log.exception("content model rebuild failed")
 

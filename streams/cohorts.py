@@ -88,7 +88,7 @@ class CohortStore:
 
     def __init__(self, res: Resources) -> None:
         self.res, self.keys, self.redis = res, res.keys, res.redis
-        self.cap = res.settings.recs_cohort_cap
+        self.cap = res.settings.recs.cohort_cap
         self.script = res.redis.register_script(COHORT_LUA)
 
     async def apply(self, events: list[Accepted]) -> int:

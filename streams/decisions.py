@@ -116,8 +116,8 @@ class DecisionOwners:
     def __init__(self, res: Resources) -> None:
         s = res.settings
         self.res = res
-        self.tallies = ExperimentTallies(res.redis, res.session, res.keys, s.experiment_attribution_s * 1000)
-        self.bandits = BanditStore(res.redis, res.session, res.keys, s.decision_ttl_s)
+        self.tallies = ExperimentTallies(res.redis, res.session, res.keys, s.decisions.experiment_attribution_s * 1000)
+        self.bandits = BanditStore(res.redis, res.session, res.keys, s.decisions.decision_ttl_s)
         self.configs: ConfigCache[BanditConfig] = ConfigCache("bandits", Tables.BANDITS, "bandit_id", res.redis,
                                                               res.keys, res.session, validate_bandit)
         # Rewards arrive on the behavior topic, their decisions on the decisions topic, folded by two
@@ -214,7 +214,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
 
     @app.agent(source, name="process_decisions")
     async def process_decisions(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+        async for batch in stream.take_events(s.worker.batch_max, within=s.worker.batch_within_s):
             now_ms = int(time.time() * 1000)
             records = [RawRecord.of(e.message) for e in batch]
             parsed = parse(records, decisions_topic, now_ms)

@@ -217,7 +217,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
 
     @app.agent(source, name="process_identity")
     async def process_identity(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+        async for batch in stream.take_events(s.worker.batch_max, within=s.worker.batch_within_s):
             now_ms = int(time.time() * 1000)
             good: list[tuple[Identity, int, int]] = []
             dead: list[Dead] = []

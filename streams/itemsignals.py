@@ -173,7 +173,7 @@ class ItemSignals:
         self.res, self.keys, self.redis = res, res.keys, res.redis
         self.script = res.redis.register_script(ITEM_LUA)
         self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
-        self.half_life_ms = trending.half_life_from_hours(s.recs_trending_half_life_h)
+        self.half_life_ms = trending.half_life_from_hours(s.recs.trending_half_life_h)
         self.dirty: set[str] = set()
         self.dirty_bought: set[str] = set()
         self.last_publish = 0.0
@@ -206,7 +206,7 @@ class ItemSignals:
             applies = fold_items(items, fences, self.half_life_ms)
             pipe = self.redis.pipeline(transaction=False)
             order = [i for i, a in applies.items() if a.entries]
-            cap = self.res.settings.recs_cooc_cap
+            cap = self.res.settings.recs.cooc_cap
             for item in order:
                 # the item's catalog categories are read inside the script (same {item} slot), so an
                 # item whose catalog entry races its first interactions still reaches its category
@@ -258,7 +258,7 @@ class ItemSignals:
 
     async def publish_due(self, force: bool = False) -> int:
         """Republish the normalised top-K lists of items touched since the last publish."""
-        interval = self.res.settings.recs_publish_interval_s
+        interval = self.res.settings.recs.publish_interval_s
         if not (self.dirty or self.dirty_bought) or (not force and time.monotonic() - self.last_publish < interval):
             return 0
         self.last_publish = time.monotonic()
@@ -266,13 +266,13 @@ class ItemSignals:
         s = self.res.settings
         await self.read_published()
         due_c, self.dirty = publish_split(self.dirty, self.pops, self.published["cooc"], now,
-                                          s.recs_publish_min_growth, s.recs_publish_max_age_s)
+                                          s.recs.publish_min_growth, s.recs.publish_max_age_s)
         due_b, self.dirty_bought = publish_split(self.dirty_bought, self.pops, self.published["bought"], now,
-                                                 s.recs_publish_min_growth, s.recs_publish_max_age_s)
+                                                 s.recs.publish_min_growth, s.recs.publish_max_age_s)
         todo = [(i, "cooc") for i in due_c] + [(i, "bought") for i in due_b]
         if not todo:
             return 0
-        k, m = s.recs_topk, s.recs_cooc_read
+        k, m = s.recs.topk, s.recs.cooc_read
         raw: list[Any] = []
         for start in range(0, len(todo), PUBLISH_CHUNK):  # bounded pipelines: no multi-second replies
             pipe = self.redis.pipeline(transaction=False)
@@ -329,7 +329,7 @@ class ItemSignals:
 def add_publisher(app: faust.App, items: ItemSignals) -> None:
     """The timer that republishes the touched items' neighbour lists (``publish_similar``)."""
 
-    @app.timer(interval=max(0.2, items.res.settings.recs_publish_interval_s))
+    @app.timer(interval=max(0.2, items.res.settings.recs.publish_interval_s))
     @timed("publish_similar")
     async def publish_similar() -> None:
         await items.publish_safely(force=True)

@@ -119,18 +119,18 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     """The periodic sweep in the worker: one worker of the group per interval (a Redis lease). It
     feeds no owner of the behavior agent."""
     s = res.settings
-    if s.lifecycle_sweep_interval_s <= 0:
+    if s.profiles.lifecycle_sweep_interval_s <= 0:
         return []
     store = ProfileStore(res.redis, res.session, res.keys, ProfileConfig.from_settings(s))
     token = uuid.uuid4().hex
 
-    @app.timer(interval=s.lifecycle_sweep_interval_s, name="sweep_idle_users")
+    @app.timer(interval=s.profiles.lifecycle_sweep_interval_s, name="sweep_idle_users")
     async def sweep_idle_users() -> None:
-        lease_ms = max(int(s.lifecycle_sweep_interval_s * 900), 1000)
+        lease_ms = max(int(s.profiles.lifecycle_sweep_interval_s * 900), 1000)
         if not await res.redis.set(res.keys.lifecycle_sweep_lease(), token, nx=True, px=lease_ms):
             return
         t0 = time.monotonic()
-        r = await sweep(store, int(time.time() * 1000), s.lifecycle_sweep_batch)
+        r = await sweep(store, int(time.time() * 1000), s.profiles.lifecycle_sweep_batch)
         log.info("idle sweep: %d profiles scanned, %d moved, %d conflicts, %.1f s",
                  r.scanned, r.changed, r.conflicts, time.monotonic() - t0)
 

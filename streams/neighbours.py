@@ -114,7 +114,7 @@ class NeighbourStore:
     def __init__(self, res: Resources) -> None:
         self.res, self.keys, self.redis = res, res.keys, res.redis
         s = res.settings
-        self.actors_max, self.nbrs_max = s.recs_actors_max, s.recs_nbrs_max
+        self.actors_max, self.nbrs_max = s.recs.actors_max, s.recs.nbrs_max
         self.script = res.redis.register_script(USER_LUA)
 
     async def apply(self, events: list[Accepted]) -> int:
@@ -181,4 +181,4 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     """The behavior fan-out's owners of this module: user neighbours when ``recs_user_neighbours`` is on,
     cohort popularity when ``recs_cohorts`` is on (no agent or timer of their own)."""
     s = res.settings
-    return [*([owner(res)] if s.recs_user_neighbours else []), *([cohorts_owner(res)] if s.recs_cohorts else [])]
+    return [*([owner(res)] if s.recs.user_neighbours else []), *([cohorts_owner(res)] if s.recs.cohorts else [])]

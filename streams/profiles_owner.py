@@ -71,7 +71,7 @@ class BehaviorPipeline:
         self.profiles = BufferedProfileStore(res.redis, res.session, res.keys, cfg, res.durable)
         self.catalog = CatalogCache(res.redis, res.keys)
         self.analytics = analytics.AnalyticsStore(res.redis, res.keys, {
-            "minute": s.analytics_minute_ttl_s, "hour": s.analytics_hour_ttl_s, "day": s.analytics_day_ttl_s})
+            "minute": s.analytics.minute_ttl_s, "hour": s.analytics.hour_ttl_s, "day": s.analytics.day_ttl_s})
 
     async def apply(self, kept: list[Accepted], now_ms: int) -> list[Fact]:
         # the alias MGET, the item attributes and the analytics fences in one round trip's time

@@ -147,11 +147,11 @@ class UserCands:
     def __init__(self, res: Resources) -> None:
         s = res.settings
         self.keys, self.redis = res.keys, res.redis
-        self.rec = Ranker(res.redis, res.keys, candidates=s.recs_candidates)
+        self.rec = Ranker(res.redis, res.keys, candidates=s.recs.candidates)
         self.write = res.redis.register_script(WRITE_LUA)
-        self.placements = [p.strip() for p in s.recs_user_cands_placements.split(",") if p.strip()]
-        self.ttl_ms = int(s.recs_user_cands_ttl_s * 1000)
-        self.wanted_ms = s.recs_user_cands_wanted_s * 1000
+        self.placements = [p.strip() for p in s.recs.user_cands_placements.split(",") if p.strip()]
+        self.ttl_ms = int(s.recs.user_cands_ttl_s * 1000)
+        self.wanted_ms = s.recs.user_cands_wanted_s * 1000
         self.pending: dict[str, tuple[int, float]] = {}
         self.cursor = time.time() * 1000 - self.wanted_ms  # at start: the asks of the last wanted_s
         self.drain = res.redis.register_script(DRAIN_LUA)
@@ -281,14 +281,14 @@ def register(app: Any, res: Resources) -> list[Owner]:
     """What streams/app.py adds to the behavior fan-out: the owner step that notes users, and the timer
     that takes the wanted users and ranks their pools; nothing when ``recs_user_cands`` is off."""
     s = res.settings
-    if not s.recs_user_cands:
+    if not s.recs.user_cands:
         return []
     cands = UserCands(res)
 
     async def note_user_cands(b: Batch) -> None:
         cands.note(b.kept)
 
-    @app.timer(interval=max(0.05, s.recs_user_cands_interval_s))
+    @app.timer(interval=max(0.05, s.recs.user_cands_interval_s))
     async def rank_user_cands() -> None:
         await cands.refresh_safely()
 

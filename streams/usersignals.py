@@ -219,10 +219,10 @@ class UserSignals:
         # MF candidates: rewriting a user's 200-member sorted set is the dearest write of the user
         # step, so it happens at most every ``recs_mf_refresh_s`` per user; users skipped meanwhile
         # wait in ``mf_pending`` for ``refresh_pending`` (a timer).
-        self.mf_refresh_s = s.recs_mf_refresh_s
+        self.mf_refresh_s = s.recs.mf_refresh_s
         self.mf_refreshed: dict[str, float] = {}  # user -> monotonic time of the last candidates write
         self.mf_pending: set[str] = set()
-        self.mf = OnlineMF(dim=s.recs_mf_dim, lr=s.recs_mf_lr, seed=0)
+        self.mf = OnlineMF(dim=s.recs.mf_dim, lr=s.recs.mf_lr, seed=0)
         self.mf_loaded = False
         self.insert = res.session.prepare(
             f"INSERT INTO {Tables.INTERACTIONS} (user_id, event_time, item_id, event_id, event_type, weight) "
@@ -280,7 +280,7 @@ class UserSignals:
             await self.item_side.apply(f.items)
             pipe = self.redis.pipeline(transaction=False)
             order = list(f.users)
-            k = self.res.settings.recs_candidates
+            k = self.res.settings.recs.candidates
             now = time.monotonic()
             refreshed: list[str] = []
             for u in order:
@@ -326,7 +326,7 @@ class UserSignals:
         candidates then wait for the user's next event)."""
         now = time.monotonic()
         due = sorted(u for u in self.mf_pending if self.mf_due(u, now) and u in self.mf.users)
-        k = self.res.settings.recs_candidates
+        k = self.res.settings.recs.candidates
         for start in range(0, len(due), PUBLISH_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
             for u in due[start:start + PUBLISH_CHUNK]:
@@ -375,7 +375,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     and its MF candidates timer; returns the owner step ``recs by user`` that the behavior agent
     (streams/behavior.py) runs on every batch."""
     s = res.settings
-    params = CoocParams(window=s.recs_window, decay=s.recs_decay, seq_max=s.recs_seq_max)
+    params = CoocParams(window=s.recs.window, decay=s.recs.decay, seq_max=s.recs.seq_max)
     item_side = ItemSignals(res)
     add_publisher(app, item_side)
     users = UserSignals(res, params, item_side)
@@ -384,8 +384,8 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
         """The user-side owner step, run by the behavior agent on every intake batch."""
         await users.apply(b.kept)
 
-    if s.recs_mf_refresh_s > 0:
-        @app.timer(interval=max(0.2, s.recs_mf_refresh_s))
+    if s.recs.mf_refresh_s > 0:
+        @app.timer(interval=max(0.2, s.recs.mf_refresh_s))
         @timed("refresh_mf_candidates")
         async def refresh_mf_candidates() -> None:
             try:

@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    return Settings(cassandra_keyspace=TEST_KEYSPACE)
+    return Settings().replace(cassandra_keyspace=TEST_KEYSPACE)
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +73,7 @@ def isolated(stack: Settings) -> Iterator[Settings]:
     from infra.migrate import drop_topics, ensure_topics
 
     tag = f"t{uuid.uuid4().hex[:10]}"
-    s = stack.model_copy(update={"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
+    s = stack.replace(**{"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
                                  "topic_partitions": 4})
     ensure_topics(s, layout.ALL_TOPICS)
     yield s
@@ -86,7 +86,7 @@ def redis_client(isolated: Settings) -> Iterator[Any]:
 
     client = redis_sync(isolated)
     yield client
-    for key in client.scan_iter(f"{isolated.redis_prefix}:*", count=1000):
+    for key in client.scan_iter(f"{isolated.redis.prefix}:*", count=1000):
         client.delete(key)
     client.close()
 

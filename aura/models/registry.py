@@ -77,8 +77,8 @@ class ModelVersion:
 class Registry:
     def __init__(self, session: Any, settings: Settings, redis: Any | None = None) -> None:
         self.session, self.s, self.redis = session, settings, redis
-        self.keys = RedisKeys(settings.redis_prefix)
-        self.dir = Path(settings.home) / "models" / settings.cassandra_keyspace
+        self.keys = RedisKeys(settings.redis.prefix)
+        self.dir = Path(settings.home) / "models" / settings.cassandra.keyspace
 
     def _row(self, r: Any) -> ModelVersion:
         has = r.artifact is not None and len(r.artifact) > 0

@@ -47,14 +47,15 @@ class ProfileConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> ProfileConfig:
+        p = s.profiles
         return cls(
-            recent_max=s.recent_items_max, session_gap_ms=s.session_gap_s * 1000,
-            engagement_half_life_ms=s.engagement_half_life_days * DAY_MS, engagement_scale=s.engagement_scale,
-            affinity_half_life_ms=s.affinity_half_life_days * DAY_MS,
-            price_bands=tuple(float(x) for x in s.price_bands.split(",") if x.strip()),
-            new_ms=s.lifecycle_new_days * DAY_MS, at_risk_ms=s.lifecycle_at_risk_days * DAY_MS,
-            churn_ms=s.lifecycle_churn_days * DAY_MS, attribution_window_ms=s.attribution_window_s * 1000,
-            rules=segments.parse_rules(s.segment_rules),
+            recent_max=p.recent_items_max, session_gap_ms=p.session_gap_s * 1000,
+            engagement_half_life_ms=p.engagement_half_life_days * DAY_MS, engagement_scale=p.engagement_scale,
+            affinity_half_life_ms=p.affinity_half_life_days * DAY_MS,
+            price_bands=tuple(float(x) for x in p.price_bands.split(",") if x.strip()),
+            new_ms=p.lifecycle_new_days * DAY_MS, at_risk_ms=p.lifecycle_at_risk_days * DAY_MS,
+            churn_ms=p.lifecycle_churn_days * DAY_MS, attribution_window_ms=p.attribution_window_s * 1000,
+            rules=segments.parse_rules(p.segment_rules),
         )
 
 

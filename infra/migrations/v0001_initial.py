@@ -12,7 +12,7 @@ TOPICS = layout.ALL_TOPICS
 
 
 def cql(s: Settings) -> list[str]:
-    ks = s.cassandra_keyspace
+    ks = s.cassandra.keyspace
     return [
         f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.USER_ACTIVITY} (
               user_id text PRIMARY KEY,

@@ -13,7 +13,7 @@ TOPICS = layout.AGG_TOPICS
 
 
 def cql(s: Settings) -> list[str]:
-    ks = s.cassandra_keyspace
+    ks = s.cassandra.keyspace
     return [
         f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.USER_PROFILE} (
               user_id text PRIMARY KEY,

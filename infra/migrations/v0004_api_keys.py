@@ -15,7 +15,7 @@ TOPICS = ()
 
 
 def cql(s: Settings) -> list[str]:
-    ks = s.cassandra_keyspace
+    ks = s.cassandra.keyspace
     return [
         f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.API_KEYS} (
               key_id text PRIMARY KEY,

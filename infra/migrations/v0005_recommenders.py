@@ -17,7 +17,7 @@ TOPICS: tuple[layout.TopicSpec, ...] = ()
 
 
 def cql(s: Settings) -> list[str]:
-    ks = s.cassandra_keyspace
+    ks = s.cassandra.keyspace
     return [
         f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.CATALOG_ITEMS} (
               item_id text PRIMARY KEY,

@@ -18,7 +18,7 @@ TOPICS = ()
 
 
 def cql(s: Settings) -> list[str]:
-    ks = s.cassandra_keyspace
+    ks = s.cassandra.keyspace
     return [
         f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.PERSONALIZATION_RULES} (
               rule_id text PRIMARY KEY,

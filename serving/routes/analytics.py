@@ -51,7 +51,7 @@ WindowDep = Annotated[Window, Depends()]
 
 async def _buckets(state: Any, w: Window) -> tuple[list[BucketTotals], str]:
     try:
-        got = await analytics.read_buckets(state.redis, state.keys, state.settings.topic_partitions, w.grain,
+        got = await analytics.read_buckets(state.redis, state.keys, state.settings.kafka.topic_partitions, w.grain,
                                            w.starts)
         if any(b.metrics for b in got) or state.cassandra is None:
             return got, "redis"
@@ -84,7 +84,7 @@ def _ratio(a: float, b: float) -> float | None:
 async def engagement(state: State, w: WindowDep) -> dict[str, Any]:
     buckets, source = await _buckets(state, w)
     total = analytics.merge_totals(buckets)
-    users = await analytics.distinct_users(state.redis, state.keys, state.settings.topic_partitions, w.grain,
+    users = await analytics.distinct_users(state.redis, state.keys, state.settings.kafka.topic_partitions, w.grain,
                                            w.starts) if source == "redis" else None
     return {"grain": w.grain, "from": w.from_ms, "to": w.to_ms, "source": source, "active_users": users,
             "events": {k[3:]: v for k, v in total.items() if k.startswith("ev:")},
@@ -97,7 +97,7 @@ async def funnel(state: State, w: WindowDep) -> dict[str, Any]:
     total = analytics.merge_totals(buckets)
     steps = []
     for s in analytics.FUNNEL:
-        users = await analytics.distinct_users(state.redis, state.keys, state.settings.topic_partitions, w.grain,
+        users = await analytics.distinct_users(state.redis, state.keys, state.settings.kafka.topic_partitions, w.grain,
                                                w.starts, f"f:{s}") if source == "redis" else None
         steps.append({"name": s, "events": total.get(f"ev:{s}", 0), "users": users})
     for prev, step in zip(steps, steps[1:], strict=False):
@@ -128,7 +128,7 @@ async def attribution(state: State, w: WindowDep) -> dict[str, Any]:
                              "impressions": int(t.get(f"xi:{exp}:{var}", 0)),
                              "recommendation_clicks": int(t.get(f"xc:{exp}:{var}", 0))})
     return {"grain": w.grain, "from": w.from_ms, "to": w.to_ms, "source": source,
-            "window_s": state.settings.attribution_window_s,
+            "window_s": state.settings.profiles.attribution_window_s,
             "total_revenue": round(t.get("rev", 0.0), 6), "attributed_revenue": round(t.get("ar:rec", 0.0), 6),
             "attributed_orders": int(t.get("ao:rec", 0)),
             "by_placement": {k[6:]: round(v, 6) for k, v in t.items() if k.startswith("ar:pl:")},

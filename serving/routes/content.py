@@ -58,7 +58,7 @@ async def produce_catalog(state: Any, item_id: str, event_type: str, item: dict[
         raise HTTPException(503, "Kafka producer unavailable")
     try:
         await produce_acknowledged(state.producer, layout.topic(state.settings, layout.CATALOG),
-                                   [(item_id.encode(), value)], state.settings.ingest_ack_timeout_s)
+                                   [(item_id.encode(), value)], state.settings.ingest.ack_timeout_s)
     except IngestError as exc:
         raise HTTPException(exc.status, exc.detail) from exc
     return Written(item_id=item_id, event_id=event["event_id"], event_type=event_type)
@@ -119,7 +119,7 @@ async def performance(state: State, item_id: str = ItemPath) -> dict[str, Any]:
     (pop, tr), n_cooc, n_bought, pop_rank, tr_rank = await pipe.execute()
     if pop is None:
         raise HTTPException(404, f"no interactions seen for item {item_id!r}")
-    hl = trending_math.half_life_from_hours(state.settings.recs_trending_half_life_h)
+    hl = trending_math.half_life_from_hours(state.settings.recs.trending_half_life_h)
     return {"item_id": item_id, "interaction_weight": float(pop),
             "trending_score": trending_math.decayed(float(tr), int(time.time() * 1000), hl) if tr else 0.0,
             "popularity_rank": None if pop_rank is None else pop_rank + 1,

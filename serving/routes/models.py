@@ -41,7 +41,7 @@ _sync_redis: dict[str, Any] = {}  # one synchronous client per Redis URL (regist
 def registry(state: Any) -> Registry:
     if state.cassandra is None:
         raise HTTPException(503, "registry store (Cassandra) unavailable")
-    url = state.settings.redis_url
+    url = state.settings.redis.url
     if url not in _sync_redis:
         _sync_redis[url] = redis_sync(state.settings)
     return Registry(state.cassandra, state.settings, _sync_redis[url])

@@ -65,7 +65,7 @@ async def get_activity(state: State, user_id: str = UserId) -> Activity:
         raw = await one.send(state.redis)
         if raw:
             doc = profiles_mod.activity(unpack(raw))
-            doc["recent_items"] = doc["recent_items"][: state.settings.recent_items_max]
+            doc["recent_items"] = doc["recent_items"][: state.settings.profiles.recent_items_max]
             return Activity(user_id=user_id, source="redis", **doc)
     except Exception as exc:  # noqa: BLE001 - Redis down: fall back to Cassandra
         log.warning("redis read failed, falling back to cassandra: %s", exc)

@@ -93,11 +93,11 @@ def recommender(state: Any) -> Recommender:
     rec = getattr(state, "recommender", None)
     if rec is None or rec.redis is not state.redis:
         s = state.settings
-        placements = [p.strip() for p in s.recs_user_cands_placements.split(",") if p.strip()]
-        rec = Recommender(state.redis, state.keys, candidates=s.recs_candidates,
-                          wanted_placements=placements if s.recs_user_cands else (),
-                          wanted_max=s.recs_user_cands_wanted_max,
-                          refresh_ms=int(s.recs_user_cands_refresh_s * 1000))
+        placements = [p.strip() for p in s.recs.user_cands_placements.split(",") if p.strip()]
+        rec = Recommender(state.redis, state.keys, candidates=s.recs.candidates,
+                          wanted_placements=placements if s.recs.user_cands else (),
+                          wanted_max=s.recs.user_cands_wanted_max,
+                          refresh_ms=int(s.recs.user_cands_refresh_s * 1000))
         if hasattr(state, "recommender"):
             state.recommender = rec
     return rec
@@ -218,10 +218,10 @@ class TrendingOut(BaseModel):
 
 
 async def trending_list(state: Any, category: str | None, limit: int) -> TrendingOut:
-    hl = state.settings.recs_trending_half_life_h * 3600 * 1000
+    hl = state.settings.recs.trending_half_life_h * 3600 * 1000
     raw = await state.redis.zrevrange(state.keys.recs_trending(category), 0, limit - 1, withscores=True)
     now = int(time.time() * 1000)
-    return TrendingOut(category=category, half_life_h=state.settings.recs_trending_half_life_h,
+    return TrendingOut(category=category, half_life_h=state.settings.recs.trending_half_life_h,
                        items=[Neighbour(item_id=i, score=round(trending_math.decayed(float(s), now, hl), 6))
                               for i, s in raw])
 
@@ -268,7 +268,7 @@ async def produce_behavior(state: Any, event: dict[str, Any]) -> str:
         raise HTTPException(503, "Kafka producer unavailable")
     try:
         await produce_acknowledged(state.producer, layout.topic(state.settings, layout.BEHAVIOR),
-                                   [(checked.user_id.encode(), value)], state.settings.ingest_ack_timeout_s)
+                                   [(checked.user_id.encode(), value)], state.settings.ingest.ack_timeout_s)
     except IngestError as exc:
         raise HTTPException(exc.status, exc.detail) from exc
     return event["event_id"]

@@ -21,7 +21,7 @@ from serving.health import Health, check, memoized
 
 router = APIRouter(tags=["system"])  # open: health checks come from load balancers without keys
 ops_router = APIRouter(tags=["system"])  # admin: operational detail
-metrics_router = APIRouter(tags=["system"])  # open or admin (Settings.metrics_public)
+metrics_router = APIRouter(tags=["system"])  # open or admin (settings.api.metrics_public)
 
 
 @router.get("/health", response_model=Health, summary="Status of the API and each dependency",
@@ -30,7 +30,7 @@ metrics_router = APIRouter(tags=["system"])  # open or admin (Settings.metrics_p
             responses={503: {"model": Health, "description": "One or more dependencies are down"}})
 async def health(state: State, response: Response) -> Health:
     """Load balancers probe often: one round of dependency checks per ``health_cache_s`` per process."""
-    result = await memoized(state.health, state.settings.health_cache_s,
+    result = await memoized(state.health, state.settings.api.health_cache_s,
                             lambda: check(state.redis, state.cassandra, state.producer))
     if result.status != "ok":
         response.status_code = 503
@@ -68,7 +68,7 @@ async def stats(state: State) -> Stats:
         stale = True
     counters = metrics._stream_counters
     return Stats(
-        uptime_s=round(time.time() - state.started_at, 3), auth_enabled=state.settings.auth_enabled,
+        uptime_s=round(time.time() - state.started_at, 3), auth_enabled=state.settings.auth.enabled,
         breakers={n: BreakerStats(state=b.state, opened_total=b.opened_total,  # type: ignore[arg-type]
                                   rejected_total=b.rejected_total) for n, b in state.breakers.all().items()},
         intake=dict(counters["intake"]), deadletters=dict(counters["deadletter"]), counters_stale=stale,

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 def dead_letters(settings, n: int, timeout: float = 30.0) -> list[dict]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"dl-{uuid.uuid4()}",
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"dl-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([layout.topic(settings, layout.DEADLETTER)])
     out: list[dict] = []
@@ -92,7 +92,7 @@ def test_rewards_through_kafka_update_the_arms_and_the_next_choice(isolated, wor
         # consumer group; the fences skip everything already folded. Markers after the replayed records
         # (same user, so same partitions) tell when the replay is through: one new decision, one new reward.
         first_worker.stop(sig=9)
-        worker_factory(isolated.model_copy(update={"consumer_group": f"{isolated.consumer_group}-replay"}), "replay")
+        worker_factory(isolated.replace(**{"consumer_group": f"{isolated.kafka.consumer_group}-replay"}), "replay")
         marker = choose(arms=["a"])
         reward(10, picks[0]["decision_id"])  # a: click 0.5
 
@@ -110,9 +110,9 @@ def test_rewards_through_kafka_update_the_arms_and_the_next_choice(isolated, wor
 
         # Redis loses the bandit's state: the worker restores the Cassandra snapshot before folding more
         wait_for(lambda: cassandra.execute("SELECT ver FROM bandit_state WHERE bandit_id = %s", (bid,)).one().ver
-                 == int(redis_client.hget(layout.RedisKeys(isolated.redis_prefix).bandit_state(bid), "ver")),
+                 == int(redis_client.hget(layout.RedisKeys(isolated.redis.prefix).bandit_state(bid), "ver")),
                  what="the snapshot of the latest state")
-        redis_client.delete(layout.RedisKeys(isolated.redis_prefix).bandit_state(bid))
+        redis_client.delete(layout.RedisKeys(isolated.redis.prefix).bandit_state(bid))
         choose(arms=["a"])
         doc = wait_for(lambda: (d := api_client.get(f"/v1/bandits/{bid}").json())["pulls"] and d,
                        what="state folded again")
@@ -173,12 +173,12 @@ def test_experiment_results_from_streamed_exposures_and_conversions(isolated, wo
         assert doc["srm"]["p_value"] > 0 and doc["source"] == "redis"
 
         # replay everything with a new consumer group after a SIGKILL: the results do not move
-        metrics_key = layout.RedisKeys(isolated.redis_prefix).decisions_count()
+        metrics_key = layout.RedisKeys(isolated.redis.prefix).decisions_count()
         # (the agent counts after applying: wait for the counters of the batches already visible)
         wait_for(lambda: redis_client.hget(metrics_key, "exposures") == "60"
                  and redis_client.hget(metrics_key, "conversion_events") == "24", what="the first worker's counters")
         first_worker.stop(sig=9)
-        worker_factory(isolated.model_copy(update={"consumer_group": f"{isolated.consumer_group}-replay"}), "replay")
+        worker_factory(isolated.replace(**{"consumer_group": f"{isolated.kafka.consumer_group}-replay"}), "replay")
         wait_for(lambda: redis_client.hget(metrics_key, "exposures") == "120"
                  and redis_client.hget(metrics_key, "conversion_events") == "48", timeout=90,
                  what="the replay worker to read both topics again")
@@ -186,7 +186,7 @@ def test_experiment_results_from_streamed_exposures_and_conversions(isolated, wo
         assert again["variants"] == doc["variants"]
 
         # without the Redis tally, the results come from the durable copy in Cassandra
-        redis_client.delete(layout.RedisKeys(isolated.redis_prefix).experiment_tally(eid))
+        redis_client.delete(layout.RedisKeys(isolated.redis.prefix).experiment_tally(eid))
         durable = api_client.get(f"/v1/experiments/{eid}/results").json()
         assert durable["source"] == "cassandra" and durable["variants"] == doc["variants"]
     finally:

@@ -60,10 +60,11 @@ def produce_storefront(s: Settings, n: int, seed: int, users: int = 300) -> int:
 def read_topic(s: Settings) -> list[RawRecord]:
     """Every record of the behavior topic, in (partition, offset) order."""
     topic = layout.topic(s, layout.BEHAVIOR)
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"ref-{uuid.uuid4()}",
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"ref-{uuid.uuid4()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(s.topic_partitions)}
-    c.assign([TopicPartition(topic, p, 0) for p in range(s.topic_partitions)])
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(s.kafka.topic_partitions)}
+    c.assign([TopicPartition(topic, p, 0) for p in range(s.kafka.topic_partitions)])
     out: list[RawRecord] = []
     got = {p: 0 for p in ends}
     deadline = time.monotonic() + 60
@@ -81,8 +82,9 @@ def read_topic(s: Settings) -> list[RawRecord]:
 def lag(s: Settings) -> int:
     """Records of the behavior topic not yet committed by the worker group."""
     topic = layout.topic(s, layout.BEHAVIOR)
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.consumer_group, "enable.auto.commit": False})
-    parts = [TopicPartition(topic, p) for p in range(s.topic_partitions)]
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": s.kafka.consumer_group,
+                  "enable.auto.commit": False})
+    parts = [TopicPartition(topic, p) for p in range(s.kafka.topic_partitions)]
     committed = c.committed(parts, timeout=10)
     total = 0
     for tp in committed:
@@ -111,7 +113,7 @@ def reference(s: Settings, records: list[RawRecord]) -> tuple[dict[str, Profile]
 
 def assert_state_equals_reference(s: Settings, redis: Any, cassandra: Any, records: list[RawRecord]) -> int:
     """Compare every profile, segment set and analytics counter; returns the number of users checked."""
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     users, contributions = reference(s, records)
     cfg = ProfileConfig.from_settings(s)
     # profiles: Redis (exact: same fold, same order; the stored form is lossless, profile_codec.pack)
@@ -122,17 +124,17 @@ def assert_state_equals_reference(s: Settings, redis: Any, cassandra: Any, recor
         assert got == p, f"profile of {u} differs from the reference"
     # profiles: Cassandra rows hold the same absolute values
     for u, p in users.items():
-        row = cassandra.execute(f"SELECT counts, recent_items FROM {s.cassandra_keyspace}.user_activity "
+        row = cassandra.execute(f"SELECT counts, recent_items FROM {s.cassandra.keyspace}.user_activity "
                                 "WHERE user_id = %s", (u,)).one()
         assert dict(row.counts) == p.counts and list(row.recent_items or []) == p.recent, u
-        doc = cassandra.execute(f"SELECT doc FROM {s.cassandra_keyspace}.user_profile WHERE user_id = %s",
+        doc = cassandra.execute(f"SELECT doc FROM {s.cassandra.keyspace}.user_profile WHERE user_id = %s",
                                 (u,)).one()
         assert doc is not None and json.loads(doc.doc) == profile_codec.durable_doc(p), f"user_profile row of {u}"
     # segments: the member sets are exactly the users whose profile says so
     for name in cfg.rules:
         expected = {u for u, p in users.items() if name in p.segments}
         assert redis.smembers(keys.segment_members(name)) == expected, f"segment {name}"
-        rows = cassandra.execute(f"SELECT user_id FROM {s.cassandra_keyspace}.segment_members WHERE segment = %s",
+        rows = cassandra.execute(f"SELECT user_id FROM {s.cassandra.keyspace}.segment_members WHERE segment = %s",
                                  (name,))
         assert {r.user_id for r in rows if r.user_id in users} == expected, f"segment {name} in Cassandra"
     # analytics: every bucket of every partition, every metric; HLLs against a reference HLL
@@ -146,7 +148,7 @@ def assert_state_equals_reference(s: Settings, redis: Any, cassandra: Any, recor
             for m, v in want.items():
                 assert math.isclose(got_nonzero[m], v, rel_tol=1e-9, abs_tol=1e-6), (grain, b, part, m)
         for (grain, b, what), members in c.users.items():
-            tmp = f"{s.redis_prefix}:reftmp:{uuid.uuid4().hex}"
+            tmp = f"{s.redis.prefix}:reftmp:{uuid.uuid4().hex}"
             redis.pfadd(tmp, *members)
             assert redis.pfcount(keys.analytics_hll(part, grain, b, what)) == redis.pfcount(tmp), (grain, b, what)
             redis.delete(tmp)
@@ -168,7 +170,7 @@ def wait_drained(s: Settings, workers: list[Any], timeout: float = 240) -> None:
 
 def test_sigkill_at_random_points_then_state_equals_reference_fold(isolated, worker_factory, redis_client,
                                                                     cassandra):
-    s = isolated.model_copy(update={"batch_max": 500, "kafka_session_timeout_s": 10.0})
+    s = isolated.replace(**{"batch_max": 500, "kafka_session_timeout_s": 10.0})
     n = produce_storefront(s, 20_000, seed=11)
     rng = random.Random(4)
     mid_stream_kills = 0
@@ -196,7 +198,7 @@ def test_sigkill_at_random_points_then_state_equals_reference_fold(isolated, wor
     checked = assert_state_equals_reference(s, redis_client, cassandra, records)
     assert checked > 100
     # the comparison itself can fail: one counter counted twice is caught
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     some = next(k for k in redis_client.scan_iter(keys.analytics_bucket(0, "minute", 0)[:-1] + "*") if ":hll:" not in k)
     redis_client.hincrby(some, "ev", 1)
     with pytest.raises(AssertionError):

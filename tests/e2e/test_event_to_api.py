@@ -51,7 +51,7 @@ def test_behavior_event_reaches_profile_api_and_bad_records_are_dead_lettered(
     assert dict(row.counts) == {"view": 2, "click": 1, "add_to_cart": 1}
 
     # both bad records are on the dead-letter topic with their reasons and raw bytes
-    consumer = Consumer({"bootstrap.servers": isolated.kafka_bootstrap, "group.id": f"dl-{uuid.uuid4()}",
+    consumer = Consumer({"bootstrap.servers": isolated.kafka.bootstrap, "group.id": f"dl-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([layout.topic(isolated, layout.DEADLETTER)])
     dead = []

@@ -32,7 +32,7 @@ def catalog_event(item: str, title: str, cats: list[str], stock: int | None, now
 
 
 def test_stream_keeps_recommendations_fresh(isolated, worker_factory, api_client, redis_client):
-    fast = isolated.model_copy(update={"recs_publish_interval_s": 0.3, "recs_content_rebuild_s": 0.2})
+    fast = isolated.replace(**{"recs_publish_interval_s": 0.3, "recs_content_rebuild_s": 0.2})
     worker_factory(fast)
     producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
     now = int(time.time() * 1000)
@@ -53,7 +53,7 @@ def test_stream_keeps_recommendations_fresh(isolated, worker_factory, api_client
         events += [(f"s{u}", "add_to_cart", "i3"), (f"s{u}", "add_to_cart", "i4")]
     sent = []
     for k, (user, etype, item) in enumerate(events):
-        ev = {"event_id": f"{isolated.topic_prefix}-{k}", "event_type": etype, "user_id": user, "item_id": item,
+        ev = {"event_id": f"{isolated.kafka.topic_prefix}-{k}", "event_type": etype, "user_id": user, "item_id": item,
               "event_time": now + k}
         sent.append(dict(ev))
         producer.send(ev)
@@ -72,7 +72,7 @@ def test_stream_keeps_recommendations_fresh(isolated, worker_factory, api_client
     assert [x["item_id"] for x in bought] == ["i4"]
 
     # a new viewer of i1: the hybrid list puts i2 first, never shows what they saw nor out-of-stock items
-    producer.send({"event_id": f"{isolated.topic_prefix}-new", "event_type": "view", "user_id": "newbie",
+    producer.send({"event_id": f"{isolated.kafka.topic_prefix}-new", "event_type": "view", "user_id": "newbie",
                    "item_id": "i1", "event_time": now + 100})
     producer.flush()
 
@@ -134,7 +134,7 @@ def test_stream_keeps_recommendations_fresh(isolated, worker_factory, api_client
     assert mon["impressions"] == 1 and mon["ctr"] == 1.0
 
     # the bad catalog record is dead-lettered and counted
-    wait_for(lambda: redis_client.hget(f"{isolated.redis_prefix}:metrics:deadletter", "missing_item_state"),
+    wait_for(lambda: redis_client.hget(f"{isolated.redis.prefix}:metrics:deadletter", "missing_item_state"),
              timeout=30, what="the dead-letter count")
 
     # redelivery of the same events (same ids) changes nothing
@@ -146,7 +146,7 @@ def test_stream_keeps_recommendations_fresh(isolated, worker_factory, api_client
     # one marker per redelivered user, after the duplicates in the same partitions
     users = sorted({ev["user_id"] for ev in sent})
     for k, user in enumerate(users):
-        producer.send({"event_id": f"{isolated.topic_prefix}-marker-{k}", "event_type": "view", "user_id": user,
+        producer.send({"event_id": f"{isolated.kafka.topic_prefix}-marker-{k}", "event_type": "view", "user_id": user,
                        "item_id": "mk", "event_time": now + 500 + k})
     producer.flush()
     wait_for(lambda: api_client.get("/v1/content/mk/performance").json().get("interaction_weight") == len(users),

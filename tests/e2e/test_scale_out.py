@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 def assignments(s) -> dict[str, set[int]]:
     """Consumer group member -> behavior partitions assigned."""
     admin = bootstrap.kafka_admin(s)
-    desc = admin.describe_consumer_groups([s.consumer_group])[s.consumer_group].result(timeout=10)
+    desc = admin.describe_consumer_groups([s.kafka.consumer_group])[s.kafka.consumer_group].result(timeout=10)
     topic = layout.topic(s, layout.BEHAVIOR)
     return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions if tp.topic == topic}
             for m in desc.members}
@@ -26,14 +26,14 @@ def assignments(s) -> dict[str, set[int]]:
 
 def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(isolated, worker_factory,
                                                                                 redis_client, cassandra):
-    s = isolated.model_copy(update={"batch_max": 500, "kafka_session_timeout_s": 10.0})
+    s = isolated.replace(**{"batch_max": 500, "kafka_session_timeout_s": 10.0})
     a = worker_factory(s, name="a")
     b = worker_factory(s, name="b")
 
     def split_between_two():
         got = assignments(s)
         parts = [p for p in got.values() if p]
-        return got if len(parts) == 2 and set().union(*parts) == set(range(s.topic_partitions)) else None
+        return got if len(parts) == 2 and set().union(*parts) == set(range(s.kafka.topic_partitions)) else None
 
     wait_for(split_between_two, timeout=90, interval=1.0, what="both workers to own behavior partitions")
     produce_storefront(s, 6_000, seed=21)
@@ -44,7 +44,7 @@ def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(iso
 
     def b_owns_all():
         got = assignments(s)
-        return len(got) == 1 and next(iter(got.values())) == set(range(s.topic_partitions))
+        return len(got) == 1 and next(iter(got.values())) == set(range(s.kafka.topic_partitions))
 
     wait_for(b_owns_all, timeout=90, interval=1.0, what="the survivor to own every partition")
     wait_drained(s, [b])

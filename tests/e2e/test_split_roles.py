@@ -23,21 +23,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 def topic_size(s, spec) -> int:  # noqa: ANN001
     topic = layout.topic(s, spec)
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "size-probe"})
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": "size-probe"})
     try:
         return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                    - c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]
-                   for p in range(spec.partitions or s.topic_partitions))
+                   for p in range(spec.partitions or s.kafka.topic_partitions))
     finally:
         c.close()
 
 
 def test_split_roles_each_fold_every_event_and_the_intake_is_counted_once(isolated, worker_factory,
                                                                            redis_client, cassandra):
-    s = isolated.model_copy(update={"batch_max": 500})
-    roles = {r: s.model_copy(update={"worker_roles": r}) for r in layout.SPLIT_ROLES}
-    groups = {r: rs.model_copy(update={"consumer_group": layout.worker_group(rs)}) for r, rs in roles.items()}
-    assert len({g.consumer_group for g in groups.values()}) == len(layout.SPLIT_ROLES)
+    s = isolated.replace(**{"batch_max": 500})
+    roles = {r: s.replace(**{"worker_roles": r}) for r in layout.SPLIT_ROLES}
+    groups = {r: rs.replace(**{"consumer_group": layout.worker_group(rs)}) for r, rs in roles.items()}
+    assert len({g.kafka.consumer_group for g in groups.values()}) == len(layout.SPLIT_ROLES)
     for r, rs in roles.items():
         worker_factory(rs, name=r.replace(",", "+"))
     n = produce_storefront(s, 3_000, seed=31)
@@ -52,7 +52,7 @@ def test_split_roles_each_fold_every_event_and_the_intake_is_counted_once(isolat
     records = read_topic(s)
     assert len(records) == n + 1
     assert_state_equals_reference(s, redis_client, cassandra, records)
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     accepted, dead = split(records, codec("behavior_event"), int(time.time() * 1000))
     distinct = len({a.event.event_id for a in accepted})
     counts = redis_client.hgetall(keys.intake_count())

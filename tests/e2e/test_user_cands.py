@@ -25,17 +25,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 
 def test_worker_keeps_pools_the_api_serves(isolated, worker_factory, api_client, redis_client):
-    s = isolated.model_copy(update={"recs_user_cands": True, "recs_user_cands_interval_s": 0.1,
+    s = isolated.replace(**{"recs_user_cands": True, "recs_user_cands_interval_s": 0.1,
                                     "recs_publish_interval_s": 0.3})
     worker_factory(s)
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
     now = int(time.time() * 1000)
     for item, (title, cats, stock) in CATALOG.items():
         producer.send_catalog(catalog_event(item, title, cats, stock, now))
     events = [(f"u{u}", "view", i) for u in range(1, 6) for i in ("i1", "i2", "i3")] + [("u0", "view", "i1")]
     for n, (user, etype, item) in enumerate(events):
-        producer.send({"event_id": f"{isolated.topic_prefix}-{n}", "event_type": etype, "user_id": user,
+        producer.send({"event_id": f"{isolated.kafka.topic_prefix}-{n}", "event_type": etype, "user_id": user,
                        "item_id": item, "event_time": now + n})
     assert producer.flush().failed == 0
 
@@ -58,7 +58,7 @@ def test_worker_keeps_pools_the_api_serves(isolated, worker_factory, api_client,
         with an impression (moves the fence, changes no list) until the pool, re-ranked after the lists
         settled, equals the whole ranking."""
         nudges[0] += 1
-        producer.send({"event_id": f"{isolated.topic_prefix}-nudge-{nudges[0]}", "event_type": "impression",
+        producer.send({"event_id": f"{isolated.kafka.topic_prefix}-nudge-{nudges[0]}", "event_type": "impression",
                        "user_id": "u0", "items": ["i5"], "event_time": now + 1000 + nudges[0]})
         assert producer.flush().failed == 0
         wait_for(lambda: pool_current("u0"), timeout=30, what="u0's pool ranked from u0's state")
@@ -75,7 +75,7 @@ def test_worker_keeps_pools_the_api_serves(isolated, worker_factory, api_client,
     assert "cooc" in dict((i, w) for i, _s, w in pooled.items)["i2"]
 
     # u0 views i2: the next batch re-ranks u0's pool, i2 (now seen) leaves it
-    producer.send({"event_id": f"{isolated.topic_prefix}-next", "event_type": "view", "user_id": "u0",
+    producer.send({"event_id": f"{isolated.kafka.topic_prefix}-next", "event_type": "view", "user_id": "u0",
                    "item_id": "i2", "event_time": now + 100})
     assert producer.flush().failed == 0
     wait_for(lambda: pool_current("u0") and "i2" not in pool_ids(redis_client.hgetall(k.recs_user_cands("u0",

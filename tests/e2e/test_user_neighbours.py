@@ -18,10 +18,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 
 def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_factory, api_client, redis_client):
-    s = isolated.model_copy(update={"recs_user_neighbours": True})
+    s = isolated.replace(**{"recs_user_neighbours": True})
     worker_factory(s)
     producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     now = int(time.time() * 1000)
     # a and b watch x then their own favourites; c watches x: a and b become c's neighbours
     # Users are keyed to partitions, and Kafka orders nothing across partitions: c's view is produced
@@ -32,7 +32,7 @@ def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_facto
             assert producer.flush().failed == 0
             wait_for(lambda: {"a", "b"} <= set(redis_client.zrange(k.recs_item_actors("x"), 0, -1)),
                      timeout=60, what="a and b as x's actors")
-        producer.send({"event_id": f"{isolated.topic_prefix}-{n}", "event_type": "view", "user_id": user,
+        producer.send({"event_id": f"{isolated.kafka.topic_prefix}-{n}", "event_type": "view", "user_id": user,
                        "item_id": item, "event_time": now + n})
     assert producer.flush().failed == 0
     nbrs = wait_for(lambda: redis_client.zrange(k.recs_user_nbrs("c"), 0, -1) or None
@@ -54,10 +54,10 @@ def test_demographic_cold_start_through_the_stream(isolated, worker_factory, api
     globally popular item."""
     worker_factory(isolated)  # recs_cohorts is on by default
     producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     now = int(time.time() * 1000)
     for n, (user, country) in enumerate([("j1", "JP"), ("j2", "JP"), ("newjp", "JP"), ("d1", "DE")]):
-        producer.send_identity({"event_id": f"{isolated.topic_prefix}-id{n}", "event_type": "create",
+        producer.send_identity({"event_id": f"{isolated.kafka.topic_prefix}-id{n}", "event_type": "create",
                                 "user_id": user, "event_time": now, "attributes": {"country": country}})
     assert producer.flush().failed == 0
     wait_for(lambda: redis_client.hget(k.user_attrs("j2"), "x:country") and redis_client.hget(
@@ -65,7 +65,7 @@ def test_demographic_cold_start_through_the_stream(isolated, worker_factory, api
     views = [("j1", "sushi"), ("j2", "sushi"), ("j1", "ramen"), ("d1", "pretzel"), ("d1", "pretzel"),
              ("d1", "pretzel"), ("x1", "pretzel"), ("x2", "pretzel")]
     for n, (user, item) in enumerate(views):
-        producer.send({"event_id": f"{isolated.topic_prefix}-v{n}", "event_type": "view", "user_id": user,
+        producer.send({"event_id": f"{isolated.kafka.topic_prefix}-v{n}", "event_type": "view", "user_id": user,
                        "item_id": item, "event_time": now + n})
     assert producer.flush().failed == 0
     wait_for(lambda: redis_client.zscore(k.recs_cohort_popular("country:jp"), "sushi") == 2.0

@@ -106,13 +106,13 @@ def test_revocation_invalidates_the_redis_cache_at_once(client, api_key, key_sto
     token = api_key(READ)
     key_id = parse_token(token)
     assert call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 404
-    cached = RedisKeys(client.app.state.aura.settings.redis_prefix).api_key(key_id)
+    cached = RedisKeys(client.app.state.aura.settings.redis.prefix).api_key(key_id)
     assert redis_client.hget(cached, "revoked") == "0"
     store = KeyStore(client.app.state.aura.settings, key_store.session, redis_client)
     assert store.revoke(key_id)
     assert not redis_client.exists(cached)
     # the process admits the key from its lease for at most api_key_local_ttl_s (docs/api.md), then asks Redis
-    ttl = client.app.state.aura.settings.api_key_local_ttl_s
+    ttl = client.app.state.aura.settings.auth.key_local_ttl_s
     started = time.monotonic()
     wait_for(lambda: call(client, "GET", "/v1/profiles/x/activity", token=token).status_code == 401,
              timeout=ttl + 5, interval=0.05, what="revocation seen by the API process")
@@ -123,7 +123,7 @@ def test_revocation_invalidates_the_redis_cache_at_once(client, api_key, key_sto
 def test_a_fast_key_is_admitted_from_a_local_lease_without_a_redis_call_per_request(isolated, api_key):
     """A key with a high rate takes a lease of rate x rate_limit_lease_s requests from Redis at once, so
     the next requests of the lease make no auth call to Redis; a slow key (lease of 1) makes one each."""
-    s = isolated.model_copy(update={"api_key_local_ttl_s": 60.0})  # no lease expiry on a slow machine
+    s = isolated.replace(**{"api_key_local_ttl_s": 60.0})  # no lease expiry on a slow machine
     fast = api_key(READ, rate=1000.0, burst=2000)  # lease: 1000 x 0.05 s = 50 requests
     slow = api_key(READ, rate=10.0, burst=2000)  # lease: 10 x 0.05 s < 1 -> 1 request
     with TestClient(create_app(s)) as client:
@@ -163,7 +163,7 @@ def test_the_limit_is_shared_by_every_api_process(isolated, api_key):
 
 
 def test_oversized_bodies_get_413_before_auth_and_routing(isolated, api_key):
-    s = isolated.model_copy(update={"max_body_bytes": 1000})
+    s = isolated.replace(**{"max_body_bytes": 1000})
     token = api_key(EVENTS)
     with TestClient(create_app(s), raise_server_exceptions=False) as c:
         big = b'{"pad": "' + b"x" * 2000 + b'"}'
@@ -183,7 +183,7 @@ def test_oversized_bodies_get_413_before_auth_and_routing(isolated, api_key):
 
 
 def test_cors_is_configurable(isolated, api_key):
-    s = isolated.model_copy(update={"cors_origins": "https://shop.example, https://admin.example"})
+    s = isolated.replace(**{"cors_origins": "https://shop.example, https://admin.example"})
     token = api_key(READ)
     with TestClient(create_app(s)) as c:
         pre = c.options("/v1/profiles/x/activity", headers={
@@ -201,7 +201,7 @@ def test_cors_is_configurable(isolated, api_key):
 
 
 def test_auth_can_be_switched_off(isolated):
-    s = isolated.model_copy(update={"auth_enabled": False})
+    s = isolated.replace(**{"auth_enabled": False})
     with TestClient(create_app(s)) as c:
         assert c.get("/v1/profiles/x/activity").status_code == 404
         assert c.get("/v1/stats").status_code == 200
@@ -223,7 +223,7 @@ def test_health_and_metrics_are_open_stats_are_admin(client, api_key):
 
 
 def test_metrics_can_require_admin(isolated, api_key):
-    s = isolated.model_copy(update={"metrics_public": False})
+    s = isolated.replace(**{"metrics_public": False})
     with TestClient(create_app(s)) as c:
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers={"X-API-Key": api_key(READ)}).status_code == 403

@@ -26,11 +26,11 @@ def run(coro: Any) -> Any:
 
 
 def test_concurrent_commands_share_pipelines_and_keep_their_answers(isolated):
-    p = isolated.redis_prefix
+    p = isolated.redis.prefix
 
     async def body() -> None:
         r = guarded_redis(isolated, CircuitBreaker("redis"))
-        plain = aioredis.Redis.from_url(isolated.redis_url, decode_responses=True)  # the oracle: no pipelining
+        plain = aioredis.Redis.from_url(isolated.redis.url, decode_responses=True)  # the oracle: no pipelining
         try:
             assert isinstance(r.autopipe, AutoPipeline)
             await r.hset(f"{p}:h", mapping={f"f{n}": str(n) for n in range(50)})
@@ -61,7 +61,7 @@ def test_concurrent_commands_share_pipelines_and_keep_their_answers(isolated):
 
 
 def test_an_error_reply_reaches_only_its_caller_and_scripts_load_themselves(isolated):
-    p = isolated.redis_prefix
+    p = isolated.redis.prefix
 
     async def body() -> None:
         r = guarded_redis(isolated, CircuitBreaker("redis"))
@@ -83,7 +83,7 @@ def test_an_error_reply_reaches_only_its_caller_and_scripts_load_themselves(isol
 
 
 def test_a_connection_failure_reaches_every_caller_and_opens_the_breaker(isolated):
-    dead = isolated.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "api_redis_timeout_s": 0.2})
+    dead = isolated.replace(**{"redis_url": "redis://127.0.0.1:1/0", "api_redis_timeout_s": 0.2})
 
     async def body() -> None:
         breaker = CircuitBreaker("redis", failures=1, reset_s=60)

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration]
 
 def test_bad_records_are_dead_lettered_with_source_and_counted(isolated, worker_factory, redis_client):
     worker_factory()
-    keys = RedisKeys(isolated.redis_prefix)
+    keys = RedisKeys(isolated.redis.prefix)
     source = layout.topic(isolated, layout.BEHAVIOR)
     user = f"user-{uuid.uuid4().hex[:8]}"
     now = int(time.time() * 1000)
@@ -74,7 +74,7 @@ def test_bad_records_are_dead_lettered_with_source_and_counted(isolated, worker_
     activity = wait_for(lambda: profile_codec.read_sync(redis_client, keys, user), what="user activity")
     assert activity.counts["view"] == 2
 
-    consumer = Consumer({"bootstrap.servers": isolated.kafka_bootstrap, "group.id": f"dl-{uuid.uuid4()}",
+    consumer = Consumer({"bootstrap.servers": isolated.kafka.bootstrap, "group.id": f"dl-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "fetch.message.max.bytes": 2_000_000})
     consumer.subscribe([layout.topic(isolated, layout.DEADLETTER)])
     letters = []

@@ -28,7 +28,7 @@ def uid(prefix: str) -> str:
 
 
 def decisions_on_kafka(settings, n: int, timeout: float = 30.0) -> list[tuple[str, dict]]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"read-{uuid.uuid4()}",
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"read-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([layout.topic(settings, layout.DECISIONS)])
     out: list[tuple[str, dict]] = []
@@ -45,7 +45,7 @@ def decisions_on_kafka(settings, n: int, timeout: float = 30.0) -> list[tuple[st
 def test_rules_crud_validation_and_evaluation(api_client, redis_client, isolated):
     page = uid("page")
     user = uid("u")
-    keys = layout.RedisKeys(isolated.redis_prefix)
+    keys = layout.RedisKeys(isolated.redis.prefix)
     redis_client.hset(keys.user_attrs(user), mapping={"x:country": "FR"})
     profile_codec.write_sync(redis_client, keys, user, Profile(ltv=650.5, version=1))
     redis_client.sadd(keys.segment_members("vip"), user)

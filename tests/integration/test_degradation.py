@@ -158,11 +158,11 @@ def sweep(client: TestClient) -> list[tuple[str, str, int]]:
 def test_api_degrades_instead_of_failing_when_redis_then_cassandra_die(isolated, api_key, cassandra, tmp_path):
     rport = free_port()
     private = PrivateRedis(rport).start()
-    proxy = TcpProxy(isolated.cassandra_port).start()
-    s = isolated.model_copy(update={"redis_url": f"redis://127.0.0.1:{rport}/0", "cassandra_port": proxy.port,
+    proxy = TcpProxy(isolated.cassandra.port).start()
+    s = isolated.replace(**{"redis_url": f"redis://127.0.0.1:{rport}/0", "cassandra_port": proxy.port,
                                     "breaker_reset_s": 1.0, "api_redis_timeout_s": 0.3, "home": tmp_path,
                                     "health_cache_s": 0.0})
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     user = f"deg-{uuid.uuid4().hex[:8]}"
     seed = redis.Redis(port=rport, decode_responses=True)
     profile_codec.write_sync(seed, keys, user, Profile(counts={"view": 5}, first_seen=1000, last_seen=5000,
@@ -233,8 +233,8 @@ def test_api_degrades_instead_of_failing_when_redis_then_cassandra_die(isolated,
 
 
 def test_api_started_while_cassandra_is_down_reconnects_by_itself(isolated, api_key, cassandra, tmp_path):
-    proxy = TcpProxy(isolated.cassandra_port)  # port reserved, nothing listening yet: Cassandra is "down"
-    s = isolated.model_copy(update={"cassandra_port": proxy.port, "breaker_reset_s": 0.5, "home": tmp_path,
+    proxy = TcpProxy(isolated.cassandra.port)  # port reserved, nothing listening yet: Cassandra is "down"
+    s = isolated.replace(**{"cassandra_port": proxy.port, "breaker_reset_s": 0.5, "home": tmp_path,
                                     "health_cache_s": 0.0})
     user = f"late-{uuid.uuid4().hex[:8]}"
     cassandra.execute("INSERT INTO user_activity (user_id, counts, first_seen, last_seen, recent_items) "

@@ -94,12 +94,12 @@ def assert_same(requests: list[Any], fast: list[Any], plain: list[Any]) -> None:
 
 
 def test_fast_path_answers_like_fastapi_with_the_stores_up(isolated, redis_client, api_key, key_store, counted):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     items = seed_recs(redis_client, k, random.Random(5))
     profile_codec.write_sync(redis_client, k, "u0", Profile(counts={"view": 5, "purchase": 1}, first_seen=1000,
                                                             last_seen=5000, recent=["i5", "i4"], version=1))
     redis_client.hset(k.user_attrs("u0"), mapping={"name": "Ann"})
-    s = isolated.model_copy(update={"cors_origins": ORIGIN})
+    s = isolated.replace(**{"cors_origins": ORIGIN})
     read, events = api_key("read"), api_key("events")
     slow_fast, slow_plain = api_key("read", rate=1, burst=1), api_key("read", rate=1, burst=1)
     revoked = api_key("read")
@@ -192,7 +192,7 @@ def test_fast_path_degrades_like_fastapi(isolated, cassandra, api_key, counted, 
         f"/v1/recommendations/users/{user}?limit=2", "/v1/recommendations/similar/i1",
         "/v1/recommendations/trending", "/v1/recommendations/users/x?limit=0")]
     requests += [("GET", f"/v1/profiles/{user}/activity", {"X-API-Key": read[:-2] + "AA"})]
-    fast, plain, answered = both(isolated.model_copy(update=dead_redis), requests, counted, prepare=remember)
+    fast, plain, answered = both(isolated.replace(**dead_redis), requests, counted, prepare=remember)
     assert_same(requests, fast, plain)
     assert fast[0][0] == 200 and b'"source":"cassandra"' in fast[0][1]
     assert fast[3][0] == 200 and ("x-aura-degraded", "stale-popular") in fast[3][2]
@@ -205,14 +205,14 @@ def test_fast_path_degrades_like_fastapi(isolated, cassandra, api_key, counted, 
         f"/v1/profiles/{user}/activity", f"/v1/recommendations/users/{user}?limit=2",
         "/v1/recommendations/users/u?method=popular", "/v1/recommendations/similar/i1",
         "/v1/recommendations/also-bought/i1", "/v1/recommendations/trending")]
-    fast, plain, answered = both(isolated.model_copy(update=both_down), requests, counted, prepare=remember)
+    fast, plain, answered = both(isolated.replace(**both_down), requests, counted, prepare=remember)
     assert_same(requests, fast, plain)
     # Cassandra unreachable since start-up and Redis down: nothing to ask, so 503, never a false 404
     assert [st for st, _b, _h in fast] == [503, 200, 200, 503, 503, 503]
     assert all(st != 500 for st, _b, _h in fast)
     assert len(answered) == len(requests)
     requests = [("GET", "/v1/profiles/u/activity", {"X-API-Key": api_key("read")})]
-    fast, plain, _ = both(isolated.model_copy(update={**both_down, "auth_enabled": True}), requests, counted)
+    fast, plain, _ = both(isolated.replace(**{**both_down, "auth_enabled": True}), requests, counted)
     assert_same(requests, fast, plain)
     assert fast[0][0] == 503 and ("x-aura-degraded", "cassandra-down") in fast[0][2]
 
@@ -221,7 +221,7 @@ def test_shadowed_routes_and_overrides_fall_through(isolated, counted):
     """A route the app would match first wins, as in FastAPI; dependency overrides disable the fast path."""
     from fastapi import APIRouter
 
-    app = create_app(isolated.model_copy(update={"auth_enabled": False}))
+    app = create_app(isolated.replace(**{"auth_enabled": False}))
     shadow = APIRouter()
 
     @shadow.get("/v1/recommendations/trending")

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration]
 
 def consume(settings, spec, n: int, timeout: float = 30) -> list[tuple[bytes, str, dict[str, Any]]]:
     """The first ``n`` records of a topic as (key, schema name, record)."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}",
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": f"t-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([layout.topic(settings, spec)])
     out = []
@@ -61,7 +61,7 @@ def test_events_single_and_batch_are_produced_keyed_by_user(isolated, api_client
     assert rec["receive_time"] is not None
     assert by_id[f"{user}-2"][0] == b"anon-x"
     assert by_id[f"{user}-3"][2]["order"]["lines"][0]["unit_price"] == 5.0
-    metrics = redis_client.hgetall(RedisKeys(isolated.redis_prefix).ingest_count())
+    metrics = redis_client.hgetall(RedisKeys(isolated.redis.prefix).ingest_count())
     assert metrics == {"behavior:accepted": "4"}
 
 
@@ -72,7 +72,7 @@ def small_limits_client(isolated, api_key):
 
     from serving.app import create_app
 
-    s = isolated.model_copy(update={"ingest_max_batch": 20, "ingest_max_body_bytes": 50_000})
+    s = isolated.replace(**{"ingest_max_batch": 20, "ingest_max_body_bytes": 50_000})
     with TestClient(create_app(s), headers={"Authorization": f"Bearer {api_key('events')}"}) as client:
         yield client
 
@@ -96,7 +96,7 @@ def test_bad_requests_get_field_errors_and_are_counted(isolated, small_limits_cl
                         headers={"content-type": "application/json"})
     assert r.status_code == 413 and "50000 byte limit" in r.json()["detail"]
     # nothing reached Kafka (a 422 batch is all-or-nothing)
-    consumer = Consumer({"bootstrap.servers": isolated.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}"})
+    consumer = Consumer({"bootstrap.servers": isolated.kafka.bootstrap, "group.id": f"t-{uuid.uuid4()}"})
     topic = layout.topic(isolated, layout.BEHAVIOR)
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
 
@@ -109,7 +109,7 @@ def test_bad_requests_get_field_errors_and_are_counted(isolated, small_limits_cl
     highs = wait_for(high_watermarks, what="the topic's high watermarks")
     consumer.close()
     assert sum(highs) == 0
-    metrics = redis_client.hgetall(RedisKeys(isolated.redis_prefix).ingest_count())
+    metrics = redis_client.hgetall(RedisKeys(isolated.redis.prefix).ingest_count())
     assert metrics["behavior:rejected"] == "3" and metrics["behavior:too_large"] == "2"
     assert metrics["behavior:rejected:missing_user"] == "1"
     assert metrics["behavior:rejected:json_invalid"] == "1"
@@ -149,7 +149,7 @@ def test_identity_and_catalog_endpoints_produce_to_their_topics(isolated, api_cl
     assert merge["anonymous_id"] == "anon-1"
     [(key, name, rec)] = consume(isolated, layout.CATALOG, 1)
     assert (key, name) == (b"sku-9", "catalog_item") and rec["item"]["categories"] == ["home", "kitchen"]
-    metrics = redis_client.hgetall(RedisKeys(isolated.redis_prefix).ingest_count())
+    metrics = redis_client.hgetall(RedisKeys(isolated.redis.prefix).ingest_count())
     assert metrics["identity:accepted"] == "4" and metrics["catalog:accepted"] == "1"
     assert metrics["catalog:rejected"] == "1"
 
@@ -181,8 +181,8 @@ def test_producer_helper_sends_every_kind_keyed_and_reports_delivery_errors(isol
 
     # a broker that never answers: the failure is reported, with the topic and key
     errors = []
-    dead = EventProducer(isolated, bootstrap.kafka_producer(isolated.model_copy(
-        update={"kafka_bootstrap": "127.0.0.1:1"}), **{"message.timeout.ms": 1500}),
+    dead = EventProducer(isolated, bootstrap.kafka_producer(isolated.replace(
+        kafka_bootstrap="127.0.0.1:1"), **{"message.timeout.ms": 1500}),
         on_error=lambda err, msg: errors.append(err))
     dead.send(ev("u9", 1))
     stats = dead.flush(10)
@@ -195,21 +195,21 @@ def test_http_ingest_answers_503_when_kafka_does_not_acknowledge(isolated, redis
 
     from serving.app import create_app
 
-    s = isolated.model_copy(update={"kafka_bootstrap": "127.0.0.1:1", "ingest_ack_timeout_s": 1.0})
+    s = isolated.replace(**{"kafka_bootstrap": "127.0.0.1:1", "ingest_ack_timeout_s": 1.0})
     with TestClient(create_app(s), headers={"Authorization": f"Bearer {api_key('events')}"}) as client:
         r = client.post("/v1/events", json=ev("u1"))
         assert r.status_code == 503 and "retry" in r.json()["detail"]
         # bad input is still answered 422, without Kafka
         assert client.post("/v1/events", json={"event_id": "x"}).status_code == 422
         client.app.state.aura.producer.purge()  # drop the undeliverable record before shutdown flush
-    metrics = wait_for(lambda: redis_client.hgetall(RedisKeys(isolated.redis_prefix).ingest_count()))
+    metrics = wait_for(lambda: redis_client.hgetall(RedisKeys(isolated.redis.prefix).ingest_count()))
     assert metrics["behavior:unavailable"] == "1" and metrics["behavior:rejected"] == "1"
 
 
 def test_http_events_reach_the_worker_and_a_resent_batch_is_deduplicated(isolated, api_client, worker_factory,
                                                                           redis_client):
     worker_factory()
-    keys = RedisKeys(isolated.redis_prefix)
+    keys = RedisKeys(isolated.redis.prefix)
     user = f"u-{uuid.uuid4().hex[:8]}"
     batch = [ev(user, 0), ev(user, 1, event_type="click"), ev(user, 2, event_type="add_to_cart", item_id="i1")]
     assert api_client.post("/v1/events/batch", json=batch).status_code == 202

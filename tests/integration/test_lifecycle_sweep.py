@@ -30,7 +30,7 @@ RULES = json.dumps({"risk": [["stage", "==", "at-risk"]], "gone": [["stage", "==
 
 def small(s):
     """At-risk after 1 hour without events, churned after 3 hours."""
-    return s.model_copy(update={"lifecycle_at_risk_days": 1 / 24, "lifecycle_churn_days": 3 / 24,
+    return s.replace(**{"lifecycle_at_risk_days": 1 / 24, "lifecycle_churn_days": 3 / 24,
                                 "segment_rules": RULES})
 
 
@@ -43,7 +43,7 @@ def view(user: str, t: int, off: int, etype: str = "view") -> Accepted:
 
 async def test_sweep_moves_idle_users_and_their_segments(isolated, redis_client, cassandra):
     s = small(isolated)
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     redis = bootstrap.redis_async(s)
     cfg = ProfileConfig.from_settings(s)
     store = ProfileStore(redis, cassandra, keys, cfg)
@@ -66,9 +66,9 @@ async def test_sweep_moves_idle_users_and_their_segments(isolated, redis_client,
         assert redis_client.smembers(keys.segment_members("risk")) == {risky}
         assert redis_client.smembers(keys.segment_members("gone")) == {gone}
         assert redis_client.smembers(keys.segment_members("buyer")) == {risky}
-        rows = cassandra.execute(f"SELECT user_id FROM {s.cassandra_keyspace}.segment_members WHERE segment = 'gone'")
+        rows = cassandra.execute(f"SELECT user_id FROM {s.cassandra.keyspace}.segment_members WHERE segment = 'gone'")
         assert gone in {row.user_id for row in rows}
-        doc = cassandra.execute(f"SELECT doc FROM {s.cassandra_keyspace}.user_profile WHERE user_id = %s",
+        doc = cassandra.execute(f"SELECT doc FROM {s.cassandra.keyspace}.user_profile WHERE user_id = %s",
                                 (gone,)).one()
         assert json.loads(doc.doc)["idle"] == "churned"
 
@@ -89,14 +89,14 @@ async def test_sweep_moves_idle_users_and_their_segments(isolated, redis_client,
     finally:
         for seg in ("risk", "gone", "buyer"):
             for u in (fresh, risky, gone):
-                cassandra.execute(f"DELETE FROM {s.cassandra_keyspace}.segment_members WHERE segment = %s "
+                cassandra.execute(f"DELETE FROM {s.cassandra.keyspace}.segment_members WHERE segment = %s "
                                   "AND user_id = %s", (seg, u))
         await redis.aclose()
 
 
 def test_the_worker_sweeps_users_that_send_nothing(isolated, worker_factory, redis_client):
-    s = small(isolated).model_copy(update={"lifecycle_sweep_interval_s": 1.0})
-    keys = RedisKeys(s.redis_prefix)
+    s = small(isolated).replace(**{"lifecycle_sweep_interval_s": 1.0})
+    keys = RedisKeys(s.redis.prefix)
     worker_factory(s)
     prod = EventProducer(s, bootstrap.kafka_producer(s))
     user = f"idle-{uuid.uuid4().hex[:6]}"

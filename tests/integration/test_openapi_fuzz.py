@@ -43,7 +43,7 @@ def served(stack, key_store, tmp_path_factory) -> Iterator[dict[str, Any]]:
     from infra.migrate import ensure_topics
 
     tag = f"fz{uuid.uuid4().hex[:8]}"
-    s = stack.model_copy(update={"topic_prefix": tag, "redis_prefix": tag, "topic_partitions": 1,
+    s = stack.replace(**{"topic_prefix": tag, "redis_prefix": tag, "topic_partitions": 1,
                                  "home": tmp_path_factory.mktemp("fuzzhome")})
     ensure_topics(s, layout.ALL_TOPICS)
     port = _free_port()

@@ -38,13 +38,13 @@ def expected_state(events: list[tuple[str, str, int]], window: int, decay: float
 
 
 def test_sigkill_mid_stream_neither_loses_nor_doubles(isolated, worker_factory, redis_client):
-    s = isolated.model_copy(update={"batch_max": 200, "kafka_session_timeout_s": 10.0})
-    keys = RedisKeys(s.redis_prefix)
+    s = isolated.replace(**{"batch_max": 200, "kafka_session_timeout_s": 10.0})
+    keys = RedisKeys(s.redis.prefix)
     now = int(time.time() * 1000)
     events = [(f"u{k % N_USERS}", f"i{(k * 7 + k // N_USERS) % N_ITEMS}", now - N_EVENTS + k) for k in range(N_EVENTS)]
     producer = EventProducer(s, bootstrap.kafka_producer(s))
     for k, (u, i, t) in enumerate(events):
-        producer.send({"event_id": f"{s.topic_prefix}-{k}", "event_type": "view", "user_id": u, "item_id": i,
+        producer.send({"event_id": f"{s.kafka.topic_prefix}-{k}", "event_type": "view", "user_id": u, "item_id": i,
                        "event_time": t})
     assert producer.flush().failed == 0
 
@@ -62,7 +62,7 @@ def test_sigkill_mid_stream_neither_loses_nor_doubles(isolated, worker_factory, 
     wait_for(lambda: popularity_total() >= N_EVENTS, timeout=180, what="every event folded after the restart")
     time.sleep(1.0)  # anything still in flight would now show up as a double count
 
-    pop, cooc = expected_state(events, s.recs_window, s.recs_decay)
+    pop, cooc = expected_state(events, s.recs.window, s.recs.decay)
     stored_pop = {i: float(v) for i, v in redis_client.zrange(keys.recs_popular(), 0, -1, withscores=True)}
     assert stored_pop == pop
     for item in {i for i, _ in cooc}:

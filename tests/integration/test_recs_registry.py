@@ -26,7 +26,7 @@ def test_ease_job_resumes_from_its_checkpoint_and_publishes(isolated, cassandra,
     first = ease.run(isolated, cassandra, redis_client, job_id=job_id, lam=1.0, chunk=2, stop_after="fit")
     assert first == {"job_id": job_id, "stopped_after": "fit"}
     reg = Registry(cassandra, isolated)
-    ck = ease.Checkpoint(isolated.home / "jobs" / isolated.cassandra_keyspace, job_id)
+    ck = ease.Checkpoint(isolated.home / "jobs" / isolated.cassandra.keyspace, job_id)
     assert ck.state["loaded"] and (ck.dir / "B.npy").exists()
     version = int(ck.state["version"])
     assert reg.get("ease", version).status == "training"
@@ -35,7 +35,7 @@ def test_ease_job_resumes_from_its_checkpoint_and_publishes(isolated, cassandra,
     assert done["version"] == version and done["interactions"] >= 18
     mv = reg.get("ease", version)
     assert mv.status == "ready" and "hr@10" in mv.metrics and mv.window_start is not None
-    keys = RedisKeys(isolated.redis_prefix)
+    keys = RedisKeys(isolated.redis.prefix)
     u0 = f"{tag}-u0"
     batch = redis_client.zrange(keys.recs_user_batch(u0, "ease"), 0, -1)
     assert batch and not set(batch) & set(users[u0])

@@ -149,7 +149,7 @@ REQUESTS = [
 
 @pytest.mark.parametrize("seed_", [1, 2])
 def test_lean_path_answers_as_the_reference(isolated, redis_client, seed_):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     items = seed(redis_client, k, random.Random(seed_))
     reqs = [*REQUESTS, Request("u4", filters=Filters(include_ids=frozenset(items[::3])))]
 
@@ -176,7 +176,7 @@ def test_lean_path_answers_as_the_reference(isolated, redis_client, seed_):
 
 
 def test_deleted_items_are_never_served_and_commands_are_few(isolated, redis_client, redis_round_trips):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     seed(redis_client, k, random.Random(3))
     counted = redis_round_trips
 
@@ -210,7 +210,7 @@ def test_user_neighbours_exactly_once_and_served_as_a_source(isolated, redis_cli
     from streams.intake import Accepted
     from streams.neighbours import NeighbourStore
 
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     rng = random.Random(5)
     users = [f"u{rng.randrange(8)}" for _ in range(200)]  # a user's events come from one partition
     events = [Accepted(Behavior(f"e{n}", "view", u, f"i{rng.randrange(12)}", 1000 + n), int(u[1:]) % 2, n)
@@ -229,7 +229,7 @@ def test_user_neighbours_exactly_once_and_served_as_a_source(isolated, redis_cli
             again = await state(r)
             await store.apply(events[100:])  # overlapping redelivery
             overlap = await state(r)
-            for key in await r.keys(f"{isolated.redis_prefix}:recs:*"):
+            for key in await r.keys(f"{isolated.redis.prefix}:recs:*"):
                 await r.delete(key)
             await store.apply(events[:120])
             await store.apply(events[120:])
@@ -277,8 +277,8 @@ def test_cohort_popularity_exactly_once_and_demographic_cold_start(isolated, red
     from streams.cohorts import CohortStore
     from streams.intake import Accepted
 
-    s = isolated.model_copy(update={"recs_cohort_cap": 1000})
-    k = RedisKeys(s.redis_prefix)
+    s = isolated.replace(**{"recs_cohort_cap": 1000})
+    k = RedisKeys(s.redis.prefix)
     # members: fr1, fr2 (country FR, 25-34), us1 (US); identity attributes as streams/identity.py writes them
     redis_client.hset(k.user_attrs("fr1"), mapping={"x:country": '"FR"', "x:age": "30"})
     redis_client.hset(k.user_attrs("fr2"), mapping={"x:country": '"fr"'})
@@ -325,7 +325,7 @@ def test_similar_items_one_script_call_answers_as_the_reference(isolated, redis_
     of the former route code (``similar_reference``) on random lists: ties, negative and zero scores
     (the other ``normalise`` branch), the item in its own list, deleted / unavailable / unknown items,
     empty and missing lists."""
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     rng = random.Random(seed_)
     items = [f"i{n}" for n in range(120)]
     pipe = redis_client.pipeline(transaction=False)

@@ -40,12 +40,12 @@ def cache_count(c: TestClient, route: str, result: str) -> float:
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_cached_until_the_ttl_then_the_new_list(isolated, redis_client, api_key, fast):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     redis_client.zadd(k.recs_item_similar("i1", "cooc"), {"i2": 3.0, "i3": 1.0})
     redis_client.zadd(k.recs_item_bought("i1"), {"x": 1.0})  # (raw counts: not read by the route)
     redis_client.zadd(k.recs_item_similar("i1", "bought"), {"i4": 2.0})
     read = {"X-API-Key": api_key("read")}
-    s = isolated.model_copy(update={"api_cache_ms": 2000})
+    s = isolated.replace(**{"api_cache_ms": 2000})
     with TestClient(create_app(s) if fast else fastapi_only(create_app(s))) as c:
         clock = Clock()
         c.app.state.aura.response_cache = ResponseCache(2000, 100, clock=clock)
@@ -75,10 +75,10 @@ def test_cached_until_the_ttl_then_the_new_list(isolated, redis_client, api_key,
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_callers_who_may_not_read_never_get_the_cached_body(isolated, redis_client, api_key, fast):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     redis_client.zadd(k.recs_item_similar("i1", "cooc"), {"i2": 3.0, "i3": 1.0})
     read, events, slow = api_key("read"), api_key("events"), api_key("read", rate=0.001, burst=1)
-    s = isolated.model_copy(update={"api_cache_ms": 60_000})
+    s = isolated.replace(**{"api_cache_ms": 60_000})
     with TestClient(create_app(s) if fast else fastapi_only(create_app(s))) as c:
         c.app.state.aura.response_cache = ResponseCache(60_000, 100, clock=Clock())
         path = "/v1/recommendations/similar/i1"

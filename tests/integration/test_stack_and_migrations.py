@@ -28,26 +28,26 @@ def test_up_on_a_running_stack_starts_nothing(stack):
 
 
 def test_migrations_create_topics_and_tables_once(stack, cassandra):
-    s = stack.model_copy(update={"topic_prefix": f"m{uuid.uuid4().hex[:8]}",
+    s = stack.replace(**{"topic_prefix": f"m{uuid.uuid4().hex[:8]}",
                                  "cassandra_keyspace": f"mig_{uuid.uuid4().hex[:8]}"})
     try:
         first = migrate(s)
         assert first and first == sorted(first)
         assert migrate(s) == []  # nothing pending the second time
         tables = {r.table_name for r in cassandra.execute(
-            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (s.cassandra_keyspace,))}
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (s.cassandra.keyspace,))}
         assert {layout.Tables.MIGRATIONS, layout.Tables.USER_ACTIVITY} <= tables
         admin = kafka_admin(s)
         md = admin.list_topics(timeout=10)
         for spec in layout.ALL_TOPICS:
             name = layout.topic(s, spec)
             assert name in md.topics, name
-            assert len(md.topics[name].partitions) == (spec.partitions or s.topic_partitions)
+            assert len(md.topics[name].partitions) == (spec.partitions or s.kafka.topic_partitions)
         resources = [ConfigResource("topic", layout.topic(s, spec)) for spec in (layout.CATALOG, layout.BEHAVIOR)]
         configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
         assert configs[layout.topic(s, layout.CATALOG)]["cleanup.policy"].value == "compact"
         assert configs[layout.topic(s, layout.BEHAVIOR)]["cleanup.policy"].value == "delete"
     finally:
-        cassandra.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra_keyspace}", timeout=60)
-        created = [t for t in kafka_admin(s).list_topics(timeout=10).topics if t.startswith(f"{s.topic_prefix}.")]
+        cassandra.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=60)
+        created = [t for t in kafka_admin(s).list_topics(timeout=10).topics if t.startswith(f"{s.kafka.topic_prefix}.")]
         kafka_admin(s).delete_topics(created)

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.recovery, pytest.mark.slow]
 
 @pytest.fixture
 def private(tmp_path, stack: Settings):  # noqa: ARG001 - `stack` ensures the Maven cache is warm
-    s = Settings(
+    s = Settings().replace(
         home=tmp_path / "aura", maven_repo=REPO_ROOT / ".aura" / "m2",
         kafka_bootstrap="127.0.0.1:19092", kafka_controller_port=19093,
         cassandra_port=19042, cassandra_storage_port=17000, redis_url="redis://127.0.0.1:16379/0",
@@ -29,7 +29,7 @@ def private(tmp_path, stack: Settings):  # noqa: ARG001 - `stack` ensures the Ma
 
 
 def _consume_all(s: Settings, topic: str, expected: int) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"r-{uuid.uuid4()}",
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"r-{uuid.uuid4()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
     values: list[bytes] = []
@@ -47,14 +47,15 @@ def test_up_is_idempotent_kill9_recovers_with_data_and_down_leaves_nothing(priva
     s = private
     first = local_stack.up(s)
     assert set(first) == {"kafka", "cassandra", "redis"}
-    pids = {n: local_stack.read_pid(local_stack.Paths(s.home, s.maven_repo), n) for n in local_stack.SERVICES}
+    pids = {n: local_stack.read_pid(local_stack.Paths(s.home, s.stack.maven_repo), n) for n in local_stack.SERVICES}
     assert all(pids.values())
     # a second `up` starts nothing new
     local_stack.up(s)
-    assert {n: local_stack.read_pid(local_stack.Paths(s.home, s.maven_repo), n) for n in local_stack.SERVICES} == pids
+    paths = local_stack.Paths(s.home, s.stack.maven_repo)
+    assert {n: local_stack.read_pid(paths, n) for n in local_stack.SERVICES} == pids
 
     # durable data in Kafka and Cassandra
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "acks": "all"})
+    producer = Producer({"bootstrap.servers": s.kafka.bootstrap, "acks": "all"})
     values = [f"v{i}".encode() for i in range(50)]
     for v in values:
         producer.produce("recovery-topic", value=v)
@@ -80,7 +81,7 @@ def test_up_is_idempotent_kill9_recovers_with_data_and_down_leaves_nothing(priva
     assert rows == {f"k{i}": f"v{i}" for i in range(20)}
 
     # down leaves no process behind
-    new_pids = {n: local_stack.read_pid(local_stack.Paths(s.home, s.maven_repo), n) for n in local_stack.SERVICES}
+    new_pids = {n: local_stack.read_pid(local_stack.Paths(s.home, s.stack.maven_repo), n) for n in local_stack.SERVICES}
     local_stack.down(s)
     for name, pid in new_pids.items():
         assert pid is not None and not local_stack.pid_alive(pid), name

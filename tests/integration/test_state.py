@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_factory, api_client, cassandra,
                                                                redis_client):
-    s = isolated.model_copy(update={"agg_publish_interval_s": 1.0})
+    s = isolated.replace(**{"agg_publish_interval_s": 1.0})
     worker_factory(s)
     prod = EventProducer(s, bootstrap.kafka_producer(s))
     tag = uuid.uuid4().hex[:6]
@@ -112,12 +112,12 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
     assert recs[0]["attributed_revenue"] == 600.0 and recs[0]["orders"] == 1
     hour = (now // 3_600_000) * 3_600_000
     row = wait_for(lambda: cassandra.execute(
-        f"SELECT value FROM {s.cassandra_keyspace}.analytics_counters WHERE grain = 'hour' AND bucket = %s "
+        f"SELECT value FROM {s.cassandra.keyspace}.analytics_counters WHERE grain = 'hour' AND bucket = %s "
         "AND metric = 'rev'", (hour,)).one(), what="durable analytics snapshot")
     assert row.value >= 600.0  # the shared test keyspace: other tests may add to the same hour
 
     # Redis lost the user: the API answers the same profile from Cassandra
-    keys = RedisKeys(s.redis_prefix)
+    keys = RedisKeys(s.redis.prefix)
     redis_client.delete(keys.user_state(known), keys.user_attrs(known))
     cold = api_client.get(f"/v1/profiles/{known}").json()
     assert cold["source"] == "cassandra"
@@ -128,12 +128,12 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
     prod.send_identity({"event_id": f"{tag}-id4", "event_type": "erase", "user_id": known, "event_time": now + 7})
     assert prod.flush().failed == 0
     wait_for(lambda: api_client.get(f"/v1/profiles/{known}").status_code == 404, what="erased")
-    assert known not in redis_client.smembers(RedisKeys(s.redis_prefix).segment_members("vip"))
-    assert cassandra.execute(f"SELECT doc FROM {s.cassandra_keyspace}.user_profile WHERE user_id = %s",
+    assert known not in redis_client.smembers(RedisKeys(s.redis.prefix).segment_members("vip"))
+    assert cassandra.execute(f"SELECT doc FROM {s.cassandra.keyspace}.user_profile WHERE user_id = %s",
                              (known,)).one() is None
-    assert cassandra.execute(f"SELECT user_id FROM {s.cassandra_keyspace}.segment_members WHERE segment = 'vip' "
+    assert cassandra.execute(f"SELECT user_id FROM {s.cassandra.keyspace}.segment_members WHERE segment = 'vip' "
                              "AND user_id = %s", (known,)).one() is None
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"t-{tag}", "auto.offset.reset": "earliest"})
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"t-{tag}", "auto.offset.reset": "earliest"})
     c.subscribe([layout.topic(s, layout.IDENTITY)])
     tombstone = None
     deadline = time.monotonic() + 30
@@ -143,12 +143,12 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
             tombstone = m
     c.close()
     assert tombstone is not None
-    assert int(redis_client.hget(f"{s.redis_prefix}:metrics:deadletter", "bad_frame") or 0) == 1
+    assert int(redis_client.hget(f"{s.redis.prefix}:metrics:deadletter", "bad_frame") or 0) == 1
 
 
 def test_old_events_are_counted_in_their_bucket_and_analytics_fall_back_to_cassandra(
         isolated, worker_factory, api_client, redis_client, cassandra):
-    s = isolated.model_copy(update={"agg_publish_interval_s": 1.0})
+    s = isolated.replace(**{"agg_publish_interval_s": 1.0})
     worker_factory(s)
     prod = EventProducer(s, bootstrap.kafka_producer(s))
     tag = uuid.uuid4().hex[:8]
@@ -167,9 +167,9 @@ def test_old_events_are_counted_in_their_bucket_and_analytics_fall_back_to_cassa
     assert hot["source"] == "redis" and hot["revenue"] == 42.5
 
     wait_for(lambda: cassandra.execute(
-        f"SELECT value FROM {s.cassandra_keyspace}.analytics_counters WHERE grain = 'hour' AND bucket = %s "
+        f"SELECT value FROM {s.cassandra.keyspace}.analytics_counters WHERE grain = 'hour' AND bucket = %s "
         "AND metric = 'orders'", (hour,)).one(), timeout=60, what="the durable snapshot")
-    for k in redis_client.scan_iter(f"{s.redis_prefix}:an:*", count=1000):
+    for k in redis_client.scan_iter(f"{s.redis.prefix}:an:*", count=1000):
         if ":hour:" in k:
             redis_client.delete(k)
     got = api_client.get("/v1/analytics/revenue", params=q).json()

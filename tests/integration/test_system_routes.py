@@ -21,7 +21,7 @@ def test_metrics_of_a_multi_worker_api_count_every_request(isolated, api_key, tm
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    s = isolated.model_copy(update={"home": tmp_path})
+    s = isolated.replace(**{"home": tmp_path})
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     log = open(tmp_path / "api.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "api", "--port", str(port), "--workers", "2"],

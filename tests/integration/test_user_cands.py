@@ -78,8 +78,8 @@ def accepted(user: str, offset: int) -> Accepted:
 
 
 def cands(isolated: Any, r: Any) -> UserCands:
-    s = isolated.model_copy(update={"recs_user_cands_placements": PLACEMENTS})
-    return UserCands(SimpleNamespace(settings=s, keys=RedisKeys(s.redis_prefix), redis=r))
+    s = isolated.replace(**{"recs_user_cands_placements": PLACEMENTS})
+    return UserCands(SimpleNamespace(settings=s, keys=RedisKeys(s.redis.prefix), redis=r))
 
 
 def on_redis(settings: Any, body: Callable[[Any], Awaitable[T]]) -> T:
@@ -97,7 +97,7 @@ def on_redis(settings: Any, body: Callable[[Any], Awaitable[T]]) -> T:
 
 @pytest.mark.parametrize("seed_", [21, 22])
 def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, redis_round_trips):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     state(redis_client, k, seed_)
     users = ["u0", "u1", "u2", "u3", "u4", "nohistory"]
 
@@ -162,7 +162,7 @@ def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, redis_
 
 
 def test_pools_are_fenced_by_the_user_offset(isolated, redis_client):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     state(redis_client, k, 23)
 
     async def body(r: Any) -> None:
@@ -202,7 +202,7 @@ def test_pools_are_fenced_by_the_user_offset(isolated, redis_client):
 
 
 def test_a_request_without_a_usable_pool_marks_the_user_a_hit_does_not(isolated, redis_client):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     state(redis_client, k, 24)
     wanted = k.recs_cands_wanted()
 
@@ -253,7 +253,7 @@ def test_a_request_without_a_usable_pool_marks_the_user_a_hit_does_not(isolated,
 
 
 def test_the_worker_ranks_pools_only_for_users_who_asked(isolated, redis_client):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     state(redis_client, k, 25)
     wanted = k.recs_cands_wanted()
 
@@ -277,7 +277,7 @@ def test_the_worker_ranks_pools_only_for_users_who_asked(isolated, redis_client)
         assert await r.hget(k.recs_user_cands("u0", "default"), "off") == "150"
         assert await api.from_precomputed(Request("u0")) is not None
         # u2 asked, but longer ago than recs_user_cands_wanted_s: its event ranks nothing; the mark is trimmed
-        old = time.time() * 1000 - isolated.recs_user_cands_wanted_s * 1000 - 60_000
+        old = time.time() * 1000 - isolated.recs.user_cands_wanted_s * 1000 - 60_000
         await r.zadd(wanted, {wanted_member("default", "u2"): old})
         uc.note([accepted("u2", 102)])
         assert await uc.refresh() == 0 and not await r.exists(k.recs_user_cands("u2", "default"))
@@ -293,7 +293,7 @@ def test_the_worker_ranks_pools_only_for_users_who_asked(isolated, redis_client)
 
 
 def test_one_worker_of_the_group_drains_the_wanted_set(isolated, redis_client):
-    k = RedisKeys(isolated.redis_prefix)
+    k = RedisKeys(isolated.redis.prefix)
     state(redis_client, k, 26)
 
     async def body(r: Any) -> None:

@@ -13,11 +13,11 @@ def test_settings_read_the_aura_prefix(monkeypatch):
     monkeypatch.setenv("AURA_KAFKA_BOOTSTRAP", "10.0.0.1:9999")
     monkeypatch.setenv("AURA_TOPIC_PARTITIONS", "24")
     s = Settings()
-    assert (s.kafka_host, s.kafka_port, s.topic_partitions) == ("10.0.0.1", 9999, 24)
+    assert (s.kafka.host, s.kafka.port, s.kafka.topic_partitions) == ("10.0.0.1", 9999, 24)
 
 
 def test_settings_round_trip_through_the_environment(monkeypatch):
-    s = Settings(topic_prefix="x1", redis_prefix="y1", cassandra_keyspace="z1")
+    s = Settings().replace(topic_prefix="x1", redis_prefix="y1", cassandra_keyspace="z1")
     for k, v in settings_env(s).items():
         monkeypatch.setenv(k, v)
     assert Settings() == s
@@ -26,16 +26,16 @@ def test_settings_round_trip_through_the_environment(monkeypatch):
 def test_placeholder_admin_token_refused_in_production():
     with pytest.raises(ValueError, match="AURA_ADMIN_TOKEN"):
         Settings(environment="production")
-    assert Settings(environment="production", admin_token="a-real-secret").environment == "production"
+    assert Settings(environment="production", auth={"admin_token": "a-real-secret"}).environment == "production"
 
 
 def test_settings_are_frozen():
     with pytest.raises(ValueError):
-        Settings().topic_prefix = "other"  # type: ignore[misc]
+        Settings().kafka.topic_prefix = "other"  # type: ignore[misc]
 
 
 def test_topics_carry_the_prefix_and_are_unique():
-    s = Settings(topic_prefix="shop1")
+    s = Settings().replace(topic_prefix="shop1")
     names = [layout.topic(s, spec) for spec in layout.ALL_TOPICS]
     assert len(set(names)) == len(names)
     assert all(n.startswith("shop1.") for n in names)

@@ -12,7 +12,7 @@ def test_versions_are_unique_and_increasing():
 
 
 def test_every_statement_is_idempotent_and_in_the_configured_keyspace():
-    s = Settings(cassandra_keyspace="ks_under_test")
+    s = Settings().replace(cassandra_keyspace="ks_under_test")
     for mod in all_migrations():
         assert mod.DESCRIPTION
         for stmt in mod.cql(s):

@@ -7,7 +7,7 @@ from infra import host, services
 
 
 def test_kafka_properties_are_kraft_combined_mode_on_the_configured_ports(tmp_path):
-    s = Settings(home=tmp_path, kafka_bootstrap="127.0.0.1:19092", kafka_controller_port=19093)
+    s = Settings().replace(home=tmp_path, kafka_bootstrap="127.0.0.1:19092", kafka_controller_port=19093)
     props = dict(line.split("=", 1) for line in services.kafka_properties(s, host.Paths(tmp_path)).splitlines()
                  if line)
     assert props["process.roles"] == "broker,controller"
@@ -18,7 +18,7 @@ def test_kafka_properties_are_kraft_combined_mode_on_the_configured_ports(tmp_pa
 
 
 def test_cassandra_yaml_points_every_directory_into_the_data_dir(tmp_path):
-    s = Settings(home=tmp_path, cassandra_port=19042, cassandra_storage_port=17000)
+    s = Settings().replace(home=tmp_path, cassandra_port=19042, cassandra_storage_port=17000)
     text = services.cassandra_yaml(s, host.Paths(tmp_path))
     data = tmp_path / "data" / "cassandra"
     for key in ("commitlog_directory", "saved_caches_directory", "hints_directory", "cdc_raw_directory"):

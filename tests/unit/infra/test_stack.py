@@ -18,7 +18,7 @@ def test_taken_port_is_a_clear_error(tmp_path):
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        s = Settings(home=tmp_path, redis_url=f"redis://127.0.0.1:{port}/0")
+        s = Settings().replace(home=tmp_path, redis_url=f"redis://127.0.0.1:{port}/0")
         with pytest.raises(stack.StackError, match=f"port {port} is taken"):
             stack.up(s, services=("redis",))
 
@@ -33,8 +33,8 @@ def test_a_service_that_dies_on_start_reports_its_log_tail(tmp_path, monkeypatch
         sock.bind(("127.0.0.1", 0))
         free_port = sock.getsockname()[1]
     monkeypatch.setitem(stack.SERVICE_TABLE, "redis",
-                        stack.Service("redis", lambda s: s.redis_port, start_broken, lambda s: False))
-    s = Settings(home=tmp_path, redis_url=f"redis://127.0.0.1:{free_port}/0", start_timeout_s=20)
+                        stack.Service("redis", lambda s: s.redis.port, start_broken, lambda s: False))
+    s = Settings().replace(home=tmp_path, redis_url=f"redis://127.0.0.1:{free_port}/0", start_timeout_s=20)
     with pytest.raises(stack.StackError, match="redis died on start(.|\n)*boom: bad config"):
         stack.up(s, services=("redis",))
 

@@ -21,7 +21,7 @@ OPEN = {"/v1/health", "/metrics"}
 
 @pytest.fixture(scope="module")
 def app() -> Any:
-    return create_app(Settings(redis_prefix="openapi-doc", topic_prefix="openapi-doc"))
+    return create_app(Settings().replace(redis_prefix="openapi-doc", topic_prefix="openapi-doc"))
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,11 @@ CFG = ProfileConfig()
 
 
 def test_config_from_settings():
-    cfg = ProfileConfig.from_settings(Settings(price_bands="10, 50", segment_rules='{"vip": [["ltv", ">", 1]]}'))
+    s = Settings().replace(price_bands="10, 50", segment_rules='{"vip": [["ltv", ">", 1]]}')
+    cfg = ProfileConfig.from_settings(s)
     assert cfg.price_bands == (10.0, 50.0) and cfg.rules == {"vip": [["ltv", ">", 1]]}
-    assert ProfileConfig.from_settings(Settings()).engagement_half_life_ms == Settings().engagement_half_life_days * DAY
+    half_life_days = Settings().profiles.engagement_half_life_days
+    assert ProfileConfig.from_settings(Settings()).engagement_half_life_ms == half_life_days * DAY
 
 
 def test_decay_math():

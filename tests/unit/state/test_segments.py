@@ -26,7 +26,7 @@ def test_bad_rules_are_refused(text):
 def test_default_rules_from_settings_parse():
     from aura.settings import Settings
 
-    assert set(parse_rules(Settings().segment_rules)) >= {"vip", "buyer"}
+    assert set(parse_rules(Settings().profiles.segment_rules)) >= {"vip", "buyer"}
 
 
 def test_rule_error_is_the_one_of_the_personalization_rules():

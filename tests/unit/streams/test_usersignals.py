@@ -108,7 +108,7 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
     u = UserSignals.__new__(UserSignals)
     u.mf_refresh_s, u.mf_refreshed, u.mf_pending = 10.0, {}, set()
     u.redis, u.keys, u.replace_script = FakeRedis(), RedisKeys("t"), replace
-    u.res = SimpleNamespace(settings=SimpleNamespace(recs_candidates=2))
+    u.res = SimpleNamespace(settings=SimpleNamespace(recs=SimpleNamespace(candidates=2)))
     u.mf = OnlineMF(dim=4)
     for i in "abc":
         u.mf.item_row(i)

@@ -76,7 +76,7 @@ def apt_install(*packages: str) -> None:
     say(f"installing {', '.join(packages)} from Debian (apt-get) ...")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)  # noqa: S603,S607 - apt-get
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
             raise StackError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-2000:]}")
 
@@ -89,7 +89,7 @@ def java_major_version() -> int:
         java = shutil.which("java")
     if java is None:
         raise StackError("Java is missing: install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)")
-    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr  # noqa: S603
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
     if not match:
         raise StackError(f"cannot read the Java version from: {out.strip()!r}")
@@ -120,7 +120,7 @@ def resolve_classpath(paths: Paths, component: str) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     say(f"resolving {component} from Maven Central (cached in {paths.m2}) ...")
     started = time.monotonic()
-    proc = subprocess.run(  # noqa: S603 - mvn found on PATH, arguments of our own
+    proc = subprocess.run(
         [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath",
          f"-Dmdep.outputFile={out}", f"-Dmaven.repo.local={paths.m2}"],
         capture_output=True, text=True, check=False,
@@ -179,7 +179,7 @@ def spawn(paths: Paths, service: str, argv: list[str], cwd: Path) -> int:
     with open(paths.log(service), "ab") as log:
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {service}\n".encode())
         log.flush()
-        proc = subprocess.Popen(  # noqa: S603 - argv built from our own configuration
+        proc = subprocess.Popen(
             argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
         )

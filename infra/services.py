@@ -78,7 +78,7 @@ def start_kafka(s: Settings, paths: Paths) -> int:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if cluster_id.startswith("-"):
             cluster_id = "A" + cluster_id[1:]
-        proc = subprocess.run(  # noqa: S603 - java on PATH, arguments of our own
+        proc = subprocess.run(
             [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "-g"],
             capture_output=True, text=True, check=False,
         )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from confluent_kafka import Consumer
 
 from aura import layout
 from aura.layout import Tables, TopicSpec
@@ -220,7 +221,6 @@ def tail(settings: Any, name: str, rows: int = 20, once: bool = False, out: Any 
     """Follow ``agg.<name>`` from the beginning, printing the table whenever it changes.
 
     ``once``: stop when the topic has been read to its end (no record for ``idle_s``)."""
-    from confluent_kafka import Consumer  # the plain Kafka client, for the CLI only
 
     spec, schema = AGGREGATES[name]
     dec = codec(schema)

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import faust
+from cassandra.concurrent import execute_concurrent
 
 from aura import layout
 from aura.layout import Tables
@@ -186,7 +187,6 @@ class IdentityStore:
         await self._delete_user(anon_id, keep_alias=True)
 
     async def _delete_user(self, user: str, keep_alias: bool = False) -> None:
-        from cassandra.concurrent import execute_concurrent  # the heavy Cassandra driver, imported on first use
 
         k = self.keys
         names = [k.user_state(user), k.user_attrs(user)]

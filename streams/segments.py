@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from cassandra.concurrent import execute_concurrent
+
 from aura.layout import RedisKeys, Tables
 from aura.state.profiles import Profile
 from streams.durable import execute_grouped
@@ -92,7 +94,6 @@ class SegmentStore:
         for name in self.names:
             pipe.srem(self.keys.segment_members(name), user_id)
         await pipe.execute()
-        from cassandra.concurrent import execute_concurrent  # the heavy Cassandra driver, imported on first use
 
         stmts = [(self.delete, (name, user_id)) for name in self.names]
         await asyncio.get_running_loop().run_in_executor(

@@ -20,6 +20,8 @@ worker summed, over each phase); "cache off" runs against a second API started w
 ``--ab VAR=VALUE[,VAR=VALUE]`` starts a second API with that environment (B) and alternates each
 endpoint's saturation runs between the two (A, B, A, B...), printing the median of the per-pair B/A
 throughput ratios: a setting's effect measured side by side, on the same machine state.
+``--b-tree PATH`` runs B from another checkout of Aura (e.g. a ``git worktree`` of an older commit) with
+the same settings: two versions of the code measured side by side.
 
 Tools: ``apt-get install -y wrk`` (Debian) and ``go install github.com/tsenart/vegeta/v12@v12.13.0``
 (binary in ~/go/bin). The load generator runs on the same machine as the API: on a 2-core box it
@@ -139,11 +141,12 @@ def make_key(s: Settings) -> str:
 
 
 def start_api(s: Settings, port: int, workers: int, log: Path,
-              extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+              extra_env: dict[str, str] | None = None, tree: Path = REPO_ROOT) -> subprocess.Popen[bytes]:
+    """``aura api`` of the checkout ``tree`` (its own code first on the path) with the settings ``s``."""
     out = open(log, "wb")  # noqa: SIM115 - handed to the child
+    env = {**os.environ, **settings_env(s), "PYTHONPATH": str(tree), **(extra_env or {})}
     proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "api", "--port", str(port), "--workers", str(workers)],
-                            cwd=REPO_ROOT, env={**os.environ, **settings_env(s), **(extra_env or {})}, stdout=out,
-                            stderr=subprocess.STDOUT)
+                            cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -302,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ab", default="", help="A/B: VAR=VALUE[,VAR=VALUE] environment of a second API (B); each "
                     "endpoint's saturation runs alternate A, B, A, B... and the B/A ratio is printed (fixed rates "
                     "and rows with their own settings: A only)")
+    ap.add_argument("--b-tree", type=Path, default=None, help="B: the API of another checkout (same settings; "
+                    "with --ab, also that environment)")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk missing: apt-get install -y wrk")
@@ -323,8 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     api = start_api(s, port, args.workers, workdir / "api.log")
     apis = {"": (api, port)}
     ab_env = dict(kv.split("=", 1) for kv in args.ab.split(",") if kv)
-    if ab_env:
-        apis["ab"] = (start_api(s, (ab_port := _free_port()), args.workers, workdir / "api-b.log", ab_env), ab_port)
+    b_label = " ".join(x for x in (args.ab, f"tree {args.b_tree}" if args.b_tree else "") if x)
+    if b_label:
+        apis["ab"] = (start_api(s, (ab_port := _free_port()), args.workers, workdir / "api-b.log", ab_env,
+                                tree=(args.b_tree or REPO_ROOT).resolve()), ab_port)
     rates = [int(r) for r in args.rates.split(",") if r]
     results: dict[str, Any] = {"settings": vars(args), "cpus": os.cpu_count(), "load_before": os.getloadavg()}
     try:
@@ -355,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
             wrk(urls, token, 2, args.connections, workdir)  # warm-up
             counts = cache_counts(base)
             sat, sat_b = [], []
-            b_port = apis["ab"][1] if ab_env and row_port == port else None
+            b_port = apis["ab"][1] if b_label and row_port == port else None
             b_urls = [u.replace(f":{port}/", f":{b_port}/", 1) for u in urls] if b_port else []
             if b_urls:
                 wrk(b_urls, token, 2, args.connections, workdir)
@@ -372,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             if sat_b:
                 entry["saturation_runs_b"] = sat_b
                 pairs = [b["rps"] / a["rps"] for a, b in zip(sat, sat_b, strict=True)]
-                print(f"   B ({args.ab}): {median(sat_b, 'rps'):.0f} req/s, p50 {median(sat_b, 'p50'):.2f} ms, "
+                print(f"   B ({b_label}): {median(sat_b, 'rps'):.0f} req/s, p50 {median(sat_b, 'p50'):.2f} ms, "
                       f"p99 {median(sat_b, 'p99'):.2f} ms; runs A {[round(r['rps']) for r in sat]}, "
                       f"B {[round(r['rps']) for r in sat_b]}; B/A median of pairs {statistics.median(pairs):.3f}")
             for rate in rates:

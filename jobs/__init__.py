@@ -1,0 +1,1 @@
+"""Batch jobs: trainings and rebuilds that read the state of record and publish what the API serves."""

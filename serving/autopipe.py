@@ -2,9 +2,9 @@
 send in the same turn of the event loop go to Redis as ONE pipeline.
 
 Owns the per-process queue of commands waiting for their batch. A command sent on its own costs
-redis-py's asyncio client ~70 us of CPU (a connection taken from the pool and given back, a write and
-a read syscall, an event-loop wake-up); 32 commands in one pipeline cost ~12 us each (measured in
-docs/api.md). Under load a worker has tens of requests in flight, each waiting on one Redis call, so
+redis-py's asyncio client a connection taken from the pool and given back, a write and a read
+syscall and an event-loop wake-up; in a pipeline those are shared by its commands. Under load a
+worker has tens of requests in flight, each waiting on one Redis call, so
 coalescing them cuts the client's share of a request and Redis' own per-call overhead (fewer reads
 and writes). At low load nothing waits: the batch is flushed by ``loop.call_soon``, after the
 callbacks already ready in this turn (the other requests' steps), and a batch of one is sent as a

@@ -241,6 +241,10 @@ class AuthSettings(BaseSettings):
     key_cache_ttl_s: int = env(300, "AURA_API_KEY_CACHE_TTL_S")  # a key record's life in the Redis cache
     # a process trusts a key it verified in Redis this long (revocation delay)
     key_local_ttl_s: float = env(1.0, "AURA_API_KEY_LOCAL_TTL_S")
+    # failed authentications a client address (and a key id) may make: a burst, then this rate; past
+    # it, 429 without asking any store
+    failed_auth_per_s: float = 1.0
+    failed_auth_burst: int = 20
 
 
 GROUPS: dict[str, type[BaseSettings]] = {

@@ -29,6 +29,7 @@ from serving.breakers import Breakers
 from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis
 from serving.examples import document_examples
 from serving.fallbacks import PopularCache
+from serving.edge import BodyGate
 from serving.fastpath import FastPath
 from serving.handlers import install_handlers
 from serving.metrics import EdgeMiddleware
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
+    app.add_middleware(BodyGate)  # authenticate, then refuse bodies the system cannot hold (422)
     if s.api.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=s.api.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

@@ -23,7 +23,7 @@ USER, ITEM = "u7", "i7"
 
 ERROR_DETAILS: dict[str, str] = {
     "400": "bad request",
-    "401": "missing API key: send X-API-Key or Authorization: Bearer",
+    "401": "missing or invalid API key: send X-API-Key or Authorization: Bearer",
     "403": "this API key lacks the 'admin' scope",
     "404": "not found",
     "409": "already exists",

@@ -153,6 +153,9 @@ class DecisionSettings(BaseSettings):
 
     decision_ttl_s: int = 3 * 24 * 3600  # how long a bandit decision can still receive its reward
     experiment_attribution_s: int = 7 * 24 * 3600  # conversions count this long after first exposure
+    # configuration objects per kind (rules, experiments, bandits incl. strategy bandits): a create past
+    # the limit is refused (409), so no key can grow the configuration without bound
+    max_config_objects: int = 1000
 
 
 class RecsSettings(BaseSettings):

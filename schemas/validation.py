@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from aura.errors import AuraError
 
@@ -92,6 +93,13 @@ def valid_text(value: str) -> str:
     return value
 
 
+def _valid_text(value: str) -> str:
+    try:
+        return valid_text(value)
+    except InvalidValue as exc:
+        raise PydanticCustomError(exc.kind, "{msg}", {"msg": exc.msg}) from None
+
+
 def finite(value: float) -> float:
     if not math.isfinite(value):
         raise InvalidValue("must be a finite number", kind="finite_number")
@@ -99,7 +107,7 @@ def finite(value: float) -> float:
 
 
 def _text(max_length: int, min_length: int = 0) -> Any:
-    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(valid_text)]
+    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_valid_text)]
 
 
 Id = _text(MAX_ID, 1)
@@ -114,6 +122,8 @@ FeatureInt = Annotated[int, Field(ge=-int(MAX_FEATURE), le=int(MAX_FEATURE))]
 # a context value a caller may pass to evaluation, assignment or a bandit: a short text, a bounded
 # number or a flag (bool first: pydantic would read true as 1 otherwise)
 ContextValue = bool | FeatureInt | Feature | ShortText
+ContextKey = _text(128, 1)
+Context = Annotated[dict[ContextKey, ContextValue], Field(max_length=64)]  # type: ignore[valid-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +192,12 @@ def check_json(value: Any, limits: Limits = OBJECT_LIMITS) -> Any:
 
 
 def _bounded(value: Any) -> Any:
-    return check_json(value, OBJECT_LIMITS)
+    try:
+        return check_json(value, OBJECT_LIMITS)
+    except InvalidValue as exc:  # pydantic's loc ends at the field: the path inside goes in the message
+        where = ".".join(map(str, exc.loc))
+        raise PydanticCustomError(exc.kind, "{where}{msg}",
+                                  {"where": f"{where}: " if where else "", "msg": exc.msg}) from None
 
 
 BoundedObject = Annotated[dict[str, Any], AfterValidator(_bounded)]

@@ -71,6 +71,18 @@ def refused(errors: list[dict[str, Any]]) -> HTTPException:
     return HTTPException(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": "value_error"} for e in errors])
 
 
+async def check_room(state: ApiState, cache: Any) -> None:
+    """Refuse a create (409) once ``cache``'s kind holds ``max_config_objects`` definitions."""
+    limit = state.settings.decisions.max_config_objects
+    try:
+        count = len(await cache.get())
+    except ConfigUnavailable as exc:
+        raise unavailable(exc) from exc
+    if count >= limit:
+        raise HTTPException(409, f"limit of {limit} {cache.kind} reached; delete one first "
+                                 "(AURA_MAX_CONFIG_OBJECTS)")
+
+
 def unavailable(exc: ConfigUnavailable) -> HTTPException:
     return HTTPException(503, f"configuration store unavailable: {exc}", headers={"Retry-After": "1"})
 

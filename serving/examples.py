@@ -256,7 +256,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                                           "errors": {"404": "bandit 'hero-banner' not found"}},
     "POST /v1/bandits/{bandit_id}/choose": {"request": {"user_id": USER, "context": {"page": "home", "hour": 9}},
                                             "response": _CHOSEN, "errors": {"404": "bandit 'hero-banner' not found"}},
+    "PUT /v1/strategies/{placement}": {
+        "request": {"policy": "thompson", "floor": 0.05, "strategies": ["hybrid", "collaborative", "trending"]},
+        "response": {"id": "strategy.homepage", "arms": ["hybrid", "collaborative", "trending"],
+                     "placement": "homepage", "policy": "thompson", "floor": 0.05, "created_at": 1767225600000},
+        "errors": {"409": "placement 'homepage' has a strategy bandit ('strategy.homepage')"}},
+    "DELETE /v1/strategies/{placement}": {"errors": {"404": "no bandit 'strategy.homepage'"}},
     "POST /v1/strategies/{placement}/choose": {
+        "errors": {"404": "no strategy bandit for placement 'homepage'; an admin creates it with "
+                          "PUT /v1/strategies/homepage"},
         "request": {"user_id": USER},
         "response": {"bandit_id": "strategy.homepage",
                      "decision_id": "strategy.homepage:7932e560d9f34f628da216c4012f92c3", "arm": "hybrid",

@@ -87,7 +87,7 @@ class FailureThrottle:
         for k in keys:
             tat = self.tats.get(k)
             if tat is not None:
-                wait = max(wait, tat - self.burst / self.rate_per_s - now)
+                wait = max(wait, tat - (self.burst - 1) / self.rate_per_s - now)
         return max(0.0, wait)
 
     def failed(self, *keys: str) -> None:

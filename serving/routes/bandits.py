@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aura.configcache import ConfigUnavailable
 from aura.state.bandits import (
@@ -32,27 +32,29 @@ from aura.state.bandits import (
     summary,
     validate_bandit,
 )
-from serving.decisions import DecisionState, decision_state, now_ms, produce, refused, unavailable
+from schemas.validation import BoundedObject, Context, Id
+from serving.decisions import DecisionState, check_room, decision_state, now_ms, produce, refused, unavailable
 from serving.deps import State
 
 router = APIRouter(tags=["bandits"])
 BanditId = Path(min_length=1, max_length=64, description="Bandit id")
 Placement = Path(min_length=1, max_length=56, pattern=r"^[A-Za-z0-9_.\-]+$", description="Placement name")
-STRATEGY_DEFAULTS: dict[str, Any] = {"policy": "thompson", "floor": 0.05}
 
 EXAMPLE = {"id": "homepage-hero", "policy": "thompson", "arms": ["summer", "sale", "new-in"], "floor": 0.05,
            "rewards": {"click": 1.0, "purchase": 1.0}}
 CTX_EXAMPLE = {"id": "hero-ctx", "policy": "linucb", "arms": ["a", "b"], "features": ["device=mobile", "visits"],
                "params": {"alpha": 0.5}}
-BanditBody = Annotated[dict[str, Any], Body(openapi_examples={"thompson": {"value": EXAMPLE},
+BanditBody = Annotated[BoundedObject, Body(openapi_examples={"thompson": {"value": EXAMPLE},
                                                               "linucb": {"value": CTX_EXAMPLE}})]
 
 
 class ChooseIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=256)
-    context: dict[str, str | float | int | bool] = Field(default_factory=dict, max_length=64,
-                                                         description="Features for contextual bandits; also logged")
-    arms: list[str] | None = Field(None, max_length=100, description="Restrict the choice to these active arms")
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    context: Context = Field(default_factory=dict,
+                             description="Features for contextual bandits (numbers within +-1e6); also logged")
+    arms: list[Id] | None = Field(None, max_length=100, description="Restrict the choice to these active arms")
 
 
 class ChooseOut(BaseModel):
@@ -64,8 +66,10 @@ class ChooseOut(BaseModel):
 
 
 class ArmsIn(BaseModel):
-    add: list[str] = Field(default_factory=list, max_length=100)
-    remove: list[str] = Field(default_factory=list, max_length=100)
+    model_config = ConfigDict(extra="forbid")
+
+    add: list[Id] = Field(default_factory=list, max_length=100)
+    remove: list[Id] = Field(default_factory=list, max_length=100)
 
 
 class BanditList(BaseModel):
@@ -139,21 +143,15 @@ async def choose(state: Any, bandit_id: str, user_id: str, context: dict[str, An
 
 async def choose_strategy(state: Any, placement: str, user_id: str, context: dict[str, Any] | None = None,
                           strategies: list[str] | None = None) -> Choice:
-    """The recommender strategy for a placement, chosen by that placement's bandit (created on first
-    use with ``STRATEGIES``). Put the returned decision_id on the served list as recommendation_id so
-    its clicks and purchases reward the strategy."""
+    """The recommender strategy for a placement, chosen by that placement's bandit, which an admin
+    creates (``PUT /v1/strategies/{placement}``; a choice never creates one: read keys must not grow
+    the configuration). Put the returned decision_id on the served list as recommendation_id so its
+    clicks and purchases reward the strategy. 404 when the placement has no strategy bandit."""
     bid = strategy_bandit_id(placement)
     choice = await choose(state, bid, user_id, context or {}, strategies, placement)
     if choice is None:
-        ds = decision_state(state)
-        doc = {"id": bid, "arms": list(STRATEGIES), "placement": placement, **STRATEGY_DEFAULTS}
-        try:
-            await ds.bandits.insert(bid, doc)  # False: created meanwhile by another request
-        except ConfigUnavailable as exc:
-            raise unavailable(exc) from exc
-        choice = await choose(state, bid, user_id, context or {}, strategies, placement)
-    if choice is None:
-        raise HTTPException(503, f"strategy bandit {bid!r} could not be created", headers={"Retry-After": "1"})
+        raise HTTPException(404, f"no strategy bandit for placement {placement!r}; an admin creates it with "
+                                 f"PUT /v1/strategies/{placement}")
     return choice
 
 
@@ -161,6 +159,7 @@ async def choose_strategy(state: Any, placement: str, user_id: str, context: dic
              responses={409: {"description": "Exists"}, 422: {"description": "Invalid configuration"}})
 async def create_bandit(state: State, doc: BanditBody) -> dict[str, Any]:
     _check(doc)
+    await check_room(state, decision_state(state).bandits)
     doc = {**doc, "created_at": now_ms()}
     try:
         if not await decision_state(state).bandits.insert(doc["id"], doc):
@@ -242,6 +241,39 @@ async def choose_arm(state: State, body: ChooseIn, bandit_id: str = BanditId) ->
         raise HTTPException(404, f"no bandit {bandit_id!r}")
     return ChooseOut(bandit_id=choice.bandit_id, decision_id=choice.decision_id, arm=choice.arm,
                      explore=choice.explore, policy=choice.policy)
+
+
+class StrategyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["thompson", "ucb1", "epsilon_greedy"] = "thompson"
+    floor: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    strategies: list[Literal[STRATEGIES]] | None = Field(  # type: ignore[valid-type]
+        None, min_length=1, description="The strategies to choose among (default: all)")
+
+
+@router.put("/strategies/{placement}", status_code=201, summary="Create a placement's strategy bandit (admin)",
+            responses={409: {"description": "Exists, or the limit of bandits is reached"}})
+async def create_strategy(state: State, body: StrategyIn | None = None, placement: str = Placement) -> dict[str, Any]:
+    body = body or StrategyIn()
+    bid = strategy_bandit_id(placement)
+    doc = {"id": bid, "arms": list(dict.fromkeys(body.strategies or STRATEGIES)), "placement": placement,
+           "policy": body.policy, "floor": body.floor, "created_at": now_ms()}
+    _check(doc)
+    ds = decision_state(state)
+    await check_room(state, ds.bandits)
+    try:
+        if not await ds.bandits.insert(bid, doc):
+            raise HTTPException(409, f"placement {placement!r} has a strategy bandit ({bid!r})")
+    except ConfigUnavailable as exc:
+        raise unavailable(exc) from exc
+    return doc
+
+
+@router.delete("/strategies/{placement}", status_code=204, summary="Delete a placement's strategy bandit (admin)",
+               responses={404: {"description": "No strategy bandit for this placement"}})
+async def delete_strategy(state: State, placement: str = Placement) -> Response:
+    return await delete_bandit(state, strategy_bandit_id(placement))
 
 
 @router.post("/strategies/{placement}/choose", response_model=ChooseOut,

@@ -28,8 +28,8 @@ def uid(prefix: str) -> str:
 def assert_refused(r, status: int = 422, field: str | None = None) -> list:
     assert r.status_code == status, (r.status_code, r.text)
     detail = r.json()["detail"]  # the body itself is valid JSON, whatever the input held
-    if field is not None:
-        assert any(field in map(str, d.get("loc", [])) for d in detail), detail
+    if field is not None:  # named in the location, or in the message for a path inside a free-form object
+        assert any(field in map(str, d.get("loc", [])) or field in d.get("msg", "") for d in detail), detail
     return detail
 
 
@@ -129,8 +129,28 @@ def test_read_scope_strategy_choice_creates_no_bandit(api_client, api_key, isola
     read = {"X-API-Key": api_key("read")}
     placement = uid("pl")
     r = api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u1"}, headers=read)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 404, r.text
     bandits = api_client.get("/v1/bandits").json()["bandits"]
     assert not [b for b in bandits if b.get("placement") == placement]
-    keys = layout.RedisKeys(isolated.redis.prefix)
-    assert redis_client.exists(keys.bandit_state(r.json()["bandit_id"])) == 0
+    # only an admin creates one; then read keys choose with it, and an admin deletes it
+    assert api_client.put(f"/v1/strategies/{placement}", headers=read).status_code == 403
+    assert api_client.put(f"/v1/strategies/{placement}", json={"strategies": ["hybrid", "trending"]}).status_code == 201
+    r = api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u1"}, headers=read)
+    assert r.status_code == 200 and r.json()["arm"] in {"hybrid", "trending"}, r.text
+    assert api_client.delete(f"/v1/strategies/{placement}").status_code == 204
+    assert api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u1"}, headers=read).status_code == 404
+
+
+def test_configuration_objects_are_limited_per_kind(isolated, api_key):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(create_app(isolated.replace(max_config_objects=0)),
+                    headers={"X-API-Key": api_key("admin")}) as client:
+        rule = {"id": uid("lim"), "priority": 1, "variant": "v", "conditions": {"field": "context.page", "op": "equals", "value": "x"}}
+        r = client.post("/v1/personalization/rules", json=rule)
+        assert r.status_code == 409 and "limit" in r.json()["detail"], r.text
+        assert client.post("/v1/bandits", json={"id": uid("lim"), "arms": ["a"]}).status_code == 409
+        assert client.post("/v1/experiments", json={"id": uid("lim"), "variants": [{"id": "a"}, {"id": "b"}]}
+                           ).status_code == 409

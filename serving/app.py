@@ -27,9 +27,9 @@ from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
 from serving.breakers import Breakers
 from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis
+from serving.edge import BodyGate
 from serving.examples import document_examples
 from serving.fallbacks import PopularCache
-from serving.edge import BodyGate
 from serving.fastpath import FastPath
 from serving.handlers import install_handlers
 from serving.metrics import EdgeMiddleware

@@ -28,8 +28,8 @@ from schemas.events import (
     MAX_LIST,
     MAX_TEXT,
 )
-from schemas.validation import Money, Quantity, Rating
 from schemas.validation import MAX_NUMBER as _MAX_NUMBER
+from schemas.validation import Money, Quantity, Rating
 from serving.deps import State
 from serving.ingest import ingest
 

@@ -10,8 +10,6 @@ import uuid
 
 import pytest
 
-from aura import layout
-
 pytestmark = [pytest.mark.integration]
 
 RAW_NAN = b'{"id": "%s", "priority": NaN, "conditions": {"field": "context.page", "op": "equals", "value": "x"}}'
@@ -51,9 +49,10 @@ def test_a_rule_the_system_cannot_hold_is_refused_and_not_stored(api_client, bod
 
 def test_lone_surrogates_in_experiments_and_bandits_are_refused_before_anything_is_stored(api_client):
     eid, bid = uid("exp"), uid("band")
-    exp = ('{"id": "%s", "variants": [{"id": "control"}, {"id": "b\\udc00"}]}' % eid).encode()
+    exp = ('{"id": "' + eid + '", "variants": [{"id": "control"}, {"id": "b\\udc00"}]}').encode()
     assert_refused(api_client.post("/v1/experiments", content=exp, headers=JSON))
-    band = ('{"id": "%s", "policy": "thompson", "arms": ["a", "b"], "params": {"note": "\\ud83d"}}' % bid).encode()
+    band = ('{"id": "' + bid + '", "policy": "thompson", "arms": ["a", "b"], '
+            '"params": {"note": "\\ud83d"}}').encode()
     assert_refused(api_client.post("/v1/bandits", content=band, headers=JSON))
     assert api_client.get(f"/v1/experiments/{eid}").status_code == 404
     assert api_client.get(f"/v1/bandits/{bid}").status_code == 404
@@ -134,7 +133,8 @@ def test_read_scope_strategy_choice_creates_no_bandit(api_client, api_key, isola
     assert not [b for b in bandits if b.get("placement") == placement]
     # only an admin creates one; then read keys choose with it, and an admin deletes it
     assert api_client.put(f"/v1/strategies/{placement}", headers=read).status_code == 403
-    assert api_client.put(f"/v1/strategies/{placement}", json={"strategies": ["hybrid", "trending"]}).status_code == 201
+    created = api_client.put(f"/v1/strategies/{placement}", json={"strategies": ["hybrid", "trending"]})
+    assert created.status_code == 201, created.text
     r = api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u1"}, headers=read)
     assert r.status_code == 200 and r.json()["arm"] in {"hybrid", "trending"}, r.text
     assert api_client.delete(f"/v1/strategies/{placement}").status_code == 204
@@ -148,7 +148,8 @@ def test_configuration_objects_are_limited_per_kind(isolated, api_key):
 
     with TestClient(create_app(isolated.replace(max_config_objects=0)),
                     headers={"X-API-Key": api_key("admin")}) as client:
-        rule = {"id": uid("lim"), "priority": 1, "variant": "v", "conditions": {"field": "context.page", "op": "equals", "value": "x"}}
+        rule = {"id": uid("lim"), "priority": 1, "variant": "v",
+                "conditions": {"field": "context.page", "op": "equals", "value": "x"}}
         r = client.post("/v1/personalization/rules", json=rule)
         assert r.status_code == 409 and "limit" in r.json()["detail"], r.text
         assert client.post("/v1/bandits", json={"id": uid("lim"), "arms": ["a"]}).status_code == 409

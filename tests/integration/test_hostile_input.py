@@ -138,7 +138,8 @@ def test_read_scope_strategy_choice_creates_no_bandit(api_client, api_key, isola
     r = api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u1"}, headers=read)
     assert r.status_code == 200 and r.json()["arm"] in {"hybrid", "trending"}, r.text
     assert api_client.delete(f"/v1/strategies/{placement}").status_code == 204
-    assert api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u1"}, headers=read).status_code == 404
+    gone = api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u1"}, headers=read)
+    assert gone.status_code == 404
 
 
 def test_configuration_objects_are_limited_per_kind(isolated, api_key):

@@ -319,8 +319,9 @@ class RedisKeys:
         return f"{self.prefix}:user:{{{user_id}}}:experiments"
 
     def bandit_state(self, bandit_id: str) -> str:
-        """Hash: ``state`` (policy state JSON), ``ver`` (compare-and-set version) and the offset fences
-        ``_off:<topic>:<partition>`` of one bandit."""
+        """Hash: ``state`` (policy state JSON), ``ver`` (compare-and-set version), the offset fences
+        ``_off:<topic>:<partition>`` of one bandit, and ``quarantine`` (JSON reason) while the stream
+        holds it at its last good state (cleared by the admin reset)."""
         return f"{self.prefix}:bandit:{{{bandit_id}}}:state"
 
     def bandit_decision(self, bandit_id: str, decision_id: str) -> str:

@@ -37,7 +37,7 @@ class DecisionState:
     bandits: ConfigCache[BanditConfig]
     decisions_topic: str
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
-    bandit_memo: dict[str, tuple[str, BanditState]] = field(default_factory=dict)
+    bandit_memo: dict[str, tuple[str, BanditState | None]] = field(default_factory=dict)
     produced: int = 0
     produce_failures: int = 0
 

@@ -249,11 +249,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "GET /v1/bandits/{bandit_id}": {
         "response": {"config": _BANDIT, "state_version": 42, "pulls": 1800, "rewards": 131,
                      "arms": [{"arm": "hero-a", "active": True, "pulls": 910.0, "reward": 58.0, "mean": 0.0637},
-                              {"arm": "hero-b", "active": True, "pulls": 890.0, "reward": 73.0, "mean": 0.082}]},
+                              {"arm": "hero-b", "active": True, "pulls": 890.0, "reward": 73.0, "mean": 0.082}],
+                     "quarantine": None},
         "errors": {"404": "bandit 'hero-banner' not found"}},
     "POST /v1/bandits/{bandit_id}/arms": {"request": {"add": ["hero-c"], "remove": ["hero-a"]},
                                           "response": {**_BANDIT, "arms": ["hero-b", "hero-c"]},
                                           "errors": {"404": "bandit 'hero-banner' not found"}},
+    "POST /v1/bandits/{bandit_id}/reset": {"response": {"bandit_id": "hero-banner", "state_version": 43,
+                                                        "reset": True},
+                                           "errors": {"404": "bandit 'hero-banner' not found"}},
     "POST /v1/bandits/{bandit_id}/choose": {"request": {"user_id": USER, "context": {"page": "home", "hour": 9}},
                                             "response": _CHOSEN, "errors": {"404": "bandit 'hero-banner' not found"}},
     "PUT /v1/strategies/{placement}": {

@@ -216,7 +216,10 @@ class ApiSettings(BaseSettings):
     port: int = 8000
     max_body_bytes: int = env(1_048_576, "AURA_MAX_BODY_BYTES")  # larger request bodies get 413
     cors_origins: str = env("", "AURA_CORS_ORIGINS")  # comma-separated allowed origins ("*": any); empty: none
-    metrics_public: bool = env(True, "AURA_METRICS_PUBLIC")  # False: /metrics needs an admin key
+    # /metrics and the API docs (/docs, /redoc, /openapi.json) without a key? None (the default): open in
+    # development, admin-only in any other environment (AURA_ENVIRONMENT)
+    metrics_public: bool | None = env(None, "AURA_METRICS_PUBLIC")
+    docs_public: bool | None = env(None, "AURA_DOCS_PUBLIC")
     redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
     gc_threshold: int = 50_000  # young-generation GC threshold of an API process; 0: Python's
     breaker_failures: int = env(3, "AURA_BREAKER_FAILURES")  # consecutive failures that open a breaker

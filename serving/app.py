@@ -4,7 +4,8 @@ This module is the one place where the security policy of every route group is s
 ``include_router`` carries ``dependencies=[guard(...)]`` (GET needs ``read``; writes need the
 group's write scope; per-route overrides), so a router whose author forgot about auth is still
 covered and fails closed. ``/v1/health`` is always open; ``/metrics`` and the docs are open in
-development and admin-only elsewhere (``AURA_METRICS_PUBLIC``, ``AURA_DOCS_PUBLIC`` override). Errors are ``{"detail": ...}``; dependency outages are 503 (never 500).
+development and admin-only elsewhere (``AURA_METRICS_PUBLIC``, ``AURA_DOCS_PUBLIC`` override).
+Errors are ``{"detail": ...}``; dependency outages are 503 (never 500).
 """
 
 from __future__ import annotations

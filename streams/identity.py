@@ -196,6 +196,9 @@ class IdentityStore:
             names.append(k.user_alias(user))
         await self.redis.delete(*names)
         await self.profiles.segments.remove_user(user)
+        # rows of the user still buffered by the behavior owners' write-behind (or in a flush now)
+        # would otherwise be written after the delete below and bring the user back from Cassandra
+        await self.res.durable.forget(user)
         stmts = [(st, (user,)) for st in self.del_stmts]
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: execute_concurrent(self.res.session, stmts, raise_on_first_error=True))
@@ -203,6 +206,7 @@ class IdentityStore:
     async def erase(self, user: str) -> None:
         """Forget ``user``: its recommender and experiment footprint (streams/erasure.py), then its
         profile keys and rows; aliases pointing at it stay harmless (their target is empty)."""
+        await self.res.durable.forget(user)  # no buffered row of the user may land after the deletes
         await erase_references(self.redis, self.keys, self.res.session, self.del_interactions, user)
         await self._delete_user(user)
 

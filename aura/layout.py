@@ -104,6 +104,11 @@ class RedisKeys:
         Short on purpose: at 1M users every byte of the key name costs ~1 MB."""
         return f"{self.prefix}:u:{{{user_id}}}"
 
+    def deadletter_replayed(self, partition: int, offset: int) -> str:
+        """String (expires with the dead-letter topic's retention): ``pending`` / ``done``, the replay of
+        the dead letter at ``partition:offset`` of the dead-letter topic (aura/deadletters.py)."""
+        return f"{self.prefix}:deadletter:replayed:{partition}:{offset}"
+
     def deadletter_count(self) -> str:
         """Hash: dead-letter reason -> count."""
         return f"{self.prefix}:metrics:deadletter"

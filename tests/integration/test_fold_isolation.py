@@ -75,3 +75,50 @@ def test_a_fold_failure_is_dead_lettered_and_the_batch_goes_on(isolated, worker_
     assert all("profiles" in d["detail"] for d in failed), failed[0]["detail"]
     counted = wait_for(lambda: redis_client.hgetall(keys.deadletter_count()).get("fold_failed"), what="counts")
     assert int(counted) == 3
+
+
+def test_dead_letters_are_tailed_and_replayed_exactly_once_after_a_fix(isolated, worker_factory, redis_client):
+    import os
+    import subprocess
+    import sys
+
+    from aura.settings import REPO_ROOT, settings_env
+
+    keys = RedisKeys(isolated.redis.prefix)
+    user = f"fixme-{uuid.uuid4().hex[:6]}"
+    redis_client.set(keys.user_state(user), b"\x00\x00\x00\x01corrupt")
+    source = layout.topic(isolated, layout.BEHAVIOR)
+    c = codec("behavior_event")
+    now = int(time.time() * 1000)
+    producer = bootstrap.kafka_producer(isolated)
+    for n in range(2):
+        producer.produce(source, key=user.encode(), value=c.encode({
+            "event_id": f"{user}-{n}", "event_type": "view", "user_id": user, "item_id": "i1", "event_time": now + n}))
+    producer.produce(source, key=b"x", value=b"\x01garbage")
+    assert producer.flush(30) == 0
+    worker_factory()
+    assert len(dead_letters(isolated, 3)) == 3
+    env = {**os.environ, **settings_env(isolated)}
+
+    def aura(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "aura.cli", "deadletter", *args], cwd=REPO_ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout + out.stderr
+
+    tail = aura("tail")
+    assert tail.count("fold_failed") == 2 and "bad_frame" in tail and f"user_id='{user}'" in tail, tail
+    assert f"{source}[" in tail and "3 dead letters" in tail
+    redis_client.delete(keys.user_state(user))  # the fix: the corrupt state is gone
+    out = aura("replay", "--reason", "fold_failed")
+    assert "replayed 2" in out, out
+
+    def views() -> int:
+        p = profile_codec.read_sync(redis_client, keys, user)
+        return p.counts.get("view", 0) if p is not None else 0
+
+    wait_for(lambda: views() == 2, timeout=60, what="the replayed views folded")
+    again = aura("replay", "--reason", "fold_failed")
+    assert "replayed 0" in again and "already replayed 2" in again, again
+    intake = wait_for(lambda: redis_client.hgetall(keys.intake_count()), what="intake counts")
+    assert views() == 2 and int(intake["accepted"]) == 4  # 2 first sightings + 2 replays

@@ -9,8 +9,9 @@ whose method carries a body (POST, PUT, PATCH, DELETE):
    group's guard (``serving/security.py``) finds it and only checks the scope;
 2. a JSON body is decoded by ``schemas.validation.strict_loads``: ``NaN``/``Infinity`` literals,
    numbers beyond the double range, lone surrogate escapes, invalid UTF-8 and nesting deeper than
-   ``MAX_BODY_DEPTH`` are a 422 naming what and where, before any route sees them; so no route can
-   store or echo a value that JSON allows but the system cannot encode;
+   1,024 are a 422 naming what and where, before any route sees them; so no route can store or echo
+   a value that JSON allows but the system cannot encode (the cost: one orjson decode more per body,
+   the route decodes it again);
 3. the buffered body is handed to the app unchanged (the route's pydantic model then applies the
    field bounds of ``schemas/validation.py``).
 

@@ -69,7 +69,8 @@ def test_the_types_refuse_out_of_bounds_values_naming_the_field():
     assert ok.context == {"visits": 3, "device": "ios", "vip": True}
     for bad, field in [({"id": "x\ud800"}, "id"), ({"price": 1e10}, "price"), ({"price": float("inf")}, "price"),
                        ({"qty": 0}, "qty"), ({"qty": 10**7}, "qty"), ({"doc": {"a": {"b": "\udfff"}}}, "doc"),
-                       ({"context": {"x": 1e300}}, "context"), ({"context": {f"k{i}": 1 for i in range(65)}}, "context")]:
+                       ({"context": {"x": 1e300}}, "context"),
+                       ({"context": {f"k{i}": 1 for i in range(65)}}, "context")]:
         with pytest.raises(ValidationError) as exc:
             Model(**{"id": "a", "price": 1, "qty": 1, **bad})
         assert exc.value.errors()[0]["loc"][0] == field, (bad, exc.value.errors())

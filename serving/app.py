@@ -204,7 +204,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
-    app.add_middleware(BodyGate)  # authenticate, then refuse bodies the system cannot hold (422)
+    ingest_paths = frozenset(API_PREFIX + r.path for r in events.router.routes)  # they decode their own bodies
+    app.add_middleware(BodyGate, self_parsing=ingest_paths)  # authenticate, then refuse bodies the system
+    # cannot hold (422)
     if s.api.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=s.api.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

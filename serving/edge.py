@@ -16,7 +16,9 @@ whose method carries a body (POST, PUT, PATCH, DELETE):
    field bounds of ``schemas/validation.py``).
 
 Open routes (``/v1/health``, ``/metrics`` when public, the docs) take no body, so every request
-with a body is authenticated.
+with a body is authenticated. The ingest routes read and decode their bodies themselves with the
+same strict decoder (``serving/ingest.py``: size limit while reading, counted outcomes), so their
+bodies are authenticated here and passed on unread.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ async def _send(send: Any, status: int, payload: Any, headers: dict[str, str] | 
 class BodyGate:
     """Authenticate before reading a body; refuse a body the system cannot hold with a 422."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, self_parsing: frozenset[str] = frozenset()) -> None:
         self.app = app
         self.outages = outage_exceptions()
+        self.self_parsing = self_parsing  # paths whose route decodes the body strictly itself (ingest)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
@@ -71,6 +74,9 @@ class BodyGate:
                 response = unavailable_response(exc)
                 await response(scope, receive, send)
                 return
+        if scope["path"] in self.self_parsing:
+            await self.app(scope, receive, send)
+            return
         chunks: list[bytes] = []
         while True:
             message = await receive()

@@ -272,6 +272,41 @@ def cmd_agg(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deadletter(args: argparse.Namespace) -> int:
+    """``aura deadletter tail`` (reason, source, offset, preview) and ``aura deadletter replay``."""
+    from aura import bootstrap, deadletters
+
+    s = get_settings()
+    if args.action == "tail":
+        shown = 0
+        for d in deadletters.read(s, last=args.last, reason=args.reason):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.dead_at_ms / 1000))
+            print(f"{d.ref:>10}  {when}  {d.reason:22} {d.source_topic}[{d.source_partition}]@{d.source_offset}  "  # noqa: T201
+                  f"key={(d.key or b'').decode('utf-8', 'replace')[:40]!r}\n            {d.detail[:200]}\n"
+                  f"            {d.preview()}", flush=True)
+            shown += 1
+        _say(f"{shown} dead letters")
+        return 0
+    if not args.letter and not args.reason:
+        _say("error: replay needs --letter PARTITION:OFFSET (see `aura deadletter tail`) or --reason REASON")
+        return 2
+    wanted = set(args.letter or ())
+    letters = [d for d in deadletters.read(s, reason=args.reason) if not wanted or d.ref in wanted]
+    missing = wanted - {d.ref for d in letters}
+    if missing:
+        _say(f"error: no dead letter at {sorted(missing)}")
+        return 1
+    redis = bootstrap.redis_sync(s)
+    try:
+        report = deadletters.replay(s, redis, letters, dry_run=args.dry_run)
+    finally:
+        redis.close()
+    verb = "would replay" if args.dry_run else "replayed"
+    _say(f"{verb} {len(report.replayed)}: {report.replayed}; already replayed {len(report.skipped)}: "
+         f"{report.skipped}; without a value {len(report.unreplayable)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aura", description="Aura real-time personalization engine")
     sub = p.add_subparsers(dest="command", required=True)
@@ -319,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     ky.add_argument("--rate", type=float, default=None, help="requests/s (default: AURA_RATE_LIMIT_PER_S)")
     ky.add_argument("--burst", type=int, default=None, help="requests at once (default: AURA_RATE_LIMIT_BURST)")
     ky.set_defaults(func=cmd_keys)
+    dl = sub.add_parser("deadletter", help="dead letters: tail [--last N] [--reason R]; replay --letter P:O | "
+                                          "--reason R [--dry-run] (through the normal intake, exactly once)")
+    dl.add_argument("action", choices=["tail", "replay"])
+    dl.add_argument("--last", type=int, default=None, help="tail: the last N per partition (default: all)")
+    dl.add_argument("--reason", default=None, help="only dead letters of this reason")
+    dl.add_argument("--letter", action="append", help="replay: a dead letter's PARTITION:OFFSET (repeatable)")
+    dl.add_argument("--dry-run", action="store_true", help="replay: say what would be replayed")
+    dl.set_defaults(func=cmd_deadletter)
     ag = sub.add_parser("agg", help="aggregate topics for analysts (agg.*)")
     ag.add_argument("action", choices=["tail"])
     ag.add_argument("name", choices=["minute_metrics", "item_daily", "funnel", "revenue"])

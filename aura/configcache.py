@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from aura.bootstrap import cassandra_execute
 from aura.errors import AuraError
 from aura.layout import RedisKeys
+from schemas.validation import BODY_LIMITS, check_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,6 +80,7 @@ class ConfigCache(Generic[T]):
         out: dict[str, T] = {}
         for d in docs:
             try:
+                check_json(d, BODY_LIMITS)  # a document the API cannot encode must not break every read
                 out[d["id"]] = self.parse(d)
             except Exception as exc:  # noqa: BLE001 - a bad stored document must not hide the others
                 log.error("skipping invalid stored %s %r: %s", self.kind, d.get("id"), exc)

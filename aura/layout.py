@@ -104,6 +104,11 @@ class RedisKeys:
         Short on purpose: at 1M users every byte of the key name costs ~1 MB."""
         return f"{self.prefix}:u:{{{user_id}}}"
 
+    def deadletter_replayed(self, partition: int, offset: int) -> str:
+        """String (expires with the dead-letter topic's retention): ``pending`` / ``done``, the replay of
+        the dead letter at ``partition:offset`` of the dead-letter topic (aura/deadletters.py)."""
+        return f"{self.prefix}:deadletter:replayed:{partition}:{offset}"
+
     def deadletter_count(self) -> str:
         """Hash: dead-letter reason -> count."""
         return f"{self.prefix}:metrics:deadletter"
@@ -319,8 +324,9 @@ class RedisKeys:
         return f"{self.prefix}:user:{{{user_id}}}:experiments"
 
     def bandit_state(self, bandit_id: str) -> str:
-        """Hash: ``state`` (policy state JSON), ``ver`` (compare-and-set version) and the offset fences
-        ``_off:<topic>:<partition>`` of one bandit."""
+        """Hash: ``state`` (policy state JSON), ``ver`` (compare-and-set version), the offset fences
+        ``_off:<topic>:<partition>`` of one bandit, and ``quarantine`` (JSON reason) while the stream
+        holds it at its last good state (cleared by the admin reset)."""
         return f"{self.prefix}:bandit:{{{bandit_id}}}:state"
 
     def bandit_decision(self, bandit_id: str, decision_id: str) -> str:

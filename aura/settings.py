@@ -153,6 +153,9 @@ class DecisionSettings(BaseSettings):
 
     decision_ttl_s: int = 3 * 24 * 3600  # how long a bandit decision can still receive its reward
     experiment_attribution_s: int = 7 * 24 * 3600  # conversions count this long after first exposure
+    # configuration objects per kind (rules, experiments, bandits incl. strategy bandits): a create past
+    # the limit is refused (409), so no key can grow the configuration without bound
+    max_config_objects: int = 1000
 
 
 class RecsSettings(BaseSettings):
@@ -213,7 +216,10 @@ class ApiSettings(BaseSettings):
     port: int = 8000
     max_body_bytes: int = env(1_048_576, "AURA_MAX_BODY_BYTES")  # larger request bodies get 413
     cors_origins: str = env("", "AURA_CORS_ORIGINS")  # comma-separated allowed origins ("*": any); empty: none
-    metrics_public: bool = env(True, "AURA_METRICS_PUBLIC")  # False: /metrics needs an admin key
+    # /metrics and the API docs (/docs, /redoc, /openapi.json) without a key? None (the default): open in
+    # development, admin-only in any other environment (AURA_ENVIRONMENT)
+    metrics_public: bool | None = env(None, "AURA_METRICS_PUBLIC")
+    docs_public: bool | None = env(None, "AURA_DOCS_PUBLIC")
     redis_timeout_s: float = 0.5  # the API's Redis socket timeout (the breaker opens after repeated ones)
     gc_threshold: int = 50_000  # young-generation GC threshold of an API process; 0: Python's
     breaker_failures: int = env(3, "AURA_BREAKER_FAILURES")  # consecutive failures that open a breaker
@@ -241,6 +247,10 @@ class AuthSettings(BaseSettings):
     key_cache_ttl_s: int = env(300, "AURA_API_KEY_CACHE_TTL_S")  # a key record's life in the Redis cache
     # a process trusts a key it verified in Redis this long (revocation delay)
     key_local_ttl_s: float = env(1.0, "AURA_API_KEY_LOCAL_TTL_S")
+    # failed authentications a client address (and a key id) may make: a burst, then this rate; past
+    # it, 429 without asking any store
+    failed_auth_per_s: float = 1.0
+    failed_auth_burst: int = 20
 
 
 GROUPS: dict[str, type[BaseSettings]] = {

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from aura.errors import AuraError
+from schemas.validation import MAX_MONEY, MAX_NUMBER, MAX_QUANTITY, MAX_RATING
 
 BEHAVIOR_TYPES = frozenset({
     "view", "click", "add_to_cart", "remove_from_cart", "purchase", "rating", "search",
@@ -103,15 +104,15 @@ def validate_behavior(record: dict[str, Any], now_ms: int, *, max_past_ms: int =
             raise InvalidEvent("missing_order", "purchase needs an order with line items", "order")
         order_id = order["order_id"]
         for line in order["lines"]:
-            if line["quantity"] <= 0 or not line["unit_price"] >= 0 or math.isinf(line["unit_price"]):
-                raise InvalidEvent("bad_line_item", f"quantity {line['quantity']} price {line['unit_price']}",
-                                   "order.lines")
+            if not 0 < line["quantity"] <= MAX_QUANTITY or not 0 <= line["unit_price"] <= MAX_MONEY:
+                raise InvalidEvent("bad_line_item", f"quantity {line['quantity']} (1 to {MAX_QUANTITY}) price "
+                                   f"{line['unit_price']} (0 to {MAX_MONEY:g})", "order.lines")
             revenue += line["quantity"] * line["unit_price"]
     value = record.get("value")
     if event_type == "rating" and value is None:
         raise InvalidEvent("missing_value", "rating needs value", "value")
-    if value is not None and not math.isfinite(value):
-        raise InvalidEvent("bad_value", f"{value} is not a finite number", "value")
+    if value is not None and not (math.isfinite(value) and abs(value) <= MAX_RATING):
+        raise InvalidEvent("bad_value", f"{value} is not a finite number within +-{MAX_RATING:g}", "value")
     context = record.get("context") or {}
     return Behavior(
         event_id=event_id, event_type=event_type, user_id=user_id, item_id=item_id, event_time=ts,
@@ -182,8 +183,10 @@ def validate_identity(record: dict[str, Any], now_ms: int, *, max_past_ms: int |
                                "attributes")
         if isinstance(value, str) and len(value) > MAX_TEXT:
             raise InvalidEvent("bad_attribute", f"{key}: longer than {MAX_TEXT} characters", f"attributes.{key}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidEvent("bad_attribute", f"{key}: {value} is not finite", f"attributes.{key}")
+        if isinstance(value, int | float) and not isinstance(value, bool) and not (
+                math.isfinite(value) and abs(value) <= MAX_NUMBER):
+            raise InvalidEvent("bad_attribute", f"{key}: {value} is not finite within +-{MAX_NUMBER:g}",
+                               f"attributes.{key}")
     if event_type == "update" and not attributes:
         raise InvalidEvent("missing_attributes", "update needs attributes", "attributes")
     preferences = record.get("preferences")
@@ -193,7 +196,7 @@ def validate_identity(record: dict[str, Any], now_ms: int, *, max_past_ms: int |
         _check_list(preferences.get("channels"), "preferences.channels")
         _check_list(preferences.get("blocked_items"), "preferences.blocked_items", MAX_IMPRESSION_ITEMS)
         for cat, affinity in _check_list((preferences.get("categories") or {}).items(), "preferences.categories"):
-            if not -1.0 <= affinity <= 1.0:
+            if not -1.0 <= affinity <= 1.0:  # NaN fails this too
                 raise InvalidEvent("bad_preference", f"category {cat!r} affinity {affinity} not in [-1, 1]",
                                    "preferences.categories")
     return Identity(event_id=event_id, event_type=event_type, user_id=user_id, event_time=ts,  # type: ignore[arg-type]
@@ -235,7 +238,7 @@ def validate_catalog(record: dict[str, Any], now_ms: int, *, max_past_ms: int | 
         if not (item.get("title") or "").strip() or len(item["title"]) > 1024:
             raise InvalidEvent("bad_title", "title is empty or longer than 1024 characters", "item.title")
         price = item.get("price")
-        if price is not None and (not math.isfinite(price) or price < 0):
+        if price is not None and not 0 <= price <= MAX_MONEY:  # NaN and infinities fail this too
             raise InvalidEvent("bad_price", f"price {price}", "item.price")
         stock = item.get("stock")
         if stock is not None and stock < 0:

@@ -3,8 +3,9 @@
 This module is the one place where the security policy of every route group is set: each
 ``include_router`` carries ``dependencies=[guard(...)]`` (GET needs ``read``; writes need the
 group's write scope; per-route overrides), so a router whose author forgot about auth is still
-covered and fails closed. ``/v1/health`` (and ``/metrics`` unless ``metrics_public=false``) are
-the only open routes. Errors are ``{"detail": ...}``; dependency outages are 503 (never 500).
+covered and fails closed. ``/v1/health`` is always open; ``/metrics`` and the docs are open in
+development and admin-only elsewhere (``AURA_METRICS_PUBLIC``, ``AURA_DOCS_PUBLIC`` override).
+Errors are ``{"detail": ...}``; dependency outages are 503 (never 500).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
 from serving.breakers import Breakers
 from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis
+from serving.edge import BodyGate
 from serving.examples import document_examples
 from serving.fallbacks import PopularCache
 from serving.fastpath import FastPath
@@ -149,7 +151,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state.cassandra is not None:
                 state.cassandra.cluster.shutdown()
 
+    development = s.environment == "development"
+    open_metrics = s.api.metrics_public if s.api.metrics_public is not None else development
+    open_docs = s.api.docs_public if s.api.docs_public is not None else development
+    closed_docs: dict[str, Any] = {} if open_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(
+        **closed_docs,
         title="Aura Personalization Engine",
         version="0.1.0",
         description="Real-time personalization and recommendations served from state the event stream keeps "
@@ -169,10 +176,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(system.router, prefix=API_PREFIX)  # /v1/health: open
     app.include_router(system.ops_router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, read=ADMIN)], **secured)
-    if s.api.metrics_public:
+    if open_metrics:
         app.include_router(system.metrics_router)
     else:
         app.include_router(system.metrics_router, dependencies=[guard(read=ADMIN)], **secured)
+    if not open_docs:  # the same documents, for admin keys only
+        app.include_router(system.docs_router, dependencies=[guard(read=ADMIN)], include_in_schema=False)
     app.include_router(profiles.router, prefix=API_PREFIX,
                        dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
     app.include_router(events.router, prefix=API_PREFIX,
@@ -195,6 +204,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
+    ingest_paths = frozenset(API_PREFIX + r.path for r in events.router.routes)  # they decode their own bodies
+    app.add_middleware(BodyGate, self_parsing=ingest_paths)  # authenticate, then refuse bodies the system
+    # cannot hold (422)
     if s.api.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=s.api.cors_origin_list, allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],

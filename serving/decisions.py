@@ -37,7 +37,7 @@ class DecisionState:
     bandits: ConfigCache[BanditConfig]
     decisions_topic: str
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
-    bandit_memo: dict[str, tuple[str, BanditState]] = field(default_factory=dict)
+    bandit_memo: dict[str, tuple[str, BanditState | None]] = field(default_factory=dict)
     produced: int = 0
     produce_failures: int = 0
 
@@ -69,6 +69,18 @@ def decision_state(state: ApiState) -> DecisionState:
 def refused(errors: list[dict[str, Any]]) -> HTTPException:
     """422 in FastAPI's shape: ``detail`` is a list of ``{"loc", "msg", "type"}``."""
     return HTTPException(422, [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": "value_error"} for e in errors])
+
+
+async def check_room(state: ApiState, cache: Any) -> None:
+    """Refuse a create (409) once ``cache``'s kind holds ``max_config_objects`` definitions."""
+    limit = state.settings.decisions.max_config_objects
+    try:
+        count = len(await cache.get())
+    except ConfigUnavailable as exc:
+        raise unavailable(exc) from exc
+    if count >= limit:
+        raise HTTPException(409, f"limit of {limit} {cache.kind} reached; delete one first "
+                                 "(AURA_MAX_CONFIG_OBJECTS)")
 
 
 def unavailable(exc: ConfigUnavailable) -> HTTPException:

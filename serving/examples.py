@@ -23,7 +23,7 @@ USER, ITEM = "u7", "i7"
 
 ERROR_DETAILS: dict[str, str] = {
     "400": "bad request",
-    "401": "missing API key: send X-API-Key or Authorization: Bearer",
+    "401": "missing or invalid API key: send X-API-Key or Authorization: Bearer",
     "403": "this API key lacks the 'admin' scope",
     "404": "not found",
     "409": "already exists",
@@ -249,14 +249,26 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "GET /v1/bandits/{bandit_id}": {
         "response": {"config": _BANDIT, "state_version": 42, "pulls": 1800, "rewards": 131,
                      "arms": [{"arm": "hero-a", "active": True, "pulls": 910.0, "reward": 58.0, "mean": 0.0637},
-                              {"arm": "hero-b", "active": True, "pulls": 890.0, "reward": 73.0, "mean": 0.082}]},
+                              {"arm": "hero-b", "active": True, "pulls": 890.0, "reward": 73.0, "mean": 0.082}],
+                     "quarantine": None},
         "errors": {"404": "bandit 'hero-banner' not found"}},
     "POST /v1/bandits/{bandit_id}/arms": {"request": {"add": ["hero-c"], "remove": ["hero-a"]},
                                           "response": {**_BANDIT, "arms": ["hero-b", "hero-c"]},
                                           "errors": {"404": "bandit 'hero-banner' not found"}},
+    "POST /v1/bandits/{bandit_id}/reset": {"response": {"bandit_id": "hero-banner", "state_version": 43,
+                                                        "reset": True},
+                                           "errors": {"404": "bandit 'hero-banner' not found"}},
     "POST /v1/bandits/{bandit_id}/choose": {"request": {"user_id": USER, "context": {"page": "home", "hour": 9}},
                                             "response": _CHOSEN, "errors": {"404": "bandit 'hero-banner' not found"}},
+    "PUT /v1/strategies/{placement}": {
+        "request": {"policy": "thompson", "floor": 0.05, "strategies": ["hybrid", "collaborative", "trending"]},
+        "response": {"id": "strategy.homepage", "arms": ["hybrid", "collaborative", "trending"],
+                     "placement": "homepage", "policy": "thompson", "floor": 0.05, "created_at": 1767225600000},
+        "errors": {"409": "placement 'homepage' has a strategy bandit ('strategy.homepage')"}},
+    "DELETE /v1/strategies/{placement}": {"errors": {"404": "no bandit 'strategy.homepage'"}},
     "POST /v1/strategies/{placement}/choose": {
+        "errors": {"404": "no strategy bandit for placement 'homepage'; an admin creates it with "
+                          "PUT /v1/strategies/homepage"},
         "request": {"user_id": USER},
         "response": {"bandit_id": "strategy.homepage",
                      "decision_id": "strategy.homepage:7932e560d9f34f628da216c4012f92c3", "arm": "hybrid",

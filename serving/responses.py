@@ -36,7 +36,7 @@ DEGRADED = {"X-Aura-Degraded": {"description": "Which dependency is down (e.g. `
                                 "schema": {"type": "string"}}}
 
 SECURED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _err("Missing, malformed, unknown or revoked API key", "missing API key: send X-API-Key or "
+    401: _err("Missing, malformed, unknown or revoked API key", "missing or invalid API key: send X-API-Key or "
               "Authorization: Bearer", {"WWW-Authenticate": {"schema": {"type": "string"}}}),
     403: _err("The API key lacks the scope this route needs", "this API key lacks the 'admin' scope"),
     413: _err("Request body larger than the configured limit", "request body larger than 1048576 bytes"),

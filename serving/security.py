@@ -24,7 +24,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from cassandra.query import PreparedStatement
@@ -59,8 +59,43 @@ class Principal:
 ANONYMOUS = Principal("anonymous", "auth disabled", frozenset({ADMIN}))
 
 
-def unauthorized(detail: str) -> HTTPException:
-    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="aura"'})
+# one text for every refused key (missing, malformed, unknown, revoked): the answer tells an
+# attacker nothing about which key ids exist or were revoked
+UNAUTHORIZED = "missing or invalid API key: send X-API-Key or Authorization: Bearer"
+
+
+def unauthorized(detail: str = UNAUTHORIZED) -> HTTPException:
+    return HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": 'Bearer realm="aura"'})
+
+
+@dataclass
+class FailureThrottle:
+    """Failed authentications per client address and per key id (GCRA, in-process): past the burst
+    a caller is answered 429 before any store is asked, so guessing keys or hammering an unknown id
+    costs neither a Cassandra read nor a cache entry. Successes are not counted."""
+
+    rate_per_s: float
+    burst: int
+    clock: Any = time.monotonic
+    max_keys: int = 100_000
+    tats: dict[str, float] = field(default_factory=dict)
+
+    def blocked(self, *keys: str) -> float:
+        """Seconds until ``keys`` may try again (0: not blocked)."""
+        now = self.clock()
+        wait = 0.0
+        for k in keys:
+            tat = self.tats.get(k)
+            if tat is not None:
+                wait = max(wait, tat - (self.burst - 1) / self.rate_per_s - now)
+        return max(0.0, wait)
+
+    def failed(self, *keys: str) -> None:
+        now = self.clock()
+        if len(self.tats) >= self.max_keys:
+            self.tats = {k: t for k, t in self.tats.items() if t > now}
+        for k in keys:
+            self.tats[k] = max(self.tats.get(k, now), now) + 1.0 / self.rate_per_s
 
 
 @dataclass
@@ -95,6 +130,7 @@ class Authenticator:
         self.script = state.redis.register_script(AUTH_AND_LIMIT_LUA)
         self.known: dict[str, _Known] = {}
         self.local_limit = LocalGcra()
+        self.failures = FailureThrottle(state.settings.auth.failed_auth_per_s, state.settings.auth.failed_auth_burst)
         self._select: PreparedStatement | None = None
 
     async def _load(self, key_id: str) -> KeyRecord | None:
@@ -111,10 +147,29 @@ class Authenticator:
         row = rows[0] if rows else None
         return KeyRecord.from_row(row, st.settings) if row is not None else None
 
+    async def check(self, token: str | None, client: str | None) -> Principal:
+        """``authenticate`` behind the failure throttle: a client address or key id that failed too
+        often lately is answered 429 at once; a 401 counts against both."""
+        key_id = parse_token(token) if token else None
+        subjects = (f"a:{client or '-'}",) + ((f"k:{key_id}",) if key_id else ())
+        wait = self.failures.blocked(*subjects)
+        if wait > 0:
+            raise HTTPException(429, "too many failed authentication attempts; retry later",
+                                headers={"Retry-After": retry_after_header(wait)})
+        if token is None or key_id is None:
+            self.failures.failed(*subjects)
+            raise unauthorized()
+        try:
+            return await self.authenticate(token)
+        except HTTPException as exc:
+            if exc.status_code == 401:
+                self.failures.failed(*subjects)
+            raise
+
     async def authenticate(self, token: str) -> Principal:
         key_id = parse_token(token)
         if key_id is None:
-            raise unauthorized("malformed API key")
+            raise unauthorized()
         presented = token_hash(token)
         known = self.known.get(key_id)
         if known is not None and known.principal is not None and hmac.compare_digest(known.key_hash, presented):
@@ -150,12 +205,9 @@ class Authenticator:
         code = res[0]
         if code == -1:
             raise DependencyUnavailable("redis", "API key cache unavailable; retry shortly")
-        if code == -2:
-            raise unauthorized("invalid API key")
-        if code in (-2, -3):
+        if code in (-2, -3):  # wrong token or revoked: the same answer
             self.known.pop(key_id, None)
-        if code == -3:
-            raise unauthorized("API key revoked")
+            raise unauthorized()
         scopes = frozenset(str(res[1]).split())
         rate, burst = float(res[3]), int(res[4])
         now = time.monotonic()
@@ -195,9 +247,9 @@ class Authenticator:
                     raise
                 # both stores down: keep serving keys validated before the outage
         if known is None or not hmac.compare_digest(known.key_hash, presented):
-            raise unauthorized("invalid API key")
+            raise unauthorized()
         if known.revoked:
-            raise unauthorized("API key revoked")
+            raise unauthorized()
         verdict = self.local_limit.hit(key_id, known.rate, known.burst)
         if not verdict.allowed:
             raise HTTPException(429, f"rate limit of {known.rate:g} requests/s exceeded for this key",
@@ -238,12 +290,40 @@ async def authorize(state: Secured, scope: dict[str, Any], required: str, token:
         return ANONYMOUS
     principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:
-        if not token:
-            raise unauthorized("missing API key: send X-API-Key or Authorization: Bearer")
-        principal = await state.auth.authenticate(token)
+        principal = await state.auth.check(token or None, _client(scope))
         scope[PRINCIPAL_SCOPE_KEY] = principal
     if not covers(principal.scopes, required):
         raise HTTPException(403, f"this API key lacks the '{required}' scope")
+    return principal
+
+
+def _client(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token as the security dependencies read it (X-API-Key, else ``Authorization: Bearer``),
+    from raw ASGI headers."""
+    bearer = None
+    for name, value in headers:
+        if name == b"x-api-key" and value:
+            return value.decode("latin-1")
+        if name == b"authorization":
+            scheme, _, cred = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and cred.strip():
+                bearer = cred.strip()
+    return bearer
+
+
+async def authenticate_scope(state: Secured, scope: dict[str, Any]) -> Principal:
+    """Authenticate the request of ``scope`` from its headers (no body read) and leave the principal
+    in the scope, where ``authorize`` finds it (serving/edge.py calls this before any body)."""
+    if not state.settings.auth.enabled:
+        principal = ANONYMOUS
+    else:
+        principal = await state.auth.check(token_from_headers(scope["headers"]), _client(scope))
+    scope[PRINCIPAL_SCOPE_KEY] = principal
     return principal
 
 

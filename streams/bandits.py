@@ -33,7 +33,15 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from aura.bootstrap import cassandra_execute
 from aura.layout import RedisKeys, Tables
-from aura.state.bandits import BanditConfig, BanditState, new_state, update_pull, update_reward
+from aura.state.bandits import (
+    BanditConfig,
+    BanditState,
+    clip_vector,
+    healthy,
+    new_state,
+    update_pull,
+    update_reward,
+)
 from schemas.events import InvalidEvent, to_millis
 from streams.experiments import Source
 from streams.intake import RawRecord
@@ -118,7 +126,7 @@ def fold(cfg: BanditConfig, state: BanditState, fences: dict[str, int], decision
             continue
         x = None
         if cfg.policy == "linucb":
-            x = np.array([1.0, *(float(d.features.get(f, 0.0)) for f in cfg.features)])
+            x = clip_vector(np.array([1.0, *(_number(d.features.get(f, 0.0)) for f in cfg.features)]))
         update_pull(cfg, state, d.arm, x)
         out.pulls += 1
         out.records[d.decision_id] = {"arm": d.arm, "x": None if x is None else x.tolist(), "r": 0.0, "t": d.time}
@@ -139,11 +147,22 @@ def fold(cfg: BanditConfig, state: BanditState, fences: dict[str, int], decision
     return out
 
 
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+QUARANTINE_FIELD = "quarantine"  # set in the bandit's hash while its learned state is quarantined
+
+
 def lua_args(expected_ver: str, state: BanditState, result: FoldResult, ttl_ms: int,
-             record_ids: list[str]) -> list[Any]:
-    args: list[Any] = [expected_ver, json.dumps(state.to_json()), ttl_ms, len(result.fences)]
-    for f, off in sorted(result.fences.items()):
-        args += [f, off]
+             record_ids: list[str], extra: dict[str, str] | None = None) -> list[Any]:
+    fields: dict[str, Any] = {**result.fences, **(extra or {})}
+    args: list[Any] = [expected_ver, json.dumps(state.to_json()), ttl_ms, len(fields)]
+    for f, value in sorted(fields.items()):
+        args += [f, value]
     args += [json.dumps(result.records[d]) for d in record_ids]
     return args
 
@@ -206,13 +225,21 @@ class BanditStore:
                     if state is not None:
                         log.warning("bandit %s: Redis state missing, restored from the Cassandra snapshot", b)
                 state = state or new_state(cfg)
+                good = BanditState.from_json(state.to_json())
                 res = fold(cfg, state, fences, [d for d in decisions if d.bandit_id == b],
                            [r for r in rewards if r.bandit_id == b], known)
                 if not res.fences or (res.fences == fences and not res.records and not res.orphans):
                     continue
+                extra = None
+                if not healthy(state):  # keep serving the last good state; the events are consumed
+                    log.error("bandit %s: learned state became non-finite; quarantined at its last good state "
+                              "(POST /v1/bandits/%s/reset clears it)", b, b)
+                    state = good if healthy(good) else new_state(cfg)
+                    extra = {QUARANTINE_FIELD: json.dumps({"reason": "non_finite_state", "pulls": res.pulls,
+                                                           "rewards": res.rewards})}
                 ids = sorted(res.records)
                 await self.script(keys=[self.keys.bandit_state(b), *(self.keys.bandit_decision(b, d) for d in ids)],
-                                  args=lua_args(ver, state, res, self.ttl_ms, ids), client=pipe)
+                                  args=lua_args(ver, state, res, self.ttl_ms, ids, extra), client=pipe)
                 results[b] = (res, state, ver)
             order = list(results)
             versions = await pipe.execute() if order else []

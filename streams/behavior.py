@@ -1,7 +1,9 @@
 """The one agent over ``events.behavior``: a thin loop that takes a batch, runs the intake once
 (decode, validate, de-duplicate by event id, dead-letter) and fans the accepted batch out to every
 state owner of this process's roles, concurrently (their Redis round trips overlap), then takes the
-next batch.
+next batch. An owner that fails on the data (not on a store) has the events that make it fail
+dead-lettered (``fold_failed``) and the rest of the batch folded (``streams.runtime.fold_isolating``):
+one bad event never stops the lane.
 
 The owners are what the agent modules' ``register`` return (streams/app.py collects them); each
 keeps its own fences and is retried on store errors. A batch's Kafka offsets are committed only once
@@ -24,7 +26,7 @@ from aura import layout
 from schemas.codec import codec
 from streams.intake import Accepted, Dead, RawRecord, first_sightings, split
 from streams.loopstats import STATS
-from streams.runtime import PROFILES_OWNER, Batch, Owner, OwnerStep, Resources, retrying
+from streams.runtime import PROFILES_OWNER, Batch, Owner, OwnerStep, Resources, fold_isolating, retrying
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ async def intake_and_fan_out(res: Resources, event_codec: Any, records: list[Raw
 
     async def timed_step(name: str, step: OwnerStep) -> list[Dead] | None:
         t1 = time.perf_counter()
-        out = await retrying(name, step, b)
+        out = await fold_isolating(name, step, b)
         t2 = time.perf_counter()
         STATS.add(f"owner:{name}", (t2 - t1) * 1000)
         if name == PROFILES_OWNER:  # the batch is visible through the API from here

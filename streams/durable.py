@@ -131,6 +131,19 @@ class WriteBehind:
     def put_many(self, name: str, items: dict[Hashable, Any]) -> None:
         self.sinks[name].pending.update(items)
 
+    async def forget(self, user_id: str) -> int:
+        """Drop every pending row of ``user_id`` (keyed by the user id, or a tuple holding it), after
+        any flush in progress has finished: the rows a merge or an erase is about to delete can then
+        never be written after the delete (which would resurrect them). Returns the rows dropped."""
+        async with self.lock:
+            dropped = 0
+            for s in self.sinks.values():
+                gone = [k for k in s.pending if k == user_id or (isinstance(k, tuple) and user_id in k)]
+                for k in gone:
+                    del s.pending[k]
+                dropped += len(gone)
+            return dropped
+
     @property
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.sinks.values())

@@ -34,6 +34,7 @@ from aura.state.profile_codec import next_version
 from aura.state.profiles import ATTRS_FENCE, Profile, ProfileConfig, add_decayed, decay, f32, segment_view
 from schemas.codec import DecodeError, codec
 from schemas.events import Identity, InvalidEvent, validate_identity
+from streams.erasure import erase_references, interactions_delete
 from streams.intake import Dead, RawRecord
 from streams.profiles import ProfileStore, lua_args
 from streams.runtime import Owner, Resources
@@ -134,6 +135,7 @@ class IdentityStore:
         s = res.session
         self.del_stmts = [s.prepare(f"DELETE FROM {t} WHERE user_id = ?")
                           for t in (Tables.USER_ACTIVITY, Tables.USER_PROFILE)]
+        self.del_interactions = interactions_delete(s)
 
     async def apply(self, events: list[tuple[Identity, int, int]]) -> list[str]:
         """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""
@@ -194,12 +196,18 @@ class IdentityStore:
             names.append(k.user_alias(user))
         await self.redis.delete(*names)
         await self.profiles.segments.remove_user(user)
+        # rows of the user still buffered by the behavior owners' write-behind (or in a flush now)
+        # would otherwise be written after the delete below and bring the user back from Cassandra
+        await self.res.durable.forget(user)
         stmts = [(st, (user,)) for st in self.del_stmts]
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: execute_concurrent(self.res.session, stmts, raise_on_first_error=True))
 
     async def erase(self, user: str) -> None:
-        """Forget ``user``: Redis keys, aliases pointing at it stay harmless (their target is empty)."""
+        """Forget ``user``: its recommender and experiment footprint (streams/erasure.py), then its
+        profile keys and rows; aliases pointing at it stay harmless (their target is empty)."""
+        await self.res.durable.forget(user)  # no buffered row of the user may land after the deletes
+        await erase_references(self.redis, self.keys, self.res.session, self.del_interactions, user)
         await self._delete_user(user)
 
 

@@ -191,6 +191,36 @@ class BanditState:
         return st
 
 
+# Features are clipped to +-FEATURE_CLIP before they reach a LinUCB model (A grows by x x^T per pull,
+# so one extreme value would dominate every later choice); rewards to [0, 1]. The API refuses
+# |x| > 1e6 at the edge (schemas/validation.py); the clip protects the model from what the stream
+# carries anyway (decision records written by any producer).
+FEATURE_CLIP = 1000.0
+
+
+def clip_vector(x: np.ndarray) -> np.ndarray:
+    """``x`` with non-finite entries zeroed and the rest clipped to +-FEATURE_CLIP (the bias stays 1)."""
+    x = np.nan_to_num(np.asarray(x, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(x, -FEATURE_CLIP, FEATURE_CLIP)
+
+
+def clip_reward(reward: float) -> float:
+    return min(max(reward, 0.0), 1.0) if math.isfinite(reward) else 0.0
+
+
+def healthy(state: BanditState) -> bool:
+    """Whether every number a policy has learned is finite (and counts are not negative): a state
+    that is not is quarantined by the stream and never served."""
+    for a in state.arms.values():
+        if not (math.isfinite(a.n) and math.isfinite(a.s) and a.n >= 0):
+            return False
+        if a.A is not None and not np.isfinite(a.A).all():
+            return False
+        if a.b is not None and not np.isfinite(a.b).all():
+            return False
+    return True
+
+
 def new_state(cfg: BanditConfig) -> BanditState:
     return BanditState(policy=cfg.policy, dim=1 + len(cfg.features) if cfg.policy == "linucb" else 0)
 
@@ -210,9 +240,7 @@ def feature_vector(features: tuple[str, ...] | list[str], context: dict[str, Any
                 x[i] = float(v) if v is not None and not isinstance(v, bool) else float(bool(v))
             except (TypeError, ValueError):
                 x[i] = 0.0
-            if not math.isfinite(x[i]):
-                x[i] = 0.0
-    return x
+    return clip_vector(x)
 
 
 def features_dict(features: tuple[str, ...] | list[str], x: np.ndarray) -> dict[str, float]:
@@ -277,16 +305,18 @@ def update_pull(cfg: BanditConfig, state: BanditState, arm: str, x: np.ndarray |
     st.n += 1.0
     state.pulls += 1
     if st.A is not None and x is not None and len(x) == len(st.A):
+        x = clip_vector(x)
         st.A += np.outer(x, x)
 
 
 def update_reward(cfg: BanditConfig, state: BanditState, arm: str, reward: float, x: np.ndarray | None = None) -> None:
     """Fold a reward (the increase of one decision's reward, in (0, 1])."""
+    reward = clip_reward(reward)
     st = state.arm(arm, cfg.params.get("ridge", 1.0))
     st.s += reward
     state.rewards += 1
     if st.b is not None and x is not None and len(x) == len(st.b):
-        st.b += reward * x
+        st.b += reward * clip_vector(x)
 
 
 def update(cfg: BanditConfig, state: BanditState, arm: str, reward: float, x: np.ndarray | None = None) -> None:

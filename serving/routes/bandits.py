@@ -10,14 +10,19 @@ round trip per choice when warm). The policies are aura/bandits.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Body, HTTPException, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from aura.bootstrap import cassandra_execute
 from aura.configcache import ConfigUnavailable
+from aura.layout import Tables
 from aura.state.bandits import (
     STRATEGIES,
     BanditConfig,
@@ -25,6 +30,7 @@ from aura.state.bandits import (
     BanditState,
     feature_vector,
     features_dict,
+    healthy,
     new_decision_id,
     new_state,
     pull,
@@ -32,27 +38,30 @@ from aura.state.bandits import (
     summary,
     validate_bandit,
 )
-from serving.decisions import DecisionState, decision_state, now_ms, produce, refused, unavailable
+from schemas.validation import BoundedObject, Context, Id
+from serving.decisions import DecisionState, check_room, decision_state, now_ms, produce, refused, unavailable
 from serving.deps import State
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["bandits"])
 BanditId = Path(min_length=1, max_length=64, description="Bandit id")
 Placement = Path(min_length=1, max_length=56, pattern=r"^[A-Za-z0-9_.\-]+$", description="Placement name")
-STRATEGY_DEFAULTS: dict[str, Any] = {"policy": "thompson", "floor": 0.05}
 
 EXAMPLE = {"id": "homepage-hero", "policy": "thompson", "arms": ["summer", "sale", "new-in"], "floor": 0.05,
            "rewards": {"click": 1.0, "purchase": 1.0}}
 CTX_EXAMPLE = {"id": "hero-ctx", "policy": "linucb", "arms": ["a", "b"], "features": ["device=mobile", "visits"],
                "params": {"alpha": 0.5}}
-BanditBody = Annotated[dict[str, Any], Body(openapi_examples={"thompson": {"value": EXAMPLE},
+BanditBody = Annotated[BoundedObject, Body(openapi_examples={"thompson": {"value": EXAMPLE},
                                                               "linucb": {"value": CTX_EXAMPLE}})]
 
 
 class ChooseIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=256)
-    context: dict[str, str | float | int | bool] = Field(default_factory=dict, max_length=64,
-                                                         description="Features for contextual bandits; also logged")
-    arms: list[str] | None = Field(None, max_length=100, description="Restrict the choice to these active arms")
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    context: Context = Field(default_factory=dict,
+                             description="Features for contextual bandits (numbers within +-1e6); also logged")
+    arms: list[Id] | None = Field(None, max_length=100, description="Restrict the choice to these active arms")
 
 
 class ChooseOut(BaseModel):
@@ -64,8 +73,10 @@ class ChooseOut(BaseModel):
 
 
 class ArmsIn(BaseModel):
-    add: list[str] = Field(default_factory=list, max_length=100)
-    remove: list[str] = Field(default_factory=list, max_length=100)
+    model_config = ConfigDict(extra="forbid")
+
+    add: list[Id] = Field(default_factory=list, max_length=100)
+    remove: list[Id] = Field(default_factory=list, max_length=100)
 
 
 class BanditList(BaseModel):
@@ -107,7 +118,14 @@ async def _read(state: Any, ds: DecisionState, bandit_id: str) -> tuple[BanditCo
     memo = ds.bandit_memo.get(bandit_id)
     if memo is not None and memo[0] == ver:
         return cfg, memo[1], ver
-    st = BanditState.from_json(json.loads(raw_state))
+    try:
+        st: BanditState | None = BanditState.from_json(json.loads(raw_state))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("bandit %s: stored state unreadable (%s); choosing from the prior", bandit_id, exc)
+        st = None
+    if st is not None and not healthy(st):  # never serve a non-finite model: the prior instead
+        log.error("bandit %s: stored state is not finite; choosing from the prior", bandit_id)
+        st = None
     ds.bandit_memo[bandit_id] = (ver, st)
     return cfg, st, ver
 
@@ -125,7 +143,11 @@ async def choose(state: Any, bandit_id: str, user_id: str, context: dict[str, An
                                                                    f"{bandit_id!r}: {list(cfg.arms)}",
                                    "type": "value_error"}])
     x = feature_vector(cfg.features, context) if cfg.policy == "linucb" else None
-    arm, explore = pull(cfg, st or new_state(cfg), active, ds.rng, x)
+    try:
+        arm, explore = pull(cfg, st or new_state(cfg), active, ds.rng, x)
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:  # a degenerate model: explore
+        log.error("bandit %s: policy failed (%s); choosing uniformly", bandit_id, exc)
+        arm, explore = active[int(ds.rng.integers(len(active)))], True
     decision_id = new_decision_id(bandit_id)
     produce(state, ds, "bandit_decision", user_id, {
         "decision_id": decision_id, "bandit_id": bandit_id, "arm": arm, "user_id": user_id,
@@ -139,21 +161,15 @@ async def choose(state: Any, bandit_id: str, user_id: str, context: dict[str, An
 
 async def choose_strategy(state: Any, placement: str, user_id: str, context: dict[str, Any] | None = None,
                           strategies: list[str] | None = None) -> Choice:
-    """The recommender strategy for a placement, chosen by that placement's bandit (created on first
-    use with ``STRATEGIES``). Put the returned decision_id on the served list as recommendation_id so
-    its clicks and purchases reward the strategy."""
+    """The recommender strategy for a placement, chosen by that placement's bandit, which an admin
+    creates (``PUT /v1/strategies/{placement}``; a choice never creates one: read keys must not grow
+    the configuration). Put the returned decision_id on the served list as recommendation_id so its
+    clicks and purchases reward the strategy. 404 when the placement has no strategy bandit."""
     bid = strategy_bandit_id(placement)
     choice = await choose(state, bid, user_id, context or {}, strategies, placement)
     if choice is None:
-        ds = decision_state(state)
-        doc = {"id": bid, "arms": list(STRATEGIES), "placement": placement, **STRATEGY_DEFAULTS}
-        try:
-            await ds.bandits.insert(bid, doc)  # False: created meanwhile by another request
-        except ConfigUnavailable as exc:
-            raise unavailable(exc) from exc
-        choice = await choose(state, bid, user_id, context or {}, strategies, placement)
-    if choice is None:
-        raise HTTPException(503, f"strategy bandit {bid!r} could not be created", headers={"Retry-After": "1"})
+        raise HTTPException(404, f"no strategy bandit for placement {placement!r}; an admin creates it with "
+                                 f"PUT /v1/strategies/{placement}")
     return choice
 
 
@@ -161,6 +177,7 @@ async def choose_strategy(state: Any, placement: str, user_id: str, context: dic
              responses={409: {"description": "Exists"}, 422: {"description": "Invalid configuration"}})
 async def create_bandit(state: State, doc: BanditBody) -> dict[str, Any]:
     _check(doc)
+    await check_room(state, decision_state(state).bandits)
     doc = {**doc, "created_at": now_ms()}
     try:
         if not await decision_state(state).bandits.insert(doc["id"], doc):
@@ -224,6 +241,40 @@ async def list_bandits(state: State) -> BanditList:
     return BanditList(bandits=[cfgs[k].doc for k in sorted(cfgs)])
 
 
+# Reset: a fresh learned state, the version moved (a worker folding concurrently re-reads), the fences
+# kept (events already folded stay folded), the quarantine mark cleared; the durable snapshot too.
+RESET_LUA = """
+local nv = (tonumber(redis.call('HGET', KEYS[1], 'ver') or '0') or 0) + 1
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'ver', nv)
+redis.call('HDEL', KEYS[1], 'quarantine')
+local out = {tostring(nv)}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 5) == '_off:' then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1] end
+end
+return out
+"""
+RESET_CQL = (f"INSERT INTO {Tables.BANDIT_STATE} (bandit_id, state, ver, fences, updated_at) "
+             "VALUES (?, ?, ?, ?, toTimestamp(now()))")
+
+
+@router.post("/bandits/{bandit_id}/reset", summary="Forget what a bandit learned (admin); clears a quarantine",
+             responses={404: {"description": "No such bandit"}})
+async def reset_bandit(state: State, bandit_id: str = BanditId) -> dict[str, Any]:
+    cfg = await _current(state, bandit_id)
+    fresh = json.dumps(new_state(cfg).to_json())
+    out = await state.redis.eval(RESET_LUA, 1, state.keys.bandit_state(bandit_id), fresh)
+    ver = int(out[0])
+    fences = {str(out[i]): int(out[i + 1]) for i in range(1, len(out), 2)}
+    if state.cassandra is None:
+        raise HTTPException(503, "Cassandra unavailable: the durable snapshot was not reset; retry",
+                            headers={"Retry-After": "1"})
+    stmt = await asyncio.to_thread(state.cassandra.prepare, RESET_CQL)
+    await cassandra_execute(state.cassandra, stmt.bind((bandit_id, fresh, ver, fences)), timeout=5.0)
+    decision_state(state).bandit_memo.pop(bandit_id, None)
+    return {"bandit_id": bandit_id, "state_version": ver, "reset": True}
+
+
 @router.get("/bandits/{bandit_id}", summary="A bandit's configuration and learned arm state")
 async def get_bandit(state: State, bandit_id: str = BanditId) -> dict[str, Any]:
     ds = decision_state(state)
@@ -231,8 +282,9 @@ async def get_bandit(state: State, bandit_id: str = BanditId) -> dict[str, Any]:
     if cfg is None:
         raise HTTPException(404, f"no bandit {bandit_id!r}")
     st = st or new_state(cfg)
+    quarantine = await state.redis.hget(state.keys.bandit_state(bandit_id), "quarantine")
     return {"config": cfg.doc, "state_version": int(ver) if ver else 0, "pulls": st.pulls, "rewards": st.rewards,
-            "arms": summary(cfg, st)}
+            "arms": summary(cfg, st), "quarantine": json.loads(quarantine) if quarantine else None}
 
 
 @router.post("/bandits/{bandit_id}/choose", response_model=ChooseOut, summary="Choose an arm for a user")
@@ -242,6 +294,39 @@ async def choose_arm(state: State, body: ChooseIn, bandit_id: str = BanditId) ->
         raise HTTPException(404, f"no bandit {bandit_id!r}")
     return ChooseOut(bandit_id=choice.bandit_id, decision_id=choice.decision_id, arm=choice.arm,
                      explore=choice.explore, policy=choice.policy)
+
+
+class StrategyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Literal["thompson", "ucb1", "epsilon_greedy"] = "thompson"
+    floor: Annotated[float, Field(ge=0, le=0.5)] = 0.05
+    strategies: list[Literal[STRATEGIES]] | None = Field(  # type: ignore[valid-type]
+        None, min_length=1, description="The strategies to choose among (default: all)")
+
+
+@router.put("/strategies/{placement}", status_code=201, summary="Create a placement's strategy bandit (admin)",
+            responses={409: {"description": "Exists, or the limit of bandits is reached"}})
+async def create_strategy(state: State, body: StrategyIn | None = None, placement: str = Placement) -> dict[str, Any]:
+    body = body or StrategyIn()
+    bid = strategy_bandit_id(placement)
+    doc = {"id": bid, "arms": list(dict.fromkeys(body.strategies or STRATEGIES)), "placement": placement,
+           "policy": body.policy, "floor": body.floor, "created_at": now_ms()}
+    _check(doc)
+    ds = decision_state(state)
+    await check_room(state, ds.bandits)
+    try:
+        if not await ds.bandits.insert(bid, doc):
+            raise HTTPException(409, f"placement {placement!r} has a strategy bandit ({bid!r})")
+    except ConfigUnavailable as exc:
+        raise unavailable(exc) from exc
+    return doc
+
+
+@router.delete("/strategies/{placement}", status_code=204, summary="Delete a placement's strategy bandit (admin)",
+               responses={404: {"description": "No strategy bandit for this placement"}})
+async def delete_strategy(state: State, placement: str = Placement) -> Response:
+    return await delete_bandit(state, strategy_bandit_id(placement))
 
 
 @router.post("/strategies/{placement}/choose", response_model=ChooseOut,

@@ -28,6 +28,8 @@ from schemas.events import (
     MAX_LIST,
     MAX_TEXT,
 )
+from schemas.validation import MAX_NUMBER as _MAX_NUMBER
+from schemas.validation import Money, Quantity, Rating
 from serving.deps import State
 from serving.ingest import ingest
 
@@ -43,7 +45,6 @@ EventTime = Annotated[
     Annotated[int, Field(ge=0, le=253_402_300_799_999)] | AwareDatetime,
     Field(description="Epoch milliseconds, or an ISO-8601 date-time with a time zone"),
 ]
-Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -62,7 +63,7 @@ class Context(Strict):
 
 class LineItem(Strict):
     item_id: Id
-    quantity: Annotated[int, Field(ge=1, le=2**31 - 1)] = 1
+    quantity: Quantity = 1
     unit_price: Money
 
 
@@ -82,7 +83,7 @@ class BehaviorEventIn(Strict):
     item_id: Id | None = None
     event_time: EventTime
     context: Context = Field(default_factory=Context)
-    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    value: Rating | None = None
     order: Order | None = None
     items: Annotated[list[Id], Field(max_length=MAX_IMPRESSION_ITEMS)] = []
     recommendation_id: Id | None = None
@@ -101,7 +102,8 @@ class Preferences(Strict):
     locale: Short | None = None
 
 
-AttributeValue = bool | int | Annotated[float, Field(allow_inf_nan=False)] | Text | None
+AttributeValue = (bool | Annotated[int, Field(ge=-_MAX_NUMBER, le=_MAX_NUMBER)]
+                  | Annotated[float, Field(ge=-_MAX_NUMBER, le=_MAX_NUMBER, allow_inf_nan=False)] | Text | None)
 
 
 class IdentityEventIn(Strict):

@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aura.bootstrap import cassandra_execute
 from aura.configcache import ConfigUnavailable
@@ -29,7 +29,8 @@ from aura.state.experiments import (
     validate_experiment,
 )
 from aura.state.rules import segments_in, with_time
-from serving.decisions import decision_state, now_ms, produce, refused, unavailable, user_fields
+from schemas.validation import BoundedObject, Id
+from serving.decisions import check_room, decision_state, now_ms, produce, refused, unavailable, user_fields
 from serving.deps import State
 from serving.routes.personalization import ContextIn
 
@@ -41,7 +42,7 @@ EXAMPLE = {"id": "checkout-button", "variants": [{"id": "control", "weight": 1},
            "targeting": {"field": "context.device", "op": "in", "value": ["ios", "android", "web"]},
            "conversion_events": ["purchase", "add_to_cart"]}
 MV_EXAMPLE = {"id": "hero-mvt", "factors": {"headline": ["A", "B"], "image": ["cat", "dog", "none"]}}
-ExpBody = Annotated[dict[str, Any], Body(openapi_examples={"ab": {"value": EXAMPLE}, "multivariate": {"value":
+ExpBody = Annotated[BoundedObject, Body(openapi_examples={"ab": {"value": EXAMPLE}, "multivariate": {"value":
                                                                                                       MV_EXAMPLE}})]
 
 
@@ -51,10 +52,12 @@ class StatusIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=256)
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
     context: ContextIn = Field(default_factory=ContextIn)
     channel: Literal["web", "email", "mobile"] = "web"
-    segments: list[str] | None = Field(None, max_length=100, description="Extra segments the user is in")
+    segments: list[Id] | None = Field(None, max_length=100, description="Extra segments the user is in")
 
 
 class AssignOut(BaseModel):
@@ -115,6 +118,7 @@ async def create_experiment(state: State, doc: ExpBody) -> dict[str, Any]:
                                                   "POST /experiments/{id}/status"}])
     doc = {**doc, "status": "draft", "created_at": now_ms()}
     _check(doc)
+    await check_room(state, decision_state(state).experiments)
     await _store(state, doc, create=True)
     return doc
 

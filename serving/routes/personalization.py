@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aura.configcache import ConfigUnavailable
 from aura.state.rules import RuleError, evaluate, ordered, referenced_segments, validate_rule, with_time
-from serving.decisions import decision_state, now_ms, refused, unavailable, user_fields
+from schemas.validation import BoundedObject, ContextValue, Id, ShortText
+from serving.decisions import check_room, decision_state, now_ms, refused, unavailable, user_fields
 from serving.deps import State
 
 router = APIRouter(prefix="/personalization", tags=["personalization"])
@@ -31,26 +32,31 @@ RULE_EXAMPLE = {
         {"field": "context.device", "op": "in", "value": ["ios", "android"]}]},
     "content": {"banner": "promo-fr-vip"}, "variant": "promo",
 }
-RuleBody = Annotated[dict[str, Any], Body(openapi_examples={"rule": {"value": RULE_EXAMPLE}})]
+RuleBody = Annotated[BoundedObject, Body(openapi_examples={"rule": {"value": RULE_EXAMPLE}})]
 
 
 class ContextIn(BaseModel):
-    page: str | None = Field(None, max_length=256)
-    placement: str | None = Field(None, max_length=128)
-    device: str | None = Field(None, max_length=64)
-    locale: str | None = Field(None, max_length=32)
-    referrer: str | None = Field(None, max_length=1024)
+    model_config = ConfigDict(extra="forbid")
+
+    page: Annotated[ShortText, Field(max_length=256)] | None = None
+    placement: Annotated[ShortText, Field(max_length=128)] | None = None
+    device: Annotated[ShortText, Field(max_length=64)] | None = None
+    locale: Annotated[ShortText, Field(max_length=32)] | None = None
+    referrer: ShortText | None = None
     time: int | None = Field(None, ge=0, le=253_402_300_799_999,  # up to year 9999: datetime's range
                              description="Epoch ms (default: now); hour, weekday, date derive from it")
 
 
 class EvaluateIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=256)
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
     channel: Literal["web", "email", "mobile"] = "web"
     context: ContextIn = Field(default_factory=ContextIn)
-    profile: dict[str, str | float | int | bool] | None = Field(
+    profile: Annotated[dict[Annotated[ShortText, Field(min_length=1, max_length=128)], ContextValue],
+                       Field(max_length=64)] | None = Field(
         None, description="Profile fields that override the stored profile (e.g. known by the caller)")
-    segments: list[str] | None = Field(None, max_length=100, description="Extra segments the user is in")
+    segments: list[Id] | None = Field(None, max_length=100, description="Extra segments the user is in")
     all_matches: bool = Field(False, description="Return every matching rule, best first")
 
 
@@ -92,6 +98,7 @@ def _check(doc: dict[str, Any]) -> None:
              responses={409: {"description": "A rule with this id exists"}, 422: {"description": "Invalid rule"}})
 async def create_rule(state: State, doc: RuleBody) -> dict[str, Any]:
     _check(doc)
+    await check_room(state, decision_state(state).rules)
     try:
         if not await decision_state(state).rules.insert(doc["id"], doc):
             raise HTTPException(409, f"rule {doc['id']!r} exists; PUT /personalization/rules/{doc['id']} replaces it")

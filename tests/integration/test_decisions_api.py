@@ -171,6 +171,8 @@ def test_bandit_configuration_choose_and_arm_changes(api_client, isolated):
         assert api_client.put(f"/v1/bandits/{bid}", json={"arms": ["c"], "policy": "thompson"}).status_code == 409
         assert api_client.post(f"/v1/bandits/{uid('none')}/choose", json={"user_id": "u1"}).status_code == 404
         placement = uid("home")
+        assert api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u2"}).status_code == 404
+        assert api_client.put(f"/v1/strategies/{placement}").status_code == 201
         s = api_client.post(f"/v1/strategies/{placement}/choose", json={"user_id": "u2"})
         assert s.status_code == 200 and s.json()["arm"] in {"hybrid", "collaborative", "content", "trending", "popular"}
         decisions = {r["decision_id"]: r for k, r in decisions_on_kafka(isolated, 3) if k == "bandit_decision"}

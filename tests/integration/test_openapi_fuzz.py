@@ -115,3 +115,123 @@ def test_openapi_documents_auth_examples_and_every_error_shape(fuzz_schema, serv
             for code in ("401", "403", "429", "503"):
                 assert code in op["responses"], f"{method} {path} does not document {code}"
             assert "example" in op["responses"]["401"]["content"]["application/json"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile JSON for every route with a body, built from the OpenAPI document's own examples: one
+# leaf (or the whole body) replaced by a value JSON can spell and the system cannot hold, or an
+# unknown field added. Numbers beyond the double range and lone surrogates are written as raw JSON
+# text (json.dumps cannot produce them), through placeholder strings.
+
+HOSTILE_TEXT = {
+    "@NAN@": "NaN", "@INF@": "Infinity", "@NINF@": "-Infinity", "@BIG@": "1e400", "@NBIG@": "-1e400",
+    "@SURROGATE@": '"\\ud800"', "@LOW_SURROGATE@": '"x\\udfff"',
+}
+
+
+def _nested(depth: int) -> Any:
+    node: Any = 0
+    for _ in range(depth):
+        node = [node]
+    return node
+
+
+HOSTILE_VALUES = [*HOSTILE_TEXT, 1e308, -1e308, 10**30, -(2**63), 2**64, "x" * 200_000, "", _nested(40),
+                  list(range(20_000)), {f"k{i}": i for i in range(5_000)}, None, True, {"$ref": "#"}]
+CONFIG_LISTS = ("/v1/personalization/rules", "/v1/experiments", "/v1/bandits")
+
+
+def _leaves(node: Any, path: tuple = ()) -> list[tuple]:
+    if isinstance(node, dict):
+        return [path] + [p for k, v in node.items() for p in _leaves(v, (*path, k))]
+    if isinstance(node, list):
+        return [path] + [p for i, v in enumerate(node) for p in _leaves(v, (*path, i))]
+    return [path]
+
+
+def _replace(node: Any, path: tuple, value: Any) -> Any:
+    if not path:
+        return value
+    out = dict(node) if isinstance(node, dict) else list(node)
+    out[path[0]] = _replace(node[path[0]], path[1:], value)
+    return out
+
+
+def _raw(body: Any) -> bytes:
+    text = __import__("json").dumps(body)
+    for token, raw in HOSTILE_TEXT.items():
+        text = text.replace(f'"{token}"', raw)
+    return text.encode()
+
+
+def _body_operations(doc: dict) -> list[tuple[str, str, Any]]:
+    out = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            media = (op.get("requestBody") or {}).get("content", {}).get("application/json")
+            if media is None or path.endswith("/train"):
+                continue
+            example = media.get("example")
+            if example is None and media.get("examples"):
+                example = next(iter(media["examples"].values())).get("value")
+            concrete = path.replace("{", "fz-").replace("}", "")
+            out.append((method.upper(), concrete, example if example is not None else {}))
+    return out
+
+
+def test_hostile_json_never_gets_a_5xx_and_an_error_changes_nothing(served):
+    from hypothesis import strategies as st
+
+    headers = {"X-API-Key": served["token"], "Content-Type": "application/json"}
+    doc = httpx.get(f"{served['base']}/openapi.json").json()
+    operations = _body_operations(doc)
+    assert len(operations) >= 15, operations
+    client = httpx.Client(base_url=served["base"], headers=headers, timeout=30)
+    outcomes: dict[str, int] = {}
+    by_label: dict[str, dict[str, int]] = {}  # the report (docs/hardening.md): AURA_FUZZ_REPORT=<file>
+    failures: list[str] = []
+
+    def snapshot() -> list[Any]:
+        return [client.get(p).json() for p in CONFIG_LISTS]
+
+    @st.composite
+    def hostile(draw: Any) -> tuple[str, str, bytes, str]:
+        method, path, example = draw(st.sampled_from(operations))
+        kind = draw(st.sampled_from(["leaf", "leaf", "leaf", "unknown_field", "whole"]))
+        value = draw(st.sampled_from(HOSTILE_VALUES))
+        if kind == "whole" or not isinstance(example, dict | list):
+            body = value
+        elif kind == "unknown_field" and isinstance(example, dict):
+            body = {**example, draw(st.sampled_from(["zz_unknown", "__proto__", "\u0000"])): value}
+        else:
+            body = _replace(example, draw(st.sampled_from(_leaves(example))), value)
+        label = value if isinstance(value, str) and value in HOSTILE_TEXT else type(value).__name__
+        return method, path, _raw(body), f"{kind}:{label}"
+
+    @given(case=hostile())
+    @settings(max_examples=int(os.environ.get("AURA_FUZZ_EXAMPLES", "400")), deadline=None, derandomize=True,
+              database=None, suppress_health_check=list(HealthCheck))
+    def fuzz(case: tuple[str, str, bytes, str]) -> None:
+        method, path, body, label = case
+        config_write = any(path.startswith(p) for p in CONFIG_LISTS) and method in ("POST", "PUT")
+        before = snapshot() if config_write else None
+        r = client.request(method, path, content=body)
+        outcomes[f"{r.status_code // 100}xx"] = outcomes.get(f"{r.status_code // 100}xx", 0) + 1
+        per_label = by_label.setdefault(label, {})
+        per_label[str(r.status_code)] = per_label.get(str(r.status_code), 0) + 1
+        if r.status_code >= 500:
+            failures.append(f"{method} {path} [{label}] -> {r.status_code} {r.text[:200]}")
+            return
+        if r.status_code >= 400:
+            detail = r.json()["detail"]  # serialisable, with a detail
+            assert detail, (method, path, label)
+            if before is not None and snapshot() != before:
+                failures.append(f"{method} {path} [{label}] -> {r.status_code} but the configuration changed")
+
+    fuzz()
+    client.close()
+    if os.environ.get("AURA_FUZZ_REPORT"):
+        with open(os.environ["AURA_FUZZ_REPORT"], "w") as f:
+            __import__("json").dump(by_label, f, indent=1, sort_keys=True)
+    assert not failures, "\n".join(failures[:30])
+    assert outcomes.get("4xx", 0) > 0, outcomes

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from aura.state.bandits import new_state, validate_bandit
+from aura.state.bandits import FEATURE_CLIP, healthy, new_state, update_reward, validate_bandit
 from streams.bandits import DecisionFact, RewardFact, fold, lua_args, parse_hash
 from streams.experiments import Source
 
@@ -64,3 +64,18 @@ def test_lua_args_and_hash_round_trip():
     assert state.to_json() == st.to_json() and ver == "8" and fences == {"_off:t.decisions:0": 10}
     assert json.loads(args[6])["arm"] == "a"
     assert parse_hash({}) == (None, "", {})
+    quarantined = lua_args("7", st, res, 1000, ["b1:d1"], {"quarantine": "{}"})
+    assert quarantined[3] == 2 and quarantined[4:8] == ["_off:t.decisions:0", 10, "quarantine", "{}"]
+
+
+def test_extreme_features_and_rewards_are_clipped_and_a_non_finite_state_is_detected():
+    cfg = validate_bandit({"id": "c", "policy": "linucb", "arms": ["a", "b"], "features": ["x"]})
+    st = new_state(cfg)
+    for v in (1e300, float("inf"), float("nan"), -1e12):
+        res = fold(cfg, st, {}, [DecisionFact("c", f"c:{v}", "a", {"x": v}, 1, dsrc(1))], [], {})
+        assert res.pulls == 1
+    assert healthy(st) and np.abs(st.arms["a"].A).max() <= 1 + 2 * FEATURE_CLIP ** 2
+    update_reward(cfg, st, "a", 1e9, np.array([1.0, 5.0]))
+    assert st.arms["a"].s == 1.0  # rewards clip to [0, 1]
+    st.arms["b"] = type(st.arms["a"])(n=1.0, s=float("nan"))
+    assert not healthy(st)

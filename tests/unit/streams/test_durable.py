@@ -117,3 +117,35 @@ def test_statements_of_one_partition_become_one_unlogged_batch():
     assert isinstance(batch, BatchStatement) and batch.batch_type == BatchType.UNLOGGED and params == ()
     assert len(batch._statements_and_parameters) == 2
     assert out[1] == (c, ("u1",)) and out[2] == (a, ("u2",))
+
+
+async def test_forget_drops_a_users_pending_rows_after_the_flush_in_progress():
+    import asyncio
+
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def slow(rows: dict[Any, Any]) -> None:
+        order.append(f"flush {sorted(map(str, rows))}")
+        await gate.wait()
+        order.append("flush done")
+
+    wb = WriteBehind(interval_s=60)
+    wb.sink("rows", slow)
+    wb.put_many("rows", {"u1": 1, ("seg", "u1"): True, ("u1", 5, "i1", "e1"): 1.0, "u2": 1})
+    flushing = asyncio.create_task(wb.flush())
+    await asyncio.sleep(0)
+    wb.put_many("rows", {"u1": 2, ("vip", "u1"): True, "u3": 1})  # arrived during the flush
+
+    async def forget() -> int:
+        n = await wb.forget("u1")
+        order.append("forgot")
+        return n
+
+    forgetting = asyncio.create_task(forget())
+    await asyncio.sleep(0.01)
+    assert order == [f"flush {sorted(map(str, ['u1', ('seg', 'u1'), ('u1', 5, 'i1', 'e1'), 'u2']))}"]
+    gate.set()
+    assert await forgetting == 2 and await flushing == 4
+    assert order[-2:] == ["flush done", "forgot"]  # the delete that follows comes after every write of u1
+    assert wb.sinks["rows"].pending == {"u3": 1}

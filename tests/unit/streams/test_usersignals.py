@@ -16,7 +16,7 @@ from aura.models.mf import OnlineMF
 from aura.state.cooccurrence import SeqEntry, model_of
 from schemas.events import Behavior
 from streams.intake import Accepted
-from streams.usersignals import CoocParams, UserSignals, fold, user_lua_args
+from streams.usersignals import CoocParams, UserSignals, fold, item_candidates, user_lua_args
 
 P = CoocParams(window=3, decay=0.5, forward=1.0, backward=0.5, seq_max=4)
 
@@ -29,12 +29,13 @@ def ev(offset: int, user: str, etype: str, item: str | None, t: int = 0, part: i
 
 def test_pairs_are_weighted_by_recency_in_both_directions():
     f = fold([ev(1, "u", "view", "a"), ev(2, "u", "view", "b"), ev(3, "u", "view", "c")], {}, {}, P)
-    entries = {(k[0], e.offset): e for k, es in f.items.items() for e in es}
-    # c arrives after b (k=0, weight 1) and a (k=1, weight 0.5)
-    assert entries[("b", 3)].cooc == {"c": 1.0}            # forward b -> c
-    assert entries[("a", 3)].cooc == {"c": 0.5}            # forward a -> c, decayed
-    assert entries[("c", 3)].cooc == {"b": 0.5, "a": 0.25}  # backward
-    assert entries[("c", 3)].weight == 1.0 and entries[("a", 3)].weight == 0.0
+    # c arrives after b (k=0, weight 1) and a (k=1, weight 0.5); b after a
+    assert f.items["c"].cooc == {"b": 0.5, "a": 0.25}  # backward
+    assert f.items["b"].cooc == {"a": 0.5, "c": 1.0}   # backward b -> a, then forward b -> c
+    assert f.items["a"].cooc == {"b": 1.0, "c": 0.5}   # forward, decayed
+    assert f.items["c"].weight == 1.0 and f.items["c"].entries == 1
+    assert f.items["a"].weight == 1.0 and f.items["a"].entries == 3  # its own event, then b's and c's
+    assert f.items["a"].fences == {0: (None, 3)}
     d = f.users["u"]
     assert [e.item for e in d.seq] == ["c", "b", "a"] and d.offset == 3
     assert set(d.seen) == {"a", "b", "c"}
@@ -44,18 +45,34 @@ def test_events_at_or_below_the_user_fence_are_skipped():
     events = [ev(1, "u", "view", "a"), ev(2, "u", "view", "b")]
     f = fold(events, {"u": 1}, {"u": [SeqEntry("a", 1.0, 1001, False)]}, P)
     assert [e.item for e in f.users["u"].new] == ["b"]
-    assert {k[0] for k in f.items} == {"a", "b"}  # the b event pairs with the stored a
-    assert all(e.offset == 2 for es in f.items.values() for e in es)
+    assert set(f.items) == {"a", "b"}  # the b event pairs with the stored a
+    assert all(a.fences == {0: (None, 2)} for a in f.items.values())
     assert fold(events, {"u": 2}, {}, P).users == {}
+
+
+def test_events_at_or_below_an_item_fence_are_left_out_of_that_item_only():
+    events = [ev(1, "u", "view", "a"), ev(2, "u", "view", "b"), ev(3, "u", "view", "c")]
+    seqs: dict[str, list[SeqEntry]] = {"u": []}
+    pairs = item_candidates(events, {}, seqs, P)
+    assert pairs == {("a", 0), ("b", 0), ("c", 0)}
+    # a crash after the item scripts of a and b (fences at 2) but before the user fence moved
+    f = fold(events, {}, seqs, P, {("a", 0): 2, ("b", 0): 2, ("c", 0): None})
+    assert f.items["a"].cooc == {"c": 0.5} and f.items["a"].weight == 0.0 and f.items["a"].fences == {0: (2, 3)}
+    assert f.items["b"].cooc == {"c": 1.0} and f.items["b"].entries == 1
+    assert f.items["c"].cooc == {"b": 0.5, "a": 0.25} and f.items["c"].weight == 1.0
+    # every fence past the batch: nothing left for the item side, the user side unchanged
+    done = fold(events, {}, seqs, P, {ip: 3 for ip in pairs})
+    assert all(a.entries == 0 for a in done.items.values())
+    assert [e.item for e in done.users["u"].seq] == ["c", "b", "a"]
 
 
 def test_window_sequence_bound_and_repeat_interaction():
     events = [ev(k, "u", "view", it) for k, it in enumerate(["a", "b", "c", "d", "e", "b"], start=1)]
     f = fold(events, {}, {}, P)
     assert [e.item for e in f.users["u"].seq] == ["b", "e", "d", "c"]  # bounded at 4, b moved to the front
-    last = {k[0]: es[-1] for k, es in f.items.items() if es[-1].offset == 6}
-    assert "b" not in last["b"].cooc            # never paired with itself
-    assert set(last["b"].cooc) == {"e", "d", "c"}  # window 3
+    assert "b" not in f.items["b"].cooc            # never paired with itself
+    last = fold(events[5:], {}, {"u": [SeqEntry(x, 1.0, 1000, False) for x in "edcba"]}, P)
+    assert set(last.items["b"].cooc) == {"e", "d", "c"}  # window 3
 
 
 def test_also_bought_pairs_only_carts_and_purchases():
@@ -63,11 +80,7 @@ def test_also_bought_pairs_only_carts_and_purchases():
                                          {"item_id": "y", "quantity": 1, "unit_price": 3.0}]}
     events = [ev(1, "u", "view", "v"), ev(2, "u", "add_to_cart", "c"), ev(3, "u", "purchase", None, order=order)]
     f = fold(events, {}, {}, P)
-    bought = {}
-    for (item, _p), es in f.items.items():
-        for e in es:
-            for j, w in e.bought.items():
-                bought[(item, j)] = bought.get((item, j), 0) + w
+    bought = {(item, j): w for item, a in f.items.items() for j, w in a.bought.items()}
     assert bought == {("c", "x"): 1, ("x", "c"): 1, ("c", "y"): 1, ("y", "c"): 1, ("x", "y"): 1, ("y", "x"): 1}
     assert [r[2] for r in f.interactions] == ["v", "c", "x", "y"]
 

@@ -23,13 +23,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import faust
+import orjson
 
 from aura.state import trending
 from aura.state.cooccurrence import (
     MONITOR_STREAM,
     REPLACE_ZSET_LUA,
     ItemDelta,
-    compact_json,
     decode_published,
     encode_published,
     fence_field,
@@ -122,14 +122,15 @@ def log_trend(a: ItemDelta, half_life_ms: float) -> float:
 
 def item_lua_args(a: ItemDelta, cap: int, half_life_ms: float) -> list[Any]:
     """One JSON argument: fences (field, expected, new), weight, log-trend delta, co-occurrence and
-    also-bought increments (objects member -> amount: JSON writes a float as its shortest exact text,
-    which the script's ZINCRBY reads back to the same double), the cap of raw neighbours kept."""
+    also-bought increments (objects member -> amount; orjson writes a float as its shortest exact
+    text, as ``repr`` does, several times faster than ``json``: the script's ZINCRBY reads back the
+    same double), the cap of raw neighbours kept."""
     tr = log_trend(a, half_life_ms)
     blob = {"f": [[fence_field(part), "" if expected is None else str(expected), str(new)]
                   for part, (expected, new) in sorted(a.fences.items())],
             "w": repr(a.weight), "t": "" if tr == trending.NEG_INF else repr(tr),
             "c": a.cooc, "b": a.bought, "cap": str(cap)}
-    return [compact_json(blob)]
+    return [orjson.dumps(blob)]
 
 
 # ------------------------------------------------------------------------------------ the owner

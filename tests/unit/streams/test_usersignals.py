@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pytest
 
 from aura.layout import RedisKeys
 from aura.models.mf import OnlineMF
@@ -137,3 +138,54 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
     key, flat = written[-1]
     assert key == RedisKeys("t").recs_user_mf("u1") and len(flat) == 4 and flat[1] in "abc"
     assert u.mf_pending == set() and "u1" in u.mf_refreshed
+
+
+@pytest.mark.parametrize("moved_to", [2, 3])
+async def test_an_item_whose_fence_moved_is_re_read_and_re_folded_without_applying_twice(moved_to: int):
+    """Another worker moved item a's fence (to 2: an earlier event; to 3: this batch's event, already
+    applied there) between our fence read and our script: the script refuses a, the batch is folded
+    again with a's fence re-read, and a gets only what lies above it; b, applied the first time, is
+    not sent again."""
+    stored = {("a", 0): None, ("b", 0): None}  # what Redis holds
+    sent: list[dict[str, Any]] = []
+
+    class ItemSide:
+        def __init__(self) -> None:
+            self.cache: dict[tuple[str, int], int] = {}
+            self.reads: list[set[tuple[str, int]]] = []
+
+        async def fences_for(self, pairs: set[tuple[str, int]], fresh: set[tuple[str, int]] | None = None
+                             ) -> dict[tuple[str, int], int | None]:
+            fresh = fresh or set()
+            out = {ip: self.cache[ip] for ip in pairs if ip in self.cache and ip not in fresh}
+            self.reads.append(pairs - out.keys())
+            out.update({ip: stored[ip] for ip in pairs - out.keys()})
+            return out
+
+        async def apply(self, items: dict[str, Any]) -> tuple[int, set[str]]:
+            sent.append({i: (a.entries, dict(a.cooc), a.weight) for i, a in items.items() if a.entries})
+            if len(sent) == 1:
+                stored[("a", 0)] = moved_to  # the other worker's script for a ran first
+            conflicts = set()
+            for i, a in items.items():
+                if not a.entries:
+                    continue
+                if any(stored[(i, part)] != expected for part, (expected, _new) in a.fences.items()):
+                    conflicts.add(i)
+                    continue
+                for part, (_expected, new) in a.fences.items():
+                    stored[(i, part)] = self.cache[(i, part)] = new
+            return 0, conflicts
+
+    u = UserSignals.__new__(UserSignals)
+    u.item_side, u.p = ItemSide(), P
+    events = [ev(2, "u", "view", "b"), ev(3, "u", "view", "a")]
+    f, n_sent = await u.fold_and_apply_items(events, {}, {"u": []})
+    assert n_sent == 3  # b (its own event, then a's pair), a
+    assert sent[0] == {"b": (2, {"a": 1.0}, 1.0), "a": (1, {"b": 0.5}, 1.0)}
+    # second round: only a's fence re-read from Redis; a's event (offset 3) is sent again only if
+    # the fence it found is below it
+    assert u.item_side.reads[1] == {("a", 0)}
+    assert sent[1] == ({"a": (1, {"b": 0.5}, 1.0)} if moved_to < 3 else {})
+    assert stored == {("a", 0): 3, ("b", 0): 3}
+    assert [e.item for e in f.users["u"].seq] == ["a", "b"]

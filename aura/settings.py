@@ -100,6 +100,9 @@ class WorkerSettings(BaseSettings):
     batch_max: int = 2000
     # a batch is taken when batch_max events wait, or batch_within_s after the previous one
     batch_within_s: float = 0.02
+    # catching up (the newest record of a take was produced more than this long ago): consecutive takes
+    # are merged into one batch of up to batch_max, so a backlog is folded in full batches (streams/behavior.py)
+    batch_catchup_lag_s: float = 1.0
     # the behavior owners' Cassandra rows are written behind the hot loop this often (streams/durable.py)
     durable_flush_ms: int = Field(250, gt=0)
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush

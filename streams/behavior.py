@@ -31,6 +31,7 @@ from streams.runtime import PROFILES_OWNER, Batch, Owner, OwnerStep, Resources, 
 log = logging.getLogger(__name__)
 
 DEDUP_WINDOW_MS = 24 * 3600 * 1000
+MERGE_WAIT_S = 0.1  # while merging takes (catching up): how long to wait for the next one
 
 
 # SET NX GET of every event id of a batch in one script call (one JSON argument): a pipeline of one
@@ -74,18 +75,67 @@ async def intake(res: Resources, event_codec: Any, records: list[RawRecord],
     return Batch(kept, {(r.partition, r.offset): r for r in records}, now_ms), dead, dupes
 
 
-async def taken(stream: faust.StreamT, batch_max: int, within_s: float
+def behind(events: list[Any], now_s: float, lag_s: float) -> bool:
+    """Whether the newest record of a take was produced more than ``lag_s`` before ``now_s`` (Kafka
+    timestamps, seconds): then more records wait behind it. ``lag_s <= 0``: never."""
+    if lag_s <= 0 or not events:
+        return False
+    newest = max(e.message.timestamp or now_s for e in events)
+    return now_s - newest > lag_s
+
+
+async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_lag_s: float = 0.0
                 ) -> AsyncIterator[tuple[list[Any], list[RawRecord], int, float]]:
     """The agent's batches (Faust events, their raw records, now in ms, the perf-counter start),
-    timing the gap between the end of one batch's work and the next batch."""
+    timing the gap between the end of one batch's work and the next batch.
+
+    Faust fills a take only during the ``within_s`` wait after the previous batch (its consumer
+    path hands over a few thousand records a second), so a backlog would be folded in batches of a
+    few dozen events, each paying every owner's fixed round trips. While catching up (``behind``),
+    consecutive takes are merged into one batch of at least ``batch_max`` (a take is never split);
+    the merged batch goes out as soon as no further take arrives within ``MERGE_WAIT_S`` (the end of
+    a backlog). Every merged event keeps one extra reference on its Kafka message until the agent
+    has handed the batch to the write-behind, so no offset is committed before its batch is folded.
+    """
     ended = None
-    async for batch in stream.take_events(batch_max, within=within_s):
-        started = time.perf_counter()
-        if ended is not None:
-            STATS.add("take_gap", (started - ended) * 1000)
-        STATS.add("batch_size", len(batch))
-        yield batch, [RawRecord.of(e.message) for e in batch], int(time.time() * 1000), started
-        ended = time.perf_counter()
+    takes = stream.take_events(batch_max, within=within_s).__aiter__()
+    pending: asyncio.Future[Any] | None = None  # the next take, asked for and not yet arrived
+    merged: list[Any] = []  # events of earlier takes, each holding one extra reference
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(takes.__anext__())
+            events: list[Any] = []
+            if merged:
+                done, _ = await asyncio.wait({pending}, timeout=max(MERGE_WAIT_S, 2 * within_s))
+                if not done:  # the backlog has ended: the merged events go out, the take stays asked for
+                    events = merged
+            if not events:
+                try:
+                    taken_now = list(await pending)
+                except StopAsyncIteration:
+                    return
+                pending = None
+                events = merged + taken_now
+                if len(events) < batch_max and behind(taken_now, time.time(), catchup_lag_s):
+                    for e in taken_now:
+                        e.message.incref()
+                    merged = events
+                    continue
+            held, merged = merged, []
+            started = time.perf_counter()
+            if ended is not None:
+                STATS.add("take_gap", (started - ended) * 1000)
+            STATS.add("batch_size", len(events))
+            yield events, [RawRecord.of(e.message) for e in events], int(time.time() * 1000), started
+            # the agent has handed the batch to the write-behind, which holds its own references. Not
+            # released if the agent fails instead: those offsets then stay uncommitted (replayed, fenced).
+            for e in held:
+                e.ack()
+            ended = time.perf_counter()
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
 
 
 async def intake_and_fan_out(res: Resources, event_codec: Any, records: list[RawRecord], owners: list[Owner],
@@ -148,7 +198,8 @@ def register(app: faust.App, res: Resources, owners: list[Owner], owns_intake: b
 
     @app.agent(source, name="process_behavior")
     async def process_behavior(stream: faust.StreamT) -> None:
-        async for batch, records, now_ms, started in taken(stream, s.worker.batch_max, s.worker.batch_within_s):
+        async for batch, records, now_ms, started in taken(stream, s.worker.batch_max, s.worker.batch_within_s,
+                                                                  s.worker.batch_catchup_lag_s):
             kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms, owns_intake)
             if dead:
                 await send_dead(dead, now_ms)

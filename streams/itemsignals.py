@@ -2,12 +2,15 @@
 
 ``ItemSignals`` owns ``recs_item_state`` / ``recs_item_cooc`` / ``recs_item_bought`` /
 ``recs_item_similar(.., cooc|bought)`` / ``recs_popular`` / ``recs_trending`` (formats:
-aura/state/cooccurrence.py, aura/state/trending.py). The user side (streams/usersignals.py) hands it the
-item entries of each batch, each carrying its source offset, before the user fences move. It applies
-each entry exactly once with a fence per item *and source partition* (``f:<p>`` in the item hash;
-entries of one source partition reach an item in offset order), in one Lua script per item on
-``{item}``-tagged keys (atomic, so writers of different source partitions never race; Redis
-Cluster-ready), then ZADDs absolute popularity and trending scores. The publisher republishes the
+aura/state/cooccurrence.py, aura/state/trending.py). The user side (streams/usersignals.py) reads the
+item fences through ``fences_for``, folds the batch into one ``ItemDelta`` per item (what the events
+above the item's fence for their source partition add; entries of one source partition reach an item
+in offset order) and hands them over before the user fences move. ``apply`` writes each item's delta
+in one Lua script per item and batch on ``{item}``-tagged keys, moving a fence per item *and source
+partition* (``f:<p>`` in the item hash) only if it still holds the value the fold read (atomic, so
+writers of different source partitions never race; Redis Cluster-ready); an item whose fence moved
+meanwhile is handed back, re-read and folded again. Then it ZADDs absolute popularity and trending
+scores. The publisher republishes the
 normalised top-K neighbour lists of touched items at most once per ``recs_publish_interval_s``.
 """
 
@@ -16,19 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import orjson
 
 from aura.state import trending
 from aura.state.cooccurrence import (
     MONITOR_STREAM,
     REPLACE_ZSET_LUA,
-    Entry,
-    compact_json,
+    ItemDelta,
     decode_published,
     encode_published,
     fence_field,
@@ -46,47 +47,11 @@ FENCE_CACHE_MAX = 500_000  # (item, source partition) fences remembered by the i
 PUBLISH_CHUNK = 50  # items per Redis pipeline when republishing neighbour lists (each chunk's parse
 # and normalisation holds the event loop the behavior agent shares: kept to ~10 ms)
 
-# (item, source partition) -> that partition's entries for the item, in offset order
-ItemEntries = Mapping[tuple[str, int], list[Entry]]
+# item -> what a batch adds to it above its fences (the user side's fold, streams/usersignals.py)
+ItemDeltas = Mapping[str, ItemDelta]
 
 
 # ------------------------------------------------------------------------------ pure: the fold
-
-
-@dataclass
-class ItemApply:
-    """What the item side adds to one item in one batch, after fencing (pure result)."""
-
-    fences: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # partition -> (expected, new)
-    weight: float = 0.0
-    log_trend: float = trending.NEG_INF
-    cooc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    bought: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    entries: int = 0
-
-
-def fold_items(items: ItemEntries, fences: dict[tuple[str, int], int | None],
-               half_life_ms: float) -> dict[str, ItemApply]:
-    """Merge item entries, dropping those at or below the (item, partition) fence (pure)."""
-    out: dict[str, ItemApply] = {}
-    for (item, part), entries in items.items():
-        stored = fences.get((item, part))
-        a = out.setdefault(item, ItemApply())
-        expected, high = a.fences.get(part, (stored, -1 if stored is None else stored))
-        for e in sorted(entries, key=lambda e: e.offset):
-            if e.offset <= high:
-                continue
-            high = e.offset
-            a.entries += 1
-            a.weight += e.weight
-            if e.weight > 0:
-                a.log_trend = trending.log_add(a.log_trend, trending.log_weight(e.weight, e.event_time, half_life_ms))
-            for j, w in e.cooc.items():
-                a.cooc[j] += w
-            for j, w in e.bought.items():
-                a.bought[j] += w
-        a.fences[part] = (expected, high)
-    return out
 
 
 def publish_split(dirty: set[str], pops: dict[str, float], published: dict[str, tuple[float, float]],
@@ -135,31 +100,37 @@ if d.t ~= '' then
   tr = string.format('%.17g', tr)
   redis.call('HSET', KEYS[1], 'tr', tr)
 end
-local c = d.c
-for i = 1, #c, 2 do redis.call('ZINCRBY', KEYS[2], c[i + 1], c[i]) end
-local b = d.b
-for i = 1, #b, 2 do redis.call('ZINCRBY', KEYS[3], b[i + 1], b[i]) end
 local cap = tonumber(d.cap)
-if #c > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
-if #b > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
+local n = 0
+for j, w in pairs(d.c) do redis.call('ZINCRBY', KEYS[2], w, j); n = n + 1 end
+if n > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
+n = 0
+for j, w in pairs(d.b) do redis.call('ZINCRBY', KEYS[3], w, j); n = n + 1 end
+if n > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
 return {pop, tr or '', redis.call('HGET', KEYS[4], 'categories') or '[]'}
 """
 
 
-def item_lua_args(a: ItemApply, cap: int) -> list[Any]:
+def log_trend(a: ItemDelta, half_life_ms: float) -> float:
+    """The trending log-score the batch adds to the item: ``trending.log_add`` over its hits in order."""
+    out = trending.NEG_INF
+    for t, w in a.hits:
+        if w > 0:
+            out = trending.log_add(out, trending.log_weight(w, t, half_life_ms))
+    return out
+
+
+def item_lua_args(a: ItemDelta, cap: int, half_life_ms: float) -> list[Any]:
     """One JSON argument: fences (field, expected, new), weight, log-trend delta, co-occurrence and
-    also-bought increments (member, amount), the cap of raw neighbours kept."""
-    c: list[str] = []
-    for j, w in a.cooc.items():
-        c += [j, repr(w)]
-    b: list[str] = []
-    for j, w in a.bought.items():
-        b += [j, repr(w)]
+    also-bought increments (objects member -> amount; orjson writes a float as its shortest exact
+    text, as ``repr`` does, several times faster than ``json``: the script's ZINCRBY reads back the
+    same double), the cap of raw neighbours kept."""
+    tr = log_trend(a, half_life_ms)
     blob = {"f": [[fence_field(part), "" if expected is None else str(expected), str(new)]
                   for part, (expected, new) in sorted(a.fences.items())],
-            "w": repr(a.weight), "t": "" if a.log_trend == trending.NEG_INF else repr(a.log_trend),
-            "c": c, "b": b, "cap": str(cap)}
-    return [compact_json(blob)]
+            "w": repr(a.weight), "t": "" if tr == trending.NEG_INF else repr(tr),
+            "c": a.cooc, "b": a.bought, "cap": str(cap)}
+    return [orjson.dumps(blob)]
 
 
 # ------------------------------------------------------------------------------------ the owner
@@ -186,75 +157,73 @@ class ItemSignals:
         # source -> item -> (weight, wall time) of the last publish of its list (``read_published``)
         self.published: dict[str, dict[str, tuple[float, float]]] = {"cooc": {}, "bought": {}}
 
-    async def apply(self, items: ItemEntries) -> int:
-        """Apply a batch's item entries exactly once; returns how many entries were applied."""
-        if not items:
-            return 0
-        parts = sorted(items)
+    async def fences_for(self, pairs: set[tuple[str, int]], fresh: set[tuple[str, int]] | None = None
+                         ) -> dict[tuple[str, int], int | None]:
+        """The stored fence of every (item, source partition) pair: this worker's last writes from the
+        cache, the rest (and every pair of ``fresh``) read from Redis in one pipeline."""
+        fresh = fresh or set()
+        out = {ip: self.fences[ip] for ip in pairs if ip in self.fences and ip not in fresh}
+        todo = sorted(pairs - out.keys())
+        if todo:
+            pipe = self.redis.pipeline(transaction=False)
+            for item, part in todo:
+                pipe.hget(self.keys.recs_item_state(item), fence_field(part))
+            raw = await pipe.execute()
+            out.update({ip: (int(v) if v is not None else None) for ip, v in zip(todo, raw, strict=True)})
+        return out
+
+    async def apply(self, items: ItemDeltas) -> tuple[int, set[str]]:
+        """Apply a batch's item deltas, each in one script that moves the item's fences only if they
+        still hold the values the fold read; returns (entries applied, the items whose fences had
+        moved: the caller re-reads them and folds again)."""
+        order = [i for i, a in items.items() if a.entries]
+        if not order:
+            return 0, set()
+        cap = self.res.settings.recs.cooc_cap
+        pipe = self.redis.pipeline(transaction=False)
+        for item in order:
+            # the item's catalog categories are read inside the script (same {item} slot), so an
+            # item whose catalog entry races its first interactions still reaches its category
+            # sets: either this script sees the categories or the catalog agent sees ``tr``.
+            await self.script(keys=[self.keys.recs_item_state(item), self.keys.recs_item_cooc(item),
+                                    self.keys.recs_item_bought(item), self.keys.recs_item_meta(item)],
+                              args=item_lua_args(items[item], cap, self.half_life_ms), client=pipe)
+        results = await pipe.execute()
+        conflicts: set[str] = set()
         applied = 0
-        for attempt in range(5):
-            fences: dict[tuple[str, int], int | None] = {}
-            if attempt == 0:
-                fences = {ip: self.fences[ip] for ip in parts if ip in self.fences}
-            todo = [ip for ip in parts if ip not in fences]
-            if todo:
-                pipe = self.redis.pipeline(transaction=False)
-                for item, part in todo:
-                    pipe.hget(self.keys.recs_item_state(item), fence_field(part))
-                raw = await pipe.execute()
-                fences.update({ip: (int(v) if v is not None else None) for ip, v in zip(todo, raw, strict=True)})
-            applies = fold_items(items, fences, self.half_life_ms)
-            pipe = self.redis.pipeline(transaction=False)
-            order = [i for i, a in applies.items() if a.entries]
-            cap = self.res.settings.recs.cooc_cap
-            for item in order:
-                # the item's catalog categories are read inside the script (same {item} slot), so an
-                # item whose catalog entry races its first interactions still reaches its category
-                # sets: either this script sees the categories or the catalog agent sees ``tr``.
-                await self.script(keys=[self.keys.recs_item_state(item), self.keys.recs_item_cooc(item),
-                                        self.keys.recs_item_bought(item), self.keys.recs_item_meta(item)],
-                                  args=item_lua_args(applies[item], cap), client=pipe)
-            results = await pipe.execute() if order else []
-            pipe = self.redis.pipeline(transaction=False)
-            conflicts = set()
-            # absolute scores, one ZADD per sorted set and batch
-            popular: dict[str, float] = {}
-            trend: dict[str | None, dict[str, float]] = {}
-            if len(self.fences) > self.fences_max:
-                self.fences.clear()
-            for item, res in zip(order, results, strict=True):
-                if not res:
-                    conflicts.add(item)
-                    for part in applies[item].fences:
-                        self.fences.pop((item, part), None)
-                    continue
-                for part, (_expected, new) in applies[item].fences.items():
-                    self.fences[(item, part)] = new
-                applied += applies[item].entries
-                pop, tr, cats = float(res[0]), res[1], json.loads(res[2] or "[]")
-                popular[item] = pop
-                self.pops[item] = pop
-                if tr:
-                    for c in (None, *cats):
-                        trend.setdefault(c, {})[item] = float(tr)
-                if applies[item].cooc:
-                    self.dirty.add(item)
-                if applies[item].bought:
-                    self.dirty_bought.add(item)
-            if popular:
-                pipe.zadd(self.keys.recs_popular(), popular)
-            for c, scores in trend.items():
-                pipe.zadd(self.keys.recs_trending(c), scores)
-            pipe.hincrby(self.keys.recs_monitor(MONITOR_STREAM), "signals_applied",
-                         sum(applies[i].entries for i in order if i not in conflicts))
-            await pipe.execute()
-            if not conflicts:
-                break
-            items = {ip: entries for ip, entries in items.items() if ip[0] in conflicts}
-            parts = sorted(items)
-        else:
-            raise RuntimeError(f"item fence conflicts did not settle for {len(conflicts)} items")
-        return applied
+        # absolute scores, one ZADD per sorted set and batch
+        popular: dict[str, float] = {}
+        trend: dict[str | None, dict[str, float]] = {}
+        if len(self.fences) > self.fences_max:
+            self.fences.clear()
+        for item, res in zip(order, results, strict=True):
+            a = items[item]
+            if not res:
+                conflicts.add(item)
+                for part in a.fences:
+                    self.fences.pop((item, part), None)
+                continue
+            for part, (_expected, new) in a.fences.items():
+                self.fences[(item, part)] = new
+            applied += a.entries
+            pop, tr, cats = float(res[0]), res[1], json.loads(res[2] or "[]")
+            popular[item] = pop
+            self.pops[item] = pop
+            if tr:
+                for c in (None, *cats):
+                    trend.setdefault(c, {})[item] = float(tr)
+            if a.cooc:
+                self.dirty.add(item)
+            if a.bought:
+                self.dirty_bought.add(item)
+        pipe = self.redis.pipeline(transaction=False)
+        if popular:
+            pipe.zadd(self.keys.recs_popular(), popular)
+        for c, scores in trend.items():
+            pipe.zadd(self.keys.recs_trending(c), scores)
+        pipe.hincrby(self.keys.recs_monitor(MONITOR_STREAM), "signals_applied", applied)
+        await pipe.execute()
+        return applied, conflicts
 
     async def publish_due(self, force: bool = False) -> int:
         """Republish the normalised top-K lists of items touched since the last publish."""

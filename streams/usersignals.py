@@ -3,10 +3,11 @@
 ``UserSignals`` (owner step ``recs by user``, run by the behavior agent of streams/behavior.py on every
 decoded, de-duplicated batch of ``events.behavior``, keyed by user) owns the ``recs_user_*`` keys: the
 user's recent sequence, seen items, MF user factors and MF candidates, fenced per user by offset
-(``_off``, compare-and-set Lua); and the MF item factors (``recs_mf_items``). From each event above
-the fence the pure ``fold`` derives item-keyed entries, each carrying its source offset, which the
-item side (streams/itemsignals.py) applies before the user fences move: a replay after a crash
-regenerates them at the same source offsets and the item fences drop those already applied. The
+(``_off``, compare-and-set Lua); and the MF item factors (``recs_mf_items``). The pure ``fold`` sums
+what the events above the user fence add to each item into one delta per item, leaving out the
+events at or below that item's fence for their source partition (read first, for every item the
+batch can touch: ``item_candidates``); the item side (streams/itemsignals.py) applies the deltas
+before the user fences move, so a replay after a crash finds the item fences already moved. The
 online MF item factors are the exception: an SGD step may be repeated after a crash. Raw interactions
 go to Cassandra for the batch jobs through the worker's write-behind buffer. Formats:
 aura/state/cooccurrence.py.
@@ -19,6 +20,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +36,7 @@ from aura.state.cooccurrence import (
     REPLACE_ZSET_LUA,
     USER_FENCE,
     USER_MF,
-    Entry,
+    ItemDelta,
     SeqEntry,
     compact_json,
     decode_vector,
@@ -79,8 +81,7 @@ class UserDelta:
 @dataclass
 class Fold:
     users: dict[str, UserDelta] = field(default_factory=dict)
-    # (item, source partition) -> entries in offset order
-    items: dict[tuple[str, int], list[Entry]] = field(default_factory=dict)
+    items: dict[str, ItemDelta] = field(default_factory=dict)  # item -> what the batch adds above its fences
     interactions: list[Interaction] = field(default_factory=list)
     positives: list[tuple[str, str, float]] = field(default_factory=list)  # (user, item, weight) in order
     monitor: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
@@ -98,22 +99,50 @@ def event_items(acc: Accepted) -> list[str]:
     return [ev.item_id] if ev.item_id else []
 
 
-def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[SeqEntry]],
-         p: CoocParams) -> Fold:
-    """Per user, the events above the fence -> user deltas, item entries, interactions (pure).
+def item_candidates(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[SeqEntry]],
+                    p: CoocParams) -> set[tuple[str, int]]:
+    """Every (item, source partition) the fold of these events can touch: the items of a user's new
+    interactions and of the first ``window`` entries of the user's stored sequence (an entry further
+    back never re-enters the window: new items push it back, a repeated one moves to the front), for
+    each source partition of the user's events. Their item fences are read before the fold."""
+    parts: dict[str, set[int]] = defaultdict(set)
+    items: dict[str, set[str]] = defaultdict(set)
+    for acc in events:
+        ev = acc.event
+        if acc.offset <= fences.get(ev.user_id, -1) or ev.event_type not in INTERACTION_WEIGHTS:
+            continue
+        parts[ev.user_id].add(acc.partition)
+        items[ev.user_id].update(event_items(acc))
+    out: set[tuple[str, int]] = set()
+    for u, ps in parts.items():
+        xs = items[u] | {e.item for e in seqs.get(u, [])[: p.window]}
+        out.update((x, part) for x in xs for part in ps)
+    return out
 
-    ``seqs[user]`` is the stored sequence, newest first.
+
+def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[SeqEntry]],
+         p: CoocParams, item_fences: Mapping[tuple[str, int], int | None] | None = None) -> Fold:
+    """Per user, the events above the fence -> user deltas, item deltas, interactions (pure).
+
+    ``seqs[user]`` is the stored sequence, newest first; ``item_fences`` the stored fence of every
+    pair of ``item_candidates`` (a missing pair is an error; a fence of None: none yet; no mapping at
+    all: no item has any fence). What an event adds to an item is summed into the
+    item's ``ItemDelta`` at once, unless the event is at or below that item's fence for the event's
+    partition (a replay after a crash between the item and the user writes): the hot loop of the
+    recommender, about ten items per event.
     """
     out = Fold()
     work = {u: list(s) for u, s in seqs.items()}  # newest first, updated as we go
+    items = out.items
+    forward = [p.forward * p.decay ** k for k in range(p.window)]
+    backward = [p.backward * p.decay ** k for k in range(p.window)]
+    news: dict[str, dict[str, SeqEntry]] = {}  # user -> item -> newest new entry (insertion order: oldest first)
 
-    def entry(item: str, part: int, acc: Accepted) -> Entry:
-        lst = out.items.setdefault((item, part), [])
-        if lst and lst[-1].offset == acc.offset:
-            return lst[-1]
-        e = Entry(acc.offset, acc.event.event_time)
-        lst.append(e)
-        return e
+    def delta(item: str, part: int, offset: int) -> ItemDelta | None:
+        a = items.get(item)
+        if a is None:
+            a = items[item] = ItemDelta()
+        return a if a.touch(None if item_fences is None else item_fences[(item, part)], part, offset) else None
 
     for acc in sorted(events, key=lambda a: (a.partition, a.offset)):
         ev = acc.event
@@ -131,35 +160,48 @@ def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[Se
             d = out.users[ev.user_id] = UserDelta()
         d.offset = max(d.offset, acc.offset)
         if weight is None:
-            d.seq = list(work.get(ev.user_id, []))
             continue
         seq = work.setdefault(ev.user_id, [])
+        new_of_user = news.setdefault(ev.user_id, {})
         bought = ev.event_type in BOUGHT_TYPES
+        part, off, t = acc.partition, acc.offset, ev.event_time
         for x in event_items(acc):
-            ex = entry(x, acc.partition, acc)
-            ex.weight += weight
+            ex = delta(x, part, off)
+            if ex is not None:
+                ex.hit(part, off, t, weight)
             k = 0
             for prev in seq[: p.window]:
-                if prev.item == x:
+                j = prev.item
+                if j == x:
                     continue
-                if p.max_gap_ms is not None and ev.event_time - prev.time > p.max_gap_ms:
+                if p.max_gap_ms is not None and t - prev.time > p.max_gap_ms:
                     break
-                w = p.decay ** k
+                ep = delta(j, part, off)
+                if ep is not None:
+                    c = ep.cooc
+                    c[x] = c.get(x, 0.0) + forward[k]
+                    if bought and prev.bought:
+                        b = ep.bought
+                        b[x] = b.get(x, 0.0) + 1.0
+                if ex is not None:
+                    xc = ex.cooc
+                    xc[j] = xc.get(j, 0.0) + backward[k]
+                    if bought and prev.bought:
+                        xb = ex.bought
+                        xb[j] = xb.get(j, 0.0) + 1.0
                 k += 1
-                entry(prev.item, acc.partition, acc).cooc[x] += p.forward * w
-                ex.cooc[prev.item] += p.backward * w
-                if bought and prev.bought:
-                    entry(prev.item, acc.partition, acc).bought[x] += 1.0
-                    ex.bought[prev.item] += 1.0
             seq[:] = [e for e in seq if e.item != x]
-            new = SeqEntry(x, weight, ev.event_time, bought)
+            new = SeqEntry(x, weight, t, bought)
             seq.insert(0, new)
             del seq[p.seq_max:]
-            d.new = [e for e in d.new if e.item != x] + [new]
-            d.seen[x] = max(d.seen.get(x, 0), ev.event_time)
-            out.interactions.append((ev.user_id, ev.event_time, x, ev.event_id, ev.event_type, weight))
+            new_of_user.pop(x, None)
+            new_of_user[x] = new
+            d.seen[x] = max(d.seen.get(x, 0), t)
+            out.interactions.append((ev.user_id, t, x, ev.event_id, ev.event_type, weight))
             out.positives.append((ev.user_id, x, weight))
-        d.seq = list(seq)
+    for u, d in out.users.items():
+        d.seq = list(work.get(u, []))
+        d.new = list(news.get(u, {}).values())
     return out
 
 
@@ -270,14 +312,13 @@ class UserSignals:
         rows: list[Interaction] = []
         for _attempt in range(5):
             fences, seqs, vecs = await self.read(users)
-            f = fold(accepted, fences, seqs, self.p)
+            # item-keyed deltas first (acked), user fences after: a crash in between replays them
+            # at the same source offsets, and the item fences drop them.
+            f, sent = await self.fold_and_apply_items(accepted, fences, seqs)
             await asyncio.sleep(0)  # CPU-bound steps apart: the profile owner's round trips get the loop between
             pv_before = (self.mf.pv_n, self.mf.pv_err)
             moved = self.learn(f, vecs)
             await asyncio.sleep(0)
-            # item-keyed deltas first (acked), user fences after: a crash in between replays them
-            # at the same source offsets, and the item fences drop them.
-            await self.item_side.apply(f.items)
             pipe = self.redis.pipeline(transaction=False)
             order = list(f.users)
             k = self.res.settings.recs.candidates
@@ -307,7 +348,7 @@ class UserSignals:
                     self.mf_refreshed[u] = now
                     self.mf_pending.discard(u)
             rows += [r for r in f.interactions if r[0] not in conflicts]
-            await self.publish(f, moved, pv_before)
+            await self.publish(f, moved, pv_before, sent)
             if not conflicts:
                 break
             users = sorted(conflicts)
@@ -316,6 +357,28 @@ class UserSignals:
             raise RuntimeError(f"user fence conflicts did not settle for {len(conflicts)} users")
         self.write_interactions(rows)
         return f
+
+    async def fold_and_apply_items(self, accepted: list[Accepted], fences: dict[str, int],
+                                   seqs: dict[str, list[SeqEntry]]) -> tuple[Fold, int]:
+        """The batch's fold with its item deltas applied; returns it and how many item entries it
+        sent. The fences of every item the fold can touch are read first (``item_candidates``); an
+        item whose fence moved before its script ran (another worker, after a rebalance) is re-read
+        and the batch folded again: the items already applied are then at their new fences and drop
+        out of the new fold."""
+        pairs = item_candidates(accepted, fences, seqs, self.p)
+        fresh: set[tuple[str, int]] = set()
+        sent = -1
+        for _attempt in range(5):
+            item_fences = await self.item_side.fences_for(pairs, fresh)
+            f = fold(accepted, fences, seqs, self.p, item_fences)
+            if sent < 0:
+                sent = sum(a.entries for a in f.items.values())
+            await asyncio.sleep(0)
+            _applied, conflicts = await self.item_side.apply(f.items)
+            if not conflicts:
+                return f, sent
+            fresh = {ip for ip in pairs if ip[0] in conflicts}
+        raise RuntimeError(f"item fence conflicts did not settle for {len(conflicts)} items")
 
     def mf_due(self, user: str, now: float) -> bool:
         return self.mf_refresh_s <= 0 or now - self.mf_refreshed.get(user, -math.inf) >= self.mf_refresh_s
@@ -340,7 +403,7 @@ class UserSignals:
         self.mf_refreshed = {u: t for u, t in self.mf_refreshed.items() if now - t < self.mf_refresh_s}
         return len(due)
 
-    async def publish(self, f: Fold, moved: set[str], pv_before: tuple[int, int]) -> None:
+    async def publish(self, f: Fold, moved: set[str], pv_before: tuple[int, int], sent: int) -> None:
         """MF item factors and monitoring counters (one pipeline; the per-user MF candidates are
         written by the user script)."""
         pipe = self.redis.pipeline(transaction=False)
@@ -349,7 +412,7 @@ class UserSignals:
                       mapping={i: encode_vector(self.mf.V[self.mf.index[i]]) for i in moved})
         mon = self.keys.recs_monitor(MONITOR_STREAM)
         pipe.hincrby(mon, "events", sum(len(d.new) for d in f.users.values()))
-        pipe.hincrby(mon, "signals_sent", sum(len(v) for v in f.items.values()))
+        pipe.hincrby(mon, "signals_sent", sent)
         mfk = self.keys.recs_monitor(OnlineMF.kind)
         pipe.hincrby(mfk, "pv_n", self.mf.pv_n - pv_before[0])
         pipe.hincrby(mfk, "pv_err", self.mf.pv_err - pv_before[1])

@@ -6,14 +6,13 @@ Two owners write this state (the state has two keys): streams/usersignals.py kee
 trending log-score, raw co-occurrence, fences per source partition), ``recs_popular``,
 ``recs_trending`` and the published neighbour lists. The API and the worker's pool refresher read it.
 Here: the codecs of every stored value (sequence entries, hash fields, factor vectors, the neighbour
-list argument), the per-event weights, the monitoring hash name, what one event adds to one item
-(``Entry``, handed from the user side to the item side) and the neighbour normalisation.
+list argument), the per-event weights, the monitoring hash name, what one batch adds to one item
+(``ItemDelta``, handed from the user side to the item side) and the neighbour normalisation.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,15 +52,48 @@ class SeqEntry:
         return SeqEntry(item, float(w), int(t), b == "1")
 
 
-@dataclass
-class Entry:
-    """What one source event (at ``offset`` of its partition) adds to one item."""
+@dataclass(slots=True)
+class ItemDelta:
+    """What one batch adds to one item, above the item's fences (handed from the user side's fold to
+    the item side). Entries at or below the fence of their (item, source partition) were dropped by
+    the fold; ``entries`` counts the source events that touched the item."""
 
-    offset: int
-    event_time: int
-    weight: float = 0.0
-    cooc: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    bought: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    fences: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # partition -> (stored, new)
+    entries: int = 0
+    hits: list[tuple[int, float]] = field(default_factory=list)  # (event time, weight) per interacting event
+    cooc: dict[str, float] = field(default_factory=dict)
+    bought: dict[str, float] = field(default_factory=dict)
+    last: tuple[int, int] = (-1, -1)  # (partition, offset) of the last event counted
+    hit_at: tuple[int, int] = (-1, -1)  # (partition, offset) of the last hit
+
+    def touch(self, stored: int | None, part: int, offset: int) -> bool:
+        """Count the event at ``offset`` of ``part`` once; False when it is at or below the fence."""
+        if self.last == (part, offset):
+            return True
+        fe = self.fences.get(part)
+        high = (-1 if stored is None else stored) if fe is None else fe[1]
+        if offset <= high:
+            return False
+        self.fences[part] = (stored if fe is None else fe[0], offset)
+        self.entries += 1
+        self.last = (part, offset)
+        return True
+
+    def hit(self, part: int, offset: int, event_time: int, weight: float) -> None:
+        """The event's own interaction with the item (the lines of one order add up)."""
+        if self.hit_at == (part, offset):
+            t, w = self.hits[-1]
+            self.hits[-1] = (t, w + weight)
+        else:
+            self.hits.append((event_time, weight))
+            self.hit_at = (part, offset)
+
+    @property
+    def weight(self) -> float:
+        total = 0.0
+        for _t, w in self.hits:
+            total += w
+        return total
 
 
 def model_of(recommendation_id: str | None) -> str | None:

@@ -29,11 +29,10 @@ def expected_state(events: list[tuple[str, str, int]], window: int, decay: float
     f = fold(acc, {}, {}, CoocParams(window=window, decay=decay, seq_max=50))
     pop: dict[str, float] = defaultdict(float)
     cooc: dict[tuple[str, str], float] = defaultdict(float)
-    for (item, _p), entries in f.items.items():
-        for e in entries:
-            pop[item] += e.weight
-            for j, w in e.cooc.items():
-                cooc[(item, j)] += w
+    for item, a in f.items.items():
+        pop[item] += a.weight
+        for j, w in a.cooc.items():
+            cooc[(item, j)] += w
     return dict(pop), dict(cooc)
 
 

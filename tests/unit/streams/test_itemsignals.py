@@ -1,33 +1,39 @@
-"""The item side of the recommender signals (streams/itemsignals.py): the pure merge of item entries with
-its fences per item and source partition, the item script's argument layout, and which neighbour lists
-are republished."""
+"""The item side of the recommender signals (streams/itemsignals.py, aura/state/cooccurrence.py): an item
+delta's fences per source partition, the item script's argument layout, and which neighbour lists are
+republished."""
 
 from __future__ import annotations
 
 import json
 
-from aura.state.cooccurrence import Entry
-from streams.itemsignals import fold_items, item_lua_args, publish_split
+from aura.state import trending
+from aura.state.cooccurrence import ItemDelta
+from streams.itemsignals import item_lua_args, log_trend, publish_split
 
 
-def test_fold_items_applies_each_entry_once_per_item_and_source_partition():
-    items = {("a", 0): [Entry(5, 1000, 1.0, {"b": 1.0}, {}), Entry(7, 2000, 1.0, {"b": 0.5, "c": 1.0}, {"c": 1.0})],
-             ("a", 1): [Entry(2, 1500, 2.0, {}, {})]}
-    out = fold_items(items, {("a", 0): 5, ("a", 1): None}, 3600_000.0)["a"]
-    assert out.entries == 2 and out.weight == 3.0
-    assert dict(out.cooc) == {"b": 0.5, "c": 1.0} and dict(out.bought) == {"c": 1.0}
-    assert out.fences == {0: (5, 7), 1: (None, 2)}
-    # a replay of the same entries changes nothing once the fences moved
-    again = fold_items(items, {("a", 0): 7, ("a", 1): 2}, 3600_000.0)["a"]
-    assert again.entries == 0 and again.weight == 0.0
+def test_an_item_delta_counts_each_source_event_once_above_the_fence_of_its_partition():
+    a = ItemDelta()
+    assert not a.touch(5, 0, 5)               # at the stored fence of partition 0: dropped
+    assert a.touch(5, 0, 7) and a.touch(5, 0, 7)  # the same event twice (an item and a pair): counted once
+    a.hit(0, 7, 2000, 1.0)
+    a.hit(0, 7, 2000, 2.0)                    # two lines of one order: one hit
+    assert a.touch(None, 1, 2)
+    a.hit(1, 2, 1500, 2.0)
+    assert a.entries == 2 and a.weight == 5.0 and a.hits == [(2000, 3.0), (1500, 2.0)]
+    assert a.fences == {0: (5, 7), 1: (None, 2)}
+    assert not a.touch(5, 0, 6)               # below what the batch moved the fence to
 
 
 def test_item_lua_argument_layout():
-    a = fold_items({("a", 3): [Entry(9, 1, 1.0, {"b": 2.0}, {})]}, {}, 1000.0)["a"]
-    largs = item_lua_args(a, 50)
+    a = ItemDelta()
+    a.touch(None, 3, 9)
+    a.hit(3, 9, 1, 1.0)
+    a.cooc["b"] = 2.0
+    largs = item_lua_args(a, 50, 1000.0)
     item = json.loads(largs[0])
-    assert item["f"] == [["f:3", "", "9"]] and item["w"] == "1.0" and item["c"] == ["b", "2.0"]
-    assert item["b"] == [] and item["cap"] == "50" and item["t"] != ""
+    assert item["f"] == [["f:3", "", "9"]] and item["w"] == "1.0" and item["c"] == {"b": 2.0}
+    assert item["b"] == {} and item["cap"] == "50" and item["t"] == repr(log_trend(a, 1000.0))
+    assert log_trend(a, 1000.0) == trending.log_weight(1.0, 1, 1000.0)
 
 
 def test_publish_split_republishes_new_grown_or_old_lists_and_keeps_the_rest_dirty():

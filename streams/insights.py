@@ -29,7 +29,7 @@ import faust
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from aura import layout
-from aura.insights.engine import Engine, Insight
+from aura.insights.engine import Engine, Insight, millis
 from aura.layout import Tables
 from aura.state import insights as state
 from schemas.codec import codec
@@ -65,7 +65,7 @@ def decode(messages: list[Any], dec: Any) -> Decoded:
             rec = dec.decode(m.value())
             if not isinstance(rec, dict) or not isinstance(rec.get("events"), dict):
                 raise ValueError("no events map")
-            int(rec["window_start"])
+            millis(rec["window_start"])
         except Exception as exc:  # noqa: BLE001 - any decode failure is this record's dead letter
             out.dead.append(Dead(raw, "bad_aggregate", f"{type(exc).__name__}: {exc}"))
             continue

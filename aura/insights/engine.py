@@ -68,6 +68,15 @@ def record_counters(rec: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def millis(v: Any) -> int:
+    """Epoch ms of a record's timestamp (Avro timestamp-millis decodes to an aware datetime)."""
+    if isinstance(v, datetime):
+        return int(v.timestamp() * 1000)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+        raise ValueError(f"not a timestamp: {v!r}")
+    return int(v)
+
+
 def pair(m: Metric, counters: dict[str, float]) -> Pair:
     return counters.get(m.num, 0.0), (counters.get(m.den, 0.0) if m.den else 1.0)
 
@@ -136,7 +145,7 @@ class Engine:
 
     def add(self, rec: dict[str, Any]) -> bool:
         """Take one minute_metrics record; False when it is too late (its minute is already final)."""
-        start = int(rec["window_start"])
+        start = millis(rec["window_start"])
         dim, val = str(rec.get("dimension") or "all"), str(rec.get("dimension_value") or "")
         counters = record_counters(rec)
         counters["_rev"] = float(rec.get("revision") or 0)

@@ -24,6 +24,27 @@ from serving.deps import State
 
 router = APIRouter(prefix="/analytics/insights", tags=["analytics"])
 
+T0 = 1795784400000  # 2026-11-27 09:00 UTC
+_INSIGHT = {
+    "insight_id": f"conversion-{T0}", "metric": "conversion", "focus": "conversion", "kind": "level_shift",
+    "direction": -1, "status": "open", "severity": "critical", "started_at": T0, "detected_at": T0 + 240_000,
+    "updated_at": T0 + 600_000, "ended_at": None, "before": 0.041, "after": 0.026, "dimension": "device",
+    "dimension_value": "mobile", "explained_share": 0.8, "segment_before": 0.04, "segment_after": 0.019,
+    "causes": [{"dimension": "device", "value": "mobile", "share": 0.8, "surprise": 0.0123, "before": 0.04,
+                "after": 0.019}],
+    "series": ["conversion|device|mobile"], "revision": 7,
+    "text": "Checkout conversion fell from 4.10% to 2.60% since 09:00 UTC; 80% of the drop is on device mobile "
+            "(4.00% to 1.90%).",
+}
+_LIST_EXAMPLE = {"from": T0 - 86_400_000, "to": T0 + 660_000, "count": 1, "insights": [_INSIGHT]}
+_RUN_EXAMPLE = {"timeframe": "6h", "focus": ["conversion"], "metrics": ["conversion"],
+                "analysed": {"from": T0 - 5 * 3_600_000, "to": T0 + 3_600_000, "minutes_with_data": 360},
+                "detected": [_INSIGHT], "insights": [_INSIGHT]}
+
+
+def _example(body: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": body}}}}
+
 MAX_EPOCH_MS = 253_402_300_799_999
 MAX_TIMEFRAME_DAYS = 90
 ONDEMAND_MAX_MIN = 6 * 60       # minutes analysed by an on-demand run (the most recent of the timeframe)
@@ -74,7 +95,8 @@ async def history(state: Any, from_ms: int, to_ms: int, focus: list[str], severi
     return out
 
 
-@router.get("", summary="Insights found by the stream: anomalies, level shifts and trends, each explained")
+@router.get("", summary="Insights found by the stream: anomalies, level shifts and trends, each explained",
+            responses=_example(_LIST_EXAMPLE))
 async def list_insights(
         state: State,
         from_ms: Annotated[int | None, Query(alias="from", ge=0, le=MAX_EPOCH_MS,
@@ -97,7 +119,8 @@ async def list_insights(
 class InsightRun(BaseModel):
     """An on-demand insight run (the seed's ``POST /analytics/insights``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"timeframe": "6h", "focus": ["conversion", "engagement"], "severity": "warning"}]})
     timeframe: str = Field("24h", max_length=8, description="e.g. 30m, 6h, 24h, 30d")
     focus: list[Focus] = Field(default_factory=list, max_length=5,
                                description="conversion, revenue, engagement (or a metric); empty: all")
@@ -115,7 +138,8 @@ def run_engine(frames: list[tuple[int, Any]], metrics: tuple[str, ...], report_f
     return sorted(found.values(), key=lambda d: -d["started_at"])
 
 
-@router.post("", summary="Run insight detection now over a timeframe (and list the stored insights in it)")
+@router.post("", summary="Run insight detection now over a timeframe (and list the stored insights in it)",
+             responses=_example(_RUN_EXAMPLE))
 async def run_insights(state: State, body: InsightRun) -> dict[str, Any]:
     now = int(time.time() * 1000)
     tf = timeframe_ms(body.timeframe)

@@ -373,8 +373,8 @@ class Tables:
     EXPERIMENT_RESULTS = "experiment_results"  # durable copy of the streamed tallies
     BANDITS = "bandits"  # bandit configuration (policy, arms, rewards)
     BANDIT_STATE = "bandit_state"  # durable snapshots of the learned arm state
-    INSIGHTS = "insights"  # insight history by start day (owner streams/insights.py, v0007)
-    INSIGHT_STATE = "insight_state"  # durable snapshots of the insight engine with its offsets (v0007)
+    INSIGHTS = "insights"  # insight history by start day (owner streams/insights.py, v0010)
+    INSIGHT_STATE = "insight_state"  # durable snapshots of the insight engine with its offsets (v0010)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

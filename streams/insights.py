@@ -129,7 +129,7 @@ class InsightAgent:
         seq, blob = state.split_redis_value(await self.res.redis.get(self.res.keys.insights_state()))
         if blob is not None and seq is not None:
             return state.unpack(blob, seq)
-        rows = list(await asyncio.to_thread(self.res.session.execute, self.snap_read, ("engine",)))
+        rows = list(await asyncio.to_thread(self.res.session.execute, self.snap_read, (self.topic,)))
         if rows and rows[0].state:
             saved = state.unpack(bytes(rows[0].state), int(rows[0].seq))
             saved.seq = -int(rows[0].seq) - 1  # not in Redis yet: the first save is an insert
@@ -152,7 +152,7 @@ class InsightAgent:
         self.last_save = time.monotonic()
         if self.last_save - self.last_snapshot >= self.cfg.snapshot_s:
             await asyncio.to_thread(self.res.session.execute, self.snap_write,
-                                    ("engine", new_seq, blob, int(time.time() * 1000)))
+                                    (self.topic, new_seq, blob, int(time.time() * 1000)))
             self.last_snapshot = self.last_save
         return True
 

@@ -8,7 +8,7 @@ from aura import layout
 from aura.layout import Tables
 from aura.settings import Settings
 
-VERSION = 7
+VERSION = 10
 DESCRIPTION = "insight history, insight engine snapshots; agg.insights topic"
 TOPICS = (layout.AGG_INSIGHTS,)
 
@@ -30,7 +30,7 @@ def cql(s: Settings) -> list[str]:
               PRIMARY KEY (day, started_at, insight_id)
             ) WITH CLUSTERING ORDER BY (started_at DESC, insight_id ASC)""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.{Tables.INSIGHT_STATE} (
-              name text PRIMARY KEY,
+              name text PRIMARY KEY,  -- the full agg.minute_metrics topic name its offsets belong to
               seq bigint,
               state blob,
               updated_at timestamp

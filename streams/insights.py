@@ -144,7 +144,8 @@ class InsightAgent:
         blob = state.pack(saved)
         expected = "" if saved.seq < 0 else str(saved.seq)
         new_seq = (-saved.seq if saved.seq < 0 else saved.seq + 1)
-        ok = await self.save_script(keys=[self.res.keys.insights_state()], args=[expected, blob, str(new_seq)])
+        ok = await self.save_script(keys=[self.res.keys.insights_state()],
+                                    args=[expected, state.redis_blob(blob), str(new_seq)])
         if not ok:
             return False
         saved.seq = new_seq

@@ -12,8 +12,9 @@ views), a count, or a sum with the number of events behind it (revenue, with the
   Poisson for sums such as revenue) times an overdispersion learned online (``stats.EWVar`` of the
   standardized residuals). ``z`` is the residual in band units;
 * ``drift.PageHinkley`` over ``z`` (two-sided) flags level shifts; a single ``|z| >= spike_z`` flags a
-  spike; a shift whose residuals grew steadily is reported as a trend. A flag also needs a relative
-  change of ``min_change`` over the run of residuals on its side (a shift, not one noisy point);
+  spike; a shift whose residuals grew steadily is reported as a trend. A flag also needs a mean
+  relative change over the last ``RUN`` points of ``min_change`` and of 2.5 standard errors (a shift,
+  not one noisy point);
 * warm-up: no alert before ``warmup`` points. While an alert is open the level learns ten times
   slower (the anomaly barely moves it); the series recovers when the mean of its last ``recover``
   points is back near the expectation it had when the alert opened (a single point says little at
@@ -29,6 +30,7 @@ from river import drift, stats, time_series
 
 KINDS = ("rate", "count", "sum")
 RECENT = 20
+RUN = 8  # points whose mean relative change must reach min_change for a level shift
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class SeriesModel:
     baseline: float = 0.0        # the expectation when the open alert started (recovery is judged on it)
     open_for: int = 0
     held: bool = False
+    candidate: int = 0           # direction of a drift the test found, waiting for the size gate
+    cand_age: int = 0
     calm: int = 0
     last_z: float = 0.0
     recent: list[float] = field(default_factory=list)  # the last few z (where a change started)
@@ -209,14 +213,21 @@ class SeriesModel:
             few = self.kind == "sum" and self.events is not None and self.events.get() < 4 * c.min_events
             if abs(z) >= c.spike_z and rel >= 2 * c.min_change and not few:
                 new = Alert("spike", 1 if z > 0 else -1, z, f, value)
-            elif self.ph.drift_detected and abs(self._run_change(1 if z > 0 else -1)) >= c.min_change:
-                direction = 1 if z > 0 else -1
-                new = Alert("trend" if self._gradual(direction) else "level_shift", direction, z, f, value)
+            else:
+                if self.ph.drift_detected and not self.candidate:  # a drift: confirm it is big enough
+                    self.candidate, self.cand_age = (1 if z > 0 else -1), 0
+                    self.ph = self._new_ph()
+                d = self.candidate
+                if d:
+                    self.cand_age += 1
+                    if self._run_change() * d >= self._gate(f, scale):
+                        new = Alert("trend" if self._gradual(d) else "level_shift", d, z, f, value)
+                    elif self.cand_age > 2 * RUN or sum(self.recent[-3:]) * d < 0:
+                        self.candidate = 0  # the run ended below the gate: noise, not a shift
         if new is not None:
             self.alert, self.baseline, self.open_for, self.calm, self.since = new, f, 0, 0, []
+            self.candidate = 0
             return new
-        if self.ph.drift_detected:  # a drift too small to matter: start over
-            self.ph = self._new_ph()
         # clipped at 4 band units after the warm-up: an outlier or the first points of a shift must not widen the band
         # that judges them
         u = (value - f) / math.sqrt(self._sampling_var(f, weight))
@@ -244,16 +255,16 @@ class SeriesModel:
         early = sum(zs[: n // 2]) / (n // 2)
         return slope * direction >= 0.15 and early * direction < 1.0
 
-    def _run_change(self, direction: int) -> float:
-        """The mean relative change over the current run of residuals on ``direction``'s side (at
-        least the last 3 points, at most 10): the size of a shift, not of one noisy point."""
-        k = 1
-        for z in reversed(self.recent[:-1]):
-            if z * direction < 0.5 or k >= 10:
-                break
-            k += 1
-        tail = self.recent_rel[-max(3, k):]
-        return sum(tail) / len(tail)
+    def _gate(self, f: float, scale: float) -> float:
+        """The mean relative change a shift needs: ``min_change``, and 2.5 standard errors of the
+        mean of ``RUN`` points (noisy series, e.g. revenue of a few orders, need more)."""
+        return max(self.cfg.min_change, 2.5 * scale / f / math.sqrt(RUN)) if f > 0 else math.inf
+
+    def _run_change(self) -> float:
+        """The mean relative change over the last ``RUN`` points: the size of a shift, not of one
+        noisy point."""
+        tail = self.recent_rel[-RUN:]
+        return sum(tail) / len(tail) if tail else 0.0
 
     def onset(self) -> int:
         """How many points ago the open change started: the run of residuals on its side."""

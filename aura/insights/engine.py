@@ -16,7 +16,7 @@ frames gives the same ids, so the topic and the table are written idempotently.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,15 +39,17 @@ class Metric:
     dims: tuple[str, ...]
     weight: str | None = None  # sums: the counter of the events behind the amount (their number)
     depends: tuple[str, ...] = ()  # metrics it follows: their incidents hold its models too
+    min_change: float | None = None  # the smallest relative change worth an insight (None: the detector's)
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("conversion", "Checkout conversion", "conversion", "rate", "orders", "views",
            ("device", "channel", "country", "category")),
     Metric("revenue", "Revenue per minute", "revenue", "sum", "revenue", None,
-           ("device", "channel", "country", "category"), weight="orders", depends=("conversion", "views")),
+           ("device", "channel", "country", "category"), weight="orders", depends=("conversion", "views"),
+           min_change=0.25),
     Metric("views", "Product views per minute", "engagement", "count", "views", None,
-           ("device", "channel", "country", "category")),
+           ("device", "channel", "country", "category"), min_change=0.2),
     Metric("ctr", "Recommendation click-through", "engagement", "rate", "clicks", "impressions",
            ("placement", "experiment")),
 )}
@@ -191,7 +193,8 @@ class Engine:
                 key = f"{m.name}|{dim}|{val}"
                 model = self.models.get(key)
                 if model is None:
-                    model = self.models[key] = SeriesModel(m.kind, self.cfg)
+                    cfg = self.cfg if m.min_change is None else replace(self.cfg, min_change=m.min_change)
+                    model = self.models[key] = SeriesModel(m.kind, cfg)
                 self.points += 1
                 w = counters.get(m.weight, 0.0) if m.weight else d
                 if model.update(ratio((n, d), m.kind == "rate"), w, hour, hold) is not None:

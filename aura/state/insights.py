@@ -16,6 +16,7 @@ The history table ``insights`` holds the latest revision of each insight by star
 
 from __future__ import annotations
 
+import base64
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ DAY_MS = 86_400_000
 STATUSES = ("open", "closed")
 
 # KEYS[1] state; ARGV[1] expected sequence ("" = no state yet), ARGV[2] the new blob, ARGV[3] new sequence.
-# The sequence is stored as the blob's first line so one GET reads both.
+# The sequence is stored as the value's first line so one GET reads both; the blob is base64 text.
 SAVE_LUA = """
 local cur = redis.call('GET', KEYS[1])
 local seq = ''
@@ -68,12 +69,22 @@ def unpack(blob: bytes, seq: int) -> Saved:
     return Saved(d["engine"], {int(p): int(o) for p, o in d["offsets"].items()}, seq)
 
 
-def split_redis_value(raw: bytes | None) -> tuple[int | None, bytes | None]:
-    """The sequence and the blob of an ``insights_state`` value (None, None when absent)."""
+def redis_blob(blob: bytes) -> str:
+    """The blob as stored in Redis: base64 text (the clients decode every answer as UTF-8)."""
+    return base64.b64encode(blob).decode()
+
+
+def split_redis_value(raw: str | bytes | None) -> tuple[int | None, bytes | None]:
+    """The sequence and the blob of an ``insights_state`` value "<seq>\n<base64>" (None, None when
+    absent)."""
     if raw is None:
         return None, None
-    head, _, blob = raw.partition(b"\n")
-    return int(head), blob
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    head, _, blob = text.partition("\n")
+    try:
+        return int(head), base64.b64decode(blob, validate=True)
+    except ValueError as exc:
+        raise StateFormatError(f"insight state unreadable: {exc}") from exc
 
 
 def to_record(ins: Insight) -> dict[str, Any]:

@@ -38,7 +38,10 @@ def test_unreadable_state_is_a_clear_error(blob: bytes) -> None:
 
 def test_redis_value_carries_the_sequence() -> None:
     assert state.split_redis_value(None) == (None, None)
-    assert state.split_redis_value(b"12\n" + state.MAGIC + b"\n\x00") == (12, state.MAGIC + b"\n\x00")
+    blob = state.MAGIC + b"\n\x00\x80"
+    assert state.split_redis_value("12\n" + state.redis_blob(blob)) == (12, blob)
+    with pytest.raises(state.StateFormatError):
+        state.split_redis_value("12\n!!not base64")
 
 
 def test_record_is_valid_avro_and_the_row_its_doc() -> None:

@@ -85,10 +85,10 @@ def apply(saved: state.Saved, decoded: Decoded, now_ms: int | None = None, idle:
             continue
         saved.offsets[raw.partition] = raw.offset
         try:
-            eng.add(rec)
+            eng.add(rec, raw.partition)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             dead.append(Dead(raw, "bad_aggregate", f"{type(exc).__name__}: {exc}"))
-    return eng.flush(eng.watermark + eng.settle_ms if idle else None), dead
+    return eng.flush(max(eng.pending) + eng.settle_ms if idle and eng.pending else None), dead
 
 
 class InsightAgent:

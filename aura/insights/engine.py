@@ -3,7 +3,8 @@
 A *frame* is one event-time minute of the minute aggregates: (dimension, value) -> counters
 (views, add_to_cart, orders, revenue, impressions, clicks). ``Engine.add`` takes aggregate records
 (the latest revision of a key wins); ``Engine.flush(watermark)`` closes the minutes that are
-``settle_ms`` older than the newest window seen and steps every metric series through them.
+``settle_ms`` older than the watermark (the newest window every source partition has reached) and
+steps every metric series through them.
 
 Per metric (``METRICS``) the engine keeps one ``SeriesModel`` for the total and one per value of
 each of its dimensions. An alert of any of them opens one *insight* for the metric (one per incident:
@@ -139,18 +140,26 @@ class Engine:
     history: deque[tuple[int, Frame]] = field(default_factory=deque)
     open: dict[str, Insight] = field(default_factory=dict)
     last_minute: int = -1
-    watermark: int = -1
+    marks: dict[int, int] = field(default_factory=dict)  # source partition -> newest window seen in it
     late: int = 0
     points: int = 0
 
     # --- input -------------------------------------------------------------------------------
 
-    def add(self, rec: dict[str, Any]) -> bool:
-        """Take one minute_metrics record; False when it is too late (its minute is already final)."""
+    @property
+    def watermark(self) -> int:
+        """The newest window every source partition has reached (partitions are read at different
+        paces: a minute is complete only when the slowest one has passed it)."""
+        return min(self.marks.values()) if self.marks else -1
+
+    def add(self, rec: dict[str, Any], partition: int = 0) -> bool:
+        """Take one minute_metrics record read from ``partition``; False when it is too late (its
+        minute is already final)."""
         start = millis(rec["window_start"])
         dim, val = str(rec.get("dimension") or "all"), str(rec.get("dimension_value") or "")
         counters = record_counters(rec)
         counters["_rev"] = float(rec.get("revision") or 0)
+        self.marks[partition] = max(self.marks.get(partition, -1), start)
         if start <= self.last_minute:
             self.late += 1
             return False
@@ -159,7 +168,6 @@ class Engine:
         if key in cells and cells[key]["_rev"] > counters["_rev"]:
             return True  # an older revision arriving after a newer one (another partition's order)
         cells[key] = counters
-        self.watermark = max(self.watermark, start)
         return True
 
     def flush(self, watermark: int | None = None) -> list[Insight]:

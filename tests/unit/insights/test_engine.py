@@ -98,3 +98,16 @@ def test_late_and_old_revisions() -> None:
 def test_malformed_counters_are_refused(bad: dict) -> None:
     with pytest.raises((ValueError, KeyError, TypeError)):
         record_counters(bad)
+
+
+def test_a_minute_is_final_only_when_every_partition_passed_it() -> None:
+    eng = Engine(settle_ms=0)
+    rec = {"window_start": T0_MS, "dimension": "all", "dimension_value": "", "events": {"view": 10},
+           "orders": 1, "revenue": 5.0, "revision": 1}
+    eng.add(rec, partition=0)
+    eng.add({**rec, "window_start": T0_MS + 30 * MINUTE}, partition=0)  # partition 0 is far ahead
+    eng.add({**rec, "window_start": T0_MS, "dimension": "device", "dimension_value": "mobile"}, partition=1)
+    eng.flush()
+    assert eng.last_minute == T0_MS  # partition 1 has only reached the first minute
+    late = {**rec, "window_start": T0_MS + MINUTE, "dimension": "device", "dimension_value": "mobile"}
+    assert eng.add(late, partition=1) is True  # not late: minute 1 was waiting for partition 1

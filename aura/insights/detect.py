@@ -37,7 +37,8 @@ RUN = 8  # points whose mean relative change must reach min_change for a level s
 class DetectorConfig:
     """Tuning of every series model (bench/insights.py measures these defaults)."""
 
-    alpha: float = 0.05          # HoltWinters level smoothing (per minute)
+    alpha: float = 0.05          # HoltWinters level smoothing (per minute) of counts and sums (daily cycles)
+    rate_alpha: float = 0.02     # ... of rates (no cycle of their own: a slower level separates shifts sooner)
     open_alpha: float = 0.006    # level smoothing while an alert is open (the baseline moves slowly)
     warmup: int = 60             # points before the first alert
     spike_z: float = 6.0         # one point this far out of the band is a spike
@@ -88,6 +89,7 @@ class SeriesModel:
     last_z: float = 0.0
     recent: list[float] = field(default_factory=list)  # the last few z (where a change started)
     recent_rel: list[float] = field(default_factory=list)  # the last few (value - forecast) / forecast
+    recent_f: list[float] = field(default_factory=list)  # the last few forecasts
     since: list[tuple[float, float]] = field(default_factory=list)  # open alert: (z, relative) vs its baseline
 
     def __post_init__(self) -> None:
@@ -100,8 +102,11 @@ class SeriesModel:
             self.events = stats.EWMean(fading_factor=0.05) if self.kind == "sum" else None
             self.ph = self._new_ph()
 
+    def _alpha(self) -> float:
+        return self.cfg.rate_alpha if self.kind == "rate" else self.cfg.alpha
+
     def _new_hw(self) -> time_series.HoltWinters:
-        return time_series.HoltWinters(alpha=self.cfg.alpha)
+        return time_series.HoltWinters(alpha=self._alpha())
 
     def _new_ph(self) -> drift.PageHinkley:
         c = self.cfg
@@ -160,7 +165,7 @@ class SeriesModel:
     def _learn(self, y: float, hour: int, alpha: float | None = None) -> None:
         fac = self._factor(hour)
         level = float(self.hw.forecast(1)[0]) if self.hw._initialized else y  # noqa: SLF001
-        self.hw.level.alpha = self.cfg.alpha if alpha is None else alpha
+        self.hw.level.alpha = self._alpha() if alpha is None else alpha
         self.hw.learn_one(y / fac if fac > 0 else y)
         if alpha is not None:
             return
@@ -188,6 +193,7 @@ class SeriesModel:
         self.last_z = z
         self.recent = [*self.recent[-(RECENT - 1):], z]
         self.recent_rel = [*self.recent_rel[-(RECENT - 1):], (value - f) / f if f > 0 else 0.0]
+        self.recent_f = [*self.recent_f[-(RECENT - 1):], f]
         if self.alert is not None:  # a slowly moving baseline: wait for recovery or accept the new level
             self.open_for += 1
             zb = (value - self.baseline) / scale if scale > 0 else 0.0
@@ -225,7 +231,12 @@ class SeriesModel:
                     elif self.cand_age > 2 * RUN or sum(self.recent[-3:]) * d < 0:
                         self.candidate = 0  # the run ended below the gate: noise, not a shift
         if new is not None:
-            self.alert, self.baseline, self.open_for, self.calm, self.since = new, f, 0, 0, []
+            # recovery is judged against the expectation before the change began (the model has
+            # partly learned the change by the time it is confirmed)
+            back = min(self.onset(new.direction), len(self.recent_f) - 1)
+            base = self.recent_f[-1 - back]
+            new.expected = base
+            self.alert, self.baseline, self.open_for, self.calm, self.since = new, base, 0, 0, []
             self.candidate = 0
             return new
         # clipped at 4 band units after the warm-up: an outlier or the first points of a shift must not widen the band
@@ -266,17 +277,20 @@ class SeriesModel:
         tail = self.recent_rel[-RUN:]
         return sum(tail) / len(tail) if tail else 0.0
 
-    def onset(self) -> int:
-        """How many points ago the open change started: the run of residuals on its side."""
-        if self.alert is None:
+    def onset(self, direction: int | None = None) -> int:
+        """How many points before the latest one the change started: the CUSUM change-point estimate
+        over the recent residuals (the last point at which a one-sided CUSUM was zero), plus the
+        points the alert has been open."""
+        if self.alert is None and direction is None:
             return 0
-        d = self.alert.direction
-        back = 0
-        for z in reversed(self.recent[:-1] if len(self.recent) > 1 else []):
-            if z * d < 0.5:
-                break
-            back += 1
-        return back + self.open_for
+        d = direction if direction is not None else self.alert.direction
+        zs = self.recent[: len(self.recent) - self.open_for] if self.open_for else self.recent
+        cusum, start = 0.0, len(zs) - 1
+        for i, z in enumerate(zs):
+            cusum = max(0.0, cusum + z * d - 0.5)
+            if cusum == 0.0:
+                start = i + 1
+        return max(0, len(zs) - 1 - min(start, len(zs) - 1)) + self.open_for
 
     def _close(self, accept: bool, value: float) -> None:
         self.alert = None

@@ -110,6 +110,14 @@ def test_incident_opens_one_explained_insight_survives_a_restart_and_closes(
     assert api_client.get("/v1/analytics/insights", params={"from": t0, "to": t0 + DAY,
                                                             "status": "open"}).json()["count"] == 0
 
+    # the on-demand run answers over the (here empty) minute counters, with the stored history
+    run = api_client.post("/v1/analytics/insights", json={"timeframe": "90d", "focus": ["conversion"]})
+    assert run.status_code == 200, run.text
+    assert run.json()["metrics"] == ["conversion"] and run.json()["analysed"]["minutes_with_data"] == 0
+    assert api_client.post("/v1/analytics/insights", json={"timeframe": "1 week"}).status_code == 422
+    assert api_client.post("/v1/analytics/insights", json={"timeframe": "1h", "why": 1}).status_code == 422
+    assert api_client.get("/v1/analytics/insights", params={"severity": "fatal"}).status_code == 422
+
     # the topic: one insight id for the incident (each round publishes its latest revision), revisions
     # never going back, the last one closed and the same as the history's
     on_topic = {k: v for k, v in topic_insights(s).items() if k.startswith("conversion-")}

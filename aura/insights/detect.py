@@ -13,7 +13,7 @@ views), a count, or a sum with the number of events behind it (revenue, with the
   standardized residuals). ``z`` is the residual in band units;
 * ``drift.PageHinkley`` over ``z`` (two-sided) flags level shifts; a single ``|z| >= spike_z`` flags a
   spike; a shift whose residuals grew steadily is reported as a trend. A flag also needs a mean
-  relative change over the last ``RUN`` points of ``min_change`` and of 2.5 standard errors (a shift,
+  relative change over the last ``RUN`` points of ``min_change`` and of 3 standard errors (a shift,
   not one noisy point);
 * warm-up: no alert before ``warmup`` points. While an alert is open the level learns ten times
   slower (the anomaly barely moves it); the series recovers when the mean of its last ``recover``
@@ -43,7 +43,7 @@ class DetectorConfig:
     warmup: int = 60             # points before the first alert
     spike_z: float = 6.0         # one point this far out of the band is a spike
     ph_delta: float = 0.75       # PageHinkley allowance (band units per point)
-    ph_threshold: float = 6.0    # PageHinkley alarm level (band units)
+    ph_threshold: float = 7.5    # PageHinkley alarm level (band units)
     min_change: float = 0.12     # relative change from baseline below which nothing is flagged
     recover: int = 8             # points whose mean is back near the baseline close an alert
     recover_z: float = 0.75      # ... within this many band units on average
@@ -205,7 +205,11 @@ class SeriesModel:
             self.calm = c.recover if back else 0
             self._learn(value, hour, c.open_alpha)
             if self.calm >= c.recover or self.open_for >= c.max_open:
-                self._close(accept=self.open_for >= c.max_open and self.calm < c.recover, value=value)
+                recovered = self.calm >= c.recover
+                # restart the level from the recent points: the new normal after a long change, or the
+                # old one back (the slow learning during the incident must not read as a change)
+                recent = [self.baseline * (1 + r) for _z, r in self.since] if recovered else [value]
+                self._close(sum(recent) / len(recent))
             return None
         rel = abs(value - f) / f if f > 0 else math.inf
         if hold:  # the drift test pauses (it would take the incident's return for a shift of its own)
@@ -267,9 +271,9 @@ class SeriesModel:
         return slope * direction >= 0.15 and early * direction < 1.0
 
     def _gate(self, f: float, scale: float) -> float:
-        """The mean relative change a shift needs: ``min_change``, and 2.5 standard errors of the
+        """The mean relative change a shift needs: ``min_change``, and 3 standard errors of the
         mean of ``RUN`` points (noisy series, e.g. revenue of a few orders, need more)."""
-        return max(self.cfg.min_change, 2.5 * scale / f / math.sqrt(RUN)) if f > 0 else math.inf
+        return max(self.cfg.min_change, 3.0 * scale / f / math.sqrt(RUN)) if f > 0 else math.inf
 
     def _run_change(self) -> float:
         """The mean relative change over the last ``RUN`` points: the size of a shift, not of one
@@ -292,11 +296,11 @@ class SeriesModel:
                 start = i + 1
         return max(0, len(zs) - 1 - min(start, len(zs) - 1)) + self.open_for
 
-    def _close(self, accept: bool, value: float) -> None:
+    def _close(self, level: float) -> None:
         self.alert = None
         self.open_for = self.calm = 0
+        self.since = []
         self.ph = self._new_ph()
-        if accept:  # the change lasted: restart the level from the recent value
-            self.hw = self._new_hw()
-            self.hw.learn_one(value)
-            self.hw.learn_one(value)
+        self.hw = self._new_hw()
+        self.hw.learn_one(level)
+        self.hw.learn_one(level)

@@ -209,7 +209,7 @@ class SeriesModel:
                 # restart the level from the recent points: the new normal after a long change, or the
                 # old one back (the slow learning during the incident must not read as a change)
                 recent = [self.baseline * (1 + r) for _z, r in self.since] if recovered else [value]
-                self._close(sum(recent) / len(recent))
+                self._close(sum(recent) / len(recent) / self._factor(hour))
             return None
         rel = abs(value - f) / f if f > 0 else math.inf
         if hold:  # the drift test pauses (it would take the incident's return for a shift of its own)
@@ -297,6 +297,7 @@ class SeriesModel:
         return max(0, len(zs) - 1 - min(start, len(zs) - 1)) + self.open_for
 
     def _close(self, level: float) -> None:
+        """Clear the alert and restart the (deseasonalized) level at ``level``."""
         self.alert = None
         self.open_for = self.calm = 0
         self.since = []

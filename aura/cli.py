@@ -114,7 +114,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     s = get_settings()
     producer = EventProducer(s, bootstrap.kafka_producer(s))
-    sent = demo.run(producer, rate=args.rate, duration_s=args.duration, seed=args.seed)
+    sent = demo.run(producer, rate=args.rate, duration_s=args.duration, seed=args.seed,
+                    history_min=args.history_min, speed=args.speed,
+                    incidents=demo.INCIDENTS if args.incidents else ())
     _say(f"demo sent {sent} events; delivery failures: {producer.stats.failed}")
     return 0 if producer.stats.failed == 0 else 1
 
@@ -175,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     me = [sys.executable, "-m", "aura.cli"]
     procs: dict[str, subprocess.Popen[bytes]] = {}
     for name, argv in (("worker", [*me, "worker"]), ("api", [*me, "api"]),
-                       ("demo", [*me, "demo", "--rate", str(args.rate)])):
+                       ("demo", [*me, "demo", "--rate", str(args.rate), "--incidents",
+                                 "--history-min", str(args.history_min), "--speed", str(args.speed)])):
         log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
         procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # noqa: S603
         _say(f"{name} started (pid {procs[name].pid}), log {logs / f'{name}.log'}")
@@ -187,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(f"  a read-scope API key for this demo: {token}")
     for path in ("/v1/profiles/u000000/activity", "/v1/profiles/u000000",
                  "/v1/recommendations/users/u000000?limit=5", "/v1/recommendations/trending?limit=5",
-                 "/v1/analytics/funnel"):
+                 "/v1/analytics/funnel", "/v1/analytics/insights?timeframe=6h"):
         _say(f"  curl -s -H 'X-API-Key: {token}' '{base}{path}'")
     _say("Ctrl-C stops worker, API and demo; `make down` stops Kafka, Cassandra and Redis.")
     stop = False
@@ -332,9 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=50.0, help="events per second")
     d.add_argument("--duration", type=float, default=None, help="seconds; default forever")
     d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--history-min", type=int, default=0,
+                   help="start the event clock this many minutes ago and catch up (see --speed)")
+    d.add_argument("--speed", type=float, default=1.0, help="event clock speed while catching up")
+    d.add_argument("--incidents", action="store_true",
+                   help="play the scripted incidents (conversion drop, price error, surge, CTR collapse)")
     d.set_defaults(func=cmd_demo)
     r = sub.add_parser("run", help="stack + migrations + worker + API + demo traffic")
     r.add_argument("--rate", type=float, default=50.0)
+    r.add_argument("--history-min", type=int, default=180,
+                   help="demo traffic starts this many minutes back, with its scripted incidents")
+    r.add_argument("--speed", type=float, default=40.0, help="how fast the demo's clock catches up")
     r.set_defaults(func=cmd_run)
     sc = sub.add_parser("schema", help="check Avro schema changes against released versions (evolution)")
     sc.add_argument("action", choices=["check", "release"])

@@ -3,6 +3,13 @@ add to cart and sometimes buy, with impressions that carry recommendation and ex
 
 ``Storefront.events`` is a pure, repeatable generator of behavior-event dicts; ``run`` produces them
 to Kafka at a steady rate (the demo traffic of ``make run`` and the load of the benchmarks).
+
+Scripted incidents (``INCIDENTS``: a conversion drop on one device, a price error that spikes one
+category's revenue, a category surge, a placement whose click-through collapses) change the sessions
+while they last, on the demo's own clock: ``run(history_min=..., speed=...)`` starts the event clock
+``history_min`` minutes in the past and runs it ``speed`` times faster than the wall clock until it
+meets it, so the insight engine is warm and has seen every incident a few minutes after start; the
+incidents are the ground truth of the insight tests.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +26,51 @@ CATEGORIES = ("electronics", "books", "home", "fashion", "sports", "beauty", "to
 BRANDS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "soylent")
 PLACEMENTS = ("homepage", "product_page", "cart", "search_results", "email")
 DEVICES = ("mobile", "desktop", "tablet")
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A scripted change of the shop's behaviour, from ``start_min`` (minutes after the demo's clock
+    starts) for ``minutes``."""
+
+    name: str
+    kind: str          # conversion_drop | price_error | category_surge | ctr_collapse
+    target: str        # the device, category or placement it hits
+    start_min: int
+    minutes: int
+    size: float        # conversion and CTR multiplier, price multiplier, share of picks moved to the category
+
+
+INCIDENTS: tuple[Incident, ...] = (
+    Incident("checkout conversion drop on mobile", "conversion_drop", "mobile", 70, 20, 0.3),
+    Incident("price error in electronics", "price_error", "electronics", 100, 15, 4.0),
+    Incident("surge of toys", "category_surge", "toys", 125, 15, 0.5),
+    Incident("homepage recommendations stop being clicked", "ctr_collapse", "homepage", 150, 15, 0.2),
+)
+DEMO_HISTORY_MIN = 180  # `aura run`: the event clock starts this far back, after every incident
+
+
+@dataclass
+class Effects:
+    """What the incidents active at one minute change (empty: nothing)."""
+
+    conversion: dict[str, float] = field(default_factory=dict)   # device -> purchase probability multiplier
+    price: dict[str, float] = field(default_factory=dict)        # category -> price multiplier
+    surge: dict[str, float] = field(default_factory=dict)        # category -> share of item picks moved to it
+    ctr: dict[str, float] = field(default_factory=dict)          # placement -> recommendation click multiplier
+
+
+def effects_at(incidents: tuple[Incident, ...], minute: int) -> Effects:
+    fx = Effects()
+    for inc in incidents:
+        if inc.start_min <= minute < inc.start_min + inc.minutes:
+            {"conversion_drop": fx.conversion, "price_error": fx.price, "category_surge": fx.surge,
+             "ctr_collapse": fx.ctr}[inc.kind][inc.target] = inc.size
+    return fx
+
+
+NO_EFFECTS = Effects()
+LOCALES = ("en-US", "en-US", "fr-FR", "de-DE", "ja-JP")
 
 
 @dataclass(frozen=True)
@@ -58,36 +110,42 @@ class Storefront:
     def _token(self, n: int) -> str:
         return self.run_id + self.uuid_rng.bytes(16).hex()[:n]
 
-    def _pick_item(self, user: int) -> Item:
+    def _pick_item(self, user: int, fx: Effects = NO_EFFECTS) -> Item:
         rng = self.rng
+        for cat, share in fx.surge.items():
+            if rng.random() < share and self.by_category.get(cat):
+                pool = self.by_category[cat]
+                return self.items[pool[int(rng.integers(len(pool)))]]
         if rng.random() < 0.3:
             return self.items[int(rng.choice(len(self.items), p=self.popularity))]
         cat = CATEGORIES[int(rng.choice(len(CATEGORIES), p=self.taste[user]))]
         pool = self.by_category.get(cat) or list(range(len(self.items)))
         return self.items[pool[int(rng.integers(len(pool)))]]
 
-    def session(self, now_ms: int) -> list[dict[str, Any]]:
-        """One user session: impressions, views, clicks, carts, maybe a purchase."""
+    def session(self, now_ms: int, fx: Effects = NO_EFFECTS) -> list[dict[str, Any]]:
+        """One user session: impressions, views, clicks, carts, maybe a purchase (``fx``: the
+        scripted incidents active now)."""
         rng = self.rng
         # mostly uniform users, plus a head of regulars (u000000 is the most frequent visitor)
         n = len(self.users)
         u = min(int(rng.zipf(1.3)) - 1, n - 1) if rng.random() < 0.1 else int(rng.integers(n))
         user_id = self.users[u]
         ctx = {"session_id": self._token(8), "device": DEVICES[int(rng.integers(3))],
-               "channel": "web", "locale": "en-US"}
+               "channel": "web" if u % 3 else "app", "locale": LOCALES[u % len(LOCALES)]}
         events: list[dict[str, Any]] = []
         t = now_ms
         cart: list[Item] = []
         for _ in range(int(rng.integers(1, 8))):
             placement = PLACEMENTS[int(rng.integers(len(PLACEMENTS)))]
-            shown = [self._pick_item(u) for _ in range(6)]
+            shown = [self._pick_item(u, fx) for _ in range(6)]
             rec_id = f"rec-{self._token(12)}"
             exp = ("exp-homepage", "A" if rng.random() < 0.5 else "B") if placement == "homepage" else (None, None)
             events.append(self._event("impression", user_id, None, t, {**ctx, "placement": placement},
                                       items=[i.item_id for i in shown], recommendation_id=rec_id,
                                       experiment_id=exp[0], variant_id=exp[1]))
             t += int(rng.integers(200, 3000))
-            item = shown[int(rng.integers(len(shown)))] if rng.random() < 0.35 else self._pick_item(u)
+            clicks = 0.35 * fx.ctr.get(placement, 1.0)
+            item = shown[int(rng.integers(len(shown)))] if rng.random() < clicks else self._pick_item(u, fx)
             clicked_rec = item in shown
             if clicked_rec:
                 events.append(self._event("recommendation_click", user_id, item.item_id, t,
@@ -98,8 +156,9 @@ class Storefront:
             if rng.random() < 0.12:
                 cart.append(item)
                 events.append(self._event("add_to_cart", user_id, item.item_id, t, {**ctx, "page": "product"}))
-        if cart and rng.random() < 0.45:
-            lines = [{"item_id": i.item_id, "quantity": int(rng.integers(1, 3)), "unit_price": i.price} for i in cart]
+        if cart and rng.random() < 0.45 * fx.conversion.get(ctx["device"], 1.0):
+            lines = [{"item_id": i.item_id, "quantity": int(rng.integers(1, 3)),
+                      "unit_price": round(i.price * fx.price.get(i.category, 1.0), 2)} for i in cart]
             events.append(self._event("purchase", user_id, cart[0].item_id, t + 1000, {**ctx, "page": "checkout"},
                                       order={"order_id": f"ord-{self._token(12)}", "currency": "USD",
                                              "lines": lines}))
@@ -136,14 +195,20 @@ def identity_events(shop: Storefront, now_ms: int, n: int = 50) -> Iterator[dict
 
 
 def run(producer: Any, rate: float, duration_s: float | None = None, seed: int = 7,
-        report_every_s: float = 10.0) -> int:
-    """Produce demo events at ``rate`` events/s (wall clock event times) until ``duration_s``."""
+        report_every_s: float = 10.0, history_min: int = 0, speed: float = 1.0,
+        incidents: tuple[Incident, ...] = ()) -> int:
+    """Produce demo events, ``rate`` per second of event time, until ``duration_s`` (wall).
+
+    The event clock starts ``history_min`` minutes ago and runs ``speed`` times faster than the wall
+    clock until it meets it (so ``rate * speed`` events/s are sent meanwhile), then in real time;
+    ``incidents`` apply by minute of that clock."""
     shop = Storefront(seed=seed, run_id=f"{uuid.uuid4().hex[:8]}-")
+    wall0 = int(time.time() * 1000)
+    sim0 = wall0 - history_min * 60_000
     if hasattr(producer, "send_catalog"):  # the catalog and a few known users first
-        now = int(time.time() * 1000)
-        for ev in catalog_events(shop, now):
+        for ev in catalog_events(shop, sim0):
             producer.send_catalog(ev)
-        for ev in identity_events(shop, now):
+        for ev in identity_events(shop, sim0):
             producer.send_identity(ev)
         producer.flush(30)
     sent = 0
@@ -151,17 +216,22 @@ def run(producer: Any, rate: float, duration_s: float | None = None, seed: int =
     last_report = started
     while duration_s is None or time.monotonic() - started < duration_s:
         tick = time.monotonic()
-        for ev in shop.session(int(time.time() * 1000)):
-            ev["event_time"] = int(time.time() * 1000)
+        wall = int(time.time() * 1000)
+        sim = min(wall, sim0 + int((tick - started) * 1000 * speed))
+        fx = effects_at(incidents, (sim - sim0) // 60_000) if incidents else NO_EFFECTS
+        for ev in shop.session(sim, fx):
+            ev["event_time"] = sim
             producer.send(ev)
             sent += 1
-        elapsed = time.monotonic() - started
-        ahead = sent / rate - elapsed
+        ahead = sent / rate - (sim - sim0) / 1000  # seconds of event time sent beyond the clock
         if ahead > 0:
-            time.sleep(ahead)
+            time.sleep(ahead / (speed if sim < wall else 1.0))
         if tick - last_report >= report_every_s:
             producer.flush(5)
-            print(f"[demo] {sent} events sent ({sent / max(elapsed, 1e-9):.0f}/s)", flush=True)  # noqa: T201
+            elapsed = max(tick - started, 1e-9)
+            behind = (wall - sim) / 60_000
+            print(f"[demo] {sent} events sent ({sent / elapsed:.0f}/s)"  # noqa: T201
+                  + (f"; event clock {behind:.0f} min behind, catching up" if behind >= 1 else ""), flush=True)
             last_report = tick
     producer.flush(30)
     return sent

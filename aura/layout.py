@@ -40,8 +40,11 @@ AGG_METRICS_MINUTE = TopicSpec("agg.minute_metrics", key="window_start|dimension
 AGG_ITEMS_DAILY = TopicSpec("agg.item_daily", key="day|item_id", compacted=True)
 AGG_FUNNEL = TopicSpec("agg.funnel", key="window_start|funnel|experiment|variant|placement", compacted=True)
 AGG_REVENUE = TopicSpec("agg.revenue", key="window_start|currency|experiment|variant", compacted=True)
+# Insights found in the minute aggregates (streams/insights.py; schemas/avro/agg_insight.avsc; docs/insights.md):
+# the latest revision of each insight, so compaction keeps one record per incident.
+AGG_INSIGHTS = TopicSpec("agg.insights", key="insight id", compacted=True)
 AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FUNNEL, AGG_REVENUE)
-ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS)
+ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS, AGG_INSIGHTS)
 
 
 
@@ -175,6 +178,22 @@ class RedisKeys:
     def analytics_touched(self) -> str:
         """Sorted set: "grain:start" buckets changed recently (score: wall ms), for aggregate publishing."""
         return f"{self.prefix}:an:touched"
+
+    # Insights (streams/insights.py; format aura/state/insights.py): one detector state for the whole
+    # deployment, written by the lease holder with a compare-and-set on its sequence number.
+
+    def insights_state(self) -> str:
+        """String: the insight engine (river models, open insights, pending minutes) pickled with the
+        agg.minute_metrics offsets it covers and a sequence number (aura/state/insights.py)."""
+        return f"{self.prefix}:insights:{{insights}}:state"
+
+    def insights_lease(self) -> str:
+        """String (PX): the id of the worker running the insight engine; same slot as the state."""
+        return f"{self.prefix}:insights:{{insights}}:lease"
+
+    def insights_count(self) -> str:
+        """Hash: counters of the insight agent (records, late records, dead records, rounds, insights)."""
+        return f"{self.prefix}:metrics:insights"
 
     # --- recommenders (owners: streams/usersignals.py, streams/itemsignals.py, streams/catalog.py, jobs/) -----
 
@@ -360,6 +379,8 @@ class Tables:
     EXPERIMENT_RESULTS = "experiment_results"  # durable copy of the streamed tallies
     BANDITS = "bandits"  # bandit configuration (policy, arms, rewards)
     BANDIT_STATE = "bandit_state"  # durable snapshots of the learned arm state
+    INSIGHTS = "insights"  # insight history by start day (owner streams/insights.py, v0010)
+    INSIGHT_STATE = "insight_state"  # durable snapshots of the insight engine with its offsets (v0010)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

@@ -149,6 +149,19 @@ class AnalyticsSettings(BaseSettings):
     publish_interval_s: float = env(5.0, "AURA_AGG_PUBLISH_INTERVAL_S")
 
 
+class InsightSettings(BaseSettings):
+    """The insight agent (streams/insights.py, docs/insights.md)."""
+
+    model_config = _group("AURA_INSIGHTS_")
+
+    enabled: bool = True
+    interval_s: float = Field(1.0, gt=0)  # one round (consume, detect, publish, save) this often
+    lease_ms: int = Field(15_000, gt=0)   # one worker runs the engine; another takes over after this
+    max_records: int = Field(20_000, gt=0)  # agg.minute_metrics records per round at most
+    settle_s: int = Field(120, ge=0)  # a minute is final this long after the newest minute seen
+    snapshot_s: float = Field(60.0, gt=0)  # the engine is copied to Cassandra this often
+
+
 class DecisionSettings(BaseSettings):
     """Rules, experiments and bandits (docs/decisions.md)."""
 
@@ -259,7 +272,8 @@ class AuthSettings(BaseSettings):
 GROUPS: dict[str, type[BaseSettings]] = {
     "kafka": KafkaSettings, "cassandra": CassandraSettings, "redis": RedisSettings, "stack": StackSettings,
     "worker": WorkerSettings, "profiles": ProfileSettings, "analytics": AnalyticsSettings,
-    "decisions": DecisionSettings, "recs": RecsSettings, "ingest": IngestSettings, "api": ApiSettings,
+    "decisions": DecisionSettings, "insights": InsightSettings, "recs": RecsSettings, "ingest": IngestSettings,
+    "api": ApiSettings,
     "auth": AuthSettings,
 }
 
@@ -288,6 +302,7 @@ class Settings(BaseSettings):
     profiles: ProfileSettings = Field(default_factory=ProfileSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     decisions: DecisionSettings = Field(default_factory=DecisionSettings)
+    insights: InsightSettings = Field(default_factory=InsightSettings)
     recs: RecsSettings = Field(default_factory=RecsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -40,6 +40,7 @@ from serving.routes import bandits as bandit_routes
 from serving.routes import content as content_routes
 from serving.routes import events, profiles, system
 from serving.routes import experiments as experiment_routes
+from serving.routes import insights as insight_routes
 from serving.routes import models as model_routes
 from serving.routes import personalization as personalization_routes
 from serving.routes import recommendations as recs_routes
@@ -189,6 +190,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # segment members and analytics (read scope)
     app.include_router(profiles.segments_router, prefix=API_PREFIX, dependencies=[guard()], **secured)
     app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=[guard()], **secured)
+    # insights: listing and the on-demand run only read (read scope for both)
+    app.include_router(insight_routes.router, prefix=API_PREFIX, dependencies=[guard(write=READ)], **secured)
     # recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
     app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=[guard(write=EVENTS, overrides={
         "POST /recommendations/generate": READ})], **secured)

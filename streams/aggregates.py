@@ -75,6 +75,24 @@ def records(b: BucketTotals, now_ms: int) -> list[AggRecord]:
                 "events": {"impression": int(m.get(f"pi:{pl}", 0)),
                            "recommendation_click": int(m.get(f"pc:{pl}", 0))},
                 "revision": rev, "emitted_at": now_ms}))
+        per_dim: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        for k, v in m.items():
+            parsed = analytics.parse_dim_metric(k)
+            if parsed is not None:
+                per_dim[(parsed[0], parsed[1])][parsed[2]] = v
+        for (dim, val), s in sorted(per_dim.items()):
+            out.append(AggRecord("minute_metrics", f"{b.start}|{dim}|{val}", {
+                "window_start": b.start, "window_end": end, "dimension": dim, "dimension_value": val,
+                "events": {e: int(s[e]) for e in analytics.DIM_EVENTS if s.get(e)},
+                "orders": int(s.get("orders", 0)), "revenue": float(s.get("revenue", 0.0)),
+                "revision": rev, "emitted_at": now_ms}))
+        for k in sorted(m):
+            if k.startswith("xi:"):
+                var = k[3:]
+                out.append(AggRecord("minute_metrics", f"{b.start}|experiment|{var}", {
+                    "window_start": b.start, "window_end": end, "dimension": "experiment", "dimension_value": var,
+                    "events": {"impression": int(m[k]), "recommendation_click": int(m.get(f"xc:{var}", 0))},
+                    "revision": rev, "emitted_at": now_ms}))
     elif b.grain == "hour":
         out.append(AggRecord("funnel", f"{b.start}|storefront|||", {
             "window_start": b.start, "window_end": end, "funnel": "storefront",

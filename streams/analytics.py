@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aura.layout import RedisKeys
-from aura.state.analytics import FUNNEL, GRAINS, ITEM_GRAINS, bucket_start, is_float_metric
+from aura.state.analytics import (
+    DIM_EVENTS,
+    DIM_VALUE_MAX,
+    FUNNEL,
+    GRAINS,
+    ITEM_GRAINS,
+    bucket_start,
+    country_of,
+    is_float_metric,
+)
 from streams.profiles import Fact
 
 
@@ -88,6 +97,17 @@ def event_metrics(fact: Fact) -> list[tuple[str, int, str, float]]:
                 for line in (raw.get("order") or {}).get("lines") or ():
                     out.append((grain, b, f"ip:{line['item_id']}", line["quantity"]))
                     out.append((grain, b, f"ir:{line['item_id']}", line["quantity"] * line["unit_price"]))
+    if et in DIM_EVENTS:
+        b = bucket_start(ev.event_time, "minute")
+        ctx = raw.get("context") or {}
+        for dim, val in (("device", ctx.get("device")), ("channel", ctx.get("channel")),
+                         ("country", country_of(ctx.get("locale"))), ("category", fact.category)):
+            if not val or len(val) > DIM_VALUE_MAX:
+                continue
+            out.append(("minute", b, f"dm:{dim}={val}:{et}", 1))
+            if et == "purchase":
+                out.append(("minute", b, f"do:{dim}={val}", 1))
+                out.append(("minute", b, f"dr:{dim}={val}", ev.revenue))
     if fact.journey is not None:
         before, after = fact.journey
         b = bucket_start(fact.session_start, "day")

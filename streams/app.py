@@ -22,6 +22,7 @@ from streams import (
     catalog,
     decisions,
     identity,
+    insights,
     lifecycle,
     loopstats,
     neighbours,
@@ -41,8 +42,9 @@ class AgentModule(Protocol):
 
 # The agent modules of each worker role (layout.WORKER_ROLES); a new agent is one more entry.
 ROLES: dict[str, tuple[AgentModule, ...]] = {
-    # profiles, segments and analytics; identity events; the agg.* publisher; the idle-user sweep
-    "profiles": (profiles_owner, identity, aggregates, lifecycle),
+    # profiles, segments and analytics; identity events; the agg.* publisher; the idle-user sweep;
+    # the insight engine over the minute aggregates (one lease holder per deployment)
+    "profiles": (profiles_owner, identity, aggregates, lifecycle, insights),
     # recommender signals (the user side feeds the item side); catalog and content model; neighbours, cohorts; pools
     "recs": (usersignals, catalog, neighbours, usercands),
     # experiment tallies and bandit arms: exposures and decisions, conversions and rewards

@@ -62,6 +62,7 @@ class Fact:
     session_start: int
     journey: tuple[str, str] | None = None  # (previous path or "", new path) of the event's session
     attributed: tuple[str, str, str, str] | None = None  # (recommendation_id, experiment, variant, placement)
+    category: str | None = None  # the event item's catalog category (minute aggregates per category)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,7 +134,8 @@ def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items:
                 rt, rec, exp, var, pl = p.last_rec.split("|")
                 if 0 <= t - int(rt) <= cfg.attribution_window_ms:
                     attributed = (rec, exp, var, pl)
-        facts.append(Fact(acc, p.session_start, journey, attributed))
+        category = (items(ev.item_id) or ItemAttrs()).category if ev.item_id else None
+        facts.append(Fact(acc, p.session_start, journey, attributed, category))
     if facts:
         p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg))
     return facts

@@ -19,7 +19,7 @@ from aura.layout import RedisKeys
 GRAINS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 ITEM_GRAINS = ("hour", "day")  # grains that carry the per-item counters
 FUNNEL = ("view", "add_to_cart", "purchase")
-FLOAT_PREFIXES = ("rev", "ar:", "ir:")  # metrics summed as floats (revenue); the others are integers
+FLOAT_PREFIXES = ("rev", "ar:", "ir:", "dr:")  # metrics summed as floats (revenue); the others are integers
 READ_CHUNK = 4  # buckets per read pipeline (see read_buckets)
 
 # Metrics of a bucket hash (written by streams/analytics.py, read by the publisher and the API):
@@ -31,7 +31,38 @@ READ_CHUNK = 4  # buckets per read pipeline (see read_buckets)
 #   ao:exp:<exp>:<var>, ar:exp:<exp>:<var>  attributed orders and revenue per variant
 #   iv/ic/ia/ii/ip/ir:<item>      per item (hour, day): views, clicks, carts, impressions, units, revenue
 #   j:<path>                      sessions per journey path (day, by session start)
+#   dm:<dim>=<value>:<type>, do:<dim>=<value>, dr:<dim>=<value>  (minute) views, carts and purchases,
+#                                 orders and revenue per value of DIMENSIONS (the insight engine's input)
 # HyperLogLogs: ``active`` (distinct users) and ``f:<step>`` per FUNNEL step.
+
+
+# Dimensions of the minute counters: device and channel (event context), country (the region of the
+# context locale, "en-US" -> "US") and category (the event item's catalog category). Values longer
+# than DIM_VALUE_MAX are not counted (client-supplied strings must not grow the hashes unbounded).
+DIMENSIONS = ("device", "channel", "country", "category")
+DIM_EVENTS = ("view", "add_to_cart", "purchase")
+DIM_VALUE_MAX = 40
+
+
+def country_of(locale: str | None) -> str | None:
+    """The region part of a locale ("en-US" -> "US", "fr_FR" -> "FR"), None without one."""
+    if not locale:
+        return None
+    parts = locale.replace("_", "-").split("-")
+    return parts[-1].upper() if len(parts) > 1 and 2 <= len(parts[-1]) <= 3 and parts[-1].isalpha() else None
+
+
+def parse_dim_metric(name: str) -> tuple[str, str, str] | None:
+    """(dimension, value, what) of a ``dm:``/``do:``/``dr:`` metric name; None for any other."""
+    if name[:3] not in ("dm:", "do:", "dr:"):
+        return None
+    body = name[3:]
+    if name[:3] == "dm:":
+        body, _, what = body.rpartition(":")
+    else:
+        what = "orders" if name[:3] == "do:" else "revenue"
+    dim, sep, val = body.partition("=")
+    return (dim, val, what) if sep and dim in DIMENSIONS else None
 
 
 def bucket_start(t: int, grain: str) -> int:

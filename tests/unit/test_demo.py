@@ -34,3 +34,35 @@ def test_purchases_carry_revenue():
     assert purchases
     for ev in purchases:
         assert validate_behavior(c.decode(c.encode(dict(ev))), now_ms=ev["event_time"]).revenue > 0
+
+
+def test_scripted_incidents_change_the_traffic_they_target():
+    from aura.demo import INCIDENTS, effects_at
+
+    assert effects_at(INCIDENTS, 0).conversion == {}
+    drop = next(i for i in INCIDENTS if i.kind == "conversion_drop")
+    fx = effects_at(INCIDENTS, drop.start_min)
+    assert fx.conversion == {drop.target: drop.size}
+    assert effects_at(INCIDENTS, drop.start_min + drop.minutes).conversion == {}
+
+    def purchases_per_device(effects) -> dict[str, int]:
+        shop = Storefront(seed=3)
+        out: dict[str, int] = {}
+        for n in range(4000):
+            for ev in shop.session(1_700_000_000_000 + n, effects):
+                if ev["event_type"] == "purchase":
+                    out[ev["context"]["device"]] = out.get(ev["context"]["device"], 0) + 1
+        return out
+
+    normal, dropped = purchases_per_device(effects_at(INCIDENTS, 0)), purchases_per_device(fx)
+    assert dropped[drop.target] < 0.5 * normal[drop.target]
+    other = next(d for d in normal if d != drop.target)
+    assert dropped[other] > 0.7 * normal[other]
+
+    price = next(i for i in INCIDENTS if i.kind == "price_error")
+    shop = Storefront(seed=3)
+    lines = [ln for n in range(3000) for ev in shop.session(n, effects_at(INCIDENTS, price.start_min))
+             if ev["event_type"] == "purchase" for ln in ev["order"]["lines"]]
+    by_id = {it.item_id: it for it in shop.items}
+    hit = [ln for ln in lines if by_id[ln["item_id"]].category == price.target]
+    assert hit and all(ln["unit_price"] == round(by_id[ln["item_id"]].price * price.size, 2) for ln in hit)

@@ -22,7 +22,7 @@ def private(tmp_path, stack: Settings):  # noqa: ARG001 - `stack` ensures the Ma
         home=tmp_path / "aura", maven_repo=REPO_ROOT / ".aura" / "m2",
         kafka_bootstrap="127.0.0.1:19092", kafka_controller_port=19093,
         cassandra_port=19042, cassandra_storage_port=17000, redis_url="redis://127.0.0.1:16379/0",
-        cassandra_keyspace="recovery", topic_partitions=2,
+        cassandra_keyspace="recovery", topic_partitions=2, campaign_smtp_port=12525,
     )
     yield s
     local_stack.down(s)

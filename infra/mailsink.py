@@ -31,7 +31,8 @@ class MaildirHandler:
     """aiosmtpd handler: one Maildir file per Message-ID, every transaction logged."""
 
     def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(root, create=True)
         self.log_path = root / "accepted.log"
         self.seen: set[str] = set()

@@ -12,8 +12,8 @@ aura/state/campaign_sends.py.
   ``campaign_sends.decide`` (audience, holdout, consent, address, caps, quiet hours), renders the
   sendable ones with the user's profile, the trigger event and live recommendations
   (aura/ranking), produces them to the outbox topic of their channel and waits for Kafka's ack,
-  then records them (the message id claimed with SET NX, caps, qualification, counters: one
-  script) and removes the entries. A crash anywhere leaves the entries due: the next pass finds the
+  then records them (the message claimed by adding it to the user's cap set, qualification,
+  counters: one script) and removes the entries. A crash anywhere leaves the entries due: the next pass finds the
   message id claimed and only removes them, or produces again and the connector's send record
   drops the copy. A template error dead-letters that one message with its reason. The global rate
   limit per channel is applied here (the lease makes this worker the only drainer).
@@ -63,13 +63,14 @@ return 1
 """
 ENGAGEMENT = {"message_open": ("open", "opened"), "message_click": ("click", "clicked")}
 
-# KEYS: message, caps, user groups, stats. ARGV: campaign, member, now, ttl, group
+# KEYS: caps, user groups, stats. ARGV: campaign, caps member, now, cap window ms, group. The caps
+# member (campaign|message id) is the drainer's claim of the message: added once, counted once.
 QUEUED_LUA = """
-if not redis.call('SET', KEYS[1], 'queued', 'NX', 'EX', ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-redis.call('HINCRBY', KEYS[4], 'queued', 1)
-if redis.call('HSETNX', KEYS[3], ARGV[1], ARGV[5] .. '|' .. ARGV[3]) == 1 then
-  redis.call('HINCRBY', KEYS[4], 'qualified:' .. ARGV[5], 1)
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[2]) == 0 then return 0 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+redis.call('HINCRBY', KEYS[3], 'queued', 1)
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[5] .. '|' .. ARGV[3]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'qualified:' .. ARGV[5], 1)
 end
 return 1
 """
@@ -254,7 +255,7 @@ class Drainer:
             pipe.zrangebyscore(keys.campaign_caps(user, c.channel), now - c.caps.window_ms, "+inf")
             pipe.zscore(keys.campaign_last(user), c.trigger.unless or "-")
             pipe.sismember(keys.segment_members(c.audience.segment or "-"), user)
-            pipe.exists(keys.campaign_message(mid))
+            pipe.zscore(keys.campaign_caps(user, c.channel), f"{cid}|{mid}")
         raw = await pipe.execute()
         out = {}
         caps_by: dict[tuple[str, str], list[str]] = {}  # one list per (user, channel): sends of this pass count
@@ -269,7 +270,7 @@ class Drainer:
                            or (kind == "segment" and bool(member))
                            or (kind == "rule" and holds(c.audience.rule, fields, set(prof.segments), {})))
             out[mid] = {"attrs": attrs, "prefs": prefs, "caps": caps_by.setdefault((user, c.channel), caps),
-                        "claimed": bool(claimed), "last_unless": int(last) if last is not None else None,
+                        "claimed": claimed is not None, "last_unless": int(last) if last is not None else None,
                         "in_audience": in_audience,
                         "exists": bool(state) or bool(attrs), "profile": prof}
         return out
@@ -290,9 +291,9 @@ class Drainer:
             return [(c.id, "template_error")]
         fut = await self.outbox[c.channel].send(key=due.user_id.encode(), value=self.msg_codec.encode(record))
         await fut  # Kafka's ack before the message counts as queued
-        await self.queued(keys=[keys.campaign_message(due.message_id), keys.campaign_caps(due.user_id, c.channel),
-                                keys.user_campaigns(due.user_id), keys.campaign_stats(c.id)],
-                          args=[c.id, f"{c.id}|{due.message_id}", now, self.s.campaigns.message_ttl_s, "treated"])
+        await self.queued(keys=[keys.campaign_caps(due.user_id, c.channel), keys.user_campaigns(due.user_id),
+                                keys.campaign_stats(c.id)],
+                          args=[c.id, f"{c.id}|{due.message_id}", now, c.caps.window_ms, "treated"])
         return []
 
     async def message(self, c: Campaign, due: Due, u: dict[str, Any], now: int) -> dict[str, Any]:
@@ -317,13 +318,16 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     triggers = Triggers(res, cache)
     drainer = Drainer(app, res, cache)
 
-    @app.timer(interval=res.settings.campaigns.tick_s, name="drain_campaign_messages")
+    @app.task
     async def drain_campaign_messages() -> None:
-        try:
-            while await retrying("campaign drain", drainer.tick) >= res.settings.campaigns.drain_batch:
-                await asyncio.sleep(0)
-        except Exception:  # noqa: BLE001 - never let the timer die; the entries stay due
-            log.exception("campaign drainer pass failed")
+        """A pass every ``tick_s`` (at once again while passes come back full)."""
+        while True:
+            try:
+                full = await retrying("campaign drain", drainer.tick) >= res.settings.campaigns.drain_batch
+            except Exception:  # noqa: BLE001 - never let the loop die; the entries stay due
+                log.exception("campaign drainer pass failed")
+                full = False
+            await asyncio.sleep(0 if full else res.settings.campaigns.tick_s)
 
     return [("campaigns", triggers.step)]
 

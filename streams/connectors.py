@@ -40,7 +40,8 @@ from aura.bootstrap import cassandra_execute
 from aura.layout import Tables
 from aura.settings import Settings
 from schemas.codec import codec
-from streams.runtime import Owner, Resources
+from schemas.events import to_millis
+from streams.runtime import Owner, Resources, retrying
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,14 @@ async def trim_inbox(res: Resources, user_id: str) -> None:
         await res.redis.hdel(key, *ids[: len(ids) - INBOX_MAX])
 
 
+def decoded(msg_codec: Any, value: bytes) -> dict[str, Any]:
+    """An outbox record with its times as epoch ms (the codec gives datetimes)."""
+    m = msg_codec.decode(value)
+    for k in ("trigger_time", "queued_time"):
+        m[k] = to_millis(m[k])
+    return m
+
+
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """One agent per outbox topic; they feed no owner of the behavior agent."""
     msg_codec = codec("campaign_message")
@@ -203,12 +212,12 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
             async for batch in stream.take_events(100, within=0.02):
                 for e in batch:
                     try:
-                        m = msg_codec.decode(e.message.value)
+                        m = decoded(msg_codec, e.message.value)
                     except Exception as exc:  # noqa: BLE001 - our own records; a bad one is logged, not retried
                         log.error("undecodable outbox record at %s:%d: %s", e.message.partition, e.message.offset,
                                   exc)
                         continue
-                    await connector.deliver(m)
+                    await retrying(f"deliver {connector.channel}", connector.deliver, m)
 
         app.agent(source, name=f"deliver_{channel}")(deliver_outbox)
     return []

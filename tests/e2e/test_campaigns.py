@@ -1,0 +1,178 @@
+"""Campaigns end to end: events in through Kafka, the worker's triggers and guards, the email
+connector, and messages counted at the local stack's real SMTP server (infra/mailsink.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from aura import bootstrap
+from aura.producer import EventProducer
+from aura.state import maildir
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+DELAY_S = 3
+
+
+def mails_to(s, address: str) -> list[dict]:
+    return maildir.list_messages(maildir.root(s), limit=100_000, to=address)
+
+
+def accepted_log(s, address: str) -> list[str]:
+    log = Path(maildir.root(s)) / "accepted.log"
+    return [ln for ln in log.read_text().splitlines() if ln.split("\t")[2] == address] if log.exists() else []
+
+
+def user_with_email(producer: EventProducer, tag: str, name: str, **prefs) -> tuple[str, str]:
+    user = f"{tag}-{name}"
+    address = f"{user}@example.test"
+    now = int(time.time() * 1000)
+    producer.send_identity({"event_id": f"{user}-id", "event_type": "create", "user_id": user, "event_time": now,
+                            "attributes": {"email": address, "first_name": name.title()}})
+    if prefs:
+        producer.send_identity({"event_id": f"{user}-pref", "event_type": "preferences", "user_id": user,
+                                "event_time": now + 1, "preferences": prefs})
+    return user, address
+
+
+@pytest.fixture
+def campaigns(api_client):
+    """Create campaigns for this test; they are completed and deleted afterwards (the definitions
+    table is shared by every test of the keyspace)."""
+    made: list[str] = []
+
+    def create(doc: dict) -> str:
+        r = api_client.post("/v1/campaigns", json=doc)
+        assert r.status_code == 201, r.text
+        made.append(doc["id"])
+        assert api_client.post(f"/v1/campaigns/{doc['id']}/activate").json()["status"] == "running"
+        return doc["id"]
+
+    yield create
+    for cid in made:
+        api_client.post(f"/v1/campaigns/{cid}/complete")
+        api_client.delete(f"/v1/campaigns/{cid}")
+
+
+def wait_for_identities(s, redis_client, producer: EventProducer, users: list[str]) -> None:
+    """Identity and behavior events go through different agents: let the identities land first."""
+    assert producer.flush().failed == 0
+    wait_for(lambda: all(redis_client.hexists(f"{s.redis.prefix}:user:{{{u}}}:attrs", "x:email") for u in users),
+             timeout=60, what="the users' identity attributes")
+
+
+def test_cart_abandonment_sends_one_email_with_recommendations_and_none_after_a_purchase(
+        isolated, worker_factory, api_client, redis_client, campaigns):
+    s = isolated.replace(campaign_tick_s=0.05)
+    worker_factory(s)
+    tag = f"ca{uuid.uuid4().hex[:8]}"
+    campaign = {
+        "id": f"{tag}-cart", "channel": "email", "audience": {"type": "users", "users": [f"{tag}-ann", f"{tag}-bob"]},
+        "trigger": {"type": "event", "event_type": "add_to_cart", "delay_s": DELAY_S, "unless": "purchase"},
+        "template": {"subject": "{{ user.first_name }}, your cart is waiting",
+                     "body": "Because you left {{ event.item_id }}:\n{% for r in recommendations %}"
+                             "* {{ r.item_id }}\n{% endfor %}Open: {{ message.open_pixel }}"},
+        "goal": {"event_type": "purchase", "window_s": 3600},
+    }
+    campaigns(campaign)
+
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    abandoner, abandoner_mail = user_with_email(producer, tag, "ann")
+    buyer, buyer_mail = user_with_email(producer, tag, "bob")
+    wait_for_identities(s, redis_client, producer, [abandoner, buyer])
+    now = int(time.time() * 1000)
+    # other users make items popular, so the abandoner has recommendations
+    for i in range(30):
+        producer.send({"event_id": f"{tag}-pop-{i}", "event_type": "view", "user_id": f"{tag}-crowd{i % 5}",
+                       "item_id": f"{tag}-item{i % 6}", "event_time": now + i})
+    for user in (abandoner, buyer):
+        producer.send({"event_id": f"{user}-cart", "event_type": "add_to_cart", "user_id": user,
+                       "item_id": f"{tag}-item0", "event_time": now + 100})
+    # the buyer purchases inside the window; a replay of the abandoner's trigger changes nothing
+    producer.send({"event_id": f"{buyer}-buy", "event_type": "purchase", "user_id": buyer, "event_time": now + 1000,
+                   "order": {"order_id": f"{buyer}-o", "currency": "EUR",
+                             "lines": [{"item_id": f"{tag}-item0", "quantity": 1, "unit_price": 10.0}]}})
+    producer.send({"event_id": f"{abandoner}-cart", "event_type": "add_to_cart", "user_id": abandoner,
+                   "item_id": f"{tag}-item0", "event_time": now + 100})
+    assert producer.flush().failed == 0
+
+    mails = wait_for(lambda: mails_to(s, abandoner_mail), timeout=90, what="the abandoner's email")
+    sent_at = time.time()
+    assert sent_at * 1000 >= now + 100 + DELAY_S * 1000  # not before the delay
+    mail = mails[0]
+    assert mail["subject"] == "Ann, your cart is waiting"
+    assert f"Because you left {tag}-item0" in mail["text"]
+    listed = [ln[2:] for ln in mail["text"].splitlines() if ln.startswith("* ")]
+    assert listed, mail["text"]
+
+    # every due entry settled: the buyer's was cancelled by the purchase
+    due_key = f"{s.redis.prefix}:camp:{{campaigns}}:due"
+    wait_for(lambda: redis_client.zcard(due_key) == 0, timeout=60, what="the due set to drain")
+    stats = wait_for(lambda: (st := api_client.get(f"/v1/campaigns/{tag}-cart/performance").json())["counts"].get(
+        "sent") and st, timeout=30, what="the sent count")
+    assert stats["counts"]["sent"] == 1 and stats["counts"]["cancelled"] == 1
+    assert mails_to(s, buyer_mail) == [] and accepted_log(s, buyer_mail) == []
+    assert len(mails_to(s, abandoner_mail)) == 1 and len(accepted_log(s, abandoner_mail)) == 1
+
+    deliveries = api_client.get(f"/v1/campaigns/users/{abandoner}/deliveries").json()["deliveries"]
+    assert [d["status"] for d in deliveries] == ["sent"]
+    assert deliveries[0]["items"] == listed  # rendered with the user's recommendations, as recorded
+
+
+def test_caps_consent_holdout_and_bad_input(isolated, worker_factory, api_client, redis_client, campaigns):
+    s = isolated.replace(campaign_tick_s=0.05)
+    worker_factory(s)
+    tag = f"cg{uuid.uuid4().hex[:8]}"
+    audience = {"type": "users", "users": [f"{tag}-u{i}" for i in range(40)] + [f"{tag}-quiet"]}
+    campaign = {"id": f"{tag}-view", "channel": "email", "trigger": {"type": "event", "event_type": "view"},
+                "audience": audience,
+                "template": {"subject": "Hello {{ user.first_name }}", "body": "Seen {{ event.item_id }}"},
+                "caps": {"per_user": 5, "per_campaign_user": 2, "window_s": 3600}, "holdout": 0.3}
+    bad = api_client.post("/v1/campaigns", json={**campaign, "channel": "fax", "caps": {"per_user": "x"},
+                                                 "template": {"subject": "{% if %}", "body": "x"},
+                                                 "audience": {"type": "segment", "segment": "nobody"}})
+    assert bad.status_code == 422
+    named = {tuple(e["loc"]) for e in bad.json()["detail"]}
+    assert {("body", "channel"), ("body", "caps", "per_user"), ("body", "template", "subject"),
+            ("body", "audience", "segment")} <= named
+    assert api_client.post("/v1/campaigns", json={**campaign, "id": f"{tag}-draft"}).status_code == 201
+    assert api_client.post(f"/v1/campaigns/{tag}-draft/pause").status_code == 409  # a draft cannot pause
+    assert api_client.delete(f"/v1/campaigns/{tag}-draft").status_code == 204
+    campaigns(campaign)
+
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    users = [user_with_email(producer, tag, f"u{i}") for i in range(40)]
+    opted_out, opted_out_mail = user_with_email(producer, tag, "quiet", channels={"email": False})
+    wait_for_identities(s, redis_client, producer, [u for u, _ in users] + [opted_out])
+    wait_for(lambda: redis_client.hexists(f"{s.redis.prefix}:user:{{{opted_out}}}:attrs", "p:channels"),
+             timeout=60, what="the opt-out preference")
+    now = int(time.time() * 1000)
+    for user, _ in [*users, (opted_out, opted_out_mail)]:
+        for k in range(4):  # four triggers each: at most two messages (per_campaign_user)
+            producer.send({"event_id": f"{user}-v{k}", "event_type": "view", "user_id": user,
+                           "item_id": f"item{k}", "event_time": now + k})
+    assert producer.flush().failed == 0
+    due_key = f"{s.redis.prefix}:camp:{{campaigns}}:due"
+
+    def settled():
+        perf = api_client.get(f"/v1/campaigns/{tag}-view/performance").json()
+        c = perf["counts"]
+        return redis_client.zcard(due_key) == 0 and c.get("sent", 0) == c.get("queued", -1) and perf
+
+    wait_for(lambda: redis_client.zcard(due_key) == 0 and redis_client.exists(
+        f"{s.redis.prefix}:camp:{{{tag}-view}}:stats"), timeout=90, what="the triggers to settle")
+    perf = wait_for(settled, timeout=60, what="every queued message sent")
+    held = perf["holdout"]["users"]
+    treated = perf["treated"]["users"]
+    assert held + treated == 40  # the opted-out user qualifies for neither
+    assert 2 <= held <= 22  # 30% of 40 within a generous binomial tolerance
+    per_user = {u: len(mails_to(s, a)) for u, a in users}
+    assert set(per_user.values()) <= {0, 2}
+    assert sum(1 for n in per_user.values() if n == 2) == treated
+    assert perf["counts"]["sent"] == 2 * treated
+    assert perf["counts"]["suppressed:no_consent"] == 4 and mails_to(s, opted_out_mail) == []

@@ -175,3 +175,13 @@ def test_performance_lift_and_interval():
     assert p["rates"]["open"] == pytest.approx(1 / 3) and p["lift"]["significant"]
     empty = performance(c, {})
     assert empty["lift"]["absolute"] == 0 and not empty["lift"]["significant"]
+
+
+def test_the_demo_campaigns_are_valid():
+    from aura.demo import demo_campaigns
+
+    for doc in demo_campaigns():
+        c = validate_campaign({**doc, "status": "running"}, check_template=template_error)
+        out = render(c, {"user": {"id": "u", "first_name": "Ann"}, "event": {"item_id": "i1"},
+                         "recommendations": [{"title": "T", "item_id": "i2"}], "message": {"click_url": "http://x"}})
+        assert "i2" in out["body"]

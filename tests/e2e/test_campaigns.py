@@ -176,3 +176,125 @@ def test_caps_consent_holdout_and_bad_input(isolated, worker_factory, api_client
     assert sum(1 for n in per_user.values() if n == 2) == treated
     assert perf["counts"]["sent"] == 2 * treated
     assert perf["counts"]["suppressed:no_consent"] == 4 and mails_to(s, opted_out_mail) == []
+
+
+class Receiver:
+    """A local webhook provider: refuses the first ``fail_first`` requests with 503, then accepts."""
+
+    def __init__(self, fail_first: int) -> None:
+        import http.server
+        import threading
+
+        self.fail_left = fail_first
+        self.received: list[tuple[dict, bytes]] = []
+        self.refused = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.fail_left > 0:
+                    outer.fail_left -= 1
+                    outer.refused += 1
+                    self.send_response(503)
+                else:
+                    outer.received.append((dict(self.headers), body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_a: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_push_webhooks_are_signed_retried_while_the_provider_is_down_and_in_app_messages_polled(
+        isolated, worker_factory, api_client, redis_client, campaigns):
+    import hashlib
+    import hmac
+    import json
+
+    receiver = Receiver(fail_first=3)
+    try:
+        s = isolated.replace(campaign_tick_s=0.05, campaign_webhook_url=receiver.url,
+                             campaign_webhook_secret="test-secret")
+        worker_factory(s)
+        tag = f"cw{uuid.uuid4().hex[:8]}"
+        users = [f"{tag}-p{i}" for i in range(3)]
+        campaigns({"id": f"{tag}-push", "channel": "push", "audience": {"type": "users", "users": users},
+                   "trigger": {"type": "event", "event_type": "purchase"},
+                   "template": {"title": "Thanks {{ user.id }}", "body": "Order of {{ event.value | default(0) }}"}})
+        campaigns({"id": f"{tag}-inapp", "channel": "in_app", "audience": {"type": "users", "users": users},
+                   "trigger": {"type": "event", "event_type": "purchase"},
+                   "template": {"title": "Hi", "body": "You bought something"}})
+        producer = EventProducer(s, bootstrap.kafka_producer(s))
+        now = int(time.time() * 1000)
+        for u in users:
+            producer.send_identity({"event_id": f"{u}-id", "event_type": "create", "user_id": u, "event_time": now,
+                                    "attributes": {"push_token": f"tok-{u}"}})
+        assert producer.flush().failed == 0
+        wait_for(lambda: all(redis_client.hexists(f"{s.redis.prefix}:user:{{{u}}}:attrs", "x:push_token")
+                             for u in users), timeout=60, what="identities")
+        for u in users:
+            producer.send({"event_id": f"{u}-buy", "event_type": "purchase", "user_id": u, "event_time": now,
+                           "order": {"order_id": f"{u}-o", "currency": "EUR",
+                                     "lines": [{"item_id": "i1", "quantity": 1, "unit_price": 5.0}]}})
+        assert producer.flush().failed == 0
+
+        wait_for(lambda: len(receiver.received) >= 3, timeout=90, what="three webhooks after the outage")
+        assert receiver.refused == 3  # retried while the provider answered 503; nothing lost
+        keys = set()
+        for headers, body in receiver.received:
+            mac = hmac.new(b"test-secret", body, hashlib.sha256).hexdigest()
+            assert headers["X-Aura-Signature"] == f"sha256={mac}"
+            doc = json.loads(body)
+            assert headers["Idempotency-Key"] == doc["message_id"] and doc["address"] == f"tok-{doc['user_id']}"
+            keys.add(doc["message_id"])
+        assert len(keys) == 3 and sorted(json.loads(b)["user_id"] for _h, b in receiver.received) == users
+
+        inbox = wait_for(lambda: api_client.get(f"/v1/campaigns/inbox/{users[0]}").json()["messages"], timeout=60,
+                         what="the in-app message")
+        assert [m["body"] for m in inbox] == ["You bought something"]
+    finally:
+        receiver.close()
+
+
+def test_preview_test_send_and_open_tracking(isolated, worker_factory, api_client, redis_client, campaigns):
+    s = isolated.replace(campaign_tick_s=0.05)
+    worker_factory(s)
+    tag = f"ct{uuid.uuid4().hex[:8]}"
+    cid = campaigns({"id": f"{tag}-t", "channel": "email", "audience": {"type": "users", "users": [f"{tag}-tess"]},
+                     "trigger": {"type": "event", "event_type": "view"},
+                     "template": {"subject": "For {{ user.first_name }}", "body": "Pixel {{ message.open_pixel }}"}})
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    user, address = user_with_email(producer, tag, "tess")
+    wait_for_identities(s, redis_client, producer, [user])
+    pv = api_client.post(f"/v1/campaigns/{cid}/preview", json={"user_id": user}).json()
+    assert pv["subject"] == "For Tess" and pv["deliverable"] and pv["address"] == address
+    # an unknown user has no first_name: the strict template fails, and the answer says where
+    nobody = api_client.post(f"/v1/campaigns/{cid}/preview", json={"user_id": f"{tag}-nobody"})
+    assert nobody.status_code == 422 and nobody.json()["detail"][0]["loc"] == ["body", "template"]
+    r = api_client.post(f"/v1/campaigns/{cid}/test-send", json={"user_id": user})
+    assert r.status_code == 202
+    mail = wait_for(lambda: mails_to(s, address), timeout=60, what="the test email")[0]
+    assert mail["subject"] == "For Tess"
+    assert api_client.post(f"/v1/campaigns/{cid}/test-send", json={"user_id": f"{tag}-nobody"}).status_code == 409
+    # a real send, then its open pixel: counted once however often it is fetched
+    producer.send({"event_id": f"{user}-v", "event_type": "view", "user_id": user, "item_id": "i", "event_time":
+                   int(time.time() * 1000)})
+    assert producer.flush().failed == 0
+    mails = wait_for(lambda: len(m := mails_to(s, address)) == 2 and m, timeout=60, what="the campaign email")
+    pixel = next(m for m in mails if m["message_id"] != mail["message_id"])["text"].split("Pixel ")[1].strip()
+    path = pixel.split("8000", 1)[1]
+    for _ in range(2):
+        got = api_client.get(path, headers={"Authorization": ""})
+        assert got.status_code == 200 and got.headers["content-type"] == "image/gif"
+    assert api_client.get(path.replace(".gif", "x.gif")).status_code == 404
+    perf = wait_for(lambda: (p := api_client.get(f"/v1/campaigns/{cid}/performance").json())["counts"].get("opened")
+                    and p, timeout=60, what="the open counted")
+    assert perf["counts"]["opened"] == 1 and perf["counts"]["sent"] == 1 and perf["rates"]["open"] == 1.0

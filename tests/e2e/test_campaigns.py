@@ -298,3 +298,56 @@ def test_preview_test_send_and_open_tracking(isolated, worker_factory, api_clien
     perf = wait_for(lambda: (p := api_client.get(f"/v1/campaigns/{cid}/performance").json())["counts"].get("opened")
                     and p, timeout=60, what="the open counted")
     assert perf["counts"]["opened"] == 1 and perf["counts"]["sent"] == 1 and perf["rates"]["open"] == 1.0
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_factory, api_client, redis_client,
+                                                                campaigns):
+    n = 2000
+    s = isolated.replace(campaign_tick_s=0.05, campaign_rate_per_min=600_000.0)
+    tag = f"ck{uuid.uuid4().hex[:8]}"
+    users = [f"{tag}-{i:05d}" for i in range(n)]
+    addresses = {f"{u}@example.test" for u in users}
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    now = int(time.time() * 1000)
+    for u in users:
+        producer.send_identity({"event_id": f"{u}-id", "event_type": "create", "user_id": u, "event_time": now,
+                                "attributes": {"email": f"{u}@example.test"}})
+    assert producer.flush().failed == 0
+    worker = worker_factory(s)
+
+    def identities_in() -> bool:
+        pipe = redis_client.pipeline(transaction=False)
+        for u in users:
+            pipe.hexists(f"{s.redis.prefix}:user:{{{u}}}:attrs", "x:email")
+        return all(pipe.execute())
+
+    wait_for(identities_in, timeout=120, interval=0.5, what="the identities")
+    campaigns({"id": f"{tag}-blast", "channel": "email", "audience": {"type": "users", "users": users},
+               "trigger": {"type": "event", "event_type": "view"},
+               "template": {"subject": "Hello {{ user.id }}", "body": "One message per user"}})
+    for u in users:
+        producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "i1", "event_time": now})
+    assert producer.flush().failed == 0
+
+    def accepted() -> list[list[str]]:
+        log = Path(maildir.root(s)) / "accepted.log"
+        return [ln.split("\t") for ln in log.read_text().splitlines() if "@example.test" in ln
+                and ln.split("\t")[2] in addresses]
+
+    kills = 0
+    for fraction in (0.2, 0.5):
+        wait_for(lambda f=fraction: len(accepted()) >= f * n, timeout=240, interval=0.2, what=f"{fraction:.0%} sent")
+        worker.stop(sig=9)  # SIGKILL in the middle of the send
+        kills += 1
+        worker = worker_factory(s, name=f"after-kill-{kills}")
+    wait_for(lambda: len({a[2] for a in accepted()}) == n, timeout=300, interval=0.5, what="every user's message")
+    lines = accepted()
+    new = [a[2] for a in lines if a[3] == "new"]
+    dupes = [a for a in lines if a[3] == "duplicate"]
+    assert sorted(new) == sorted(addresses)  # exactly one stored message per user, none twice
+    # a copy reaches the server only for a message in flight at the kill (one per kill and channel agent),
+    # and the Message-ID (the idempotency key) drops it
+    assert len(dupes) <= kills, dupes
+    stored = [m["to"] for m in maildir.list_messages(maildir.root(s), limit=10 * n) if m["to"] in addresses]
+    assert sorted(stored) == sorted(addresses)

@@ -207,6 +207,7 @@ class Drainer:
         settle: list[str] = []
         deferred: dict[str, int] = {}
         counters: list[tuple[str, str]] = []
+        sends: list[tuple[str, Campaign, Due, dict[str, Any]]] = []
         for member, due in entries:
             c = campaigns.get(due.campaign_id)
             if c is None:
@@ -227,12 +228,15 @@ class Drainer:
             if v.outcome == "deferred":
                 deferred[member] = v.retry_at or now
                 continue
-            done = await self.settle_one(c, due, v, u, now)
             if v.outcome == "send":
-                u["caps"].append(f"{c.id}|{due.message_id}")
-            if done is not None:
-                settle.append(member)
-                counters += done
+                u["caps"].append(f"{c.id}|{due.message_id}")  # later entries of this pass see it
+                sends.append((member, c, due, u))
+                continue
+            counters += await self.settle_one(c, due, v, now)
+            settle.append(member)
+        sent, more = await self.send_all(sends, now)
+        settle += sent
+        counters += more
         pipe = self.res.redis.pipeline(transaction=False)
         for cid, what in counters:
             pipe.hincrby(self.res.keys.campaign_stats(cid), what, 1)
@@ -275,34 +279,52 @@ class Drainer:
                         "exists": bool(state) or bool(attrs), "profile": prof}
         return out
 
-    async def settle_one(self, c: Campaign, due: Due, v: Verdict, u: dict[str, Any],
-                         now: int) -> list[tuple[str, str]] | None:
-        """Act on one verdict; returns the counters to add (None: leave the entry due)."""
-        keys = self.res.keys
+    async def settle_one(self, c: Campaign, due: Due, v: Verdict, now: int) -> list[tuple[str, str]]:
+        """Act on a verdict other than send; returns the counters to add."""
         if v.outcome == "held_out":
+            keys = self.res.keys
             await self.holdout(keys=[keys.user_campaigns(due.user_id), keys.campaign_stats(c.id)], args=[c.id, now])
             return []
-        if v.outcome == "suppressed":
-            return [(c.id, f"suppressed:{v.reason}")]
-        try:
-            record = await self.message(c, due, u, now)
-        except Exception as exc:  # noqa: BLE001 - a template error dead-letters this one message
-            await self.dead_letter(due, f"{type(exc).__name__}: {exc}", now)
-            return [(c.id, "template_error")]
-        fut = await self.outbox[c.channel].send(key=due.user_id.encode(), value=self.msg_codec.encode(record))
-        await fut  # Kafka's ack before the message counts as queued
-        await self.queued(keys=[keys.campaign_caps(due.user_id, c.channel), keys.user_campaigns(due.user_id),
-                                keys.campaign_stats(c.id)],
-                          args=[c.id, f"{c.id}|{due.message_id}", now, c.caps.window_ms, "treated"])
-        return []
+        return [(c.id, f"suppressed:{v.reason}")]
 
-    async def message(self, c: Campaign, due: Due, u: dict[str, Any], now: int) -> dict[str, Any]:
-        """The outbox record of one message: rendered with profile, trigger event and recommendations."""
-        cs = self.s.campaigns
-        recs = await recommendations(self.ranker, self.res.redis, self.res.keys, due.user_id, cs.recommendations)
-        message_links = links(cs.public_url, cs.link_secret.get_secret_value(), c.id, due.user_id, due.message_id)
-        return outbox_record(c, due.user_id, due.message_id, u["attrs"], document(u["profile"], now, self.profile_cfg),
-                             due.event, recs, message_links, due.trigger_ms, now)
+    async def send_all(self, sends: list[tuple[str, Campaign, Due, dict[str, Any]]],
+                       now: int) -> tuple[list[str], list[tuple[str, str]]]:
+        """Render the pass's messages, produce them to their outboxes, wait for every ack, then claim
+        them all in one pipeline. Returns the settled due members and the counters to add."""
+        if not sends:
+            return [], []
+        cs, keys = self.s.campaigns, self.res.keys
+        recs = await asyncio.gather(*(recommendations(self.ranker, self.res.redis, keys, due.user_id,
+                                                      cs.recommendations) for _m, _c, due, _u in sends))
+        settled: list[str] = []
+        counters: list[tuple[str, str]] = []
+        produced: list[tuple[Campaign, Due]] = []
+        acks = []
+        for (member, c, due, u), items in zip(sends, recs, strict=True):
+            message_links = links(cs.public_url, cs.link_secret.get_secret_value(), c.id, due.user_id,
+                                  due.message_id)
+            try:
+                record = outbox_record(c, due.user_id, due.message_id, u["attrs"],
+                                       document(u["profile"], now, self.profile_cfg), due.event, items,
+                                       message_links, due.trigger_ms, now)
+            except Exception as exc:  # noqa: BLE001 - any render error dead-letters this one message
+                await self.dead_letter(due, f"{type(exc).__name__}: {exc}", now)
+                counters.append((c.id, "template_error"))
+                settled.append(member)
+                continue
+            acks.append(await self.outbox[c.channel].send(key=due.user_id.encode(),
+                                                          value=self.msg_codec.encode(record)))
+            produced.append((c, due))
+            settled.append(member)
+        await asyncio.gather(*acks)  # Kafka's acks before any message counts as queued
+        pipe = self.res.redis.pipeline(transaction=False)
+        for c, due in produced:
+            await self.queued(keys=[keys.campaign_caps(due.user_id, c.channel), keys.user_campaigns(due.user_id),
+                                    keys.campaign_stats(c.id)],
+                              args=[c.id, f"{c.id}|{due.message_id}", now, c.caps.window_ms, "treated"], client=pipe)
+        if produced:
+            await pipe.execute()
+        return settled, counters
 
     async def dead_letter(self, due: Due, detail: str, now: int) -> None:
         """The due entry as a dead letter (source: the due set's key, no partition or offset)."""

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 USER_MESSAGES_MAX = 100
 INBOX_MAX = 50
 MAX_BACKOFF_S = 30.0
+CONCURRENCY = 16  # messages in flight per channel agent
 
 # KEYS: message record, stats, user messages. ARGV: outcome (sent|failed), counter, entry JSON, ttl, list max
 DONE_LUA = """
@@ -192,6 +193,22 @@ async def trim_inbox(res: Resources, user_id: str) -> None:
         await res.redis.hdel(key, *ids[: len(ids) - INBOX_MAX])
 
 
+async def deliver_batch(connector: Connector, msgs: list[dict[str, Any]]) -> None:
+    """Deliver a batch: distinct messages are independent, up to ``CONCURRENCY`` in flight; copies of
+    one message id go one after the other, so the send record sees the first one's outcome."""
+    gate = asyncio.Semaphore(CONCURRENCY)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for m in msgs:
+        groups.setdefault(m["message_id"], []).append(m)
+
+    async def one(copies: list[dict[str, Any]]) -> None:
+        async with gate:
+            for m in copies:
+                await retrying(f"deliver {connector.channel}", connector.deliver, m)
+
+    await asyncio.gather(*(one(c) for c in groups.values()))
+
+
 def decoded(msg_codec: Any, value: bytes) -> dict[str, Any]:
     """An outbox record with its times as epoch ms (the codec gives datetimes)."""
     m = msg_codec.decode(value)
@@ -209,15 +226,15 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
                            key_serializer="raw", value_serializer="raw")
 
         async def deliver_outbox(stream: faust.StreamT, connector: Connector = connector) -> None:
-            async for batch in stream.take_events(100, within=0.02):
+            async for batch in stream.take_events(CONCURRENCY * 4, within=0.02):
+                msgs = []
                 for e in batch:
                     try:
-                        m = decoded(msg_codec, e.message.value)
+                        msgs.append(decoded(msg_codec, e.message.value))
                     except Exception as exc:  # noqa: BLE001 - our own records; a bad one is logged, not retried
                         log.error("undecodable outbox record at %s:%d: %s", e.message.partition, e.message.offset,
                                   exc)
-                        continue
-                    await retrying(f"deliver {connector.channel}", connector.deliver, m)
+                await deliver_batch(connector, msgs)
 
         app.agent(source, name=f"deliver_{channel}")(deliver_outbox)
     return []

@@ -304,7 +304,7 @@ def test_preview_test_send_and_open_tracking(isolated, worker_factory, api_clien
 def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_factory, api_client, redis_client,
                                                                 campaigns):
     n = 2000
-    s = isolated.replace(campaign_tick_s=0.05, campaign_rate_per_min=600_000.0)
+    s = isolated.replace(campaign_tick_s=0.05, campaign_rate_per_min=600_000.0, kafka_session_timeout_s=10.0)
     tag = f"ck{uuid.uuid4().hex[:8]}"
     users = [f"{tag}-{i:05d}" for i in range(n)]
     addresses = {f"{u}@example.test" for u in users}

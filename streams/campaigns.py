@@ -44,6 +44,7 @@ from streams.intake import Dead, RawRecord
 from streams.runtime import Batch, Owner, Resources, retrying
 
 log = logging.getLogger(__name__)
+RANKING_CONCURRENCY = 8  # users ranked at once by a drainer pass
 
 CONVERT_LUA = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
@@ -294,8 +295,13 @@ class Drainer:
         if not sends:
             return [], []
         cs, keys = self.s.campaigns, self.res.keys
-        recs = await asyncio.gather(*(recommendations(self.ranker, self.res.redis, keys, due.user_id,
-                                                      cs.recommendations) for _m, _c, due, _u in sends))
+        gate = asyncio.Semaphore(RANKING_CONCURRENCY)  # a pass may hold hundreds of sends: bound the pool use
+
+        async def ranked(user_id: str) -> list[dict[str, Any]]:
+            async with gate:
+                return await recommendations(self.ranker, self.res.redis, keys, user_id, cs.recommendations)
+
+        recs = await asyncio.gather(*(ranked(due.user_id) for _m, _c, due, _u in sends))
         settled: list[str] = []
         counters: list[tuple[str, str]] = []
         produced: list[tuple[Campaign, Due]] = []

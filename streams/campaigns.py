@@ -32,7 +32,7 @@ import faust
 from aura import layout
 from aura.configcache import ConfigCache
 from aura.layout import Tables
-from aura.ranking.ranker import Ranker
+from aura.ranking.reader import Recommender
 from aura.state import profile_codec
 from aura.state.campaign_render import links, outbox_record, recommendations
 from aura.state.campaign_sends import Due, Verdict, cancelled, decide, trigger_fields
@@ -189,7 +189,7 @@ class Drainer:
         self.holdout = res.redis.register_script(HOLDOUT_LUA)
         self.token = uuid.uuid4().hex
         self.buckets = {ch: TokenBucket(self.s.campaigns.rate_per_min) for ch in layout.CAMPAIGN_CHANNELS}
-        self.ranker = Ranker(res.redis, res.keys)
+        self.ranker = Recommender(res.redis, res.keys)
         self.profile_cfg = ProfileConfig.from_settings(res.settings)
 
     async def tick(self) -> int:

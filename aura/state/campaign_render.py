@@ -13,16 +13,19 @@ import hmac
 from typing import Any
 
 from aura.layout import RedisKeys
-from aura.ranking.ranker import Ranker, Request
+from aura.ranking.ranker import Request
+from aura.ranking.reader import Recommender
 from aura.state.campaign_sends import address, context, render
 from aura.state.campaigns import Campaign
 
 
-async def recommendations(ranker: Ranker, redis: Any, keys: RedisKeys, user_id: str, k: int) -> list[dict[str, Any]]:
-    """The user's top ``k`` hybrid recommendations with each item's title and URL (catalog metadata)."""
+async def recommendations(ranker: Recommender, redis: Any, keys: RedisKeys, user_id: str,
+                          k: int) -> list[dict[str, Any]]:
+    """The user's top ``k`` hybrid recommendations (the stream's precomputed pool when it answers the
+    request, else the whole ranking) with each item's title and URL (catalog metadata)."""
     if k <= 0:
         return []
-    result = await ranker.compute(Request(user_id=user_id, limit=k))
+    result = await ranker.recommend(Request(user_id=user_id, limit=k))
     top = result.items[:k]
     if not top:
         return []

@@ -36,7 +36,7 @@ from aura.ranking.reader import Recommender
 from aura.state import profile_codec
 from aura.state.campaign_render import links, outbox_record, recommendations
 from aura.state.campaign_sends import Due, Verdict, cancelled, decide, trigger_fields
-from aura.state.campaigns import Campaign, triggered_by, validate_campaign, watched_types
+from aura.state.campaigns import Campaign, api_triggered, triggered_by, validate_campaign, watched_types
 from aura.state.profiles import ProfileConfig, document, parse_attrs
 from aura.state.rules import holds, profile_fields
 from schemas.codec import codec
@@ -128,13 +128,16 @@ class Triggers:
             return None
         keys = self.res.keys
         running = [c for c in campaigns if c.status == "running"]
+        by_id = {c.id: c for c in running}
         watched = watched_types(running)
         goals = {c.goal.event_type for c in campaigns}
         pipe = self.res.redis.pipeline(transaction=False)
         converting = []
         for acc in b.kept:
             ev = acc.event
-            for c in triggered_by(running, ev.event_type, ev.item_id, b.now_ms):
+            props = ev.raw.get("properties") or {}
+            for c in [*triggered_by(running, ev.event_type, ev.item_id, b.now_ms),
+                      *api_triggered(by_id, ev.event_type, props, b.now_ms)]:
                 due = Due(c.id, ev.user_id, ev.event_id, ev.event_time, trigger_fields(ev.raw))
                 pipe.zadd(keys.campaign_due(), {due.member: ev.event_time + c.trigger.delay_ms}, nx=True)
             if ev.event_type in watched:

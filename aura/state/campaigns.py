@@ -336,6 +336,19 @@ def triggered_by(campaigns: list[Campaign], event_type: str, item_id: str | None
             and (c.trigger.item_id is None or c.trigger.item_id == item_id) and c.active(now_ms)]
 
 
+API_TRIGGER_PROPERTY = "aura_campaign"  # a custom event with this property triggers that api campaign
+
+
+def api_triggered(campaigns: dict[str, Campaign], event_type: str, properties: dict[str, Any],
+                  now_ms: int) -> list[Campaign]:
+    """The active api-triggered campaign a transactional trigger event names (POST /campaigns/{id}/trigger
+    produces a ``custom`` event carrying ``properties.aura_campaign``)."""
+    if event_type != "custom":
+        return []
+    c = campaigns.get(str(properties.get(API_TRIGGER_PROPERTY) or ""))
+    return [c] if c is not None and c.trigger.kind == "api" and c.active(now_ms) else []
+
+
 def watched_types(campaigns: list[Campaign]) -> frozenset[str]:
     """Event types whose last time per user the trigger owner records (cancellations and goals)."""
     return frozenset({c.trigger.unless for c in campaigns if c.trigger.unless})

@@ -351,3 +351,31 @@ def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_
     assert len(dupes) <= kills, dupes
     stored = [m["to"] for m in maildir.list_messages(maildir.root(s), limit=10 * n) if m["to"] in addresses]
     assert sorted(stored) == sorted(addresses)
+
+
+def test_transactional_api_trigger_is_idempotent_per_occurrence(isolated, worker_factory, api_client, redis_client,
+                                                                campaigns):
+    s = isolated.replace(campaign_tick_s=0.05)
+    worker_factory(s)
+    tag = f"cx{uuid.uuid4().hex[:8]}"
+    cid = campaigns({"id": f"{tag}-receipt", "channel": "email", "trigger": {"type": "api"},
+                     "audience": {"type": "users", "users": [f"{tag}-rita"]}, "caps": {"per_campaign_user": 0},
+                     "template": {"subject": "Receipt {{ event.properties.order }}", "body": "Thanks"}})
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    user, address = user_with_email(producer, tag, "rita")
+    wait_for_identities(s, redis_client, producer, [user])
+    for occurrence, order in (("o1", "A-1"), ("o1", "A-1"), ("o2", "A-2")):  # a client retry of o1
+        r = api_client.post(f"/v1/campaigns/{cid}/trigger",
+                            json={"user_id": user, "occurrence_id": occurrence, "data": {"order": order}})
+        assert r.status_code == 202, r.text
+    mails = wait_for(lambda: len(m := mails_to(s, address)) >= 2 and m, timeout=60, what="two receipts")
+    assert sorted(m["subject"] for m in mails) == ["Receipt A-1", "Receipt A-2"]
+    due_key = f"{s.redis.prefix}:camp:{{campaigns}}:due"
+    wait_for(lambda: redis_client.zcard(due_key) == 0, timeout=30, what="the due set to drain")
+    assert len(accepted_log(s, address)) == 2
+    event_campaign = {"id": f"{tag}-ev", "channel": "email",
+                      "trigger": {"type": "event", "event_type": "view"}, "template": {"subject": "s", "body": "b"}}
+    assert api_client.post("/v1/campaigns", json=event_campaign).status_code == 201
+    assert api_client.post(f"/v1/campaigns/{tag}-ev/trigger", json={"user_id": user, "occurrence_id": "x"}
+                           ).status_code == 409  # a draft, and event-triggered
+    assert api_client.delete(f"/v1/campaigns/{tag}-ev").status_code == 204

@@ -362,7 +362,7 @@ class RedisKeys:
         return f"{self.prefix}:user:{{{user_id}}}:camp:msgs"
 
     def campaign_inbox(self, user_id: str) -> str:
-        """Hash: message id -> JSON of an in-app message (the storefront polls it); bounded."""
+        """Sorted set: JSON of an in-app message -> queued time (ms), the newest 50 (the storefront polls it)."""
         return f"{self.prefix}:user:{{{user_id}}}:camp:inbox"
 
     def campaign_message(self, message_id: str) -> str:

@@ -131,9 +131,11 @@ class Connector:
         if self.channel == "email":
             await send_email(self.s, m)
         elif self.channel == "in_app":
-            entry = {k: m[k] for k in ("message_id", "campaign_id", "title", "body", "url", "items")}
+            entry = {k: m[k] for k in ("message_id", "campaign_id", "title", "body", "url", "items", "queued_time")}
+            key = self.res.keys.campaign_inbox(m["user_id"])
             pipe = self.res.redis.pipeline(transaction=True)
-            pipe.hset(self.res.keys.campaign_inbox(m["user_id"]), m["message_id"], json.dumps(entry))
+            pipe.zadd(key, {json.dumps(entry, sort_keys=True): m["queued_time"]})  # a replay: the same member
+            pipe.zremrangebyrank(key, 0, -INBOX_MAX - 1)
             await pipe.execute()
         else:
             if self.http is None:
@@ -169,8 +171,6 @@ class Connector:
         record = "sent" if outcome == "sent" else f"failed:{detail[:200]}"
         first = await self.done(keys=[mkey, stats, keys.campaign_user_messages(m["user_id"])],
                                 args=[record, outcome, entry, self.s.campaigns.message_ttl_s, USER_MESSAGES_MAX])
-        if self.channel == "in_app":
-            await trim_inbox(self.res, m["user_id"])
         await self.write_durable(m, outcome, detail, now)
         if first:
             delivery = {"event_id": f"{m['message_id']}:{outcome}", "user_id": m["user_id"],
@@ -184,13 +184,6 @@ class Connector:
         params = (m["user_id"], m["message_id"], m["campaign_id"], self.channel, outcome, detail or None,
                   m["items"], m["queued_time"], now)
         await cassandra_execute(self.res.session, self.insert.bind(params), timeout=10.0)
-
-
-async def trim_inbox(res: Resources, user_id: str) -> None:
-    key = res.keys.campaign_inbox(user_id)
-    ids = await res.redis.hkeys(key)
-    if len(ids) > INBOX_MAX:
-        await res.redis.hdel(key, *ids[: len(ids) - INBOX_MAX])
 
 
 async def deliver_batch(connector: Connector, msgs: list[dict[str, Any]]) -> None:

@@ -380,11 +380,10 @@ async def deliveries(state: State, user_id: str = UserId, limit: int = Query(50,
             responses=answer({"user_id": "u7", "messages": [{"message_id": MESSAGE["message_id"],
                                                              "campaign_id": "welcome", "title": "Welcome",
                                                              "body": "Picked for you", "url": None,
-                                                             "items": ["i552"]}]}))
+                                                             "items": ["i552"], "queued_time": T0}]}))
 async def inbox(state: State, user_id: str = UserId) -> dict[str, Any]:
-    raw = await state.redis.hgetall(state.keys.campaign_inbox(user_id))
-    msgs = sorted((json.loads(v) for v in raw.values()), key=lambda m: m.get("message_id", ""))
-    return {"user_id": user_id, "messages": msgs}
+    raw = await state.redis.zrevrange(state.keys.campaign_inbox(user_id), 0, -1)
+    return {"user_id": user_id, "messages": [json.loads(v) for v in raw]}
 
 
 def _track(state: Any, token: str, event_type: str) -> tuple[str, str, str]:

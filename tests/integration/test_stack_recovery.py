@@ -46,7 +46,7 @@ def _consume_all(s: Settings, topic: str, expected: int) -> list[bytes]:
 def test_up_is_idempotent_kill9_recovers_with_data_and_down_leaves_nothing(private: Settings):
     s = private
     first = local_stack.up(s)
-    assert set(first) == {"kafka", "cassandra", "redis"}
+    assert set(first) == {"kafka", "cassandra", "redis", "mail"}
     pids = {n: local_stack.read_pid(local_stack.Paths(s.home, s.stack.maven_repo), n) for n in local_stack.SERVICES}
     assert all(pids.values())
     # a second `up` starts nothing new
@@ -72,7 +72,7 @@ def test_up_is_idempotent_kill9_recovers_with_data_and_down_leaves_nothing(priva
     local_stack.kill(s, "cassandra")
     assert not local_stack.status(s)["kafka"]["answers"]
     timings = local_stack.up(s)
-    assert set(timings) == {"kafka", "cassandra", "redis"}
+    assert set(timings) == {"kafka", "cassandra", "redis", "mail"}
 
     assert sorted(_consume_all(s, "recovery-topic", len(values))) == sorted(values)
     session = cassandra_session(s, keyspace=False)

@@ -45,6 +45,7 @@ from streams.runtime import Batch, Owner, Resources, retrying
 
 log = logging.getLogger(__name__)
 RANKING_CONCURRENCY = 8  # users ranked at once by a drainer pass
+PAUSED_RECHECK_MS = 60_000  # due messages of a paused campaign are looked at again this much later
 
 CONVERT_LUA = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
@@ -216,6 +217,9 @@ class Drainer:
             c = campaigns.get(due.campaign_id)
             if c is None:
                 settle.append(member)
+                continue
+            if c.status == "paused":  # waits for resume; looked at again a minute later, not every pass
+                deferred[member] = now + PAUSED_RECHECK_MS
                 continue
             u = users[due.message_id]
             if u["claimed"]:

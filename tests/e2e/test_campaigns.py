@@ -3,6 +3,11 @@ connector, and messages counted at the local stack's real SMTP server (infra/mai
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http.server
+import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -183,9 +188,6 @@ class Receiver:
     """A local webhook provider: refuses the first ``fail_first`` requests with 503, then accepts."""
 
     def __init__(self, fail_first: int) -> None:
-        import http.server
-        import threading
-
         self.fail_left = fail_first
         self.received: list[tuple[dict, bytes]] = []
         self.refused = 0
@@ -216,10 +218,6 @@ class Receiver:
 
 def test_push_webhooks_are_signed_retried_while_the_provider_is_down_and_in_app_messages_polled(
         isolated, worker_factory, api_client, redis_client, campaigns):
-    import hashlib
-    import hmac
-    import json
-
     receiver = Receiver(fail_first=3)
     try:
         s = isolated.replace(campaign_tick_s=0.05, campaign_webhook_url=receiver.url,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from jinja2 import TemplateError
 
+from aura.demo import demo_campaigns
 from aura.state.campaign_render import link_token, parse_link_token
 from aura.state.campaign_sends import (
     Due,
@@ -178,8 +179,6 @@ def test_performance_lift_and_interval():
 
 
 def test_the_demo_campaigns_are_valid():
-    from aura.demo import demo_campaigns
-
     for doc in demo_campaigns():
         c = validate_campaign({**doc, "status": "running"}, check_template=template_error)
         out = render(c, {"user": {"id": "u", "first_name": "Ann"}, "event": {"item_id": "i1"},

@@ -137,8 +137,8 @@ class Triggers:
         for acc in b.kept:
             ev = acc.event
             props = ev.raw.get("properties") or {}
-            for c in [*triggered_by(running, ev.event_type, ev.item_id, b.now_ms),
-                      *api_triggered(by_id, ev.event_type, props, b.now_ms)]:
+            for c in [*triggered_by(running, ev.event_type, ev.item_id, b.now_ms, ev.event_time),
+                      *api_triggered(by_id, ev.event_type, props, b.now_ms, ev.event_time)]:
                 due = Due(c.id, ev.user_id, ev.event_id, ev.event_time, trigger_fields(ev.raw))
                 pipe.zadd(keys.campaign_due(), {due.member: ev.event_time + c.trigger.delay_ms}, nx=True)
             if ev.event_type in watched:

@@ -109,6 +109,12 @@ class Campaign:
     start_ms: int | None
     end_ms: int | None
     doc: dict[str, Any] = field(compare=False, repr=False)
+    running_at: int | None = None  # when it last started running: older events never trigger it
+
+    def triggers_at(self, event_ms: int, now_ms: int) -> bool:
+        """Active now, and the event happened since the campaign (last) started running: a replay of
+        older history (a new consumer group reads from the earliest offset) sends nothing."""
+        return self.active(now_ms) and (self.running_at is None or event_ms >= self.running_at)
 
     def active(self, now_ms: int) -> bool:
         """Running, and inside its schedule window."""
@@ -316,7 +322,7 @@ def validate_campaign(doc: Any, segments: frozenset[str] | None = None,
         raise CampaignError(errors)
     return Campaign(id=cid, status=status, channel=channel, audience=audience, trigger=trigger, template=template,
                     caps=caps, quiet_hours=quiet, holdout=float(holdout), goal=goal, start_ms=start, end_ms=end,
-                    doc=doc)
+                    doc=doc, running_at=doc.get("running_at") if isinstance(doc.get("running_at"), int) else None)
 
 
 def transition(doc: dict[str, Any], to: str) -> dict[str, Any]:
@@ -330,23 +336,26 @@ def transition(doc: dict[str, Any], to: str) -> dict[str, Any]:
     return {**doc, "status": to}
 
 
-def triggered_by(campaigns: list[Campaign], event_type: str, item_id: str | None, now_ms: int) -> list[Campaign]:
-    """The active campaigns an event of ``event_type`` (on ``item_id``) triggers."""
+def triggered_by(campaigns: list[Campaign], event_type: str, item_id: str | None, now_ms: int,
+                 event_ms: int | None = None) -> list[Campaign]:
+    """The active campaigns an event of ``event_type`` (on ``item_id``, at ``event_ms``) triggers."""
+    at = now_ms if event_ms is None else event_ms
     return [c for c in campaigns if c.trigger.kind == "event" and c.trigger.event_type == event_type
-            and (c.trigger.item_id is None or c.trigger.item_id == item_id) and c.active(now_ms)]
+            and (c.trigger.item_id is None or c.trigger.item_id == item_id) and c.triggers_at(at, now_ms)]
 
 
 API_TRIGGER_PROPERTY = "aura_campaign"  # a custom event with this property triggers that api campaign
 
 
 def api_triggered(campaigns: dict[str, Campaign], event_type: str, properties: dict[str, Any],
-                  now_ms: int) -> list[Campaign]:
+                  now_ms: int, event_ms: int | None = None) -> list[Campaign]:
     """The active api-triggered campaign a transactional trigger event names (POST /campaigns/{id}/trigger
     produces a ``custom`` event carrying ``properties.aura_campaign``)."""
     if event_type != "custom":
         return []
     c = campaigns.get(str(properties.get(API_TRIGGER_PROPERTY) or ""))
-    return [c] if c is not None and c.trigger.kind == "api" and c.active(now_ms) else []
+    at = now_ms if event_ms is None else event_ms
+    return [c] if c is not None and c.trigger.kind == "api" and c.triggers_at(at, now_ms) else []
 
 
 def watched_types(campaigns: list[Campaign]) -> frozenset[str]:

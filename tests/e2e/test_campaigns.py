@@ -325,6 +325,7 @@ def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_
     campaigns({"id": f"{tag}-blast", "channel": "email", "audience": {"type": "users", "users": users},
                "trigger": {"type": "event", "event_type": "view"},
                "template": {"subject": "Hello {{ user.id }}", "body": "One message per user"}})
+    now = int(time.time() * 1000)  # after the campaign started: older events never trigger it
     for u in users:
         producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "i1", "event_time": now})
     assert producer.flush().failed == 0

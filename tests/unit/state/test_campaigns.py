@@ -87,6 +87,10 @@ def test_triggers_match_type_item_and_schedule():
     assert triggered_by([late], "add_to_cart", None, 999) == [] and triggered_by([late], "add_to_cart", None, 1000)
     paused = camp(status="paused")
     assert triggered_by([paused], "add_to_cart", None, 0) == []
+    # a replay of history from before the campaign started running triggers nothing
+    since = camp(running_at=5000)
+    assert triggered_by([since], "add_to_cart", None, 9000, event_ms=4999) == []
+    assert triggered_by([since], "add_to_cart", None, 9000, event_ms=5000) == [since]
 
 
 def test_message_ids_are_deterministic_and_due_entries_round_trip():

@@ -1,4 +1,4 @@
-"""The ``aura`` command: stack, migrate, worker, api, demo, run, schema, job, keys, agg.
+"""The ``aura`` command: stack, migrate, worker, api, demo, run, schema, job, keys, agg, mail.
 
 The one module of aura/ that may import streams/, serving/, jobs/ and infra/: it is the entry point
 that starts them. Each subcommand imports what it needs inside its function, so a command loads
@@ -113,12 +113,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from aura.producer import EventProducer
 
     s = get_settings()
+    started = install_demo_campaigns(s)
+    _say(f"demo campaigns running: {', '.join(started)} (mail: `aura mail list`)")
     producer = EventProducer(s, bootstrap.kafka_producer(s))
     sent = demo.run(producer, rate=args.rate, duration_s=args.duration, seed=args.seed,
                     history_min=args.history_min, speed=args.speed,
                     incidents=demo.INCIDENTS if args.incidents else ())
     _say(f"demo sent {sent} events; delivery failures: {producer.stats.failed}")
     return 0 if producer.stats.failed == 0 else 1
+
+
+def install_demo_campaigns(s: Settings) -> list[str]:
+    """Store the demo's campaigns (aura/demo.py) and set them running; existing ones are left as they are."""
+    import asyncio
+
+    from aura import bootstrap, demo
+    from aura.configcache import ConfigCache
+    from aura.layout import RedisKeys, Tables
+    from aura.state.campaigns import validate_campaign
+
+    async def install() -> list[str]:
+        session, redis = bootstrap.cassandra_session(s), bootstrap.redis_async(s)
+        cache = ConfigCache("campaigns", Tables.CAMPAIGNS, "campaign_id", redis, RedisKeys(s.redis.prefix), session,
+                            validate_campaign)
+        try:
+            now = int(time.time() * 1000)
+            for doc in demo.demo_campaigns():
+                doc = {**doc, "status": "running", "version": 1, "created_at": now, "running_at": now}
+                validate_campaign(doc)
+                await cache.insert(doc["id"], doc)
+            return [c.id for c in (await cache.get()).values() if c.id.startswith("demo-") and c.status == "running"]
+        finally:
+            await redis.aclose()
+            session.cluster.shutdown()
+
+    return asyncio.run(install())
+
+
+def cmd_mail(args: argparse.Namespace) -> int:
+    """The local development mail server's newest messages: ``aura mail list [--to ADDRESS] [--limit N]``."""
+    from aura.state import maildir
+
+    s = get_settings()
+    for m in reversed(maildir.list_messages(maildir.root(s), limit=args.limit, to=args.to)):
+        print(f"--- {m['date']}  to {m['to']}  [{m['message_id']}]\n    {m['subject']}", flush=True)  # noqa: T201
+        if args.body:
+            print("    " + m["text"].replace("\n", "\n    "), flush=True)  # noqa: T201
+    _say(f"Maildir: {maildir.root(s)}")
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -190,9 +232,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(f"  a read-scope API key for this demo: {token}")
     for path in ("/v1/profiles/u000000/activity", "/v1/profiles/u000000",
                  "/v1/recommendations/users/u000000?limit=5", "/v1/recommendations/trending?limit=5",
-                 "/v1/analytics/funnel", "/v1/analytics/insights?timeframe=6h"):
+                 "/v1/analytics/funnel", "/v1/analytics/insights?timeframe=6h",
+                 "/v1/campaigns/demo-cart-abandonment/performance", "/v1/campaigns/mail?limit=5"):
         _say(f"  curl -s -H 'X-API-Key: {token}' '{base}{path}'")
-    _say("Ctrl-C stops worker, API and demo; `make down` stops Kafka, Cassandra and Redis.")
+    _say("campaign emails arrive at the local mail server: `aura mail list` (the demo's users u000000..u000049)")
+    _say("Ctrl-C stops worker, API and demo; `make down` stops Kafka, Cassandra, Redis and the mail server.")
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -315,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     st = sub.add_parser("stack", help="local Kafka, Cassandra and Redis")
     st.add_argument("action", choices=["up", "down", "status", "reset", "kill"])
-    st.add_argument("service", nargs="?", choices=["kafka", "cassandra", "redis"])
+    st.add_argument("service", nargs="?", choices=["kafka", "cassandra", "redis", "mail"])
     st.set_defaults(func=cmd_stack)
     sub.add_parser("migrate", help="apply topic and table migrations").set_defaults(func=cmd_migrate)
     w = sub.add_parser("worker", help="run the stream worker (Faust)")
@@ -379,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--rows", type=int, default=20)
     ag.add_argument("--once", action="store_true", help="print the table once the topic is read to its end")
     ag.set_defaults(func=cmd_agg)
+    ml = sub.add_parser("mail", help="messages the local development mail server received (campaign emails)")
+    ml.add_argument("action", choices=["list"])
+    ml.add_argument("--to", help="only messages to this address")
+    ml.add_argument("--limit", type=int, default=20)
+    ml.add_argument("--body", action="store_true", help="print each message's text too")
+    ml.set_defaults(func=cmd_mail)
     return p
 
 

@@ -191,7 +191,31 @@ def identity_events(shop: Storefront, now_ms: int, n: int = 50) -> Iterator[dict
     """``create`` events with a few attributes for the first ``n`` users."""
     for i, user in enumerate(shop.users[:n]):
         yield {"event_id": f"id-{user}-{now_ms}", "event_type": "create", "user_id": user, "event_time": now_ms,
-               "attributes": {"country": ("US", "FR", "DE", "JP")[i % 4], "newsletter": i % 3 == 0}}
+               "attributes": {"country": ("US", "FR", "DE", "JP")[i % 4], "newsletter": i % 3 == 0,
+                              "email": f"{user}@demo.aura.test", "first_name": f"Shopper {user[-3:]}"}}
+
+
+def demo_campaigns(cart_delay_s: int = 60) -> list[dict[str, Any]]:
+    """The campaigns ``make run`` starts: a welcome email on a user's first visit (one per user per
+    year) and a cart-abandonment email ``cart_delay_s`` after an add_to_cart without a purchase, both
+    listing the user's live recommendations; 10% of the abandoners are held out to measure lift."""
+    recs = ("{% for r in recommendations %}  - {{ r.title }} ({{ r.item_id }})\n{% endfor %}"
+            "\nUnsubscribe or track: {{ message.click_url }}\n")
+    return [
+        {"id": "demo-welcome", "name": "Welcome", "channel": "email", "audience": {"type": "everyone"},
+         "trigger": {"type": "event", "event_type": "view"},
+         "template": {"subject": "Welcome to the demo shop, {{ user.first_name | default('friend') }}",
+                      "body": "Hello {{ user.first_name | default('friend') }},\n\nPicked for you:\n" + recs},
+         "caps": {"per_campaign_user": 1, "window_s": 366 * 86400},
+         "goal": {"event_type": "purchase", "window_s": 7 * 86400}},
+        {"id": "demo-cart-abandonment", "name": "Cart abandonment", "channel": "email",
+         "audience": {"type": "everyone"},
+         "trigger": {"type": "event", "event_type": "add_to_cart", "delay_s": cart_delay_s, "unless": "purchase"},
+         "template": {"subject": "You left {{ event.item_id }} in your cart",
+                      "body": "Still thinking about {{ event.item_id }}? Customers like you also chose:\n" + recs},
+         "caps": {"per_user": 3, "per_campaign_user": 1, "window_s": 86400}, "holdout": 0.1,
+         "goal": {"event_type": "purchase", "window_s": 86400}},
+    ]
 
 
 def run(producer: Any, rate: float, duration_s: float | None = None, seed: int = 7,

@@ -46,6 +46,13 @@ AGG_INSIGHTS = TopicSpec("agg.insights", key="insight id", compacted=True)
 AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FUNNEL, AGG_REVENUE)
 ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS, AGG_INSIGHTS)
 
+# Campaign outboxes (streams/campaigns.py writes rendered messages, streams/connectors.py delivers them;
+# records in schemas/avro/campaign_message.avsc): one topic per channel so that a provider that is down
+# holds back only its own channel.
+CAMPAIGN_CHANNELS = ("email", "push", "sms", "webhook", "in_app")
+OUTBOX: dict[str, TopicSpec] = {ch: TopicSpec(f"campaigns.outbox.{ch}", key="user id") for ch in CAMPAIGN_CHANNELS}
+ALL_TOPICS = (*ALL_TOPICS, *OUTBOX.values())
+
 
 
 def topic(settings: Settings, spec: TopicSpec) -> str:
@@ -352,6 +359,54 @@ class RedisKeys:
         """String (TTL): JSON of one decision (arm, features, reward so far), for reward attribution."""
         return f"{self.prefix}:bandit:{{{bandit_id}}}:d:{decision_id}"
 
+    # --- campaigns (owners: serving/routes/campaigns.py for the definitions; streams/campaigns.py for
+    # triggers, guards and attribution; streams/connectors.py for the send records) -----------------
+
+    def campaign_due(self) -> str:
+        """Sorted set: due messages (``campaign_sends.Due.member``) -> due time (ms); one slot."""
+        return f"{self.prefix}:camp:{{campaigns}}:due"
+
+    def campaign_drain_lease(self) -> str:
+        """String (PX): the worker draining ``campaign_due`` (one per consumer group); same slot."""
+        return f"{self.prefix}:camp:{{campaigns}}:drain"
+
+    def campaign_last(self, user_id: str) -> str:
+        """Sorted set: event type -> the user's latest event time of the types campaigns watch (ZADD GT)."""
+        return f"{self.prefix}:user:{{{user_id}}}:camp:last"
+
+    def campaign_caps(self, user_id: str, channel: str) -> str:
+        """Sorted set: ``<campaign>|<message id>`` -> time, the user's messages of one channel (caps)."""
+        return f"{self.prefix}:user:{{{user_id}}}:camp:caps:{channel}"
+
+    def user_campaigns(self, user_id: str) -> str:
+        """Hash: campaign id -> ``<treated|holdout>|<qualified ms>`` (conversion attribution)."""
+        return f"{self.prefix}:user:{{{user_id}}}:camp:groups"
+
+    def campaign_user_messages(self, user_id: str) -> str:
+        """List: the user's latest message records (JSON), newest first, bounded."""
+        return f"{self.prefix}:user:{{{user_id}}}:camp:msgs"
+
+    def campaign_inbox(self, user_id: str) -> str:
+        """Sorted set: JSON of an in-app message -> queued time (ms), the newest 50 (the storefront polls it)."""
+        return f"{self.prefix}:user:{{{user_id}}}:camp:inbox"
+
+    def campaign_message(self, message_id: str) -> str:
+        """String (TTL): the send record of one message: ``queued``, ``sending``, ``sent``, ``failed:<why>``."""
+        return f"{self.prefix}:camp:msg:{{{message_id}}}"
+
+    def campaign_stats(self, campaign_id: str) -> str:
+        """Hash: counters of one campaign (queued, sent, failed, suppressed:<reason>, opened, clicked,
+        qualified:<group>, converted:<group>, revenue:<group>)."""
+        return f"{self.prefix}:camp:{{{campaign_id}}}:stats"
+
+    def campaign_converted(self, campaign_id: str) -> str:
+        """Set: users whose goal conversion was counted for the campaign (once each)."""
+        return f"{self.prefix}:camp:{{{campaign_id}}}:conv"
+
+    def campaign_engaged(self, campaign_id: str) -> str:
+        """Set: ``open|<message id>`` / ``click|<message id>`` already counted (once per message)."""
+        return f"{self.prefix}:camp:{{{campaign_id}}}:engaged"
+
     def decisions_count(self) -> str:
         """Hash: counters of the decisions agent (exposures, decisions, rewards, orphan rewards, ...)."""
         return f"{self.prefix}:metrics:decisions"
@@ -381,6 +436,8 @@ class Tables:
     BANDIT_STATE = "bandit_state"  # durable snapshots of the learned arm state
     INSIGHTS = "insights"  # insight history by start day (owner streams/insights.py, v0010)
     INSIGHT_STATE = "insight_state"  # durable snapshots of the insight engine with its offsets (v0010)
+    CAMPAIGNS = "campaigns"  # campaign definitions and lifecycle (JSON documents; v0007)
+    CAMPAIGN_MESSAGES = "campaign_messages"  # every message's record by user (v0007)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

@@ -1,5 +1,5 @@
 """The settings of every Aura process, grouped by concern (kafka, cassandra, redis, stack, worker,
-profiles, analytics, decisions, recs, ingest, api, auth).
+profiles, analytics, decisions, campaigns, recs, ingest, api, auth).
 
 Values come from environment variables prefixed ``AURA_``; every group reads its own (for example
 ``AURA_KAFKA_BOOTSTRAP`` -> ``settings.kafka.bootstrap``, ``AURA_RECS_WINDOW`` -> ``settings.recs.window``,
@@ -174,6 +174,28 @@ class DecisionSettings(BaseSettings):
     max_config_objects: int = 1000
 
 
+class CampaignSettings(BaseSettings):
+    """Campaigns: triggers, guards and delivery (docs/campaigns.md)."""
+
+    model_config = _group("AURA_CAMPAIGN_")
+
+    max_concurrent: int = 50  # campaigns running at once
+    tick_s: float = 0.1  # the due-message drainer runs this often
+    drain_batch: int = 500  # due messages handled per drainer pass
+    rate_per_min: float = 1000.0  # messages per minute and channel moved to the outboxes (global)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525  # the local stack's development mail server (aura stack, infra/mailsink.py)
+    smtp_from: str = "Aura <campaigns@aura.local>"
+    smtp_timeout_s: float = 10.0
+    webhook_url: str = ""  # push, sms and webhook messages are POSTed here (HMAC-signed); empty: failed
+    webhook_secret: SecretStr = SecretStr("dev-webhook-secret")
+    webhook_timeout_s: float = 5.0
+    public_url: str = "http://127.0.0.1:8000"  # base of the open-pixel and click links in messages
+    link_secret: SecretStr = SecretStr("dev-link-secret")  # signs the open-pixel and click links
+    recommendations: int = 4  # recommended items in a message's template context
+    message_ttl_s: int = 30 * 24 * 3600  # how long send records keep a message id from being sent again
+
+
 class RecsSettings(BaseSettings):
     """The recommenders (docs/recommendations.md)."""
 
@@ -272,9 +294,8 @@ class AuthSettings(BaseSettings):
 GROUPS: dict[str, type[BaseSettings]] = {
     "kafka": KafkaSettings, "cassandra": CassandraSettings, "redis": RedisSettings, "stack": StackSettings,
     "worker": WorkerSettings, "profiles": ProfileSettings, "analytics": AnalyticsSettings,
-    "decisions": DecisionSettings, "insights": InsightSettings, "recs": RecsSettings, "ingest": IngestSettings,
-    "api": ApiSettings,
-    "auth": AuthSettings,
+    "decisions": DecisionSettings, "insights": InsightSettings, "campaigns": CampaignSettings, "recs": RecsSettings,
+    "ingest": IngestSettings, "api": ApiSettings, "auth": AuthSettings,
 }
 
 
@@ -303,6 +324,7 @@ class Settings(BaseSettings):
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     decisions: DecisionSettings = Field(default_factory=DecisionSettings)
     insights: InsightSettings = Field(default_factory=InsightSettings)
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     recs: RecsSettings = Field(default_factory=RecsSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -314,6 +336,8 @@ class Settings(BaseSettings):
     def _no_placeholder_secrets_in_production(self) -> Settings:
         if self.environment == "production" and self.auth.admin_token.get_secret_value() == "dev-admin-token":
             raise ValueError("AURA_ADMIN_TOKEN must be set to a real secret in production")
+        if self.environment == "production" and self.campaigns.link_secret.get_secret_value() == "dev-link-secret":
+            raise ValueError("AURA_CAMPAIGN_LINK_SECRET must be set to a real secret in production")
         return self
 
     def replace(self, **changes: Any) -> Settings:

@@ -1,4 +1,5 @@
-"""The three services of the local stack: Kafka (KRaft, one node), Cassandra (one node) and Redis.
+"""The services of the local stack: Kafka (KRaft, one node), Cassandra (one node), Redis and the
+development mail server (infra/mailsink.py, aiosmtpd writing a Maildir).
 
 Owns each service's generated configuration, its start command and its readiness probe, and the
 table (``SERVICE_TABLE``) through which infra/stack.py drives them. Kafka and Cassandra run as JVM
@@ -10,7 +11,9 @@ from __future__ import annotations
 import base64
 import logging
 import shutil
+import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +23,10 @@ from confluent_kafka.admin import AdminClient
 
 from aura.bootstrap import cassandra_cluster
 from aura.settings import Settings
+from aura.state import maildir
 from infra.host import INFRA_DIR, Paths, StackError, apt_install, resolve_classpath, spawn
 
-SERVICES = ("kafka", "cassandra", "redis")
+SERVICES = ("kafka", "cassandra", "redis", "mail")
 
 # ---------------------------------------------------------------------------------------------
 # Kafka
@@ -227,6 +231,27 @@ def redis_ready(s: Settings) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# the development mail server
+
+
+def start_mail(s: Settings, paths: Paths) -> int:
+    root = maildir.root(s)
+    root.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "infra.mailsink", "--host", s.campaigns.smtp_host, "--port",
+            str(s.campaigns.smtp_port), "--maildir", str(root)]
+    return spawn(paths, "mail", argv, cwd=INFRA_DIR.parent)
+
+
+def mail_ready(s: Settings) -> bool:
+    try:
+        with socket.create_connection((s.campaigns.smtp_host, s.campaigns.smtp_port), timeout=1) as sock:
+            sock.settimeout(1)
+            return sock.recv(64).startswith(b"220")
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
 # the table the commands drive
 
 
@@ -242,4 +267,5 @@ SERVICE_TABLE: dict[str, Service] = {
     "kafka": Service("kafka", lambda s: s.kafka.port, start_kafka, kafka_ready),
     "cassandra": Service("cassandra", lambda s: s.cassandra.port, start_cassandra, cassandra_ready),
     "redis": Service("redis", lambda s: s.redis.port, start_redis, redis_ready),
+    "mail": Service("mail", lambda s: s.campaigns.smtp_port, start_mail, mail_ready),
 }

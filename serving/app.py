@@ -37,6 +37,7 @@ from serving.metrics import EdgeMiddleware
 from serving.responses import SECURED_RESPONSES, document_error_contract
 from serving.routes import analytics as analytics_routes
 from serving.routes import bandits as bandit_routes
+from serving.routes import campaigns as campaign_routes
 from serving.routes import content as content_routes
 from serving.routes import events, profiles, system
 from serving.routes import experiments as experiment_routes
@@ -205,6 +206,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "POST /experiments/{experiment_id}/assign": READ, "POST /experiments/assign": READ})], **secured)
     app.include_router(bandit_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
+    # campaigns: configuration, previews and test-sends need admin; reads (performance, deliveries, the
+    # in-app inbox the storefront polls) need read. The open pixel and click redirect are open: mail
+    # clients fetch them, and their HMAC-signed token is the credential.
+    app.include_router(campaign_routes.tracking_router, prefix=API_PREFIX)
+    app.include_router(campaign_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN)], **secured)
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
     ingest_paths = frozenset(API_PREFIX + r.path for r in events.router.routes)  # they decode their own bodies

@@ -19,7 +19,9 @@ from aura.settings import Settings
 from streams import (
     aggregates,
     behavior,
+    campaigns,
     catalog,
+    connectors,
     decisions,
     identity,
     insights,
@@ -47,8 +49,9 @@ ROLES: dict[str, tuple[AgentModule, ...]] = {
     "profiles": (profiles_owner, identity, aggregates, lifecycle, insights),
     # recommender signals (the user side feeds the item side); catalog and content model; neighbours, cohorts; pools
     "recs": (usersignals, catalog, neighbours, usercands),
-    # experiment tallies and bandit arms: exposures and decisions, conversions and rewards
-    "decisions": (decisions,),
+    # experiment tallies and bandit arms: exposures and decisions, conversions and rewards; campaign
+    # triggers, guards and attribution, and the connectors that deliver their messages
+    "decisions": (decisions, campaigns, connectors),
 }
 
 

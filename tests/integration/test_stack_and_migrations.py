@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration]
 def test_every_service_answers(stack):
     report = local_stack.status(stack)
     assert {name: info["answers"] for name, info in report.items()} == {"kafka": True, "cassandra": True,
-                                                                          "redis": True}
+                                                                          "redis": True, "mail": True}
 
 
 def test_up_on_a_running_stack_starts_nothing(stack):

@@ -22,7 +22,7 @@ def private(tmp_path, stack: Settings):  # noqa: ARG001 - `stack` ensures the Ma
         home=tmp_path / "aura", maven_repo=REPO_ROOT / ".aura" / "m2",
         kafka_bootstrap="127.0.0.1:19092", kafka_controller_port=19093,
         cassandra_port=19042, cassandra_storage_port=17000, redis_url="redis://127.0.0.1:16379/0",
-        cassandra_keyspace="recovery", topic_partitions=2,
+        cassandra_keyspace="recovery", topic_partitions=2, campaign_smtp_port=12525,
     )
     yield s
     local_stack.down(s)
@@ -46,7 +46,7 @@ def _consume_all(s: Settings, topic: str, expected: int) -> list[bytes]:
 def test_up_is_idempotent_kill9_recovers_with_data_and_down_leaves_nothing(private: Settings):
     s = private
     first = local_stack.up(s)
-    assert set(first) == {"kafka", "cassandra", "redis"}
+    assert set(first) == {"kafka", "cassandra", "redis", "mail"}
     pids = {n: local_stack.read_pid(local_stack.Paths(s.home, s.stack.maven_repo), n) for n in local_stack.SERVICES}
     assert all(pids.values())
     # a second `up` starts nothing new
@@ -72,7 +72,7 @@ def test_up_is_idempotent_kill9_recovers_with_data_and_down_leaves_nothing(priva
     local_stack.kill(s, "cassandra")
     assert not local_stack.status(s)["kafka"]["answers"]
     timings = local_stack.up(s)
-    assert set(timings) == {"kafka", "cassandra", "redis"}
+    assert set(timings) == {"kafka", "cassandra", "redis", "mail"}
 
     assert sorted(_consume_all(s, "recovery-topic", len(values))) == sorted(values)
     session = cassandra_session(s, keyspace=False)

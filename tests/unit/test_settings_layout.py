@@ -26,7 +26,10 @@ def test_settings_round_trip_through_the_environment(monkeypatch):
 def test_placeholder_admin_token_refused_in_production():
     with pytest.raises(ValueError, match="AURA_ADMIN_TOKEN"):
         Settings(environment="production")
-    assert Settings(environment="production", auth={"admin_token": "a-real-secret"}).environment == "production"
+    with pytest.raises(ValueError, match="AURA_CAMPAIGN_LINK_SECRET"):
+        Settings(environment="production", auth={"admin_token": "a-real-secret"})
+    assert Settings(environment="production", auth={"admin_token": "a-real-secret"},
+                    campaigns={"link_secret": "another-secret"}).environment == "production"
 
 
 def test_settings_are_frozen():

@@ -40,7 +40,7 @@ def test_a_service_that_dies_on_start_reports_its_log_tail(tmp_path, monkeypatch
 
 
 def test_callers_names_are_importable_from_infra_stack():
-    assert stack.SERVICES == ("kafka", "cassandra", "redis")
+    assert stack.SERVICES == ("kafka", "cassandra", "redis", "mail")
     assert stack.SERVICE_TABLE is services.SERVICE_TABLE
     assert stack.StackError is host.StackError and stack.Paths is host.Paths
     for name in stack.__all__:

@@ -1,0 +1,129 @@
+"""Campaign latency and send rate: a trigger event produced -> the message accepted by the SMTP server.
+
+    .venv/bin/python -m bench.campaigns --rate 100 --seconds 30
+
+A real ``aura worker`` over fresh topics and a fresh Redis prefix, the local stack's mail server
+(infra/mailsink.py), and one running email campaign triggered by ``view`` events with no delay (its
+messages rendered with the user's live recommendations). Users with email addresses are created
+first; then one trigger per user is produced at ``--rate`` triggers/s, each stamped with its
+produce time. The SMTP server's ``accepted.log`` gives the time each message was accepted; the
+figure is accepted - produced (p50 / p90 / p99 / max, ms) and the sends per second over the run.
+Both ends read the same clock (one machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from aura import bootstrap
+from aura.configcache import ConfigCache
+from aura.layout import RedisKeys, Tables
+from aura.producer import EventProducer
+from aura.settings import REPO_ROOT, Settings, get_settings, settings_env
+from aura.state import maildir
+from aura.state.campaigns import validate_campaign
+from bench.pipeline import bench_settings, cleanup, prepare, stop_worker
+
+
+async def create_campaign(s: Settings, cid: str) -> None:
+    session, redis = bootstrap.cassandra_session(s), bootstrap.redis_async(s)
+    cache = ConfigCache("campaigns", Tables.CAMPAIGNS, "campaign_id", redis, RedisKeys(s.redis.prefix), session,
+                        validate_campaign)
+    doc = {"id": cid, "status": "running", "channel": "email", "audience": {"type": "everyone"},
+           "trigger": {"type": "event", "event_type": "view"},
+           "template": {"subject": "Hello {{ user.id }}",
+                        "body": "{% for r in recommendations %}{{ r.item_id }}\n{% endfor %}"}}
+    validate_campaign(doc)
+    await cache.insert(cid, doc)
+    await redis.aclose()
+    session.cluster.shutdown()
+
+
+async def delete_campaign(s: Settings, cid: str) -> None:
+    session, redis = bootstrap.cassandra_session(s), bootstrap.redis_async(s)
+    await ConfigCache("campaigns", Tables.CAMPAIGNS, "campaign_id", redis, RedisKeys(s.redis.prefix), session,
+                      validate_campaign).delete(cid)
+    await redis.aclose()
+    session.cluster.shutdown()
+
+
+def accepted(s: Settings, suffix: str) -> dict[str, int]:
+    log = Path(maildir.root(s)) / "accepted.log"
+    out: dict[str, int] = {}
+    for ln in log.read_text().splitlines() if log.exists() else []:
+        t, _mid, rcpt, _what = ln.split("\t")
+        if rcpt.endswith(suffix):
+            out.setdefault(rcpt, int(t))
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rate", type=float, default=100.0, help="triggers per second")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    a = ap.parse_args()
+    s = bench_settings(get_settings()).replace(campaign_tick_s=0.02, campaign_rate_per_min=1e9)
+    prepare(s)
+    tag = uuid.uuid4().hex[:8]
+    suffix = f"@{tag}.bench"
+    n = int(a.rate * a.seconds)
+    users = [f"bu{tag}-{i}" for i in range(n)]
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    now = int(time.time() * 1000)
+    for u in users:
+        producer.send_identity({"event_id": f"{u}-id", "event_type": "create", "user_id": u, "event_time": now,
+                                "attributes": {"email": f"{u}{suffix}"}})
+    producer.flush(60)
+    cid = f"bench-{tag}"
+    asyncio.run(create_campaign(s, cid))
+    logs = s.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker"], cwd=REPO_ROOT,  # noqa: S603
+                              env={**os.environ, **settings_env(s)}, stdout=open(logs / "bench-campaigns.log", "ab"),  # noqa: SIM115
+                              stderr=subprocess.STDOUT)
+    try:
+        r = bootstrap.redis_sync(s)
+        deadline = time.monotonic() + 180
+        while r.hlen(f"{s.redis.prefix}:user:{{{users[-1]}}}:attrs") == 0 and time.monotonic() < deadline:
+            time.sleep(0.5)  # the worker is up and has folded the identities
+        produced: dict[str, int] = {}
+        start = time.monotonic()
+        for i, u in enumerate(users):
+            ahead = start + i / a.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            t = int(time.time() * 1000)
+            producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "item-00001",
+                           "event_time": t})
+            produced[f"{u}{suffix}"] = t
+        producer.flush(30)
+        deadline = time.monotonic() + 120
+        got = accepted(s, suffix)
+        while len(got) < n and time.monotonic() < deadline:
+            time.sleep(1)
+            got = accepted(s, suffix)
+        lat = [got[k] - produced[k] for k in got]
+        span = (max(got.values()) - min(got.values())) / 1000 if len(got) > 1 else 0.0
+        print(f"triggers {n} at {a.rate:g}/s; accepted {len(got)}; "  # noqa: T201
+              f"trigger -> SMTP accepted ms: p50 {statistics.median(lat):.0f} p90 {pct(lat, 0.9):.0f} "
+              f"p99 {pct(lat, 0.99):.0f} max {max(lat):.0f}; sends/s over the run {len(got) / max(span, 1e-9):.0f}")
+    finally:
+        stop_worker(worker)
+        asyncio.run(delete_campaign(s, cid))
+        cleanup(s)
+
+
+if __name__ == "__main__":
+    main()

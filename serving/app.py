@@ -36,7 +36,7 @@ from serving.responses import SECURED_RESPONSES, document_error_contract
 from serving.routes import analytics as analytics_routes
 from serving.routes import bandits as bandit_routes
 from serving.routes import content as content_routes
-from serving.routes import events, profiles, system
+from serving.routes import events, profile_writes, profiles, system
 from serving.routes import experiments as experiment_routes
 from serving.routes import models as model_routes
 from serving.routes import personalization as personalization_routes
@@ -174,6 +174,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     else:
         app.include_router(system.metrics_router, dependencies=[guard(read=ADMIN)], **secured)
     app.include_router(profiles.router, prefix=API_PREFIX,
+                       dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
+    app.include_router(profile_writes.router, prefix=API_PREFIX,
                        dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
     app.include_router(events.router, prefix=API_PREFIX,
                        dependencies=[guard(write=EVENTS, overrides={"/catalog/items": ADMIN})], **secured)

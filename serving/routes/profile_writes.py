@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
@@ -151,7 +152,7 @@ async def produce_identity(state: Any, records: list[dict[str, Any]]) -> list[tu
 
 def _written(response: Response, user: str, rec: dict[str, Any], where: tuple[int, int]) -> Written:
     change = f"{where[0]}-{where[1]}" + ("-erase" if rec["event_type"] == "erase" else "")
-    url = f"/v1/profiles/{user}/changes/{change}"
+    url = f"/v1/profiles/{quote(user, safe='')}/changes/{change}"  # (a header: ASCII, percent-encoded)
     response.headers["Location"] = url
     return Written(user_id=user, event_id=rec["event_id"], event_type=rec["event_type"], change=change,
                    status_url=url)

@@ -94,3 +94,12 @@ def test_generated_ids_idempotency_and_bad_input(isolated, api_client):
     r = api_client.put("/v1/profiles/u1/preferences", json={"priceRange": {"min": 50, "max": 10}})
     assert r.json()["detail"][0]["loc"][-1] in ("price_range", "priceRange")
     assert api_client.get("/v1/profiles/u1/changes/x-1").status_code == 422
+
+
+def test_user_ids_any_unicode_are_percent_encoded_in_the_status_url(isolated, api_client):
+    user = "ünï cø de\u2028x"
+    r = api_client.patch(f"/v1/profiles/{__import__('urllib.parse').parse.quote(user, safe='')}",
+                         json={"attributes": {"a": 1}})
+    assert r.status_code == 202, r.text
+    assert r.json()["user_id"] == user and r.headers["Location"].isascii()
+    assert api_client.get(r.json()["status_url"]).json()["user_id"] == user

@@ -147,6 +147,20 @@ class RedisKeys:
         """Set: user ids currently in ``segment``."""
         return f"{self.prefix}:segment:{{{segment}}}:members"
 
+    def segment_backfill(self, segment: str) -> str:
+        """Hash: the backfill of one segment definition (streams/lifecycle.py): ``state`` (pending,
+        running, done), ``version`` (the config version asked for), ``scanned``, ``joined``, ``left``,
+        ``members``, ``requested_at``, ``started_at``, ``finished_at``."""
+        return f"{self.prefix}:segment:{{{segment}}}:backfill"
+
+    def segment_backfill_queue(self) -> str:
+        """Sorted set: segments whose backfill is asked for (score: request time, ms)."""
+        return f"{self.prefix}:segment:backfills"
+
+    def segment_backfill_lease(self) -> str:
+        """String (PX): held by the worker running segment backfills, one at a time per group."""
+        return f"{self.prefix}:segment:backfill:lease"
+
     def lifecycle_sweep_lease(self) -> str:
         """String (PX): held by the worker running the idle-user sweep (streams/lifecycle.py), so one
         worker of the group sweeps per interval."""
@@ -354,6 +368,7 @@ class Tables:
     EXPERIMENT_RESULTS = "experiment_results"  # durable copy of the streamed tallies
     BANDITS = "bandits"  # bandit configuration (policy, arms, rewards)
     BANDIT_STATE = "bandit_state"  # durable snapshots of the learned arm state
+    SEGMENTS = "segments"  # segment definitions stored through the API (JSON documents, v0009)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

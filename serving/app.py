@@ -36,7 +36,7 @@ from serving.responses import SECURED_RESPONSES, document_error_contract
 from serving.routes import analytics as analytics_routes
 from serving.routes import bandits as bandit_routes
 from serving.routes import content as content_routes
-from serving.routes import events, profile_writes, profiles, system
+from serving.routes import events, profile_writes, profiles, segments, system
 from serving.routes import experiments as experiment_routes
 from serving.routes import models as model_routes
 from serving.routes import personalization as personalization_routes
@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router, prefix=API_PREFIX,
                        dependencies=[guard(write=EVENTS, overrides={"/catalog/items": ADMIN})], **secured)
     # segment members and analytics (read scope)
-    app.include_router(profiles.segments_router, prefix=API_PREFIX, dependencies=[guard()], **secured)
+    app.include_router(segments.router, prefix=API_PREFIX, dependencies=[guard()], **secured)  # writes: admin
     app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=[guard()], **secured)
     # recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
     app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=[guard(write=EVENTS, overrides={

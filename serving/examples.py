@@ -21,6 +21,9 @@ from fastapi import FastAPI
 T0 = 1795784400000  # 2026-11-27 09:00 UTC, epoch ms
 USER, ITEM = "u7", "i7"
 
+_BACKFILL = {"state": "done", "scanned": 1200, "changed": 41, "members": 41, "requested_at": T0,
+             "started_at": T0 + 400, "finished_at": T0 + 2900}
+
 ERROR_DETAILS: dict[str, str] = {
     "400": "bad request",
     "401": "missing API key: send X-API-Key or Authorization: Bearer",
@@ -107,8 +110,23 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "POST /v1/events/batch": {"request": [_EVENT, _PURCHASE], "response": {"accepted": 2}},
     "POST /v1/identity": {"request": _IDENTITY, "response": {"accepted": 1}},
     "POST /v1/catalog/items": {"request": _CATALOG, "response": {"accepted": 1}},
-    "GET /v1/segments": {"response": {"segments": [{"name": "vip", "rule": [["ltv", ">", 500]], "members": 12},
-                                                   {"name": "buyer", "rule": [["orders", ">=", 1]], "members": 340}]}},
+    "GET /v1/segments": {"response": {"segments": [
+        {"name": "vip", "rule": [["ltv", ">", 500]], "source": "settings", "members": 12, "backfill": None},
+        {"name": "big_spenders", "rule": [["orders", ">=", 3], ["ltv", ">=", 300]], "source": "api", "members": 41,
+         "backfill": _BACKFILL}]}},
+    "GET /v1/segments/{segment}": {"response": {
+        "name": "big_spenders", "rule": [["orders", ">=", 3], ["ltv", ">=", 300]], "source": "api", "members": 41,
+        "backfill": _BACKFILL}, "errors": {"404": "unknown segment 'platinum'"}},
+    "POST /v1/segments": {"response": {"id": "big_spenders", "conditions": [["orders", ">=", 3], ["ltv", ">=", 300]],
+                                       "backfill": {"state": "pending", "requested_at": T0}},
+                          "errors": {"409": "segment 'big_spenders' exists; PUT replaces it"}},
+    "PUT /v1/segments/{segment}": {"response": {
+        "id": "big_spenders", "conditions": [["orders", ">=", 3], ["ltv", ">=", 300]],
+        "backfill": {"state": "pending", "requested_at": T0}}},
+    "DELETE /v1/segments/{segment}": {"response": {"name": "big_spenders", "deleted": True,
+                                                   "backfill": {"state": "pending", "requested_at": T0}}},
+    "POST /v1/segments/{segment}/backfill": {"response": {"name": "big_spenders",
+                                                          "backfill": {"state": "pending", "requested_at": T0}}},
     "GET /v1/segments/{segment}/members": {
         "response": {"segment": "vip", "members": ["u12", "u7", "u903"], "next_cursor": 0, "total": 3,
                      "source": "redis"},

@@ -39,6 +39,7 @@ from schemas.events import Identity, InvalidEvent, validate_identity
 from streams.intake import Dead, RawRecord
 from streams.profiles import ProfileStore, lua_args
 from streams.runtime import Owner, Resources
+from streams.segments import LiveRules
 
 __all__ = ["apply_identity", "merge_profiles", "register"]
 log = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class IdentityStore:
         self.keys = res.keys
         self.cfg = cfg
         self.profiles = ProfileStore(res.redis, res.session, res.keys, cfg)
+        self.profiles.live = LiveRules(cfg.rules, res.redis, res.keys, res.session)
         self.attrs_script = res.redis.register_script(ATTRS_LUA)
         self.merge_script = res.redis.register_script(MERGE_LUA)
         s = res.session
@@ -147,6 +149,9 @@ class IdentityStore:
     async def apply(self, events: list[tuple[Identity, int, int]]) -> list[str]:
         """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""
         erased: list[str] = []
+        if events:
+            await self.profiles.sync_rules()  # the segment rules in force (merges re-evaluate them)
+            self.cfg = self.profiles.cfg
         for ev, part, off in sorted(events, key=lambda e: (e[1], e[2])):
             field = f"{ATTRS_FENCE}{part}"
             akey = self.keys.user_attrs(ev.user_id)

@@ -1,5 +1,5 @@
-"""Profile and segment routes: a user's activity, profile, preferences, engagement and segments as
-the stream materialized them, and the segments' members.
+"""Profile read routes: a user's activity, profile, preferences, engagement and segments as the
+stream materialized them (writes: serving/routes/profile_writes.py; segments: serving/routes/segments.py).
 
 Reads only: Redis first, the Cassandra copy when Redis is down or has nothing. The formats and the
 views come from aura/state/profiles.py and aura/state/profile_codec.py, which the worker writes with."""
@@ -207,38 +207,3 @@ async def get_history(state: State, user_id: str = UserId,
     p, _a, source = await _require(state, user_id)
     return {"user_id": user_id, "recent_items": p.recent[:limit], "counts": p.counts, "sessions": p.sessions,
             "source": source}
-
-
-segments_router = APIRouter(prefix="/segments", tags=["profiles"])
-
-
-@segments_router.get("", summary="Segment rules and member counts")
-async def list_segments(state: State) -> dict[str, Any]:
-    rules = _cfg(state).rules
-    pipe = state.redis.pipeline(transaction=False)
-    for name in rules:
-        pipe.scard(state.keys.segment_members(name))
-    sizes = await pipe.execute()
-    return {"segments": [{"name": n, "rule": r, "members": c} for (n, r), c in zip(rules.items(), sizes, strict=True)]}
-
-
-@segments_router.get("/{segment}/members", summary="Members of a segment (paged by cursor)",
-                     responses={404: {"description": "Unknown segment"}})
-async def segment_members(state: State, segment: str = Path(min_length=1, max_length=100),
-                          cursor: int = Query(0, ge=0), count: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-    if segment not in _cfg(state).rules:
-        raise HTTPException(404, f"unknown segment {segment!r}")
-    try:
-        nxt, members = await state.redis.sscan(state.keys.segment_members(segment), cursor=cursor, count=count)
-        total = await state.redis.scard(state.keys.segment_members(segment))
-        return {"segment": segment, "members": sorted(members), "next_cursor": int(nxt), "total": total,
-                "source": "redis"}
-    except Exception as exc:  # noqa: BLE001 - Redis down: Cassandra (first page only)
-        log.warning("redis read failed, falling back to cassandra: %s", exc)
-    st = _prepared(state, "segment_members",
-                   f"SELECT user_id FROM {Tables.SEGMENT_MEMBERS} WHERE segment = ? LIMIT ?")
-    if st is None:
-        raise HTTPException(503, "segment stores unavailable")
-    rows = await cassandra_execute(state.cassandra, st.bind((segment, count)))
-    return {"segment": segment, "members": [r.user_id for r in rows], "next_cursor": 0, "total": None,
-            "source": "cassandra"}

@@ -188,6 +188,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         **_RECS, "recommendation_id": "content:0:3f209276e8b844ee", "method": "content", "strategy": "content",
         "placement": "default", "items": [{"item_id": "i62", "score": 1.0, "sources": ["content"]}]}},
     "GET /v1/content/trending/items": {"response": _TRENDING},
+    "POST /v1/content": {"response": {"item_id": "5f0c2a9e41d34b7a9c8e6d1f2a3b4c5d",
+                                      "event_id": "e5b2c1f4-9d83-4a21-9c73-5f4a0b8d3e62", "event_type": "upsert"},
+                         "errors": {"409": "item 'post-17' exists; PUT /v1/content/{item_id} replaces it"}},
+    "GET /v1/content": {"response": {"items": [{"item_id": ITEM, **{k: v for k, v in _ITEM.items() if k != "currency"},
+                                                "metadata": {}, "event_time": T0}],
+                                     "next_cursor": 96, "examined": 100}},
+    "POST /v1/content/recommend": {"response": {
+        **_RECS, "recommendation_id": "content:0:8a1e4c0b9f2d7e63", "method": "content", "strategy": "content",
+        "placement": "default", "items": [{"item_id": "i62", "score": 1.0, "sources": ["content"]}]}},
     "GET /v1/content/{item_id}/performance": {
         "response": {"item_id": ITEM, "interaction_weight": 57.0, "trending": 12.4,
                      "neighbours": {"cooc": ["i62", "i75"], "content": ["i88"]}},

@@ -131,6 +131,18 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "response": {"segment": "vip", "members": ["u12", "u7", "u903"], "next_cursor": 0, "total": 3,
                      "source": "redis"},
         "errors": {"404": "unknown segment 'platinum'"}},
+    "GET /v1/analytics/conversion": {"response": {
+        "grain": "day", "from": T0 - 30 * 86_400_000, "to": T0, "source": "redis",
+        "steps": [{"name": "view", "events": 5210, "users": 812},
+                  {"name": "add_to_cart", "events": 640, "users": 233, "conversion_from_previous": 0.286946},
+                  {"name": "purchase", "events": 151, "users": 118, "conversion_from_previous": 0.506438}],
+        "overall": 0.14532,
+        "by_device": {"mobile": {"view": 3100, "add_to_cart": 350, "purchase": 70, "conversion": 0.022581}},
+        "by_channel": {"web": {"view": 4800, "add_to_cart": 600, "purchase": 140, "conversion": 0.029167}},
+        "by_placement": [{"placement": "homepage", "impressions": 9100, "clicks": 410, "ctr": 0.045055,
+                          "attributed_orders": 37, "attributed_revenue": 2210.5, "conversion": 0.090244}],
+        "by_experiment": [{"experiment_id": "checkout-button", "variant_id": "green", "impressions": 4400,
+                           "clicks": 220, "ctr": 0.05, "orders": 21, "revenue": 1180.0, "conversion": 0.095455}]}},
     "GET /v1/analytics/engagement": {"response": {
         **_WINDOW, "active_users": 1204, "events": {"view": 1406.0, "add_to_cart": 190.0, "purchase": 61.0},
         "series": [{"start": T0 - 7_200_000, "active_users": 610, "events": 1020},

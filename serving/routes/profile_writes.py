@@ -25,10 +25,19 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from aura import layout
 from aura.state.profiles import ATTRS_FENCE
 from schemas.codec import codec
-from schemas.events import CHANNELS, MAX_ATTRIBUTES, MAX_IMPRESSION_ITEMS, MAX_LIST, InvalidEvent, validate_identity
+from schemas.events import (
+    BEHAVIOR_TYPES,
+    CHANNELS,
+    MAX_ATTRIBUTES,
+    MAX_IMPRESSION_ITEMS,
+    MAX_LIST,
+    InvalidEvent,
+    validate_identity,
+)
 from serving.deps import State
-from serving.ingest import IngestError, produce_acknowledged
-from serving.routes.events import AttributeValue, PriceRange
+from serving.ingest import IngestError, as_millis, produce_acknowledged
+from serving.routes.events import AttributeValue, Context, EventTime, PriceRange
+from serving.routes.recommendations import produce_behavior
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
@@ -250,3 +259,38 @@ async def change_status(state: State, user_id: str = UserId,
     # applied: the partition's fence reached the offset; an erase: no key of the user is left
     applied = (not present) if erase else (fence is not None and int(fence) >= off)
     return ChangeStatus(user_id=user_id, change=change, applied=applied)
+
+
+class BehaviorIn(Strict):
+    """The seed's behavior tracking: one behavior event for the user, id and receive time set here."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={"examples": [
+        {"action": "view", "item_id": "prod_456", "timestamp": "2026-11-27T09:00:00Z",
+         "context": {"page": "product", "device": "mobile"}}]})
+
+    action: Literal[tuple(sorted(BEHAVIOR_TYPES - {"purchase", "impression"}))]  # type: ignore[valid-type]
+    item_id: Id | None = Field(None, validation_alias=AliasChoices("item_id", "itemId"))
+    timestamp: EventTime | None = Field(None, description="Default: now")
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)] | None = None
+    context: Context | None = None
+
+
+class Tracked(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"user_id": "john_123", "event_id": "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"}]})
+
+    user_id: str
+    event_id: str
+
+
+@router.post("/{user_id}/behavior", status_code=202, response_model=Tracked, responses=ACCEPTED,
+             summary="Track one behavior of the user (the seed's form; purchases and impressions: POST /events)")
+async def track_behavior(state: State, body: BehaviorIn, user_id: str = UserId,
+                         idempotency_key: str | None = IDEMPOTENCY) -> Tracked:
+    event: dict[str, Any] = {"event_type": body.action, "user_id": user_id, "item_id": body.item_id,
+                             "value": body.value, "context": body.context.model_dump() if body.context else {}}
+    if idempotency_key:
+        event["event_id"] = _event_id(user_id, idempotency_key, "behavior")
+    if body.timestamp is not None:
+        event["event_time"] = as_millis(body.timestamp)
+    return Tracked(user_id=user_id, event_id=await produce_behavior(state, event))

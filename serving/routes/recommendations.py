@@ -16,7 +16,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from aura import layout
 from aura.configcache import ConfigUnavailable
@@ -72,7 +72,11 @@ class FiltersIn(Strict):
 
 
 class GenerateIn(Strict):
-    user_id: Id | None = Field(None, description="Omit for an anonymous visitor (cold start from context)")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    user_id: Id | None = Field(None, validation_alias=AliasChoices("user_id", "userId"),
+                               description="Omit for an anonymous visitor (cold start from context); "
+                                           "userId (the seed's name) is accepted too")
     method: Method | Literal["auto"] | None = Field(None, description=(
         "The strategy. Omitted: the placement's strategy bandit (`strategy.<placement>`) picks it when the "
         "placement has one, else hybrid. auto: the bandit picks it (created on first use)."))

@@ -9,6 +9,7 @@ stack manager).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -108,11 +109,25 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _demo_config(s: Settings) -> list[str]:
+    """The experiment, rule, segment and strategy bandit the demo traffic refers to (aura/demo.py)."""
+    from aura import bootstrap, demo
+    from aura.layout import RedisKeys
+
+    redis, session = bootstrap.redis_async(s), bootstrap.cassandra_session(s)
+    try:
+        return await demo.configure(redis, RedisKeys(s.redis.prefix), session)
+    finally:
+        await redis.aclose()
+        session.cluster.shutdown()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from aura import bootstrap, demo
     from aura.producer import EventProducer
 
     s = get_settings()
+    _say(f"demo configuration created: {', '.join(asyncio.run(_demo_config(s))) or 'already there'}")
     producer = EventProducer(s, bootstrap.kafka_producer(s))
     sent = demo.run(producer, rate=args.rate, duration_s=args.duration, seed=args.seed)
     _say(f"demo sent {sent} events; delivery failures: {producer.stats.failed}")

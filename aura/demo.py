@@ -3,6 +3,10 @@ add to cart and sometimes buy, with impressions that carry recommendation and ex
 
 ``Storefront.events`` is a pure, repeatable generator of behavior-event dicts; ``run`` produces them
 to Kafka at a steady rate (the demo traffic of ``make run`` and the load of the benchmarks).
+``configure`` first creates the configuration that traffic refers to (``DEMO_CONFIG``): the
+experiment its impressions carry, a personalization rule, a managed segment, and a strategy bandit
+for one placement, through the same versioned configuration stores the API writes
+(aura/configcache.py), each created only when absent, so that every id in the demo's events exists.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from aura.configcache import ConfigCache
+from aura.layout import RedisKeys, Tables
 
 CATEGORIES = ("electronics", "books", "home", "fashion", "sports", "beauty", "toys", "grocery")
 BRANDS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "soylent")
@@ -133,6 +140,38 @@ def identity_events(shop: Storefront, now_ms: int, n: int = 50) -> Iterator[dict
     for i, user in enumerate(shop.users[:n]):
         yield {"event_id": f"id-{user}-{now_ms}", "event_type": "create", "user_id": user, "event_time": now_ms,
                "attributes": {"country": ("US", "FR", "DE", "JP")[i % 4], "newsletter": i % 3 == 0}}
+
+
+# The configuration the demo traffic uses: (config cache kind, table, id column, document).
+DEMO_CONFIG: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("experiments", Tables.EXPERIMENTS, "experiment_id", {
+        "id": "exp-homepage", "name": "Homepage recommendations A/B", "status": "running",
+        "variants": [{"id": "A"}, {"id": "B"}], "control": "A", "conversion_events": ["purchase"]}),
+    ("rules", Tables.PERSONALIZATION_RULES, "rule_id", {
+        "id": "demo-us-mobile", "priority": 10, "channels": ["web", "mobile"],
+        "conditions": {"all": [{"field": "profile.country", "op": "equals", "value": "US"},
+                               {"field": "context.device", "op": "equals", "value": "mobile"}]},
+        "content": {"banner": "us-mobile-free-shipping"}, "variant": "us-mobile"}),
+    ("segments", Tables.SEGMENTS, "segment_id", {
+        "id": "demo_cart_abandoners", "description": "Carted at least twice, never bought",
+        "conditions": [["count.add_to_cart", ">=", 2], ["orders", "==", 0]]}),
+    ("bandits", Tables.BANDITS, "bandit_id", {
+        "id": "strategy.search_results", "policy": "thompson", "floor": 0.05, "placement": "search_results",
+        "arms": ["hybrid", "collaborative", "trending", "popular"]}),
+)
+
+
+async def configure(redis: Any, keys: RedisKeys, session: Any) -> list[str]:
+    """Create what the demo traffic refers to (``DEMO_CONFIG``) when absent; returns the ids created.
+    Each document is a valid definition of its kind (tests/unit/test_demo.py checks them with the
+    validators the API uses)."""
+    created = []
+    for kind, table, column, doc in DEMO_CONFIG:
+        cache: ConfigCache[dict[str, Any]] = ConfigCache(kind, table, column, redis, keys, session, dict)
+        stamped = {**doc, "created_at": int(time.time() * 1000)} if kind == "experiments" else doc
+        if await cache.insert(doc["id"], stamped):
+            created.append(f"{kind}:{doc['id']}")
+    return created
 
 
 def run(producer: Any, rate: float, duration_s: float | None = None, seed: int = 7,

@@ -34,3 +34,21 @@ def test_purchases_carry_revenue():
     assert purchases
     for ev in purchases:
         assert validate_behavior(c.decode(c.encode(dict(ev))), now_ms=ev["event_time"]).revenue > 0
+
+
+def test_the_demo_configuration_is_valid_and_covers_what_its_traffic_refers_to():
+    from aura.demo import DEMO_CONFIG, PLACEMENTS
+    from aura.state.bandits import STRATEGIES, validate_bandit
+    from aura.state.experiments import validate_experiment
+    from aura.state.rules import validate_rule
+    from aura.state.segments import validate_segment
+
+    validators = {"experiments": validate_experiment, "rules": validate_rule, "segments": validate_segment,
+                  "bandits": validate_bandit}
+    docs = {kind: doc for kind, _t, _c, doc in DEMO_CONFIG}
+    for kind, doc in docs.items():
+        validators[kind](doc)
+    experiments = {(ev.get("experiment_id"), ev.get("variant_id")) for ev in _take(5, 3000)} - {(None, None)}
+    assert {e for e, _v in experiments} == {docs["experiments"]["id"]}
+    assert {v for _e, v in experiments} <= {v["id"] for v in docs["experiments"]["variants"]}
+    assert docs["bandits"]["placement"] in PLACEMENTS and set(docs["bandits"]["arms"]) <= set(STRATEGIES)

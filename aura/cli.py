@@ -233,10 +233,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_job(args: argparse.Namespace) -> int:
-    """Batch jobs: ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``."""
-    from jobs import ease
+    """Batch jobs: ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``;
+    ``aura job train MODEL_ID --type item_knn --train-from MS --train-to MS --eval-to MS``."""
+    from jobs import ease, train
 
-    return ease.main(args.job_args) if args.job == "ease" else 2
+    jobs = {"ease": ease.main, "train": train.main}
+    return jobs[args.job](args.job_args) if args.job in jobs else 2
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -320,8 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("action", choices=["check", "release"])
     sc.add_argument("names", nargs="*", help="schema names (default: all)")
     sc.set_defaults(func=cmd_schema)
-    jb = sub.add_parser("job", help="batch jobs: ease (rebuild EASE from Cassandra, publish to Redis + registry)")
-    jb.add_argument("job", choices=["ease"])
+    jb = sub.add_parser("job", help="batch jobs: ease (rebuild EASE from Cassandra, publish to Redis + registry), "
+                                    "train (a model on a time window, evaluated on a later one)")
+    jb.add_argument("job", choices=["ease", "train"])
     jb.add_argument("job_args", nargs=argparse.REMAINDER, help="--resume ID, --activate P, --every S, --no-eval")
     jb.set_defaults(func=cmd_job)
     ky = sub.add_parser("keys", help="API keys: create --scope S [--scope S2] --name N [--rate R --burst B], "

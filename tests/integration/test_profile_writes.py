@@ -103,3 +103,44 @@ def test_user_ids_any_unicode_are_percent_encoded_in_the_status_url(isolated, ap
     assert r.status_code == 202, r.text
     assert r.json()["user_id"] == user and r.headers["Location"].isascii()
     assert api_client.get(r.json()["status_url"]).json()["user_id"] == user
+
+
+def test_list_and_search_profiles_by_attribute_segment_and_activity(isolated, worker_factory, api_client):
+    import time as _time
+
+    worker_factory()
+    tag = uuid.uuid4().hex[:6]
+    users = [f"s{tag}-{n}" for n in range(7)]
+    for n, u in enumerate(users):
+        r = api_client.post("/v1/profiles", json={"user_id": u, "attributes": {
+            "country": "US" if n % 2 else "FR", "age": 20 + n, "vip": n == 3}})
+        assert r.status_code == 202
+    now = int(_time.time() * 1000)
+    buyers = users[:3]
+    events = [{"event_id": f"{u}-p", "event_type": "purchase", "user_id": u, "event_time": now,
+               "order": {"order_id": f"{u}-o", "lines": [{"item_id": "i1", "quantity": 1, "unit_price": 5}]}}
+              for u in buyers]
+    assert api_client.post("/v1/events/batch", json=events).status_code == 202
+
+    def search(**params):
+        r = api_client.get("/v1/profiles", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    wait_for(lambda: len(search(segment="buyer", limit=500)["profiles"]) == 3, what="the buyers")
+    assert {p["user_id"] for p in search(segment="buyer", limit=500)["profiles"]} == set(buyers)
+    assert {p["user_id"] for p in search(attribute="country:US", limit=500)["profiles"]} == set(users[1::2])
+    assert {p["user_id"] for p in search(attribute=["country:US", "age:23"], limit=500)["profiles"]} == {users[3]}
+    assert [p["user_id"] for p in search(attribute="vip:true", limit=500)["profiles"]] == [users[3]]
+    active = {p["user_id"] for p in search(active_since=now, limit=500)["profiles"]}
+    assert active == set(buyers)
+    # paging: each match exactly once, whatever the page size
+    seen, cursor = [], 0
+    for _ in range(200):
+        page = search(limit=2, cursor=cursor, attribute="vip:false")
+        seen += [p["user_id"] for p in page["profiles"]]
+        cursor = page["next_cursor"]
+        if cursor == 0:
+            break
+    assert sorted(seen) == sorted(u for n, u in enumerate(users) if n != 3)
+    assert api_client.get("/v1/profiles", params={"attribute": "nocolon"}).status_code == 422

@@ -185,7 +185,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
     app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=[guard(write=EVENTS, overrides={
         "POST /recommendations/generate": READ})], **secured)
-    app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN)], **secured)
+    app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
+        "POST /content/recommend": READ})], **secured)
     app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /models/{model_id}/predict": READ})], **secured)
     # decisions. Configuration writes: admin; evaluating, assigning and choosing: read.

@@ -300,7 +300,8 @@ class RedisKeys:
         return f"{self.prefix}:recs:monitor:{model}"
 
     def recs_placement(self, placement: str) -> str:
-        """Hash: the active model version and blend weights of one placement."""
+        """Hash: the active model version and blend weights of one placement, and ``strategy_bandit``:
+        the bandit that picks the method of its requests without one (aura/models/registry.py)."""
         return f"{self.prefix}:recs:placement:{placement}"
 
     # --- decisions (owner: serving/routes/{personalization,experiments,bandits}.py for the
@@ -369,6 +370,7 @@ class Tables:
     BANDITS = "bandits"  # bandit configuration (policy, arms, rewards)
     BANDIT_STATE = "bandit_state"  # durable snapshots of the learned arm state
     SEGMENTS = "segments"  # segment definitions stored through the API (JSON documents, v0009)
+    PLACEMENT_STRATEGY = "placement_strategy"  # the strategy bandit a placement names (v0012)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

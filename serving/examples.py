@@ -131,6 +131,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "response": {"segment": "vip", "members": ["u12", "u7", "u903"], "next_cursor": 0, "total": 3,
                      "source": "redis"},
         "errors": {"404": "unknown segment 'platinum'"}},
+    "PUT /v1/strategies/{placement}": {"response": {
+        "placement": "homepage", "bandit_id": "strategy.homepage",
+        "arms": ["hybrid", "collaborative", "content", "trending", "popular"]},
+        "errors": {"404": "no bandit 'hero'"}},
+    "DELETE /v1/strategies/{placement}": {"response": {"placement": "homepage", "bandit_id": None}},
     "GET /v1/analytics/conversion": {"response": {
         "grain": "day", "from": T0 - 30 * 86_400_000, "to": T0, "source": "redis",
         "steps": [{"name": "view", "events": 5210, "users": 812},

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aura.configcache import ConfigUnavailable
 from aura.state.bandits import (
@@ -34,6 +34,7 @@ from aura.state.bandits import (
 )
 from serving.decisions import DecisionState, decision_state, now_ms, produce, refused, unavailable
 from serving.deps import State
+from serving.routes.models import call, registry
 
 router = APIRouter(tags=["bandits"])
 BanditId = Path(min_length=1, max_length=64, description="Bandit id")
@@ -242,6 +243,43 @@ async def choose_arm(state: State, body: ChooseIn, bandit_id: str = BanditId) ->
         raise HTTPException(404, f"no bandit {bandit_id!r}")
     return ChooseOut(bandit_id=choice.bandit_id, decision_id=choice.decision_id, arm=choice.arm,
                      explore=choice.explore, policy=choice.policy)
+
+
+class StrategyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"bandit_id": "strategy.homepage"}]})
+
+    bandit_id: str | None = Field(None, min_length=1, max_length=64, description=(
+        "A bandit whose arms are recommendation methods; omitted: strategy.<placement> (created with "
+        "every method as an arm when absent)"))
+
+
+@router.put("/strategies/{placement}", summary="Name the strategy bandit of a placement: generate without a "
+                                               "method then lets it pick the method and records the decision",
+            responses={404: {"description": "No such bandit"}, 422: {"description": "Its arms are not methods"}})
+async def set_strategy(state: State, body: StrategyIn, placement: str = Placement) -> dict[str, Any]:
+    ds = decision_state(state)
+    bid = body.bandit_id or strategy_bandit_id(placement)
+    cfg = (await _configs(ds)).get(bid)
+    if cfg is None and body.bandit_id is None:
+        doc = {"id": bid, "arms": list(STRATEGIES), "placement": placement, **STRATEGY_DEFAULTS}
+        try:
+            await ds.bandits.insert(bid, doc)
+        except ConfigUnavailable as exc:
+            raise unavailable(exc) from exc
+        cfg = (await _configs(ds)).get(bid)
+    if cfg is None:
+        raise HTTPException(404, f"no bandit {bid!r}")
+    if not set(cfg.arms) & set(STRATEGIES):
+        raise HTTPException(422, [{"loc": ["body", "bandit_id"], "msg": f"none of the arms of {bid!r} is a method "
+                                   f"({list(STRATEGIES)})", "type": "value_error"}])
+    await call(registry(state).set_strategy, placement, bid)
+    return {"placement": placement, "bandit_id": bid, "arms": list(cfg.arms)}
+
+
+@router.delete("/strategies/{placement}", summary="The placement no longer lets a bandit pick the method")
+async def clear_strategy(state: State, placement: str = Placement) -> dict[str, Any]:
+    await call(registry(state).set_strategy, placement, None)
+    return {"placement": placement, "bandit_id": None}
 
 
 @router.post("/strategies/{placement}/choose", response_model=ChooseOut,

@@ -20,20 +20,19 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from aura import layout
 from aura.configcache import ConfigUnavailable
+from aura.models.registry import STRATEGY_FIELD
 from aura.ranking.blend import METHODS, Diversity, Filters
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
 from aura.state import trending as trending_math
-from aura.state.bandits import strategy_bandit_id
 from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
-from serving.decisions import decision_state
 from serving.deps import State
 from serving.fallbacks import STALE_POPULAR, stale_popular
 from serving.handlers import outage_exceptions
 from serving.ingest import IngestError, produce_acknowledged
 from serving.respcache import cached_json
-from serving.routes.bandits import Choice, choose_strategy
+from serving.routes.bandits import Choice, choose, choose_strategy
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
@@ -78,8 +77,8 @@ class GenerateIn(Strict):
                                description="Omit for an anonymous visitor (cold start from context); "
                                            "userId (the seed's name) is accepted too")
     method: Method | Literal["auto"] | None = Field(None, description=(
-        "The strategy. Omitted: the placement's strategy bandit (`strategy.<placement>`) picks it when the "
-        "placement has one, else hybrid. auto: the bandit picks it (created on first use)."))
+        "The strategy. Omitted: the strategy bandit the placement names (PUT /strategies/{placement}) picks it, "
+        "else hybrid. auto: that bandit, or strategy.<placement> (created on first use), picks it."))
     limit: Annotated[int, Field(ge=1, le=200)] = 10
     context: ContextIn = ContextIn()
     filters: FiltersIn = FiltersIn()
@@ -144,17 +143,31 @@ async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
 
 
 async def pick_strategy(state: Any, body: GenerateIn, response: Response) -> Choice | None:
-    """The placement's strategy bandit's choice for this request, recorded as a bandit decision (None:
-    the request names its method, has no user, or the placement has no bandit). When the bandit cannot
-    be read or the decision recorded, hybrid is served (``X-Aura-Degraded: strategy-bandit``)."""
+    """The strategy bandit's choice for this request, recorded as a bandit decision. None: the request
+    names its method, has no user, or (no method) its placement names no bandit (``PUT
+    /strategies/{placement}``); ``auto`` uses the placement's bandit, ``strategy.<placement>`` by
+    default (created on first use). When the bandit cannot be read or the decision recorded, hybrid
+    is served (``X-Aura-Degraded: strategy-bandit``; a Redis outage without a method: silently, the
+    list itself degrades)."""
     if body.method not in (None, "auto") or not body.user_id:
         return None
     placement = body.context.placement
     try:
-        if body.method is None and strategy_bandit_id(placement) not in await decision_state(state).bandits.get():
+        named = await state.redis.hget(state.keys.recs_placement(placement), STRATEGY_FIELD)
+    except OUTAGES:
+        if body.method is None:
             return None
-        return await choose_strategy(state, placement, body.user_id, {"device": body.context.device or ""},
-                                     list(METHODS))
+        named = None
+    try:
+        if named:
+            choice = await choose(state, named, body.user_id, {"device": body.context.device or ""}, list(METHODS),
+                                  placement)
+            if choice is not None:
+                return choice
+        if body.method == "auto":
+            return await choose_strategy(state, placement, body.user_id, {"device": body.context.device or ""},
+                                         list(METHODS))
+        return None
     except (ConfigUnavailable, *OUTAGES) as exc:
         reason: Any = exc
     except HTTPException as exc:

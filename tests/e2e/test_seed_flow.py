@@ -66,9 +66,6 @@ def test_complete_personalization_flow(isolated, worker_factory, api_client):
     assert "prod_456" not in served  # seen
     assert "e1" not in served  # blocked
     assert not {"b1", "b2"} & set(served)  # a category weighed -1
-    scores = {i["item_id"]: i["score"] for i in recs["items"]}
-    if "e3" in scores:  # outside the price range: demoted below the same-source items inside it
-        assert scores["e3"] < scores["e2"]
     assert recs["strategy"] == "hybrid" and recs["recommendation_id"]
 
     # 5. personalize web content: a rule on an identity attribute and the device

@@ -1,8 +1,9 @@
-"""Real-time optimization in one call: a placement with a strategy bandit (``strategy.<placement>``)
-gets its method picked by the bandit inside ``POST /v1/recommendations/generate``; the decision is
-recorded (the worker counts the pulls) and the served list's recommendation_id is the decision id, so
-a click on it rewards the chosen strategy. A request naming its method, or a placement without a
-bandit, is served as asked without any decision."""
+"""Real-time optimization in one call: a placement that names a strategy bandit (``PUT
+/v1/strategies/{placement}``) gets its method picked by the bandit inside ``POST
+/v1/recommendations/generate``; the decision is recorded (the worker counts the pulls) and the served
+list's recommendation_id is the decision id, so a click on it rewards the chosen strategy. A request
+naming its method, or a placement naming no bandit (even if a ``strategy.<placement>`` bandit exists),
+is served as asked without any decision."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def test_generate_picks_the_strategy_and_records_the_decision(isolated, worker_f
     r = api_client.post("/v1/bandits", json={"id": bid, "policy": "thompson", "arms": ["popular", "trending"],
                                              "placement": placement})
     assert r.status_code == 201, r.text
+    # the bandit alone does not change generate: the placement must name it
+    first = api_client.post("/v1/recommendations/generate", json={"user_id": "u0", "context": {"placement": placement}})
+    assert first.json()["decision"] is None
+    named = api_client.put(f"/v1/strategies/{placement}", json={"bandit_id": bid})
+    assert named.status_code == 200 and named.json()["arms"] == ["popular", "trending"]
 
     served = []
     for i in range(6):
@@ -37,7 +43,11 @@ def test_generate_picks_the_strategy_and_records_the_decision(isolated, worker_f
         assert doc["recommendation_id"] == doc["decision"]["decision_id"]
         served.append(doc)
 
-    # a named method, or a placement without a bandit: no decision
+    # a named method, or a placement without a bandit: no decision; a bandit without method arms is refused
+    assert api_client.post("/v1/bandits", json={"id": f"nomethods{placement}", "arms": ["a", "b"]}).status_code == 201
+    assert api_client.put(f"/v1/strategies/{placement}z", json={"bandit_id": f"nomethods{placement}"}
+                          ).status_code == 422
+    assert api_client.put(f"/v1/strategies/{placement}z", json={"bandit_id": "nope"}).status_code == 404
     plain = api_client.post("/v1/recommendations/generate", json={
         "user_id": "u1", "method": "hybrid", "context": {"placement": placement}}).json()
     assert plain["decision"] is None and plain["method"] == "hybrid"
@@ -66,3 +76,17 @@ def test_generate_picks_the_strategy_and_records_the_decision(isolated, worker_f
     arms = {a["arm"]: a for a in doc["arms"]}
     assert sum(a["pulls"] for a in arms.values()) == 6
     assert arms[first["method"]]["pulls"] == sum(1 for d in served if d["method"] == first["method"])
+
+
+
+def test_a_placement_stops_naming_its_bandit_and_activation_keeps_it(isolated, api_client):
+    placement = f"pl{uuid.uuid4().hex[:6]}"
+    r = api_client.put(f"/v1/strategies/{placement}", json={})
+    assert r.status_code == 200 and r.json()["bandit_id"] == f"strategy.{placement}"
+    doc = api_client.post("/v1/recommendations/generate", json={"user_id": "u1", "context": {"placement": placement}}
+                          ).json()
+    assert doc["decision"]["bandit_id"] == f"strategy.{placement}"
+    assert api_client.delete(f"/v1/strategies/{placement}").status_code == 200
+    doc = api_client.post("/v1/recommendations/generate", json={"user_id": "u1", "context": {"placement": placement}}
+                          ).json()
+    assert doc["decision"] is None and doc["method"] == "hybrid"

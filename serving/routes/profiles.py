@@ -209,6 +209,9 @@ async def get_history(state: State, user_id: str = UserId,
             "source": source}
 
 
+SCAN_COUNT, SCAN_CALLS = 1000, 20  # per page at most 20 SCAN calls of ~1000 keys (bounded latency)
+
+
 class ProfileSummary(BaseModel):
     user_id: str
     attributes: dict[str, Any]
@@ -249,8 +252,8 @@ async def list_profiles(state: State, cursor: int = Query(0, ge=0), limit: int =
                         ) -> ProfilePage:
     """Pages through the segment's members (``segment``) or every profile (SCAN of the profile keys),
     reading each page's profiles and identity hashes in one pipeline and keeping the matches; no
-    index, so a selective search returns short pages (at most ``max(20 x limit, 2000)`` profiles
-    are looked at per page)."""
+    index, so a selective search returns short pages (at most ``max(20 x limit, 2000)`` profiles,
+    or ``SCAN_CALLS`` SCAN calls of the whole keyspace, are looked at per page)."""
     wanted = _attribute_filters(attribute)
     keys, redis = state.keys, state.redis
     # profiles with events have a state key; created ones without events only an identity hash: an
@@ -259,12 +262,13 @@ async def list_profiles(state: State, cursor: int = Query(0, ge=0), limit: int =
     head, tail = sample.split("{\x00}")
     pattern = "".join("\\" + c if c in "*?[]\\" else c for c in head) + "{*}" + tail
     budget, found, examined = max(limit * 20, 2000), [], 0
+    calls = 0  # SCAN calls of this page: the keyspace scan walks every key of the database, not only profiles
     cfg, now = _cfg(state), _now()
     while True:
         if segment is not None:
             cursor, users = await redis.sscan(keys.segment_members(segment), cursor=cursor, count=max(limit, 100))
         else:
-            cursor, names = await redis.scan(cursor=cursor, match=pattern, count=max(limit, 100))
+            cursor, names = await redis.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
             users = [n[len(head) + 1:len(n) - len(tail) - 1] for n in names]
         if users:
             pipe = redis.pipeline(transaction=False)
@@ -281,7 +285,8 @@ async def list_profiles(state: State, cursor: int = Query(0, ge=0), limit: int =
                         engagement=profiles_mod.engagement_score(p.eng, p.eng_t, now, cfg),
                         lifecycle=profiles_mod.lifecycle(p, now, cfg)))
             examined += len(users)
-        if int(cursor) == 0 or len(found) >= limit or examined >= budget:
+        calls += 1
+        if int(cursor) == 0 or len(found) >= limit or examined >= budget or calls >= SCAN_CALLS:
             break
     found.sort(key=lambda d: d.user_id)
     return ProfilePage(profiles=found, next_cursor=int(cursor), examined=examined)

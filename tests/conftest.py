@@ -63,29 +63,40 @@ def stack(base_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture
-def isolated(stack: Settings, cassandra: Any) -> Iterator[Settings]:
+def isolated(stack: Settings) -> Iterator[Settings]:
     """Settings of one test: its own topics, consumer group and Redis keys.
 
     The test's topics (ours and Faust's internal ones, all named after the tag) are deleted
     afterwards, so that a long suite does not pile up thousands of partitions in the one broker.
-    Segment definitions the test stored are deleted too: the keyspace is shared, and every worker
-    folds profiles with the stored segments (a leftover would change other tests' profiles).
     """
     from aura import layout
-    from aura.layout import Tables
     from infra.migrate import drop_topics, ensure_topics
 
     tag = f"t{uuid.uuid4().hex[:10]}"
     s = stack.replace(**{"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
                                  "topic_partitions": 4})
-    segments = f"{s.cassandra.keyspace}.{Tables.SEGMENTS}"
-    before = {r.segment_id for r in cassandra.execute(f"SELECT segment_id FROM {segments}")}
     ensure_topics(s, layout.ALL_TOPICS)
     yield s
     drop_topics(s, tag)
-    for r in cassandra.execute(f"SELECT segment_id FROM {segments}"):
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_segments(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Segment definitions a test on the real stack stored are deleted after it: the keyspace is
+    shared, and every worker folds profiles with the stored segments (a leftover would change other
+    tests' profiles). Tests without the stack are untouched."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    from aura.layout import Tables
+
+    cassandra = request.getfixturevalue("cassandra")
+    table = f"{TEST_KEYSPACE}.{Tables.SEGMENTS}"
+    before = {r.segment_id for r in cassandra.execute(f"SELECT segment_id FROM {table}")}
+    yield
+    for r in cassandra.execute(f"SELECT segment_id FROM {table}"):
         if r.segment_id not in before:
-            cassandra.execute(f"DELETE FROM {segments} WHERE segment_id = %s IF EXISTS", (r.segment_id,))
+            cassandra.execute(f"DELETE FROM {table} WHERE segment_id = %s IF EXISTS", (r.segment_id,))
 
 
 @pytest.fixture

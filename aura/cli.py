@@ -9,6 +9,7 @@ stack manager).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
@@ -108,6 +109,19 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _demo_config(s: Settings) -> list[str]:
+    """The experiment, rule, segment and strategy bandit the demo traffic refers to (aura/demo.py)."""
+    from aura import bootstrap, demo
+    from aura.layout import RedisKeys
+
+    redis, session = bootstrap.redis_async(s), bootstrap.cassandra_session(s)
+    try:
+        return await demo.configure(redis, RedisKeys(s.redis.prefix), session)
+    finally:
+        await redis.aclose()
+        session.cluster.shutdown()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from aura import bootstrap, demo
     from aura.producer import EventProducer
@@ -115,6 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     s = get_settings()
     started = install_demo_campaigns(s)
     _say(f"demo campaigns running: {', '.join(started)} (mail: `aura mail list`)")
+    _say(f"demo configuration created: {', '.join(asyncio.run(_demo_config(s))) or 'already there'}")
     producer = EventProducer(s, bootstrap.kafka_producer(s))
     sent = demo.run(producer, rate=args.rate, duration_s=args.duration, seed=args.seed,
                     history_min=args.history_min, speed=args.speed,
@@ -265,10 +280,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_job(args: argparse.Namespace) -> int:
-    """Batch jobs: ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``."""
-    from jobs import ease
+    """Batch jobs: ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``;
+    ``aura job train MODEL_ID --type item_knn --train-from MS --train-to MS --eval-to MS``."""
+    from jobs import ease, train
 
-    return ease.main(args.job_args) if args.job == "ease" else 2
+    jobs = {"ease": ease.main, "train": train.main}
+    return jobs[args.job](args.job_args) if args.job in jobs else 2
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -395,8 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("action", choices=["check", "release"])
     sc.add_argument("names", nargs="*", help="schema names (default: all)")
     sc.set_defaults(func=cmd_schema)
-    jb = sub.add_parser("job", help="batch jobs: ease (rebuild EASE from Cassandra, publish to Redis + registry)")
-    jb.add_argument("job", choices=["ease"])
+    jb = sub.add_parser("job", help="batch jobs: ease (rebuild EASE from Cassandra, publish to Redis + registry), "
+                                    "train (a model on a time window, evaluated on a later one)")
+    jb.add_argument("job", choices=["ease", "train"])
     jb.add_argument("job_args", nargs=argparse.REMAINDER, help="--resume ID, --activate P, --every S, --no-eval")
     jb.set_defaults(func=cmd_job)
     ky = sub.add_parser("keys", help="API keys: create --scope S [--scope S2] --name N [--rate R --burst B], "

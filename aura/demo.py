@@ -10,6 +10,11 @@ while they last, on the demo's own clock: ``run(history_min=..., speed=...)`` st
 ``history_min`` minutes in the past and runs it ``speed`` times faster than the wall clock until it
 meets it, so the insight engine is warm and has seen every incident a few minutes after start; the
 incidents are the ground truth of the insight tests.
+
+``configure`` first creates the configuration that traffic refers to (``DEMO_CONFIG``): the
+experiment its impressions carry, a personalization rule, a managed segment, and a strategy bandit
+for one placement, through the same versioned configuration stores the API writes
+(aura/configcache.py), each created only when absent, so that every id in the demo's events exists.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from aura.configcache import ConfigCache
+from aura.layout import RedisKeys, Tables
 
 CATEGORIES = ("electronics", "books", "home", "fashion", "sports", "beauty", "toys", "grocery")
 BRANDS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "soylent")
@@ -216,6 +224,38 @@ def demo_campaigns(cart_delay_s: int = 60) -> list[dict[str, Any]]:
          "caps": {"per_user": 3, "per_campaign_user": 1, "window_s": 86400}, "holdout": 0.1,
          "goal": {"event_type": "purchase", "window_s": 86400}},
     ]
+
+
+# The configuration the demo traffic uses: (config cache kind, table, id column, document).
+DEMO_CONFIG: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("experiments", Tables.EXPERIMENTS, "experiment_id", {
+        "id": "exp-homepage", "name": "Homepage recommendations A/B", "status": "running",
+        "variants": [{"id": "A"}, {"id": "B"}], "control": "A", "conversion_events": ["purchase"]}),
+    ("rules", Tables.PERSONALIZATION_RULES, "rule_id", {
+        "id": "demo-us-mobile", "priority": 10, "channels": ["web", "mobile"],
+        "conditions": {"all": [{"field": "profile.country", "op": "equals", "value": "US"},
+                               {"field": "context.device", "op": "equals", "value": "mobile"}]},
+        "content": {"banner": "us-mobile-free-shipping"}, "variant": "us-mobile"}),
+    ("segments", Tables.SEGMENTS, "segment_id", {
+        "id": "demo_cart_abandoners", "description": "Carted at least twice, never bought",
+        "conditions": [["count.add_to_cart", ">=", 2], ["orders", "==", 0]]}),
+    ("bandits", Tables.BANDITS, "bandit_id", {
+        "id": "strategy.search_results", "policy": "thompson", "floor": 0.05, "placement": "search_results",
+        "arms": ["hybrid", "collaborative", "trending", "popular"]}),
+)
+
+
+async def configure(redis: Any, keys: RedisKeys, session: Any) -> list[str]:
+    """Create what the demo traffic refers to (``DEMO_CONFIG``) when absent; returns the ids created.
+    Each document is a valid definition of its kind (tests/unit/test_demo.py checks them with the
+    validators the API uses)."""
+    created = []
+    for kind, table, column, doc in DEMO_CONFIG:
+        cache: ConfigCache[dict[str, Any]] = ConfigCache(kind, table, column, redis, keys, session, dict)
+        stamped = {**doc, "created_at": int(time.time() * 1000)} if kind == "experiments" else doc
+        if await cache.insert(doc["id"], stamped):
+            created.append(f"{kind}:{doc['id']}")
+    return created
 
 
 def run(producer: Any, rate: float, duration_s: float | None = None, seed: int = 7,

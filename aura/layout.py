@@ -162,6 +162,20 @@ class RedisKeys:
         """Set: user ids currently in ``segment``."""
         return f"{self.prefix}:segment:{{{segment}}}:members"
 
+    def segment_backfill(self, segment: str) -> str:
+        """Hash: the backfill of one segment definition (streams/lifecycle.py): ``state`` (pending,
+        running, done), ``version`` (the config version asked for), ``scanned``, ``joined``, ``left``,
+        ``members``, ``requested_at``, ``started_at``, ``finished_at``."""
+        return f"{self.prefix}:segment:{{{segment}}}:backfill"
+
+    def segment_backfill_queue(self) -> str:
+        """Sorted set: segments whose backfill is asked for (score: request time, ms)."""
+        return f"{self.prefix}:segment:backfills"
+
+    def segment_backfill_lease(self) -> str:
+        """String (PX): held by the worker running segment backfills, one at a time per group."""
+        return f"{self.prefix}:segment:backfill:lease"
+
     def lifecycle_sweep_lease(self) -> str:
         """String (PX): held by the worker running the idle-user sweep (streams/lifecycle.py), so one
         worker of the group sweeps per interval."""
@@ -317,7 +331,8 @@ class RedisKeys:
         return f"{self.prefix}:recs:monitor:{model}"
 
     def recs_placement(self, placement: str) -> str:
-        """Hash: the active model version and blend weights of one placement."""
+        """Hash: the active model version and blend weights of one placement, and ``strategy_bandit``:
+        the bandit that picks the method of its requests without one (aura/models/registry.py)."""
         return f"{self.prefix}:recs:placement:{placement}"
 
     # --- decisions (owner: serving/routes/{personalization,experiments,bandits}.py for the
@@ -438,6 +453,8 @@ class Tables:
     INSIGHT_STATE = "insight_state"  # durable snapshots of the insight engine with its offsets (v0010)
     CAMPAIGNS = "campaigns"  # campaign definitions and lifecycle (JSON documents; v0007)
     CAMPAIGN_MESSAGES = "campaign_messages"  # every message's record by user (v0007)
+    SEGMENTS = "segments"  # segment definitions stored through the API (JSON documents, v0009)
+    PLACEMENT_STRATEGY = "placement_strategy"  # the strategy bandit a placement names (v0012)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

@@ -131,6 +131,7 @@ class ProfileSettings(BaseSettings):
     lifecycle_churn_days: float = 30.0
     lifecycle_sweep_interval_s: float = 3600.0  # idle-user sweep (streams/lifecycle.py); 0 disables it
     lifecycle_sweep_batch: int = 250  # profiles read per SCAN batch of the sweep
+    segment_backfill_interval_s: float = 1.0  # how often a worker looks for asked-for segment backfills
     attribution_window_s: int = 24 * 3600
     segment_rules: str = (
         '{"vip": [["ltv", ">", 500]], "buyer": [["orders", ">=", 1]], '

@@ -1,5 +1,6 @@
-"""Offline evaluation of recommenders (pure numpy/scipy): leave-last-out splits, HR@k and NDCG@k, the
-interaction matrix and top-k recommendations of a batch model for every user.
+"""Offline evaluation of recommenders (pure numpy/scipy): leave-last-out and time-window splits, HR@k,
+NDCG@k and catalog coverage, the interaction matrix and top-k recommendations of a batch model for every
+user.
 
 Used by the batch job (jobs/ease.py) and the benchmarks; the models themselves are in aura/models/.
 ``X`` is a users x items CSR matrix of implicit feedback (1 = interacted).
@@ -81,3 +82,39 @@ def recommend_all(model: BatchModel, X: sparse.csr_matrix, k: int, block: int = 
         s = model.scores(rows)
         out.append(top_k(s, k, exclude=rows.toarray() > 0))
     return np.vstack(out) if out else np.zeros((0, k), dtype=int)
+
+
+# ------------------------------------------------------------------- time-window evaluation
+
+
+def time_split(interactions: Iterable[tuple[str, str, int]], train_from: int, train_to: int,
+               eval_to: int) -> tuple[list[tuple[str, str, int]], dict[str, set[str]]]:
+    """Train on [train_from, train_to); hold out, per user seen in training, the items they interacted
+    with in [train_to, eval_to) that they had not interacted with in training (what a recommender
+    trained at ``train_to`` should have proposed)."""
+    train = [(u, i, t) for u, i, t in interactions if train_from <= t < train_to]
+    seen: dict[str, set[str]] = {}
+    for u, i, _t in train:
+        seen.setdefault(u, set()).add(i)
+    held: dict[str, set[str]] = {}
+    for u, i, t in interactions:
+        if train_to <= t < eval_to and u in seen and i not in seen[u]:
+            held.setdefault(u, set()).add(i)
+    return train, held
+
+
+def evaluate_sets(recs: dict[str, Sequence[str]], held: dict[str, set[str]], n_items: int,
+                  k: int = 10) -> dict[str, float]:
+    """Mean HR@k (any held-out item in the top k), NDCG@k (binary relevance, ideal = min(|held|, k)
+    hits at the top) over the users of ``held``, and coverage: the share of the ``n_items`` catalog
+    recommended to anyone in the top k."""
+    hr, nd, shown = [], [], set()
+    for u, items in held.items():
+        top = list(recs.get(u, []))[:k]
+        shown.update(top)
+        gains = [1.0 / math.log2(r + 2) for r, i in enumerate(top) if i in items]
+        ideal = sum(1.0 / math.log2(r + 2) for r in range(min(len(items), k)))
+        hr.append(1.0 if gains else 0.0)
+        nd.append(sum(gains) / ideal if ideal else 0.0)
+    return {f"hr@{k}": float(np.mean(hr)) if hr else 0.0, f"ndcg@{k}": float(np.mean(nd)) if nd else 0.0,
+            f"coverage@{k}": len(shown) / n_items if n_items else 0.0, "users": float(len(hr))}

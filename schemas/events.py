@@ -129,6 +129,8 @@ MAX_ATTRIBUTES = 200
 MAX_ATTRIBUTE_KEY = 128
 MAX_TEXT = 65_536          # free text (attribute values, item text) in characters
 MAX_LIST = 200             # categories, tags, blocked items, channels
+# the sections of a preferences event (each merged into the stored ones unless ``replace`` names it)
+PREFERENCE_SECTIONS = frozenset({"channels", "categories", "blocked_items", "locale", "brands", "price_range"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +197,23 @@ def validate_identity(record: dict[str, Any], now_ms: int, *, max_past_ms: int |
             raise InvalidEvent("missing_preferences", "preferences event needs preferences", "preferences")
         _check_list(preferences.get("channels"), "preferences.channels")
         _check_list(preferences.get("blocked_items"), "preferences.blocked_items", MAX_IMPRESSION_ITEMS)
-        for cat, affinity in _check_list((preferences.get("categories") or {}).items(), "preferences.categories"):
-            if not -1.0 <= affinity <= 1.0:  # NaN fails this too
-                raise InvalidEvent("bad_preference", f"category {cat!r} affinity {affinity} not in [-1, 1]",
-                                   "preferences.categories")
+        for what in ("categories", "brands"):
+            for name, affinity in _check_list((preferences.get(what) or {}).items(), f"preferences.{what}"):
+                if not (isinstance(affinity, int | float) and math.isfinite(affinity) and -1.0 <= affinity <= 1.0):
+                    raise InvalidEvent("bad_preference", f"{what} {name!r} affinity {affinity} not in [-1, 1]",
+                                       f"preferences.{what}")
+        band = preferences.get("price_range") or {}
+        lo, hi = band.get("min"), band.get("max")
+        for end, v in (("min", lo), ("max", hi)):
+            if v is not None and not (math.isfinite(v) and v >= 0):
+                raise InvalidEvent("bad_preference", f"price_range.{end} {v} is not a finite price >= 0",
+                                   f"preferences.price_range.{end}")
+        if lo is not None and hi is not None and lo > hi:
+            raise InvalidEvent("bad_preference", f"price_range.min {lo} > max {hi}", "preferences.price_range")
+        unknown = set(preferences.get("replace") or ()) - PREFERENCE_SECTIONS
+        if unknown:
+            raise InvalidEvent("bad_preference", f"replace names unknown sections {sorted(unknown)[:5]}",
+                               "preferences.replace")
     return Identity(event_id=event_id, event_type=event_type, user_id=user_id, event_time=ts,  # type: ignore[arg-type]
                     anonymous_id=anonymous_id, attributes=attributes, preferences=preferences, raw=record)
 

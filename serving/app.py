@@ -39,7 +39,7 @@ from serving.routes import analytics as analytics_routes
 from serving.routes import bandits as bandit_routes
 from serving.routes import campaigns as campaign_routes
 from serving.routes import content as content_routes
-from serving.routes import events, profiles, system
+from serving.routes import events, profile_writes, profiles, segments, system
 from serving.routes import experiments as experiment_routes
 from serving.routes import insights as insight_routes
 from serving.routes import models as model_routes
@@ -186,17 +186,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(system.docs_router, dependencies=[guard(read=ADMIN)], include_in_schema=False)
     app.include_router(profiles.router, prefix=API_PREFIX,
                        dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
+    app.include_router(profile_writes.router, prefix=API_PREFIX,
+                       dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
     app.include_router(events.router, prefix=API_PREFIX,
                        dependencies=[guard(write=EVENTS, overrides={"/catalog/items": ADMIN})], **secured)
     # segment members and analytics (read scope)
-    app.include_router(profiles.segments_router, prefix=API_PREFIX, dependencies=[guard()], **secured)
+    app.include_router(segments.router, prefix=API_PREFIX, dependencies=[guard()], **secured)  # writes: admin
     app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=[guard()], **secured)
     # insights: listing and the on-demand run only read (read scope for both)
     app.include_router(insight_routes.router, prefix=API_PREFIX, dependencies=[guard(write=READ)], **secured)
     # recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
     app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=[guard(write=EVENTS, overrides={
         "POST /recommendations/generate": READ})], **secured)
-    app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN)], **secured)
+    app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
+        "POST /content/recommend": READ})], **secured)
     app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
         "POST /models/{model_id}/predict": READ})], **secured)
     # decisions. Configuration writes: admin; evaluating, assigning and choosing: read.

@@ -21,6 +21,9 @@ from fastapi import FastAPI
 T0 = 1795784400000  # 2026-11-27 09:00 UTC, epoch ms
 USER, ITEM = "u7", "i7"
 
+_BACKFILL = {"state": "done", "scanned": 1200, "changed": 41, "members": 41, "requested_at": T0,
+             "started_at": T0 + 400, "finished_at": T0 + 2900}
+
 ERROR_DETAILS: dict[str, str] = {
     "400": "bad request",
     "401": "missing or invalid API key: send X-API-Key or Authorization: Bearer",
@@ -107,12 +110,39 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "POST /v1/events/batch": {"request": [_EVENT, _PURCHASE], "response": {"accepted": 2}},
     "POST /v1/identity": {"request": _IDENTITY, "response": {"accepted": 1}},
     "POST /v1/catalog/items": {"request": _CATALOG, "response": {"accepted": 1}},
-    "GET /v1/segments": {"response": {"segments": [{"name": "vip", "rule": [["ltv", ">", 500]], "members": 12},
-                                                   {"name": "buyer", "rule": [["orders", ">=", 1]], "members": 340}]}},
+    "GET /v1/segments": {"response": {"segments": [
+        {"name": "vip", "rule": [["ltv", ">", 500]], "source": "settings", "members": 12, "backfill": None},
+        {"name": "big_spenders", "rule": [["orders", ">=", 3], ["ltv", ">=", 300]], "source": "api", "members": 41,
+         "backfill": _BACKFILL}]}},
+    "GET /v1/segments/{segment}": {"response": {
+        "name": "big_spenders", "rule": [["orders", ">=", 3], ["ltv", ">=", 300]], "source": "api", "members": 41,
+        "backfill": _BACKFILL}, "errors": {"404": "unknown segment 'platinum'"}},
+    "POST /v1/segments": {"response": {"id": "big_spenders", "conditions": [["orders", ">=", 3], ["ltv", ">=", 300]],
+                                       "backfill": {"state": "pending", "requested_at": T0}},
+                          "errors": {"409": "segment 'big_spenders' exists; PUT replaces it"}},
+    "PUT /v1/segments/{segment}": {"response": {
+        "id": "big_spenders", "conditions": [["orders", ">=", 3], ["ltv", ">=", 300]],
+        "backfill": {"state": "pending", "requested_at": T0}}},
+    "DELETE /v1/segments/{segment}": {"response": {"name": "big_spenders", "deleted": True,
+                                                   "backfill": {"state": "pending", "requested_at": T0}}},
+    "POST /v1/segments/{segment}/backfill": {"response": {"name": "big_spenders",
+                                                          "backfill": {"state": "pending", "requested_at": T0}}},
     "GET /v1/segments/{segment}/members": {
         "response": {"segment": "vip", "members": ["u12", "u7", "u903"], "next_cursor": 0, "total": 3,
                      "source": "redis"},
         "errors": {"404": "unknown segment 'platinum'"}},
+    "GET /v1/analytics/conversion": {"response": {
+        "grain": "day", "from": T0 - 30 * 86_400_000, "to": T0, "source": "redis",
+        "steps": [{"name": "view", "events": 5210, "users": 812},
+                  {"name": "add_to_cart", "events": 640, "users": 233, "conversion_from_previous": 0.286946},
+                  {"name": "purchase", "events": 151, "users": 118, "conversion_from_previous": 0.506438}],
+        "overall": 0.14532,
+        "by_device": {"mobile": {"view": 3100, "add_to_cart": 350, "purchase": 70, "conversion": 0.022581}},
+        "by_channel": {"web": {"view": 4800, "add_to_cart": 600, "purchase": 140, "conversion": 0.029167}},
+        "by_placement": [{"placement": "homepage", "impressions": 9100, "clicks": 410, "ctr": 0.045055,
+                          "attributed_orders": 37, "attributed_revenue": 2210.5, "conversion": 0.090244}],
+        "by_experiment": [{"experiment_id": "checkout-button", "variant_id": "green", "impressions": 4400,
+                           "clicks": 220, "ctr": 0.05, "orders": 21, "revenue": 1180.0, "conversion": 0.095455}]}},
     "GET /v1/analytics/engagement": {"response": {
         **_WINDOW, "active_users": 1204, "events": {"view": 1406.0, "add_to_cart": 190.0, "purchase": 61.0},
         "series": [{"start": T0 - 7_200_000, "active_users": 610, "events": 1020},
@@ -170,6 +200,15 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         **_RECS, "recommendation_id": "content:0:3f209276e8b844ee", "method": "content", "strategy": "content",
         "placement": "default", "items": [{"item_id": "i62", "score": 1.0, "sources": ["content"]}]}},
     "GET /v1/content/trending/items": {"response": _TRENDING},
+    "POST /v1/content": {"response": {"item_id": "5f0c2a9e41d34b7a9c8e6d1f2a3b4c5d",
+                                      "event_id": "e5b2c1f4-9d83-4a21-9c73-5f4a0b8d3e62", "event_type": "upsert"},
+                         "errors": {"409": "item 'post-17' exists; PUT /v1/content/{item_id} replaces it"}},
+    "GET /v1/content": {"response": {"items": [{"item_id": ITEM, **{k: v for k, v in _ITEM.items() if k != "currency"},
+                                                "metadata": {}, "event_time": T0}],
+                                     "next_cursor": 96, "examined": 100}},
+    "POST /v1/content/recommend": {"response": {
+        **_RECS, "recommendation_id": "content:0:8a1e4c0b9f2d7e63", "method": "content", "strategy": "content",
+        "placement": "default", "items": [{"item_id": "i62", "score": 1.0, "sources": ["content"]}]}},
     "GET /v1/content/{item_id}/performance": {
         "response": {"item_id": ITEM, "interaction_weight": 57.0, "trending": 12.4,
                      "neighbours": {"cooc": ["i62", "i75"], "content": ["i88"]}},
@@ -262,10 +301,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                                             "response": _CHOSEN, "errors": {"404": "bandit 'hero-banner' not found"}},
     "PUT /v1/strategies/{placement}": {
         "request": {"policy": "thompson", "floor": 0.05, "strategies": ["hybrid", "collaborative", "trending"]},
-        "response": {"id": "strategy.homepage", "arms": ["hybrid", "collaborative", "trending"],
-                     "placement": "homepage", "policy": "thompson", "floor": 0.05, "created_at": 1767225600000},
-        "errors": {"409": "placement 'homepage' has a strategy bandit ('strategy.homepage')"}},
-    "DELETE /v1/strategies/{placement}": {"errors": {"404": "no bandit 'strategy.homepage'"}},
+        "response": {"placement": "homepage", "bandit_id": "strategy.homepage",
+                     "arms": ["hybrid", "collaborative", "trending"]},
+        "errors": {"404": "no bandit 'hero'"}},
     "POST /v1/strategies/{placement}/choose": {
         "errors": {"404": "no strategy bandit for placement 'homepage'; an admin creates it with "
                           "PUT /v1/strategies/homepage"},

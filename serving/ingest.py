@@ -136,32 +136,38 @@ def parse_events(body: bytes, model: type[BaseModel], *, many: bool | None, max_
 
 
 async def produce_acknowledged(producer: Producer, topic: str, records: list[tuple[bytes, bytes]],
-                               timeout_s: float) -> None:
-    """Produce ``records`` and wait until Kafka acknowledged all of them (IngestError 503 if not)."""
+                               timeout_s: float) -> list[tuple[int, int]]:
+    """Produce ``records`` and wait until Kafka acknowledged all of them (IngestError 503 if not);
+    returns where each landed, (partition, offset) in the order of ``records``."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     pending = len(records)
     failures: list[str] = []
+    placed: list[tuple[int, int]] = [(-1, -1)] * len(records)
 
-    def settle(err: Any) -> None:
+    def settle(err: Any, i: int, where: tuple[int, int]) -> None:
         nonlocal pending
         pending -= 1
+        placed[i] = where
         if err is not None:
             failures.append(str(err))
         if pending == 0 and not done.done():
             done.set_result(None)
 
-    def on_delivery(err: Any, _msg: Any) -> None:  # runs in whichever thread polls the producer
-        try:
-            loop.call_soon_threadsafe(settle, err)
-        except RuntimeError:  # the loop is gone (an acknowledgement after shutdown): nobody waits
-            pass
+    def on_delivery(i: int) -> Any:
+        def delivered(err: Any, msg: Any) -> None:  # runs in whichever thread polls the producer
+            where = (-1, -1) if err is not None or msg is None else (msg.partition(), msg.offset())
+            try:
+                loop.call_soon_threadsafe(settle, err, i, where)
+            except RuntimeError:  # the loop is gone (an acknowledgement after shutdown): nobody waits
+                pass
+        return delivered
 
     deadline = loop.time() + timeout_s
-    for key, value in records:
+    for i, (key, value) in enumerate(records):
         while True:
             try:
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery(i))
                 break
             except BufferError:
                 if loop.time() > deadline:
@@ -181,6 +187,7 @@ async def produce_acknowledged(producer: Producer, topic: str, records: list[tup
             pass
     if failures:
         raise IngestError(503, f"{len(failures)} events failed delivery: {failures[0]}", "unavailable")
+    return placed
 
 
 async def count(state: ApiState, kind: str, outcome: str, n: int = 1, error_types: list[str] | None = None) -> None:

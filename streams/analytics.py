@@ -31,6 +31,7 @@ from aura.state.analytics import (
     ITEM_GRAINS,
     bucket_start,
     country_of,
+    dimension_value,
     is_float_metric,
 )
 from streams.profiles import Fact
@@ -61,6 +62,12 @@ def event_metrics(fact: Fact) -> list[tuple[str, int, str, float]]:
         b = bucket_start(ev.event_time, grain)
         out.append((grain, b, "ev", 1))
         out.append((grain, b, f"ev:{et}", 1))
+        if et in FUNNEL:  # funnel steps per device and channel (conversion by dimension)
+            ctx = raw.get("context") or {}
+            for dim, key in (("fd", "device"), ("fc", "channel")):
+                value = dimension_value(ctx.get(key))
+                if value:
+                    out.append((grain, b, f"{dim}:{value}:{et}", 1))
         if et == "impression":
             if ev.placement:
                 out.append((grain, b, f"pi:{ev.placement}", 1))
@@ -80,6 +87,7 @@ def event_metrics(fact: Fact) -> list[tuple[str, int, str, float]]:
                 out.append((grain, b, "ar:rec", ev.revenue))
                 if apl:
                     out.append((grain, b, f"ar:pl:{apl}", ev.revenue))
+                    out.append((grain, b, f"ao:pl:{apl}", 1))
                 if aexp:
                     out.append((grain, b, f"ao:exp:{aexp}:{avar}", 1))
                     out.append((grain, b, f"ar:exp:{aexp}:{avar}", ev.revenue))

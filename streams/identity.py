@@ -7,7 +7,9 @@ fences ``_off:<partition>`` of the identity topic; the hash's format is in aura/
 through the version compare-and-set of streams/profiles.py.
 
 - create/update/preferences: folded in offset order above the user's identity fence, one pipeline
-  read and one Lua compare-and-set per batch (pure ``apply_identity``).
+  read and one Lua compare-and-set per batch (pure ``apply_identity``). A preferences event merges
+  each section it carries into the stored one, except the sections its ``replace`` names, which it
+  replaces (the API's ``PUT /profiles/{id}/preferences``).
 - merge(anonymous_id -> user_id): the anonymous profile is folded into the user's (``merge_profiles``:
   sums, min/max, decayed sums moved to a common time, fences united so events of the anonymous id
   are never counted twice), written atomically with the identity fence; then the anonymous keys are
@@ -38,6 +40,7 @@ from streams.erasure import erase_references, interactions_delete
 from streams.intake import Dead, RawRecord
 from streams.profiles import ProfileStore, lua_args
 from streams.runtime import Owner, Resources
+from streams.segments import LiveRules
 
 __all__ = ["apply_identity", "merge_profiles", "register"]
 log = logging.getLogger(__name__)
@@ -53,14 +56,21 @@ def apply_identity(attrs: dict[str, str], ev: Identity) -> dict[str, str]:
             out[f"x:{k}"] = json.dumps(v)
     if ev.event_type == "preferences" and ev.preferences:
         prefs = ev.preferences
-        for what in ("channels", "categories"):
-            merged = {**json.loads(out.get(f"p:{what}", "{}")), **(prefs.get(what) or {})}
-            out[f"p:{what}"] = json.dumps(merged, sort_keys=True)
+        for what in prefs.get("replace") or ():  # replaced sections start empty
+            out.pop(f"p:{what}", None)
+        for what in ("channels", "categories", "brands"):
+            given = prefs.get(what) or {}
+            if given or what != "brands":  # channels and categories are always present after preferences
+                merged = {**json.loads(out.get(f"p:{what}", "{}")), **given}
+                out[f"p:{what}"] = json.dumps(merged, sort_keys=True)
         if prefs.get("blocked_items"):
             blocked = sorted(set(json.loads(out.get("p:blocked_items", "[]"))) | set(prefs["blocked_items"]))
             out["p:blocked_items"] = json.dumps(blocked)
         if prefs.get("locale"):
             out["p:locale"] = json.dumps(prefs["locale"])
+        band = {k: v for k, v in (prefs.get("price_range") or {}).items() if v is not None}
+        if band:
+            out["p:price_range"] = json.dumps(band, sort_keys=True)
     return out
 
 
@@ -130,6 +140,7 @@ class IdentityStore:
         self.keys = res.keys
         self.cfg = cfg
         self.profiles = ProfileStore(res.redis, res.session, res.keys, cfg)
+        self.profiles.live = LiveRules(cfg.rules, res.redis, res.keys, res.session)
         self.attrs_script = res.redis.register_script(ATTRS_LUA)
         self.merge_script = res.redis.register_script(MERGE_LUA)
         s = res.session
@@ -140,6 +151,9 @@ class IdentityStore:
     async def apply(self, events: list[tuple[Identity, int, int]]) -> list[str]:
         """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""
         erased: list[str] = []
+        if events:
+            await self.profiles.sync_rules()  # the segment rules in force (merges re-evaluate them)
+            self.cfg = self.profiles.cfg
         for ev, part, off in sorted(events, key=lambda e: (e[1], e[2])):
             field = f"{ATTRS_FENCE}{part}"
             akey = self.keys.user_attrs(ev.user_id)

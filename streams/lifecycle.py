@@ -14,6 +14,14 @@ the profile's ``idle`` stage and re-evaluates the segments as of now (stage at-r
 engagement decayed to now), then reconciles the segment sets and copies the state to Cassandra.
 Idempotent: a second pass over the same users changes nothing. A concurrent fold wins the
 compare-and-set (its event clears ``idle``); the user is looked at again by the next sweep.
+
+Segment backfills use the same scan: when a segment is created, changed or deleted through the API
+(serving/routes/segments.py), the API queues a backfill (``segment_backfill_queue``); every
+``AURA_SEGMENT_BACKFILL_INTERVAL_S`` one worker (a lease) takes the rules in force and re-evaluates
+every profile's segments (as of its last event, or as of now for an idle user, as the fold and the
+sweep do), writing the users whose segments change, and records its progress per segment in
+``segment_backfill`` (scanned, changed, state pending -> running -> done). A request made while a
+backfill runs stays queued and runs again, with the newer rules.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import faust
@@ -30,8 +39,10 @@ from aura.state.profile_codec import next_version
 from aura.state.profiles import Profile, ProfileConfig, segment_view
 from streams.profiles import ProfileStore, lua_args
 from streams.runtime import Owner, Resources
+from streams.segments import LiveRules
 
 log = logging.getLogger(__name__)
+BACKFILL_LEASE_MS = 60_000  # renewed after every batch of the scan
 
 
 @dataclass
@@ -68,9 +79,23 @@ def _escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bool = False) -> SweepResult:
+def resegment(p: Profile, now_ms: int, cfg: ProfileConfig) -> bool:
+    """Re-evaluate ``p``'s segments with the rules of ``cfg`` (as of the last event; as of now for an
+    idle user); True when they changed (pure)."""
+    before = list(p.segments)
+    p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg, now_ms if p.idle else None))
+    return p.segments != before
+
+
+Visit = Callable[[Profile, int, ProfileConfig], bool]
+
+
+async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bool = False,
+                visit: Visit = sweep_user,
+                progress: Callable[[SweepResult], Awaitable[None]] | None = None) -> SweepResult:
     """One pass over every profile in Redis (see the module doc); returns what it did (with
-    ``dry_run``: what it would do, writing nothing; ``changed`` counts the users it would move)."""
+    ``dry_run``: what it would do, writing nothing; ``changed`` counts the users it would move).
+    ``visit`` changes one profile (default: the idle stage); ``progress`` is told after each batch."""
     redis, keys, cfg = store.redis, store.keys, store.cfg
     head = keys.user_state("")[:-2]  # "<prefix>:u:" (the key is "<prefix>:u:{<user>}")
     pattern = _escape_glob(head) + "{*}"
@@ -88,7 +113,7 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bo
             if not p.version:  # deleted between SCAN and GET (erase, merge)
                 continue
             expected = p.version
-            if not sweep_user(p, now_ms, cfg):
+            if not visit(p, now_ms, cfg):
                 continue
             if dry_run:
                 result.changed += 1
@@ -97,6 +122,8 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bo
             order.append(u)
             await store.apply_script(keys=[keys.user_state(u)], args=lua_args(expected, p), client=pipe)
         if not order:
+            if progress is not None:
+                await progress(result)
             return
         done = {u: states[u] for u, ok in zip(order, await pipe.execute(), strict=True) if ok}
         result.conflicts += len(order) - len(done)
@@ -104,6 +131,8 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bo
         if done:
             await store.segments.reconcile(done, set())
             await store.write_durable(done)
+        if progress is not None:
+            await progress(result)
 
     async for name in redis.scan_iter(match=pattern, count=batch):
         pending.append(name)
@@ -115,14 +144,73 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bo
     return result
 
 
+async def run_backfills(store: ProfileStore, res: Resources, token: str, batch: int) -> SweepResult | None:
+    """Run the asked-for segment backfills (all at once: one scan re-evaluates every segment) if this
+    worker gets the lease; None when there was nothing to do or another worker runs them."""
+    redis, keys = res.redis, res.keys
+    asked = await redis.zrange(keys.segment_backfill_queue(), 0, -1)
+    if not asked:
+        return None
+    lease = keys.segment_backfill_lease()
+    if not await redis.set(lease, token, nx=True, px=BACKFILL_LEASE_MS):
+        return None
+    try:
+        ver = await store.sync_rules()  # the rules in force, at least as new as every request queued so far
+        started = int(time.time() * 1000)
+        pipe = redis.pipeline(transaction=False)
+        for name in asked:
+            pipe.hset(keys.segment_backfill(name), mapping={"state": "running", "started_at": started,
+                                                            "scanned": 0, "changed": 0, "ran_version": ver or ""})
+        await pipe.execute()
+
+        async def progress(r: SweepResult) -> None:
+            p = redis.pipeline(transaction=False)
+            for name in asked:
+                p.hset(keys.segment_backfill(name), mapping={"scanned": r.scanned, "changed": r.changed})
+            p.pexpire(lease, BACKFILL_LEASE_MS)
+            await p.execute()
+
+        result = await sweep(store, started, batch, visit=resegment, progress=progress)
+        finished = int(time.time() * 1000)
+        pipe = redis.pipeline(transaction=False)
+        for name in asked:
+            pipe.hget(keys.segment_backfill(name), "version")
+        for name in asked:
+            pipe.scard(keys.segment_members(name))
+        got = await pipe.execute()
+        requested, members = got[:len(asked)], got[len(asked):]
+        pipe = redis.pipeline(transaction=False)
+        for name, want, n in zip(asked, requested, members, strict=True):
+            fresh = ver is not None and want is not None and int(want) <= int(ver)
+            pipe.hset(keys.segment_backfill(name), mapping={
+                "state": "done" if fresh else "pending", "finished_at": finished, "scanned": result.scanned,
+                "changed": result.changed, "members": n})
+            if fresh:  # asked again meanwhile (a newer version): stays queued, runs again
+                pipe.zrem(keys.segment_backfill_queue(), name)
+        await pipe.execute()
+        log.info("segment backfill of %s: %d profiles scanned, %d changed, %d conflicts",
+                 ", ".join(asked), result.scanned, result.changed, result.conflicts)
+        return result
+    finally:
+        await redis.delete(lease)
+
+
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """The periodic sweep in the worker: one worker of the group per interval (a Redis lease). It
     feeds no owner of the behavior agent."""
     s = res.settings
+    cfg = ProfileConfig.from_settings(s)
+    store = ProfileStore(res.redis, res.session, res.keys, cfg)
+    store.live = LiveRules(cfg.rules, res.redis, res.keys, res.session)
+    token = uuid.uuid4().hex
+
+    if s.profiles.segment_backfill_interval_s > 0:
+        @app.timer(interval=s.profiles.segment_backfill_interval_s, name="backfill_segments")
+        async def backfill_segments() -> None:
+            await run_backfills(store, res, token, s.profiles.lifecycle_sweep_batch)
+
     if s.profiles.lifecycle_sweep_interval_s <= 0:
         return []
-    store = ProfileStore(res.redis, res.session, res.keys, ProfileConfig.from_settings(s))
-    token = uuid.uuid4().hex
 
     @app.timer(interval=s.profiles.lifecycle_sweep_interval_s, name="sweep_idle_users")
     async def sweep_idle_users() -> None:
@@ -130,6 +218,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
         if not await res.redis.set(res.keys.lifecycle_sweep_lease(), token, nx=True, px=lease_ms):
             return
         t0 = time.monotonic()
+        await store.sync_rules()
         r = await sweep(store, int(time.time() * 1000), s.profiles.lifecycle_sweep_batch)
         log.info("idle sweep: %d profiles scanned, %d moved, %d conflicts, %.1f s",
                  r.scanned, r.changed, r.conflicts, time.monotonic() - t0)

@@ -17,6 +17,7 @@ and re-copy the same absolute values.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from aura.state.profiles import (
 )
 from streams.durable import execute_grouped
 from streams.intake import Accepted
-from streams.segments import SegmentStore
+from streams.segments import LiveRules, SegmentStore
 
 # Actions whose item goes into the user's recent items.
 RECENT_ACTIONS = frozenset({"view", "click", "add_to_cart", "purchase", "rating", "recommendation_click"})
@@ -229,6 +230,17 @@ class ProfileStore:
             "VALUES (?, ?, ?, toTimestamp(now()))"
         )
         self.segments = SegmentStore(redis, session, keys, list(cfg.rules))
+        self.live: LiveRules | None = None  # when set, the rules in force are re-read per batch
+
+    async def sync_rules(self) -> str | None:
+        """Take the segment rules in force (``live``) before a batch; returns their config version."""
+        if self.live is None:
+            return None
+        rules, ver = await self.live.current()
+        if rules is not self.cfg.rules:
+            self.cfg = dataclasses.replace(self.cfg, rules=rules)
+            self.segments.names = sorted(rules)
+        return ver
 
     async def read(self, users: list[str]) -> dict[str, Profile]:
         pipe = self.redis.pipeline(transaction=False)
@@ -245,6 +257,7 @@ class ProfileStore:
         analytics counters (fenced per partition) are applied first, so a partition's analytics fence
         is never behind the fences of its users, and a replay recomputes the same facts.
         """
+        await self.sync_rules()
         by_user: dict[str, list[Accepted]] = {}
         for a in events:
             by_user.setdefault(a.event.user_id, []).append(a)

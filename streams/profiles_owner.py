@@ -24,6 +24,7 @@ from streams.durable import WriteBehind
 from streams.intake import Accepted
 from streams.profiles import CatalogCache, Fact, ProfileStore
 from streams.runtime import Batch, Owner, Resources
+from streams.segments import LiveRules
 
 PROFILES_OWNER = "profiles+analytics"
 
@@ -69,6 +70,7 @@ class BehaviorPipeline:
         self.res = res
         cfg = ProfileConfig.from_settings(s)
         self.profiles = BufferedProfileStore(res.redis, res.session, res.keys, cfg, res.durable)
+        self.profiles.live = LiveRules(cfg.rules, res.redis, res.keys, res.session)  # segments managed live
         self.catalog = CatalogCache(res.redis, res.keys)
         self.analytics = analytics.AnalyticsStore(res.redis, res.keys, {
             "minute": s.analytics.minute_ttl_s, "hour": s.analytics.hour_ttl_s, "day": s.analytics.day_ttl_s})

@@ -5,19 +5,53 @@ Owner of the Redis sets ``segment_members`` (one per segment) and the Cassandra 
 membership is evaluated by the profile fold whenever the user's events arrive (streams/profiles.py),
 stored in the profile, and then reconciled into the sets here: absolute SADD/SREM and Cassandra
 INSERT/DELETE, so a replay after a crash repairs what a crash interrupted.
+
+``LiveRules``: the rules in force, the settings' built-ins overlaid by the definitions stored through
+the API, read through the config cache (one GET of its version per batch; a changed version costs
+one GET of the cached documents), so a new or changed segment applies to the next batch of every
+worker without a restart. Existing users are re-evaluated by the backfill (streams/lifecycle.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from cassandra.concurrent import execute_concurrent
 
+from aura.configcache import ConfigCache, ConfigUnavailable
 from aura.layout import RedisKeys, Tables
+from aura.state import segments as segment_rules
 from aura.state.profiles import Profile
 from streams.durable import execute_grouped
+
+log = logging.getLogger(__name__)
+
+
+class LiveRules:
+    """The segment rules in force (see the module doc); ``current`` keeps the last rules it could read
+    when the durable store is unreachable (logged), so a Cassandra outage never stops the fold."""
+
+    def __init__(self, base: segment_rules.Rules, redis: Any, keys: RedisKeys, session: Any) -> None:
+        self.base = base
+        self.cache: ConfigCache[dict[str, Any]] = ConfigCache(
+            segment_rules.CONFIG_KIND, Tables.SEGMENTS, "segment_id", redis, keys, session,
+            segment_rules.validate_segment)
+        self.rules: segment_rules.Rules = base
+        self._ver: str | None = None
+
+    async def current(self) -> tuple[segment_rules.Rules, str | None]:
+        """(rules, config version they are as of)."""
+        try:
+            ver = await self.cache.version()
+            if ver != self._ver:
+                self.rules = segment_rules.effective(self.base, await self.cache.get(ver))
+                self._ver = ver
+        except ConfigUnavailable as exc:
+            log.warning("segment definitions unavailable, keeping the rules in force: %s", exc)
+        return self.rules, self._ver
 
 
 class SegmentStore:

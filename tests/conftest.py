@@ -80,6 +80,25 @@ def isolated(stack: Settings) -> Iterator[Settings]:
     drop_topics(s, tag)
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_segments(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Segment definitions a test on the real stack stored are deleted after it: the keyspace is
+    shared, and every worker folds profiles with the stored segments (a leftover would change other
+    tests' profiles). Tests without the stack are untouched."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    from aura.layout import Tables
+
+    cassandra = request.getfixturevalue("cassandra")
+    table = f"{TEST_KEYSPACE}.{Tables.SEGMENTS}"
+    before = {r.segment_id for r in cassandra.execute(f"SELECT segment_id FROM {table}")}
+    yield
+    for r in cassandra.execute(f"SELECT segment_id FROM {table}"):
+        if r.segment_id not in before:
+            cassandra.execute(f"DELETE FROM {table} WHERE segment_id = %s IF EXISTS", (r.segment_id,))
+
+
 @pytest.fixture
 def redis_client(isolated: Settings) -> Iterator[Any]:
     from aura.bootstrap import redis_sync

@@ -37,6 +37,7 @@ MODEL_TYPES: dict[str, type[Any]] = {
     "trending": Trending,
 }
 STATUSES = ("training", "ready", "active", "failed", "retired")
+STRATEGY_FIELD = "strategy_bandit"  # field of ``recs_placement``: the bandit picking the placement's method
 INLINE_MAX_BYTES = 2_000_000
 
 
@@ -170,11 +171,26 @@ class Registry:
         self.set_status(model_id, version, "active")
         if self.redis is not None:
             key = self.keys.recs_placement(placement)
+            strategy = self.redis.hget(key, STRATEGY_FIELD)  # not the model's: kept
             self.redis.delete(key)
             mapping = {"model_id": model_id, "version": str(version), "type": mv.type}
+            if strategy:
+                mapping[STRATEGY_FIELD] = strategy
             if wj:
                 mapping["weights"] = wj
             self.redis.hset(key, mapping=mapping)
+
+    def set_strategy(self, placement: str, bandit_id: str | None) -> None:
+        """Name the strategy bandit of ``placement`` (None: none): Cassandra, then the Redis hash the
+        API reads (``STRATEGY_FIELD`` of ``recs_placement``)."""
+        self.session.execute(f"INSERT INTO {Tables.PLACEMENT_STRATEGY} (placement, bandit_id, updated_at) "
+                             "VALUES (%s, %s, %s)", (placement, bandit_id, int(time.time() * 1000)))
+        if self.redis is not None:
+            key = self.keys.recs_placement(placement)
+            if bandit_id:
+                self.redis.hset(key, STRATEGY_FIELD, bandit_id)
+            else:
+                self.redis.hdel(key, STRATEGY_FIELD)
 
     def placements(self) -> dict[str, dict[str, Any]]:
         rows = self.session.execute(f"SELECT placement, model_id, version, weights, updated_at FROM "

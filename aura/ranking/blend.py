@@ -39,6 +39,37 @@ METHOD_SOURCES: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Soft:
+    """The user's explicit preferences as score multipliers (aura/ranking/preferences.py builds them):
+    per category and brand weight ``w`` in (-1, 1] a factor ``1 + strength * w`` (the item's categories
+    multiply), and ``outside_price`` for an item priced outside the user's range. Never drops an item."""
+
+    categories: dict[str, float] = field(default_factory=dict)
+    brands: dict[str, float] = field(default_factory=dict)
+    min_price: float | None = None
+    max_price: float | None = None
+    strength: float = 0.5
+    outside_price: float = 0.5
+
+    def factor(self, meta: dict[str, Any] | None) -> float:
+        if meta is None:
+            return 1.0
+        f = 1.0
+        for c in meta.get("categories") or ():
+            w = self.categories.get(c)
+            if w is not None:
+                f *= 1.0 + self.strength * w
+        w = self.brands.get(meta.get("brand") or "")
+        if w is not None:
+            f *= 1.0 + self.strength * w
+        price = meta.get("price")
+        if price is not None and ((self.min_price is not None and price < self.min_price)
+                                  or (self.max_price is not None and price > self.max_price)):
+            f *= self.outside_price
+        return f
+
+
 @dataclass
 class Filters:
     exclude_seen: bool = True
@@ -51,6 +82,7 @@ class Filters:
     in_stock_only: bool = True
     boost_items: dict[str, float] = field(default_factory=dict)       # item -> multiplier
     boost_categories: dict[str, float] = field(default_factory=dict)  # category -> multiplier
+    soft: Soft | None = None  # the user's explicit preferences (multipliers)
 
 
 @dataclass
@@ -135,6 +167,8 @@ def apply_filters(scores: dict[str, float], meta: dict[str, dict[str, Any] | Non
         s *= f.boost_items.get(item, 1.0)
         for c in (m or {}).get("categories") or []:
             s *= f.boost_categories.get(c, 1.0)
+        if f.soft is not None:
+            s *= f.soft.factor(m)
         out[item] = s
     return out
 

@@ -3,7 +3,8 @@ API's requests (aura/ranking/reader.py) and the worker's pool refresher (streams
 
 ``Ranker.compute`` takes three round trips and eleven commands: (1) one pipeline of nine
 (``first_commands``): the placement's weights and served model, the user's recent items, seen items,
-model candidates, neighbours and attributes (demographic cohorts), the global lists; (2) ONE read-only
+model candidates, neighbours and identity hash (demographic cohorts; explicit preferences, applied by
+aura/ranking/preferences.py), the global lists; (2) ONE read-only
 script call (``KNN_LUA``) that sums the recency kNN of every weighted list source over the recent items'
 neighbour lists (and the context item's) inside Redis and returns one merged list per source (in Redis
 Cluster, where those lists live in different slots: one pipelined ZREVRANGE per list, merged here),
@@ -19,6 +20,7 @@ streams/cohorts.py, jobs/ease.py; this module owns none of it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,7 @@ import numpy as np
 
 from aura.layout import RedisKeys
 from aura.ranking.blend import SOURCES, Diversity, Filters, method_weights, seq_item, users_knn
+from aura.ranking.preferences import of_hash, personalise
 from aura.ranking.scripts import KNN_LUA, USERS_LUA
 from aura.ranking.vector import Candidates, flat_scores, float_array, normalise_vec, pick_pool, rank_pool, rank_scores
 from aura.state.cohorts import cohorts_from_hash
@@ -184,9 +187,13 @@ class Ranker:
                 ids, sims = flat_scores(raw[5])
                 pl.neighbours = list(zip(ids, sims.tolist(), strict=True))
             attrs = raw[6]
+            if attrs and not isinstance(attrs, dict):
+                attrs = dict(zip(attrs[0::2], attrs[1::2], strict=True))
             if weights.get("cohort", 0) > 0 and attrs:
-                pl.cohorts = cohorts_from_hash(attrs if isinstance(attrs, dict) else dict(zip(attrs[0::2], attrs[1::2],
-                                                                                              strict=True)))
+                pl.cohorts = cohorts_from_hash(attrs)
+            prefs = of_hash(attrs)  # explicit preferences: blocked items, categories, brands, price range
+            if prefs.blocked or prefs.excluded or prefs.soft:
+                pl.req = req = dataclasses.replace(req, filters=personalise(req.filters, prefs))
             pos = 7
         else:
             pos = 1
@@ -352,5 +359,5 @@ class Ranker:
             pipe.execute_command(*cmd)
         pl = self.plan(req, await pipe.execute())
         await self.second(pl)
-        return await self.finish(req, self.choose(pl))
+        return await self.finish(pl.req, self.choose(pl))
 

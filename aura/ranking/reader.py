@@ -6,9 +6,10 @@ Per-user pools: the worker (streams/usercands.py) ranks each active user's pool 
 ``pool_size(10)`` candidates after the blend and the seen/id filters; aura/state/pools.py) with the
 ``Ranker`` stages and stores it. ``recommend`` serves a request the pool answers exactly
 (``precomputable``) from it in ONE script call (``CANDS_LUA``: the placement, the pool's head, the
-head's filter records, the user's fence) when the pool was ranked from the user's current state and the
-placement's current weights (``from_precomputed``); a request that finds no usable pool marks the user
-as wanting one. Similar items / also bought: ONE script call (``SIMILAR_LUA``; ``Recommender.similar``).
+head's filter records, the user's fence and explicit preferences) when the pool was ranked from the
+user's current state and the placement's current weights (``from_precomputed``); a request that finds
+no usable pool marks the user as wanting one. Similar items / also bought: ONE script call
+(``SIMILAR_LUA``; ``Recommender.similar``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from aura.layout import RedisKeys
 from aura.ranking.blend import method_weights, normalise, parsed_json, parsed_weights, similar_read, similar_reference
+from aura.ranking.preferences import PREF_FIELDS, parse, personalise
 from aura.ranking.ranker import Ranker, Request, Result, needs_whole_pool
 from aura.ranking.scripts import CANDS_LUA, SIMILAR_LUA
 from aura.ranking.vector import flat_scores, rank_pool
@@ -111,9 +113,9 @@ class Recommender(Ranker):
         member = wanted_member(req.placement, uid)
         now_ms = int(time.time() * 1000)
         if self.cands_script is not None:
-            p, c, records = await self.cands_script(keys=[k.recs_placement(req.placement), ckey,
-                                                          k.recs_item_filters(), k.recs_user_state(uid),
-                                                          k.recs_cands_wanted()],
+            p, c, records, prefs_raw = await self.cands_script(
+                keys=[k.recs_placement(req.placement), ckey, k.recs_item_filters(), k.recs_user_state(uid),
+                      k.recs_cands_wanted(), k.user_attrs(uid)],
                                                     args=[first, member, now_ms, mark, self.refresh_ms,
                                                           int(whole)])
             marked = True
@@ -122,7 +124,8 @@ class Recommender(Ranker):
             pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")
             pipe.execute_command("HMGET", ckey, *CANDS_FIELDS, "time", *CANDS_REST)
             pipe.execute_command("HGET", k.recs_user_state(uid), "_off")
-            p, c, off = await pipe.execute()
+            pipe.execute_command("HMGET", k.user_attrs(uid), *PREF_FIELDS)
+            p, c, off, prefs_raw = await pipe.execute()
             ids_rest, scores_rest, sources_rest = c[-3:]
             ranked_ms = c[-4]
             c = c[:len(CANDS_FIELDS)]
@@ -154,7 +157,8 @@ class Recommender(Ranker):
             ids.pop()
         if records is None:
             records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
-        ranked = rank_pool(ids, list(map(float, scores_blob.split(",", first)[:first])), records, set(), req.filters,
+        filters = personalise(req.filters, parse(*prefs_raw)) if any(prefs_raw) else req.filters
+        ranked = rank_pool(ids, list(map(float, scores_blob.split(",", first)[:first])), records, set(), filters,
                            req.diversity, req.limit)
         if len(ranked) < req.limit and more and not whole:  # the filters dropped many: the whole pool, read
             return await self.from_precomputed(req, whole=True)  # again in one call (the same ranking)

@@ -153,6 +153,9 @@ return flat
 # older than that age (it does not see lists republished since: served, and refreshed behind), the
 # request marks (placement, user) as wanted (ZADD, then the oldest beyond the bound dropped): the
 # worker ranks that pool on its next tick (streams/usercands.py). A hit on a young pool writes nothing.
+#
+# KEYS[6] (optional) = the user's identity hash: its preference fields (aura/ranking/preferences.py
+# ``PREF_FIELDS``) come back as the fourth element, so the preferences cost no extra round trip.
 CANDS_LUA = """
 local p = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version')
 local c = redis.call('HMGET', KEYS[2], 'weights', 'strategy', 'ids', 'scores', 'sources', 'used', 'off')
@@ -175,7 +178,11 @@ if want then
   local n = redis.call('ZCARD', KEYS[5])
   if n > bound then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, n - bound - 1) end
 end
-if not ids or ids == '' then return {p, c, {}} end
+local u = {}
+if KEYS[6] then
+  u = redis.call('HMGET', KEYS[6], 'p:blocked_items', 'p:categories', 'p:brands', 'p:price_range')
+end
+if not ids or ids == '' then return {p, c, {}, u} end
 local first, head, pos = tonumber(ARGV[1]), {}, 1
 while #head < first do
   local e = string.find(ids, '\\31', pos, true)
@@ -187,6 +194,6 @@ while #head < first do
     break
   end
 end
-return {p, c, redis.call('HMGET', KEYS[3], unpack(head))}
+return {p, c, redis.call('HMGET', KEYS[3], unpack(head)), u}
 """
 

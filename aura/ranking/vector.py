@@ -114,7 +114,8 @@ def rank_pool(pool: list[str], scores: list[float], records: list[str | None], s
     Without boosts or diversity the records are decoded lazily, in score order, until ``limit`` items
     passed (the same answer as the full pass: the order does not depend on the filters)."""
     order = sorted(range(len(pool)), key=lambda j: (-scores[j], pool[j]))
-    if not (f.boost_items or f.boost_categories or d.max_per_category is not None or d.mmr_lambda is not None):
+    if not (f.boost_items or f.boost_categories or f.soft is not None or d.max_per_category is not None
+            or d.mmr_lambda is not None):
         out: list[tuple[str, float]] = []
         for j in order:
             item = pool[j]

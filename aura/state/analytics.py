@@ -27,7 +27,9 @@ READ_CHUNK = 4  # buckets per read pipeline (see read_buckets)
 #   orders, rev                   purchases and their revenue
 #   pi:<pl>, pc:<pl>              impressions and recommendation clicks per placement
 #   xi:<exp>:<var>, xc:<exp>:<var>  the same per experiment variant
-#   ao:rec, ar:rec, ar:pl:<pl>    purchases attributed to a recommendation click, their revenue (per placement)
+#   ao:rec, ar:rec                purchases attributed to a recommendation click, their revenue
+#   ao:pl:<pl>, ar:pl:<pl>        the same per placement of the clicked list
+#   fd:<device>:<step>, fc:<channel>:<step>  funnel-step events per device / channel of the event context
 #   ao:exp:<exp>:<var>, ar:exp:<exp>:<var>  attributed orders and revenue per variant
 #   iv/ic/ia/ii/ip/ir:<item>      per item (hour, day): views, clicks, carts, impressions, units, revenue
 #   j:<path>                      sessions per journey path (day, by session start)
@@ -63,6 +65,17 @@ def parse_dim_metric(name: str) -> tuple[str, str, str] | None:
         what = "orders" if name[:3] == "do:" else "revenue"
     dim, sep, val = body.partition("=")
     return (dim, val, what) if sep and dim in DIMENSIONS else None
+
+
+DIMENSION_MAX = 32  # device and channel values are cut to this and lower-cased (bounded metric names)
+
+
+def dimension_value(raw: Any) -> str:
+    """A context device or channel as counted: lower-case, at most ``DIMENSION_MAX`` characters, no
+    ``:`` (the metric separator); "" when absent."""
+    if not isinstance(raw, str):
+        return ""
+    return raw.strip().lower().replace(":", "_")[:DIMENSION_MAX]
 
 
 def bucket_start(t: int, grain: str) -> int:

@@ -69,3 +69,19 @@ def latest(changes: Iterable[CatalogChange], stored_times: dict[str, int | None]
         if cur is None or ch.event_time >= cur.event_time:
             out[ch.item_id] = ch
     return {i: ch for i, ch in out.items() if stored_times.get(i) is None or ch.event_time >= stored_times[i]}
+
+
+def matches(doc: dict[str, Any], category: str | None = None, tag: str | None = None, q: str | None = None,
+            available_only: bool = False) -> bool:
+    """Whether an item document (``parse_meta``) passes a content search: in ``category``, tagged
+    ``tag``, every word of ``q`` in its title, text, tags or categories (case-insensitive)."""
+    if category is not None and category not in doc["categories"]:
+        return False
+    if tag is not None and tag not in doc["tags"]:
+        return False
+    if available_only and not doc["available"]:
+        return False
+    if q:
+        hay = " ".join([doc["title"], doc.get("text") or "", *doc["tags"], *doc["categories"]]).casefold()
+        return all(word in hay for word in q.casefold().split())
+    return True

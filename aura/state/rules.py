@@ -21,6 +21,7 @@ channel and whose conditions hold.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -250,7 +251,7 @@ def check(cond: Condition, profile: Mapping[str, Any], segments: frozenset[str] 
     if op == "not_equals":
         return not _equal(actual, expected)
     if op in ("in", "not_in"):
-        values = actual if isinstance(actual, list | tuple | set | frozenset) else [actual]
+        values = actual if isinstance(actual, list | tuple | set | frozenset | dict) else [actual]
         hit = any(_equal(a, e) for a in values for e in expected)
         return hit if op == "in" else not hit
     if op in ORDER_OPS:
@@ -258,7 +259,7 @@ def check(cond: Condition, profile: Mapping[str, Any], segments: frozenset[str] 
     # contains
     if isinstance(actual, str):
         return str(expected) in actual
-    if isinstance(actual, list | tuple | set | frozenset):
+    if isinstance(actual, list | tuple | set | frozenset | dict):  # a dict: its keys (e.g. categories)
         return any(_equal(a, expected) for a in actual)
     return False
 
@@ -329,16 +330,28 @@ def referenced_segments(rules: Iterable[Rule]) -> set[str]:
     return set().union(*(segments_in(r.conditions) for r in rules))
 
 
+def _json_value(v: str) -> Any:
+    """A stored identity value: JSON (what the identity agent writes), else the text itself."""
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
+
+
 def profile_fields(*hashes: Mapping[str, str]) -> dict[str, Any]:
-    """Merge profile hashes (later ones win) into rule fields: numbers parsed, ``x:``/``p:`` prefixes
-    of identity attributes also exposed without the prefix."""
+    """Merge profile hashes (later ones win) into rule fields: numbers parsed; identity attributes and
+    preferences (``x:``/``p:``, stored as JSON by streams/identity.py) decoded to their types (a string
+    attribute compares as the string, not its JSON quoting) and also exposed without the prefix."""
     out: dict[str, Any] = {}
     for h in hashes:
         for k, v in h.items():
             if k.startswith("_"):
                 continue
-            num = _number(v)
-            value: Any = num if num is not None and not isinstance(v, bool) else v
+            if k[:2] in ("x:", "p:") and isinstance(v, str):
+                value: Any = _json_value(v)
+            else:
+                num = _number(v)
+                value = num if num is not None and not isinstance(v, bool) else v
             out[k] = value
             if k[:2] in ("x:", "p:"):
                 out.setdefault(k[2:], value)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -25,21 +26,59 @@ MAX_BUCKETS = 2000
 MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31: beyond it a bucket start overflows Cassandra's timestamp (fuzzer)
 
 
-class Window:
-    """The timeframe query parameters shared by every analytics route."""
+TIMEFRAME_UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 
-    def __init__(self, grain: Grain = Query("hour", description="Bucket size"),  # noqa: B008
-                 from_ms: int | None = Query(None, alias="from", ge=0, le=MAX_EPOCH_MS,
-                                             description="Start, epoch ms (default: 24 h ago)"),
-                 to_ms: int | None = Query(None, alias="to", ge=0, le=MAX_EPOCH_MS,
-                                           description="End (exclusive), epoch ms (default: now)")):
+
+def parse_time(raw: str | None, name: str) -> int | None:
+    """A time parameter: epoch milliseconds, or an ISO-8601 date (``2026-11-01``, UTC midnight) or
+    date-time (a time without a zone is UTC); 422 naming the parameter otherwise."""
+    if raw is None or raw == "":
+        return None
+    raw = raw.strip()
+    try:
+        if raw.isdigit():
+            ms = int(raw)
+        else:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+            ms = int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
+    except (ValueError, OverflowError) as exc:
+        raise HTTPException(422, [{"loc": ["query", name], "msg": "epoch milliseconds or an ISO-8601 date or "
+                                   "date-time", "type": "value_error"}]) from exc
+    if not 0 <= ms <= MAX_EPOCH_MS:
+        raise HTTPException(422, [{"loc": ["query", name], "msg": "out of range", "type": "value_error"}])
+    return ms
+
+
+class Window:
+    """The timeframe query parameters shared by every analytics route: ``from``/``to`` (epoch ms or ISO
+    dates), or ``timeframe`` (``30d``: the last 30 days up to ``to``); the grain defaults to hours, or
+    days when hours would exceed the bucket limit."""
+
+    def __init__(self, grain: Grain | None = Query(None, description="Bucket size (default: hour, or day "  # noqa: B008
+                                                                      "for long ranges)"),
+                 from_ms: int | str | None = Query(None, alias="from", max_length=40,  # noqa: B008
+                                                   description="Start: epoch ms or ISO-8601 (default: 24 h ago)"),
+                 to_ms: int | str | None = Query(None, alias="to", max_length=40,  # noqa: B008
+                                                 description="End (exclusive): epoch ms or ISO-8601 (default: now)"),
+                 timeframe: str | None = Query(None, pattern=r"^\d{1,5}[mhdw]$",  # noqa: B008
+                                               description="The last N minutes/hours/days/weeks, e.g. 30d "
+                                                           "(instead of from)")):
         now = int(time.time() * 1000)
-        self.grain = grain
-        self.to_ms = to_ms if to_ms is not None else now
-        self.from_ms = from_ms if from_ms is not None else self.to_ms - 24 * 3600 * 1000
+        start = parse_time(str(from_ms), "from") if from_ms is not None else None
+        end = parse_time(str(to_ms), "to") if to_ms is not None else None
+        if timeframe is not None and start is not None:
+            raise HTTPException(422, [{"loc": ["query", "timeframe"], "msg": "give timeframe or from, not both",
+                                       "type": "value_error"}])
+        self.to_ms = end if end is not None else now
+        if timeframe is not None:
+            start = max(0, self.to_ms - int(timeframe[:-1]) * TIMEFRAME_UNITS[timeframe[-1]])
+        self.from_ms = start if start is not None else self.to_ms - 24 * 3600 * 1000
         if self.from_ms >= self.to_ms:
             raise HTTPException(422, [{"loc": ["query", "from"], "msg": "from must be before to",
                                       "type": "value_error"}])
+        if grain is None:
+            grain = "hour" if (self.to_ms - self.from_ms) // analytics.GRAINS["hour"] <= MAX_BUCKETS else "day"
+        self.grain = grain
         if (self.to_ms - self.from_ms) // analytics.GRAINS[grain] > MAX_BUCKETS:
             raise HTTPException(422, [{"loc": ["query", "grain"], "msg": f"more than {MAX_BUCKETS} buckets",
                                       "type": "value_error"}])
@@ -174,3 +213,53 @@ async def items(state: State, w: WindowDep, item_id: str | None = Query(None, ma
             for i, s in per.items()]
     rows.sort(key=lambda r: (-r["views"], r["item_id"]))
     return {"grain": w.grain, "from": w.from_ms, "to": w.to_ms, "source": source, "items": rows[:limit]}
+
+
+def _dimension(t: dict[str, float], prefix: str) -> dict[str, dict[str, Any]]:
+    per: dict[str, dict[str, Any]] = {}
+    for k, v in t.items():
+        if k.startswith(prefix):
+            value, step = k[len(prefix):].rsplit(":", 1)
+            per.setdefault(value, {s: 0 for s in analytics.FUNNEL})[step] = int(v)
+    for counts in per.values():
+        counts["conversion"] = _ratio(counts["purchase"], counts["view"])
+    return dict(sorted(per.items()))
+
+
+@router.get("/conversion", summary="Conversion by funnel step, device, channel, placement and experiment")
+async def conversion(state: State, w: WindowDep) -> dict[str, Any]:
+    """Steps: distinct users per funnel step and the share who reached the next one. Device and
+    channel (of the event's context): funnel-step events and purchases per view. Placement and
+    experiment variant: impressions, recommendation clicks, CTR, purchases attributed to a clicked
+    list (within the attribution window), their revenue, and orders per click."""
+    buckets, source = await _buckets(state, w)
+    t = analytics.merge_totals(buckets)
+    steps = []
+    for s in analytics.FUNNEL:
+        users = await analytics.distinct_users(state.redis, state.keys, state.settings.kafka.topic_partitions, w.grain,
+                                               w.starts, f"f:{s}") if source == "redis" else None
+        steps.append({"name": s, "events": int(t.get(f"ev:{s}", 0)), "users": users})
+    for prev, step in zip(steps, steps[1:], strict=False):
+        step["conversion_from_previous"] = _ratio(step["users"] or 0, prev["users"] or 0)
+    first, last = steps[0]["users"] or 0, steps[-1]["users"] or 0
+    placements = sorted({k[3:] for k in t if k.startswith(("pi:", "pc:"))}
+                        | {k[6:] for k in t if k.startswith("ao:pl:")})
+    by_placement = [{"placement": n, "impressions": int(t.get(f"pi:{n}", 0)), "clicks": int(t.get(f"pc:{n}", 0)),
+                     "ctr": _ratio(t.get(f"pc:{n}", 0), t.get(f"pi:{n}", 0)),
+                     "attributed_orders": int(t.get(f"ao:pl:{n}", 0)),
+                     "attributed_revenue": round(t.get(f"ar:pl:{n}", 0.0), 6),
+                     "conversion": _ratio(t.get(f"ao:pl:{n}", 0), t.get(f"pc:{n}", 0))} for n in placements]
+    variants = sorted({k[3:] for k in t if k.startswith(("xi:", "xc:"))}
+                      | {k[7:] for k in t if k.startswith("ao:exp:")})
+    by_experiment = []
+    for key in variants:
+        exp, var = key.rsplit(":", 1)
+        clicks = t.get(f"xc:{key}", 0)
+        by_experiment.append({"experiment_id": exp, "variant_id": var, "impressions": int(t.get(f"xi:{key}", 0)),
+                              "clicks": int(clicks), "ctr": _ratio(clicks, t.get(f"xi:{key}", 0)),
+                              "orders": int(t.get(f"ao:exp:{key}", 0)),
+                              "revenue": round(t.get(f"ar:exp:{key}", 0.0), 6),
+                              "conversion": _ratio(t.get(f"ao:exp:{key}", 0), clicks)})
+    return {"grain": w.grain, "from": w.from_ms, "to": w.to_ms, "source": source, "steps": steps,
+            "overall": _ratio(last, first), "by_device": _dimension(t, "fd:"), "by_channel": _dimension(t, "fc:"),
+            "by_placement": by_placement, "by_experiment": by_experiment}

@@ -41,6 +41,7 @@ from aura.state.bandits import (
 from schemas.validation import BoundedObject, Context, Id
 from serving.decisions import DecisionState, check_room, decision_state, now_ms, produce, refused, unavailable
 from serving.deps import State
+from serving.routes.models import call, registry
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["bandits"])
@@ -297,36 +298,59 @@ async def choose_arm(state: State, body: ChooseIn, bandit_id: str = BanditId) ->
 
 
 class StrategyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"policy": "thompson", "strategies": ["hybrid", "trending"]}, {"bandit_id": "homepage-methods"}]})
 
+    bandit_id: str | None = Field(None, min_length=1, max_length=64, description=(
+        "An existing bandit whose arms are recommendation methods; omitted: strategy.<placement>, created "
+        "with the fields below when absent"))
     policy: Literal["thompson", "ucb1", "epsilon_greedy"] = "thompson"
     floor: Annotated[float, Field(ge=0, le=0.5)] = 0.05
     strategies: list[Literal[STRATEGIES]] | None = Field(  # type: ignore[valid-type]
         None, min_length=1, description="The strategies to choose among (default: all)")
 
 
-@router.put("/strategies/{placement}", status_code=201, summary="Create a placement's strategy bandit (admin)",
-            responses={409: {"description": "Exists, or the limit of bandits is reached"}})
-async def create_strategy(state: State, body: StrategyIn | None = None, placement: str = Placement) -> dict[str, Any]:
+@router.put("/strategies/{placement}", status_code=201,
+            summary="Give a placement a strategy bandit (admin): generate without a method then lets it pick "
+                    "the method and records the decision",
+            responses={200: {"description": "The placement now names an existing bandit"},
+                       404: {"description": "No such bandit"}, 409: {"description": "The limit of bandits is reached"},
+                       422: {"description": "Its arms are not methods"}})
+async def set_strategy(state: State, response: Response, body: StrategyIn | None = None,
+                       placement: str = Placement) -> dict[str, Any]:
     body = body or StrategyIn()
-    bid = strategy_bandit_id(placement)
-    doc = {"id": bid, "arms": list(dict.fromkeys(body.strategies or STRATEGIES)), "placement": placement,
-           "policy": body.policy, "floor": body.floor, "created_at": now_ms()}
-    _check(doc)
     ds = decision_state(state)
-    await check_room(state, ds.bandits)
-    try:
-        if not await ds.bandits.insert(bid, doc):
-            raise HTTPException(409, f"placement {placement!r} has a strategy bandit ({bid!r})")
-    except ConfigUnavailable as exc:
-        raise unavailable(exc) from exc
-    return doc
+    bid = body.bandit_id or strategy_bandit_id(placement)
+    cfg = (await _configs(ds)).get(bid)
+    if cfg is None and body.bandit_id is None:
+        doc = {"id": bid, "arms": list(dict.fromkeys(body.strategies or STRATEGIES)), "placement": placement,
+               "policy": body.policy, "floor": body.floor, "created_at": now_ms()}
+        _check(doc)
+        await check_room(state, ds.bandits)
+        try:
+            await ds.bandits.insert(bid, doc)  # False: created meanwhile by another request
+        except ConfigUnavailable as exc:
+            raise unavailable(exc) from exc
+        cfg = (await _configs(ds)).get(bid)
+    else:
+        response.status_code = 200
+    if cfg is None:
+        raise HTTPException(404, f"no bandit {bid!r}")
+    if not set(cfg.arms) & set(STRATEGIES):
+        raise HTTPException(422, [{"loc": ["body", "bandit_id"], "msg": f"none of the arms of {bid!r} is a method "
+                                   f"({list(STRATEGIES)})", "type": "value_error"}])
+    await call(registry(state).set_strategy, placement, bid)
+    return {"placement": placement, "bandit_id": bid, "arms": list(cfg.arms)}
 
 
-@router.delete("/strategies/{placement}", status_code=204, summary="Delete a placement's strategy bandit (admin)",
-               responses={404: {"description": "No strategy bandit for this placement"}})
-async def delete_strategy(state: State, placement: str = Placement) -> Response:
-    return await delete_bandit(state, strategy_bandit_id(placement))
+@router.delete("/strategies/{placement}", status_code=204,
+               summary="The placement no longer lets a bandit pick the method; its strategy.<placement> bandit is "
+                       "deleted (a bandit it named by id is kept)")
+async def clear_strategy(state: State, placement: str = Placement) -> Response:
+    await call(registry(state).set_strategy, placement, None)
+    if strategy_bandit_id(placement) in await _configs(decision_state(state)):
+        await delete_bandit(state, strategy_bandit_id(placement))
+    return Response(status_code=204)
 
 
 @router.post("/strategies/{placement}/choose", response_model=ChooseOut,

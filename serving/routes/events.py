@@ -27,6 +27,7 @@ from schemas.events import (
     MAX_IMPRESSION_ITEMS,
     MAX_LIST,
     MAX_TEXT,
+    PREFERENCE_SECTIONS,
 )
 from schemas.validation import MAX_NUMBER as _MAX_NUMBER
 from schemas.validation import Money, Quantity, Rating
@@ -95,11 +96,20 @@ class BehaviorEventIn(Strict):
     properties: Annotated[dict[Short, Text], Field(max_length=MAX_ATTRIBUTES)] = {}
 
 
+class PriceRange(Strict):
+    min: Money | None = None
+    max: Money | None = None
+
+
 class Preferences(Strict):
     channels: Annotated[dict[Literal[tuple(sorted(CHANNELS))], bool], Field(max_length=MAX_LIST)] = {}  # type: ignore[valid-type]
     categories: Annotated[dict[Short, Annotated[float, Field(ge=-1, le=1)]], Field(max_length=MAX_LIST)] = {}
     blocked_items: Annotated[list[Id], Field(max_length=MAX_IMPRESSION_ITEMS)] = []
     locale: Short | None = None
+    brands: Annotated[dict[Short, Annotated[float, Field(ge=-1, le=1)]], Field(max_length=MAX_LIST)] = {}
+    price_range: PriceRange | None = None
+    replace: Annotated[list[Literal[tuple(sorted(PREFERENCE_SECTIONS))]],  # type: ignore[valid-type]
+                       Field(max_length=len(PREFERENCE_SECTIONS))] = []
 
 
 AttributeValue = (bool | Annotated[int, Field(ge=-_MAX_NUMBER, le=_MAX_NUMBER)]

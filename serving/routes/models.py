@@ -9,6 +9,7 @@ are kept by the stream (format: aura/state/cooccurrence.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -70,20 +71,45 @@ async def versions(state: State, model_id: str = ModelPath) -> list[dict[str, An
     return [v.doc() for v in vs]
 
 
+Epoch = Annotated[int, Field(ge=0, le=253_402_300_799_999)]
+WINDOWED = ("ease", "item_knn", "popularity")  # trained on a time window by jobs/train.py
+
+
 class TrainIn(Strict):
     type: str = "ease"
     lam: Annotated[float, Field(gt=0, le=1e6)] = 500.0
     activate: Annotated[str, Field(max_length=64)] | None = None
+    config: Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[float, Field(allow_inf_nan=False)]],
+                      Field(max_length=16)] = Field(
+        {}, description="Hyperparameters (ease: lambda; item_knn: neighbours; popularity: none)")
+    train_from: Epoch | None = Field(None, description="Train on [train_from, train_to), epoch ms ...")
+    train_to: Epoch | None = None
+    eval_to: Epoch | None = Field(None, description="... and evaluate on [train_to, eval_to): HR@10, NDCG@10, "
+                                                    "coverage@10 in the version's metrics")
 
 
 @router.post("/{model_id}/train", status_code=202, summary="Start a training job (batch models)")
 async def train(state: State, body: TrainIn, model_id: str = ModelPath) -> dict[str, Any]:
-    if body.type not in TRAINABLE or model_id != body.type:
+    windowed = (body.train_from, body.train_to, body.eval_to)
+    if any(w is not None for w in windowed):
+        if None in windowed or not body.train_from < body.train_to < body.eval_to:  # type: ignore[operator]
+            raise HTTPException(422, [{"loc": ["body", "train_to"], "msg": "give train_from < train_to < eval_to",
+                                       "type": "value_error"}])
+        if body.type not in WINDOWED:
+            raise HTTPException(422, f"trained on a window: {list(WINDOWED)}")
+        config = dict(body.config) or ({"lambda": body.lam} if body.type == "ease" else {})
+        argv = [sys.executable, "-m", "jobs.train", model_id, "--type", body.type, "--config", json.dumps(config),
+                "--train-from", str(body.train_from), "--train-to", str(body.train_to),
+                "--eval-to", str(body.eval_to)]
+    elif body.type not in TRAINABLE or model_id != body.type:
         raise HTTPException(422, f"only {sorted(TRAINABLE)} are trained by a job (model id = type); online models "
-                                 "(online_mf, trending, co-occurrence, content) are trained by the stream")
-    argv = [*TRAINABLE[body.type], "--lam", str(body.lam)]
-    if body.activate:
-        argv += ["--activate", body.activate]
+                                 "(online_mf, trending, co-occurrence, content) are trained by the stream; "
+                                 f"{list(WINDOWED)} are trained and evaluated on a time window (train_from, "
+                                 "train_to, eval_to)")
+    else:
+        argv = [*TRAINABLE[body.type], "--lam", str(body.lam)]
+        if body.activate:
+            argv += ["--activate", body.activate]
     log_dir = state.settings.home / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"job-{model_id}.log", "ab")  # noqa: SIM115 - handed to the child process

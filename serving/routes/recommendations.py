@@ -9,19 +9,23 @@ stream folds into per-model CTR (``recs_monitor``). Served lists carry
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from aura import layout
+from aura.configcache import ConfigUnavailable
+from aura.models.registry import STRATEGY_FIELD
 from aura.ranking.blend import METHODS, Diversity, Filters
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
 from aura.state import trending as trending_math
+from aura.state.bandits import strategy_bandit_id
 from schemas.codec import codec
 from schemas.events import InvalidEvent, validate_behavior
 from serving.deps import State
@@ -29,7 +33,9 @@ from serving.fallbacks import STALE_POPULAR, stale_popular
 from serving.handlers import outage_exceptions
 from serving.ingest import IngestError, produce_acknowledged
 from serving.respcache import cached_json
+from serving.routes.bandits import Choice, choose
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 OUTAGES = outage_exceptions()  # Redis/Cassandra/Kafka unreachable: answer the stale popular list
 
@@ -66,8 +72,14 @@ class FiltersIn(Strict):
 
 
 class GenerateIn(Strict):
-    user_id: Id | None = Field(None, description="Omit for an anonymous visitor (cold start from context)")
-    method: Method = "hybrid"
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    user_id: Id | None = Field(None, validation_alias=AliasChoices("user_id", "userId"),
+                               description="Omit for an anonymous visitor (cold start from context); "
+                                           "userId (the seed's name) is accepted too")
+    method: Method | Literal["auto"] | None = Field(None, description=(
+        "The strategy. Omitted: the strategy bandit the placement names (PUT /strategies/{placement}) picks it, "
+        "else hybrid. auto: that bandit, or strategy.<placement> when an admin created it, picks it."))
     limit: Annotated[int, Field(ge=1, le=200)] = 10
     context: ContextIn = ContextIn()
     filters: FiltersIn = FiltersIn()
@@ -79,6 +91,13 @@ class Recommended(BaseModel):
     sources: list[str]
 
 
+class Decision(BaseModel):
+    bandit_id: str
+    decision_id: str = Field(description="Also the list's recommendation_id: its clicks and purchases reward the arm")
+    arm: str
+    explore: bool
+
+
 class RecommendationsOut(BaseModel):
     recommendation_id: str
     user_id: str | None
@@ -86,6 +105,7 @@ class RecommendationsOut(BaseModel):
     strategy: str
     placement: str
     items: list[Recommended]
+    decision: Decision | None = Field(None, description="The strategy bandit's choice, when one picked the method")
 
 
 def recommender(state: Any) -> Recommender:
@@ -103,10 +123,11 @@ def recommender(state: Any) -> Recommender:
     return rec
 
 
-def request_of(body: GenerateIn) -> Request:
+def request_of(body: GenerateIn, method: str | None = None) -> Request:
     f = body.filters
     return Request(
-        user_id=body.user_id, method=body.method, limit=body.limit, placement=body.context.placement,
+        user_id=body.user_id, method=method or (body.method if body.method not in (None, "auto") else "hybrid"),
+        limit=body.limit, placement=body.context.placement,
         context_item=body.context.item_id, preferred_categories=list(body.context.categories),
         filters=Filters(
             exclude_seen=f.exclude_seen, exclude_ids=frozenset(f.exclude_ids),
@@ -122,19 +143,61 @@ async def generate_list(state: Any, body: GenerateIn) -> RecommendationsOut:
     return await recommend(state, request_of(body))
 
 
+async def pick_strategy(state: Any, body: GenerateIn, response: Response) -> Choice | None:
+    """The strategy bandit's choice for this request, recorded as a bandit decision. None: the request
+    names its method, has no user, or (no method) its placement names no bandit (``PUT
+    /strategies/{placement}``); ``auto`` uses the placement's bandit, else ``strategy.<placement>``
+    when an admin created it (a request never creates one). When the bandit cannot be read or the
+    decision recorded, hybrid is served (``X-Aura-Degraded: strategy-bandit``; a Redis outage without
+    a method: silently, the list itself degrades)."""
+    if body.method not in (None, "auto") or not body.user_id:
+        return None
+    placement = body.context.placement
+    try:
+        named = await state.redis.hget(state.keys.recs_placement(placement), STRATEGY_FIELD)
+    except OUTAGES:
+        if body.method is None:
+            return None
+        named = None
+    try:
+        if named:
+            choice = await choose(state, named, body.user_id, {"device": body.context.device or ""}, list(METHODS),
+                                  placement)
+            if choice is not None:
+                return choice
+        if body.method == "auto":  # the placement's strategy.<placement> bandit, if an admin created one
+            return await choose(state, strategy_bandit_id(placement), body.user_id,
+                                {"device": body.context.device or ""}, list(METHODS), placement)
+        return None
+    except (ConfigUnavailable, *OUTAGES) as exc:
+        reason: Any = exc
+    except HTTPException as exc:
+        if exc.status_code != 503:
+            raise
+        reason = exc.detail
+    response.headers["X-Aura-Degraded"] = "strategy-bandit"
+    log.warning("strategy bandit of %r unavailable, serving hybrid: %s", placement, reason)
+    return None
+
+
 def request_id() -> str:
     """16 hex digits naming one served list (64 random bits: unique enough to join impressions and
     clicks; not a secret, so the process's PRNG, seeded per process, instead of a syscall per request)."""
     return f"{random.getrandbits(64):016x}"
 
 
-async def recommend(state: Any, req: Request) -> RecommendationsOut:
+async def recommend(state: Any, req: Request, decision: Choice | None = None) -> RecommendationsOut:
     result = await recommender(state).recommend(req)  # also reads the placement's active model (same pipeline)
     model = (f"hybrid+{result.model}" if result.model else "hybrid:0") if req.method == "hybrid" else f"{req.method}:0"
-    return RecommendationsOut.model_validate({  # (one validation call for the whole answer)
+    doc: dict[str, Any] = {  # (one validation call for the whole answer)
         "recommendation_id": f"{model}:{request_id()}", "user_id": req.user_id, "method": req.method,
         "strategy": result.strategy, "placement": req.placement,
-        "items": [{"item_id": i, "score": round(s, 6), "sources": w} for i, s, w in result.items]})
+        "items": [{"item_id": i, "score": round(s, 6), "sources": w} for i, s, w in result.items]}
+    if decision is not None:
+        doc["recommendation_id"] = decision.decision_id  # clicks and purchases on the list reward the arm
+        doc["decision"] = {"bandit_id": decision.bandit_id, "decision_id": decision.decision_id,
+                           "arm": decision.arm, "explore": decision.explore}
+    return RecommendationsOut.model_validate(doc)
 
 
 def stale_list(state: Any, response: Response, body: GenerateIn) -> RecommendationsOut:
@@ -142,7 +205,7 @@ def stale_list(state: Any, response: Response, body: GenerateIn) -> Recommendati
     marked ``X-Aura-Degraded: stale-popular``, instead of an error."""
     items = stale_popular(state.popular, response, body.limit)
     return RecommendationsOut(
-        recommendation_id=f"{STALE_POPULAR}:0:{request_id()}", user_id=body.user_id, method=body.method,
+        recommendation_id=f"{STALE_POPULAR}:0:{request_id()}", user_id=body.user_id, method=body.method or "hybrid",
         strategy=STALE_POPULAR, placement=body.context.placement,
         items=[Recommended(item_id=i["item_id"], score=round(float(i["score"]), 6), sources=["popular"])
                for i in items])
@@ -150,8 +213,9 @@ def stale_list(state: Any, response: Response, body: GenerateIn) -> Recommendati
 
 @router.post("/generate", response_model=RecommendationsOut, summary="Recommendations for a user or a context")
 async def generate(state: State, body: GenerateIn, response: Response) -> RecommendationsOut:
+    decision = await pick_strategy(state, body, response)
     try:
-        return await generate_list(state, body)
+        return await recommend(state, request_of(body, decision.arm if decision else None), decision)
     except OUTAGES:
         return stale_list(state, response, body)
 

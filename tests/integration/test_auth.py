@@ -84,6 +84,10 @@ def test_get_routes_never_need_more_than_read_unless_admin_only(client):
     assert scopes[("POST", "/v1/events")] == EVENTS
     assert scopes[("POST", "/v1/catalog/items")] == ADMIN
     assert scopes[("GET", "/v1/stats")] == ADMIN
+    assert scopes[("POST", "/v1/profiles")] == EVENTS and scopes[("DELETE", "/v1/profiles/zz-auth-check")] == ADMIN
+    assert scopes[("PUT", "/v1/profiles/zz-auth-check/preferences")] == EVENTS
+    assert scopes[("POST", "/v1/segments")] == ADMIN and scopes[("POST", "/v1/content")] == ADMIN
+    assert scopes[("POST", "/v1/content/recommend")] == READ
 
 
 def test_malformed_unknown_and_revoked_keys_get_401(client, api_key, key_store):

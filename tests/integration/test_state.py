@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Consumer
@@ -40,8 +41,9 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
            experiment_id="X", variant_id="B")
     behave(anon, "recommendation_click", "i1", 1, context=ctx, recommendation_id="rec1", experiment_id="X",
            variant_id="B")
-    behave(anon, "view", "i1", 2, context={"page": "product", "session_id": "s1"})
-    behave(anon, "add_to_cart", "i1", 3, context={"page": "product", "session_id": "s1"})
+    dev = {"device": "Mobile", "channel": "web"}  # counted lower-case, per funnel step (conversion)
+    behave(anon, "view", "i1", 2, context={"page": "product", "session_id": "s1", **dev})
+    behave(anon, "add_to_cart", "i1", 3, context={"page": "product", "session_id": "s1", **dev})
     behave(known, "view", "i2", -100_000)  # earlier than the anonymous session
     prod.send_identity({"event_id": f"{tag}-id1", "event_type": "create", "user_id": known, "event_time": now,
                         "attributes": {"name": "Kim", "tier": 2}})
@@ -62,7 +64,7 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
                         "event_time": now + 5})
     assert prod.flush().failed == 0
     wait_for(lambda: api_client.get(f"/v1/profiles/{anon}").status_code == 404, what="anonymous id merged away")
-    behave(anon, "purchase", "i1", 6, context={"page": "checkout", "session_id": "s1"},
+    behave(anon, "purchase", "i1", 6, context={"page": "checkout", "session_id": "s1", **dev},
            order={"order_id": f"o-{tag}", "currency": "USD",
                   "lines": [{"item_id": "i1", "quantity": 2, "unit_price": 300.0}]})
     prod.send_raw(known.encode(), b"\x01not avro", layout.topic(s, layout.IDENTITY))
@@ -101,6 +103,26 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
     paths = api_client.get("/v1/analytics/journeys", params={**q, "grain": "day"}).json()["journeys"]
     assert {"path": ["homepage", "product", "checkout"], "sessions": 1} in paths
     assert api_client.get("/v1/analytics/revenue", params={**q, "from": q["to"]}).status_code == 422
+    conv = api_client.get("/v1/analytics/conversion", params=q).json()
+    assert [(st["name"], st["users"]) for st in conv["steps"]] == [("view", 2), ("add_to_cart", 1), ("purchase", 1)]
+    assert conv["overall"] == 0.5
+    assert conv["by_device"] == {"mobile": {"view": 1, "add_to_cart": 1, "purchase": 1, "conversion": 1.0}}
+    assert conv["by_channel"] == {"web": {"view": 1, "add_to_cart": 1, "purchase": 1, "conversion": 1.0}}
+    assert conv["by_placement"] == [{"placement": "homepage", "impressions": 1, "clicks": 1, "ctr": 1.0,
+                                     "attributed_orders": 1, "attributed_revenue": 600.0, "conversion": 1.0}]
+    assert conv["by_experiment"][0].items() >= {"experiment_id": "X", "variant_id": "B", "orders": 1,
+                                                 "clicks": 1, "conversion": 1.0}.items()
+    # the same window as a timeframe, and with ISO dates
+    iso = {"grain": "hour", "from": datetime.fromtimestamp((now - 3_600_000) / 1000, UTC).isoformat(),
+           "to": datetime.fromtimestamp((now + 3_600_000) / 1000, UTC).isoformat()}
+    for other in ({"grain": "hour", "timeframe": "2h", "to": now + 3_600_000}, iso):
+        again = api_client.get("/v1/analytics/conversion", params=other)
+        assert again.status_code == 200, again.text
+        assert again.json()["steps"] == conv["steps"] and again.json()["by_placement"] == conv["by_placement"]
+    assert api_client.get("/v1/analytics/revenue", params={"timeframe": "30d"}).json()["grain"] == "hour"
+    assert api_client.get("/v1/analytics/revenue", params={"timeframe": "200d"}).json()["grain"] == "day"
+    for bad in ({"from": "yesterday"}, {"timeframe": "30x"}, {"timeframe": "2d", "from": now}):
+        assert api_client.get("/v1/analytics/conversion", params=bad).status_code == 422, bad
 
     # the aggregate topics and the durable snapshot
     def published():

@@ -66,3 +66,21 @@ def test_scripted_incidents_change_the_traffic_they_target():
     by_id = {it.item_id: it for it in shop.items}
     hit = [ln for ln in lines if by_id[ln["item_id"]].category == price.target]
     assert hit and all(ln["unit_price"] == round(by_id[ln["item_id"]].price * price.size, 2) for ln in hit)
+
+
+def test_the_demo_configuration_is_valid_and_covers_what_its_traffic_refers_to():
+    from aura.demo import DEMO_CONFIG, PLACEMENTS
+    from aura.state.bandits import STRATEGIES, validate_bandit
+    from aura.state.experiments import validate_experiment
+    from aura.state.rules import validate_rule
+    from aura.state.segments import validate_segment
+
+    validators = {"experiments": validate_experiment, "rules": validate_rule, "segments": validate_segment,
+                  "bandits": validate_bandit}
+    docs = {kind: doc for kind, _t, _c, doc in DEMO_CONFIG}
+    for kind, doc in docs.items():
+        validators[kind](doc)
+    experiments = {(ev.get("experiment_id"), ev.get("variant_id")) for ev in _take(5, 3000)} - {(None, None)}
+    assert {e for e, _v in experiments} == {docs["experiments"]["id"]}
+    assert {v for _e, v in experiments} <= {v["id"] for v in docs["experiments"]["variants"]}
+    assert docs["bandits"]["placement"] in PLACEMENTS and set(docs["bandits"]["arms"]) <= set(STRATEGIES)

@@ -244,3 +244,16 @@ def test_split_by_lateness_in_arrival_order():
 
 def test_invalid_event_is_an_aura_error_and_still_a_value_error():
     assert issubclass(InvalidEvent, AuraError) and issubclass(InvalidEvent, ValueError)
+
+
+@pytest.mark.parametrize("prefs, field", [
+    ({"brands": {"acme": 2.0}}, "preferences.brands"),
+    ({"price_range": {"min": 50.0, "max": 10.0}}, "preferences.price_range"),
+    ({"price_range": {"min": float("nan")}}, "preferences.price_range.min"),
+    ({"price_range": {"max": -1.0}}, "preferences.price_range.max"),
+    ({"replace": ["categories", "everything"]}, "preferences.replace"),
+])
+def test_bad_brand_price_range_and_replace_preferences_are_refused(prefs, field):
+    with pytest.raises(InvalidEvent) as info:
+        validate_identity(identity(event_type="preferences", attributes={}, preferences=prefs), NOW)
+    assert info.value.reason == "bad_preference" and info.value.field == field

@@ -130,6 +130,7 @@ def avro_records(node: Any, out: dict[str, list[str]]) -> dict[str, list[str]]:
     ("behavior_event", {"BehaviorEvent": models.BehaviorEventIn, "EventContext": models.Context,
                         "Order": models.Order, "LineItem": models.LineItem}),
     ("identity_event", {"IdentityEvent": models.IdentityEventIn, "Preferences": models.Preferences,
+                        "PriceRange": models.PriceRange,
                         "EventContext": models.Context}),
     ("catalog_item", {"CatalogItemEvent": models.CatalogItemIn, "Item": models.ItemIn}),
 ])

@@ -52,3 +52,10 @@ def test_the_record_starts_with_the_availability():
     # SIMILAR_LUA keeps an item when its record starts with "1|" (aura/ranking/scripts.py)
     assert filter_record({"categories": ["1|"]}).startswith("1|")
     assert filter_record({"stock": 0, "categories": ["1|"]}).startswith("0|")
+
+
+@pytest.mark.parametrize("brand, want", [("Acme", "Acme"), ("A|c\x1em\x1fe", "A|cme"), ("", None), (None, None)])
+def test_brand_round_trips_and_old_records_have_none(brand, want):
+    got = parse_filter_record(filter_record({"categories": ["a|b"], "brand": brand, "price": 1.0}))
+    assert got["categories"] == ["a|b"] and got.get("brand") == want
+    assert "brand" not in parse_filter_record("1|2.0|books")

@@ -17,6 +17,8 @@ from aura.state.rules import (
     validate_rule,
     with_time,
 )
+from schemas.events import Identity
+from streams.identity import apply_identity
 
 NOW = 1_790_000_000_000  # 2026-09-21 (a Monday) 14:13:20 UTC
 
@@ -155,3 +157,20 @@ def test_helpers():
     assert holds(None, {}, frozenset(), {})
     fields = profile_fields({"count.view": "3", "_off": "9"}, {"x:country": "FR", "ltv": "12.5"})
     assert fields == {"count.view": 3.0, "x:country": "FR", "country": "FR", "ltv": 12.5}
+
+
+def test_identity_attributes_as_the_identity_agent_stores_them_compare_typed():
+    """The docs' example (``profile.country equals "US"``) over the hash streams/identity.py writes."""
+    attrs = apply_identity({}, Identity("e", "create", "u", 1, attributes={
+        "country": "US", "age": 31, "vip": True, "plan": "3"}))
+    attrs = apply_identity(attrs, Identity("e2", "preferences", "u", 2, preferences={"categories": {"books": 1.0}}))
+    fields = profile_fields({"ltv": "5"}, attrs)
+    assert fields["country"] == "US" and fields["x:country"] == "US" and fields["age"] == 31
+    for c, want in [(cond("profile.country", "equals", "US"), True),
+                    (cond("profile.country", "not_equals", "US"), False),
+                    (cond("profile.country", "in", ["FR", "US"]), True), (cond("profile.age", "gte", 30), True),
+                    (cond("profile.vip", "equals", True), True), (cond("profile.plan", "equals", "3"), True),
+                    (cond("profile.categories", "contains", "books"), True),
+                    (cond("profile.country", "contains", "U"), True)]:
+        assert run(c, fields) is want, c
+    assert profile_fields({"x:legacy": "not json"})["legacy"] == "not json"

@@ -46,3 +46,20 @@ def test_merge_sums_history_unites_fences_and_keeps_the_newer_session():
     assert m.aff_t == 300 and 2.9 < m.aff["brand:a"] <= 3.0  # float32 (stored form)
     assert m.segments == ["buyer"]
     assert known.counts == {"view": 2}  # inputs untouched
+
+
+def test_brands_and_price_range_merge_and_replace_clears_a_section():
+    a = apply_identity({}, ident("preferences", preferences={"brands": {"acme": 1.0}, "price_range": {"min": 10.0},
+                                                            "categories": {"books": 1.0}, "blocked_items": ["i1"]}))
+    a = apply_identity(a, ident("preferences", preferences={"brands": {"zeta": -1.0},
+                                                            "price_range": {"min": 20.0, "max": 90.0}}))
+    _attrs, prefs = parse_attrs(a)
+    assert prefs["brands"] == {"acme": 1.0, "zeta": -1.0}
+    assert prefs["price_range"] == {"min": 20.0, "max": 90.0}
+    # replace: the named sections are exactly what the event carries (empty: cleared); others are kept
+    a = apply_identity(a, ident("preferences", preferences={
+        "categories": {"toys": 0.5}, "replace": ["categories", "blocked_items", "price_range", "brands"]}))
+    _attrs, prefs = parse_attrs(a)
+    assert prefs["categories"] == {"toys": 0.5}
+    assert "blocked_items" not in prefs and "price_range" not in prefs and "brands" not in prefs
+    assert prefs["channels"] == {}

@@ -36,7 +36,7 @@ import faust
 
 from aura.state import segments as segment_rules
 from aura.state.profile_codec import next_version
-from aura.state.profiles import Profile, ProfileConfig, segment_view
+from aura.state.profiles import Profile, ProfileConfig, idle_stage, segment_view
 from streams.profiles import ProfileStore, lua_args
 from streams.runtime import Owner, Resources
 from streams.segments import LiveRules
@@ -50,18 +50,6 @@ class SweepResult:
     scanned: int = 0
     changed: int = 0
     conflicts: int = 0
-
-
-def idle_stage(p: Profile, now_ms: int, cfg: ProfileConfig) -> str:
-    """"churned", "at-risk" or "" (not idle) for ``p`` as of ``now_ms``."""
-    if p.last_seen is None:
-        return ""
-    idle = now_ms - p.last_seen
-    if idle > cfg.churn_ms:
-        return "churned"
-    if idle > cfg.at_risk_ms:
-        return "at-risk"
-    return ""
 
 
 def sweep_user(p: Profile, now_ms: int, cfg: ProfileConfig) -> bool:

@@ -145,16 +145,23 @@ def price_band(price: float, bands: tuple[float, ...]) -> str:
     return f"{lo}-{bands[i]:g}" if i < len(bands) else f"{lo}+"
 
 
-def lifecycle(p: Profile, now_ms: int, cfg: ProfileConfig) -> str:
-    """The stage as of ``now_ms``: time without events turns a stored stage into at-risk or churned."""
+def idle_stage(p: Profile, now_ms: int, cfg: ProfileConfig) -> str:
+    """"churned", "at-risk" or "" (not idle, or never seen) for ``p`` as of ``now_ms``."""
     if p.last_seen is None:
-        return "unknown"
+        return ""
     idle = now_ms - p.last_seen
     if idle > cfg.churn_ms:
         return "churned"
     if idle > cfg.at_risk_ms:
         return "at-risk"
-    return p.stage or "new"
+    return ""
+
+
+def lifecycle(p: Profile, now_ms: int, cfg: ProfileConfig) -> str:
+    """The stage as of ``now_ms``: time without events turns a stored stage into at-risk or churned."""
+    if p.last_seen is None:
+        return "unknown"
+    return idle_stage(p, now_ms, cfg) or p.stage or "new"
 
 
 def segment_view(p: Profile, cfg: ProfileConfig, now_ms: int | None = None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from aura.errors import AuraError
+from aura.errors import DefinitionError
 
 POLICIES = ("thompson", "ucb1", "epsilon_greedy", "linucb")
 BANDIT_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")  # no ':' (the decision id separator)
@@ -44,12 +44,8 @@ DEFAULT_PARAMS: dict[str, dict[str, float]] = {
 STRATEGIES = ("hybrid", "collaborative", "content", "trending", "popular")
 
 
-class BanditError(AuraError, ValueError):
+class BanditError(DefinitionError):
     """A bandit configuration that cannot be accepted; ``errors`` like RuleError."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aura.errors import AuraError
+from aura.errors import DefinitionError
 from aura.state.rules import Condition, Group, parse_condition
 from schemas.events import BEHAVIOR_TYPES
 
@@ -48,12 +48,8 @@ KNOWN = {"id", "name", "description", "channel", "status", "audience", "trigger"
          *(f"{s}_at" for s in STATUSES)}
 
 
-class CampaignError(AuraError, ValueError):
+class CampaignError(DefinitionError):
     """A campaign document or transition that cannot be accepted; ``errors`` lists ``{"loc", "msg"}``."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from aura.errors import AuraError
+from aura.errors import DefinitionError
 from aura.state.rules import Condition, Group, holds, parse_condition
 
 STATUSES = ("draft", "running", "paused", "stopped", "winner")
@@ -43,12 +43,8 @@ SRM_ALPHA = 0.001  # GrowthBook's default threshold for a sample-ratio mismatch
 DEFAULT_CONVERSIONS = ("purchase",)
 
 
-class ExperimentError(AuraError, ValueError):
+class ExperimentError(DefinitionError):
     """An experiment document or transition that cannot be accepted; ``errors`` like RuleError."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)

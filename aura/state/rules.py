@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aura.errors import AuraError
+from aura.errors import DefinitionError
 
 CHANNELS = ("web", "email", "mobile")
 CONTEXT_FIELDS = frozenset({"page", "placement", "device", "channel", "locale", "referrer", "time", "hour",
@@ -44,12 +44,8 @@ MAX_LIST = 1000
 Scalar = str | int | float | bool
 
 
-class RuleError(AuraError, ValueError):
+class RuleError(DefinitionError):
     """A rule document that cannot be accepted; ``errors`` lists ``{"loc": [...], "msg": ...}``."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
-        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The ``aura`` command: stack, migrate, worker, api, demo, run, schema, job, keys, agg, mail.
+"""The ``aura`` command: stack, migrate, worker, api, demo, run, schema, job, import, keys, agg, mail.
 
 The one module of aura/ that may import streams/, serving/, jobs/ and infra/: it is the entry point
 that starts them. Each subcommand imports what it needs inside its function, so a command loads
@@ -288,6 +288,13 @@ def cmd_job(args: argparse.Namespace) -> int:
     return jobs[args.job](args.job_args) if args.job in jobs else 2
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """``aura import [events|catalog] FILE``: a shop's history produced through the real intake."""
+    from jobs.importrun import command
+
+    return command(get_settings(), args)
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     """API keys: ``aura keys create --scope read --name x``, ``list``, ``revoke ID``."""
     from aura import bootstrap
@@ -417,6 +424,30 @@ def build_parser() -> argparse.ArgumentParser:
     jb.add_argument("job", choices=["ease", "train"])
     jb.add_argument("job_args", nargs=argparse.REMAINDER, help="--resume ID, --activate P, --every S, --no-eval")
     jb.set_defaults(func=cmd_job)
+    im = sub.add_parser("import", help="bring a shop's history in: import [events|catalog] FILE (CSV, JSON lines, "
+                                       "Parquet with pyarrow) through Kafka; resumable; see docs/events.md")
+    im.add_argument("target", nargs="+", metavar="[events|catalog] FILE")
+    im.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: from the file name")
+    im.add_argument("--user-col", default="user_id")
+    im.add_argument("--item-col", default="item_id")
+    im.add_argument("--type-col", help="column of the event type (view, purchase, rating, ...)")
+    im.add_argument("--default-type", help="type of rows without one (all rows, without --type-col)")
+    im.add_argument("--time-col", default="timestamp", help="catalog: optional (default: now)")
+    im.add_argument("--time-unit", choices=["auto", "s", "ms", "iso"], default="auto",
+                    help="epoch seconds, milliseconds or ISO-8601 (auto: by magnitude, else ISO)")
+    im.add_argument("--value-col", help="rating or numeric value")
+    im.add_argument("--event-id-col", help="default: a deterministic id from the row content")
+    im.add_argument("--title-col", default="title", help="catalog")
+    im.add_argument("--categories-col", default="categories", help="catalog; values split on --category-sep")
+    im.add_argument("--category-sep", default="|")
+    im.add_argument("--price-col", default="price", help="catalog")
+    im.add_argument("--brand-col", default="brand", help="catalog")
+    im.add_argument("--meta-col", action="append", help="catalog: a column kept as metadata (repeatable)")
+    im.add_argument("--strict", action="store_true", help="refuse the file (exit 2, nothing produced) if a row is bad")
+    im.add_argument("--restart", action="store_true", help="ignore the checkpoint and start from the first row")
+    im.add_argument("--chunk", type=int, default=5000, help="rows per acknowledged checkpoint")
+    im.add_argument("--stop-after", type=int, help="stop after producing N rows (resume later)")
+    im.set_defaults(func=cmd_import)
     ky = sub.add_parser("keys", help="API keys: create --scope S [--scope S2] --name N [--rate R --burst B], "
                                      "list, revoke ID")
     ky.add_argument("action", choices=["create", "list", "revoke"])

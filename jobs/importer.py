@@ -136,6 +136,10 @@ class ColumnMap:
     time_unit: str = "auto"
     value_col: str | None = None
     event_id_col: str | None = None
+    # purchases: each row is one order of one line (price x quantity); price_col is shared with catalog
+    quantity_col: str | None = None
+    order_col: str | None = None
+    currency: str = "USD"
     # catalog
     title_col: str = "title"
     categories_col: str | None = "categories"
@@ -212,8 +216,37 @@ def to_behavior(row: Row, cmap: ColumnMap) -> dict[str, Any]:
         if not math.isfinite(value):
             raise RowError(row.line, "bad_value", f"{cmap.value_col}={raw_value[:40]!r} is not finite")
     event_id = _text(row, cmap.event_id_col, True, "event_id") if cmap.event_id_col else row_event_id(row, "behavior")
-    return {"event_id": event_id, "event_type": etype, "user_id": user, "item_id": item,
-            "event_time": event_time, "value": value, "context": {}, "properties": {"source": "import"}}
+    event = {"event_id": event_id, "event_type": etype, "user_id": user, "item_id": item,
+             "event_time": event_time, "value": value, "context": {}, "properties": {"source": "import"}}
+    if etype == "purchase":
+        event["order"] = _order(row, cmap, item, event_id)
+    return event
+
+
+def _number(row: Row, col: str | None, what: str, default: float | None = None) -> float:
+    raw = _text(row, col, default is None, what)
+    if raw is None:
+        return float(default)  # type: ignore[arg-type]
+    try:
+        number = float(raw)
+    except ValueError:
+        raise RowError(row.line, f"bad_{what}", f"{col}={raw[:40]!r} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise RowError(row.line, f"bad_{what}", f"{col}={raw[:40]!r}")
+    return number
+
+
+def _order(row: Row, cmap: ColumnMap, item: str | None, event_id: str) -> dict[str, Any]:
+    """A purchase row's order: one line of ``item`` at the price column's price, quantity column (1)."""
+    if item is None:
+        raise RowError(row.line, "missing_item", f"a purchase needs column {cmap.item_col!r}")
+    price = _number(row, cmap.price_col, "price")
+    quantity = _number(row, cmap.quantity_col, "quantity", 1.0) if cmap.quantity_col else 1.0
+    if not quantity.is_integer():
+        raise RowError(row.line, "bad_quantity", f"{cmap.quantity_col}={quantity} is not a whole number")
+    order_id = _text(row, cmap.order_col, False, "order") if cmap.order_col else None
+    return {"order_id": order_id or event_id, "currency": cmap.currency,
+            "lines": [{"item_id": item, "quantity": int(quantity), "unit_price": price}]}
 
 
 def to_catalog(row: Row, cmap: ColumnMap, default_time_ms: int) -> dict[str, Any]:

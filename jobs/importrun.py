@@ -186,7 +186,8 @@ def command(s: Settings, args: argparse.Namespace) -> int:
         return 2
     cmap = ColumnMap(user_col=args.user_col, item_col=args.item_col, type_col=args.type_col,
                      default_type=args.default_type, time_col=args.time_col, time_unit=args.time_unit,
-                     value_col=args.value_col, event_id_col=args.event_id_col, title_col=args.title_col,
+                     value_col=args.value_col, event_id_col=args.event_id_col, quantity_col=args.quantity_col,
+                     order_col=args.order_col, currency=args.currency, title_col=args.title_col,
                      categories_col=args.categories_col, category_sep=args.category_sep, price_col=args.price_col,
                      brand_col=args.brand_col, extra=tuple(args.meta_col or ()))
     if kind == "events" and not args.type_col and not args.default_type:

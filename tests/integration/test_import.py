@@ -28,7 +28,7 @@ from tests.conftest import wait_for
 pytestmark = [pytest.mark.integration]
 
 N_GOOD = 300
-TYPES = ("view", "view", "add_to_cart", "rating")
+TYPES = ("view", "view", "add_to_cart", "rating", "purchase")
 
 
 def fixture_rows(now_s: int) -> tuple[list[dict[str, Any]], list[list[str]]]:
@@ -40,16 +40,23 @@ def fixture_rows(now_s: int) -> tuple[list[dict[str, Any]], list[list[str]]]:
         etype = TYPES[i % len(TYPES)]
         value = float(1 + i % 5) if etype == "rating" else None
         user, item = f"u{i % 23}", f"i{(i * 7) % 41}"
-        good.append({"event_id": uuid.uuid4().hex, "event_type": etype, "user_id": user, "item_id": item,
-                     "event_time": t * 1000, "value": value, "context": {}, "properties": {"source": "import"}})
+        price, order = (f"{5 + i % 9}.25", f"o{i}") if etype == "purchase" else ("", "")
+        ev = {"event_id": uuid.uuid4().hex, "event_type": etype, "user_id": user, "item_id": item,
+              "event_time": t * 1000, "value": value, "context": {}, "properties": {"source": "import"}}
+        if etype == "purchase":
+            ev["order"] = {"order_id": order, "currency": "EUR",
+                           "lines": [{"item_id": item, "quantity": 1 + i % 3, "unit_price": float(price)}]}
+        good.append(ev)
         iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-        rows.append([user, item, etype, str(t) if i % 2 else iso, "" if value is None else f"{value:g}"])
+        rows.append([user, item, etype, str(t) if i % 2 else iso, "" if value is None else f"{value:g}", price,
+                     str(1 + i % 3) if order else "", order])
         if i % 60 == 13:  # bad rows: no user, a time that is no time, an unknown type, a non-number, too old
-            rows.append(["", item, "view", str(t), ""])
-            rows.append([user, item, "view", "last tuesday", ""])
-            rows.append([user, item, "teleport", str(t), ""])
-            rows.append([user, item, "rating", str(t), "five"])
-            rows.append([user, item, "view", str(t - 900 * 86400), ""])
+            rows.append(["", item, "view", str(t), "", "", "", ""])
+            rows.append([user, item, "view", "last tuesday", "", "", "", ""])
+            rows.append([user, item, "teleport", str(t), "", "", "", ""])
+            rows.append([user, item, "rating", str(t), "five", "", "", ""])
+            rows.append([user, item, "view", str(t - 900 * 86400), "", "", "", ""])
+            rows.append([user, item, "purchase", str(t), "", "", "1", "o-free"])  # a purchase without a price
     return good, rows
 
 
@@ -112,14 +119,14 @@ def test_import_builds_the_state_the_stream_builds(isolated, second, worker_fact
     src = tmp_path / "history.csv"
     with open(src, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["customer", "sku", "kind", "at", "stars"])
+        w.writerow(["customer", "sku", "kind", "at", "stars", "price", "qty", "order"])
         w.writerows(rows)
     flags = ["--user-col", "customer", "--item-col", "sku", "--type-col", "kind", "--time-col", "at",
-             "--value-col", "stars"]
+             "--value-col", "stars", "--quantity-col", "qty", "--order-col", "order", "--currency", "EUR"]
 
     strict = run_cli(isolated, str(src), *flags, "--strict")
     assert strict.returncode == 2, strict.stdout + strict.stderr
-    assert "25 bad rows; nothing produced" in strict.stdout
+    assert "30 bad rows; nothing produced" in strict.stdout
     assert "line 16: missing_user" in strict.stderr
     assert end_offsets(isolated) == 0
 
@@ -139,7 +146,8 @@ def test_import_builds_the_state_the_stream_builds(isolated, second, worker_fact
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resumed after line" in resumed.stdout
     skipped = [ln for ln in (first.stderr + resumed.stderr).splitlines() if "skipped line" in ln]
-    assert len(skipped) == 25 and any("event_time_too_old" in ln for ln in skipped), skipped
+    reasons = {ln.split(": ")[1] for ln in skipped}
+    assert len(skipped) == 30 and {"event_time_too_old", "missing_price", "unknown_event_type"} <= reasons, skipped
     again = run_cli(isolated, str(src), *flags, "--restart")
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"imported {N_GOOD} events rows" in again.stdout

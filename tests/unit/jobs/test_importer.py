@@ -236,3 +236,19 @@ def test_catalog_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     report = run_import(events, src, "catalog", ColumnMap(), err=io.StringIO())
     assert report.produced == 1 and [(e.line, e.reason) for e in report.bad] == [(2, "missing_title")]
     assert raw.sent[0][0] == "tunit.catalog.items" and raw.sent[0][1] == b"i1"
+
+
+def test_purchase_rows_are_one_line_orders() -> None:
+    cmap = ColumnMap(type_col="t", quantity_col="q", order_col="o", currency="EUR")
+    ev = to_behavior(Row(2, {"user_id": "u", "item_id": "i", "t": "purchase", "timestamp": "1", "price": "9.5",
+                             "q": "2", "o": "ord-1"}), cmap)
+    assert ev["order"] == {"order_id": "ord-1", "currency": "EUR",
+                           "lines": [{"item_id": "i", "quantity": 2, "unit_price": 9.5}]}
+    plain = to_behavior(Row(2, {"user_id": "u", "item_id": "i", "t": "purchase", "timestamp": "1", "price": "3"}),
+                        ColumnMap(type_col="t"))
+    assert plain["order"]["order_id"] == plain["event_id"] and plain["order"]["lines"][0]["quantity"] == 1
+    for fields, reason in (({"price": ""}, "missing_price"), ({"price": "x"}, "bad_price"),
+                           ({"price": "1", "q": "1.5"}, "bad_quantity"), ({"price": "1", "item_id": ""},
+                                                                          "missing_item")):
+        with pytest.raises(RowError, match=reason):
+            to_behavior(Row(5, {"user_id": "u", "item_id": "i", "t": "purchase", "timestamp": "1", **fields}), cmap)

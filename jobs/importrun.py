@@ -57,11 +57,12 @@ class ImportReport:
     last_line: int = 0            # the checkpoint after this run
     failed: int = 0               # deliveries Kafka refused
     stopped: bool = False         # stopped early (stop_after or interrupt); resume to continue
+    interrupted: bool = False     # Ctrl-C / SIGINT: what was produced is acknowledged and checkpointed
     elapsed_s: float = 0.0
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed else 130 if self.interrupted else 0
 
 
 def encode_row(events: EventProducer, kind: str, row: Row, cmap: ColumnMap, now_ms: int) -> tuple[str, bytes, bytes]:
@@ -160,7 +161,7 @@ def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
                 header = 1 if fmt == "csv" else 0
                 progress(progress_line(line - header, total, now - t0, report.bad_count, report.rows))
     except KeyboardInterrupt:
-        report.stopped = True
+        report.stopped = report.interrupted = True
     if not report.failed:
         commit()
     report.elapsed_s = time.monotonic() - t0

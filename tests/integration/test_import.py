@@ -174,3 +174,23 @@ def test_import_builds_the_state_the_stream_builds(isolated, second, worker_fact
         live_redis.close()
     assert got[0] == expected[0] and got[1] == expected[1]
     assert int(redis_client.hget(intake, "accepted")) == N_GOOD  # resume and re-run counted nothing twice
+
+
+def test_catalog_import_upserts_items(isolated, worker_factory, redis_client, tmp_path: Path):
+    src = tmp_path / "products.jsonl"
+    src.write_text('{"sku": "k1", "title": "Chef knife", "path": "home/kitchen", "price": "49.9", "color": "red"}\n'
+                   '{"sku": "k2", "path": "home"}\n'
+                   'not json\n'
+                   '{"sku": "k3", "title": "Board", "price": 12}\n')
+    worker_factory()
+    out = run_cli(isolated, "catalog", str(src), "--item-col", "sku", "--categories-col", "path",
+                  "--category-sep", "/", "--meta-col", "color")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "imported 2 catalog rows" in out.stdout and "skipped 2 bad rows" in out.stdout
+    assert "line 2: missing_title" in out.stderr and "line 3: bad_json" in out.stderr
+    keys = RedisKeys(isolated.redis.prefix)
+    meta = wait_for(lambda: redis_client.hgetall(keys.recs_item_meta("k1")), timeout=90, what="item k1")
+    assert meta["title"] == "Chef knife" and meta["categories"] == '["home", "kitchen"]'
+    assert meta["metadata"] == '{"color": "red"}' and float(meta["price"]) == 49.9
+    assert wait_for(lambda: redis_client.hget(keys.recs_item_meta("k3"), "title"), timeout=90) == "Board"
+    assert not redis_client.exists(keys.recs_item_meta("k2"))

@@ -252,3 +252,21 @@ def test_purchase_rows_are_one_line_orders() -> None:
                                                                           "missing_item")):
         with pytest.raises(RowError, match=reason):
             to_behavior(Row(5, {"user_id": "u", "item_id": "i", "t": "purchase", "timestamp": "1", **fields}), cmap)
+
+
+def test_ctrl_c_checkpoints_what_was_acknowledged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("time.time", lambda: NOW_S)
+    src = history(tmp_path)
+    events, raw = importer()
+    real = raw.produce
+
+    def produce(*a: Any, **kw: Any) -> None:
+        if len(raw.sent) == 15:
+            raise KeyboardInterrupt
+        real(*a, **kw)
+
+    monkeypatch.setattr(raw, "produce", produce)
+    report = run_import(events, src, "events", ColumnMap(type_col="event_type", value_col="rating"), chunk=10,
+                        err=io.StringIO())
+    assert report.interrupted and report.exit_code == 130 and report.produced == 15
+    assert load_checkpoint(checkpoint_path(src, "events"), src) == report.last_line == 17  # 15 good + header + line 11

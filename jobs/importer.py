@@ -4,7 +4,7 @@ Owns the pure part of ``aura import``: row readers that keep each row's line num
 mapping of a row to a behavior or catalog event, deterministic event ids from a row's content (so
 that a re-run or a resumed run is deduplicated by the intake's event-id dedup instead of counted
 twice), the checkpoint file of a resumable import and the progress line. Producing is the caller's
-(aura/cli.py with aura/producer.py), so the events go through the real intake: schema validation,
+(aura/cli/tools.py with aura/producer.py), so the events go through the real intake: schema validation,
 dedup, dead letters.
 
 The standard ``csv`` and ``json`` modules read the files; pandas/polars were not used because rows

@@ -20,6 +20,7 @@ streams/cohorts.py, jobs/ease.py; this module owns none of it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +98,19 @@ class Ranker:
         self.cluster = type(redis).__name__ == "RedisCluster"
         self.knn_script = None if self.cluster else redis.register_script(KNN_LUA)
         self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
+        self.users = True  # read "users like you" when weighed (a bounded first pass skips it)
+        self.recent_cap = 0  # recent items read at most (0: as the request asks)
+
+    def bounded(self, candidates: int, list_k: int, recent: int) -> Ranker:
+        """The same ranking at a bounded cost (the first pass of a user without a pool): at most
+        ``candidates`` ids of each per-user, cohort and global list, the first ``list_k`` entries of each
+        neighbour list, the ``recent`` newest items, no "users like you". Shares the connection and the
+        scripts. With lists and a history shorter than the bounds (and no "users" weight) it answers
+        exactly as the whole ranking."""
+        view = copy.copy(self)
+        view.candidates, view.list_k = min(candidates, self.candidates), min(list_k, self.list_k)
+        view.recent_cap, view.users = max(recent, 1), False
+        return view
 
     async def cohort_lists(self, cohorts: list[str], n: int) -> tuple[list[str], np.ndarray]:
         """The popular items of the user's cohorts: rank-based scores, summed over the cohorts."""
@@ -154,7 +168,7 @@ class Ranker:
         k, n, uid = self.keys, self.candidates, req.user_id
         cmds: list[tuple[Any, ...]] = [("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")]
         if uid:
-            cmds += [("LRANGE", k.recs_user_seq(uid), 0, max(req.recent_n, 1) - 1),
+            cmds += [("LRANGE", k.recs_user_seq(uid), 0, self.recent_of(req) - 1),
                      ("ZRANGE", k.recs_user_seen(uid), 0, -1),
                      ("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES"),
                      ("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES"),
@@ -163,6 +177,11 @@ class Ranker:
         cmds += [("ZREVRANGE", tk, 0, n - 1) for tk in self.trend_keys(req)]
         cmds.append(("ZREVRANGE", k.recs_popular(), 0, n - 1))
         return cmds
+
+    def recent_of(self, req: Request) -> int:
+        """Recent items read for ``req`` (at least one; at most ``recent_cap`` when bounded)."""
+        n = max(req.recent_n, 1)
+        return min(n, self.recent_cap) if self.recent_cap else n
 
     def trend_keys(self, req: Request) -> list[str]:
         cats = req.filters.categories or (frozenset(req.preferred_categories) if req.preferred_categories else None)
@@ -177,13 +196,13 @@ class Ranker:
         pl = Plan(req=req, weights=weights, model=f"{model_id}:{version}" if model_id else "", c=c,
                   asked=dict(weights))
         if req.user_id:
-            pl.recent = [seq_item(x) for x in raw[1][: req.recent_n]]
+            pl.recent = [seq_item(x) for x in raw[1][: min(req.recent_n, self.recent_of(req))]]
             pl.seen = raw[2]
             if weights.get("mf", 0) > 0:
                 c.add("mf", *flat_scores(raw[3]))
             if req.batch_model and weights.get("ease", 0) > 0:
                 c.add("ease", *flat_scores(raw[4]))
-            if weights.get("users", 0) > 0 and raw[5]:
+            if self.users and weights.get("users", 0) > 0 and raw[5]:
                 ids, sims = flat_scores(raw[5])
                 pl.neighbours = list(zip(ids, sims.tolist(), strict=True))
             attrs = raw[6]

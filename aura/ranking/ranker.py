@@ -30,7 +30,7 @@ import numpy as np
 from aura.layout import RedisKeys
 from aura.ranking.blend import SOURCES, Diversity, Filters, method_weights, seq_item, users_knn
 from aura.ranking.preferences import of_hash, personalise
-from aura.ranking.scripts import KNN_LUA, USERS_LUA
+from aura.ranking.scripts import FIRST_LUA, KNN_LUA, USERS_LUA
 from aura.ranking.vector import Candidates, flat_scores, float_array, normalise_vec, pick_pool, rank_pool, rank_scores
 from aura.state.cohorts import cohorts_from_hash
 from aura.state.pools import Pool, pool_size
@@ -100,6 +100,7 @@ class Ranker:
         self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
         self.users = True  # read "users like you" when weighed (a bounded first pass skips it)
         self.recent_cap = 0  # recent items read at most (0: as the request asks)
+        self.first_script: Any = None  # ``FIRST_LUA``: round trips (1) and (2) in one call (``bounded``)
 
     def bounded(self, candidates: int, list_k: int, recent: int) -> Ranker:
         """The same ranking at a bounded cost (the first pass of a user without a pool): at most
@@ -110,6 +111,7 @@ class Ranker:
         view = copy.copy(self)
         view.candidates, view.list_k = min(candidates, self.candidates), min(list_k, self.list_k)
         view.recent_cap, view.users = max(recent, 1), False
+        view.first_script = None if self.cluster else self.redis.register_script(FIRST_LUA)
         return view
 
     async def cohort_lists(self, cohorts: list[str], n: int) -> tuple[list[str], np.ndarray]:
@@ -372,7 +374,10 @@ class Ranker:
         return Result(items=items, strategy=pool.strategy, weights=pool.weights, model=pool.model)
 
     async def compute(self, req: Request) -> Result:
-        """The whole ranking from the state: three round trips (see the module docstring)."""
+        """The whole ranking from the state: three round trips (see the module docstring); a bounded
+        view answers a request without an item on screen in two (``FIRST_LUA``, then the HMGET)."""
+        if self.first_script is not None and req.user_id and not req.context_item:
+            return await self.compute_first(req)
         pipe = self.redis.pipeline(transaction=False)
         for cmd in self.first_commands(req):
             pipe.execute_command(*cmd)
@@ -380,3 +385,19 @@ class Ranker:
         await self.second(pl)
         return await self.finish(pl.req, self.choose(pl))
 
+
+    async def compute_first(self, req: Request) -> Result:
+        """Round trips (1) and (2) of a bounded view in ONE script call (``FIRST_LUA``: every list source
+        summed in Redis, the weighed ones kept), the cohorts' lists when weighed and known, then (3)."""
+        keys = [cmd[1] for cmd in self.first_commands(req)]
+        templates = [half for src in LIST_SOURCES for half in self.keys.recs_item_similar("\0", src).split("\0")]
+        raw = await self.first_script(keys=keys, args=[
+            self.recent_of(req), min(req.recent_n, self.recent_of(req)), self.candidates, self.list_k,
+            req.recent_decay, len(self.trend_keys(req)), *templates])
+        lists = raw[len(keys):]
+        pl = self.plan(req, raw[:len(keys)])
+        knn = {src: (flat[0::2], float_array(flat[1::2])) for src, flat in zip(LIST_SOURCES, lists, strict=True)
+               if src in pl.list_sources}
+        cohort = await self.cohort_lists(pl.cohorts, self.candidates) if pl.cohorts else None
+        self.absorb(pl, knn, None, cohort)
+        return await self.finish(pl.req, self.choose(pl))

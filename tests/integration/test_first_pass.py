@@ -58,13 +58,16 @@ def test_the_first_pass_is_the_whole_ranking_over_the_heads(isolated, redis_clie
     seed(redis_client, k, random.Random(seed_))
     seen = {u: set(redis_client.zrange(k.recs_user_seen(u), 0, -1)) for u in ("u0", "u2", "u3", "u4")}
 
-    async def body(r: Any) -> list[tuple[Any, Any, Any]]:
+    async def body(r: Any) -> list[tuple[Any, Any, Any, Any]]:
         rec = Recommender(r, k, wanted_placements=["default"], wanted_max=100, first_pass=BOUNDS)
-        assert rec.first_pass is not None
-        return [(await rec.recommend(q), await rec.first_pass.compute(q), await rec.compute(q)) for q in SHAPES]
+        assert rec.first_pass is not None and rec.first_pass.first_script is not None
+        piped = rec.bounded(*BOUNDS)
+        piped.first_script = None  # the Redis Cluster path: the three round trips, bounded
+        return [(await rec.recommend(q), await rec.first_pass.compute(q), await rec.compute(q),
+                 await piped.compute(q)) for q in SHAPES]
 
-    for q, (served, first, whole) in zip(SHAPES, run(isolated, body), strict=True):
-        assert ids(served) == ids(first), q  # no pool: the request is answered by the first pass
+    for q, (served, first, whole, piped) in zip(SHAPES, run(isolated, body), strict=True):
+        assert ids(served) == ids(first) == ids(piped), q  # no pool: the request is answered by the first pass
         bounded = Request(q.user_id, limit=q.limit, filters=q.filters, diversity=q.diversity, recent_n=3)
         want = reference(redis_client, k, bounded, n=50, list_k=10)
         assert ids(first) == [i for i, _s, _w in want], q
@@ -95,7 +98,7 @@ def test_the_first_pass_respects_explicit_preferences(isolated, redis_client):
 
 
 def short_state(r: Any, k: RedisKeys) -> None:
-    """Every list shorter than the bounds: 2 recent items, 8 neighbours per list, 30 candidates."""
+    """Every list shorter than the bounds: 2 recent items, 8 neighbours per list, 30 candidates, a cohort."""
     rng = random.Random(34)
     items = [f"i{n}" for n in range(60)]
     pipe = r.pipeline(transaction=False)
@@ -113,6 +116,8 @@ def short_state(r: Any, k: RedisKeys) -> None:
     pipe.zadd(k.recs_user_seen("s0"), {i: n for n, i in enumerate(hist)})
     pipe.zadd(k.recs_user_mf("s0"), {i: rng.uniform(-1, 1) for i in rng.sample(items, 30)})
     pipe.zadd(k.recs_user_batch("s0", "ease"), {i: rng.random() for i in rng.sample(items, 30)})
+    pipe.hset(k.user_attrs("s0"), mapping={"x:country": '"FR"', "x:age": "30"})  # a cohort (weight 0.1)
+    pipe.zadd(k.recs_cohort_popular("country:fr"), {i: float(n) for n, i in enumerate(items[:20])})
     pipe.execute()
 
 
@@ -129,6 +134,7 @@ def test_with_short_lists_the_first_pass_equals_the_whole_ranking(isolated, redi
     for q, (first, whole) in zip(reqs, run(isolated, body), strict=True):
         assert first.items and first.strategy == whole.strategy == "hybrid", q
         assert first.items == whole.items, q
+        assert any("cohort" in w for *_x, w in first.items), q
 
 
 def test_requests_no_pool_answers_take_the_whole_ranking(isolated, redis_client):

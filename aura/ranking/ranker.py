@@ -109,7 +109,8 @@ class Ranker:
         scripts. With lists and a history shorter than the bounds (and no "users" weight) it answers
         exactly as the whole ranking."""
         view = copy.copy(self)
-        view.candidates, view.list_k = min(candidates, self.candidates), min(list_k, self.list_k)
+        # at least one of each (a bound of 0 would read ZREVRANGE 0 -1: every entry)
+        view.candidates, view.list_k = max(min(candidates, self.candidates), 1), max(min(list_k, self.list_k), 1)
         view.recent_cap, view.users = max(recent, 1), False
         view.first_script = None if self.cluster else self.redis.register_script(FIRST_LUA)
         return view

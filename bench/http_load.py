@@ -99,7 +99,9 @@ def seed(s: Settings) -> None:
 def seed_pools(s: Settings, users: list[str]) -> None:
     """The users' hybrid candidate pools, ranked by the stream's own code (streams/usercands.py) over the
     seeded state, as a worker leaves them after the users' last events. Users ``u % 7 == 1`` get none:
-    their requests measure the whole ranking (what a request costs when the pool is missing or stale)."""
+    their requests measure what a request costs when the pool is missing or stale (the bounded first
+    pass; the whole ranking with ``AURA_RECS_FIRST_PASS=false`` or from an older checkout). No worker
+    runs here, so these users never get a pool."""
     import asyncio
     from types import SimpleNamespace
 
@@ -168,7 +170,7 @@ def endpoints(base: str) -> dict[str, list[str]]:
         "health (open; pings Redis, Cassandra, Kafka)": [f"{base}/v1/health"],
         "profile activity": [f"{base}/v1/profiles/{u}/activity" for u in users],
         "recommendations (hybrid)": [f"{base}/v1/recommendations/users/{u}?limit=10" for u in users],
-        "recommendations (hybrid, no pool: whole ranking)": [f"{base}/v1/recommendations/users/u{u}?limit=10"
+        "recommendations (hybrid, no pool: first pass)": [f"{base}/v1/recommendations/users/u{u}?limit=10"
                                                              for u in range(1, N_USERS, 7)],
         "similar items": [f"{base}/v1/recommendations/similar/{i}?limit=10" for i in items],
         NO_CACHE: [f"{base}/v1/recommendations/similar/{i}?limit=10" for i in items],

@@ -7,7 +7,9 @@ catalog ``meta`` hashes and filter records; per item top-100 ``cooc``, ``content
 neighbours and top-100 ``bought``; 1,000 users with a 50-item sequence, 100 seen items, 200 MF and
 200 EASE candidates; popular and trending lists over the catalog), then measures, in-process:
 
-- ``generate`` (the ``Recommender`` only): CPU per request and Redis commands per request;
+- ``generate`` (the ``Recommender`` only): CPU per request and Redis commands per request; without
+  ``--pools``: the whole ranking, and the bounded first pass the API answers a pool-able request with
+  when it finds no pool (``AURA_RECS_FIRST_PASS_*``);
 - the routes through the ASGI app (no HTTP server, auth disabled so that only the recommendation
   logic and FastAPI's own work are counted): hybrid ``/users/{u}``, ``/similar/{i}``, ``/also-bought/{i}``.
 
@@ -95,7 +97,8 @@ class Counter:
         c.Redis.execute_command = execute_command  # type: ignore[method-assign]
 
 
-def measure_generate(s: Settings, users: list[str], n: int, counter: Counter) -> dict[str, float]:
+def measure_generate(s: Settings, users: list[str], n: int, counter: Counter,
+                     first_pass: bool = False) -> dict[str, float]:
     from aura.bootstrap import redis_async
     from aura.layout import RedisKeys
     from aura.ranking.ranker import Request
@@ -103,7 +106,13 @@ def measure_generate(s: Settings, users: list[str], n: int, counter: Counter) ->
 
     async def run() -> dict[str, float]:
         r = redis_async(s)
-        rec = Recommender(r, RedisKeys(s.redis.prefix), candidates=s.recs.candidates)
+        if first_pass:  # as the API builds it: pools on demand, the bounded first pass on a miss
+            rec = Recommender(r, RedisKeys(s.redis.prefix), candidates=s.recs.candidates, wanted_placements=["default"],
+                              wanted_max=s.recs.user_cands_wanted_max,
+                              first_pass=(s.recs.first_pass_candidates, s.recs.first_pass_list_k,
+                                          s.recs.first_pass_recent))
+        else:
+            rec = Recommender(r, RedisKeys(s.redis.prefix), candidates=s.recs.candidates)
         reqs = [Request(users[u % len(users)]) for u in range(n)]
         for q in reqs[:100]:
             await rec.recommend(q)
@@ -168,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_pools(s, users)
     cases: dict[str, Any] = {
         "generate (Recommender only, hybrid)": lambda: measure_generate(s, users, a.n, counter),
+        "generate (hybrid, no pool: first pass)": lambda: measure_generate(s, users, a.n, counter, True),
         "GET /recommendations/users/{u} (hybrid)": lambda: measure_route(
             s, [f"/v1/recommendations/users/{u}?limit=10" for u in users], a.n, counter),
         "GET /recommendations/similar/{i}": lambda: measure_route(

@@ -20,6 +20,7 @@ streams/cohorts.py, jobs/ease.py; this module owns none of it.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 from aura.layout import RedisKeys
 from aura.ranking.blend import SOURCES, Diversity, Filters, method_weights, seq_item, users_knn
 from aura.ranking.preferences import of_hash, personalise
-from aura.ranking.scripts import KNN_LUA, USERS_LUA
+from aura.ranking.scripts import FIRST_LUA, KNN_LUA, USERS_LUA
 from aura.ranking.vector import Candidates, flat_scores, float_array, normalise_vec, pick_pool, rank_pool, rank_scores
 from aura.state.cohorts import cohorts_from_hash
 from aura.state.pools import Pool, pool_size
@@ -97,6 +98,22 @@ class Ranker:
         self.cluster = type(redis).__name__ == "RedisCluster"
         self.knn_script = None if self.cluster else redis.register_script(KNN_LUA)
         self.users_script = None if self.cluster else redis.register_script(USERS_LUA)
+        self.users = True  # read "users like you" when weighed (a bounded first pass skips it)
+        self.recent_cap = 0  # recent items read at most (0: as the request asks)
+        self.first_script: Any = None  # ``FIRST_LUA``: round trips (1) and (2) in one call (``bounded``)
+
+    def bounded(self, candidates: int, list_k: int, recent: int) -> Ranker:
+        """The same ranking at a bounded cost (the first pass of a user without a pool): at most
+        ``candidates`` ids of each per-user, cohort and global list, the first ``list_k`` entries of each
+        neighbour list, the ``recent`` newest items, no "users like you". Shares the connection and the
+        scripts. With lists and a history shorter than the bounds (and no "users" weight) it answers
+        exactly as the whole ranking."""
+        view = copy.copy(self)
+        # at least one of each (a bound of 0 would read ZREVRANGE 0 -1: every entry)
+        view.candidates, view.list_k = max(min(candidates, self.candidates), 1), max(min(list_k, self.list_k), 1)
+        view.recent_cap, view.users = max(recent, 1), False
+        view.first_script = None if self.cluster else self.redis.register_script(FIRST_LUA)
+        return view
 
     async def cohort_lists(self, cohorts: list[str], n: int) -> tuple[list[str], np.ndarray]:
         """The popular items of the user's cohorts: rank-based scores, summed over the cohorts."""
@@ -154,7 +171,7 @@ class Ranker:
         k, n, uid = self.keys, self.candidates, req.user_id
         cmds: list[tuple[Any, ...]] = [("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")]
         if uid:
-            cmds += [("LRANGE", k.recs_user_seq(uid), 0, max(req.recent_n, 1) - 1),
+            cmds += [("LRANGE", k.recs_user_seq(uid), 0, self.recent_of(req) - 1),
                      ("ZRANGE", k.recs_user_seen(uid), 0, -1),
                      ("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES"),
                      ("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES"),
@@ -163,6 +180,11 @@ class Ranker:
         cmds += [("ZREVRANGE", tk, 0, n - 1) for tk in self.trend_keys(req)]
         cmds.append(("ZREVRANGE", k.recs_popular(), 0, n - 1))
         return cmds
+
+    def recent_of(self, req: Request) -> int:
+        """Recent items read for ``req`` (at least one; at most ``recent_cap`` when bounded)."""
+        n = max(req.recent_n, 1)
+        return min(n, self.recent_cap) if self.recent_cap else n
 
     def trend_keys(self, req: Request) -> list[str]:
         cats = req.filters.categories or (frozenset(req.preferred_categories) if req.preferred_categories else None)
@@ -177,13 +199,13 @@ class Ranker:
         pl = Plan(req=req, weights=weights, model=f"{model_id}:{version}" if model_id else "", c=c,
                   asked=dict(weights))
         if req.user_id:
-            pl.recent = [seq_item(x) for x in raw[1][: req.recent_n]]
+            pl.recent = [seq_item(x) for x in raw[1][: min(req.recent_n, self.recent_of(req))]]
             pl.seen = raw[2]
             if weights.get("mf", 0) > 0:
                 c.add("mf", *flat_scores(raw[3]))
             if req.batch_model and weights.get("ease", 0) > 0:
                 c.add("ease", *flat_scores(raw[4]))
-            if weights.get("users", 0) > 0 and raw[5]:
+            if self.users and weights.get("users", 0) > 0 and raw[5]:
                 ids, sims = flat_scores(raw[5])
                 pl.neighbours = list(zip(ids, sims.tolist(), strict=True))
             attrs = raw[6]
@@ -353,7 +375,10 @@ class Ranker:
         return Result(items=items, strategy=pool.strategy, weights=pool.weights, model=pool.model)
 
     async def compute(self, req: Request) -> Result:
-        """The whole ranking from the state: three round trips (see the module docstring)."""
+        """The whole ranking from the state: three round trips (see the module docstring); a bounded
+        view answers a request without an item on screen in two (``FIRST_LUA``, then the HMGET)."""
+        if self.first_script is not None and req.user_id and not req.context_item:
+            return await self.compute_first(req)
         pipe = self.redis.pipeline(transaction=False)
         for cmd in self.first_commands(req):
             pipe.execute_command(*cmd)
@@ -361,3 +386,19 @@ class Ranker:
         await self.second(pl)
         return await self.finish(pl.req, self.choose(pl))
 
+
+    async def compute_first(self, req: Request) -> Result:
+        """Round trips (1) and (2) of a bounded view in ONE script call (``FIRST_LUA``: every list source
+        summed in Redis, the weighed ones kept), the cohorts' lists when weighed and known, then (3)."""
+        keys = [cmd[1] for cmd in self.first_commands(req)]
+        templates = [half for src in LIST_SOURCES for half in self.keys.recs_item_similar("\0", src).split("\0")]
+        raw = await self.first_script(keys=keys, args=[
+            self.recent_of(req), min(req.recent_n, self.recent_of(req)), self.candidates, self.list_k,
+            req.recent_decay, len(self.trend_keys(req)), *templates])
+        lists = raw[len(keys):]
+        pl = self.plan(req, raw[:len(keys)])
+        knn = {src: (flat[0::2], float_array(flat[1::2])) for src, flat in zip(LIST_SOURCES, lists, strict=True)
+               if src in pl.list_sources}
+        cohort = await self.cohort_lists(pl.cohorts, self.candidates) if pl.cohorts else None
+        self.absorb(pl, knn, None, cohort)
+        return await self.finish(pl.req, self.choose(pl))

@@ -8,7 +8,9 @@ Per-user pools: the worker (streams/usercands.py) ranks each active user's pool 
 (``precomputable``) from it in ONE script call (``CANDS_LUA``: the placement, the pool's head, the
 head's filter records, the user's fence and explicit preferences) when the pool was ranked from the
 user's current state and the placement's current weights (``from_precomputed``); a request that finds
-no usable pool marks the user as wanting one. Similar items / also bought: ONE script call
+no usable pool marks the user as wanting one and is answered by a bounded first pass (``Ranker.bounded``:
+the heads of the lists, the newest items, no "users like you"), so that a user's first request does
+not pay for the whole ranking. Similar items / also bought: ONE script call
 (``SIMILAR_LUA``; ``Recommender.similar``).
 """
 
@@ -42,7 +44,8 @@ class Recommender(Ranker):
     """Reads precomputed state and ranks; one per API process (stateless between requests)."""
 
     def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50,
-                 wanted_placements: Iterable[str] = (), wanted_max: int = 0, refresh_ms: int = 0) -> None:
+                 wanted_placements: Iterable[str] = (), wanted_max: int = 0, refresh_ms: int = 0,
+                 first_pass: tuple[int, int, int] | None = None) -> None:
         super().__init__(redis, keys, candidates=candidates, list_k=list_k)
         # pools on demand: a request of these placements that finds no usable pool marks the user as
         # wanting one (``CANDS_LUA``), bounded to ``wanted_max`` (0 or no placements: never marks)
@@ -54,6 +57,9 @@ class Recommender(Ranker):
         # the stream's per-user pool: its hash is in the user's slot, the placement and filter hashes
         # elsewhere, so the Cluster path has two round trips
         self.cands_script = None if self.cluster else redis.register_script(CANDS_LUA)
+        # the bounded first pass (candidates, list_k, recent; ``Ranker.bounded``) of a request that found
+        # no usable pool and marked it wanted: the worker's pool serves the next ones (None: whole ranking)
+        self.first_pass = self.bounded(*first_pass) if first_pass and self.wanted_placements else None
 
     async def similar(self, item_id: str, sources: dict[str, float], limit: int) -> list[tuple[str, float]]:
         """The blend of an item's neighbour lists without deleted / unavailable items, best first:
@@ -90,11 +96,14 @@ class Recommender(Ranker):
 
     async def recommend(self, req: Request) -> Result:
         """The user's precomputed candidate pool (streams/usercands.py) when it answers this request
-        exactly, else the whole ranking (``compute``)."""
+        exactly; when it could but there is no usable pool yet (the request marked it wanted), the
+        bounded first pass (``first_pass``); else the whole ranking (``compute``)."""
         if precomputable(req):
             got = await self.from_precomputed(req)
             if got is not None:
                 return got
+            if self.first_pass is not None and req.placement in self.wanted_placements:
+                return await self.first_pass.compute(req)  # marked wanted: the pool answers the next ones
         return await self.compute(req)
 
     async def from_precomputed(self, req: Request, whole: bool = False) -> Result | None:

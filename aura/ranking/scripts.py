@@ -197,3 +197,62 @@ end
 return {p, c, redis.call('HMGET', KEYS[3], unpack(head)), u}
 """
 
+
+
+# The bounded first pass (``Ranker.bounded``) in ONE read-only call: KEYS = round trip (1)'s keys in the
+# order of ``Ranker.first_commands`` (placement, the user's sequence, seen items, MF and batch candidates,
+# neighbours, identity hash, the trending lists, the popular list); ARGV = the sequence entries read, how
+# many of them feed the kNN, the ids read per candidate list, list_k, decay, the number of trending
+# keys, then per list source the two halves of its neighbour-list key around the item id (layout.py
+# spells the key: ``recs_item_similar("\0", source)``). Returns round trip (1)'s replies (the neighbours
+# not read: the first pass skips "users like you") followed by, per list source, the flat recency kNN
+# over the newest items' lists, as ``KNN_LUA`` sums it (an entry ``item|weight|time|bought`` is split at
+# its last three bars, as ``seq_item`` does). Every list source is summed (the
+# weights are only known here as JSON): the caller keeps the weighed ones; the lists read are short.
+FIRST_LUA = """
+local nseq, nrec, n, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local decay, ntr = tonumber(ARGV[5]), tonumber(ARGV[6])
+local out = {}
+out[1] = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version')
+out[2] = redis.call('LRANGE', KEYS[2], 0, nseq - 1)
+out[3] = redis.call('ZRANGE', KEYS[3], 0, -1)
+out[4] = redis.call('ZREVRANGE', KEYS[4], 0, n - 1, 'WITHSCORES')
+out[5] = redis.call('ZREVRANGE', KEYS[5], 0, n - 1, 'WITHSCORES')
+out[6] = {}
+out[7] = redis.call('HGETALL', KEYS[7])
+for t = 1, ntr + 1 do
+  out[7 + t] = redis.call('ZREVRANGE', KEYS[7 + t], 0, n - 1)
+end
+local items, factors = {}, {}
+for r = 1, math.min(nrec, #out[2]) do
+  local item, w = string.match(out[2][r], '^(.*)|([^|]*)|[^|]*|[^|]*$')
+  if not item then break end
+  items[r] = item
+  factors[r] = (decay ^ (r - 1)) * tonumber(w)
+end
+local s = 7
+while ARGV[s] do
+  local acc, order = {}, {}
+  for r = 1, #items do
+    local lst = redis.call('ZREVRANGE', ARGV[s] .. items[r] .. ARGV[s + 1], 0, k - 1, 'WITHSCORES')
+    for i = 1, #lst, 2 do
+      local j = lst[i]
+      local v = acc[j]
+      if v == nil then
+        order[#order + 1] = j
+        acc[j] = factors[r] * tonumber(lst[i + 1])
+      else
+        acc[j] = v + factors[r] * tonumber(lst[i + 1])
+      end
+    end
+  end
+  local flat = {}
+  for _, j in ipairs(order) do
+    flat[#flat + 1] = j
+    flat[#flat + 1] = {double = acc[j]}
+  end
+  out[#out + 1] = flat
+  s = s + 2
+end
+return out
+"""

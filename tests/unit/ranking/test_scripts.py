@@ -1,12 +1,16 @@
 """The Lua scripts (aura/ranking/scripts.py) against the formats they read, as contract checks: the pool
 fields and separator the pool-read script spells (aura/state/pools.py), the filter record prefix the
-similar-items script keeps (aura/state/catalog.py)."""
+similar-items script keeps (aura/state/catalog.py), the first pass script's reads in the order of the
+ranking's first round trip (aura/ranking/ranker.py)."""
 
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
-from aura.ranking.scripts import CANDS_LUA, SIMILAR_LUA
+from aura.layout import RedisKeys
+from aura.ranking.ranker import Ranker, Request
+from aura.ranking.scripts import CANDS_LUA, FIRST_LUA, SIMILAR_LUA
 from aura.state.catalog import filter_record
 from aura.state.pools import CANDS_FIELDS, CANDS_REST, CANDS_SEP
 
@@ -22,3 +26,14 @@ def test_the_pool_read_script_reads_the_pool_format():
 def test_the_similar_script_keeps_available_records():
     assert "string.sub(r, 1, 2) == '1|'" in SIMILAR_LUA
     assert filter_record({"stock": 2}).startswith("1|") and filter_record({"stock": 0}).startswith("0|")
+
+
+def test_the_first_pass_script_reads_what_the_first_round_trip_reads():
+    ranker = Ranker(SimpleNamespace(register_script=lambda _src: None), RedisKeys("t"))
+    cmds = ranker.first_commands(Request("u"))
+    spelled = re.findall(r"out\[\d\] = redis.call\('(\w+)', KEYS\[(\d)\]", FIRST_LUA)
+    # the first seven, by position; the neighbours (KEYS[6]) are not read: the first pass skips them
+    assert [(c[0], str(n)) for n, c in enumerate(cmds[:7], 1) if n != 6] == spelled
+    assert "out[6] = {}" in FIRST_LUA
+    assert all(c[0] == "ZREVRANGE" for c in cmds[7:])  # the trending lists and the popular list
+    assert "'^(.*)|([^|]*)|[^|]*|[^|]*$'" in FIRST_LUA  # ``seq_item``: split at the last three bars

@@ -236,8 +236,7 @@ class RecsSettings(BaseSettings):
     user_cands_refresh_s: float = 30.0
     # a pool-able request that finds no usable pool (a user's first request) is answered by a bounded
     # first pass while the worker ranks the pool: at most this many ids per candidate list, entries per
-    # neighbour list and newest recent items, no "users like you" (first_pass false: the whole ranking)
-    first_pass: bool = True
+    # neighbour list and newest recent items, no "users like you"
     first_pass_candidates: int = 50
     first_pass_list_k: int = 10
     first_pass_recent: int = 3

@@ -100,7 +100,7 @@ def seed_pools(s: Settings, users: list[str]) -> None:
     """The users' hybrid candidate pools, ranked by the stream's own code (streams/usercands.py) over the
     seeded state, as a worker leaves them after the users' last events. Users ``u % 7 == 1`` get none:
     their requests measure what a request costs when the pool is missing or stale (the bounded first
-    pass; the whole ranking with ``AURA_RECS_FIRST_PASS=false`` or from an older checkout). No worker
+    pass; the whole ranking from an older checkout). No worker
     runs here, so these users never get a pool."""
     import asyncio
     from types import SimpleNamespace

@@ -119,7 +119,7 @@ def recommender(state: Any) -> Recommender:
                           wanted_max=s.recs.user_cands_wanted_max,
                           refresh_ms=int(s.recs.user_cands_refresh_s * 1000),
                           first_pass=(s.recs.first_pass_candidates, s.recs.first_pass_list_k,
-                                      s.recs.first_pass_recent) if s.recs.first_pass else None)
+                                      s.recs.first_pass_recent))
         if hasattr(state, "recommender"):
             state.recommender = rec
     return rec

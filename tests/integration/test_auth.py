@@ -18,7 +18,9 @@ from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
 
-OPEN_PATHS = {"/v1/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPEN_PATHS = {"/v1/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+              # campaign open pixel and click redirect: opened from mail clients, the signed token is the credential
+              "/v1/campaigns/track/open/{token}.gif", "/v1/campaigns/track/click/{token}"}
 ALL_SCOPES = (READ, EVENTS, ADMIN)
 
 

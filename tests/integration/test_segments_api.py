@@ -87,7 +87,7 @@ def test_segment_crud_live_membership_and_backfill(isolated, worker_factory, api
     ({"id": "ok", "conditions": [["password", "==", 1]]}, "field"),
     ({"id": "ok", "conditions": [["orders", "~", 1]]}, "op"),
     ({"id": "ok", "conditions": [["orders", ">=", "lots"]]}, "value"),
-    ({"id": "ok", "conditions": [["orders", ">=", float("inf")]]}, "value"),
+    ({"id": "ok", "conditions": [["orders", ">=", float("inf")]]}, "body"),  # refused by the edge decode
     ({"id": "ok", "conditions": [["orders", ">=", 1]], "owner": "me"}, "owner"),
 ])
 def test_bad_definitions_are_refused_with_the_field(isolated, api_client, body, loc):

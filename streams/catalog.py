@@ -6,7 +6,9 @@ records, one shared hash: aura/state/catalog.py) / ``recs_catalog_ids`` / ``recs
 ``update_catalog`` folds upserts and deletes from ``catalog.items`` (last event time wins, so replays
 and reordering are harmless: the Cassandra write uses ``USING TIMESTAMP`` = event time) and marks the
 content model dirty; a debounced timer rebuilds the TF-IDF model (aura/models/content.py) from the
-whole catalog in Redis and writes each item's top-K similar items.
+whole catalog in Redis and writes each item's top-K similar items. A record that cannot be decoded
+is dead-lettered with its reason; a change the store cannot apply (not a store error) as
+``fold_failed``, and the rest of its batch is applied (``fold``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from aura.state.cooccurrence import ITEM_TREND
 from aura.state.items import EVENT_TIME, deleted_fields, latest, meta_fields, parse_meta
 from schemas.codec import DecodeError, codec
 from schemas.events import CatalogChange, InvalidEvent, validate_catalog
+from streams.intake import Dead, RawRecord
 from streams.loopstats import timed
-from streams.runtime import Owner, Resources, retrying
+from streams.runtime import Owner, Resources, isolating, retrying
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,17 @@ class CatalogStore:
         return len(items)
 
 
+async def fold(store: CatalogStore, changes: list[tuple[CatalogChange, RawRecord]]) -> list[Dead]:
+    """Apply a batch of changes; a change the store cannot apply is found by bisection and
+    dead-lettered as ``fold_failed`` (``streams.runtime.isolating``), the rest are applied (last event
+    time wins, so the split order does not matter); store errors are retried."""
+
+    async def step(part: list[tuple[CatalogChange, RawRecord]]) -> None:
+        await store.apply([c for c, _ in part])
+
+    return await isolating("catalog", step, changes, lambda c: c[1])
+
+
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """The agent ``update_catalog`` over ``catalog.items`` and the content model's rebuild timer; the
     catalog has no owner step in the behavior fan-out (returns none)."""
@@ -171,22 +185,25 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     async def update_catalog(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(s.worker.batch_max, within=s.worker.batch_within_s):
             now_ms = int(time.time() * 1000)
-            changes = []
-            dead = 0
+            changes: list[tuple[CatalogChange, RawRecord]] = []
+            dead: list[Dead] = []
             for e in batch:
                 m = e.message
                 try:
-                    changes.append(validate_catalog(item_codec.decode(m.value), now_ms))
+                    changes.append((validate_catalog(item_codec.decode(m.value), now_ms), RawRecord.of(m)))
                 except (DecodeError, InvalidEvent) as exc:
-                    dead += 1
-                    await deadletters.send(key=m.key, value=dead_codec.encode({
-                        "reason": exc.reason, "detail": str(exc)[:2000], "source_topic": m.topic,
-                        "source_partition": m.partition, "source_offset": m.offset, "key": m.key,
-                        "value": m.value, "dead_at": now_ms}))
-                    await retrying("dead-letter count", res.redis.hincrby, res.keys.deadletter_count(), exc.reason, 1)
-            await retrying("catalog", store.apply, changes)
+                    dead.append(Dead(RawRecord.of(m), exc.reason, str(exc)))
+                except Exception as exc:  # noqa: BLE001 - anything else in a record is still its fault
+                    dead.append(Dead(RawRecord.of(m), "invalid_event", f"{type(exc).__name__}: {exc}"))
+            dead += await fold(store, changes)
+            for d in dead:
+                await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))
             if dead:
-                log.warning("catalog: dead-lettered %d records", dead)
+                log.warning("catalog: dead-lettered %d records: %s", len(dead), sorted({d.reason for d in dead}))
+                pipe = res.redis.pipeline(transaction=False)
+                for d in dead:
+                    pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
+                await retrying("dead-letter count", pipe.execute)
 
     @app.timer(interval=max(0.2, s.recs.content_rebuild_s / 2))
     @timed("rebuild_content_model")

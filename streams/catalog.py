@@ -14,6 +14,7 @@ is dead-lettered with its reason; a change the store cannot apply (not a store e
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -53,8 +54,10 @@ class CatalogStore:
         ids = sorted({c.item_id for c in changes})
         pipe = self.redis.pipeline(transaction=False)
         for i in ids:
-            pipe.hget(self.keys.recs_item_meta(i), EVENT_TIME)
-        stored = {i: (int(t) if t else None) for i, t in zip(ids, await pipe.execute(), strict=True)}
+            pipe.hmget(self.keys.recs_item_meta(i), [EVENT_TIME, "categories"])
+        got = await pipe.execute()
+        stored = {i: (int(t) if t else None) for i, (t, _c) in zip(ids, got, strict=True)}
+        prior = {i: json.loads(c) if c else [] for i, (_t, c) in zip(ids, got, strict=True)}
         winners = latest(changes, stored)
         pipe = self.redis.pipeline(transaction=False)
         rows = []
@@ -79,7 +82,7 @@ class CatalogStore:
         if winners:
             pipe.hincrby(self.keys.recs_catalog_version(), "changes", len(winners))
         await pipe.execute()
-        await self.sync_trending(winners)
+        await self.sync_trending(winners, prior)
         if rows:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: execute_concurrent_with_args(self.res.session, self.upsert, rows, concurrency=64,
@@ -87,9 +90,13 @@ class CatalogStore:
             self.dirty_since = self.dirty_since or time.monotonic()
         return len(winners)
 
-    async def sync_trending(self, winners: dict[str, CatalogChange]) -> None:
+    async def sync_trending(self, winners: dict[str, CatalogChange], prior: dict[str, list[str]] | None = None
+                            ) -> None:
         """Interactions may precede an item's catalog entry: copy its global trending score into its
-        categories' sets on upsert; drop it from the global lists on delete (absolute, idempotent)."""
+        categories' sets on upsert, and take it out of the sets of categories it left (``prior``: item
+        -> categories before this batch); on delete, drop it from the popular list and every trending
+        set it was in (absolute, idempotent). Interactions after the delete do not put it back
+        (streams/itemsignals.py)."""
         ids = sorted(winners)
         if not ids:
             return
@@ -103,9 +110,16 @@ class CatalogStore:
             if ch.event_type == "delete":
                 pipe.zrem(self.keys.recs_trending(), item_id)
                 pipe.zrem(self.keys.recs_popular(), item_id)
-            elif score is not None:
-                for c in ch.item.get("categories") or []:
-                    pipe.zadd(self.keys.recs_trending(c), {item_id: float(score)})
+                for c in (prior or {}).get(item_id) or []:
+                    pipe.zrem(self.keys.recs_trending(c), item_id)
+            else:
+                cats = list(ch.item.get("categories") or [])
+                for c in (prior or {}).get(item_id) or []:
+                    if c not in cats:  # a category the item left
+                        pipe.zrem(self.keys.recs_trending(c), item_id)
+                if score is not None:
+                    for c in cats:
+                        pipe.zadd(self.keys.recs_trending(c), {item_id: float(score)})
         await pipe.execute()
 
     async def load_items(self) -> dict[str, dict[str, Any]]:

@@ -18,28 +18,31 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-_known: dict[int, frozenset[str]] = {}  # id(route) -> the query parameter names it declares
+# id(route) -> (the route, the query parameter names it declares). Routes are not hashable; the entry
+# holds the route itself so that its id is never recycled for another route while remembered.
+_known: dict[int, tuple[Any, frozenset[str]]] = {}
 
 
 def known_names(route: Any) -> frozenset[str]:
     """The query parameter names ``route`` declares anywhere in its dependency tree (remembered)."""
-    key = id(route)
-    names = _known.get(key)
-    if names is None:
-        out: set[str] = set()
-        pending = [getattr(route, "dependant", None)]
-        while pending:
-            dependant = pending.pop()
-            if dependant is None:
-                continue
-            pending += dependant.dependencies
-            for param in dependant.query_params:
-                annotation = getattr(param.field_info, "annotation", None)
-                if isinstance(annotation, type) and issubclass(annotation, BaseModel):  # a query model
-                    out.update(f.alias or n for n, f in annotation.model_fields.items())
-                else:
-                    out.add(param.alias)
-        names = _known[key] = frozenset(out)
+    hit = _known.get(id(route))
+    if hit is not None and hit[0] is route:
+        return hit[1]
+    out: set[str] = set()
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is None:
+            continue
+        pending += dependant.dependencies
+        for param in dependant.query_params:
+            annotation = getattr(param.field_info, "annotation", None)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):  # a query model
+                out.update(f.alias or n for n, f in annotation.model_fields.items())
+            else:
+                out.add(param.alias)
+    names = frozenset(out)
+    _known[id(route)] = (route, names)
     return names
 
 

@@ -1,11 +1,13 @@
 """The API application: lifespan opens the clients once; routers are grouped by engine.
 
 This module is the one place where the security policy of every route group is set: each
-``include_router`` carries ``dependencies=[guard(...)]`` (GET needs ``read``; writes need the
+``include_router`` carries ``dependencies=checked(guard(...))`` (GET needs ``read``; writes need the
 group's write scope; per-route overrides), so a router whose author forgot about auth is still
 covered and fails closed. ``/v1/health`` is always open; ``/metrics`` and the docs are open in
 development and admin-only elsewhere (``AURA_METRICS_PUBLIC``, ``AURA_DOCS_PUBLIC`` override).
-Errors are ``{"detail": ...}``; dependency outages are 503 (never 500).
+Every group also refuses unknown query parameters (422 naming them, ``checked``), except the open
+mail-tracking routes (pixel, click redirect): mail clients and link scanners fetch those, and a
+visitor's click must never fail. Errors are ``{"detail": ...}``; dependency outages are 503 (never 500).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
-from fastapi import FastAPI
+from fastapi import FastAPI, params
 from fastapi.middleware.cors import CORSMiddleware
 
 from aura import bootstrap
@@ -34,6 +36,7 @@ from serving.fallbacks import PopularCache
 from serving.fastpath import FastPath
 from serving.handlers import install_handlers
 from serving.metrics import EdgeMiddleware
+from serving.query import KNOWN_QUERY
 from serving.responses import SECURED_RESPONSES, document_error_contract
 from serving.routes import analytics as analytics_routes
 from serving.routes import bandits as bandit_routes
@@ -121,6 +124,12 @@ def tune_gc(threshold: int) -> None:
 _gc_frozen: list[bool] = []
 
 
+def checked(*group: params.Depends) -> list[params.Depends]:
+    """A route group's dependencies: its guard (authentication comes first: 401 before 422), then the
+    refusal of unknown query parameters (serving/query.py)."""
+    return [*group, KNOWN_QUERY]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
 
@@ -176,44 +185,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_examples(app)  # an example for every body and answer (serving/examples.py)
     secured: dict[str, Any] = {"responses": SECURED_RESPONSES}
 
-    app.include_router(system.router, prefix=API_PREFIX)  # /v1/health: open
-    app.include_router(system.ops_router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, read=ADMIN)], **secured)
+    app.include_router(system.router, prefix=API_PREFIX, dependencies=checked())  # /v1/health: open
+    app.include_router(system.ops_router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN, read=ADMIN)),
+                       **secured)
     if open_metrics:
-        app.include_router(system.metrics_router)
+        app.include_router(system.metrics_router, dependencies=checked())
     else:
-        app.include_router(system.metrics_router, dependencies=[guard(read=ADMIN)], **secured)
+        app.include_router(system.metrics_router, dependencies=checked(guard(read=ADMIN)), **secured)
     if not open_docs:  # the same documents, for admin keys only
-        app.include_router(system.docs_router, dependencies=[guard(read=ADMIN)], include_in_schema=False)
+        app.include_router(system.docs_router, dependencies=checked(guard(read=ADMIN)), include_in_schema=False)
     app.include_router(profiles.router, prefix=API_PREFIX,
-                       dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
+                       dependencies=checked(guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})),
+                       **secured)
     app.include_router(profile_writes.router, prefix=API_PREFIX,
-                       dependencies=[guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})], **secured)
+                       dependencies=checked(guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})),
+                       **secured)
     app.include_router(events.router, prefix=API_PREFIX,
-                       dependencies=[guard(write=EVENTS, overrides={"/catalog/items": ADMIN})], **secured)
+                       dependencies=checked(guard(write=EVENTS, overrides={"/catalog/items": ADMIN})), **secured)
     # segment members and analytics (read scope)
-    app.include_router(segments.router, prefix=API_PREFIX, dependencies=[guard()], **secured)  # writes: admin
-    app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=[guard()], **secured)
+    app.include_router(segments.router, prefix=API_PREFIX, dependencies=checked(guard()), **secured)  # writes: admin
+    app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=checked(guard()), **secured)
     # insights: listing and the on-demand run only read (read scope for both)
-    app.include_router(insight_routes.router, prefix=API_PREFIX, dependencies=[guard(write=READ)], **secured)
+    app.include_router(insight_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=READ)), **secured)
     # recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
-    app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=[guard(write=EVENTS, overrides={
-        "POST /recommendations/generate": READ})], **secured)
-    app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
-        "POST /content/recommend": READ})], **secured)
-    app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
-        "POST /models/{model_id}/predict": READ})], **secured)
+    app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=EVENTS, overrides={
+        "POST /recommendations/generate": READ})), **secured)
+    app.include_router(content_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN, overrides={
+        "POST /content/recommend": READ})), **secured)
+    app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN, overrides={
+        "POST /models/{model_id}/predict": READ})), **secured)
     # decisions. Configuration writes: admin; evaluating, assigning and choosing: read.
-    app.include_router(personalization_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
-        "POST /personalization/evaluate": READ})], **secured)
-    app.include_router(experiment_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
-        "POST /experiments/{experiment_id}/assign": READ, "POST /experiments/assign": READ})], **secured)
-    app.include_router(bandit_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN, overrides={
-        "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})], **secured)
+    app.include_router(personalization_routes.router, prefix=API_PREFIX, dependencies=checked(guard(
+        write=ADMIN, overrides={"POST /personalization/evaluate": READ})), **secured)
+    app.include_router(experiment_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN, overrides={
+        "POST /experiments/{experiment_id}/assign": READ, "POST /experiments/assign": READ})), **secured)
+    app.include_router(bandit_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN, overrides={
+        "POST /bandits/{bandit_id}/choose": READ, "POST /strategies/{placement}/choose": READ})), **secured)
     # campaigns: configuration, previews and test-sends need admin; reads (performance, deliveries, the
     # in-app inbox the storefront polls) need read. The open pixel and click redirect are open: mail
     # clients fetch them, and their HMAC-signed token is the credential.
     app.include_router(campaign_routes.tracking_router, prefix=API_PREFIX)
-    app.include_router(campaign_routes.router, prefix=API_PREFIX, dependencies=[guard(write=ADMIN)], **secured)
+    app.include_router(campaign_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN)), **secured)
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
     ingest_paths = frozenset(API_PREFIX + r.path for r in events.router.routes)  # they decode their own bodies

@@ -8,7 +8,7 @@ would try first), it runs the route's own pieces directly:
 
 1. auth and rate limit: the token as the route's security dependencies read it, the scope the
    route's group guard requires (``serving/security.py``: ``presented_token``, ``required_scope``,
-   ``authorize``);
+   ``authorize``); then the group's refusal of unknown query parameters (``serving/query.py``);
 2. path and query parameters validated by FastAPI's own ``request_params_to_args`` against the
    route's declared parameters (so a 422 has FastAPI's shape, field for field);
 3. the route's endpoint function itself, called with the state and a sub-response (degraded
@@ -43,6 +43,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from serving.deps import get_state
+from serving.query import check as check_query
 from serving.routes import profiles
 from serving.routes import recommendations as recs
 from serving.security import authorize, presented_token, required_scope
@@ -108,6 +109,8 @@ def simple(route: Any) -> list[str] | None:
             names.append(sub.name)
         elif getattr(call, "__aura_guard__", None) is not None or getattr(call, "__aura_scope__", None) is not None:
             auth += 1
+        elif getattr(call, "__aura_query_check__", False):
+            continue  # run by ``answer`` itself (serving/query.py)
         else:
             return None
     return names if auth <= 1 else None
@@ -209,10 +212,14 @@ class FastPath:
     @staticmethod
     async def answer(hot: HotRoute, request: Request, state: ApiState, path_params: dict[str, Any]) -> Response:
         """What the route's FastAPI handler answers, in the same order: auth (the guard is the first
-        dependency), then parameter validation, then the endpoint and its response model."""
+        dependency), unknown query parameters (the group's second), then parameter validation, then
+        the endpoint and its response model."""
         route = hot.route
         if hot.required is not None:
             await authorize(state, request.scope, hot.required, await presented_token(request))
+        raw_query = request.scope.get("query_string")
+        if raw_query and raw_query not in hot.query_memo:  # a remembered query string was checked already
+            check_query(route, request.query_params.keys())
         d = route.dependant
         values, errors = request_params_to_args(d.path_params, path_params)
         if d.query_params:

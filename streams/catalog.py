@@ -6,12 +6,15 @@ records, one shared hash: aura/state/catalog.py) / ``recs_catalog_ids`` / ``recs
 ``update_catalog`` folds upserts and deletes from ``catalog.items`` (last event time wins, so replays
 and reordering are harmless: the Cassandra write uses ``USING TIMESTAMP`` = event time) and marks the
 content model dirty; a debounced timer rebuilds the TF-IDF model (aura/models/content.py) from the
-whole catalog in Redis and writes each item's top-K similar items.
+whole catalog in Redis and writes each item's top-K similar items. A record that cannot be decoded
+is dead-lettered with its reason; a change the store cannot apply (not a store error) as
+``fold_failed``, and the rest of its batch is applied (``fold``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any
@@ -27,8 +30,9 @@ from aura.state.cooccurrence import ITEM_TREND
 from aura.state.items import EVENT_TIME, deleted_fields, latest, meta_fields, parse_meta
 from schemas.codec import DecodeError, codec
 from schemas.events import CatalogChange, InvalidEvent, validate_catalog
+from streams.intake import Dead, RawRecord
 from streams.loopstats import timed
-from streams.runtime import Owner, Resources, retrying
+from streams.runtime import Owner, Resources, isolating, retrying
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +54,10 @@ class CatalogStore:
         ids = sorted({c.item_id for c in changes})
         pipe = self.redis.pipeline(transaction=False)
         for i in ids:
-            pipe.hget(self.keys.recs_item_meta(i), EVENT_TIME)
-        stored = {i: (int(t) if t else None) for i, t in zip(ids, await pipe.execute(), strict=True)}
+            pipe.hmget(self.keys.recs_item_meta(i), [EVENT_TIME, "categories"])
+        got = await pipe.execute()
+        stored = {i: (int(t) if t else None) for i, (t, _c) in zip(ids, got, strict=True)}
+        prior = {i: json.loads(c) if c else [] for i, (_t, c) in zip(ids, got, strict=True)}
         winners = latest(changes, stored)
         pipe = self.redis.pipeline(transaction=False)
         rows = []
@@ -76,7 +82,7 @@ class CatalogStore:
         if winners:
             pipe.hincrby(self.keys.recs_catalog_version(), "changes", len(winners))
         await pipe.execute()
-        await self.sync_trending(winners)
+        await self.sync_trending(winners, prior)
         if rows:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: execute_concurrent_with_args(self.res.session, self.upsert, rows, concurrency=64,
@@ -84,9 +90,13 @@ class CatalogStore:
             self.dirty_since = self.dirty_since or time.monotonic()
         return len(winners)
 
-    async def sync_trending(self, winners: dict[str, CatalogChange]) -> None:
+    async def sync_trending(self, winners: dict[str, CatalogChange], prior: dict[str, list[str]] | None = None
+                            ) -> None:
         """Interactions may precede an item's catalog entry: copy its global trending score into its
-        categories' sets on upsert; drop it from the global lists on delete (absolute, idempotent)."""
+        categories' sets on upsert, and take it out of the sets of categories it left (``prior``: item
+        -> categories before this batch); on delete, drop it from the popular list and every trending
+        set it was in (absolute, idempotent). Interactions after the delete do not put it back
+        (streams/itemsignals.py)."""
         ids = sorted(winners)
         if not ids:
             return
@@ -100,9 +110,16 @@ class CatalogStore:
             if ch.event_type == "delete":
                 pipe.zrem(self.keys.recs_trending(), item_id)
                 pipe.zrem(self.keys.recs_popular(), item_id)
-            elif score is not None:
-                for c in ch.item.get("categories") or []:
-                    pipe.zadd(self.keys.recs_trending(c), {item_id: float(score)})
+                for c in (prior or {}).get(item_id) or []:
+                    pipe.zrem(self.keys.recs_trending(c), item_id)
+            else:
+                cats = list(ch.item.get("categories") or [])
+                for c in (prior or {}).get(item_id) or []:
+                    if c not in cats:  # a category the item left
+                        pipe.zrem(self.keys.recs_trending(c), item_id)
+                if score is not None:
+                    for c in cats:
+                        pipe.zadd(self.keys.recs_trending(c), {item_id: float(score)})
         await pipe.execute()
 
     async def load_items(self) -> dict[str, dict[str, Any]]:
@@ -156,6 +173,17 @@ class CatalogStore:
         return len(items)
 
 
+async def fold(store: CatalogStore, changes: list[tuple[CatalogChange, RawRecord]]) -> list[Dead]:
+    """Apply a batch of changes; a change the store cannot apply is found by bisection and
+    dead-lettered as ``fold_failed`` (``streams.runtime.isolating``), the rest are applied (last event
+    time wins, so the split order does not matter); store errors are retried."""
+
+    async def step(part: list[tuple[CatalogChange, RawRecord]]) -> None:
+        await store.apply([c for c, _ in part])
+
+    return await isolating("catalog", step, changes, lambda c: c[1])
+
+
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """The agent ``update_catalog`` over ``catalog.items`` and the content model's rebuild timer; the
     catalog has no owner step in the behavior fan-out (returns none)."""
@@ -171,22 +199,25 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     async def update_catalog(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(s.worker.batch_max, within=s.worker.batch_within_s):
             now_ms = int(time.time() * 1000)
-            changes = []
-            dead = 0
+            changes: list[tuple[CatalogChange, RawRecord]] = []
+            dead: list[Dead] = []
             for e in batch:
                 m = e.message
                 try:
-                    changes.append(validate_catalog(item_codec.decode(m.value), now_ms))
+                    changes.append((validate_catalog(item_codec.decode(m.value), now_ms), RawRecord.of(m)))
                 except (DecodeError, InvalidEvent) as exc:
-                    dead += 1
-                    await deadletters.send(key=m.key, value=dead_codec.encode({
-                        "reason": exc.reason, "detail": str(exc)[:2000], "source_topic": m.topic,
-                        "source_partition": m.partition, "source_offset": m.offset, "key": m.key,
-                        "value": m.value, "dead_at": now_ms}))
-                    await retrying("dead-letter count", res.redis.hincrby, res.keys.deadletter_count(), exc.reason, 1)
-            await retrying("catalog", store.apply, changes)
+                    dead.append(Dead(RawRecord.of(m), exc.reason, str(exc)))
+                except Exception as exc:  # noqa: BLE001 - anything else in a record is still its fault
+                    dead.append(Dead(RawRecord.of(m), "invalid_event", f"{type(exc).__name__}: {exc}"))
+            dead += await fold(store, changes)
+            for d in dead:
+                await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))
             if dead:
-                log.warning("catalog: dead-lettered %d records", dead)
+                log.warning("catalog: dead-lettered %d records: %s", len(dead), sorted({d.reason for d in dead}))
+                pipe = res.redis.pipeline(transaction=False)
+                for d in dead:
+                    pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
+                await retrying("dead-letter count", pipe.execute)
 
     @app.timer(interval=max(0.2, s.recs.content_rebuild_s / 2))
     @timed("rebuild_content_model")

@@ -3,7 +3,8 @@ two state owners streams/experiments.py (exposures, conversions, revenue per var
 streams/bandits.py (pulls and rewards).
 
 ``process_decisions`` consumes the decisions topic: undecodable or invalid records are dead-lettered
-here with their reason; records of other kinds on that topic (campaign deliveries, served lists)
+here with their reason, and a fact the owners cannot fold as ``fold_failed`` (the rest of its batch is
+folded: ``fold``); records of other kinds on that topic (campaign deliveries, served lists)
 belong to other agents and are skipped. Conversions and rewards come from behavior events, decoded
 and de-duplicated once by the behavior agent (streams/behavior.py), which runs the owner step that
 ``register`` returns on every batch and sends and counts the dead letters it returns (rewards of
@@ -34,7 +35,7 @@ from schemas.events import Behavior, InvalidEvent, validate_behavior, validate_e
 from streams.bandits import BanditStore, DecisionFact, RewardFact, validate_decision
 from streams.experiments import CONVERSION_TYPES, ConversionEvent, ExperimentTallies, ExposureFact, Source
 from streams.intake import Accepted, Dead, RawRecord
-from streams.runtime import Batch, Owner, Resources, retrying
+from streams.runtime import Batch, Owner, Resources, isolating
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,22 @@ def behavior_owner(owners: DecisionOwners, behavior_topic: str) -> Owner:
     return "decisions", step
 
 
+async def fold(owners: DecisionOwners, parsed: Parsed, records: list[RawRecord]) -> list[Dead]:
+    """Fold a decisions-topic batch's exposures and decisions (in arrival order); a fact the owners
+    cannot fold is found by bisection and dead-lettered as ``fold_failed``
+    (``streams.runtime.isolating``), the rest are folded; store errors are retried."""
+    by_src = {(r.topic, r.partition, r.offset): r for r in records}
+    facts: list[ExposureFact | DecisionFact] = sorted(
+        [*parsed.exposures, *parsed.decisions], key=lambda f: (f.src.partition, f.src.offset))
+
+    async def step(part: list[ExposureFact | DecisionFact]) -> list[Dead]:
+        exposures = [f for f in part if isinstance(f, ExposureFact)]
+        decisions = [f for f in part if isinstance(f, DecisionFact)]
+        return await owners.apply(exposures, decisions, [], records)
+
+    return await isolating("decisions", step, facts, lambda f: by_src[(f.src.topic, f.src.partition, f.src.offset)])
+
+
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """The agent over the decisions topic; returns the behavior owner (conversions and rewards) that
     the behavior agent runs on every batch."""
@@ -219,7 +236,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
             records = [RawRecord.of(e.message) for e in batch]
             parsed = parse(records, decisions_topic, now_ms)
             dead = list(parsed.dead)
-            dead += await retrying("decisions", owners.apply, parsed.exposures, parsed.decisions, [], records)
+            dead += await fold(owners, parsed, records)
             owners.decisions_folded()
             for d in dead:
                 await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))

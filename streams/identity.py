@@ -14,6 +14,8 @@ through the version compare-and-set of streams/profiles.py.
   sums, min/max, decayed sums moved to a common time, fences united so events of the anonymous id
   are never counted twice), written atomically with the identity fence; then the anonymous keys are
   deleted and an alias makes later events of the anonymous id count for the user.
+- an event the store cannot apply (not a store error) is dead-lettered as ``fold_failed`` and the
+  rest of its batch applied (``fold``, bisection by ``streams.runtime.isolating``).
 - erase: every key of the user in Redis, its rows in Cassandra and its segment memberships are
   deleted, and a tombstone (null value) for the user is produced to the compacted identity topic.
 """
@@ -39,10 +41,10 @@ from schemas.events import Identity, InvalidEvent, validate_identity
 from streams.erasure import erase_references, interactions_delete
 from streams.intake import Dead, RawRecord
 from streams.profiles import ProfileStore, lua_args
-from streams.runtime import Owner, Resources
+from streams.runtime import Owner, Resources, isolating
 from streams.segments import LiveRules
 
-__all__ = ["apply_identity", "merge_profiles", "register"]
+__all__ = ["apply_identity", "fold", "merge_profiles", "register"]
 log = logging.getLogger(__name__)
 
 
@@ -225,6 +227,21 @@ class IdentityStore:
         await self._delete_user(user)
 
 
+async def fold(store: IdentityStore, events: list[tuple[Identity, int, int, RawRecord]]
+               ) -> tuple[list[str], list[Dead]]:
+    """Apply a batch's events (partition and offset order); an event the store cannot apply is found
+    by bisection and dead-lettered as ``fold_failed`` (``streams.runtime.isolating``), the rest are
+    applied; store errors are retried. Returns the user ids erased and the dead letters."""
+    erased: list[str] = []
+
+    async def step(part: list[tuple[Identity, int, int, RawRecord]]) -> None:
+        erased.extend(await store.apply([(ev, p, o) for ev, p, o, _ in part]))
+
+    ordered = sorted(events, key=lambda e: (e[1], e[2]))
+    dead = await isolating("identity", step, ordered, lambda e: e[3])
+    return list(dict.fromkeys(erased)), dead
+
+
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """The agent over ``events.identity``; it feeds no owner of the behavior agent."""
     s = res.settings
@@ -241,20 +258,23 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     async def process_identity(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(s.worker.batch_max, within=s.worker.batch_within_s):
             now_ms = int(time.time() * 1000)
-            good: list[tuple[Identity, int, int]] = []
+            good: list[tuple[Identity, int, int, RawRecord]] = []
             dead: list[Dead] = []
             for e in batch:
                 m = e.message
                 if m.value is None:  # a tombstone (ours, after an erase)
                     continue
                 try:
-                    good.append((validate_identity(event_codec.decode(m.value), now_ms), m.partition, m.offset))
+                    good.append((validate_identity(event_codec.decode(m.value), now_ms), m.partition, m.offset,
+                                 RawRecord.of(m)))
                 except (DecodeError, InvalidEvent) as exc:
                     dead.append(Dead(RawRecord.of(m), exc.reason,
                                      exc.detail))
                 except Exception as exc:  # noqa: BLE001 - the record's fault; dead-letter it
                     dead.append(Dead(RawRecord.of(m), "invalid_event",
                                      f"{type(exc).__name__}: {exc}"))
+            erased, failed = await fold(store, good)
+            dead += failed
             for d in dead:
                 await deadletters.send(key=d.record.key, value=dead_codec.encode(d.to_avro(now_ms)))
             if dead:
@@ -262,7 +282,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
                 for d in dead:
                     pipe.hincrby(res.keys.deadletter_count(), d.reason, 1)
                 await pipe.execute()
-            for user in await store.apply(good):
+            for user in erased:
                 await tombstones.send(key=user.encode(), value=None)
 
     return []

@@ -77,7 +77,8 @@ def publish_split(dirty: set[str], pops: dict[str, float], published: dict[str, 
 
 # One script per item and batch (the keys of one item share its hash tag), delta as one JSON argument.
 # The trending log-score is added as aura/state/trending.log_add does; the item's catalog categories
-# come back for the per-category trending sets.
+# come back for the per-category trending sets, and its deleted flag: a deleted item's interactions
+# are still counted in its state, but it is not put back into the popular and trending lists.
 ITEM_LUA = """
 local d = cjson.decode(ARGV[1])
 for _, f in ipairs(d.f) do
@@ -107,7 +108,7 @@ if n > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK
 n = 0
 for j, w in pairs(d.b) do redis.call('ZINCRBY', KEYS[3], w, j); n = n + 1 end
 if n > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
-return {pop, tr or '', redis.call('HGET', KEYS[4], 'categories') or '[]'}
+return {pop, tr or '', redis.call('HGET', KEYS[4], 'categories') or '[]', redis.call('HGET', KEYS[4], 'deleted') or ''}
 """
 
 
@@ -207,11 +208,12 @@ class ItemSignals:
                 self.fences[(item, part)] = new
             applied += a.entries
             pop, tr, cats = float(res[0]), res[1], json.loads(res[2] or "[]")
-            popular[item] = pop
             self.pops[item] = pop
-            if tr:
-                for c in (None, *cats):
-                    trend.setdefault(c, {})[item] = float(tr)
+            if res[3] != "1":  # the meta hash's deleted flag (aura/state/items.py): a deleted item is in no list
+                popular[item] = pop
+                if tr:
+                    for c in (None, *cats):
+                        trend.setdefault(c, {})[item] = float(tr)
             if a.cooc:
                 self.dirty.add(item)
             if a.bought:

@@ -2,7 +2,8 @@
 
 ``Resources`` are the clients a worker process opens once (streams/app.py builds them); ``Batch`` is
 one batch of the behavior topic after the intake, handed to every state owner; an ``Owner`` is a
-named, idempotent step over such a batch; ``retrying`` reruns a fenced batch step on store errors.
+named, idempotent step over such a batch; ``retrying`` reruns a fenced batch step on store errors;
+``isolating`` also dead-letters the events a step cannot fold (every agent's batches use it).
 Agent modules import this module and expose ``register(app, res) -> list[Owner]``; streams/app.py
 imports the agent modules, and nothing imports streams/app.py back.
 """
@@ -13,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aura.layout import RedisKeys
 from aura.settings import Settings
@@ -21,6 +22,7 @@ from streams.durable import WriteBehind
 from streams.intake import Accepted, Dead, RawRecord
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RETRIES = 30
 PROFILES_OWNER = "profiles+analytics"  # the owner whose commit makes a batch visible through the API
@@ -90,24 +92,37 @@ def transient(exc: BaseException) -> bool:
 
 
 async def fold_isolating(name: str, step: OwnerStep, batch: Batch) -> list[Dead]:
-    """Run an owner's step over ``batch``; when it fails on the data, find the events that make it
-    fail (bisection in arrival order, so per-partition fences only move forward), dead-letter them
-    with reason ``fold_failed`` and fold the rest. Store errors are retried (``retrying``)."""
+    """Run a behavior owner's step over ``batch``, isolating the events it cannot fold (``isolating``)."""
+
+    async def sub(part: list[Accepted]) -> list[Dead] | None:
+        return await step(batch if part is batch.kept else Batch(part, batch.raw, batch.now_ms))
+
+    return await isolating(name, sub, batch.kept, lambda acc: batch.raw[(acc.partition, acc.offset)])
+
+
+async def isolating(name: str, step: Callable[[list[T]], Awaitable[list[Dead] | None]], items: list[T],
+                    record_of: Callable[[T], RawRecord]) -> list[Dead]:
+    """Run an idempotent, fenced batch ``step`` over ``items`` (any agent's decoded events); when it
+    fails on the data, find the items that make it fail (bisection in arrival order, so per-partition
+    fences only move forward), dead-letter their records (``record_of``) with reason ``fold_failed``
+    and fold the rest. Store errors (``transient``) are retried as ``retrying`` does, never isolated.
+    Returns the step's own dead letters plus the ``fold_failed`` ones."""
     try:
-        return await _attempt(name, step, batch) or []
+        return await _attempt(name, step, items) or []
     except Exception as exc:  # noqa: BLE001 - classified: data errors are isolated, the rest re-raised
         if transient(exc):
             raise
         log.warning("%s failed on the data of a batch of %d (%s: %s); isolating the events that fail",
-                    name, len(batch.kept), type(exc).__name__, exc)
-        return await _bisect(name, step, batch, batch.kept, exc)
+                    name, len(items), type(exc).__name__, exc)
+        return await _bisect(name, step, items, record_of, exc)
 
 
-async def _attempt(name: str, step: OwnerStep, batch: Batch) -> list[Dead] | None:
+async def _attempt(name: str, step: Callable[[list[T]], Awaitable[list[Dead] | None]], items: list[T]
+                   ) -> list[Dead] | None:
     delay = 0.1
     for attempt in range(1, RETRIES + 1):
         try:
-            return await step(batch)
+            return await step(items)
         except Exception as exc:
             if not transient(exc) or attempt == RETRIES:
                 raise
@@ -117,21 +132,20 @@ async def _attempt(name: str, step: OwnerStep, batch: Batch) -> list[Dead] | Non
     return None
 
 
-async def _bisect(name: str, step: OwnerStep, batch: Batch, events: list[Accepted], exc: Exception) -> list[Dead]:
-    if len(events) == 1:
-        acc = events[0]
-        record = batch.raw[(acc.partition, acc.offset)]
-        log.error("%s cannot fold event %s (partition %d offset %d): %s: %s; dead-lettered", name,
-                  acc.event.event_id, acc.partition, acc.offset, type(exc).__name__, exc)
+async def _bisect(name: str, step: Callable[[list[T]], Awaitable[list[Dead] | None]], items: list[T],
+                  record_of: Callable[[T], RawRecord], exc: Exception) -> list[Dead]:
+    if len(items) == 1:
+        record = record_of(items[0])
+        log.error("%s cannot fold the record at %s partition %d offset %d: %s: %s; dead-lettered", name,
+                  record.topic, record.partition, record.offset, type(exc).__name__, exc)
         return [Dead(record, "fold_failed", f"{name}: {type(exc).__name__}: {str(exc)[:500]}")]
     dead: list[Dead] = []
-    mid = len(events) // 2
-    for part in (events[:mid], events[mid:]):
-        sub = Batch(part, batch.raw, batch.now_ms)
+    mid = len(items) // 2
+    for part in (items[:mid], items[mid:]):
         try:
-            dead += await _attempt(name, step, sub) or []
+            dead += await _attempt(name, step, part) or []
         except Exception as sub_exc:  # noqa: BLE001 - classified as above
             if transient(sub_exc):
                 raise
-            dead += await _bisect(name, step, sub, part, sub_exc)
+            dead += await _bisect(name, step, part, record_of, sub_exc)
     return dead

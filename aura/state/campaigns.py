@@ -227,7 +227,7 @@ def zone_ok(name: str) -> bool:
     """Whether ``name`` is a time zone this machine knows."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         return False
     return True
 

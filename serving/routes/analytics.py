@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -17,36 +16,16 @@ from aura.layout import Tables
 from aura.state import analytics
 from aura.state.analytics import BucketTotals
 from serving.deps import State
+from serving.timeparams import parse_time, time_query
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
 Grain = Literal["minute", "hour", "day"]
 MAX_BUCKETS = 2000
-MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31: beyond it a bucket start overflows Cassandra's timestamp (fuzzer)
 
 
 TIMEFRAME_UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
-
-
-def parse_time(raw: str | None, name: str) -> int | None:
-    """A time parameter: epoch milliseconds, or an ISO-8601 date (``2026-11-01``, UTC midnight) or
-    date-time (a time without a zone is UTC); 422 naming the parameter otherwise."""
-    if raw is None or raw == "":
-        return None
-    raw = raw.strip()
-    try:
-        if raw.isdigit():
-            ms = int(raw)
-        else:
-            dt = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
-            ms = int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
-    except (ValueError, OverflowError) as exc:
-        raise HTTPException(422, [{"loc": ["query", name], "msg": "epoch milliseconds or an ISO-8601 date or "
-                                   "date-time", "type": "value_error"}]) from exc
-    if not 0 <= ms <= MAX_EPOCH_MS:
-        raise HTTPException(422, [{"loc": ["query", name], "msg": "out of range", "type": "value_error"}])
-    return ms
 
 
 class Window:
@@ -56,10 +35,8 @@ class Window:
 
     def __init__(self, grain: Grain | None = Query(None, description="Bucket size (default: hour, or day "  # noqa: B008
                                                                       "for long ranges)"),
-                 from_ms: int | str | None = Query(None, alias="from", max_length=40,  # noqa: B008
-                                                   description="Start: epoch ms or ISO-8601 (default: 24 h ago)"),
-                 to_ms: int | str | None = Query(None, alias="to", max_length=40,  # noqa: B008
-                                                 description="End (exclusive): epoch ms or ISO-8601 (default: now)"),
+                 from_ms: int | str | None = time_query("from", "Start (default: 24 h ago)"),  # noqa: B008
+                 to_ms: int | str | None = time_query("to", "End, exclusive (default: now)"),  # noqa: B008
                  timeframe: str | None = Query(None, pattern=r"^\d{1,5}[mhdw]$",  # noqa: B008
                                                description="The last N minutes/hours/days/weeks, e.g. 30d "
                                                            "(instead of from)")):

@@ -21,6 +21,7 @@ from aura.layout import Tables
 from aura.state import analytics
 from aura.state import insights as istate
 from serving.deps import State
+from serving.timeparams import parse_time, time_query
 
 router = APIRouter(prefix="/analytics/insights", tags=["analytics"])
 
@@ -45,7 +46,6 @@ _RUN_EXAMPLE = {"timeframe": "6h", "focus": ["conversion"], "metrics": ["convers
 def _example(body: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {"application/json": {"example": body}}}}
 
-MAX_EPOCH_MS = 253_402_300_799_999
 MAX_TIMEFRAME_DAYS = 90
 ONDEMAND_MAX_MIN = 6 * 60       # minutes analysed by an on-demand run (the most recent of the timeframe)
 ONDEMAND_WARMUP_MIN = 120       # minutes read before them to warm the models up
@@ -99,17 +99,17 @@ async def history(state: Any, from_ms: int, to_ms: int, focus: list[str], severi
             responses=_example(_LIST_EXAMPLE))
 async def list_insights(
         state: State,
-        from_ms: Annotated[int | None, Query(alias="from", ge=0, le=MAX_EPOCH_MS,
-                                             description="Start, epoch ms (default: from timeframe)")] = None,
-        to_ms: Annotated[int | None, Query(alias="to", ge=0, le=MAX_EPOCH_MS,
-                                           description="End (exclusive), epoch ms (default: now)")] = None,
+        from_ms: int | str | None = time_query("from", "Start (default: from timeframe)"),
+        to_ms: int | str | None = time_query("to", "End, exclusive (default: now)"),
         timeframe: Annotated[str, Query(max_length=8, description="Look-back when from is not given")] = "24h",
         focus: Annotated[list[Focus] | None, Query(description="conversion, revenue, engagement (or a metric)")] = None,
         severity: Annotated[Severity | None, Query(description="Minimum severity")] = None,
         status: Annotated[Status | None, Query(description="open or closed")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    to = to_ms if to_ms is not None else int(time.time() * 1000) + MINUTE
-    start = from_ms if from_ms is not None else max(0, to - timeframe_ms(timeframe))
+    end = parse_time(str(to_ms), "to") if to_ms is not None else None
+    begin = parse_time(str(from_ms), "from") if from_ms is not None else None
+    to = end if end is not None else int(time.time() * 1000) + MINUTE
+    start = begin if begin is not None else max(0, to - timeframe_ms(timeframe))
     if start >= to:
         raise HTTPException(422, [{"loc": ["query", "from"], "msg": "from must be before to", "type": "value_error"}])
     found = await history(state, start, to, list(focus or []), severity, status, limit)

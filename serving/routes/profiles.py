@@ -21,6 +21,7 @@ from aura.state import profiles as profiles_mod
 from aura.state.profile_codec import from_durable, queue_read, unpack
 from aura.state.profiles import Profile, ProfileConfig, parse_attrs
 from serving.deps import State
+from serving.timeparams import parse_time, time_query
 
 log = logging.getLogger(__name__)
 
@@ -247,14 +248,15 @@ async def list_profiles(state: State, cursor: int = Query(0, ge=0), limit: int =
                         segment: str | None = Query(None, max_length=64, description="Only members of it"),
                         attribute: list[str] | None = Query(None, max_length=10,  # noqa: B008
                                                            description="name:value, every one must match"),
-                        active_since: int | None = Query(None, ge=0, le=253_402_300_799_999,
-                                                         description="Last event at or after, epoch ms"),
+                        active_since: int | str | None = time_query(  # noqa: B008
+                            "active_since", "Last event at or after"),
                         ) -> ProfilePage:
     """Pages through the segment's members (``segment``) or every profile (SCAN of the profile keys),
     reading each page's profiles and identity hashes in one pipeline and keeping the matches; no
     index, so a selective search returns short pages (at most ``max(20 x limit, 2000)`` profiles,
     or ``SCAN_CALLS`` SCAN calls of the whole keyspace, are looked at per page)."""
     wanted = _attribute_filters(attribute)
+    active_since = parse_time(str(active_since), "active_since") if active_since is not None else None
     keys, redis = state.keys, state.redis
     # profiles with events have a state key; created ones without events only an identity hash: an
     # attribute search scans the identity hashes, any other search the states

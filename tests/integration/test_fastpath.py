@@ -245,3 +245,28 @@ def test_openapi_document_is_the_same_with_the_fast_path(isolated):
     on = create_app(isolated).openapi()
     off = fastapi_only(create_app(isolated)).openapi()
     assert on == off and "/v1/profiles/{user_id}/activity" in on["paths"]
+
+
+def test_fast_path_refuses_unknown_query_parameters_like_fastapi(isolated, redis_client, api_key, counted):
+    k = RedisKeys(isolated.redis.prefix)
+    items = seed_recs(redis_client, k, random.Random(7))
+    profile_codec.write_sync(redis_client, k, "u0", Profile(counts={"view": 1}, first_seen=1000, last_seen=2000,
+                                                            version=1))
+    ok = {"X-API-Key": api_key("read")}
+    paths = ["/v1/profiles/u0?limt=3", "/v1/profiles/u0/activity?limit=5&x=1",
+             "/v1/recommendations/users/u0?limt=5", "/v1/recommendations/users/u0?limit=abc&methd=popular",
+             f"/v1/recommendations/similar/{items[1]}?limit=5&categroy=a",
+             f"/v1/recommendations/also-bought/{items[2]}?zz=1&zz=2", "/v1/recommendations/trending?cat=a",
+             f"/v1/profiles/{'x' * 300}/activity?zz=1"]
+    requests = [("GET", p, ok) for p in paths]
+    requests += [("GET", p, ok) for p in paths[:3]]  # again: the query memo must not let them through
+    requests += [("GET", "/v1/recommendations/trending?limit=3", ok), ("GET", "/v1/recommendations/trending?limit=3",
+                 ok), ("GET", "/v1/profiles/u0?zz=1", {})]  # known ones still answered; 401 before 422
+    fast, plain, answered = both(isolated, requests, counted)
+    assert_same(requests, fast, plain)
+    assert [st for st, _b, _h in fast] == [422] * 11 + [200, 200, 401]
+    for (_m, p, _h), (_st, body, _hd) in zip(requests[:8], fast[:8], strict=True):
+        name = re.findall(r"[?&]([a-z]+)=", p)[-1] if "limit=abc" not in p else "methd"
+        assert f'"loc":["query","{name}"]'.encode() in body, (p, body)
+    assert b'"loc":["query","limit"]' not in fast[3][1]  # the unknown parameter is refused first, alone
+    assert len(answered) == len(requests)

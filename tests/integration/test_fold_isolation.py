@@ -122,3 +122,37 @@ def test_dead_letters_are_tailed_and_replayed_exactly_once_after_a_fix(isolated,
     assert "replayed 0" in again and "already replayed 2" in again, again
     intake = wait_for(lambda: redis_client.hgetall(keys.intake_count()), what="intake counts")
     assert views() == 2 and int(intake["accepted"]) == 4  # 2 first sightings + 2 replays
+
+
+def test_an_identity_event_that_cannot_be_applied_is_dead_lettered_and_the_batch_goes_on(
+        isolated, worker_factory, redis_client):
+    keys = RedisKeys(isolated.redis.prefix)
+    tag = uuid.uuid4().hex[:6]
+    poisoned, good = f"poisoned-{tag}", [f"good-{tag}-{i}" for i in range(4)]
+    redis_client.set(keys.user_attrs(poisoned), "not a hash")  # every read of its attributes fails (WRONGTYPE)
+    source = layout.topic(isolated, layout.IDENTITY)
+    c = codec("identity_event")
+    now = int(time.time() * 1000)
+    producer = bootstrap.kafka_producer(isolated)
+
+    def send(user: str, n: int) -> None:
+        producer.produce(source, key=user.encode(), value=c.encode({
+            "event_id": f"{user}-{n}", "event_type": "update", "user_id": user, "event_time": now + n,
+            "attributes": {"tier": n}, "context": {}, "properties": {}}))
+
+    for n in range(2):
+        for u in good:
+            send(u, n)
+        send(poisoned, n)
+    assert producer.flush(30) == 0
+    worker_factory()
+    for u in good:
+        wait_for(lambda u=u: redis_client.hget(keys.user_attrs(u), "x:tier") == "1", timeout=60,
+                 what=f"the attributes of {u}")
+    letters = dead_letters(isolated, 2)
+    assert sorted(d["reason"] for d in letters) == ["fold_failed", "fold_failed"], letters
+    assert {d["key"] for d in letters} == {poisoned.encode()}
+    assert all(d["detail"].startswith("identity: ResponseError") for d in letters), letters[0]["detail"]
+    counted = wait_for(lambda: redis_client.hgetall(keys.deadletter_count()).get("fold_failed"), what="counts")
+    assert int(counted) == 2
+    assert redis_client.get(keys.user_attrs(poisoned)) == "not a hash"  # nothing half-written

@@ -188,3 +188,9 @@ def test_the_demo_campaigns_are_valid():
         out = render(c, {"user": {"id": "u", "first_name": "Ann"}, "event": {"item_id": "i1"},
                          "recommendations": [{"title": "T", "item_id": "i2"}], "message": {"click_url": "http://x"}})
         assert "i2" in out["body"]
+
+
+def test_a_time_zone_name_too_long_for_a_file_name_is_unknown_not_an_error():
+    from aura.state.campaigns import zone_ok
+
+    assert zone_ok("Europe/Paris") and not zone_ok("x" * 5000) and not zone_ok("No/Such_Zone")

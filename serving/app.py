@@ -42,6 +42,7 @@ from serving.routes import analytics as analytics_routes
 from serving.routes import bandits as bandit_routes
 from serving.routes import campaigns as campaign_routes
 from serving.routes import content as content_routes
+from serving.routes import docs as docs_routes
 from serving.routes import events, profile_writes, profiles, segments, system
 from serving.routes import experiments as experiment_routes
 from serving.routes import insights as insight_routes
@@ -165,9 +166,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     development = s.environment == "development"
     open_metrics = s.api.metrics_public if s.api.metrics_public is not None else development
     open_docs = s.api.docs_public if s.api.docs_public is not None else development
-    closed_docs: dict[str, Any] = {} if open_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    # the documentation pages are serving/routes/docs.py (offline assets); FastAPI serves only /openapi.json
+    closed_docs: dict[str, Any] = {} if open_docs else {"openapi_url": None}
     app = FastAPI(
         **closed_docs,
+        docs_url=None,
+        redoc_url=None,
         title="Aura Personalization Engine",
         version="0.1.0",
         description="Real-time personalization and recommendations served from state the event stream keeps "
@@ -194,6 +198,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(system.metrics_router, dependencies=checked(guard(read=ADMIN)), **secured)
     if not open_docs:  # the same documents, for admin keys only
         app.include_router(system.docs_router, dependencies=checked(guard(read=ADMIN)), include_in_schema=False)
+    app.include_router(docs_routes.router, dependencies=checked() if open_docs else checked(guard(read=ADMIN)),
+                       include_in_schema=False)
+    app.mount(docs_routes.ASSETS_URL, docs_routes.assets(), name="docs-assets")  # vendor files: open
     app.include_router(profiles.router, prefix=API_PREFIX,
                        dependencies=checked(guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})),
                        **secured)

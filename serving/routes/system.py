@@ -10,8 +10,7 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
@@ -23,17 +22,12 @@ from serving.health import Health, check, memoized
 router = APIRouter(tags=["system"])  # open: health checks come from load balancers without keys
 ops_router = APIRouter(tags=["system"])  # admin: operational detail
 metrics_router = APIRouter(tags=["system"])  # open or admin (settings.api.metrics_public)
-docs_router = APIRouter(tags=["system"])  # the API documents behind an admin key (settings.api.docs_public)
+docs_router = APIRouter(tags=["system"])  # the OpenAPI document behind an admin key (settings.api.docs_public)
 
 
 @docs_router.get("/openapi.json", include_in_schema=False)
 async def openapi_document(request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
-
-
-@docs_router.get("/docs", include_in_schema=False)
-async def swagger_ui(request: Request) -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{request.app.title} - docs")
 
 
 @router.get("/health", response_model=Health, summary="Status of the API and each dependency",

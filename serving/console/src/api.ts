@@ -187,48 +187,206 @@ export interface Revenue {
 export interface RecItem {
   item_id: string;
   score: number;
-  source?: string;
-  sources?: string[];
-  reason?: string;
-  [k: string]: unknown;
+  sources: string[];
 }
 export interface Recommendations {
-  user_id?: string | null;
-  placement?: string;
+  recommendation_id: string;
+  user_id: string | null;
+  method: string;
+  strategy: string;
+  placement: string;
   items: RecItem[];
-  [k: string]: unknown;
+  decision?: { bandit_id: string; decision_id: string; arm: string; explore: boolean } | null;
+}
+export interface Scored {
+  item_id: string;
+  score: number;
 }
 export interface Neighbours {
   item_id: string;
-  items: { item_id: string; score: number; [k: string]: unknown }[];
-  [k: string]: unknown;
+  kind: string;
+  items: Scored[];
 }
 export interface Trending {
-  items: { item_id: string; score: number; [k: string]: unknown }[];
+  category: string | null;
+  half_life_h: number;
+  items: Scored[];
+}
+export interface Profile {
+  user_id: string;
+  attributes: Record<string, unknown>;
+  preferences: Record<string, unknown>;
+  counts: Record<string, number>;
+  first_seen: number | null;
+  last_seen: number | null;
+  recent_items: string[];
+  sessions: number;
+  orders: number;
+  lifetime_value: number;
+  engagement: number;
+  lifecycle: string;
+  lifecycle_at_last_event: string | null;
+  affinities: Record<string, number>;
+  segments: string[];
+  source: string;
+}
+export interface ProfileSummary {
+  user_id: string;
+  attributes: Record<string, unknown>;
+  segments: string[];
+  last_seen: number | null;
+  engagement: number;
+  lifecycle: string;
+}
+export interface ProfilePage {
+  profiles: ProfileSummary[];
+  next_cursor: number;
+  examined: number;
+}
+export interface Activity {
+  user_id: string;
+  counts: Record<string, number>;
+  first_seen: number | null;
+  last_seen: number | null;
+  recent_items: string[];
+  source: string;
+}
+export interface Segment {
+  name: string;
+  rule: unknown;
+  source: "api" | "settings";
+  members: number;
+  description?: string;
+  backfill: { state: string; scanned?: number; changed?: number; members?: number } | null;
+}
+export interface Rule {
+  id: string;
+  name?: string;
+  description?: string;
+  priority?: number;
+  enabled?: boolean;
+  channels?: string[];
+  conditions?: unknown;
+  content?: unknown;
+  variant?: string | null;
+}
+export interface EvaluateIn {
+  user_id: string;
+  channel: "web" | "email" | "mobile";
+  context?: { page?: string; placement?: string; device?: string; locale?: string; referrer?: string };
+  profile?: Record<string, unknown>;
+  segments?: string[];
+  all_matches?: boolean;
+}
+export interface Evaluation {
+  user_id: string;
+  channel: string;
+  rule_id: string | null;
+  variant: string | null;
+  content: unknown;
+  matches: { rule_id: string; priority: number; variant: string | null; content: unknown }[];
+}
+export interface Variant {
+  id: string;
+  weight?: number;
+  payload?: Record<string, unknown>;
+}
+export interface Experiment {
+  id: string;
+  name?: string;
+  description?: string;
+  status: string;
+  variants?: Variant[];
+  factors?: Record<string, string[]>;
+  control?: string;
+  coverage?: number;
+  conversion_events?: string[];
+  winner?: string | null;
+  created_at?: number;
+  targeting?: unknown;
   [k: string]: unknown;
+}
+export interface VariantResult {
+  variant: string;
+  weight: number;
+  exposures: number;
+  conversions: number;
+  conversion_rate: number;
+  ci95: [number, number];
+  revenue: number;
+  revenue_per_exposure: number;
+  uplift?: number | null;
+  z?: number;
+  p_value?: number;
+  chance_to_beat_control?: number;
+  expected_loss?: number;
+}
+export interface ExperimentResults {
+  experiment_id: string;
+  status: string;
+  metric: string;
+  control: string;
+  winner: string | null;
+  variants: VariantResult[];
+  srm: { chi2: number; p_value: number; mismatch: boolean };
+}
+export interface PlacementModel {
+  model_id: string;
+  version: number;
+  weights: Record<string, number> | null;
+  updated_at: number | null;
 }
 
 export const api = {
   health: () => get<Health>("/health", undefined, { accept: [503], quiet: true }),
   stats: () => get<Stats>("/stats", undefined, { quiet: true }),
   analytics: {
-    engagement: (w: Window) => get<Engagement>("/analytics/engagement", { ...w }),
-    funnel: (w: Window) => get<Funnel>("/analytics/funnel", { ...w }),
-    revenue: (w: Window) => get<Revenue>("/analytics/revenue", { ...w }),
+    engagement: (w: Window) => get<Engagement>("/analytics/engagement", { ...w }, { quiet: true }),
+    funnel: (w: Window) => get<Funnel>("/analytics/funnel", { ...w }, { quiet: true }),
+    revenue: (w: Window) => get<Revenue>("/analytics/revenue", { ...w }, { quiet: true }),
   },
   profiles: {
-    list: (q: Query) => get<Record<string, unknown>>("/profiles", q),
-    get: (userId: string) => get<Record<string, unknown>>(`/profiles/${enc(userId)}`),
-    engagement: (userId: string) => get<Record<string, unknown>>(`/profiles/${enc(userId)}/engagement`),
-    segments: (userId: string) => get<Record<string, unknown>>(`/profiles/${enc(userId)}/segments`),
-    history: (userId: string) => get<Record<string, unknown>>(`/profiles/${enc(userId)}/history`),
-    activity: (userId: string) => get<Record<string, unknown>>(`/profiles/${enc(userId)}/activity`),
+    list: (q: Query) => get<ProfilePage>("/profiles", q, { quiet: true }),
+    get: (userId: string) => get<Profile>(`/profiles/${enc(userId)}`, undefined, { quiet: true }),
+    activity: (userId: string) => get<Activity>(`/profiles/${enc(userId)}/activity`, undefined, { quiet: true }),
+  },
+  segments: {
+    list: () => get<{ segments: Segment[] }>("/segments", undefined, { quiet: true }),
+    create: (doc: Record<string, unknown>) => post<Segment>("/segments", doc, { quiet: true }),
+    replace: (name: string, doc: Record<string, unknown>) => put<Segment>(`/segments/${enc(name)}`, doc, { quiet: true }),
+    remove: (name: string) => del<unknown>(`/segments/${enc(name)}`),
   },
   recs: {
-    forUser: (userId: string, q: Query = {}) => get<Recommendations>(`/recommendations/users/${enc(userId)}`, q),
-    generate: (body: Record<string, unknown>) => post<Recommendations>("/recommendations/generate", body),
-    similar: (itemId: string, q: Query = {}) => get<Neighbours>(`/recommendations/similar/${enc(itemId)}`, q),
-    alsoBought: (itemId: string, q: Query = {}) => get<Neighbours>(`/recommendations/also-bought/${enc(itemId)}`, q),
-    trending: (q: Query = {}) => get<Trending>("/recommendations/trending", q),
+    forUser: (userId: string, q: Query = {}) =>
+      get<Recommendations>(`/recommendations/users/${enc(userId)}`, q, { quiet: true }),
+    generate: (body: Record<string, unknown>) => post<Recommendations>("/recommendations/generate", body, { quiet: true }),
+    similar: (itemId: string, q: Query = {}) =>
+      get<Neighbours>(`/recommendations/similar/${enc(itemId)}`, q, { quiet: true }),
+    alsoBought: (itemId: string, q: Query = {}) =>
+      get<Neighbours>(`/recommendations/also-bought/${enc(itemId)}`, q, { quiet: true }),
+    trending: (q: Query = {}) => get<Trending>("/recommendations/trending", q, { quiet: true }),
+  },
+  models: {
+    list: () =>
+      get<{ types: string[]; models: Record<string, unknown>[]; placements: Record<string, PlacementModel> }>(
+        "/models",
+        undefined,
+        { quiet: true },
+      ),
+  },
+  rules: {
+    list: () => get<{ rules: Rule[] }>("/personalization/rules", undefined, { quiet: true }),
+    create: (rule: Rule) => post<Rule>("/personalization/rules", rule, { quiet: true }),
+    replace: (rule: Rule) => put<Rule>(`/personalization/rules/${enc(rule.id)}`, rule, { quiet: true }),
+    remove: (id: string) => del<unknown>(`/personalization/rules/${enc(id)}`),
+    evaluate: (body: EvaluateIn) => post<Evaluation>("/personalization/evaluate", body, { quiet: true }),
+  },
+  experiments: {
+    list: () => get<{ experiments: Experiment[] }>("/experiments", undefined, { quiet: true }),
+    create: (doc: Record<string, unknown>) => post<Experiment>("/experiments", doc, { quiet: true }),
+    setStatus: (id: string, status: string, winner?: string) =>
+      post<Experiment>(`/experiments/${enc(id)}/status`, { status, ...(winner ? { winner } : {}) }, { quiet: true }),
+    results: (id: string, metric?: string) =>
+      get<ExperimentResults>(`/experiments/${enc(id)}/results`, { metric }, { quiet: true }),
   },
 };

@@ -25,14 +25,17 @@ describe("helpers", () => {
   it("builds /v1 URLs without empty parameters", () => {
     expect(buildUrl("/recommendations/trending", { category: "", limit: 5 })).toBe("/v1/recommendations/trending?limit=5");
   });
-  it("events per second come from the last complete minute", () => {
+  it("events per second average the last complete minutes", () => {
     const now = 10 * 60_000 + 30_000;
     const series = [
+      { start: 4 * 60_000, events: 6000 }, // older than the window
       { start: 8 * 60_000, events: 60 },
       { start: 9 * 60_000, events: 120 },
-      { start: 10 * 60_000, events: 999 },
+      { start: 10 * 60_000, events: 999 }, // still filling
     ];
-    expect(eventsPerSecond(series, now)).toBe(2);
+    expect(eventsPerSecond(series, now, 2)).toBe(1.5);
+    expect(eventsPerSecond(series, now)).toBe(0.6);
+    expect(eventsPerSecond([], now)).toBeNull();
   });
   it("moving a rule up swaps priorities and separates ties", () => {
     expect(swapPriorities([{ id: "a", priority: 5 }, { id: "b", priority: 1 }], 1, -1)).toEqual([

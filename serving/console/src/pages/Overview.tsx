@@ -10,11 +10,11 @@ import { usePoll } from "../hooks";
 export const REFRESH_MS = 5000;
 const MINUTE = 60_000;
 
-/** Events per second over the last complete minute (the current one is still filling). */
-export function eventsPerSecond(series: { start: number; events: number }[], now = Date.now()): number | null {
-  const done = series.filter((b) => b.start + MINUTE <= now);
+/** Events per second over the last `minutes` complete minutes (the current one is still filling). */
+export function eventsPerSecond(series: { start: number; events: number }[], now = Date.now(), minutes = 5): number | null {
+  const done = series.filter((b) => b.start + MINUTE <= now && b.start + (minutes + 1) * MINUTE > now);
   if (done.length === 0) return null;
-  return done[done.length - 1].events / 60;
+  return done.reduce((sum, b) => sum + b.events, 0) / (minutes * 60);
 }
 
 /** The start of the newest minute that counted any event: how fresh the stream's counters are. */
@@ -60,7 +60,7 @@ export function Overview() {
       <BlockStack gap="400">
         <LoadError error={live.error} title="Live engagement could not be read" />
         <div className="aura-grid" data-testid="overview-kpis">
-          <Kpi label="Events per second" value={eps === null ? "–" : eps.toFixed(2)} hint="last complete minute" />
+          <Kpi label="Events per second" value={eps === null ? "–" : eps.toFixed(2)} hint="last 5 complete minutes" />
           <Kpi label="Active users" value={(live.data?.active_users ?? 0).toLocaleString()} hint="last 30 minutes" />
           <Kpi label="Revenue" value={revenue.data ? revenue.data.revenue.toFixed(2) : "–"} hint="last 24 hours" />
           <Kpi label="Orders" value={revenue.data ? String(revenue.data.orders) : "–"} hint="last 24 hours" />

@@ -11,8 +11,12 @@ import { useApi, usePoll } from "../hooks";
 import { navigate } from "../router";
 import type { PageProps } from "./types";
 
+export const MAX_PLACEMENTS = 6;
+
+/** The placements to preview for a user: default first, then those with an active model version. */
 export function placementsOf(models: Record<string, unknown> | undefined): string[] {
-  return Array.from(new Set(["default", ...Object.keys(models ?? {})])).sort();
+  const others = Object.keys(models ?? {}).filter((p) => p !== "default").sort();
+  return ["default", ...others].slice(0, MAX_PLACEMENTS);
 }
 
 function RecentProfiles() {
@@ -195,6 +199,12 @@ function UserDetail({ userId }: { userId: string }) {
           <Text as="h2" variant="headingLg">
             Recommendations per placement
           </Text>
+          {Object.keys(models.data?.placements ?? {}).length >= MAX_PLACEMENTS && (
+            <Text as="p" tone="subdued">
+              The first {MAX_PLACEMENTS} placements; preview any other in{" "}
+              <a href="#/recommendations">Recommendations</a>.
+            </Text>
+          )}
           <div className="aura-grid">
             {placementsOf(models.data?.placements).map((pl) => (
               <PlacementRecs key={pl} userId={userId} placement={pl} />

@@ -202,7 +202,7 @@ function Weights() {
                   <tr key={pl}>
                     <td>{pl}</td>
                     <td>
-                      {m.model_id} v{m.version}
+                      {m.model_id ? `${m.model_id} v${m.version}` : "–"}
                     </td>
                     <td>
                       {m.weights

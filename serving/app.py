@@ -31,7 +31,7 @@ from aura.settings import Settings, get_settings
 from serving.breakers import Breakers
 from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis
 from serving.console import MOUNT as CONSOLE_MOUNT
-from serving.console import ConsoleApp
+from serving.console import console_app
 from serving.edge import BodyGate
 from serving.examples import document_examples
 from serving.fallbacks import PopularCache
@@ -229,7 +229,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(campaign_routes.tracking_router, prefix=API_PREFIX)
     app.include_router(campaign_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN)), **secured)
     # the operator console's static build (open: it holds no data; it calls /v1 with the operator's key)
-    app.mount(CONSOLE_MOUNT, ConsoleApp(), name="console")
+    app.mount(CONSOLE_MOUNT, console_app(), name="console")
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
     ingest_paths = frozenset(API_PREFIX + r.path for r in events.router.routes)  # they decode their own bodies

@@ -4,9 +4,11 @@ Owns no state: a small ASGI app mounted by ``serving/app.py`` that serves the Vi
 ``serving/console/dist``. Hashed assets (``/console/assets/*``: the file name changes with the
 content) are cached for a year and immutable; ``index.html`` is ``no-cache`` so a new build is
 picked up at once; any other path under ``/console`` answers ``index.html`` (the single-page app
-routes itself). The page holds no data and no key: everything it shows it fetches from the public
-``/v1`` API with the key the operator pastes, so the mount is open, like ``/v1/health``. When the
-build is missing the API still runs and ``/console`` says how to build it (``make console``).
+routes itself). Answers are gzipped for clients that accept it (``console_app``: the bundle is
+~1.3 MB raw, ~0.3 MB gzipped; a browser fetches it once per build thanks to the hashed names).
+The page holds no data and no key: everything it shows it fetches from the public ``/v1`` API
+with the key the operator pastes, so the mount is open, like ``/v1/health``. When the build is
+missing the API still runs and ``/console`` says how to build it (``make console``).
 A mount, not API routes: it is not part of the OpenAPI document, and the route walks of the auth
 and unknown-query tests only cover the ``/v1`` API.
 """
@@ -17,6 +19,7 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 CONSOLE_DIST = Path(__file__).resolve().parent / "console" / "dist"
@@ -81,3 +84,8 @@ class ConsoleApp:
             await RedirectResponse(f"{MOUNT}/", status_code=307)(scope, receive, send)
             return
         await self.response(scope["method"], rel)(scope, receive, send)
+
+
+def console_app(dist: Path = CONSOLE_DIST) -> Any:
+    """The mounted app: ``ConsoleApp`` behind gzip (level 6: most of level 9's gain, a third of its CPU)."""
+    return GZipMiddleware(ConsoleApp(dist), minimum_size=1024, compresslevel=6)

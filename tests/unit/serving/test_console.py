@@ -8,12 +8,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from serving.console import CSP, IMMUTABLE, MOUNT, NO_CACHE, ConsoleApp
+from serving.console import CSP, IMMUTABLE, MOUNT, NO_CACHE, console_app
 
 
 def client(dist: Path) -> TestClient:
     app = FastAPI()
-    app.mount(MOUNT, ConsoleApp(dist))
+    app.mount(MOUNT, console_app(dist))
     return TestClient(app)
 
 
@@ -23,6 +23,7 @@ def dist(tmp_path: Path) -> Path:
     (d / "assets").mkdir(parents=True)
     (d / "index.html").write_text("<!doctype html><title>console</title>")
     (d / "assets" / "index-abc123.js").write_text("console.log(1)")
+    (d / "assets" / "big-def456.css").write_text("body { color: red; }\n" * 500)
     (d / "favicon.svg").write_text("<svg/>")
     (tmp_path / "secret.txt").write_text("outside")
     return d
@@ -76,3 +77,12 @@ def test_missing_build_says_how_to_build(tmp_path: Path) -> None:
     r = client(tmp_path / "nothing").get("/console/")
     assert r.status_code == 404
     assert "make console" in r.text and r.headers["content-type"].startswith("text/html")
+
+
+def test_assets_are_gzipped_for_clients_that_accept_it(dist: Path) -> None:
+    c = client(dist)
+    r = c.get("/console/assets/big-def456.css", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+    assert r.text.startswith("body { color: red; }") and r.headers["cache-control"] == IMMUTABLE
+    plain = c.get("/console/assets/big-def456.css", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.content) == 21 * 500

@@ -2,7 +2,7 @@
 // platform knows about them: profile and attributes, affinities, segments with the rule that put
 // them there, engagement and lifecycle, recent activity, and their recommendations per placement
 // with the source of each item.
-import { Badge, BlockStack, Button, Card, Form, InlineStack, Layout, Page, Text, TextField } from "@shopify/polaris";
+import { Badge, BlockStack, Button, Card, Form, InlineStack, Layout, Page, Select, Text, TextField } from "@shopify/polaris";
 import { useEffect, useState } from "react";
 import { api, type Segment } from "../api";
 import { KeyValues, LoadError, Loading, msAgo } from "../components/common";
@@ -20,13 +20,24 @@ export function placementsOf(models: Record<string, unknown> | undefined): strin
 }
 
 function RecentProfiles() {
-  const recent = usePoll(() => api.profiles.list({ limit: 20 }), 10_000);
+  const [segment, setSegment] = useState("");
+  const segments = useApi(() => api.segments.list(), []);
+  const recent = usePoll(() => api.profiles.list({ limit: 20, segment: segment || undefined }), 10_000, [segment]);
   return (
     <Card>
       <BlockStack gap="200">
-        <Text as="h2" variant="headingMd">
-          Profiles
-        </Text>
+        <InlineStack align="space-between" blockAlign="end">
+          <Text as="h2" variant="headingMd">
+            Profiles
+          </Text>
+          <Select
+            label="Segment"
+            labelInline
+            options={[{ label: "all", value: "" }, ...(segments.data?.segments ?? []).map((s) => ({ label: `${s.name} (${s.members})`, value: s.name }))]}
+            value={segment}
+            onChange={setSegment}
+          />
+        </InlineStack>
         <LoadError error={recent.error} />
         <Loading loading={recent.loading && !recent.data}>
           <div className="aura-scroll">

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint up down status reset migrate worker api demo bench clean
+.PHONY: install run test lint up down status reset migrate worker api demo bench clean console
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "python3 (>= 3.11) is required"; exit 1; }
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install            ## stack + migrations + worker + API + demo traffic
+	$(BIN)/python -m infra.console build --if-missing
 	$(BIN)/aura run
 
 test: install           ## lint, then every test against the real stack
@@ -30,6 +31,8 @@ test: install           ## lint, then every test against the real stack
 	fi
 	$(BIN)/ruff check .
 	$(BIN)/aura schema check
+	$(BIN)/python -m infra.console build
+	$(BIN)/python -m infra.console test
 	$(BIN)/python -m pytest
 
 lint: install
@@ -43,6 +46,9 @@ migrate: install ; $(BIN)/aura migrate
 worker: install ; $(BIN)/aura worker
 api: install ; $(BIN)/aura api
 demo: install ; $(BIN)/aura demo
+
+console: install        ## the operator console: Node from Debian if absent, npm ci, npm run build
+	$(BIN)/python -m infra.console build
 
 clean: down
 	rm -rf $(VENV) .aura .pytest_cache .ruff_cache

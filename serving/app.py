@@ -30,6 +30,8 @@ from aura.layout import RedisKeys, Tables
 from aura.settings import Settings, get_settings
 from serving.breakers import Breakers
 from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis
+from serving.console import MOUNT as CONSOLE_MOUNT
+from serving.console import console_app
 from serving.edge import BodyGate
 from serving.examples import document_examples
 from serving.fallbacks import PopularCache
@@ -233,6 +235,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # clients fetch them, and their HMAC-signed token is the credential.
     app.include_router(campaign_routes.tracking_router, prefix=API_PREFIX)
     app.include_router(campaign_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN)), **secured)
+    # the operator console's static build (open: it holds no data; it calls /v1 with the operator's key)
+    app.mount(CONSOLE_MOUNT, console_app(), name="console")
 
     app.add_middleware(FastPath)  # hot GET routes without routing/DI; inside CORS and the edge metrics
     ingest_paths = frozenset(API_PREFIX + r.path for r in events.router.routes)  # they decode their own bodies

@@ -286,6 +286,9 @@ export const extra = {
     items: (q: Window & { item_id?: string; limit?: number }) =>
       get<{ items: ItemStat[]; grain: string; from: number; to: number }>("/analytics/items", { ...q }),
     insights: (q: Query) => get<InsightList>("/analytics/insights", q),
+    detect: (body: { timeframe: string; severity?: string }) =>
+      post<{ analysed: { from: number; to: number; minutes_with_data: number }; detected: Insight[]; insights: Insight[] }>(
+        "/analytics/insights", body, quiet),
   },
   content: {
     list: (q: Query) => get<ContentPage>("/content", q),

@@ -14,7 +14,8 @@ import { CreateBandit } from "./optimization/Bandits";
 const wrap = (ui: ReactNode) => render(<AppProvider i18n={en}>{ui}</AppProvider>);
 
 function answer(status: number, body: unknown) {
-  return vi.fn(async () => new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } }));
+  return vi.fn(async (_url: string, _init?: RequestInit) =>
+    new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } }));
 }
 
 const typeInto = (label: string, value: string) => fireEvent.change(screen.getByLabelText(label), { target: { value } });

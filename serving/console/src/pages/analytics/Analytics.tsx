@@ -7,7 +7,8 @@ import { useState } from "react";
 import { extra, type Insight } from "../../api/extra";
 import { LoadError, Loading, fmtValue } from "../../components/common";
 import { usePoll } from "../../hooks";
-import { pct, when } from "../forms";
+import { ApiError } from "../../api";
+import { ActionError, pct, when } from "../forms";
 
 const TIMEFRAMES = ["1h", "6h", "24h", "7d", "30d"];
 const REFRESH_MS = 15_000;
@@ -192,6 +193,22 @@ export function InsightsPage() {
   const [status, setStatus] = useState("");
   const ins = usePoll(() => extra.analytics.insights({ timeframe: tf, severity: severity || undefined, status: status || undefined }),
     REFRESH_MS, [tf, severity, status]);
+  const [run, setRun] = useState<string | null>(null);
+  const [runError, setRunError] = useState<ApiError | null>(null);
+  const [busy, setBusy] = useState(false);
+  const detect = async () => {
+    setBusy(true);
+    setRunError(null);
+    try {
+      const r = await extra.analytics.detect({ timeframe: tf, ...(severity ? { severity } : {}) });
+      setRun(`Analysed ${r.analysed.minutes_with_data} minutes with data: ${r.detected.length} insight(s) found.`);
+      ins.reload();
+    } catch (exc) {
+      setRunError(exc instanceof ApiError ? exc : new ApiError(0, String(exc)));
+    } finally {
+      setBusy(false);
+    }
+  };
   return (
     <Page title="Insights" subtitle="What changed, found by the stream and explained" fullWidth>
       <BlockStack gap="400">
@@ -201,7 +218,10 @@ export function InsightsPage() {
             options={[{ label: "any", value: "" }, { label: "warning and up", value: "warning" }, { label: "critical", value: "critical" }]} />
           <Select label="Status" labelInline value={status} onChange={setStatus}
             options={[{ label: "any", value: "" }, { label: "open", value: "open" }, { label: "closed", value: "closed" }]} />
+          <Button onClick={detect} loading={busy}>Detect now</Button>
+          {run && <Text as="span" tone="subdued">{run}</Text>}
         </InlineStack>
+        <ActionError error={runError} />
         <LoadError error={ins.error} />
         <Loading loading={ins.loading && !ins.data}>
           <div data-testid="insights">

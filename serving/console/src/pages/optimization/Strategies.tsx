@@ -11,6 +11,7 @@ import { ActionError, FormFailure, fieldError, parseNumber, pct, useSubmission }
 import { allocation } from "./banditForm";
 
 const PLACEMENT = /^[A-Za-z0-9_.-]{1,56}$/;
+const SHOWN = 12; // placements shown at once (each reads its bandit's state); the filter finds the others
 
 export function strategyBody(v: { policy: string; floor: string; strategies: string[] }) {
   const errors: Record<string, string> = {};
@@ -95,7 +96,10 @@ export function Strategies() {
   const [floor, setFloor] = useState("0.05");
   const [chosen, setChosen] = useState<string[]>([...STRATEGIES]);
   const sub = useSubmission();
-  const strategyBandits = (list.data?.bandits ?? []).filter((b) => b.id.startsWith("strategy."));
+  const [filter, setFilter] = useState("");
+  const allStrategies = (list.data?.bandits ?? []).filter((b) => b.id.startsWith("strategy."));
+  const matching = allStrategies.filter((b) => placementOf(b).toLowerCase().includes(filter.trim().toLowerCase()));
+  const strategyBandits = matching.slice(0, SHOWN);
   const known = Object.keys(models.data?.placements ?? {});
   const submit = async () => {
     const { body, errors } = strategyBody({ policy, floor, strategies: chosen });
@@ -111,6 +115,12 @@ export function Strategies() {
       <Layout>
         <Layout.Section>
           <BlockStack gap="400">
+            {allStrategies.length > SHOWN && (
+              <InlineStack gap="200" blockAlign="center">
+                <TextField label="Filter placements" labelHidden placeholder="Filter placements" value={filter} onChange={setFilter} autoComplete="off" />
+                <Text as="span" tone="subdued">{Math.min(SHOWN, matching.length)} of {matching.length} shown</Text>
+              </InlineStack>
+            )}
             <LoadError error={list.error} />
             <Loading loading={list.loading && !list.data}>
               {strategyBandits.length === 0 ? (

@@ -4,7 +4,9 @@
 // each over a timeframe the operator picks.
 import { Badge, BlockStack, Button, Card, Form, InlineStack, Layout, Page, Select, Text, TextField } from "@shopify/polaris";
 import { useState } from "react";
+import { api } from "../../api";
 import { extra, type Insight } from "../../api/extra";
+import { TimeSeriesChart } from "../../components/TimeSeriesChart";
 import { LoadError, Loading, fmtValue } from "../../components/common";
 import { usePoll } from "../../hooks";
 import { ApiError } from "../../api";
@@ -12,6 +14,8 @@ import { ActionError, pct, when } from "../forms";
 
 const TIMEFRAMES = ["1h", "6h", "24h", "7d", "30d"];
 const REFRESH_MS = 15_000;
+/** the bucket size that gives a readable chart of a timeframe */
+const GRAIN: Record<string, "minute" | "hour" | "day"> = { "1h": "minute", "6h": "minute", "24h": "hour", "7d": "hour", "30d": "day" };
 
 function Timeframe({ value, onChange }: { value: string; onChange: (v: string) => void }) {
   return <Select label="Timeframe" labelInline value={value} onChange={onChange} options={TIMEFRAMES.map((t) => ({ label: `last ${t}`, value: t }))} />;
@@ -187,6 +191,27 @@ export function InsightCard({ insight }: { insight: Insight }) {
   );
 }
 
+/** The series the insight engine watches (engagement and revenue), so a change it reports can be seen. */
+function WatchedMetrics({ timeframe }: { timeframe: string }) {
+  const grain = GRAIN[timeframe] ?? "hour";
+  const eng = usePoll(() => api.analytics.engagement({ timeframe, grain }), REFRESH_MS, [timeframe]);
+  const rev = usePoll(() => api.analytics.revenue({ timeframe, grain }), REFRESH_MS, [timeframe]);
+  return (
+    <Card>
+      <BlockStack gap="200">
+        <Text as="h2" variant="headingMd">The metrics it watches (per {grain})</Text>
+        <LoadError error={eng.error ?? rev.error} />
+        <div className="aura-grid">
+          <TimeSeriesChart title="events and active users" data={eng.data?.series ?? []} height={140}
+            series={[{ key: "events", label: "events" }, { key: "active_users", label: "active users" }]} />
+          <TimeSeriesChart title="revenue and orders" data={rev.data?.series ?? []} height={140}
+            series={[{ key: "revenue", label: "revenue" }, { key: "orders", label: "orders" }]} />
+        </div>
+      </BlockStack>
+    </Card>
+  );
+}
+
 export function InsightsPage() {
   const [tf, setTf] = useState("24h");
   const [severity, setSeverity] = useState("");
@@ -223,6 +248,7 @@ export function InsightsPage() {
         </InlineStack>
         <ActionError error={runError} />
         <LoadError error={ins.error} />
+        <WatchedMetrics timeframe={tf} />
         <Loading loading={ins.loading && !ins.data}>
           <div data-testid="insights">
             {(ins.data?.insights ?? []).length === 0 ? (

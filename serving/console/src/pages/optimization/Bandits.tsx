@@ -1,4 +1,5 @@
-// Optimization > Bandits: every bandit, the selected one's arm allocation (share of pulls), learned
+// Optimization > Bandits: every bandit (the strategy bandits of placements marked; the Strategies
+// page manages those), the selected one's arm allocation (share of pulls), learned
 // means and reward over time, choosing an arm for a user, and creating a bandit.
 // The API keeps a bandit's current state only (GET /v1/bandits/{id}); the reward-over-time chart is
 // sampled from it every few seconds while the page is open.
@@ -242,9 +243,7 @@ export function Bandits({ route }: PageProps) {
   const list = useApi(() => extra.bandits.list(), []);
   const selected = route.params.get("id");
   const [filter, setFilter] = useState("");
-  const bandits = (list.data?.bandits ?? []).filter(
-    (b) => !b.id.startsWith("strategy.") && b.id.toLowerCase().includes(filter.trim().toLowerCase()),
-  );
+  const bandits = (list.data?.bandits ?? []).filter((b) => b.id.toLowerCase().includes(filter.trim().toLowerCase()));
   return (
     <Page title="Bandits" subtitle="Multi-armed bandits: where each puts its traffic and what it earns" fullWidth>
       <Layout>
@@ -270,6 +269,7 @@ export function Bandits({ route }: PageProps) {
                           <tr key={b.id}>
                             <td>
                               <a href={`#${PATH}?id=${encodeURIComponent(b.id)}`}>{b.id}</a>
+                              {b.id.startsWith("strategy.") && <> <Badge tone="info">strategy</Badge></>}
                               {b.id === selected && " ←"}
                             </td>
                             <td>{b.policy ?? "thompson"}</td>

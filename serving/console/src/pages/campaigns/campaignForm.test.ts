@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest";
+import { EMPTY_CAMPAIGN, actionsFor, campaignDoc } from "./campaignForm";
+
+const base = { ...EMPTY_CAMPAIGN, id: "cart-abandon", subject: "Hi {{ user.first_name }}", body: "Come back" };
+
+describe("campaignDoc", () => {
+  it("builds the API's document from the form", () => {
+    const { doc, errors } = campaignDoc({ ...base, perUser: "2" });
+    expect(errors).toEqual({});
+    expect(doc).toEqual({
+      id: "cart-abandon", name: "cart-abandon", channel: "email", audience: { type: "everyone" },
+      trigger: { type: "event", event_type: "add_to_cart", delay_s: 1800, unless: "purchase" },
+      template: { subject: "Hi {{ user.first_name }}", body: "Come back" },
+      caps: { per_user: 2, per_campaign_user: 1, window_s: 86400 }, holdout: 0.1,
+      goal: { event_type: "purchase", window_s: 86400 },
+    });
+  });
+
+  it("asks for the parts the channel needs", () => {
+    expect(campaignDoc({ ...base, channel: "push" }).errors).toEqual({ "template.title": "push needs a title" });
+    const sms = campaignDoc({ ...base, channel: "sms" });
+    expect(sms.errors).toEqual({});
+    expect(sms.doc.template).toEqual({ body: "Come back" });
+  });
+
+  it("names bad audiences, caps, holdouts and windows by the API's field paths", () => {
+    const { errors } = campaignDoc({
+      ...base, id: "", audienceType: "users", users: " ", perUser: "-1", capWindowS: "0", holdout: "1",
+      delayS: "0", goalWindowS: "10",
+    });
+    expect(Object.keys(errors).sort()).toEqual([
+      "audience.users", "caps.per_user", "caps.window_s", "goal.window_s", "holdout", "id", "trigger.delay_s",
+    ]);
+    expect(campaignDoc({ ...base, audienceType: "rule", rule: "{" }).errors["audience.condition"]).toMatch(/not JSON/);
+    expect(campaignDoc({ ...base, audienceType: "segment" }).errors["audience.segment"]).toBeDefined();
+  });
+
+  it("sends an api trigger and a segment audience as such", () => {
+    const { doc } = campaignDoc({ ...base, triggerType: "api", audienceType: "segment", segment: "vip" });
+    expect(doc.trigger).toEqual({ type: "api" });
+    expect(doc.audience).toEqual({ type: "segment", segment: "vip" });
+  });
+});
+
+describe("actionsFor", () => {
+  it("follows the lifecycle", () => {
+    expect(actionsFor("draft")).toContain("activate");
+    expect(actionsFor("running")).toEqual(["pause", "complete"]);
+    expect(actionsFor("paused")).toEqual(["resume", "complete"]);
+    expect(actionsFor("archived")).toEqual([]);
+  });
+});

@@ -455,6 +455,8 @@ class Tables:
     CAMPAIGN_MESSAGES = "campaign_messages"  # every message's record by user (v0007)
     SEGMENTS = "segments"  # segment definitions stored through the API (JSON documents, v0009)
     PLACEMENT_STRATEGY = "placement_strategy"  # the strategy bandit a placement names (v0012)
+    MODEL_SPECS = "model_specs"  # models created through the API: type and configuration (v0015)
+    MODEL_PLACEMENT_LOG = "model_placement_log"  # every activation per placement, newest first (v0015)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

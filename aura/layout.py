@@ -162,6 +162,11 @@ class RedisKeys:
         """Set: user ids currently in ``segment``."""
         return f"{self.prefix}:segment:{{{segment}}}:members"
 
+    def segment_history(self, segment: str) -> str:
+        """Hash: the segment's membership over time, per hour (aura/state/segments.py ``history``):
+        ``<hour ms>:j`` joined, ``<hour ms>:l`` left, ``<hour ms>:n`` members after the hour's last change."""
+        return f"{self.prefix}:segment:{{{segment}}}:history"
+
     def segment_backfill(self, segment: str) -> str:
         """Hash: the backfill of one segment definition (streams/lifecycle.py): ``state`` (pending,
         running, done), ``version`` (the config version asked for), ``scanned``, ``joined``, ``left``,

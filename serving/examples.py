@@ -239,6 +239,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "errors": {"404": "no model 'ease' version None"}},
     "GET /v1/models/{model_id}/monitoring": {"response": {
         "model_id": "ease", "served_as": {"hybrid+ease": {"impressions": 5120, "clicks": 389, "ctr": 0.07598}}}},
+    "GET /v1/segments/{segment}/history": {
+        "response": {"segment": "vip", "grain": "day", "from": T0 - 172_800_000, "to": T0, "buckets": [
+            {"start": T0 - 172_800_000, "joined": 41, "left": 3, "members": 812},
+            {"start": T0 - 86_400_000, "joined": 17, "left": 9, "members": 820}]},
+        "errors": {"404": "unknown segment 'vip'"}},
     "POST /v1/models": {
         "request": {"model_id": "als-home", "type": "als", "config": {"factors": 64, "alpha": 20.0},
                     "description": "ALS for the homepage"},

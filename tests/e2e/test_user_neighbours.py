@@ -1,7 +1,7 @@
-"""User neighbours through the real pipeline: behavior events through Kafka into a worker with the
-default settings (streams/neighbours.py runs in the behavior fan-out: ``recs_user_neighbours`` is on),
-then a placement given a ``users`` weight through the API serves what users like you did lately, and
-the same placement without it does not."""
+"""User neighbours through the real pipeline: behavior events through Kafka into a worker that runs
+streams/neighbours.py in the behavior fan-out (``recs_user_neighbours``, off by default: see
+docs/recommendations.md), then a placement given a ``users`` weight through the API serves what users
+like you did lately, and the same placement without it does not."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 
 def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_factory, api_client, redis_client):
-    assert isolated.recs.user_neighbours  # on by default
-    worker_factory(isolated)
+    s = isolated.replace(recs_user_neighbours=True)
+    worker_factory(s)
     producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
     k = RedisKeys(isolated.redis.prefix)
     now = int(time.time() * 1000)
@@ -43,7 +43,7 @@ def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_facto
 
     def served(weights: dict[str, float]) -> list[dict]:
         w = api_client.put(f"/v1/models/placements/{placement}/weights", json={"weights": weights})
-        assert w.status_code == 200 and w.json()["warnings"] == [], w.text
+        assert w.status_code == 200, w.text
         r = api_client.post("/v1/recommendations/generate", json={"user_id": "c", "limit": 5,
                                                                    "context": {"placement": placement}})
         assert r.status_code == 200, r.text

@@ -128,6 +128,8 @@ def test_create_train_compare_activate_rollback(isolated, cassandra, redis_clien
     r = api_client.put(f"/v1/models/placements/{placement}/weights", json={"weights": {"popular": 1.0}})
     assert r.status_code == 200, r.text
     wait_for(lambda: f"{tag}-pop" in served(), timeout=30, interval=0.3, what="the popular-only weights")
+    r = api_client.put(f"/v1/models/placements/{placement}/weights", json={"weights": {"users": 0.3}})
+    assert r.status_code == 200 and "AURA_RECS_USER_NEIGHBOURS" in r.json()["warnings"][0]  # off here
     r = api_client.put(f"/v1/models/placements/{placement}/weights", json={"weights": {"nope": 1.0}})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "weights", "nope"]
 

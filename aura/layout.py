@@ -162,6 +162,11 @@ class RedisKeys:
         """Set: user ids currently in ``segment``."""
         return f"{self.prefix}:segment:{{{segment}}}:members"
 
+    def segment_history(self, segment: str) -> str:
+        """Hash: the segment's membership over time, per hour (aura/state/segments.py ``history``):
+        ``<hour ms>:j`` joined, ``<hour ms>:l`` left, ``<hour ms>:n`` members after the hour's last change."""
+        return f"{self.prefix}:segment:{{{segment}}}:history"
+
     def segment_backfill(self, segment: str) -> str:
         """Hash: the backfill of one segment definition (streams/lifecycle.py): ``state`` (pending,
         running, done), ``version`` (the config version asked for), ``scanned``, ``joined``, ``left``,
@@ -455,6 +460,8 @@ class Tables:
     CAMPAIGN_MESSAGES = "campaign_messages"  # every message's record by user (v0007)
     SEGMENTS = "segments"  # segment definitions stored through the API (JSON documents, v0009)
     PLACEMENT_STRATEGY = "placement_strategy"  # the strategy bandit a placement names (v0012)
+    MODEL_SPECS = "model_specs"  # models created through the API: type and configuration (v0015)
+    MODEL_PLACEMENT_LOG = "model_placement_log"  # every activation per placement, newest first (v0015)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

@@ -221,7 +221,7 @@ class RecsSettings(BaseSettings):
     content_rebuild_s: float = 1.0  # debounce of the content model rebuild after catalog changes
     actors_max: int = 30  # users kept per item as recent actors
     nbrs_max: int = 50  # neighbours kept per user
-    user_neighbours: bool = False  # run the user-neighbours owner in the behavior fan-out
+    user_neighbours: bool = False  # run the user-neighbours owner in the behavior fan-out (the "users" source)
     cohorts: bool = True  # count each demographic cohort's popular items (cold start)
     cohort_cap: int = 1000  # items kept per cohort popularity list
     user_cands: bool = True  # per-user hybrid candidate pools ranked by the stream, on demand

@@ -71,13 +71,18 @@ class Checkpoint:
         return [(str(u), str(i), int(t)) for u, i, t in np.load(p, allow_pickle=True)]
 
 
-def load_interactions(session: Any, ck: Checkpoint) -> list[tuple[str, str, int]]:
-    """Page through the interactions table, checkpointing rows and the paging state."""
+def load_interactions(session: Any, ck: Checkpoint,
+                      window: tuple[int, int] | None = None) -> list[tuple[str, str, int]]:
+    """Page through the interactions table, checkpointing rows and the paging state; ``window``
+    [lo, hi) filters on the event time in Cassandra (still a scan of every partition, but only the
+    window's rows cross the wire)."""
     rows = ck.load_rows()
     paging = bytes.fromhex(ck.state["paging"]) if ck.state.get("paging") else None
     if ck.state.get("loaded"):
         return rows
-    stmt = SimpleStatement(f"SELECT user_id, item_id, event_time FROM {Tables.INTERACTIONS}", fetch_size=PAGE)
+    where = "" if window is None else f" WHERE event_time >= {int(window[0])} AND event_time < {int(window[1])} " \
+                                       "ALLOW FILTERING"
+    stmt = SimpleStatement(f"SELECT user_id, item_id, event_time FROM {Tables.INTERACTIONS}{where}", fetch_size=PAGE)
     started, n0 = time.monotonic(), len(rows)
     pages = 0
     while True:
@@ -170,7 +175,7 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
             say(f"publish: users {min(start + chunk, len(users))}/{len(users)}")
             if stop_after == "chunk":
                 return {"job_id": job_id, "stopped_after": "chunk"}
-        registry.finish("ease", version, artifact=model.to_bytes(), metrics=metrics, window=window)
+        registry.finish("ease", version, artifact=model.to_bytes(), metrics=metrics, window=window, lists="ease")
         if activate:
             registry.redis = bootstrap.redis_sync(s)
             registry.activate(activate, "ease", version, None)

@@ -45,7 +45,7 @@ from serving.routes import bandits as bandit_routes
 from serving.routes import campaigns as campaign_routes
 from serving.routes import content as content_routes
 from serving.routes import docs as docs_routes
-from serving.routes import events, profile_writes, profiles, segments, system
+from serving.routes import events, model_admin, profile_writes, profiles, segments, system
 from serving.routes import experiments as experiment_routes
 from serving.routes import insights as insight_routes
 from serving.routes import models as model_routes
@@ -223,6 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "POST /content/recommend": READ})), **secured)
     app.include_router(model_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN, overrides={
         "POST /models/{model_id}/predict": READ})), **secured)
+    app.include_router(model_admin.router, prefix=API_PREFIX, dependencies=checked(guard(write=ADMIN)), **secured)
     # decisions. Configuration writes: admin; evaluating, assigning and choosing: read.
     app.include_router(personalization_routes.router, prefix=API_PREFIX, dependencies=checked(guard(
         write=ADMIN, overrides={"POST /personalization/evaluate": READ})), **secured)

@@ -239,6 +239,58 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "errors": {"404": "no model 'ease' version None"}},
     "GET /v1/models/{model_id}/monitoring": {"response": {
         "model_id": "ease", "served_as": {"hybrid+ease": {"impressions": 5120, "clicks": 389, "ctr": 0.07598}}}},
+    "GET /v1/segments/{segment}/history": {
+        "response": {"segment": "vip", "grain": "day", "from": T0 - 172_800_000, "to": T0, "buckets": [
+            {"start": T0 - 172_800_000, "joined": 41, "left": 3, "members": 812},
+            {"start": T0 - 86_400_000, "joined": 17, "left": 9, "members": 820}]},
+        "errors": {"404": "unknown segment 'vip'"}},
+    "POST /v1/models": {
+        "request": {"model_id": "als-home", "type": "als", "config": {"factors": 64, "alpha": 20.0},
+                    "description": "ALS for the homepage"},
+        "response": {"model_id": "als-home", "type": "als", "config": {
+            "factors": 64, "regularization": 0.05, "alpha": 20.0, "iterations": 15, "k_users": 200, "k_items": 100},
+            "description": "ALS for the homepage",
+            "train": "POST /v1/models/als-home/train with train_from, train_to, eval_to"},
+        "errors": {"409": "model 'als-home' exists"}},
+    "GET /v1/models/hyperparameters": {"response": {"types": {"item_knn": {
+        "neighbours": {"type": "int", "min": 1, "max": 2000, "default": 100, "doc": "neighbours kept per item"}}}}},
+    "GET /v1/models/{model_id}": {
+        "response": {"model_id": "als-home", "definition": {"model_id": "als-home", "type": "als",
+                                                             "config": {"factors": 64}, "description": "",
+                                                             "created_at": T0},
+                     "versions": [{"model_id": "als-home", "version": 1, "type": "als", "config": {"factors": 64},
+                                   "window_start": T0 - 604_800_000, "window_end": T0 - 86_400_000,
+                                   "metrics": {"hr@10": 0.28}, "status": "training", "created_at": T0,
+                                   "updated_at": T0, "has_artifact": False, "lists": None,
+                                   "progress": {"job_id": "train-als-home-1", "stage": "fit", "done": 7,
+                                                "total": 15}}]},
+        "errors": {"404": "no model 'als-home'"}},
+    "GET /v1/models/{model_id}/compare": {
+        "response": {"model_id": "als-home", "versions": [
+            {"version": 2, "type": "als", "status": "ready", "window": [T0 - 604_800_000, T0 - 86_400_000],
+             "config": {"factors": 128}, "metrics": {"hr@10": 0.31, "ndcg@10": 0.17, "coverage@10": 0.4,
+                                                     "users": 812.0}},
+            {"version": 1, "type": "als", "status": "active", "window": [T0 - 604_800_000, T0 - 86_400_000],
+             "config": {"factors": 64}, "metrics": {"hr@10": 0.28, "ndcg@10": 0.15, "coverage@10": 0.45,
+                                                    "users": 812.0}}],
+            "best": {"hr@10": 2, "ndcg@10": 2, "coverage@10": 1}},
+        "errors": {"404": "no model 'als-home'"}},
+    "GET /v1/models/placements/{placement}": {"response": {
+        "placement": "homepage", "current": {"model_id": "als-home", "version": 2, "weights": {"ease": 1.0},
+                                             "updated_at": T0},
+        "default_weights": {"cooc": 0.8, "ease": 1.0}, "history": [
+            {"at": T0, "model_id": "als-home", "version": 2, "weights": {"ease": 1.0}, "lists": "m.als-home.v2",
+             "action": "activate"}]}},
+    "POST /v1/models/placements/{placement}/rollback": {"response": {
+        "placement": "homepage",
+        "rolled_back": {"at": T0, "model_id": "als-home", "version": 2, "weights": None, "lists": "m.als-home.v2",
+                        "action": "activate"},
+        "serving": {"at": T0 - 3_600_000, "model_id": "als-home", "version": 1, "weights": None,
+                    "lists": "m.als-home.v1", "action": "activate"}}},
+    "PUT /v1/models/placements/{placement}/weights": {
+        "request": {"weights": {"ease": 1.0, "users": 0.3, "trending": 0.1}},
+        "response": {"placement": "homepage", "weights": {"ease": 1.0, "users": 0.3, "trending": 0.1},
+                     "updated_at": T0, "visible": "next request", "warnings": []}},
     "GET /v1/personalization/rules": {"response": {"rules": [_RULE]}},
     "POST /v1/personalization/rules": {"request": _RULE, "response": _RULE,
                                        "errors": {"409": "rule 'vip-home' exists"}},

@@ -6,6 +6,12 @@ membership is evaluated by the profile fold whenever the user's events arrive (s
 stored in the profile, and then reconciled into the sets here: absolute SADD/SREM and Cassandra
 INSERT/DELETE, so a replay after a crash repairs what a crash interrupted.
 
+Membership counts over time (``segment_history``, one hash per segment; format in
+aura/state/segments.py): ``HISTORY_LUA`` applies a segment's adds and removes and counts, in the same
+script, the members that really joined or left (the SADD/SREM replies) and the set's size, per hour of
+processing. A replay re-applies absolute adds and removes that change nothing and so counts nothing:
+the counts are exact across crashes.
+
 ``LiveRules``: the rules in force, the settings' built-ins overlaid by the definitions stored through
 the API, read through the config cache (one GET of its version per batch; a changed version costs
 one GET of the cached documents), so a new or changed segment applies to the next batch of every
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +61,26 @@ class LiveRules:
         return self.rules, self._ver
 
 
+# KEYS: members set, history hash; ARGV: hour bucket, number of adds, the added users, then the removed
+HISTORY_LUA = """
+local n_add = tonumber(ARGV[2])
+local joined, left = 0, 0
+for i = 3, 2 + n_add, 1000 do
+  joined = joined + redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, 2 + n_add)))
+end
+for i = 3 + n_add, #ARGV, 1000 do
+  left = left + redis.call('SREM', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+if joined > 0 or left > 0 then
+  local h = ARGV[1]
+  if joined > 0 then redis.call('HINCRBY', KEYS[2], h .. ':j', joined) end
+  if left > 0 then redis.call('HINCRBY', KEYS[2], h .. ':l', left) end
+  redis.call('HSET', KEYS[2], h .. ':n', redis.call('SCARD', KEYS[1]))
+end
+return {joined, left}
+"""
+
+
 class SegmentStore:
     """Keeps the member sets in Redis and Cassandra equal to the profiles' segment lists."""
 
@@ -65,6 +92,16 @@ class SegmentStore:
         self.insert = session.prepare(
             f"INSERT INTO {Tables.SEGMENT_MEMBERS} (segment, user_id, since) VALUES (?, ?, toTimestamp(now()))")
         self.delete = session.prepare(f"DELETE FROM {Tables.SEGMENT_MEMBERS} WHERE segment = ? AND user_id = ?")
+        self.history_script = redis.register_script(HISTORY_LUA)
+
+    def queue_changes(self, pipe: Any, add: dict[str, list[str]], remove: dict[str, list[str]]) -> None:
+        """One ``HISTORY_LUA`` call per segment touched: its adds, removes and counts."""
+        hour = segment_rules.hour_of(int(time.time() * 1000))
+        for name in sorted(set(add) | set(remove)):
+            added = add.get(name, [])
+            pipe.evalsha(self.history_script.sha, 2, self.keys.segment_members(name),
+                         self.keys.segment_history(name), hour, len(added), *added, *remove.get(name, []))
+        pipe.scripts.add(self.history_script)
 
     def rows(self, states: dict[str, Profile], unchanged: set[str], before: dict[str, list[str]] | None = None,
              full: set[str] | frozenset[str] = frozenset()) -> dict[tuple[str, str], bool]:
@@ -109,13 +146,8 @@ class SegmentStore:
         remove: dict[str, list[str]] = {}
         for (name, u), member in rows.items():
             (add if member else remove).setdefault(name, []).append(u)
-        pipe = self.redis.pipeline(transaction=False)  # one SADD and one SREM per segment and batch
-        for name, users in add.items():
-            for i in range(0, len(users), 1000):
-                pipe.sadd(self.keys.segment_members(name), *users[i:i + 1000])
-        for name, users in remove.items():
-            for i in range(0, len(users), 1000):
-                pipe.srem(self.keys.segment_members(name), *users[i:i + 1000])
+        pipe = self.redis.pipeline(transaction=False)  # one script call per segment and batch
+        self.queue_changes(pipe, add, remove)
         await pipe.execute()
         if buffer is not None:
             buffer(rows)
@@ -125,8 +157,7 @@ class SegmentStore:
     async def remove_user(self, user_id: str) -> None:
         """Take ``user_id`` out of every segment (erase, merge of an anonymous id)."""
         pipe = self.redis.pipeline(transaction=False)
-        for name in self.names:
-            pipe.srem(self.keys.segment_members(name), user_id)
+        self.queue_changes(pipe, {}, {name: [user_id] for name in self.names})
         await pipe.execute()
 
         stmts = [(self.delete, (name, user_id)) for name in self.names]

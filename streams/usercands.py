@@ -209,6 +209,7 @@ class UserCands:
     async def refresh_chunk(self, users: list[str]) -> int:
         """Three round trips for up to ``CHUNK`` users: fences and state, kNN scripts, fenced writes."""
         rec = self.rec
+        await rec.resolve_batch(self.placements)  # the batch lists activated per placement (about once a second)
         reqs = {pl: [Request(u, placement=pl, limit=CANDS_LIMIT) for u in users] for pl in self.placements}
         pipe = self.redis.pipeline(transaction=False)
         for u in users:  # the fence first: a state read after it is at least as new

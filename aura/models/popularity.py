@@ -23,6 +23,10 @@ class Popularity(BatchModel):
     def scores(self, X_users: sparse.csr_matrix) -> np.ndarray:
         return np.tile(self.counts, (X_users.shape[0], 1))
 
+    def item_neighbours(self, k: int) -> list[list[tuple[int, float]]]:
+        """No item-item notion: every item's list is empty (the user lists carry the model)."""
+        return [[] for _ in range(len(self.counts))]
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts}
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +62,7 @@ class Result:
 
 
 LIST_SOURCES = ("cooc", "content", "bought", "ease")  # read from the recent items' neighbour lists
+BATCH_TTL_S = 1.0  # a placement's batch lists name (the model version activated there) is re-read this often
 USER_NEIGHBOURS = 20  # "users like you" read per request (streams/neighbours.py)
 NEIGHBOUR_ITEMS = 10  # most recent items of each neighbour
 
@@ -101,6 +104,31 @@ class Ranker:
         self.users = True  # read "users like you" when weighed (a bounded first pass skips it)
         self.recent_cap = 0  # recent items read at most (0: as the request asks)
         self.first_script: Any = None  # ``FIRST_LUA``: round trips (1) and (2) in one call (``bounded``)
+        # placement -> the name of the batch lists its ``ease`` source reads (the version activated there,
+        # field ``batch`` of ``recs_placement``; "ease" when none): re-read every ``BATCH_TTL_S`` (shared
+        # with the bounded view)
+        self.batch_lists: dict[str, str] = {}
+        self.batch_at: dict[str, float] = {}
+
+    async def resolve_batch(self, placements: Iterable[str]) -> None:
+        """Refresh the batch lists name of the placements read longer than ``BATCH_TTL_S`` ago (one
+        pipeline, about once a second per placement and process; nothing otherwise)."""
+        now = time.monotonic()
+        stale = [p for p in dict.fromkeys(placements) if now - self.batch_at.get(p, -BATCH_TTL_S) >= BATCH_TTL_S]
+        if not stale:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for p in stale:
+            pipe.execute_command("HGET", self.keys.recs_placement(p), "batch")
+        for p, name in zip(stale, await pipe.execute(), strict=True):
+            self.batch_lists[p], self.batch_at[p] = name or "ease", now
+
+    def lists_of(self, req: Request) -> str:
+        """The batch lists ``req`` reads: the placement's activated version's unless the request names one."""
+        return self.batch_lists.get(req.placement, "ease") if req.batch_model == "ease" else req.batch_model
+
+    def list_key(self, item: str, src: str, req: Request) -> str:
+        return self.keys.recs_item_similar(item, self.lists_of(req) if src == "ease" else src)
 
     def bounded(self, candidates: int, list_k: int, recent: int) -> Ranker:
         """The same ranking at a bounded cost (the first pass of a user without a pool): at most
@@ -139,10 +167,11 @@ class Ranker:
         return list(merged), np.array(list(merged.values()), dtype=np.float64)
 
     async def knn_lists(self, sources: list[str], recent: list[tuple[str, float]],
-                        decay: float) -> dict[str, tuple[list[str], np.ndarray]]:
+                        req: Request) -> dict[str, tuple[list[str], np.ndarray]]:
         """Per source, the recency kNN over the recent items' neighbour lists (ids, scores)."""
+        decay = req.recent_decay
         factors = [(decay ** r) * w for r, (_item, w) in enumerate(recent)]
-        keys = [self.keys.recs_item_similar(item, src) for src in sources for item, _w in recent]
+        keys = [self.list_key(item, src, req) for src in sources for item, _w in recent]
         if self.knn_script is not None:
             flats = await self.knn_script(keys=keys, args=[self.list_k, len(sources), len(recent), *factors])
             return {src: (flat[0::2], float_array(flat[1::2])) for src, flat in zip(sources, flats, strict=True)}
@@ -174,7 +203,7 @@ class Ranker:
             cmds += [("LRANGE", k.recs_user_seq(uid), 0, self.recent_of(req) - 1),
                      ("ZRANGE", k.recs_user_seen(uid), 0, -1),
                      ("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES"),
-                     ("ZREVRANGE", k.recs_user_batch(uid, req.batch_model), 0, n - 1, "WITHSCORES"),
+                     ("ZREVRANGE", k.recs_user_batch(uid, self.lists_of(req)), 0, n - 1, "WITHSCORES"),
                      ("ZREVRANGE", k.recs_user_nbrs(uid), 0, USER_NEIGHBOURS - 1, "WITHSCORES"),
                      ("HGETALL", k.user_attrs(uid))]  # demographics (cohorts) for the cold start
         cmds += [("ZREVRANGE", tk, 0, n - 1) for tk in self.trend_keys(req)]
@@ -266,7 +295,7 @@ class Ranker:
         req = pl.req
         calls = []
         if pl.list_sources:
-            calls.append(self.knn_lists(pl.list_sources, pl.recent, req.recent_decay))
+            calls.append(self.knn_lists(pl.list_sources, pl.recent, req))
         if pl.neighbours:
             calls.append(self.users_lists(pl.neighbours, req.recent_decay))
         if pl.cohorts:
@@ -281,7 +310,7 @@ class Ranker:
         req = pl.req
         if pl.list_sources:
             factors = [(req.recent_decay ** r) * w for r, (_item, w) in enumerate(pl.recent)]
-            keys = [self.keys.recs_item_similar(item, src) for src in pl.list_sources for item, _w in pl.recent]
+            keys = [self.list_key(item, src, req) for src in pl.list_sources for item, _w in pl.recent]
             pipe.evalsha(self.knn_script.sha, len(keys), *keys,  # type: ignore[union-attr]
                          self.list_k, len(pl.list_sources), len(pl.recent), *factors)
             pipe.scripts.add(self.knn_script)
@@ -377,6 +406,7 @@ class Ranker:
     async def compute(self, req: Request) -> Result:
         """The whole ranking from the state: three round trips (see the module docstring); a bounded
         view answers a request without an item on screen in two (``FIRST_LUA``, then the HMGET)."""
+        await self.resolve_batch((req.placement,))
         if self.first_script is not None and req.user_id and not req.context_item:
             return await self.compute_first(req)
         pipe = self.redis.pipeline(transaction=False)
@@ -391,7 +421,7 @@ class Ranker:
         """Round trips (1) and (2) of a bounded view in ONE script call (``FIRST_LUA``: every list source
         summed in Redis, the weighed ones kept), the cohorts' lists when weighed and known, then (3)."""
         keys = [cmd[1] for cmd in self.first_commands(req)]
-        templates = [half for src in LIST_SOURCES for half in self.keys.recs_item_similar("\0", src).split("\0")]
+        templates = [half for src in LIST_SOURCES for half in self.list_key("\0", src, req).split("\0")]
         raw = await self.first_script(keys=keys, args=[
             self.recent_of(req), min(req.recent_n, self.recent_of(req)), self.candidates, self.list_k,
             req.recent_decay, len(self.trend_keys(req)), *templates])

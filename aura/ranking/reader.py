@@ -130,7 +130,7 @@ class Recommender(Ranker):
             marked = True
         else:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")
+            pipe.execute_command("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version", "batch")
             pipe.execute_command("HMGET", ckey, *CANDS_FIELDS, "time", *CANDS_REST)
             pipe.execute_command("HGET", k.recs_user_state(uid), "_off")
             pipe.execute_command("HMGET", k.user_attrs(uid), *PREF_FIELDS)
@@ -146,7 +146,8 @@ class Recommender(Ranker):
             if mark and self.refresh_ms and c[2] is not None and c[6] == (off or "-1") and \
                     int(ranked_ms or 0) + self.refresh_ms <= now_ms:
                 await self.mark_wanted(member, now_ms)  # served, and re-ranked behind (Cluster: one more call)
-        wraw, model_id, version = p
+        wraw, model_id, version, batch = p
+        self.batch_lists[req.placement], self.batch_at[req.placement] = batch or "ease", time.monotonic()
         stored_weights, strategy, ids_blob, scores_blob, sources_blob, used, ranked_at, current, rest_len = c
         if ids_blob is None or ranked_at != (current or "-1"):  # none, or ranked before the user's last event
             if mark and not marked:  # (Redis Cluster: the wanted set is in its own slot)

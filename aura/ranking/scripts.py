@@ -154,10 +154,13 @@ return flat
 # request marks (placement, user) as wanted (ZADD, then the oldest beyond the bound dropped): the
 # worker ranks that pool on its next tick (streams/usercands.py). A hit on a young pool writes nothing.
 #
+# The placement's ``batch`` (the lists its ``ease`` source reads) comes back with its weights: the
+# reader refreshes its cache of it (``Ranker.resolve_batch``) without a round trip of its own.
+#
 # KEYS[6] (optional) = the user's identity hash: its preference fields (aura/ranking/preferences.py
 # ``PREF_FIELDS``) come back as the fourth element, so the preferences cost no extra round trip.
 CANDS_LUA = """
-local p = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version')
+local p = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version', 'batch')
 local c = redis.call('HMGET', KEYS[2], 'weights', 'strategy', 'ids', 'scores', 'sources', 'used', 'off')
 c[#c + 1] = redis.call('HGET', KEYS[4], '_off')
 c[#c + 1] = redis.call('HSTRLEN', KEYS[2], 'ids_rest')

@@ -134,3 +134,47 @@ def _scalar(v: Any) -> bool:
 def effective(base: Rules, stored: dict[str, dict[str, Any]]) -> Rules:
     """The rules in force: the settings' built-in segments, overlaid by the stored definitions."""
     return {**base, **{name: doc["conditions"] for name, doc in stored.items()}}
+
+
+# ------------------------------------------------------------------ membership counts over time
+
+HOUR_MS = 3_600_000
+GRAINS = {"hour": HOUR_MS, "day": 24 * HOUR_MS}
+
+
+def hour_of(now_ms: int) -> int:
+    """The hour bucket (epoch ms) a membership change made at ``now_ms`` counts in."""
+    return now_ms - now_ms % HOUR_MS
+
+
+def history(raw: dict[str, str], grain: str, start: int, end: int) -> list[dict[str, int]]:
+    """The ``segment_history`` hash -> buckets of ``grain`` within [start, end), oldest first: joined
+    and left summed over the bucket's hours, ``members`` as after the bucket's last change (carried
+    forward through buckets without changes; None before the first). Buckets without a change are
+    listed once members are known, so a chart has no holes."""
+    step = GRAINS[grain]
+    hours: dict[int, dict[str, int]] = {}
+    for f, v in raw.items():
+        h, _, kind = f.partition(":")
+        if kind in ("j", "l", "n") and h.isdigit():
+            hours.setdefault(int(h), {})[kind] = int(v)
+    members: int | None = None
+    for h in sorted(hours):  # the size before the window
+        if h >= start - start % step:
+            break
+        members = hours[h].get("n", members)
+    out = []
+    first = start - start % step
+    for b in range(first, end, step):
+        j = l_ = 0
+        changed = False
+        for h in range(b, b + step, HOUR_MS):
+            d = hours.get(h)
+            if d:
+                changed = True
+                j += d.get("j", 0)
+                l_ += d.get("l", 0)
+                members = d.get("n", members)
+        if changed or members is not None:
+            out.append({"start": b, "joined": j, "left": l_, "members": members})
+    return out

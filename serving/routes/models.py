@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aura.bootstrap import redis_sync
 from aura.models.registry import MODEL_TYPES, Registry, RegistryError
+from aura.models.specs import TRAINABLE as TRAINED_ON_WINDOW
+from aura.models.specs import SpecError, validate
 from aura.ranking.blend import SOURCES
 from aura.settings import REPO_ROOT, settings_env
 from aura.state.cooccurrence import MONITOR_STREAM
@@ -72,11 +74,17 @@ async def versions(state: State, model_id: str = ModelPath) -> list[dict[str, An
 
 
 Epoch = Annotated[int, Field(ge=0, le=253_402_300_799_999)]
-WINDOWED = ("ease", "item_knn", "popularity")  # trained on a time window by jobs/train.py
+WINDOWED = tuple(TRAINED_ON_WINDOW)  # trained on a time window by jobs/train.py
+
+
+def spec_error(exc: SpecError) -> HTTPException:
+    """A 422 in FastAPI's shape, naming the field (``config.<name>`` or ``type``)."""
+    return HTTPException(422, [{"loc": ["body", *exc.field.split(".")], "msg": exc.msg, "type": "value_error"}])
 
 
 class TrainIn(Strict):
-    type: str = "ease"
+    type: Annotated[str, Field(max_length=64)] | None = Field(
+        None, description="Default: the type the model was created with (POST /v1/models), else ease")
     lam: Annotated[float, Field(gt=0, le=1e6)] = 500.0
     activate: Annotated[str, Field(max_length=64)] | None = None
     config: Annotated[dict[Annotated[str, Field(max_length=64)], Annotated[float, Field(allow_inf_nan=False)]],
@@ -86,28 +94,40 @@ class TrainIn(Strict):
     train_to: Epoch | None = None
     eval_to: Epoch | None = Field(None, description="... and evaluate on [train_to, eval_to): HR@10, NDCG@10, "
                                                     "coverage@10 in the version's metrics")
+    resume: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")] | None = Field(
+        None, description="Continue a stopped or crashed windowed job (its job id, in the version's progress)")
 
 
 @router.post("/{model_id}/train", status_code=202, summary="Start a training job (batch models)")
 async def train(state: State, body: TrainIn, model_id: str = ModelPath) -> dict[str, Any]:
     windowed = (body.train_from, body.train_to, body.eval_to)
+    spec = await call(registry(state).spec, model_id)
+    kind = body.type or (spec["type"] if spec else "ease")
+    if spec and kind != spec["type"]:
+        raise HTTPException(422, [{"loc": ["body", "type"], "msg": f"model {model_id!r} was created as "
+                                   f"{spec['type']!r}", "type": "value_error"}])
     if any(w is not None for w in windowed):
         if None in windowed or not body.train_from < body.train_to < body.eval_to:  # type: ignore[operator]
             raise HTTPException(422, [{"loc": ["body", "train_to"], "msg": "give train_from < train_to < eval_to",
                                        "type": "value_error"}])
-        if body.type not in WINDOWED:
-            raise HTTPException(422, f"trained on a window: {list(WINDOWED)}")
-        config = dict(body.config) or ({"lambda": body.lam} if body.type == "ease" else {})
-        argv = [sys.executable, "-m", "jobs.train", model_id, "--type", body.type, "--config", json.dumps(config),
+        config = {**(spec["config"] if spec else {}), **body.config} or (
+            {"lambda": body.lam} if kind == "ease" else {})
+        try:
+            validate(kind, config)
+        except SpecError as exc:
+            raise spec_error(exc) from exc
+        argv = [sys.executable, "-m", "jobs.train", model_id, "--type", kind, "--config", json.dumps(config),
                 "--train-from", str(body.train_from), "--train-to", str(body.train_to),
                 "--eval-to", str(body.eval_to)]
-    elif body.type not in TRAINABLE or model_id != body.type:
+        if body.resume:
+            argv += ["--resume", body.resume]
+    elif kind not in TRAINABLE or model_id != kind:
         raise HTTPException(422, f"only {sorted(TRAINABLE)} are trained by a job (model id = type); online models "
                                  "(online_mf, trending, co-occurrence, content) are trained by the stream; "
                                  f"{list(WINDOWED)} are trained and evaluated on a time window (train_from, "
                                  "train_to, eval_to)")
     else:
-        argv = [*TRAINABLE[body.type], "--lam", str(body.lam)]
+        argv = [*TRAINABLE[kind], "--lam", str(body.lam)]
         if body.activate:
             argv += ["--activate", body.activate]
     log_dir = state.settings.home / "logs"

@@ -25,6 +25,7 @@ from aura.state import segments as segment_rules
 from aura.state.profiles import ProfileConfig
 from aura.state.rules import RuleError
 from serving.deps import State
+from serving.routes.analytics import WindowDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/segments", tags=["profiles"])
@@ -182,7 +183,7 @@ async def delete_segment(state: State, segment: str = SegmentPath) -> dict[str, 
     except ConfigUnavailable as exc:
         raise HTTPException(503, f"segment store unavailable: {exc}", headers={"Retry-After": "1"}) from exc
     if segment not in _base(state):  # its members go; profiles drop it with the backfill
-        await state.redis.delete(state.keys.segment_members(segment))
+        await state.redis.delete(state.keys.segment_members(segment), state.keys.segment_history(segment))
         st = state.statements.get("segment_drop")
         if st is None:
             st = state.statements["segment_drop"] = await asyncio.to_thread(
@@ -219,3 +220,17 @@ async def segment_members(state: State, segment: str = SegmentPath,
     rows = await cassandra_execute(state.cassandra, st.bind((segment, count)))
     return {"segment": segment, "members": [r.user_id for r in rows], "next_cursor": 0, "total": None,
             "source": "cassandra"}
+
+
+@router.get("/{segment}/history", summary="Members over time: joined, left and the member count per hour or day",
+            responses={404: {"description": "Unknown segment"}})
+async def segment_history(state: State, window: WindowDep, segment: str = SegmentPath) -> dict[str, Any]:
+    """Counted by the stream as memberships change (streams/segments.py): per bucket the users who
+    joined and left, and the member count after the bucket's last change (carried forward)."""
+    if window.grain not in segment_rules.GRAINS:
+        raise HTTPException(422, [{"loc": ["query", "grain"], "msg": "hour or day", "type": "value_error"}])
+    if segment not in await in_force(state):
+        raise HTTPException(404, f"unknown segment {segment!r}")
+    raw = await state.redis.hgetall(state.keys.segment_history(segment))
+    return {"segment": segment, "grain": window.grain, "from": window.from_ms, "to": window.to_ms,
+            "buckets": segment_rules.history(raw, window.grain, window.from_ms, window.to_ms)}

@@ -1,7 +1,7 @@
 """The seed's "Complete Personalization Flow" against Aura's /v1 API on the real stack: create a
 profile, track behavior, set preferences, generate hybrid recommendations that honour them, and
-evaluate personalization for the home page on mobile (the seed's sixth step, a campaign, belongs to
-the campaign engine, which this API does not have yet; see docs/seed-map.md)."""
+evaluate personalization for the home page on mobile, and create a welcome campaign that mails the
+user (delivered to the local stack's SMTP server) and counts it in the campaign's performance."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from aura.state import maildir
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -18,7 +19,8 @@ CATALOG = {"prod_456": ("electronics", 300.0), "e1": ("electronics", 120.0), "e2
 
 
 def test_complete_personalization_flow(isolated, worker_factory, api_client):
-    worker_factory(isolated.replace(**{"recs_publish_interval_s": 0.3, "recs_content_rebuild_s": 0.2}))
+    worker_factory(isolated.replace(**{"recs_publish_interval_s": 0.3, "recs_content_rebuild_s": 0.2,
+                                       "campaign_tick_s": 0.05}))
     for item, (cat, price) in CATALOG.items():
         r = api_client.put(f"/v1/content/{item}", json={"title": f"{cat} {item}", "categories": [cat],
                                                          "price": price, "brand": "Acme"})
@@ -34,7 +36,8 @@ def test_complete_personalization_flow(isolated, worker_factory, api_client):
 
     # 1. create the user profile (the seed's body)
     john = f"john_{tag}"
-    r = api_client.post("/v1/profiles", json={"email": "john@example.com", "userId": john,
+    address = f"{john}@example.com"
+    r = api_client.post("/v1/profiles", json={"email": address, "userId": john,
                                               "attributes": {"name": "John Doe", "location": "US"}})
     assert r.status_code == 202, r.text
     profile = r.json()
@@ -90,3 +93,24 @@ def test_complete_personalization_flow(isolated, worker_factory, api_client):
     # the seed's engagement score
     score = api_client.get(f"/v1/profiles/{john}/engagement").json()
     assert score["engagement"] > 0 and score["lifecycle"] == "new"
+
+    # 6. create a campaign (the seed's welcome email), activate it and send it to the user
+    cid = f"welcome-{tag}"
+    r = api_client.post("/v1/campaigns", json={
+        "id": cid, "name": "Welcome Campaign", "channel": "email", "trigger": {"type": "api"},
+        "audience": {"type": "users", "users": [john]},
+        "template": {"subject": "Welcome {{ user.name | default('there') }}", "body": "Glad you are here"}})
+    assert r.status_code == 201, r.text
+    try:
+        assert api_client.post(f"/v1/campaigns/{cid}/activate").json()["status"] == "running"
+        r = api_client.post(f"/v1/campaigns/{cid}/trigger", json={"user_id": john, "occurrence_id": "signup"})
+        assert r.status_code == 202, r.text
+        mails = wait_for(lambda: maildir.list_messages(maildir.root(isolated), limit=1000, to=address),
+                         timeout=60, what="the welcome email")
+        assert mails[0]["subject"] == "Welcome John Doe"
+        perf = wait_for(lambda: (p := api_client.get(f"/v1/campaigns/{cid}/performance").json())["counts"]
+                        .get("sent") and p, timeout=30, what="the send counted")
+        assert perf["counts"]["sent"] == 1
+    finally:
+        api_client.post(f"/v1/campaigns/{cid}/complete")
+        api_client.delete(f"/v1/campaigns/{cid}")

@@ -1,10 +1,10 @@
 """User neighbours through the real pipeline: behavior events through Kafka into a worker that runs
-streams/neighbours.py in the behavior fan-out (``recs_user_neighbours``), then the API's hybrid
-with a ``users`` weight serves what users like you did lately."""
+streams/neighbours.py in the behavior fan-out (``recs_user_neighbours``, off by default: see
+docs/recommendations.md), then a placement given a ``users`` weight through the API serves what users
+like you did lately, and the same placement without it does not."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 
 def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_factory, api_client, redis_client):
-    s = isolated.replace(**{"recs_user_neighbours": True})
+    s = isolated.replace(recs_user_neighbours=True)
     worker_factory(s)
     producer = EventProducer(isolated, bootstrap.kafka_producer(isolated))
     k = RedisKeys(isolated.redis.prefix)
@@ -39,13 +39,25 @@ def test_users_like_you_are_kept_by_the_stream_and_served(isolated, worker_facto
                     if {"a", "b"} <= set(redis_client.zrange(k.recs_user_nbrs("c"), 0, -1)) else None,
                     timeout=60, what="a and b as c's neighbours")
     assert set(nbrs) == {"a", "b"}  # not z (other item), never c itself
-    redis_client.hset(k.recs_placement("nbrs"), "weights", json.dumps({"users": 1.0}))
-    r = api_client.post("/v1/recommendations/generate", json={"user_id": "c", "limit": 5,
-                                                               "context": {"placement": "nbrs"}})
-    assert r.status_code == 200, r.text
-    items = [x["item_id"] for x in r.json()["items"]]
-    assert set(items) == {"ya", "yb"}  # x is seen; "other" is not a neighbour's
-    assert all(x["sources"] == ["users"] for x in r.json()["items"])
+    placement = f"nbrs-{isolated.kafka.topic_prefix}"
+
+    def served(weights: dict[str, float]) -> list[dict]:
+        w = api_client.put(f"/v1/models/placements/{placement}/weights", json={"weights": weights})
+        assert w.status_code == 200, w.text
+        r = api_client.post("/v1/recommendations/generate", json={"user_id": "c", "limit": 5,
+                                                                   "context": {"placement": placement}})
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    got = served({"users": 1.0})
+    assert {x["item_id"] for x in got} == {"ya", "yb"}  # x is seen; "other" is not a neighbour's
+    assert all(x["sources"] == ["users"] for x in got)
+    # the weight is what serves them: without it the placement's only source (trending) answers, and
+    # with both, the neighbours' items come first and say so
+    without = served({"trending": 1.0})
+    assert all("users" not in x["sources"] for x in without)
+    both = served({"trending": 0.1, "users": 1.0})
+    assert {x["item_id"] for x in both[:2]} == {"ya", "yb"} and all("users" in x["sources"] for x in both[:2])
 
 
 def test_demographic_cold_start_through_the_stream(isolated, worker_factory, api_client, redis_client):

@@ -72,6 +72,16 @@ def test_segment_crud_live_membership_and_backfill(isolated, worker_factory, api
     listed = {s["name"]: s for s in api_client.get("/v1/segments").json()["segments"]}
     assert listed[name]["rule"] == [["orders", "==", 1]] and listed["vip"]["source"] == "settings"
 
+    # membership counts over time: big and later joined then left, small joined (exact: the stream
+    # counts what the set really gained and lost)
+    r = api_client.get(f"/v1/segments/{name}/history", params={"timeframe": "2d", "grain": "hour"})
+    assert r.status_code == 200, r.text
+    buckets = r.json()["buckets"]
+    assert sum(b["joined"] for b in buckets) == 3 and sum(b["left"] for b in buckets) == 2
+    assert buckets[-1]["members"] == 1
+    assert api_client.get(f"/v1/segments/{name}/history", params={"grain": "minute"}).status_code == 422
+    assert api_client.get("/v1/segments/nope_nope/history").status_code == 404
+
     # delete: no members, and the profiles drop it
     assert api_client.delete(f"/v1/segments/{name}").status_code == 200
     assert api_client.get(f"/v1/segments/{name}").status_code == 404

@@ -8,8 +8,9 @@ import pytest
 from scipy import sparse
 
 from aura.errors import AuraError
-from aura.models.content import ContentModel
+from aura.models.content import ContentModel, ContentSimilarity
 from aura.models.ease import EASE
+from aura.models.factors import ALS, BPR
 from aura.models.itemknn import ItemKNN
 from aura.models.mf import OnlineMF
 from aura.models.popularity import Popularity
@@ -46,11 +47,18 @@ def trained(kind: str):
         t.learn_one("a", 1.0, 1_000_000)
         t.learn_one("b", 2.0, 2_000_000)
         return t
+    if kind == "als":
+        return ALS(factors=4, iterations=3).fit(X())
+    if kind == "bpr":
+        return BPR(factors=4, iterations=5).fit(X())
+    if kind == "content_similarity":
+        return ContentSimilarity(3).fit_items([f"i{k}" for k in range(8)], {
+            f"i{k}": {"title": f"{'red' if k % 2 else 'blue'} thing", "categories": ["c"]} for k in range(7)})
     raise AssertionError(f"add {kind} to the contract test")
 
 
 def predictions(kind: str, m) -> object:
-    if kind in ("ease", "item_knn", "popularity"):
+    if kind in ("ease", "item_knn", "popularity", "als", "bpr", "content_similarity"):
         return np.asarray(m.scores(X()[:5]))
     if kind == "online_mf":
         return (m.score("u1"), m.top("u2", 3, exclude={"i1"}), m.pv_error)

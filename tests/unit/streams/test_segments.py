@@ -17,12 +17,10 @@ class _Session:
 class _Pipe:
     def __init__(self, log: list) -> None:
         self.log = log
+        self.scripts: set = set()
 
-    def sadd(self, key, *members):
-        self.log.append(("sadd", key, members))
-
-    def srem(self, key, *members):
-        self.log.append(("srem", key, members))
+    def evalsha(self, sha, numkeys, members_key, history_key, hour, n_add, *users):
+        self.log.append(("changes", members_key, users[:n_add], users[n_add:]))
 
     async def execute(self):
         self.log.append(("execute",))
@@ -34,6 +32,9 @@ class _Redis:
 
     def pipeline(self, transaction: bool = True) -> _Pipe:
         return _Pipe(self.log)
+
+    def register_script(self, source: str):
+        return type("Script", (), {"sha": "sha"})()
 
 
 def test_reconcile_rows_and_the_write_behind_buffer():
@@ -58,8 +59,8 @@ def test_reconcile_rows_and_the_write_behind_buffer():
     asyncio.run(store.reconcile(states, {"c"}, buffer=buffered.append))  # no Cassandra write: the buffer gets it
     assert buffered == [rows]
     keys = RedisKeys("t")
-    assert ("sadd", keys.segment_members("vip"), ("a",)) in redis.log
-    assert ("srem", keys.segment_members("buyer"), ("a", "b")) in redis.log
+    assert ("changes", keys.segment_members("vip"), ("a",), ("b",)) in redis.log
+    assert ("changes", keys.segment_members("buyer"), (), ("a", "b")) in redis.log
     assert redis.log[-1] == ("execute",)
     buffered.clear()
     asyncio.run(store.reconcile({"c": states["c"]}, {"c"}, buffer=buffered.append))  # nothing changed

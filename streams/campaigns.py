@@ -44,7 +44,7 @@ from streams.intake import Dead, RawRecord
 from streams.runtime import Batch, Owner, Resources, retrying
 
 log = logging.getLogger(__name__)
-RANKING_CONCURRENCY = 8  # users ranked at once by a drainer pass
+RANKING_CONCURRENCY = 32  # users ranked at once by a drainer pass (each a few Redis round trips)
 PAUSED_RECHECK_MS = 60_000  # due messages of a paused campaign are looked at again this much later
 
 CONVERT_LUA = """

@@ -22,6 +22,7 @@ performance). The Redis keys are in aura/layout.py (``campaign_*``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from aura.state.campaigns import Campaign
@@ -192,9 +193,15 @@ def template_error(text: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
+def compiled(text: str) -> Template:
+    """A template part compiled once (the sandbox's checks run at render time, so sharing is safe)."""
+    return _ENV.from_string(text)
+
+
 def render(c: Campaign, context: dict[str, Any]) -> dict[str, str]:
     """Every template part rendered with ``context``; raises TemplateError (the dead-letter reason)."""
-    return {part: _ENV.from_string(text).render(context) for part, text in c.template.items()}
+    return {part: compiled(text).render(context) for part, text in c.template.items()}
 
 
 def context(user_id: str, attrs: dict[str, Any], profile: dict[str, Any], event: dict[str, Any],

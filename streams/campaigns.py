@@ -47,10 +47,15 @@ log = logging.getLogger(__name__)
 RANKING_CONCURRENCY = 32  # users ranked at once by a drainer pass (each a few Redis round trips)
 PAUSED_RECHECK_MS = 60_000  # due messages of a paused campaign are looked at again this much later
 
+# KEYS: converted set, stats. ARGV: user, group (treated | holdout), revenue, content variant ('' for none)
 CONVERT_LUA = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[2], 'converted:' .. ARGV[2], 1)
   redis.call('HINCRBYFLOAT', KEYS[2], 'revenue:' .. ARGV[2], ARGV[3])
+  if ARGV[4] ~= '' then
+    redis.call('HINCRBY', KEYS[2], 'converted:' .. ARGV[2] .. '@' .. ARGV[4], 1)
+    redis.call('HINCRBYFLOAT', KEYS[2], 'revenue:' .. ARGV[2] .. '@' .. ARGV[4], ARGV[3])
+  end
   return 1
 end
 return 0
@@ -65,14 +70,21 @@ return 1
 """
 ENGAGEMENT = {"message_open": ("open", "opened"), "message_click": ("click", "clicked")}
 
-# KEYS: caps, user groups, stats. ARGV: campaign, caps member, now, cap window ms, group. The caps
-# member (campaign|message id) is the drainer's claim of the message: added once, counted once.
+# KEYS: caps, user groups, stats. ARGV: campaign, caps member, now, cap window ms, group, content variant
+# ('' for none). The caps member (campaign|message id) is the drainer's claim of the message: added
+# once, counted once. The user's group is ``treated@<variant>`` for an A/B campaign.
 QUEUED_LUA = """
 if redis.call('ZADD', KEYS[1], 'NX', ARGV[3], ARGV[2]) == 0 then return 0 end
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 redis.call('HINCRBY', KEYS[3], 'queued', 1)
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[5] .. '|' .. ARGV[3]) == 1 then
+local group = ARGV[5]
+if ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[3], 'queued@' .. ARGV[6], 1)
+  group = group .. '@' .. ARGV[6]
+end
+if redis.call('HSETNX', KEYS[2], ARGV[1], group .. '|' .. ARGV[3]) == 1 then
   redis.call('HINCRBY', KEYS[3], 'qualified:' .. ARGV[5], 1)
+  if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[3], 'qualified:' .. group, 1) end
 end
 return 1
 """
@@ -168,11 +180,12 @@ class Triggers:
             for cid, val in (groups.get(ev.user_id) or {}).items():
                 c = campaigns.get(cid)
                 group, t0 = val.rsplit("|", 1)
+                group, _, variant = group.partition("@")
                 if (c is None or ev.event_type != c.goal.event_type or (c.goal.item_id and c.goal.item_id != ev.item_id)
                         or not int(t0) <= ev.event_time <= int(t0) + c.goal.window_ms):
                     continue
                 await self.convert(keys=[self.res.keys.campaign_converted(cid), self.res.keys.campaign_stats(cid)],
-                                   args=[ev.user_id, group, repr(round(ev.revenue, 6))], client=pipe)
+                                   args=[ev.user_id, group, repr(round(ev.revenue, 6)), variant], client=pipe)
                 n += 1
         if n:
             await pipe.execute()
@@ -311,7 +324,7 @@ class Drainer:
         recs = await asyncio.gather(*(ranked(due.user_id) for _m, _c, due, _u in sends))
         settled: list[str] = []
         counters: list[tuple[str, str]] = []
-        produced: list[tuple[Campaign, Due]] = []
+        produced: list[tuple[Campaign, Due, str]] = []
         acks = []
         for (member, c, due, u), items in zip(sends, recs, strict=True):
             message_links = links(cs.public_url, cs.link_secret.get_secret_value(), c.id, due.user_id,
@@ -327,14 +340,15 @@ class Drainer:
                 continue
             acks.append(await self.outbox[c.channel].send(key=due.user_id.encode(),
                                                           value=self.msg_codec.encode(record)))
-            produced.append((c, due))
+            produced.append((c, due, record.get("variant") or ""))
             settled.append(member)
         await asyncio.gather(*acks)  # Kafka's acks before any message counts as queued
         pipe = self.res.redis.pipeline(transaction=False)
-        for c, due in produced:
+        for c, due, variant in produced:
             await self.queued(keys=[keys.campaign_caps(due.user_id, c.channel), keys.user_campaigns(due.user_id),
                                     keys.campaign_stats(c.id)],
-                              args=[c.id, f"{c.id}|{due.message_id}", now, c.caps.window_ms, "treated"], client=pipe)
+                              args=[c.id, f"{c.id}|{due.message_id}", now, c.caps.window_ms, "treated", variant],
+                              client=pipe)
         if produced:
             await pipe.execute()
         return settled, counters

@@ -62,12 +62,14 @@ UTF8_QP.body_encoding = QP  # readable bodies (quoted-printable), not base64
 INBOX_MAX = 50
 MAX_BACKOFF_S = 5.0  # a message's own pause between attempts while its provider's breaker is closed
 
-# KEYS: message record, stats, user messages. ARGV: outcome (sent|failed), counter, entry JSON, ttl, list max
+# KEYS: message record, stats, user messages. ARGV: outcome (sent|failed), counter, entry JSON, ttl, list
+# max, content variant ('' for none: the counter is also kept per variant)
 DONE_LUA = """
 local cur = redis.call('GET', KEYS[1])
 if cur == 'sent' or (cur and string.sub(cur, 1, 6) == 'failed') then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+if ARGV[6] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[2] .. '@' .. ARGV[6], 1) end
 redis.call('LPUSH', KEYS[3], ARGV[3])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 return 1
@@ -236,7 +238,8 @@ class Connector:
             stats = keys.campaign_stats(m["campaign_id"] if not m.get("test") else f"{m['campaign_id']}:test")
             record = "sent" if outcome == "sent" else f"failed:{detail[:200]}"
             await self.done(keys=[mkeys[i], stats, keys.campaign_user_messages(m["user_id"])],
-                            args=[record, outcome, entry, cs.message_ttl_s, USER_MESSAGES_MAX], client=pipe)
+                            args=[record, outcome, entry, cs.message_ttl_s, USER_MESSAGES_MAX, m.get("variant") or ""],
+                            client=pipe)
         firsts = await pipe.execute()
         await execute_grouped(self.res.session, [
             (("user", msgs[i]["user_id"]), self.insert,

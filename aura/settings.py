@@ -199,6 +199,7 @@ class CampaignSettings(BaseSettings):
     in_flight: int = 32  # messages being delivered at once per channel agent
     breaker_failures: int = 5  # consecutive transient failures that open a provider's breaker
     breaker_max_open_s: float = 30.0  # the longest an open breaker waits before its next probe
+    agg_interval_s: float = 60.0  # campaign figures published to agg.campaigns this often (0: never)
 
 
 class RecsSettings(BaseSettings):

@@ -17,6 +17,9 @@ aura/state/campaign_sends.py.
   message id claimed and only removes them, or produces again and the connector's send record
   drops the copy. A template error dead-letters that one message with its reason. The global rate
   limit per channel is applied here (the lease makes this worker the only drainer).
+- The lease holder also publishes every ``AURA_CAMPAIGN_AGG_INTERVAL_S`` a snapshot of each
+  campaign's figures (and each content variant's) to the compacted analyst topic ``agg.campaigns``
+  (schemas/avro/agg_campaign.avsc).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from aura.layout import Tables
 from aura.ranking.reader import Recommender
 from aura.state import profile_codec
 from aura.state.campaign_render import links, outbox_record, recommendations
-from aura.state.campaign_sends import Due, Verdict, cancelled, decide, trigger_fields
+from aura.state.campaign_sends import Due, Verdict, aggregates, cancelled, decide, trigger_fields
 from aura.state.campaigns import Campaign, api_triggered, triggered_by, validate_campaign, watched_types
 from aura.state.profiles import ProfileConfig, document, parse_attrs
 from aura.state.rules import holds, profile_fields
@@ -201,6 +204,9 @@ class Drainer:
         self.deadletters = app.topic(layout.topic(res.settings, layout.DEADLETTER), key_serializer="raw",
                                      value_serializer="raw")
         self.msg_codec, self.dead_codec = codec("campaign_message"), codec("dead_letter")
+        self.agg_topic = app.topic(layout.topic(res.settings, layout.AGG_CAMPAIGNS), key_serializer="raw",
+                                   value_serializer="raw")
+        self.agg_codec = codec("agg_campaign")
         self.queued = res.redis.register_script(QUEUED_LUA)
         self.lease = res.redis.register_script(LEASE_LUA)
         self.holdout = res.redis.register_script(HOLDOUT_LUA)
@@ -209,10 +215,31 @@ class Drainer:
         self.ranker = Recommender(res.redis, res.keys)
         self.profile_cfg = ProfileConfig.from_settings(res.settings)
 
+    async def leased(self) -> bool:
+        """Whether this worker holds (and now extends) the drain lease."""
+        lease_ms = max(int(self.s.campaigns.tick_s * 20_000), 2000)
+        return bool(await self.lease(keys=[self.res.keys.campaign_drain_lease()], args=[self.token, lease_ms]))
+
+    async def publish(self) -> int:
+        """Every campaign's figures (whole and per content variant) to ``agg.campaigns``, from the one
+        worker holding the lease; returns the records produced."""
+        if not await self.leased():
+            return 0
+        campaigns = [c for c in (await self.cache.get()).values() if c.status not in ("draft", "archived")]
+        pipe = self.res.redis.pipeline(transaction=False)
+        for c in campaigns:
+            pipe.hgetall(self.res.keys.campaign_stats(c.id))
+        now, acks = int(time.time() * 1000), []
+        for c, tally in zip(campaigns, await pipe.execute() if campaigns else [], strict=True):
+            for rec in aggregates(c, tally, now):
+                acks.append(await self.agg_topic.send(key=f"{c.id}|{rec['variant'] or ''}".encode(),
+                                                      value=self.agg_codec.encode(rec)))
+        await asyncio.gather(*acks)
+        return len(acks)
+
     async def tick(self) -> int:
         """One pass; returns how many entries it settled."""
-        lease_ms = max(int(self.s.campaigns.tick_s * 20_000), 2000)
-        if not await self.lease(keys=[self.res.keys.campaign_drain_lease()], args=[self.token, lease_ms]):
+        if not await self.leased():
             return 0
         now = int(time.time() * 1000)
         raw = await self.res.redis.zrangebyscore(self.res.keys.campaign_due(), "-inf", now, start=0,
@@ -377,6 +404,17 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
                 log.exception("campaign drainer pass failed")
                 full = False
             await asyncio.sleep(0 if full else res.settings.campaigns.tick_s)
+
+    @app.task
+    async def publish_campaign_aggregates() -> None:
+        """The campaigns' figures to the analyst topic every ``agg_interval_s`` (0: never)."""
+        interval = res.settings.campaigns.agg_interval_s
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                await drainer.publish()
+            except Exception:  # noqa: BLE001 - the next interval publishes the figures again
+                log.exception("publishing campaign aggregates failed")
 
     return [("campaigns", triggers.step)]
 

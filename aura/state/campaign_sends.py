@@ -291,3 +291,27 @@ def performance(c: Campaign, tally: dict[str, float]) -> dict[str, Any]:
     if c.experiment is not None:
         out["variants"] = variants(c, g)
     return out
+
+
+def aggregates(c: Campaign, tally: dict[str, str], now_ms: int) -> list[dict[str, Any]]:
+    """The ``agg_campaign`` records of a campaign: the whole campaign, then each content variant."""
+    perf = performance(c, tally)
+    counts = perf["counts"]
+    base = {"campaign_id": c.id, "status": c.status, "channel": c.channel, "goal_event_type": c.goal.event_type,
+            "emitted_at": now_ms, "holdout_users": perf["holdout"]["users"],
+            "holdout_conversions": perf["holdout"]["conversions"], "holdout_revenue": perf["holdout"]["revenue"]}
+
+    def record(variant: str | None, counts: dict[str, int], treated: dict[str, Any], lift: dict[str, Any]) -> dict:
+        return {**base, "variant": variant, "queued": counts.get("queued", 0), "sent": counts.get("sent", 0),
+                "failed": counts.get("failed", 0), "cancelled": counts.get("cancelled", 0),
+                "suppressed": sum(n for k, n in counts.items() if k.startswith("suppressed:")),
+                "template_errors": counts.get("template_error", 0), "opened": counts.get("opened", 0),
+                "clicked": counts.get("clicked", 0), "treated_users": treated["users"],
+                "treated_conversions": treated["conversions"], "treated_revenue": treated["revenue"],
+                "lift": lift["absolute"], "lift_ci_low": lift["ci95"][0], "lift_ci_high": lift["ci95"][1],
+                "p_value": lift["p_value"]}
+
+    out = [record(None, counts, perf["treated"], perf["lift"])]
+    for v in perf.get("variants", []):
+        out.append(record(v["variant"], v["counts"], v, v["lift"]))
+    return out

@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from confluent_kafka import Consumer
 
-from aura import bootstrap
+from aura import bootstrap, layout
 from aura.producer import EventProducer
 from aura.state import maildir
+from aura.state.campaign_sends import held_out, variant_of
+from aura.state.campaigns import validate_campaign
+from schemas.codec import codec
 from streams import connectors
 from tests.conftest import wait_for
 
@@ -445,3 +449,74 @@ def test_smtp_down_then_up_loses_nothing_and_never_holds_back_another_channel(
         assert len({mid for mid, _r in server.messages}) == 20 and counts(mail).get("failed", 0) == 0
     finally:
         server.close()
+
+
+def latest_aggregates(s, campaign_id: str, want: int, timeout: float = 60.0) -> dict[str, dict]:
+    """The newest ``agg.campaigns`` record per key of one campaign (read to the end of the topic once
+    ``want`` keys are there)."""
+    consumer = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"agg-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([layout.topic(s, layout.AGG_CAMPAIGNS)])
+    out: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None and len(out) >= want:
+                break  # read to the end of the topic
+            if msg is not None and not msg.error() and msg.key().decode().startswith(f"{campaign_id}|"):
+                out[msg.key().decode()] = codec("agg_campaign").decode(msg.value())
+    finally:
+        consumer.close()
+    return out
+
+
+def test_ab_variants_render_per_user_and_their_figures_reach_the_api_and_the_analyst_topic(
+        isolated, worker_factory, api_client, redis_client, campaigns):
+    s = isolated.replace(campaign_tick_s=0.05, campaign_agg_interval_s=1.0)
+    worker_factory(s)
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    tag = f"cab{uuid.uuid4().hex[:8]}"
+    users = [user_with_email(producer, tag, f"u{i}") for i in range(40)]
+    wait_for_identities(s, redis_client, producer, [u for u, _ in users])
+    doc = {"id": f"{tag}-ab", "channel": "email", "audience": {"type": "everyone"}, "holdout": 0.25,
+           "trigger": {"type": "event", "event_type": "view"}, "goal": {"event_type": "purchase"},
+           "template": {"subject": "Plain", "body": "Hello"},
+           "variants": [{"id": "plain", "weight": 1, "template": {}},
+                        {"id": "named", "weight": 1, "template": {"subject": "Hello {{ user.id }}"}}]}
+    cid = campaigns(doc)
+    c = validate_campaign(doc)
+    now = int(time.time() * 1000)
+    for u, _a in users:
+        producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "i1", "event_time": now})
+    assert producer.flush().failed == 0
+    treated = [(u, a) for u, a in users if not held_out(c, u)]
+
+    def perf() -> dict:
+        return api_client.get(f"/v1/campaigns/{cid}/performance").json()
+
+    wait_for(lambda: perf()["counts"].get("sent", 0) == len(treated), timeout=90, what="every treated user's mail")
+    for u, a in users:  # each treated user got the subject of their variant; held-out users nothing
+        subjects = [m["subject"] for m in mails_to(s, a)]
+        expected = [] if held_out(c, u) else ["Plain" if variant_of(c, u) == "plain" else f"Hello {u}"]
+        assert subjects == expected, (u, subjects)
+    for u, _a in users:  # everyone converts: the figures split by variant
+        producer.send({"event_id": f"{u}-buy", "event_type": "purchase", "user_id": u, "event_time": now + 1000,
+                       "order": {"order_id": f"{u}-o", "currency": "EUR",
+                                 "lines": [{"item_id": "i1", "quantity": 1, "unit_price": 2.0}]}})
+    assert producer.flush().failed == 0
+    p = wait_for(lambda: (q := perf())["treated"]["conversions"] + q["holdout"]["conversions"] == 40 and q,
+                 timeout=90, what="every conversion")
+    rows = {r["variant"]: r for r in p["variants"]}
+    for vid in ("plain", "named"):
+        mine = [u for u, _a in treated if variant_of(c, u) == vid]
+        assert rows[vid]["users"] == rows[vid]["conversions"] == len(mine)
+        assert rows[vid]["counts"]["sent"] == len(mine) and rows[vid]["revenue"] == 2.0 * len(mine)
+    def published() -> dict[str, dict] | None:  # published every second: wait for a record after the conversions
+        g = latest_aggregates(s, cid, 3, timeout=10)
+        done = len(g) == 3 and g[f"{cid}|"]["treated_conversions"] == len(treated)
+        return g if done and g[f"{cid}|named"]["treated_conversions"] == rows["named"]["users"] else None
+
+    aggs = wait_for(published, timeout=90, what="the analyst records")
+    assert aggs[f"{cid}|"]["sent"] == len(treated) and aggs[f"{cid}|"]["holdout_users"] == 40 - len(treated)
+    assert aggs[f"{cid}|named"]["sent"] == rows["named"]["counts"]["sent"]

@@ -12,6 +12,7 @@ from aura.demo import demo_campaigns
 from aura.state.campaign_render import link_token, parse_link_token
 from aura.state.campaign_sends import (
     Due,
+    aggregates,
     cancelled,
     consent,
     decide,
@@ -24,6 +25,7 @@ from aura.state.campaign_sends import (
     variant_of,
 )
 from aura.state.campaigns import CampaignError, transition, triggered_by, validate_campaign
+from schemas.codec import codec
 
 BASE = {"id": "cart", "channel": "email", "status": "running",
         "trigger": {"type": "event", "event_type": "add_to_cart", "delay_s": 60, "unless": "purchase"},
@@ -243,3 +245,20 @@ def test_performance_per_variant_with_lift_against_the_holdout_and_the_control()
     assert rows["named"]["vs_control"]["uplift"] == pytest.approx((125 / 750 - 0.1) / 0.1)
     assert 0 < rows["named"]["vs_control"]["p_value"] < 0.05 and "uplift" not in rows["plain"]["vs_control"]
     assert "variants" not in performance(camp(), tally)
+
+
+def test_aggregate_records_encode_with_the_analyst_schema():
+    c = camp(variants=AB, holdout=0.1)
+    tally = {"queued": "10", "sent": "9", "failed": "1", "suppressed:no_consent": "2", "suppressed:cap": "3",
+             "queued@plain": "4", "sent@plain": "4", "queued@named": "6", "sent@named": "5", "failed@named": "1",
+             "qualified:treated": "10", "converted:treated": "3", "qualified:treated@named": "6",
+             "converted:treated@named": "3", "qualified:treated@plain": "4", "qualified:holdout": "2"}
+    recs = aggregates(c, tally, 1_700_000_000_000)
+    assert [r["variant"] for r in recs] == [None, "plain", "named"]
+    whole, plain, named = recs
+    assert whole["suppressed"] == 5 and whole["sent"] == 9 and whole["treated_conversions"] == 3
+    assert named["sent"] == 5 and named["failed"] == 1 and named["treated_users"] == 6 and plain["lift"] == 0.0
+    agg = codec("agg_campaign")
+    for r in recs:
+        back = agg.decode(agg.encode(r))
+        assert back["campaign_id"] == "cart" and back["variant"] == r["variant"] and back["sent"] == r["sent"]

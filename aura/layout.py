@@ -52,6 +52,10 @@ ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS, AGG_INSIGHTS)
 CAMPAIGN_CHANNELS = ("email", "push", "sms", "webhook", "in_app")
 OUTBOX: dict[str, TopicSpec] = {ch: TopicSpec(f"campaigns.outbox.{ch}", key="user id") for ch in CAMPAIGN_CHANNELS}
 ALL_TOPICS = (*ALL_TOPICS, *OUTBOX.values())
+# Campaign figures for analysts (streams/campaigns.py publishes a snapshot per campaign and variant;
+# compacted: the latest record of a key is the campaign's current state)
+AGG_CAMPAIGNS = TopicSpec("agg.campaigns", key="campaign_id|variant", compacted=True)
+ALL_TOPICS = (*ALL_TOPICS, AGG_CAMPAIGNS)
 
 
 

@@ -195,6 +195,11 @@ class CampaignSettings(BaseSettings):
     link_secret: SecretStr = SecretStr("dev-link-secret")  # signs the open-pixel and click links
     recommendations: int = 4  # recommended items in a message's template context
     message_ttl_s: int = 30 * 24 * 3600  # how long send records keep a message id from being sent again
+    smtp_connections: int = 8  # pooled SMTP connections per worker, each sending many messages
+    in_flight: int = 32  # messages being delivered at once per channel agent
+    breaker_failures: int = 5  # consecutive transient failures that open a provider's breaker
+    breaker_max_open_s: float = 30.0  # the longest an open breaker waits before its next probe
+    agg_interval_s: float = 60.0  # campaign figures published to agg.campaigns this often (0: never)
 
 
 class RecsSettings(BaseSettings):

@@ -1,6 +1,6 @@
 """Campaign latency and send rate: a trigger event produced -> the message accepted by the SMTP server.
 
-    .venv/bin/python -m bench.campaigns --rate 100 --seconds 30
+    .venv/bin/python -m bench.campaigns --rate 100 --seconds 30 [--b-tree ../old --repeat 3]
 
 A real ``aura worker`` over fresh topics and a fresh Redis prefix, the local stack's mail server
 (infra/mailsink.py), and one running email campaign triggered by ``view`` events with no delay (its
@@ -69,16 +69,23 @@ def pct(xs: list[float], q: float) -> float:
     return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rate", type=float, default=100.0, help="triggers per second")
-    ap.add_argument("--seconds", type=float, default=30.0)
-    a = ap.parse_args()
-    s = bench_settings(get_settings()).replace(campaign_tick_s=0.02, campaign_rate_per_min=1e9)
+def busiest_minute(times_ms: list[int]) -> int:
+    """The most messages accepted in any 60 s window (sliding over the accepted times)."""
+    ts, best, j = sorted(times_ms), 0, 0
+    for i, t in enumerate(ts):
+        while ts[j] <= t - 60_000:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def run(rate: float, seconds: float, tree: Path, per_min: float = 1e9) -> dict[str, float]:
+    """One run over fresh topics and prefix with the worker of checkout ``tree``; returns its figures."""
+    s = bench_settings(get_settings()).replace(campaign_tick_s=0.02, campaign_rate_per_min=per_min)
     prepare(s)
     tag = uuid.uuid4().hex[:8]
     suffix = f"@{tag}.bench"
-    n = int(a.rate * a.seconds)
+    n = int(rate * seconds)
     users = [f"bu{tag}-{i}" for i in range(n)]
     producer = EventProducer(s, bootstrap.kafka_producer(s))
     now = int(time.time() * 1000)
@@ -90,39 +97,82 @@ def main() -> None:
     asyncio.run(create_campaign(s, cid))
     logs = s.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker"], cwd=REPO_ROOT,  # noqa: S603
-                              env={**os.environ, **settings_env(s)}, stdout=open(logs / "bench-campaigns.log", "ab"),  # noqa: SIM115
-                              stderr=subprocess.STDOUT)
+    env = {**os.environ, **settings_env(s), "PYTHONPATH": str(tree)}
+    worker = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker"], cwd=tree, env=env,  # noqa: S603
+                              stdout=open(logs / "bench-campaigns.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
     try:
         r = bootstrap.redis_sync(s)
         deadline = time.monotonic() + 180
         while r.hlen(f"{s.redis.prefix}:user:{{{users[-1]}}}:attrs") == 0 and time.monotonic() < deadline:
             time.sleep(0.5)  # the worker is up and has folded the identities
         produced: dict[str, int] = {}
-        start = time.monotonic()
+        due_key, backlog = RedisKeys(s.redis.prefix).campaign_due(), [0]
+        start = last_look = time.monotonic()
         for i, u in enumerate(users):
-            ahead = start + i / a.rate - time.monotonic()
+            ahead = start + i / rate - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
+            if time.monotonic() - last_look >= 1.0:  # messages due and not yet in the outbox (the drainer's lag)
+                backlog.append(r.zcard(due_key))
+                last_look = time.monotonic()
             t = int(time.time() * 1000)
             producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "item-00001",
                            "event_time": t})
             produced[f"{u}{suffix}"] = t
         producer.flush(30)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180 + (n / per_min * 60 if per_min < 1e9 else 0)
         got = accepted(s, suffix)
         while len(got) < n and time.monotonic() < deadline:
             time.sleep(1)
+            backlog.append(r.zcard(due_key))
             got = accepted(s, suffix)
-        lat = [got[k] - produced[k] for k in got]
+        lat = [got[k] - produced[k] for k in got] or [float("nan")]
         span = (max(got.values()) - min(got.values())) / 1000 if len(got) > 1 else 0.0
-        print(f"triggers {n} at {a.rate:g}/s; accepted {len(got)}; "  # noqa: T201
-              f"trigger -> SMTP accepted ms: p50 {statistics.median(lat):.0f} p90 {pct(lat, 0.9):.0f} "
-              f"p99 {pct(lat, 0.99):.0f} max {max(lat):.0f}; sends/s over the run {len(got) / max(span, 1e-9):.0f}")
+        return {"triggers": n, "accepted": len(got), "p50": statistics.median(lat), "p90": pct(lat, 0.9),
+                "p99": pct(lat, 0.99), "max": max(lat), "sends_s": len(got) / max(span, 1e-9),
+                "due_max": max(backlog), "busiest_minute": busiest_minute(list(got.values())) if got else 0}
     finally:
         stop_worker(worker)
         asyncio.run(delete_campaign(s, cid))
         cleanup(s)
+
+
+def line(label: str, f: dict[str, float]) -> str:
+    return (f"{label}: triggers {f['triggers']:.0f}, accepted {f['accepted']:.0f}; trigger -> SMTP accepted ms: "
+            f"p50 {f['p50']:.0f} p90 {f['p90']:.0f} p99 {f['p99']:.0f} max {f['max']:.0f}; "
+            f"sends/s {f['sends_s']:.1f}; due entries not yet drained: max {f['due_max']:.0f}; "
+            f"busiest 60 s: {f['busiest_minute']:.0f} messages")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rate", type=float, default=100.0, help="triggers per second")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--b-tree", type=Path, default=None,
+                    help="B: the worker of another checkout (e.g. a git worktree of an older commit), run "
+                         "alternately with this one's (A); medians of --repeat runs each")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--rate-per-min", type=float, default=1e9,
+                    help="AURA_CAMPAIGN_RATE_PER_MIN of the worker (the default: no limit); the busiest 60 s of "
+                         "accepted messages is then compared with it")
+    a = ap.parse_args()
+    trees = {"A": REPO_ROOT} | ({"B": a.b_tree.resolve()} if a.b_tree else {})
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+    for i in range(a.repeat):
+        for label, tree in trees.items():
+            f = run(a.rate, a.seconds, tree, a.rate_per_min)
+            runs[label].append(f)
+            print(line(f"run {i + 1} {label} ({tree})", f), flush=True)  # noqa: T201
+    med = {label: {k: statistics.median(f[k] for f in fs) for k in fs[0]} for label, fs in runs.items()}
+    for label, tree in trees.items():
+        print(line(f"median {label} ({tree}, {a.repeat} runs)", med[label]))  # noqa: T201
+    if a.rate_per_min < 1e9:
+        for label in trees:
+            print(f"rate limit {a.rate_per_min:g}/min, {label}: busiest 60 s {med[label]['busiest_minute']:.0f} "  # noqa: T201
+                  f"({(med[label]['busiest_minute'] / a.rate_per_min - 1) * 100:+.2f}%)")
+    if "B" in med:
+        print(f"A/B sends/s {med['A']['sends_s'] / med['B']['sends_s']:.2f}x; "  # noqa: T201
+              f"p99 B/A {med['B']['p99'] / med['A']['p99']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 from aura.layout import RedisKeys
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
-from aura.state.campaign_sends import address, context, render
+from aura.state.campaign_sends import address, context, render, variant_of
 from aura.state.campaigns import Campaign
 
 
@@ -68,8 +68,10 @@ def outbox_record(c: Campaign, user_id: str, message_id: str, attrs: dict[str, A
                   event: dict[str, Any], recs: list[dict[str, Any]], message_links: dict[str, str],
                   trigger_ms: int, now_ms: int, test: bool = False) -> dict[str, Any]:
     """The rendered message as its outbox record; raises jinja2.TemplateError on a template error."""
-    parts = render(c, context(user_id, attrs, profile, event, recs, message_links))
+    variant = variant_of(c, user_id)
+    parts = render(c, context(user_id, attrs, profile, event, recs, message_links), variant)
     return {"message_id": message_id, "campaign_id": c.id, "user_id": user_id, "channel": c.channel,
             "address": address(c.channel, attrs) or "", "subject": parts.get("subject"), "title": parts.get("title"),
             "body": parts["body"], "html": parts.get("html"), "url": parts.get("url"),
-            "items": [r["item_id"] for r in recs], "trigger_time": trigger_ms, "queued_time": now_ms, "test": test}
+            "items": [r["item_id"] for r in recs], "trigger_time": trigger_ms, "queued_time": now_ms, "test": test,
+            "variant": variant}

@@ -22,6 +22,7 @@ performance). The Redis keys are in aura/layout.py (``campaign_*``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -30,11 +31,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from aura.state.campaigns import Campaign
-from aura.state.experiments import hash_unit, two_proportion_test, wilson_interval
+from aura.state.experiments import assign, hash_unit, results, two_proportion_test, wilson_interval
 
 ADDRESS_ATTR = {"email": "email", "sms": "phone", "push": "push_token"}  # identity attribute per channel
 Z95 = 1.959963984540054
@@ -192,9 +193,27 @@ def template_error(text: str) -> str | None:
     return None
 
 
-def render(c: Campaign, context: dict[str, Any]) -> dict[str, str]:
-    """Every template part rendered with ``context``; raises TemplateError (the dead-letter reason)."""
-    return {part: _ENV.from_string(text).render(context) for part, text in c.template.items()}
+@functools.lru_cache(maxsize=1024)
+def compiled(text: str) -> Template:
+    """A template part compiled once (the sandbox's checks run at render time, so sharing is safe)."""
+    return _ENV.from_string(text)
+
+
+def variant_of(c: Campaign, user_id: str) -> str | None:
+    """The content variant of a treated user (the experiment assignment: sticky, deterministic,
+    independent of the holdout's hash); None for a campaign with one content."""
+    return assign(c.experiment, user_id) if c.experiment is not None else None
+
+
+def template_of(c: Campaign, variant: str | None) -> dict[str, str]:
+    v = c.experiment.variant(variant) if c.experiment is not None and variant else None
+    return v.payload["template"] if v is not None else c.template
+
+
+def render(c: Campaign, context: dict[str, Any], variant: str | None = None) -> dict[str, str]:
+    """Every template part (of ``variant``'s template) rendered with ``context``; raises TemplateError
+    (the dead-letter reason)."""
+    return {part: compiled(text).render(context) for part, text in template_of(c, variant).items()}
 
 
 def context(user_id: str, attrs: dict[str, Any], profile: dict[str, Any], event: dict[str, Any],
@@ -210,30 +229,89 @@ def context(user_id: str, attrs: dict[str, Any], profile: dict[str, Any], event:
 # statistics: counts, rates, conversions, lift against the holdout
 
 
-def performance(c: Campaign, tally: dict[str, float]) -> dict[str, Any]:
-    """The campaign's counts and rates from its stats hash, and the lift of its conversion rate over
-    the holdout's (difference of proportions with a 95% normal interval, a pooled z-test and each
-    group's Wilson interval; the experiment statistics of aura/state/experiments.py)."""
-    g = {k: float(v) for k, v in tally.items()}
-    sent = g.get("sent", 0.0)
-    treated_n, treated_c = g.get("qualified:treated", 0.0), g.get("converted:treated", 0.0)
-    held_n, held_c = g.get("qualified:holdout", 0.0), g.get("converted:holdout", 0.0)
+def lift(treated_c: float, treated_n: float, held_c: float, held_n: float) -> dict[str, Any]:
+    """Treated rate - holdout rate with a 95% normal interval, the relative lift and the pooled
+    two-proportion z-test (aura/state/experiments.py)."""
     rate_t = treated_c / treated_n if treated_n else 0.0
     rate_h = held_c / held_n if held_n else 0.0
     se = math.sqrt(rate_t * (1 - rate_t) / treated_n + rate_h * (1 - rate_h) / held_n) if treated_n and held_n else 0
     z, p = two_proportion_test(held_c, held_n, treated_c, treated_n)
-    counts = {k: int(v) for k, v in sorted(g.items()) if not k.startswith(("qualified:", "converted:", "revenue"))}
-    return {
+    return {"absolute": rate_t - rate_h, "ci95": [rate_t - rate_h - Z95 * se, rate_t - rate_h + Z95 * se],
+            "relative": (rate_t - rate_h) / rate_h if rate_h else None, "z": z, "p_value": p,
+            "significant": bool(treated_n and held_n and p < 0.05)}
+
+
+def group(g: dict[str, float], name: str) -> dict[str, Any]:
+    n, c = g.get(f"qualified:{name}", 0.0), g.get(f"converted:{name}", 0.0)
+    return {"users": int(n), "conversions": int(c), "rate": c / n if n else 0.0,
+            "ci95": list(wilson_interval(c, n)), "revenue": g.get(f"revenue:{name}", 0.0)}
+
+
+def variants(c: Campaign, g: dict[str, float]) -> list[dict[str, Any]]:
+    """Per content variant: its treated users, conversions, sends, lift against the holdout, and the
+    experiment comparison with the first variant (uplift, z-test, chance to beat it)."""
+    assert c.experiment is not None
+    held_n, held_c = g.get("qualified:holdout", 0.0), g.get("converted:holdout", 0.0)
+    tally = {v.id: {"exposed": g.get(f"qualified:treated@{v.id}", 0.0),
+                    f"conv:{c.goal.event_type}": g.get(f"converted:treated@{v.id}", 0.0),
+                    "revenue": g.get(f"revenue:treated@{v.id}", 0.0)} for v in c.experiment.variants}
+    compared = {r["variant"]: r for r in results(c.experiment, tally)["variants"]}
+    out = []
+    for v in c.experiment.variants:
+        row = group(g, f"treated@{v.id}")
+        r = compared[v.id]
+        out.append({"variant": v.id, "weight": v.weight, **row,
+                    "counts": {k.split("@")[0]: int(x) for k, x in g.items()
+                               if k.endswith(f"@{v.id}") and ":" not in k},
+                    "lift": lift(row["conversions"], row["users"], held_c, held_n),
+                    "vs_control": {k: r[k] for k in ("uplift", "z", "p_value", "chance_to_beat_control",
+                                                     "expected_loss") if k in r}})
+    return out
+
+
+def performance(c: Campaign, tally: dict[str, float]) -> dict[str, Any]:
+    """The campaign's counts and rates from its stats hash, and the lift of its conversion rate over
+    the holdout's (difference of proportions with a 95% normal interval, a pooled z-test and each
+    group's Wilson interval; the experiment statistics of aura/state/experiments.py); per content
+    variant too for an A/B campaign."""
+    g = {k: float(v) for k, v in tally.items()}
+    sent = g.get("sent", 0.0)
+    treated, held = group(g, "treated"), group(g, "holdout")
+    counts = {k: int(v) for k, v in sorted(g.items())
+              if not k.startswith(("qualified:", "converted:", "revenue")) and "@" not in k}
+    out = {
         "campaign_id": c.id, "status": c.status, "channel": c.channel, "counts": counts,
         "rates": {"delivery": g.get("delivered", sent) / sent if sent else 0.0,
                   "open": g.get("opened", 0.0) / sent if sent else 0.0,
                   "click": g.get("clicked", 0.0) / sent if sent else 0.0},
         "goal": {"event_type": c.goal.event_type, "window_s": c.goal.window_ms // 1000},
-        "treated": {"users": int(treated_n), "conversions": int(treated_c), "rate": rate_t,
-                    "ci95": list(wilson_interval(treated_c, treated_n)), "revenue": g.get("revenue:treated", 0.0)},
-        "holdout": {"users": int(held_n), "conversions": int(held_c), "rate": rate_h,
-                    "ci95": list(wilson_interval(held_c, held_n)), "revenue": g.get("revenue:holdout", 0.0)},
-        "lift": {"absolute": rate_t - rate_h, "ci95": [rate_t - rate_h - Z95 * se, rate_t - rate_h + Z95 * se],
-                 "relative": (rate_t - rate_h) / rate_h if rate_h else None, "z": z, "p_value": p,
-                 "significant": bool(treated_n and held_n and p < 0.05)},
+        "treated": treated, "holdout": held,
+        "lift": lift(treated["conversions"], treated["users"], held["conversions"], held["users"]),
     }
+    if c.experiment is not None:
+        out["variants"] = variants(c, g)
+    return out
+
+
+def aggregates(c: Campaign, tally: dict[str, str], now_ms: int) -> list[dict[str, Any]]:
+    """The ``agg_campaign`` records of a campaign: the whole campaign, then each content variant."""
+    perf = performance(c, tally)
+    counts = perf["counts"]
+    base = {"campaign_id": c.id, "status": c.status, "channel": c.channel, "goal_event_type": c.goal.event_type,
+            "emitted_at": now_ms, "holdout_users": perf["holdout"]["users"],
+            "holdout_conversions": perf["holdout"]["conversions"], "holdout_revenue": perf["holdout"]["revenue"]}
+
+    def record(variant: str | None, counts: dict[str, int], treated: dict[str, Any], lift: dict[str, Any]) -> dict:
+        return {**base, "variant": variant, "queued": counts.get("queued", 0), "sent": counts.get("sent", 0),
+                "failed": counts.get("failed", 0), "cancelled": counts.get("cancelled", 0),
+                "suppressed": sum(n for k, n in counts.items() if k.startswith("suppressed:")),
+                "template_errors": counts.get("template_error", 0), "opened": counts.get("opened", 0),
+                "clicked": counts.get("clicked", 0), "treated_users": treated["users"],
+                "treated_conversions": treated["conversions"], "treated_revenue": treated["revenue"],
+                "lift": lift["absolute"], "lift_ci_low": lift["ci95"][0], "lift_ci_high": lift["ci95"][1],
+                "p_value": lift["p_value"]}
+
+    out = [record(None, counts, perf["treated"], perf["lift"])]
+    for v in perf.get("variants", []):
+        out.append(record(v["variant"], v["counts"], v, v["lift"]))
+    return out

@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aura.errors import DefinitionError
+from aura.state.experiments import Experiment, Variant
 from aura.state.rules import Condition, Group, parse_condition
 from schemas.events import BEHAVIOR_TYPES
 
@@ -40,11 +41,13 @@ TRIGGERS = ("event", "api")
 MAX_USERS = 100_000  # explicit user list
 MAX_TEMPLATE = 100_000  # characters per template part
 MAX_DELAY_S = 30 * 24 * 3600
+MAX_VARIANTS = 10
+VARIANT_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")
 TEMPLATE_PARTS = ("subject", "body", "html", "title", "url")
 REQUIRED_PARTS = {"email": ("subject", "body"), "push": ("title", "body"), "sms": ("body",),
                   "webhook": ("body",), "in_app": ("title", "body")}
 KNOWN = {"id", "name", "description", "channel", "status", "audience", "trigger", "template", "schedule",
-         "caps", "quiet_hours", "holdout", "goal", "created_at", "updated_at", "version",
+         "caps", "quiet_hours", "holdout", "goal", "variants", "created_at", "updated_at", "version",
          *(f"{s}_at" for s in STATUSES)}
 
 
@@ -106,6 +109,9 @@ class Campaign:
     end_ms: int | None
     doc: dict[str, Any] = field(compare=False, repr=False)
     running_at: int | None = None  # when it last started running: older events never trigger it
+    # A/B content: an experiment over the treated users (salt ``campaign:<id>``, full coverage, the
+    # first variant the control); each variant's payload is its whole template (None: one content)
+    experiment: Experiment | None = None
 
     def triggers_at(self, event_ms: int, now_ms: int) -> bool:
         """Active now, and the event happened since the campaign (last) started running: a replay of
@@ -314,11 +320,56 @@ def validate_campaign(doc: Any, segments: frozenset[str] | None = None,
         holdout = 0.0
     caps, quiet, goal = _caps(doc.get("caps"), errors), _quiet(doc.get("quiet_hours"), errors), _goal(doc.get("goal"),
                                                                                                       errors)
+    variants = _variants(doc.get("variants"), template, channel, errors, check_template)
+    experiment = Experiment(id=f"campaign:{cid}", status="running", salt=f"campaign:{cid}", variants=variants,
+                            control=variants[0].id, coverage=1.0, targeting=None,
+                            conversion_events=(goal.event_type,), winner=None, doc={}) if variants else None
     if errors:
         raise CampaignError(errors)
     return Campaign(id=cid, status=status, channel=channel, audience=audience, trigger=trigger, template=template,
                     caps=caps, quiet_hours=quiet, holdout=float(holdout), goal=goal, start_ms=start, end_ms=end,
-                    doc=doc, running_at=doc.get("running_at") if isinstance(doc.get("running_at"), int) else None)
+                    doc=doc, running_at=doc.get("running_at") if isinstance(doc.get("running_at"), int) else None,
+                    experiment=experiment)
+
+
+def _variants(raw: Any, base: dict[str, str], channel: Any, errors: list[dict[str, Any]],
+              check_template: Any) -> tuple[Variant, ...]:
+    """``[{"id", "weight", "template": {parts replacing the campaign's}}, ...]``: 2 to 10 contents,
+    each user getting one by the experiment assignment; weights are relative."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not 2 <= len(raw) <= MAX_VARIANTS:
+        errors.append({"loc": ["variants"], "msg": f"a list of 2 to {MAX_VARIANTS} variants"})
+        return ()
+    out: list[tuple[str, float, dict[str, str]]] = []
+    for i, v in enumerate(raw):
+        if not isinstance(v, dict) or set(v) - {"id", "weight", "template"}:
+            errors.append({"loc": ["variants", i], "msg": "an object with id, weight and template"})
+            continue
+        vid, weight, parts = v.get("id"), v.get("weight", 1.0), v.get("template", {})
+        if not isinstance(vid, str) or not VARIANT_ID_RE.match(vid) or vid in {o[0] for o in out}:
+            errors.append({"loc": ["variants", i, "id"], "msg": "a unique id: 1-32 of letters, digits, '_', '-'"})
+            continue
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1e6:
+            errors.append({"loc": ["variants", i, "weight"], "msg": "a positive relative weight"})
+            continue
+        if not isinstance(parts, dict) or set(parts) - set(TEMPLATE_PARTS):
+            errors.append({"loc": ["variants", i, "template"],
+                           "msg": f"an object with some of the parts {list(TEMPLATE_PARTS)}"})
+            continue
+        merged = dict(base)
+        for part, text in parts.items():
+            if not isinstance(text, str) or len(text) > MAX_TEMPLATE:
+                errors.append({"loc": ["variants", i, "template", part],
+                               "msg": f"a string of at most {MAX_TEMPLATE} characters"})
+                continue
+            problem = check_template(text) if check_template else None
+            if problem:
+                errors.append({"loc": ["variants", i, "template", part], "msg": f"invalid template: {problem}"})
+            merged[part] = text
+        out.append((vid, float(weight), merged))
+    total = sum(w for _i, w, _t in out)
+    return tuple(Variant(vid, w / total, {"template": t}) for vid, w, t in out) if len(out) == len(raw) else ()
 
 
 def transition(doc: dict[str, Any], to: str) -> dict[str, Any]:

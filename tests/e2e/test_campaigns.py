@@ -7,16 +7,22 @@ import hashlib
 import hmac
 import http.server
 import json
+import socket
 import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from confluent_kafka import Consumer
 
-from aura import bootstrap
+from aura import bootstrap, layout
 from aura.producer import EventProducer
 from aura.state import maildir
+from aura.state.campaign_sends import held_out, variant_of
+from aura.state.campaigns import validate_campaign
+from schemas.codec import codec
 from streams import connectors
 from tests.conftest import wait_for
 
@@ -300,9 +306,10 @@ def test_preview_test_send_and_open_tracking(isolated, worker_factory, api_clien
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_factory, api_client, redis_client,
                                                                 campaigns):
-    n = 2000
+    n = 10_000
     s = isolated.replace(campaign_tick_s=0.05, campaign_rate_per_min=600_000.0, kafka_session_timeout_s=10.0)
     tag = f"ck{uuid.uuid4().hex[:8]}"
     users = [f"{tag}-{i:05d}" for i in range(n)]
@@ -321,7 +328,7 @@ def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_
             pipe.hexists(f"{s.redis.prefix}:user:{{{u}}}:attrs", "x:email")
         return all(pipe.execute())
 
-    wait_for(identities_in, timeout=120, interval=0.5, what="the identities")
+    wait_for(identities_in, timeout=600, interval=1.0, what="the identities")
     campaigns({"id": f"{tag}-blast", "channel": "email", "audience": {"type": "users", "users": users},
                "trigger": {"type": "event", "event_type": "view"},
                "template": {"subject": "Hello {{ user.id }}", "body": "One message per user"}})
@@ -337,18 +344,18 @@ def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_
 
     kills = 0
     for fraction in (0.2, 0.5):
-        wait_for(lambda f=fraction: len(accepted()) >= f * n, timeout=240, interval=0.2, what=f"{fraction:.0%} sent")
+        wait_for(lambda f=fraction: len(accepted()) >= f * n, timeout=900, interval=0.5, what=f"{fraction:.0%} sent")
         worker.stop(sig=9)  # SIGKILL in the middle of the send
         kills += 1
         worker = worker_factory(s, name=f"after-kill-{kills}")
-    wait_for(lambda: len({a[2] for a in accepted()}) == n, timeout=300, interval=0.5, what="every user's message")
+    wait_for(lambda: len({a[2] for a in accepted()}) == n, timeout=1200, interval=1.0, what="every user's message")
     lines = accepted()
     new = [a[2] for a in lines if a[3] == "new"]
     dupes = [a for a in lines if a[3] == "duplicate"]
     assert sorted(new) == sorted(addresses)  # exactly one stored message per user, none twice
-    # a copy reaches the server only for a message in flight at the kill (at most CONCURRENCY per kill and
-    # channel agent), and the Message-ID (the idempotency key) drops it
-    assert len(dupes) <= kills * connectors.CONCURRENCY, dupes
+    # a copy reaches the server only for a message of the batch in flight at the kill (accepted, not yet
+    # recorded sent: at most one batch per kill and channel agent), and the Message-ID drops it
+    assert len(dupes) <= kills * connectors.batch_size(s), dupes
     stored = [m["to"] for m in maildir.list_messages(maildir.root(s), limit=10 * n) if m["to"] in addresses]
     assert sorted(stored) == sorted(addresses)
 
@@ -379,3 +386,143 @@ def test_transactional_api_trigger_is_idempotent_per_occurrence(isolated, worker
     assert api_client.post(f"/v1/campaigns/{tag}-ev/trigger", json={"user_id": user, "occurrence_id": "x"}
                            ).status_code == 409  # a draft, and event-triggered
     assert api_client.delete(f"/v1/campaigns/{tag}-ev").status_code == 204
+
+
+class Collector:
+    """A private SMTP server (aiosmtpd) on its own port, started when the test says so."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.messages: list[tuple[str, list[str]]] = []  # (Message-ID, recipients)
+        self.controller: Controller | None = None
+
+    async def handle_DATA(self, _server: object, _session: object, envelope: object) -> str:  # noqa: N802
+        raw = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        self.messages.append((maildir.message_key(raw), list(envelope.rcpt_tos)))
+        return "250 OK"
+
+    def start(self) -> None:
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def close(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+
+
+def test_smtp_down_then_up_loses_nothing_and_never_holds_back_another_channel(
+        isolated, worker_factory, api_client, redis_client, campaigns):
+    server = Collector()  # not listening yet: the provider is down
+    try:
+        s = isolated.replace(campaign_tick_s=0.05, campaign_smtp_port=server.port, campaign_breaker_failures=2,
+                             campaign_breaker_max_open_s=1.0)
+        worker_factory(s)
+        producer = EventProducer(s, bootstrap.kafka_producer(s))
+        tag = f"cd{uuid.uuid4().hex[:8]}"
+        users = [user_with_email(producer, tag, f"u{i}") for i in range(20)]
+        wait_for_identities(s, redis_client, producer, [u for u, _ in users])
+        ids = [u for u, _ in users]
+        mail = campaigns({"id": f"{tag}-mail", "channel": "email", "audience": {"type": "users", "users": ids},
+                          "trigger": {"type": "event", "event_type": "view"},
+                          "template": {"subject": "Hi {{ user.id }}", "body": "Hello"}})
+        inapp = campaigns({"id": f"{tag}-inapp", "channel": "in_app", "audience": {"type": "users", "users": ids},
+                           "trigger": {"type": "event", "event_type": "view"},
+                           "template": {"title": "Hi", "body": "Hello in the app"}})
+        now = int(time.time() * 1000)
+        for u in ids:
+            producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "i1",
+                           "event_time": now})
+        assert producer.flush().failed == 0
+
+        def counts(cid: str) -> dict:
+            return api_client.get(f"/v1/campaigns/{cid}/performance").json()["counts"]
+
+        # the in-app provider delivers everything while the mail server is down
+        wait_for(lambda: counts(inapp).get("sent", 0) == 20, timeout=90, what="every in-app message")
+        wait_for(lambda: counts(mail).get("queued", 0) == 20, timeout=60, what="every email queued")
+        assert counts(mail).get("sent", 0) == 0 and server.messages == []
+        server.start()  # the provider comes back: every message goes out, once
+        wait_for(lambda: counts(mail).get("sent", 0) == 20, timeout=120, what="every email after the outage")
+        got = sorted(rcpt for _mid, rcpts in server.messages for rcpt in rcpts)
+        assert got == sorted(a for _u, a in users)
+        assert len({mid for mid, _r in server.messages}) == 20 and counts(mail).get("failed", 0) == 0
+    finally:
+        server.close()
+
+
+def latest_aggregates(s, campaign_id: str, want: int, timeout: float = 60.0) -> dict[str, dict]:
+    """The newest ``agg.campaigns`` record per key of one campaign (read to the end of the topic once
+    ``want`` keys are there)."""
+    consumer = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"agg-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([layout.topic(s, layout.AGG_CAMPAIGNS)])
+    out: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None and len(out) >= want:
+                break  # read to the end of the topic
+            if msg is not None and not msg.error() and msg.key().decode().startswith(f"{campaign_id}|"):
+                out[msg.key().decode()] = codec("agg_campaign").decode(msg.value())
+    finally:
+        consumer.close()
+    return out
+
+
+def test_ab_variants_render_per_user_and_their_figures_reach_the_api_and_the_analyst_topic(
+        isolated, worker_factory, api_client, redis_client, campaigns):
+    s = isolated.replace(campaign_tick_s=0.05, campaign_agg_interval_s=1.0)
+    worker_factory(s)
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    tag = f"cab{uuid.uuid4().hex[:8]}"
+    users = [user_with_email(producer, tag, f"u{i}") for i in range(40)]
+    wait_for_identities(s, redis_client, producer, [u for u, _ in users])
+    doc = {"id": f"{tag}-ab", "channel": "email", "audience": {"type": "everyone"}, "holdout": 0.25,
+           "trigger": {"type": "event", "event_type": "view"}, "goal": {"event_type": "purchase"},
+           "template": {"subject": "Plain", "body": "Hello"},
+           "variants": [{"id": "plain", "weight": 1, "template": {}},
+                        {"id": "named", "weight": 1, "template": {"subject": "Hello {{ user.id }}"}}]}
+    cid = campaigns(doc)
+    c = validate_campaign(doc)
+    now = int(time.time() * 1000)
+    for u, _a in users:
+        producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "i1", "event_time": now})
+    assert producer.flush().failed == 0
+    treated = [(u, a) for u, a in users if not held_out(c, u)]
+
+    def perf() -> dict:
+        return api_client.get(f"/v1/campaigns/{cid}/performance").json()
+
+    wait_for(lambda: (q := perf())["counts"].get("sent", 0) == len(treated) and q["holdout"]["users"] == 40 - len(
+        treated), timeout=90, what="every treated user's mail and every held-out user")
+    for u, _a in users:  # each treated user got the subject of their variant; held-out users nothing
+        sent = api_client.get(f"/v1/campaigns/users/{u}/deliveries").json()["deliveries"]
+        subjects = [d["subject"] for d in sent if d["campaign_id"] == cid and d["status"] == "sent"]
+        expected = [] if held_out(c, u) else ["Plain" if variant_of(c, u) == "plain" else f"Hello {u}"]
+        assert subjects == expected, (u, subjects)
+    # and the mail server stored them (its accepted log: the Maildir holds every test's messages)
+    assert sorted(ln.split("\t")[2] for _u, a in treated for ln in accepted_log(s, a)) == sorted(a for _u, a in treated)
+    bought = int(time.time() * 1000)  # after every user qualified (the goal counts from then on)
+    for u, _a in users:  # everyone converts: the figures split by variant
+        producer.send({"event_id": f"{u}-buy", "event_type": "purchase", "user_id": u, "event_time": bought,
+                       "order": {"order_id": f"{u}-o", "currency": "EUR",
+                                 "lines": [{"item_id": "i1", "quantity": 1, "unit_price": 2.0}]}})
+    assert producer.flush().failed == 0
+    p = wait_for(lambda: (q := perf())["treated"]["conversions"] + q["holdout"]["conversions"] == 40 and q,
+                 timeout=90, what="every conversion")
+    rows = {r["variant"]: r for r in p["variants"]}
+    for vid in ("plain", "named"):
+        mine = [u for u, _a in treated if variant_of(c, u) == vid]
+        assert rows[vid]["users"] == rows[vid]["conversions"] == len(mine)
+        assert rows[vid]["counts"]["sent"] == len(mine) and rows[vid]["revenue"] == 2.0 * len(mine)
+    def published() -> dict[str, dict] | None:  # published every second: wait for a record after the conversions
+        g = latest_aggregates(s, cid, 3, timeout=10)
+        done = len(g) == 3 and g[f"{cid}|"]["treated_conversions"] == len(treated)
+        return g if done and g[f"{cid}|named"]["treated_conversions"] == rows["named"]["users"] else None
+
+    aggs = wait_for(published, timeout=90, what="the analyst records")
+    assert aggs[f"{cid}|"]["sent"] == len(treated) and aggs[f"{cid}|"]["holdout_users"] == 40 - len(treated)
+    assert aggs[f"{cid}|named"]["sent"] == rows["named"]["counts"]["sent"]

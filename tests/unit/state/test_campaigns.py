@@ -12,6 +12,7 @@ from aura.demo import demo_campaigns
 from aura.state.campaign_render import link_token, parse_link_token
 from aura.state.campaign_sends import (
     Due,
+    aggregates,
     cancelled,
     consent,
     decide,
@@ -21,8 +22,10 @@ from aura.state.campaign_sends import (
     quiet_until,
     render,
     template_error,
+    variant_of,
 )
 from aura.state.campaigns import CampaignError, transition, triggered_by, validate_campaign
+from schemas.codec import codec
 
 BASE = {"id": "cart", "channel": "email", "status": "running",
         "trigger": {"type": "event", "event_type": "add_to_cart", "delay_s": 60, "unless": "purchase"},
@@ -194,3 +197,68 @@ def test_a_time_zone_name_too_long_for_a_file_name_is_unknown_not_an_error():
     from aura.state.campaigns import zone_ok
 
     assert zone_ok("Europe/Paris") and not zone_ok("x" * 5000) and not zone_ok("No/Such_Zone")
+
+
+AB = [{"id": "plain", "weight": 1, "template": {"subject": "Hello"}},
+      {"id": "named", "weight": 3, "template": {"subject": "Hello {{ user.id }}"}}]
+
+
+def test_ab_variants_are_assigned_by_the_experiment_hash_and_render_their_own_template():
+    c = camp(variants=AB, holdout=0.1)
+    assert c.experiment is not None and c.experiment.control == "plain"
+    assert [v.weight for v in c.experiment.variants] == [0.25, 0.75]
+    users = [f"u{i}" for i in range(8000)]
+    got = [variant_of(c, u) for u in users]
+    assert got == [variant_of(c, u) for u in users]  # deterministic, sticky
+    share = got.count("named") / len(got)
+    assert abs(share - 0.75) < 4 * math.sqrt(0.75 * 0.25 / len(got))
+    # independent of the holdout's hash: each variant has its share among held-out users too
+    held = [v for u, v in zip(users, got, strict=True) if held_out(c, u)]
+    assert abs(held.count("named") / len(held) - 0.75) < 0.08
+    ctx = {"user": {"id": "u1"}, "recommendations": [{"title": "A"}]}
+    assert render(c, ctx, "named") == {"subject": "Hello u1", "body": "A;"}  # the body is the campaign's
+    assert render(c, ctx, "plain")["subject"] == "Hello" and variant_of(camp(), "u1") is None
+
+
+def test_bad_variants_are_named():
+    assert locs({**BASE, "variants": [AB[0]]}) == [["variants"]]
+    assert locs({**BASE, "variants": [AB[0], {**AB[1], "id": "plain"}]}) == [["variants", 1, "id"]]
+    assert locs({**BASE, "variants": [AB[0], {**AB[1], "weight": 0}]}) == [["variants", 1, "weight"]]
+    assert locs({**BASE, "variants": [AB[0], {**AB[1], "template": {"subject": "{% if %}"}}]}) == [
+        ["variants", 1, "template", "subject"]]
+    assert locs({**BASE, "variants": [AB[0], {**AB[1], "template": {"footer": "x"}}]}) == [["variants", 1, "template"]]
+
+
+def test_performance_per_variant_with_lift_against_the_holdout_and_the_control():
+    c = camp(variants=AB, holdout=0.1)
+    tally = {"queued": "1000", "sent": "1000", "queued@plain": "250", "sent@plain": "250", "queued@named": "750",
+             "sent@named": "750", "qualified:treated": "1000", "converted:treated": "150",
+             "qualified:treated@plain": "250", "converted:treated@plain": "25",
+             "qualified:treated@named": "750", "converted:treated@named": "125",
+             "qualified:holdout": "200", "converted:holdout": "16", "revenue:treated@named": "99.5"}
+    p = performance(c, tally)
+    assert "sent@plain" not in p["counts"] and p["counts"]["sent"] == 1000
+    rows = {r["variant"]: r for r in p["variants"]}
+    assert rows["plain"]["counts"] == {"queued": 250, "sent": 250} and rows["named"]["revenue"] == 99.5
+    assert rows["named"]["rate"] == pytest.approx(125 / 750)
+    assert rows["named"]["lift"]["absolute"] == pytest.approx(125 / 750 - 16 / 200)
+    assert rows["named"]["vs_control"]["uplift"] == pytest.approx((125 / 750 - 0.1) / 0.1)
+    assert 0 < rows["named"]["vs_control"]["p_value"] < 0.05 and "uplift" not in rows["plain"]["vs_control"]
+    assert "variants" not in performance(camp(), tally)
+
+
+def test_aggregate_records_encode_with_the_analyst_schema():
+    c = camp(variants=AB, holdout=0.1)
+    tally = {"queued": "10", "sent": "9", "failed": "1", "suppressed:no_consent": "2", "suppressed:cap": "3",
+             "queued@plain": "4", "sent@plain": "4", "queued@named": "6", "sent@named": "5", "failed@named": "1",
+             "qualified:treated": "10", "converted:treated": "3", "qualified:treated@named": "6",
+             "converted:treated@named": "3", "qualified:treated@plain": "4", "qualified:holdout": "2"}
+    recs = aggregates(c, tally, 1_700_000_000_000)
+    assert [r["variant"] for r in recs] == [None, "plain", "named"]
+    whole, plain, named = recs
+    assert whole["suppressed"] == 5 and whole["sent"] == 9 and whole["treated_conversions"] == 3
+    assert named["sent"] == 5 and named["failed"] == 1 and named["treated_users"] == 6 and plain["lift"] == 0.0
+    agg = codec("agg_campaign")
+    for r in recs:
+        back = agg.decode(agg.encode(r))
+        assert back["campaign_id"] == "cart" and back["variant"] == r["variant"] and back["sent"] == r["sent"]

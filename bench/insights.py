@@ -124,6 +124,11 @@ def _records(sc: Scenario, views_peak: float, t0_ms: int) -> Iterator[MinuteReco
              for k, ks in zip(COUNTRIES, COUNTRY_SHARE, strict=True)
              for g, gs in zip(CATEGORIES, CATEGORY_SHARE, strict=True)]
     shares = np.array([c[4] for c in cells])
+    # per dimension: its values and each cell's value index (the marginals are sums over cells)
+    groups: dict[str, tuple[list[str], np.ndarray]] = {"all": ([""], np.zeros(len(cells), dtype=int))}
+    for pos, dim in enumerate(("device", "channel", "country", "category")):
+        names = sorted({c[pos] for c in cells})
+        groups[dim] = (names, np.array([names.index(c[pos]) for c in cells]))
     base_ctr = {"homepage": 0.05, "product_page": 0.08, "cart": 0.04, "search_results": 0.06, "email": 0.03}
     for minute in range(sc.minutes):
         start = t0_ms + minute * MINUTE
@@ -145,14 +150,13 @@ def _records(sc: Scenario, views_peak: float, t0_ms: int) -> Iterator[MinuteReco
                 value = np.where(mask, value * inc.size, value)
         views = rng.poisson(lam)
         orders = rng.binomial(views, conv)
-        revenue = np.array([float(rng.lognormal(3.6, 0.6, n).sum()) if n else 0.0 for n in orders]) * value
+        sizes = rng.lognormal(3.6, 0.6, int(orders.sum()))
+        revenue = np.bincount(np.repeat(np.arange(len(cells)), orders), weights=sizes, minlength=len(cells)) * value
         dims: dict[tuple[str, str], list[float]] = {}
-        for i, c in enumerate(cells):
-            for dim, val in (("all", ""), ("device", c[0]), ("channel", c[1]), ("country", c[2]), ("category", c[3])):
-                acc = dims.setdefault((dim, val), [0.0, 0.0, 0.0])
-                acc[0] += views[i]
-                acc[1] += orders[i]
-                acc[2] += revenue[i]
+        for dim, (names, idx) in groups.items():
+            sums = [np.bincount(idx, weights=x, minlength=len(names)) for x in (views, orders, revenue)]
+            for j, val in enumerate(names):
+                dims[(dim, val)] = [float(sums[0][j]), float(sums[1][j]), float(sums[2][j])]
         imps_total, clicks_total = 0, 0
         recs: list[dict[str, Any]] = []
         exp_acc = {v: [0, 0] for v in VARIANTS}

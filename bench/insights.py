@@ -30,7 +30,7 @@ per 1,000 series points.
 from __future__ import annotations
 
 import argparse
-import statistics
+import math
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -244,8 +244,8 @@ def run_baseline(sc: Scenario, views_peak: float, window: int = 30, k: float = 3
                 key = f"{m.name}|{r['dimension']}|{r['dimension_value']}"
                 h = hist.setdefault(key, deque(maxlen=window))
                 if len(h) == window and minute >= WARMUP_MIN // 4:
-                    mu = statistics.fmean(h)
-                    sd = statistics.pstdev(h) or 1e-9
+                    mu = sum(h) / window
+                    sd = math.sqrt(sum((x - mu) ** 2 for x in h) / window) or 1e-9
                     z = (y - mu) / sd
                     if abs(z) > k and abs(z) > abs(alerts.get(m.name, (0.0, "", ""))[0]):
                         alerts[m.name] = (z, r["dimension"], r["dimension_value"])
@@ -338,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="scenario seeds are first-seed .. first-seed + seeds - 1 (tune on others than you report)")
     ap.add_argument("--cusum-h", type=float, default=DetectorConfig.cusum_h,
                     help="alarm level of the engine's sequential test (nats)")
+    ap.add_argument("--season-kinds", default=",".join(DetectorConfig.season_kinds),
+                    help="series kinds with hour-of-day factors (comma-separated; empty: none)")
     ap.add_argument("--verbose", action="store_true", help="list the engine's misses and false alerts")
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--views", type=float, default=3000.0, help="product views per minute at the daily peak")
@@ -348,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     cpu = 0.0
     points = 0
     clean_false: list[str] = []
-    cfg = DetectorConfig(cusum_h=args.cusum_h)
+    cfg = DetectorConfig(cusum_h=args.cusum_h, season_kinds=tuple(k for k in args.season_kinds.split(",") if k))
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         sc = make_scenario(seed, args.days, args.drop)
         found, c, p = run_engine(sc, args.views, cfg=cfg)

@@ -1,5 +1,5 @@
-"""One online model per metric series: a river forecaster with a prediction band, a river drift
-detector for level shifts, and the rules that turn them into alerts (pure, picklable).
+"""One online model per metric series: a river forecaster with a prediction band, a sequential test
+for level shifts, and the rules that turn them into alerts (pure, picklable).
 
 A point is ``(value, weight)``: a rate with its denominator (conversion = purchases / views, with the
 views), a count, or a sum with the number of events behind it (revenue, with the orders). Per series:
@@ -11,10 +11,12 @@ views), a count, or a sum with the number of events behind it (revenue, with the
 * the band: the sampling noise the kind implies (binomial for rates, Poisson for counts, compound
   Poisson for sums such as revenue) times an overdispersion learned online (``stats.EWVar`` of the
   standardized residuals). ``z`` is the residual in band units;
-* ``drift.PageHinkley`` over ``z`` (two-sided) flags level shifts; a single ``|z| >= spike_z`` flags a
-  spike; a shift whose residuals grew steadily is reported as a trend. A flag also needs a mean
-  relative change over the last ``RUN`` points of ``min_change`` and of 3 standard errors (a shift,
-  not one noisy point);
+* a two-sided CUSUM of the log-likelihood ratio of "moved by ``shift`` of the forecast" against
+  "did not" flags level shifts (its allowance follows the band, point by point: see ``_cusum``;
+  river's ``drift.PageHinkley`` is the same sum with one fixed allowance in the input's units); a
+  single ``|z| >= spike_z`` flags a spike; a shift whose residuals grew steadily is reported as a
+  trend. A flag also needs a mean relative change of ``min_change`` since the CUSUM left zero (a
+  shift of a size worth reporting, not only a significant one);
 * warm-up: no alert before ``warmup`` points. While an alert is open the level learns ten times
   slower (the anomaly barely moves it); the series recovers when the mean of its last ``recover``
   points is back near the expectation it had when the alert opened (a single point says little at
@@ -52,6 +54,8 @@ class DetectorConfig:
     min_expected: float = 20.0   # counts: minimum forecast of a usable point
     min_events: float = 8.0      # sums: minimum events (orders) behind a usable point
     season_after: int = 1440     # points (one day of minutes) before hour-of-day factors apply
+    season_fading: float = 0.005  # EWMean fading of the hour-of-day factors (per point of that hour: ~3 days)
+    season_kinds: tuple[str, ...] = ("count", "sum")  # the kinds with a daily cycle (rates have none of their own)
     var_fading: float = 0.01     # EWVar fading factor of the standardized residuals
 
 
@@ -136,7 +140,7 @@ class SeriesModel:
 
     def _factor(self, hour: int) -> float:
         m = self.season.get(hour)
-        if self.n < self.cfg.season_after or m is None or m.get() <= 0:
+        if self.n < self.cfg.season_after or m is None or m.get() <= 0 or self.kind not in self.cfg.season_kinds:
             return 1.0
         return float(m.get())
 
@@ -188,7 +192,7 @@ class SeriesModel:
         if alpha is not None:
             return
         if level > 0:
-            self.season.setdefault(hour, stats.EWMean(fading_factor=0.02)).update(y / level)
+            self.season.setdefault(hour, stats.EWMean(fading_factor=self.cfg.season_fading)).update(y / level)
         self.n += 1
 
     def update(self, value: float, weight: float, hour: int, hold: bool = False) -> Alert | None:

@@ -44,7 +44,7 @@ class DetectorConfig:
     warmup: int = 60             # points before the first alert
     spike_z: float = 6.0         # one point this far out of the band is a spike
     shift: float = 0.3           # the relative change the sequential test is designed for
-    cusum_h: float = 10.0        # its alarm level (log-likelihood ratio, nats)
+    cusum_h: float = 12.0        # its alarm level (log-likelihood ratio, nats)
     cusum_clip: float = 2.0      # residuals enter the test clipped at the alternative plus this (band units)
     min_change: float = 0.12     # relative change from baseline below which nothing is flagged
     recover: int = 8             # points whose mean is back near the baseline close an alert
@@ -55,7 +55,7 @@ class DetectorConfig:
     min_events: float = 8.0      # sums: minimum events (orders) behind a usable point
     season_after: int = 1440     # points (one day of minutes) before hour-of-day factors apply
     season_fading: float = 0.005  # EWMean fading of the hour-of-day factors (per point of that hour: ~3 days)
-    season_kinds: tuple[str, ...] = ("count", "sum")  # the kinds with a daily cycle (rates have none of their own)
+    season_kinds: tuple[str, ...] = ()  # kinds given hour-of-day factors (off: see docs/insights.md)
     var_fading: float = 0.01     # EWVar fading factor of the standardized residuals
 
 

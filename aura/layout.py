@@ -209,6 +209,26 @@ class RedisKeys:
         """Sorted set: "grain:start" buckets changed recently (score: wall ms), for aggregate publishing."""
         return f"{self.prefix}:an:touched"
 
+    # Acquisition cohorts and retention (streams/retention.py; format aura/state/retention.py): each
+    # source partition's share under its own hash tag, fenced per partition; readers sum the partitions.
+
+    def retention_fence(self, partition: int) -> str:
+        """String: last offset of ``partition`` folded into the cohort counters."""
+        return f"{self.prefix}:ret:{{p{partition}}}:fence"
+
+    def retention_first(self, partition: int) -> str:
+        """Hash: user id -> first-seen event time (ms) of the partition's users (their cohort)."""
+        return f"{self.prefix}:ret:{{p{partition}}}:first"
+
+    def retention_counts(self, partition: int, grain: str) -> str:
+        """Hash: the partition's share of the cohort counters of ``grain`` (week|month):
+        ``n:<cohort>``, ``a|o|r:<cohort>:<period>``."""
+        return f"{self.prefix}:ret:{{p{partition}}}:{grain}"
+
+    def retention_seen(self, partition: int, grain: str, period_ms: int) -> str:
+        """Set (TTL): the partition's users already counted active in one week or month."""
+        return f"{self.prefix}:ret:{{p{partition}}}:seen:{grain}:{period_ms}"
+
     # Insights (streams/insights.py; format aura/state/insights.py): one detector state for the whole
     # deployment, written by the lease holder with a compare-and-set on its sequence number.
 

@@ -148,6 +148,8 @@ class AnalyticsSettings(BaseSettings):
     hour_ttl_s: int = 15 * 24 * 3600
     day_ttl_s: int = 400 * 24 * 3600
     publish_interval_s: float = env(5.0, "AURA_AGG_PUBLISH_INTERVAL_S")
+    cohorts: bool = True  # acquisition cohorts and retention (streams/retention.py)
+    cohort_seen_days: int = Field(70, gt=0)  # a period's active-user marks are kept this long after it ends
 
 
 class InsightSettings(BaseSettings):

@@ -51,6 +51,7 @@ from serving.routes import insights as insight_routes
 from serving.routes import models as model_routes
 from serving.routes import personalization as personalization_routes
 from serving.routes import recommendations as recs_routes
+from serving.routes import retention as retention_routes
 from serving.security import ADMIN, EVENTS, READ, guard
 from serving.state import ApiState
 
@@ -216,6 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics_routes.router, prefix=API_PREFIX, dependencies=checked(guard()), **secured)
     # insights: listing and the on-demand run only read (read scope for both)
     app.include_router(insight_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=READ)), **secured)
+    # acquisition cohorts and retention (read scope)
+    app.include_router(retention_routes.router, prefix=API_PREFIX, dependencies=checked(guard()), **secured)
     # recommendations, content, model registry (GET: read; tracking: events; config writes: admin)
     app.include_router(recs_routes.router, prefix=API_PREFIX, dependencies=checked(guard(write=EVENTS, overrides={
         "POST /recommendations/generate": READ})), **secured)

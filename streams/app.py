@@ -29,6 +29,7 @@ from streams import (
     loopstats,
     neighbours,
     profiles_owner,
+    retention,
     usercands,
     usersignals,
 )
@@ -45,8 +46,8 @@ class AgentModule(Protocol):
 # The agent modules of each worker role (layout.WORKER_ROLES); a new agent is one more entry.
 ROLES: dict[str, tuple[AgentModule, ...]] = {
     # profiles, segments and analytics; identity events; the agg.* publisher; the idle-user sweep;
-    # the insight engine over the minute aggregates (one lease holder per deployment)
-    "profiles": (profiles_owner, identity, aggregates, lifecycle, insights),
+    # the insight engine over the minute aggregates (one lease holder per deployment); acquisition cohorts
+    "profiles": (profiles_owner, identity, aggregates, lifecycle, insights, retention),
     # recommender signals (the user side feeds the item side); catalog and content model; neighbours, cohorts; pools
     "recs": (usersignals, catalog, neighbours, usercands),
     # experiment tallies and bandit arms: exposures and decisions, conversions and rewards; campaign

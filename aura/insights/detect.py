@@ -1,5 +1,5 @@
-"""One online model per metric series: a river forecaster with a prediction band, a river drift
-detector for level shifts, and the rules that turn them into alerts (pure, picklable).
+"""One online model per metric series: a river forecaster with a prediction band, a sequential test
+for level shifts, and the rules that turn them into alerts (pure, picklable).
 
 A point is ``(value, weight)``: a rate with its denominator (conversion = purchases / views, with the
 views), a count, or a sum with the number of events behind it (revenue, with the orders). Per series:
@@ -11,10 +11,12 @@ views), a count, or a sum with the number of events behind it (revenue, with the
 * the band: the sampling noise the kind implies (binomial for rates, Poisson for counts, compound
   Poisson for sums such as revenue) times an overdispersion learned online (``stats.EWVar`` of the
   standardized residuals). ``z`` is the residual in band units;
-* ``drift.PageHinkley`` over ``z`` (two-sided) flags level shifts; a single ``|z| >= spike_z`` flags a
-  spike; a shift whose residuals grew steadily is reported as a trend. A flag also needs a mean
-  relative change over the last ``RUN`` points of ``min_change`` and of 3 standard errors (a shift,
-  not one noisy point);
+* a two-sided CUSUM of the log-likelihood ratio of "moved by ``shift`` of the forecast" against
+  "did not" flags level shifts (its allowance follows the band, point by point: see ``_cusum``;
+  river's ``drift.PageHinkley`` is the same sum with one fixed allowance in the input's units); a
+  single ``|z| >= spike_z`` flags a spike; a shift whose residuals grew steadily is reported as a
+  trend. A flag also needs a mean relative change of ``min_change`` since the CUSUM left zero (a
+  shift of a size worth reporting, not only a significant one);
 * warm-up: no alert before ``warmup`` points. While an alert is open the level learns ten times
   slower (the anomaly barely moves it); the series recovers when the mean of its last ``recover``
   points is back near the expectation it had when the alert opened (a single point says little at
@@ -26,11 +28,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from river import drift, stats, time_series
+from river import stats, time_series
 
 KINDS = ("rate", "count", "sum")
 RECENT = 20
-RUN = 8  # points whose mean relative change must reach min_change for a level shift
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ class DetectorConfig:
     open_alpha: float = 0.006    # level smoothing while an alert is open (the baseline moves slowly)
     warmup: int = 60             # points before the first alert
     spike_z: float = 6.0         # one point this far out of the band is a spike
-    ph_delta: float = 0.75       # PageHinkley allowance (band units per point)
-    ph_threshold: float = 7.5    # PageHinkley alarm level (band units)
+    shift: float = 0.3           # the relative change the sequential test is designed for
+    cusum_h: float = 12.0        # its alarm level (log-likelihood ratio, nats)
+    cusum_clip: float = 2.0      # residuals enter the test clipped at the alternative plus this (band units)
     min_change: float = 0.12     # relative change from baseline below which nothing is flagged
     recover: int = 8             # points whose mean is back near the baseline close an alert
     recover_z: float = 0.75      # ... within this many band units on average
@@ -52,6 +54,8 @@ class DetectorConfig:
     min_expected: float = 20.0   # counts: minimum forecast of a usable point
     min_events: float = 8.0      # sums: minimum events (orders) behind a usable point
     season_after: int = 1440     # points (one day of minutes) before hour-of-day factors apply
+    season_fading: float = 0.005  # EWMean fading of the hour-of-day factors (per point of that hour: ~3 days)
+    season_kinds: tuple[str, ...] = ()  # kinds given hour-of-day factors (off: see docs/insights.md)
     var_fading: float = 0.01     # EWVar fading factor of the standardized residuals
 
 
@@ -77,14 +81,16 @@ class SeriesModel:
     disp: stats.EWVar | None = None
     disp0: stats.Var | None = None  # the plain variance, while the exponential one is still biased low
     events: stats.EWMean | None = None  # sums: the usual number of events (orders) behind a point
-    ph: drift.PageHinkley | None = None
+    cu_up: float = 0.0           # one-sided CUSUMs of the log-likelihood ratio (change up / down)
+    cu_dn: float = 0.0
+    run_up: int = 0              # points since each CUSUM was last zero (where the change began)
+    run_dn: int = 0
+    exp_events: float = 0.0      # sums: the events (orders) expected behind the current point
     season: dict[int, stats.EWMean] = field(default_factory=dict)
     alert: Alert | None = None   # the open alert, if any
-    baseline: float = 0.0        # the expectation when the open alert started (recovery is judged on it)
+    baseline: float = 0.0        # the (deseasonalized) expectation before the open alert's change
     open_for: int = 0
     held: bool = False
-    candidate: int = 0           # direction of a drift the test found, waiting for the size gate
-    cand_age: int = 0
     calm: int = 0
     last_z: float = 0.0
     recent: list[float] = field(default_factory=list)  # the last few z (where a change started)
@@ -100,7 +106,6 @@ class SeriesModel:
             self.disp = stats.EWVar(fading_factor=self.cfg.var_fading)
             self.disp0 = stats.Var()
             self.events = stats.EWMean(fading_factor=0.05) if self.kind == "sum" else None
-            self.ph = self._new_ph()
 
     def _alpha(self) -> float:
         return self.cfg.rate_alpha if self.kind == "rate" else self.cfg.alpha
@@ -108,16 +113,34 @@ class SeriesModel:
     def _new_hw(self) -> time_series.HoltWinters:
         return time_series.HoltWinters(alpha=self._alpha())
 
-    def _new_ph(self) -> drift.PageHinkley:
+    def _reset_cusum(self) -> None:
+        self.cu_up = self.cu_dn = 0.0
+        self.run_up = self.run_dn = 0
+
+    def _cusum(self, z: float, f: float, scale: float) -> None:
+        """One step of the two one-sided CUSUMs of the log-likelihood ratio of "the value moved by
+        ``shift`` of its forecast" against "it did not", in band units: the alternative is ``delta =
+        shift * f / scale`` band units away, so a series with many events (a narrow band) gathers
+        evidence fast and a thin one slowly, each at the same false-alarm rate (``exp(cusum_h)``
+        points on average between false alarms of a Gaussian series). ``z`` is clipped at ``cusum_clip``
+        band units beyond the alternative, so a few outliers (the right tail of a sum of a few
+        orders) cannot carry the test alone."""
         c = self.cfg
-        return drift.PageHinkley(min_instances=10, delta=c.ph_delta, threshold=c.ph_threshold, alpha=1.0,
-                                 mode="both")
+        delta = min(8.0, max(0.25, c.shift * f / scale)) if scale > 0 and f > 0 else 0.25
+        lim = delta + c.cusum_clip
+        zc = max(-lim, min(lim, z))
+        cap = 3 * c.cusum_h
+        up = min(cap, max(0.0, self.cu_up + delta * zc - delta * delta / 2))
+        dn = min(cap, max(0.0, self.cu_dn - delta * zc - delta * delta / 2))
+        self.run_up = self.run_up + 1 if up > 0 else 0
+        self.run_dn = self.run_dn + 1 if dn > 0 else 0
+        self.cu_up, self.cu_dn = up, dn
 
     # --- forecasting -------------------------------------------------------------------------
 
     def _factor(self, hour: int) -> float:
         m = self.season.get(hour)
-        if self.n < self.cfg.season_after or m is None or m.get() <= 0:
+        if self.n < self.cfg.season_after or m is None or m.get() <= 0 or self.kind not in self.cfg.season_kinds:
             return 1.0
         return float(m.get())
 
@@ -132,8 +155,7 @@ class SeriesModel:
             p = min(max(f, 1e-4), 1 - 1e-4)
             return p * (1 - p) / max(weight, 1.0)
         if self.kind == "sum":  # compound Poisson over the expected events (orders); their sizes' spread is in phi
-            n = self.events.get() if self.events is not None and self.n else weight
-            return max(f * f / max(n, 1.0), 1e-9)
+            return max(f * f / max(self.exp_events, 1.0), 1e-9)
         return max(f, 1.0)  # counts: Poisson
 
     @property
@@ -156,8 +178,8 @@ class SeriesModel:
             return False
         if self.kind == "rate":
             return weight >= self.cfg.min_weight
-        if self.kind == "sum":
-            return weight >= self.cfg.min_events and f > 0
+        if self.kind == "sum":  # judged on the events expected, not those that came (which would bias it up)
+            return self.exp_events >= self.cfg.min_events and weight > 0 and f > 0
         return f >= self.cfg.min_expected
 
     # --- one point -----------------------------------------------------------------------------
@@ -170,7 +192,7 @@ class SeriesModel:
         if alpha is not None:
             return
         if level > 0:
-            self.season.setdefault(hour, stats.EWMean(fading_factor=0.02)).update(y / level)
+            self.season.setdefault(hour, stats.EWMean(fading_factor=self.cfg.season_fading)).update(y / level)
         self.n += 1
 
     def update(self, value: float, weight: float, hour: int, hold: bool = False) -> Alert | None:
@@ -181,8 +203,10 @@ class SeriesModel:
         otherwise learn the incident and flag the return to normal as a change of its own)."""
         c = self.cfg
         f = self.expected(hour)
-        if self.events is not None and self.alert is None and not hold:
-            self.events.update(weight)
+        if self.events is not None:  # sums: the events expected behind this point, before it is seen
+            self.exp_events = float(self.events.get()) if self.n else weight
+            if self.alert is None and not hold:
+                self.events.update(weight)
         if not self.usable(f, weight):
             if self.alert is None and (self.kind != "rate" or weight > 0):
                 self._learn(value, hour)
@@ -196,8 +220,9 @@ class SeriesModel:
         self.recent_f = [*self.recent_f[-(RECENT - 1):], f]
         if self.alert is not None:  # a slowly moving baseline: wait for recovery or accept the new level
             self.open_for += 1
-            zb = (value - self.baseline) / scale if scale > 0 else 0.0
-            rb = (value - self.baseline) / self.baseline if self.baseline > 0 else 0.0
+            b = self.baseline * self._factor(hour)  # the expectation before the change, at this hour of day
+            zb = (value - b) / scale if scale > 0 else 0.0
+            rb = (value - b) / b if b > 0 else 0.0
             self.since = [*self.since[-(c.recover - 1):], (zb, rb)]
             mz = sum(x[0] for x in self.since) / len(self.since)
             mr = sum(x[1] for x in self.since) / len(self.since)
@@ -208,40 +233,38 @@ class SeriesModel:
                 recovered = self.calm >= c.recover
                 # restart the level from the recent points: the new normal after a long change, or the
                 # old one back (the slow learning during the incident must not read as a change)
-                recent = [self.baseline * (1 + r) for _z, r in self.since] if recovered else [value]
+                recent = [b * (1 + r) for _z, r in self.since] if recovered else [value]
                 self._close(sum(recent) / len(recent) / self._factor(hour))
             return None
         rel = abs(value - f) / f if f > 0 else math.inf
-        if hold:  # the drift test pauses (it would take the incident's return for a shift of its own)
+        if hold:  # the test pauses (it would take the incident's return for a shift of its own)
             self.held = True
         elif self.held:
-            self.ph, self.held = self._new_ph(), False
-        if self.n >= c.warmup and not hold:  # the drift test starts once the band is learned
-            self.ph.update(z)
+            self._reset_cusum()
+            self.held = False
+        if self.n >= c.warmup and not hold:  # the sequential test starts once the band is learned
+            self._cusum(z, f, scale)
         new: Alert | None = None
         if self.n >= c.warmup:
             few = self.kind == "sum" and self.events is not None and self.events.get() < 4 * c.min_events
             if abs(z) >= c.spike_z and rel >= 2 * c.min_change and not few:
                 new = Alert("spike", 1 if z > 0 else -1, z, f, value)
             else:
-                if self.ph.drift_detected and not self.candidate:  # a drift: confirm it is big enough
-                    self.candidate, self.cand_age = (1 if z > 0 else -1), 0
-                    self.ph = self._new_ph()
-                d = self.candidate
-                if d:
-                    self.cand_age += 1
-                    if self._run_change() * d >= self._gate(f, scale):
+                for d, cu, run in ((1, self.cu_up, self.run_up), (-1, self.cu_dn, self.run_dn)):
+                    # evidence enough; then the size gate: the mean change since the CUSUM left zero
+                    if cu >= c.cusum_h and self._run_change(run) * d >= c.min_change:
                         new = Alert("trend" if self._gradual(d) else "level_shift", d, z, f, value)
-                    elif self.cand_age > 2 * RUN or sum(self.recent[-3:]) * d < 0:
-                        self.candidate = 0  # the run ended below the gate: noise, not a shift
+                        break
         if new is not None:
             # recovery is judged against the expectation before the change began (the model has
             # partly learned the change by the time it is confirmed)
             back = min(self.onset(new.direction), len(self.recent_f) - 1)
             base = self.recent_f[-1 - back]
             new.expected = base
-            self.alert, self.baseline, self.open_for, self.calm, self.since = new, base, 0, 0, []
-            self.candidate = 0
+            fac = self._factor(hour)
+            self.alert, self.open_for, self.calm, self.since = new, 0, 0, []
+            self.baseline = base / fac if fac > 0 else base  # deseasonalized: recovery follows the day
+            self._reset_cusum()
             return new
         # clipped at 4 band units after the warm-up: an outlier or the first points of a shift must not widen the band
         # that judges them
@@ -270,15 +293,10 @@ class SeriesModel:
         early = sum(zs[: n // 2]) / (n // 2)
         return slope * direction >= 0.15 and early * direction < 1.0
 
-    def _gate(self, f: float, scale: float) -> float:
-        """The mean relative change a shift needs: ``min_change``, and 3 standard errors of the
-        mean of ``RUN`` points (noisy series, e.g. revenue of a few orders, need more)."""
-        return max(self.cfg.min_change, 3.0 * scale / f / math.sqrt(RUN)) if f > 0 else math.inf
-
-    def _run_change(self) -> float:
-        """The mean relative change over the last ``RUN`` points: the size of a shift, not of one
-        noisy point."""
-        tail = self.recent_rel[-RUN:]
+    def _run_change(self, run: int) -> float:
+        """The mean relative change over the last ``run`` points (at least 3, at most the recent
+        ones kept): the size of a shift, not of one noisy point."""
+        tail = self.recent_rel[-max(3, min(run, RECENT)):]
         return sum(tail) / len(tail) if tail else 0.0
 
     def onset(self, direction: int | None = None) -> int:
@@ -301,7 +319,7 @@ class SeriesModel:
         self.alert = None
         self.open_for = self.calm = 0
         self.since = []
-        self.ph = self._new_ph()
+        self._reset_cusum()
         self.hw = self._new_hw()
         self.hw.learn_one(level)
         self.hw.learn_one(level)

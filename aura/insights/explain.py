@@ -13,10 +13,11 @@ numerator and denominator are known per value *before* (the baseline window, per
   rest.
 
 Per dimension, values are taken by surprise while each explains at least ``min_ep`` until together
-they explain ``ep_target``; dimensions are ranked by the surprise of their set, and one whose
-shares did not move (set surprise below ``min_surprise``: every value changed alike) explains nothing. Library note: no
-maintained Python package implements Adtributor (the PyPI ``adtributor`` projects are unmaintained
-single-file scripts), and the algorithm is a few dozen lines over plain dicts.
+they explain ``ep_target``, and are reported in that order; dimensions are ranked by the surprise
+of their set, and one whose shares did not move (set surprise below ``min_surprise``: every value
+changed alike) explains nothing. Library note: no maintained Python package implements Adtributor
+(the PyPI ``adtributor`` projects are unmaintained single-file scripts), and the algorithm is a few
+dozen lines over plain dicts.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def _js(p: float, q: float) -> float:
 def causes(before: dict[str, dict[str, Pair]], after: dict[str, dict[str, Pair]], total_before: Pair,
            total_after: Pair, rate: bool, min_ep: float = 0.1, ep_target: float = 0.67,
            min_surprise: float = 1e-4) -> list[Cause]:
-    """The explaining values, best dimension first and, within it, by explanatory power.
+    """The explaining values, best dimension first and, within it, most surprising first (a value
+    whose share moved before one that only moved with the rest, e.g. with the daily traffic).
 
     ``before``/``after``: dimension -> value -> (numerator, denominator) per minute."""
     fr, ar = ratio(total_before, rate), ratio(total_after, rate)
@@ -97,6 +99,6 @@ def causes(before: dict[str, dict[str, Pair]], after: dict[str, dict[str, Pair]]
             if total_ep >= ep_target:
                 break
         if chosen and total_ep >= ep_target and sum(c.surprise for c in chosen) >= min_surprise:
-            ranked.append((sum(c.surprise for c in chosen), sorted(chosen, key=lambda c: -c.ep)))
+            ranked.append((sum(c.surprise for c in chosen), chosen))  # most surprising first
     ranked.sort(key=lambda r: -r[0])
     return [c for _s, cs in ranked for c in cs]

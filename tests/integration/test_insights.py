@@ -2,7 +2,8 @@
 device are produced to agg.minute_metrics; the worker opens exactly one insight naming the device,
 visible on the API, the agg.insights topic and the Cassandra history, and closes it after recovery.
 A worker killed during the incident is replaced without duplicating or losing the insight; malformed
-aggregate records are dead-lettered and do not stop the agent."""
+aggregate records are dead-lettered, and missing ones (minutes without records, a minute without
+one dimension) are skipped: neither stops the agent."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ pytestmark = [pytest.mark.integration]
 
 DAY = 86_400_000
 START, END, MINUTES = 150, 200, 230
+GAP = 100  # minutes GAP .. GAP + 4 have no aggregate record
 
 
 def produce(settings: Any, minutes: list[tuple[int, list[dict[str, Any]]]], extra: list[bytes] = ()) -> None:
@@ -66,7 +68,12 @@ def scenario() -> tuple[int, list[tuple[int, list[dict[str, Any]]]]]:
     # a random day, so insight ids (metric + start minute) never meet another run's in the shared keyspace
     t0 = T0_MS + random.randrange(1, 3000) * DAY  # noqa: S311
     sc = Scenario(seed=11, minutes=MINUTES, incidents=[Incident("conversion", "device", "mobile", START, END, 0.6)])
-    return t0, list(records(sc, 3000.0, t0))
+    minutes = list(records(sc, 3000.0, t0))
+    # missing aggregates: five minutes with no record at all, and one with no device records
+    minutes = [m for i, m in enumerate(minutes) if not GAP <= i < GAP + 5]
+    partial = next(i for i, (s, _r) in enumerate(minutes) if s == t0 + (GAP + 20) * 60_000)
+    minutes[partial] = (minutes[partial][0], [r for r in minutes[partial][1] if r["dimension"] != "device"])
+    return t0, minutes
 
 
 def test_incident_opens_one_explained_insight_survives_a_restart_and_closes(
@@ -76,7 +83,8 @@ def test_incident_opens_one_explained_insight_survives_a_restart_and_closes(
     garbage = [b"\x00not avro", codec("agg_minute_metrics").encode(
         {"window_start": t0, "window_end": t0 + 60_000, "events": {"view": -5}, "emitted_at": t0})]
     worker = worker_factory(s, name="first")
-    produce(s, minutes[:START + 15], extra=garbage)  # through a quarter of the incident
+    cut = next(i for i, (st, _r) in enumerate(minutes) if st == t0 + (START + 15) * 60_000)
+    produce(s, minutes[:cut], extra=garbage)  # through a quarter of the incident
 
     def open_row() -> Any:
         rows = history_rows(cassandra, t0)
@@ -88,7 +96,7 @@ def test_incident_opens_one_explained_insight_survives_a_restart_and_closes(
     worker.stop(signal.SIGKILL)  # mid-incident, without a chance to save anything more
 
     worker_factory(s, name="second")
-    produce(s, minutes[START + 15:])
+    produce(s, minutes[cut:])
 
     def closed() -> Any:
         rows = history_rows(cassandra, t0)

@@ -32,6 +32,16 @@ def test_additive_surge_is_explained_by_its_category() -> None:
     assert found[0].ep == pytest.approx(1.0)
 
 
+def test_surge_during_the_daily_ramp_names_the_surging_value_first() -> None:
+    # every category grows 30 % with the time of day; grocery also surges x2.5: the largest category
+    # accounts for more of the change, but grocery is the one whose share moved
+    before = {"category": {"electronics": (200.0, 1.0), "grocery": (70.0, 1.0), "books": (730.0, 1.0)}}
+    after = {"category": {"electronics": (260.0, 1.0), "grocery": (227.5, 1.0), "books": (949.0, 1.0)}}
+    found = causes(before, after, (1000.0, 1.0), (1436.5, 1.0), rate=False)
+    assert found[0].value == "grocery"
+    assert found[0].ep < max(c.ep for c in found)
+
+
 def test_spread_change_names_several_values() -> None:
     before = {"device": {"a": (100.0, 1.0), "b": (100.0, 1.0), "c": (100.0, 1.0)}}
     after = {"device": {"a": (50.0, 1.0), "b": (60.0, 1.0), "c": (100.0, 1.0)}}

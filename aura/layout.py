@@ -119,6 +119,13 @@ class RedisKeys:
         the dead letter at ``partition:offset`` of the dead-letter topic (aura/deadletters.py)."""
         return f"{self.prefix}:deadletter:replayed:{partition}:{offset}"
 
+    def applied_offsets(self, group: str) -> str:
+        """Hash: "topic:partition" -> the offset the worker group ``group`` last committed to Kafka,
+        written just before that commit (so every Redis effect below it was written first), plus an
+        ``epoch`` field; a mark below Kafka's committed offset means Redis lost writes
+        (streams/redisloss.py)."""
+        return f"{self.prefix}:applied:{group}"
+
     def deadletter_count(self) -> str:
         """Hash: dead-letter reason -> count."""
         return f"{self.prefix}:metrics:deadletter"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -113,6 +113,10 @@ class WorkerSettings(BaseSettings):
     nice: int = env(0, "AURA_WORKER_NICE")  # added to the worker process's niceness at start; 0: unchanged
     # `aura worker --split`: the niceness of the recs+decisions processes (the profiles group first)
     split_nice: int = env(10, "AURA_WORKER_SPLIT_NICE")
+    # when the worker finds that Redis restarted or lost writes while it ran (streams/redisloss.py):
+    # "restart" re-executes the worker process (nothing in flight is kept; the new process refolds
+    # what Redis lost), "exit" ends it with status 75 for a supervisor to restart
+    redis_loss_action: Literal["restart", "exit"] = "restart"
 
 
 class ProfileSettings(BaseSettings):

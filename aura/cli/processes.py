@@ -52,14 +52,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return run_worker_processes(args.processes, args.loglevel, split=getattr(args, "split", False))
     import faust
 
-    from streams.app import create_app
+    from streams.app import create_app, resources
+    from streams.redisloss import replace_process
 
     s = get_settings()
     if s.worker.nice:
         os.nice(s.worker.nice)  # lower priority: e.g. the recs group of a split deployment
-    app = create_app(s)
+    res = resources(s)
+    app = create_app(s, res)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if res.redis_guard is not None and res.redis_guard.lost_reason is not None:
+            replace_process(s.worker.redis_loss_action)  # Redis lost writes: start again, refold (streams/redisloss.py)
     return 0
 
 

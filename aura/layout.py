@@ -98,11 +98,20 @@ def worker_groups(settings: Settings, split: bool) -> list[str]:
 # Redis keys
 
 
+def keys_for(settings: Settings) -> RedisKeys:
+    """The keys of a process with ``settings``: its Redis prefix and its configuration scope."""
+    return RedisKeys(settings.redis.prefix, settings.redis.config_scope)
+
+
 class RedisKeys:
     """Builds every Redis key; one instance per process, from settings."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, config_scope: str = "") -> None:
         self.prefix = prefix
+        # the configuration documents (rules, experiments, bandits, segments, campaigns) this process
+        # sees in Cassandra: "" = the unscoped ones (production); else only those written under the
+        # same scope (aura/configcache.py), so tests sharing a keyspace never see each other's
+        self.config_scope = config_scope
 
     # Keys of one user share the hash tag {user_id}: one Redis Cluster slot, so one Lua script
     # can update them atomically.

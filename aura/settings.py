@@ -77,6 +77,9 @@ class RedisSettings(BaseSettings):
 
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "aura"
+    # configuration documents stored and seen under this scope only (aura/configcache.py); "" (the
+    # default) = unscoped. Tests set it per test, as they set the prefix, to isolate stored segments.
+    config_scope: str = ""
 
     @property
     def port(self) -> int:

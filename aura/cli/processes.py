@@ -115,11 +115,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 async def _demo_config(s: Settings) -> list[str]:
     """The experiment, rule, segment and strategy bandit the demo traffic refers to (aura/demo.py)."""
     from aura import bootstrap, demo
-    from aura.layout import RedisKeys
+    from aura.layout import keys_for
 
     redis, session = bootstrap.redis_async(s), bootstrap.cassandra_session(s)
     try:
-        return await demo.configure(redis, RedisKeys(s.redis.prefix), session)
+        return await demo.configure(redis, keys_for(s), session)
     finally:
         await redis.aclose()
         session.cluster.shutdown()
@@ -147,12 +147,12 @@ def install_demo_campaigns(s: Settings) -> list[str]:
 
     from aura import bootstrap, demo
     from aura.configcache import ConfigCache
-    from aura.layout import RedisKeys, Tables
+    from aura.layout import Tables, keys_for
     from aura.state.campaigns import validate_campaign
 
     async def install() -> list[str]:
         session, redis = bootstrap.cassandra_session(s), bootstrap.redis_async(s)
-        cache = ConfigCache("campaigns", Tables.CAMPAIGNS, "campaign_id", redis, RedisKeys(s.redis.prefix), session,
+        cache = ConfigCache("campaigns", Tables.CAMPAIGNS, "campaign_id", redis, keys_for(s), session,
                             validate_campaign)
         try:
             now = int(time.time() * 1000)

@@ -280,6 +280,10 @@ class ApiSettings(BaseSettings):
     # response micro-cache of item-keyed reads: an answer is reused this long per API process; 0: off
     cache_ms: int = 500
     cache_max: int = 10_000  # entries per API process (least recently used evicted)
+    # an idle keep-alive connection is closed after this long. Longer than any client's or proxy's own
+    # idle expiry (httpx 5 s, load balancers ~60 s): a server that closes first races the client's next
+    # request on that connection, which then sees a reset (uvicorn's own default is 5 s)
+    keepalive_s: int = Field(75, gt=0)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -108,7 +108,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_multiprocess_dir(s))  # /metrics sums the workers
     # an import string, not the factory itself: uvicorn needs one to start several worker processes
     uvicorn.run("serving.app:create_app", factory=True, host=args.host or s.api.host, port=args.port or s.api.port,
-                workers=args.workers, log_level="warning", access_log=False)
+                workers=args.workers, log_level="warning", access_log=False, timeout_keep_alive=s.api.keepalive_s)
     return 0
 
 

@@ -40,9 +40,11 @@ def cassandra_session(s: Settings, *, keyspace: bool = True, **kwargs: Any) -> A
     return cluster.connect(s.cassandra.keyspace if keyspace else None)
 
 
-def redis_async(s: Settings) -> Any:
-    """An asyncio Redis client (connects lazily, pooled)."""
-    return aioredis.Redis.from_url(s.redis.url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True)
+def redis_async(s: Settings, **kwargs: Any) -> Any:
+    """An asyncio Redis client (connects lazily, pooled); ``kwargs`` go to its connections (e.g. the
+    worker's ``redis_connect_func``)."""
+    return aioredis.Redis.from_url(s.redis.url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True,
+                                   **kwargs)
 
 
 def redis_sync(s: Settings) -> Any:

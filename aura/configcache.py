@@ -7,6 +7,11 @@ blob ``{"ver": n, "docs": [...]}``
 warm read is one GET of the version (callers may pipeline it with their other reads); a version
 change costs one GET of the blob; only a missing or stale blob reads Cassandra (and refreshes it).
 
+Scopes: with ``keys.config_scope`` set, a document's row id is ``<scope>\x1f<id>`` and the process
+reads and writes only the rows of its scope; unscoped (the default, production) a row id is the
+document id as before, and rows written under a scope are not seen (tests share one keyspace, each
+in its own scope; the API and the documents themselves never show the scope).
+
 Why this is safe against races: a writer writes Cassandra first and INCRs the version after; a
 reader stamps the blob it rebuilds with the version it read *before* reading Cassandra, so a
 blob built from pre-write data carries an old version and is ignored by later readers.
@@ -28,6 +33,7 @@ from schemas.validation import BODY_LIMITS, check_json
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SCOPE_SEP = "\x1f"  # between a scope and a document id in a row id (the ASCII unit separator)
 
 
 class ConfigUnavailable(AuraError, RuntimeError):
@@ -46,6 +52,19 @@ class ConfigCache(Generic[T]):
         self._memo: tuple[str, dict[str, T]] | None = None
         self._stmts: dict[str, Any] | None = None
         self.durable_reads = 0  # how often Cassandra was read (tests and metrics)
+        self.scope: str = getattr(keys, "config_scope", "")
+
+    def in_scope(self, row_id: str, doc: Any) -> bool:
+        """Whether the row ``row_id`` holding ``doc`` belongs to this cache's scope. Unscoped, every
+        row does except those written under a scope (``<scope>\x1f<its doc's id>``)."""
+        doc_id = doc.get("id") if isinstance(doc, dict) else None
+        if self.scope:
+            return row_id == self.row_id(str(doc_id))
+        return not (isinstance(doc_id, str) and row_id != doc_id and row_id.endswith(SCOPE_SEP + doc_id))
+
+    def row_id(self, doc_id: str) -> str:
+        """The Cassandra row id of ``doc_id`` in this cache's scope."""
+        return f"{self.scope}{SCOPE_SEP}{doc_id}" if self.scope else doc_id
 
     def bind_session(self, session: Any) -> None:
         """Use ``session`` from now on (the API reconnects Cassandra after an outage at start-up)."""
@@ -102,23 +121,25 @@ class ConfigCache(Generic[T]):
             return memo[1]
         raw = await self.redis.get(self.blob_key)
         blob = json.loads(raw) if raw else None
-        if blob is not None and str(blob.get("ver")) == ver:
+        if blob is not None and str(blob.get("ver")) == ver and blob.get("scope", "") == self.scope:
             parsed = self._parse_all(blob["docs"])
         else:
             docs = await self.load_durable()
             parsed = self._parse_all(docs)
-            await self.redis.set(self.blob_key, json.dumps({"ver": ver, "docs": docs}))
+            stored: dict[str, Any] = {"ver": ver, "docs": docs, **({"scope": self.scope} if self.scope else {})}
+            await self.redis.set(self.blob_key, json.dumps(stored))
         self._memo = (ver, parsed)
         return parsed
 
     async def load_durable(self) -> list[dict[str, Any]]:
         self.durable_reads += 1
         rows = await self._execute("all", ())
-        return [json.loads(r.doc) for r in rows]
+        docs = [(r[0], json.loads(r.doc)) for r in rows]
+        return [doc for row_id, doc in docs if self.in_scope(row_id, doc)]
 
     async def get_doc(self, doc_id: str) -> dict[str, Any] | None:
         """One stored document, read from Cassandra (admin reads, read-modify-write)."""
-        rows = await self._execute("one", (doc_id,))
+        rows = await self._execute("one", (self.row_id(doc_id),))
         row = rows[0] if rows else None
         return json.loads(row.doc) if row is not None else None
 
@@ -134,12 +155,12 @@ class ConfigCache(Generic[T]):
 
     async def insert(self, doc_id: str, doc: dict[str, Any]) -> bool:
         """Store a new document; False when the id exists."""
-        return await self._write("insert", (doc_id, json.dumps(doc)))
+        return await self._write("insert", (self.row_id(doc_id), json.dumps(doc)))
 
     async def update(self, doc_id: str, doc: dict[str, Any]) -> bool:
         """Replace a document; False when it does not exist."""
-        return await self._write("update", (json.dumps(doc), doc_id))
+        return await self._write("update", (json.dumps(doc), self.row_id(doc_id)))
 
     async def delete(self, doc_id: str) -> bool:
         """Delete a document; False when it does not exist."""
-        return await self._write("delete", (doc_id,))
+        return await self._write("delete", (self.row_id(doc_id),))

@@ -102,11 +102,20 @@ def worker_groups(settings: Settings, split: bool) -> list[str]:
 # Redis keys
 
 
+def keys_for(settings: Settings) -> RedisKeys:
+    """The keys of a process with ``settings``: its Redis prefix and its configuration scope."""
+    return RedisKeys(settings.redis.prefix, settings.redis.config_scope)
+
+
 class RedisKeys:
     """Builds every Redis key; one instance per process, from settings."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, config_scope: str = "") -> None:
         self.prefix = prefix
+        # the configuration documents (rules, experiments, bandits, segments, campaigns) this process
+        # sees in Cassandra: "" = the unscoped ones (production); else only those written under the
+        # same scope (aura/configcache.py), so tests sharing a keyspace never see each other's
+        self.config_scope = config_scope
 
     # Keys of one user share the hash tag {user_id}: one Redis Cluster slot, so one Lua script
     # can update them atomically.
@@ -122,6 +131,13 @@ class RedisKeys:
         """String (expires with the dead-letter topic's retention): ``pending`` / ``done``, the replay of
         the dead letter at ``partition:offset`` of the dead-letter topic (aura/deadletters.py)."""
         return f"{self.prefix}:deadletter:replayed:{partition}:{offset}"
+
+    def applied_offsets(self, group: str) -> str:
+        """Hash: "topic:partition" -> the offset the worker group ``group`` last committed to Kafka,
+        written just before that commit (so every Redis effect below it was written first), plus an
+        ``epoch`` field; a mark below Kafka's committed offset means Redis lost writes
+        (streams/redisloss.py)."""
+        return f"{self.prefix}:applied:{group}"
 
     def deadletter_count(self) -> str:
         """Hash: dead-letter reason -> count."""

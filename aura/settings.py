@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
@@ -77,6 +77,9 @@ class RedisSettings(BaseSettings):
 
     url: str = "redis://127.0.0.1:6379/0"
     prefix: str = "aura"
+    # configuration documents stored and seen under this scope only (aura/configcache.py); "" (the
+    # default) = unscoped. Tests set it per test, as they set the prefix, to isolate stored segments.
+    config_scope: str = ""
 
     @property
     def port(self) -> int:
@@ -113,6 +116,10 @@ class WorkerSettings(BaseSettings):
     nice: int = env(0, "AURA_WORKER_NICE")  # added to the worker process's niceness at start; 0: unchanged
     # `aura worker --split`: the niceness of the recs+decisions processes (the profiles group first)
     split_nice: int = env(10, "AURA_WORKER_SPLIT_NICE")
+    # when the worker finds that Redis restarted or lost writes while it ran (streams/redisloss.py):
+    # "restart" re-executes the worker process (nothing in flight is kept; the new process refolds
+    # what Redis lost), "exit" ends it with status 75 for a supervisor to restart
+    redis_loss_action: Literal["restart", "exit"] = "restart"
 
 
 class ProfileSettings(BaseSettings):
@@ -280,6 +287,10 @@ class ApiSettings(BaseSettings):
     # response micro-cache of item-keyed reads: an answer is reused this long per API process; 0: off
     cache_ms: int = 500
     cache_max: int = 10_000  # entries per API process (least recently used evicted)
+    # an idle keep-alive connection is closed after this long. Longer than any client's or proxy's own
+    # idle expiry (httpx 5 s, load balancers ~60 s): a server that closes first races the client's next
+    # request on that connection, which then sees a reset (uvicorn's own default is 5 s)
+    keepalive_s: int = Field(75, gt=0)
 
     @property
     def cors_origin_list(self) -> list[str]:

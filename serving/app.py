@@ -26,7 +26,7 @@ from fastapi import FastAPI, params
 from fastapi.middleware.cors import CORSMiddleware
 
 from aura import bootstrap
-from aura.layout import RedisKeys, Tables
+from aura.layout import Tables, keys_for
 from aura.settings import Settings, get_settings
 from serving.breakers import Breakers
 from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis
@@ -141,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         breakers = Breakers.from_settings(s)
         session, statements = connect_cassandra(s)
-        state = ApiState(settings=s, keys=RedisKeys(s.redis.prefix), redis=guarded_redis(s, breakers.redis),
+        state = ApiState(settings=s, keys=keys_for(s), redis=guarded_redis(s, breakers.redis),
                          cassandra=GuardedSession(session, breakers.cassandra) if session is not None else None,
                          producer=bootstrap.kafka_producer(s), statements=statements, breakers=breakers,
                          popular=PopularCache(path=s.home / "cache" / f"popular-{s.redis.prefix}.json"))

@@ -14,7 +14,6 @@ from typing import Protocol
 import faust
 
 from aura import bootstrap, layout
-from aura.layout import RedisKeys
 from aura.settings import Settings
 from streams import (
     aggregates,
@@ -30,6 +29,7 @@ from streams import (
     neighbours,
     profiles_owner,
     retention,
+    redisloss,
     usercands,
     usersignals,
 )
@@ -80,10 +80,15 @@ def faust_app(s: Settings) -> faust.App:
 
 
 def resources(s: Settings) -> Resources:
-    """The clients of one worker process, opened once."""
-    return Resources(settings=s, redis=bootstrap.redis_async(s), session=bootstrap.cassandra_session(s),
-                     keys=RedisKeys(s.redis.prefix),
-                     durable=WriteBehind(s.worker.durable_flush_ms / 1000, s.worker.durable_max_pending))
+    """The clients of one worker process, opened once; its Redis connections are checked by the
+    Redis loss guard (streams/redisloss.py)."""
+    keys = layout.keys_for(s)
+    guard = redisloss.RedisLossGuard(keys, layout.worker_group(s), s.worker.redis_loss_action)
+    redis = bootstrap.redis_async(s, redis_connect_func=guard.on_connect)
+    guard.attach(redis)
+    return Resources(settings=s, redis=redis, session=bootstrap.cassandra_session(s), keys=keys,
+                     durable=WriteBehind(s.worker.durable_flush_ms / 1000, s.worker.durable_max_pending),
+                     redis_guard=guard)
 
 
 def create_app(s: Settings, res: Resources | None = None) -> faust.App:
@@ -107,5 +112,6 @@ def build(s: Settings, res: Resources | None = None) -> tuple[faust.App, list[Ow
         for module in ROLES[role]:
             owners += module.register(app, res)
     behavior.register(app, res, owners, owns_intake="profiles" in roles)
+    redisloss.register(app, res)  # offset marks next to the state; a Redis that lost writes is refolded
     loopstats.register(app, s.worker.loop_stats_s)  # where a batch's time goes, logged at INFO
     return app, owners, res.durable

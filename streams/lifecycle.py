@@ -38,7 +38,7 @@ from aura.state import segments as segment_rules
 from aura.state.profile_codec import next_version
 from aura.state.profiles import Profile, ProfileConfig, idle_stage, segment_view
 from streams.profiles import ProfileStore, lua_args
-from streams.runtime import Owner, Resources
+from streams.runtime import Owner, Resources, transient
 from streams.segments import LiveRules
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,13 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     if s.profiles.segment_backfill_interval_s > 0:
         @app.timer(interval=s.profiles.segment_backfill_interval_s, name="backfill_segments")
         async def backfill_segments() -> None:
-            await run_backfills(store, res, token, s.profiles.lifecycle_sweep_batch)
+            try:
+                await run_backfills(store, res, token, s.profiles.lifecycle_sweep_batch)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                # a store that cannot answer now (Redis restarting, loading): the next tick asks again
+                log.warning("segment backfills skipped this tick (%s: %s)", type(exc).__name__, exc)
 
     if s.profiles.lifecycle_sweep_interval_s <= 0:
         return []
@@ -203,11 +209,17 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     @app.timer(interval=s.profiles.lifecycle_sweep_interval_s, name="sweep_idle_users")
     async def sweep_idle_users() -> None:
         lease_ms = max(int(s.profiles.lifecycle_sweep_interval_s * 900), 1000)
-        if not await res.redis.set(res.keys.lifecycle_sweep_lease(), token, nx=True, px=lease_ms):
-            return
         t0 = time.monotonic()
-        await store.sync_rules()
-        r = await sweep(store, int(time.time() * 1000), s.profiles.lifecycle_sweep_batch)
+        try:
+            if not await res.redis.set(res.keys.lifecycle_sweep_lease(), token, nx=True, px=lease_ms):
+                return
+            await store.sync_rules()
+            r = await sweep(store, int(time.time() * 1000), s.profiles.lifecycle_sweep_batch)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("idle sweep skipped until its next interval (%s: %s)", type(exc).__name__, exc)
+            return
         log.info("idle sweep: %d profiles scanned, %d moved, %d conflicts, %.1f s",
                  r.scanned, r.changed, r.conflicts, time.monotonic() - t0)
 

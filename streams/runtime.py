@@ -37,6 +37,7 @@ class Resources:
     session: Any
     keys: RedisKeys
     durable: WriteBehind  # the behavior owners' Cassandra rows, written behind the hot loop
+    redis_guard: Any = None  # streams/redisloss.py RedisLossGuard of the worker process (None: unguarded)
 
 
 @dataclass

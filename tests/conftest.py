@@ -74,7 +74,7 @@ def isolated(stack: Settings) -> Iterator[Settings]:
 
     tag = f"t{uuid.uuid4().hex[:10]}"
     s = stack.replace(**{"topic_prefix": tag, "redis_prefix": tag, "consumer_group": f"{tag}-worker",
-                                 "topic_partitions": 4})
+                                 "topic_partitions": 4, "redis_config_scope": tag})
     ensure_topics(s, layout.ALL_TOPICS)
     yield s
     drop_topics(s, tag)
@@ -82,20 +82,27 @@ def isolated(stack: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(autouse=True)
 def no_leftover_segments(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Segment definitions a test on the real stack stored are deleted after it: the keyspace is
-    shared, and every worker folds profiles with the stored segments (a leftover would change other
-    tests' profiles). Tests without the stack are untouched."""
+    """Segment definitions a test on the real stack stored are deleted after it, so that the shared
+    keyspace does not pile them up. An ``isolated`` test stores its configuration under its own scope
+    (``AURA_REDIS_CONFIG_SCOPE``, aura/configcache.py): no other test or session sees it, and only
+    that scope's rows are deleted (never another session's). A test on the stack without
+    ``isolated`` stores unscoped definitions, which every unscoped worker folds with: the unscoped
+    rows it added are deleted. Tests without the stack are untouched."""
     if "stack" not in request.fixturenames:
         yield
         return
+    from aura.configcache import SCOPE_SEP
     from aura.layout import Tables
 
     cassandra = request.getfixturevalue("cassandra")
     table = f"{TEST_KEYSPACE}.{Tables.SEGMENTS}"
-    before = {r.segment_id for r in cassandra.execute(f"SELECT segment_id FROM {table}")}
+    scope = request.getfixturevalue("isolated").redis.config_scope if "isolated" in request.fixturenames else ""
+    before = set() if scope else {r.segment_id for r in cassandra.execute(f"SELECT segment_id FROM {table}")}
     yield
     for r in cassandra.execute(f"SELECT segment_id FROM {table}"):
-        if r.segment_id not in before:
+        mine = r.segment_id.startswith(scope + SCOPE_SEP) if scope else (
+            SCOPE_SEP not in r.segment_id and r.segment_id not in before)
+        if mine:
             cassandra.execute(f"DELETE FROM {table} WHERE segment_id = %s IF EXISTS", (r.segment_id,))
 
 

@@ -52,14 +52,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return run_worker_processes(args.processes, args.loglevel, split=getattr(args, "split", False))
     import faust
 
-    from streams.app import create_app
+    from streams.app import create_app, resources
+    from streams.redisloss import replace_process
 
     s = get_settings()
     if s.worker.nice:
         os.nice(s.worker.nice)  # lower priority: e.g. the recs group of a split deployment
-    app = create_app(s)
+    res = resources(s)
+    app = create_app(s, res)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if res.redis_guard is not None and res.redis_guard.lost_reason is not None:
+            replace_process(s.worker.redis_loss_action)  # Redis lost writes: start again, refold (streams/redisloss.py)
     return 0
 
 
@@ -102,18 +108,18 @@ def cmd_api(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_multiprocess_dir(s))  # /metrics sums the workers
     # an import string, not the factory itself: uvicorn needs one to start several worker processes
     uvicorn.run("serving.app:create_app", factory=True, host=args.host or s.api.host, port=args.port or s.api.port,
-                workers=args.workers, log_level="warning", access_log=False)
+                workers=args.workers, log_level="warning", access_log=False, timeout_keep_alive=s.api.keepalive_s)
     return 0
 
 
 async def _demo_config(s: Settings) -> list[str]:
     """The experiment, rule, segment and strategy bandit the demo traffic refers to (aura/demo.py)."""
     from aura import bootstrap, demo
-    from aura.layout import RedisKeys
+    from aura.layout import keys_for
 
     redis, session = bootstrap.redis_async(s), bootstrap.cassandra_session(s)
     try:
-        return await demo.configure(redis, RedisKeys(s.redis.prefix), session)
+        return await demo.configure(redis, keys_for(s), session)
     finally:
         await redis.aclose()
         session.cluster.shutdown()
@@ -141,12 +147,12 @@ def install_demo_campaigns(s: Settings) -> list[str]:
 
     from aura import bootstrap, demo
     from aura.configcache import ConfigCache
-    from aura.layout import RedisKeys, Tables
+    from aura.layout import Tables, keys_for
     from aura.state.campaigns import validate_campaign
 
     async def install() -> list[str]:
         session, redis = bootstrap.cassandra_session(s), bootstrap.redis_async(s)
-        cache = ConfigCache("campaigns", Tables.CAMPAIGNS, "campaign_id", redis, RedisKeys(s.redis.prefix), session,
+        cache = ConfigCache("campaigns", Tables.CAMPAIGNS, "campaign_id", redis, keys_for(s), session,
                             validate_campaign)
         try:
             now = int(time.time() * 1000)

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from aura import bootstrap, demo
-from aura.layout import RedisKeys
+from aura.layout import keys_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -17,7 +17,7 @@ def test_demo_configuration_is_served_by_the_api(isolated, cassandra, api_client
     async def configure():
         r = bootstrap.redis_async(isolated)
         try:
-            return await demo.configure(r, RedisKeys(isolated.redis.prefix), cassandra)
+            return await demo.configure(r, keys_for(isolated), cassandra)
         finally:
             await r.aclose()
 

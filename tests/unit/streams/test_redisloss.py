@@ -1,0 +1,73 @@
+"""The Redis loss guard's decisions (streams/redisloss.py): which partitions to refold from where, and
+when a connection means Redis restarted under the worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import namedtuple
+from typing import Any
+
+import pytest
+
+from aura.layout import RedisKeys
+from streams.redisloss import RedisLossGuard, RedisLost, field, rewinds, run_id_of
+
+TP = namedtuple("TP", "topic partition")
+A0, A1, B0 = TP("a", 0), TP("a", 1), TP("b", 0)
+
+
+def test_partitions_behind_their_committed_offset_are_rewound_to_their_mark():
+    committed = {A0: 100, A1: 50, B0: 7}
+    marks = {"epoch": "1", "a:0": "100", "a:1": "31", "b:0": "9"}
+    # a:0 equal, b:0 ahead (marked, then the commit failed): kept; a:1 lost writes: from its mark
+    assert rewinds(committed, marks) == {A1: 31}
+
+
+def test_a_partition_without_a_mark_or_a_lost_hash_is_refolded_from_the_log_start():
+    assert rewinds({A0: 100, A1: 5}, {"epoch": "1", "a:0": "100"}) == {A1: None}
+    assert rewinds({A0: 100, A1: 5}, None) == {A0: None, A1: None}
+    assert rewinds({A0: 100, A1: 5}, {}) == {A0: None, A1: None}
+
+
+def test_nothing_committed_means_nothing_to_check():
+    assert rewinds({A0: None, A1: 0, B0: -1001}, None) == {}
+
+
+def test_run_id_and_field():
+    info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc123\r\ntcp_port:6379\r\n"
+    assert run_id_of(info) == "abc123"
+    assert run_id_of(info.encode()) == "abc123"
+    with pytest.raises(ValueError):
+        run_id_of("# Server\r\n")
+    assert field(B0) == "b:0"
+
+
+class FakeConn:
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.sent: list[tuple[Any, ...]] = []
+
+    async def on_connect(self) -> None:
+        self.sent.append(("HELLO",))
+
+    async def send_command(self, *args: Any) -> None:
+        self.sent.append(args)
+
+    async def read_response(self) -> str:
+        return f"# Server\r\nrun_id:{self.run_id}\r\n"
+
+
+def test_a_connection_to_a_restarted_redis_is_refused_and_the_process_replaced():
+    lost: list[str] = []
+    guard = RedisLossGuard(RedisKeys("p"), "g", on_lost=lost.append)
+    assert guard.key == "p:applied:g"
+    asyncio.run(guard.on_connect(FakeConn("one")))
+    asyncio.run(guard.on_connect(FakeConn("one")))  # the same server: fine
+    assert not lost
+    with pytest.raises(RedisLost):
+        asyncio.run(guard.on_connect(FakeConn("two")))
+    assert len(lost) == 1 and "restarted" in lost[0]
+    with pytest.raises(RedisLost):  # and every later connection too, even to the first run id
+        asyncio.run(guard.on_connect(FakeConn("one")))
+    assert len(lost) == 1
+    assert asyncio.run(guard.mark({A0: 5})) is False  # nothing is committed any more

@@ -228,8 +228,15 @@ class ItemSignals:
         return applied, conflicts
 
     async def publish_due(self, force: bool = False) -> int:
-        """Republish the normalised top-K lists of items touched since the last publish."""
+        """Republish the normalised top-K lists of items touched since the last publish.
+
+        Unless ``force``d, at most every ``AURA_RECS_PUBLISH_INTERVAL_S``, and while the worker is
+        catching up (``res.backlog``) at most every ``AURA_RECS_PUBLISH_MAX_AGE_S``: a replayed
+        history changes every list again batch after batch, and republishing them took a fifth of the
+        worker's time in a MovieLens replay; the lists are republished once the backlog has ended."""
         interval = self.res.settings.recs.publish_interval_s
+        if self.res.backlog.catching_up():
+            interval = max(interval, self.res.settings.recs.publish_max_age_s)
         if not (self.dirty or self.dirty_bought) or (not force and time.monotonic() - self.last_publish < interval):
             return 0
         self.last_publish = time.monotonic()
@@ -303,4 +310,4 @@ def add_publisher(app: faust.App, items: ItemSignals) -> None:
     @app.timer(interval=max(0.2, items.res.settings.recs.publish_interval_s))
     @timed("publish_similar")
     async def publish_similar() -> None:
-        await items.publish_safely(force=True)
+        await items.publish_safely(force=not items.res.backlog.catching_up())

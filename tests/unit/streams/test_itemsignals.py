@@ -1,14 +1,21 @@
 """The item side of the recommender signals (streams/itemsignals.py, aura/state/cooccurrence.py): an item
 delta's fences per source partition, the item script's argument layout, and which neighbour lists are
-republished."""
+republished, and how often (live, catching up)."""
 
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
+
+from aura.layout import RedisKeys
+from aura.settings import Settings
 from aura.state import trending
 from aura.state.cooccurrence import ItemDelta
-from streams.itemsignals import item_lua_args, log_trend, publish_split
+from streams.durable import WriteBehind
+from streams.itemsignals import ItemSignals, item_lua_args, log_trend, publish_split
+from streams.runtime import Backlog, Resources
 
 
 def test_an_item_delta_counts_each_source_event_once_above_the_fence_of_its_partition():
@@ -45,3 +52,59 @@ def test_publish_split_republishes_new_grown_or_old_lists_and_keeps_the_rest_dir
     assert due == ["grown", "new", "old"] and wait == {"same", "small"}
     # growth 0: every touched item
     assert publish_split({"same", "small"}, pops, published, 70.0, 0.0, 60.0) == (["same", "small"], set())
+
+
+class _Redis:
+    """Counts what the publisher asks of Redis (every read and write goes through a pipeline)."""
+
+    def __init__(self) -> None:
+        self.pipelines = 0
+
+    def register_script(self, _lua: str) -> object:
+        return object()
+
+    def pipeline(self, transaction: bool = False) -> object:
+        self.pipelines += 1
+        raise RuntimeError("publishing")  # far enough: the publisher decided to publish
+
+
+def _items(redis: _Redis) -> ItemSignals:
+    res = Resources(settings=Settings().replace(recs_publish_interval_s=5.0, recs_publish_max_age_s=60.0),
+                    redis=redis, session=None, keys=RedisKeys("t"), durable=WriteBehind(1.0, 100))
+    items = ItemSignals(res)
+    items.dirty = {"i1"}
+    items.last_publish = time.monotonic() - 10.0  # the interval has passed, the max age has not
+    return items
+
+
+async def test_the_publisher_waits_for_the_max_age_while_the_worker_catches_up() -> None:
+    redis = _Redis()
+    items = _items(redis)
+    items.res.backlog.mark()
+    assert items.res.backlog.catching_up()
+    assert await items.publish_due() == 0 and redis.pipelines == 0  # behind: at most every 60 s
+    items.last_publish = time.monotonic() - 61.0
+    with pytest.raises(RuntimeError, match="publishing"):
+        await items.publish_due()
+
+
+async def test_the_publisher_keeps_its_interval_when_live_and_force_always_publishes() -> None:
+    redis = _Redis()
+    items = _items(redis)
+    assert not items.res.backlog.catching_up()
+    with pytest.raises(RuntimeError, match="publishing"):
+        await items.publish_due()  # 10 s > the 5 s interval
+    items.last_publish = time.monotonic()
+    items.res.backlog.mark()
+    with pytest.raises(RuntimeError, match="publishing"):
+        await items.publish_due(force=True)
+    assert redis.pipelines == 2
+
+
+def test_the_backlog_mark_lapses_after_its_hold() -> None:
+    b = Backlog()
+    assert not b.catching_up()
+    b.mark()
+    assert b.catching_up()
+    b.behind_at -= Backlog.HOLD_S + 0.1
+    assert not b.catching_up()

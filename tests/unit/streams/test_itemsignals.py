@@ -12,7 +12,7 @@ import pytest
 from aura.layout import RedisKeys
 from aura.settings import Settings
 from aura.state import trending
-from aura.state.cooccurrence import ItemDelta
+from aura.state.cooccurrence import ItemDelta, encode_published
 from streams.durable import WriteBehind
 from streams.itemsignals import ItemSignals, item_lua_args, log_trend, publish_split
 from streams.runtime import Backlog, Resources
@@ -54,8 +54,20 @@ def test_publish_split_republishes_new_grown_or_old_lists_and_keeps_the_rest_dir
     assert publish_split({"same", "small"}, pops, published, 70.0, 0.0, 60.0) == (["same", "small"], set())
 
 
+class _Pipe:
+    def __init__(self, published: str | None) -> None:
+        self.published, self.n = published, 0
+
+    def hget(self, *_args: object) -> None:
+        self.n += 1
+
+    async def execute(self) -> list[str | None]:
+        return [self.published] * self.n
+
+
 class _Redis:
-    """Counts what the publisher asks of Redis (every read and write goes through a pipeline)."""
+    """The publisher's Redis: the first pipeline reads when each list was published (10 s ago, at a
+    tenth of the item's weight now); asking for a second one (the lists to republish) raises."""
 
     def __init__(self) -> None:
         self.pipelines = 0
@@ -63,42 +75,39 @@ class _Redis:
     def register_script(self, _lua: str) -> object:
         return object()
 
-    def pipeline(self, transaction: bool = False) -> object:
+    def pipeline(self, transaction: bool = False) -> _Pipe:
         self.pipelines += 1
-        raise RuntimeError("publishing")  # far enough: the publisher decided to publish
+        if self.pipelines > 1:
+            raise RuntimeError("publishing")
+        return _Pipe(encode_published(1.0, time.time() - 10.0))
 
 
-def _items(redis: _Redis) -> ItemSignals:
-    res = Resources(settings=Settings().replace(recs_publish_interval_s=5.0, recs_publish_max_age_s=60.0),
-                    redis=redis, session=None, keys=RedisKeys("t"), durable=WriteBehind(1.0, 100))
+def _items() -> ItemSignals:
+    res = Resources(settings=Settings().replace(recs_publish_interval_s=5.0, recs_publish_max_age_s=60.0,
+                                                recs_publish_min_growth=0.2),
+                    redis=_Redis(), session=None, keys=RedisKeys("t"), durable=WriteBehind(1.0, 100))
     items = ItemSignals(res)
     items.dirty = {"i1"}
-    items.last_publish = time.monotonic() - 10.0  # the interval has passed, the max age has not
+    items.pops = {"i1": 10.0}  # grew tenfold since its list was published
     return items
 
 
-async def test_the_publisher_waits_for_the_max_age_while_the_worker_catches_up() -> None:
-    redis = _Redis()
-    items = _items(redis)
-    items.res.backlog.mark()
-    assert items.res.backlog.catching_up()
-    assert await items.publish_due() == 0 and redis.pipelines == 0  # behind: at most every 60 s
-    items.last_publish = time.monotonic() - 61.0
-    with pytest.raises(RuntimeError, match="publishing"):
-        await items.publish_due()
-
-
-async def test_the_publisher_keeps_its_interval_when_live_and_force_always_publishes() -> None:
-    redis = _Redis()
-    items = _items(redis)
+async def test_a_grown_list_is_republished_when_live() -> None:
+    items = _items()
     assert not items.res.backlog.catching_up()
     with pytest.raises(RuntimeError, match="publishing"):
-        await items.publish_due()  # 10 s > the 5 s interval
-    items.last_publish = time.monotonic()
+        await items.publish_due(force=True)
+
+
+async def test_while_catching_up_only_lists_older_than_the_max_age_are_republished() -> None:
+    items = _items()
     items.res.backlog.mark()
+    assert await items.publish_due(force=True) == 0  # grown, but only 10 s old
+    assert items.dirty == {"i1"}  # still due after the backlog
+    items.res.backlog.behind_at -= Backlog.HOLD_S + 0.1  # the backlog has ended
+    items.redis.pipelines = 0
     with pytest.raises(RuntimeError, match="publishing"):
         await items.publish_due(force=True)
-    assert redis.pipelines == 2
 
 
 def test_the_backlog_mark_lapses_after_its_hold() -> None:

@@ -235,8 +235,8 @@ class ItemSignals:
         it is new, its item's weight grew by ``AURA_RECS_PUBLISH_MIN_GROWTH`` or it is older than
         ``AURA_RECS_PUBLISH_MAX_AGE_S``; while the worker is catching up (``res.backlog``) only new and
         old ones are: a replayed history grows every item's weight batch after batch, and
-        republishing on growth took a fifth of the worker's time in a MovieLens replay. The grown
-        lists are republished on the first tick after the backlog."""
+        republishing on growth took a tenth to a fifth of the worker's samples in a MovieLens
+        replay. The grown lists are republished on the first tick after the backlog."""
         interval = self.res.settings.recs.publish_interval_s
         min_growth = math.inf if self.res.backlog.catching_up() else self.res.settings.recs.publish_min_growth
         if not (self.dirty or self.dirty_bought) or (not force and time.monotonic() - self.last_publish < interval):

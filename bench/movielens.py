@@ -10,6 +10,13 @@ the same split. Timestamps are shifted so the last training event is "now" (the 
 refuses events older than 400 days); gaps and order are kept.
 
     .venv/bin/python -m bench.movielens [--partitions 12] [--keep]
+    .venv/bin/python -m bench.movielens --methods hybrid --profile 60   # + where the replay's time goes
+
+``--profile S``: for the first S seconds of the replay, py-spy samples the worker (``py-spy record
+--format raw``; the collapsed stacks are kept next to the worker's log) and the bench prints the
+functions with the most samples (own and cumulative), and the difference of Redis
+``INFO commandstats`` over the same seconds (the whole server's: other clients of a shared Redis
+are counted too).
 
 The data is fetched from PyPI (``pip download --no-deps recbole==1.2.1``) into .aura/data-cache and
 read straight from the wheel; recbole is never installed. Uses its own topic prefix, consumer group,
@@ -90,6 +97,54 @@ def baselines(train: list[tuple[str, str, int]], test: dict[str, str], n_items: 
     return out
 
 
+def commandstats(redis: Any) -> dict[str, tuple[int, int]]:
+    """``INFO commandstats`` as command -> (calls, usec)."""
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for k, v in redis.info("commandstats").items()}
+
+
+def start_profile(pid: int, seconds: float, out: Path, redis: Any) -> tuple[subprocess.Popen[bytes], Path, dict]:
+    """py-spy recording the worker for ``seconds`` (collapsed stacks into ``out``) and Redis's
+    command counters at the start."""
+    argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+            "--rate", "100", "--format", "raw", "--nonblocking", "--subprocesses", "--output", str(out)]
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return spy, out, commandstats(redis)
+
+
+def report_profile(spy: subprocess.Popen[bytes], out: Path, before: dict, redis: Any, seconds: float) -> None:
+    """The top functions of the py-spy samples (own, cumulative) and the Redis commands by time."""
+    try:
+        spy.wait(seconds + 60)
+    except subprocess.TimeoutExpired:  # a machine so loaded py-spy overran: report what it wrote
+        spy.kill()
+        spy.wait()
+    after = commandstats(redis)
+    own: dict[str, int] = {}
+    cum: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines() if out.exists() else []:
+        stack, _, n = line.rpartition(" ")
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                  for f in stack.split(";") if f]
+        if not frames or not n.isdigit():
+            continue
+        total += int(n)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
+        for f in set(frames):
+            cum[f] = cum.get(f, 0) + int(n)
+    say(f"profile: {total} samples of the worker in {seconds:.0f} s (stacks in {out})")
+    for name, table in (("own", own), ("cumulative", cum)):
+        for f, n in sorted(table.items(), key=lambda kv: -kv[1])[:25]:
+            say(f"  {name:10s} {n / max(total, 1):6.1%}  {f}")
+    diff = {c: (after[c][0] - before.get(c, (0, 0))[0], after[c][1] - before.get(c, (0, 0))[1]) for c in after}
+    busy = sum(us for _, us in diff.values())
+    say(f"redis: {busy / 1e6:.2f} s of command time over the same {seconds:.0f} s (the whole server)")
+    for c, (calls, us) in sorted(diff.items(), key=lambda kv: -kv[1][1])[:12]:
+        if calls:
+            say(f"  {c:22s} {calls:9d} calls {us / 1e6:7.2f} s {us / calls:8.1f} us/call {us / max(busy, 1):6.1%}")
+
+
 def wait(pred: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -106,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     ap.add_argument("--keep", action="store_true", help="keep the Redis keys afterwards")
     ap.add_argument("--keyspace", default="aura_bench_ml", help="Cassandra keyspace of the run (its interactions "
                     "table is truncated): two concurrent runs need two")
+    ap.add_argument("--profile", type=float, default=0.0, help="py-spy the worker and diff Redis commandstats for "
+                    "the first S seconds of the replay")
     ap.add_argument("--users", type=int, default=0, help="evaluate only the first N users (0: all)")
     ap.add_argument("--methods", default="hybrid,collaborative,content,trending,popular",
                     help="comma-separated; 'hybrid+users=0.3;mf=0' = the hybrid at a bench placement whose weights "
@@ -163,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
         framed = [producer.encode({"event_id": f"{tag}-{u}-{i}", "event_type": "rating", "user_id": u,
                                    "item_id": i, "event_time": t * 1000 + shift, "value": 1.0}, now2)
                   for u, i, t in ordered]
+        spy = start_profile(worker.pid, a.profile, log_path.with_suffix(".pyspy.txt"), redis) if a.profile else None
         t_send = time.monotonic()
         for key, value in framed:
             producer.send_raw(key, value)
@@ -189,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
                 last_report[0] = time.monotonic()
             return drained()
 
+        if spy is not None:
+            report_profile(*spy, redis, a.profile)
         wait(progress, 3600, "the worker to fold every event")
         if redis.hget(mon, "neighbour_events") is not None:  # user neighbours (streams/neighbours.py) registered
             # the monitor is counted after the fences: a retried batch is not counted again (the state is

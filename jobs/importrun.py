@@ -69,7 +69,7 @@ def encode_row(events: EventProducer, kind: str, row: Row, cmap: ColumnMap, now_
     """(topic, key, value) of one row; raises RowError with the intake's reason for a rejected one."""
     try:
         event = to_behavior(row, cmap) if kind == "events" else to_catalog(row, cmap, now_ms)
-        return events.encode_as(KINDS[kind], event, now_ms)
+        return events.encode_as(KINDS[kind], event, now_ms, typed=True)  # the mapping types every field
     except (InvalidEvent, DecodeError) as exc:
         raise RowError(row.line, exc.reason, exc.detail[:200]) from None
 

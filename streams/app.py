@@ -28,8 +28,8 @@ from streams import (
     loopstats,
     neighbours,
     profiles_owner,
-    retention,
     redisloss,
+    retention,
     usercands,
     usersignals,
 )

@@ -3,6 +3,7 @@ produce loop against a recording producer (acknowledgement before checkpoint, re
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -91,6 +92,24 @@ def test_to_behavior_maps_columns() -> None:
     assert to_behavior(other, cmap)["event_id"] != ev["event_id"]
     with_id = to_behavior(Row(3, {**row.fields, "eid": "e-1"}), ColumnMap(**{**cmap.__dict__, "event_id_col": "eid"}))
     assert with_id["event_id"] == "e-1"
+
+
+def _stdlib_id(fields: dict[str, Any], kind: str) -> str:
+    canon = json.dumps(fields, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return f"imp-{kind[:3]}-" + hashlib.sha256(canon.encode("utf-8")).hexdigest()[:32]
+
+
+def test_row_event_id_of_strings_is_the_standard_modules() -> None:
+    """The orjson spelling of a row of strings hashes to the same id as json.dumps (ids of earlier
+    imports still deduplicate a re-run): every control character, quotes, backslashes, non-ASCII,
+    keys out of order."""
+    texts = ["".join(map(chr, range(0, 0x80))), 'a"b\\c', "caf\u00e9 \u2028 \u2029 \U0001f600", "", " 3.0 "]
+    for i, text in enumerate(texts):
+        fields = {"z": text, "a": str(i), "\u00e9": text[::-1], "A": "x"}
+        assert row_event_id(Row(1, fields), "behavior") == _stdlib_id(fields, "behavior")
+    mixed = {"user_id": "u1", "rating": 4.5, "at": 1e16}  # numbers: the standard module as before
+    assert row_event_id(Row(1, mixed), "catalog") == _stdlib_id(mixed, "catalog")
+    assert row_event_id(Row(1, {"u": "\ud800"}), "behavior").startswith("imp-beh-")  # a lone surrogate
 
 
 @pytest.mark.parametrize(("fields", "reason"), [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aura import layout
 from aura.settings import Settings
 
-VERSION = 15
+VERSION = 16
 DESCRIPTION = "agg.campaigns topic"
 TOPICS = (layout.AGG_CAMPAIGNS,)
 

@@ -154,7 +154,7 @@ async def attribution(state: State, w: WindowDep) -> dict[str, Any]:
 @router.get("/journeys", summary="Top session paths (page/placement steps), by session start day")
 async def journeys(state: State, w: WindowDep, limit: int = Query(10, ge=1, le=100)) -> dict[str, Any]:
     if w.grain != "day":
-        w = Window(grain="day", from_ms=w.from_ms, to_ms=w.to_ms)
+        w = Window(grain="day", from_ms=w.from_ms, to_ms=w.to_ms, timeframe=None)
     buckets, source = await _buckets(state, w)
     t = analytics.merge_totals(buckets)
     paths = sorted(((k[2:], int(v)) for k, v in t.items() if k.startswith("j:") and v > 0), key=lambda kv: -kv[1])

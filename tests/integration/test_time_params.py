@@ -40,3 +40,10 @@ def test_profile_search_takes_iso_and_epoch(api_client):
         assert r.status_code == 200 and r.json()["profiles"] == [], r.text
     bad = api_client.get("/v1/profiles", params={"active_since": "last tuesday"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "active_since"]
+
+
+def test_journeys_take_hourly_windows_and_timeframes(api_client):
+    # journeys are kept per session-start day: an hourly window or a timeframe is widened to days
+    for params in ({"from": T0, "to": T0 + 3_600_000}, {"timeframe": "30d"}, {"from": ISO, "to": ISO_TO}):
+        r = api_client.get("/v1/analytics/journeys", params=params)
+        assert r.status_code == 200 and isinstance(r.json()["journeys"], list), (params, r.text)

@@ -129,12 +129,42 @@ def console(stack: Settings, key_store: Any, tmp_path_factory: pytest.TempPathFa
                 return bool(sum(b["events"] for b in events["series"]) > 0 and profiles and trending)
 
             wait_for(live, timeout=240, interval=1.0, what="demo traffic in the analytics, profiles and trending")
-        yield c
+            created = _configure(http, tag)  # pages of configuration objects show rows on a fresh keyspace too
+        try:
+            yield c
+        finally:
+            with c.api() as http:
+                for path in reversed(created):
+                    http.delete(path)
     finally:
         for p in reversed(procs):
             _stop(p)
         worker.stop()
         drop_topics(s, tag)
+
+
+def _configure(http: httpx.Client, tag: str) -> list[str]:
+    """What ``make run`` configures before the demo traffic, under this module's own ids: an experiment,
+    a rule, a bandit, a placement's strategies and a draft campaign (a draft never sends). Returns the
+    paths to delete afterwards."""
+    oid = f"console-fixture-{tag}"
+    made: list[str] = []
+    for path, doc in (
+        ("/v1/experiments", {"id": oid, "variants": [{"id": "control"}, {"id": "treat"}],
+                             "conversion_events": ["purchase"]}),
+        ("/v1/personalization/rules", {"id": oid, "priority": 1, "variant": "fixture",
+                                       "conditions": {"field": "context.page", "op": "equals", "value": oid}}),
+        ("/v1/bandits", {"id": oid, "arms": ["a", "b"]}),
+        ("/v1/campaigns", {"id": oid, "channel": "in_app", "trigger": {"type": "api"},
+                           "template": {"title": "Hi", "body": "{{ recommendations | length }} picks"}}),
+    ):
+        r = http.post(path, json=doc)
+        assert r.status_code == 201, (path, r.text)
+        made.append(f"{path}/{oid}")
+    r = http.put(f"/v1/strategies/{oid}", json={"strategies": ["hybrid", "trending"]})
+    assert r.status_code == 201, r.text
+    made.append(f"/v1/strategies/{oid}")
+    return made
 
 
 @dataclass

@@ -26,7 +26,7 @@ from aura import layout
 from schemas.codec import codec
 from streams.intake import Accepted, Dead, RawRecord, first_sightings, split
 from streams.loopstats import STATS
-from streams.runtime import PROFILES_OWNER, Backlog, Batch, Owner, OwnerStep, Resources, fold_isolating, retrying
+from streams.runtime import PROFILES_OWNER, Batch, Owner, OwnerStep, Resources, fold_isolating, retrying
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def behind(events: list[Any], now_s: float, lag_s: float) -> bool:
     return now_s - newest > lag_s
 
 
-async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_lag_s: float = 0.0,
-                backlog: Backlog | None = None) -> AsyncIterator[tuple[list[Any], list[RawRecord], int, float]]:
+async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_lag_s: float = 0.0
+                ) -> AsyncIterator[tuple[list[Any], list[RawRecord], int, float]]:
     """The agent's batches (Faust events, their raw records, now in ms, the perf-counter start),
     timing the gap between the end of one batch's work and the next batch.
 
@@ -96,7 +96,6 @@ async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_
     the merged batch goes out as soon as no further take arrives within ``MERGE_WAIT_S`` (the end of
     a backlog). Every merged event keeps one extra reference on its Kafka message until the agent
     has handed the batch to the write-behind, so no offset is committed before its batch is folded.
-    Every take that is behind marks ``backlog``.
     """
     ended = None
     takes = stream.take_events(batch_max, within=within_s).__aiter__()
@@ -118,10 +117,7 @@ async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_
                     return
                 pending = None
                 events = merged + taken_now
-                lagging = behind(taken_now, time.time(), catchup_lag_s)
-                if lagging and backlog is not None:
-                    backlog.mark()
-                if len(events) < batch_max and lagging:
+                if len(events) < batch_max and behind(taken_now, time.time(), catchup_lag_s):
                     for e in taken_now:
                         e.message.incref()
                     merged = events
@@ -203,7 +199,7 @@ def register(app: faust.App, res: Resources, owners: list[Owner], owns_intake: b
     @app.agent(source, name="process_behavior")
     async def process_behavior(stream: faust.StreamT) -> None:
         async for batch, records, now_ms, started in taken(stream, s.worker.batch_max, s.worker.batch_within_s,
-                                                                  s.worker.batch_catchup_lag_s, res.backlog):
+                                                                  s.worker.batch_catchup_lag_s):
             kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms, owns_intake)
             if dead:
                 await send_dead(dead, now_ms)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -229,16 +228,8 @@ class ItemSignals:
         return applied, conflicts
 
     async def publish_due(self, force: bool = False) -> int:
-        """Republish the normalised top-K lists of items touched since the last publish.
-
-        Unless ``force``d, at most every ``AURA_RECS_PUBLISH_INTERVAL_S``. A list is republished when
-        it is new, its item's weight grew by ``AURA_RECS_PUBLISH_MIN_GROWTH`` or it is older than
-        ``AURA_RECS_PUBLISH_MAX_AGE_S``; while the worker is catching up (``res.backlog``) only new and
-        old ones are: a replayed history grows every item's weight batch after batch, and
-        republishing on growth took a tenth to a fifth of the worker's samples in a MovieLens
-        replay. The grown lists are republished on the first tick after the backlog."""
+        """Republish the normalised top-K lists of items touched since the last publish."""
         interval = self.res.settings.recs.publish_interval_s
-        min_growth = math.inf if self.res.backlog.catching_up() else self.res.settings.recs.publish_min_growth
         if not (self.dirty or self.dirty_bought) or (not force and time.monotonic() - self.last_publish < interval):
             return 0
         self.last_publish = time.monotonic()
@@ -246,9 +237,9 @@ class ItemSignals:
         s = self.res.settings
         await self.read_published()
         due_c, self.dirty = publish_split(self.dirty, self.pops, self.published["cooc"], now,
-                                          min_growth, s.recs.publish_max_age_s)
+                                          s.recs.publish_min_growth, s.recs.publish_max_age_s)
         due_b, self.dirty_bought = publish_split(self.dirty_bought, self.pops, self.published["bought"], now,
-                                                 min_growth, s.recs.publish_max_age_s)
+                                                 s.recs.publish_min_growth, s.recs.publish_max_age_s)
         todo = [(i, "cooc") for i in due_c] + [(i, "bought") for i in due_b]
         if not todo:
             return 0

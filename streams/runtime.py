@@ -2,10 +2,8 @@
 
 ``Resources`` are the clients a worker process opens once (streams/app.py builds them); ``Batch`` is
 one batch of the behavior topic after the intake, handed to every state owner; an ``Owner`` is a
-named, idempotent step over such a batch; ``Backlog`` says whether the process is catching up (its
-behavior agent marks it, timers that republish derived state read it); ``retrying`` reruns a fenced
-batch step on store errors; ``isolating`` also dead-letters the events a step cannot fold (every
-agent's batches use it).
+named, idempotent step over such a batch; ``retrying`` reruns a fenced batch step on store errors;
+``isolating`` also dead-letters the events a step cannot fold (every agent's batches use it).
 Agent modules import this module and expose ``register(app, res) -> list[Owner]``; streams/app.py
 imports the agent modules, and nothing imports streams/app.py back.
 """
@@ -14,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aura.layout import RedisKeys
@@ -32,24 +28,6 @@ RETRIES = 30
 PROFILES_OWNER = "profiles+analytics"  # the owner whose commit makes a batch visible through the API
 
 
-class Backlog:
-    """Whether this worker process is catching up: a take of its behavior agent was behind (older
-    than ``AURA_BATCH_CATCHUP_LAG_S``, see streams/behavior.py ``behind``) within the last
-    ``HOLD_S`` seconds. While it is, every batch changes the derived lists again, so their
-    republishing timers run at their longest interval instead of their shortest."""
-
-    HOLD_S = 2.0
-
-    def __init__(self) -> None:
-        self.behind_at = -math.inf  # time.monotonic() of the last take that was behind
-
-    def mark(self) -> None:
-        self.behind_at = time.monotonic()
-
-    def catching_up(self) -> bool:
-        return time.monotonic() - self.behind_at < self.HOLD_S
-
-
 @dataclass
 class Resources:
     """Clients the agents share, opened once per worker process."""
@@ -60,7 +38,6 @@ class Resources:
     keys: RedisKeys
     durable: WriteBehind  # the behavior owners' Cassandra rows, written behind the hot loop
     redis_guard: Any = None  # streams/redisloss.py RedisLossGuard of the worker process (None: unguarded)
-    backlog: Backlog = field(default_factory=Backlog)
 
 
 @dataclass

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 
 from streams.behavior import behind, taken
-from streams.runtime import Backlog
 
 
 class Message:
@@ -83,15 +82,6 @@ async def test_fresh_takes_pass_unmerged() -> None:
     got = await collect(Stream(takes), 100, 1.0)
     assert [offs for offs, _ in got] == [[0, 1, 2], [3, 4]]
     assert all(r == 1 for _, refs in got for r in refs)
-
-
-async def test_a_take_that_is_behind_marks_the_backlog_and_fresh_ones_do_not() -> None:
-    fresh, behind_ = Backlog(), Backlog()
-    async for _ in taken(Stream([events(0, 3, 0.0)]), 100, 0.02, 1.0, fresh):
-        pass
-    async for _ in taken(Stream([events(0, 3, 30.0)]), 100, 0.02, 1.0, behind_):
-        pass
-    assert not fresh.catching_up() and behind_.catching_up()
 
 
 async def test_a_backlog_is_merged_into_full_batches_and_acks_wait_for_the_agent() -> None:

@@ -1,13 +1,12 @@
 """The development mail store: a Maildir that the local mail server (infra/mailsink.py) writes, one
 file per Message-ID, and that ``aura mail list`` and ``GET /v1/campaigns/mail`` read.
 
-Plain functions over the standard library's ``mailbox``; no Redis or Cassandra state.
+Plain functions over the files (the standard library's ``email`` parses them); no Redis or Cassandra state.
 """
 
 from __future__ import annotations
 
 import email
-import mailbox
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -27,23 +26,34 @@ def message_key(raw: bytes) -> str:
 
 
 def list_messages(root: Path, limit: int = 50, to: str | None = None) -> list[dict[str, Any]]:
-    """The newest messages of the Maildir (headers and a text preview), newest first."""
+    """The newest messages of the Maildir (headers and a text preview), newest first. With ``to``,
+    a file whose bytes do not contain the address is skipped before it is parsed (a development
+    Maildir holds tens of thousands of messages; parsing each is what a listing would cost)."""
     if not root.exists():
         return []
-    md = mailbox.Maildir(root, create=False)
+    needle = to.encode() if to else None
     out = []
-    for key in md.iterkeys():
-        path = Path(root) / ("new" if (Path(root) / "new" / key).exists() else "cur") / key
-        msg = md.get_message(key)
-        if to and to not in (msg.get("To") or ""):
+    for sub in ("new", "cur"):
+        folder = Path(root) / sub
+        if not folder.is_dir():
             continue
-        body = msg.get_payload(decode=True) if not msg.is_multipart() else None
-        if body is None and msg.is_multipart():
-            part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
-            body = part.get_payload(decode=True) if part is not None else b""
-        out.append({"key": key, "message_id": (msg.get("Message-ID") or "").strip("<>"), "to": msg.get("To"),
-                    "from": msg.get("From"), "subject": msg.get("Subject"), "date": msg.get("Date"),
-                    "mtime": path.stat().st_mtime if path.exists() else 0.0,
-                    "text": (body or b"").decode(errors="replace")[:2000]})
+        for path in folder.iterdir():
+            try:
+                raw = path.read_bytes()
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:  # moved from new/ to cur/ meanwhile
+                continue
+            if needle is not None and needle not in raw:
+                continue
+            msg = email.message_from_bytes(raw, policy=policy.compat32)
+            if to and to not in (msg.get("To") or ""):
+                continue
+            body = msg.get_payload(decode=True) if not msg.is_multipart() else None
+            if body is None and msg.is_multipart():
+                part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), None)
+                body = part.get_payload(decode=True) if part is not None else b""
+            out.append({"key": path.name.split(":", 1)[0], "message_id": (msg.get("Message-ID") or "").strip("<>"),
+                        "to": msg.get("To"), "from": msg.get("From"), "subject": msg.get("Subject"),
+                        "date": msg.get("Date"), "mtime": mtime, "text": (body or b"").decode(errors="replace")[:2000]})
     out.sort(key=lambda m: -m["mtime"])
     return out[:limit]

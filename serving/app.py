@@ -54,6 +54,7 @@ from serving.routes import recommendations as recs_routes
 from serving.routes import retention as retention_routes
 from serving.security import ADMIN, EVENTS, READ, guard
 from serving.state import ApiState
+from serving.streamlag import LagReader
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/v1"
@@ -144,7 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = ApiState(settings=s, keys=keys_for(s), redis=guarded_redis(s, breakers.redis),
                          cassandra=GuardedSession(session, breakers.cassandra) if session is not None else None,
                          producer=bootstrap.kafka_producer(s), statements=statements, breakers=breakers,
-                         popular=PopularCache(path=s.home / "cache" / f"popular-{s.redis.prefix}.json"))
+                         popular=PopularCache(path=s.home / "cache" / f"popular-{s.redis.prefix}.json"),
+                         lag=LagReader(bootstrap.kafka_admin(s), s))
         state.popular.load()
         app.state.aura = state
         tasks = [asyncio.create_task(_refresh_popular(state))]

@@ -23,6 +23,7 @@ from serving.fallbacks import PopularCache
 from serving.health import HealthMemo
 from serving.respcache import ResponseCache
 from serving.security import Authenticator
+from serving.streamlag import LagReader
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ApiState:
     health: HealthMemo = field(default_factory=HealthMemo)
     recommender: Recommender | None = None  # built on first use (its scripts registered once)
     response_cache: ResponseCache | None = None  # built on first use
+    lag: LagReader | None = None  # the worker groups' consumer lag (serving/streamlag.py)
     auth: Authenticator = field(init=False)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,8 @@
-"""System routes: health of each dependency (open), stats (admin), Prometheus metrics.
+"""System routes: health of each dependency (open), stats and stream lag (admin), Prometheus metrics.
 
 Owns no state; reads the dependencies' health (``serving/health.py``), the breakers and counters
-the process keeps (``serving/breakers.py``, ``serving/metrics.py``) and the stream's counters in Redis.
+the process keeps (``serving/breakers.py``, ``serving/metrics.py``), the stream's counters in Redis and
+the worker groups' consumer lag in Kafka (``serving/streamlag.py``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
@@ -90,3 +91,36 @@ async def prometheus_metrics(state: State) -> Response:
     except REDIS_OUTAGE:
         pass  # the last known counters are exposed
     return Response(metrics.exposition(state), media_type=CONTENT_TYPE_LATEST)
+
+
+class TopicLag(BaseModel):
+    lag: int = Field(description="Messages behind the end of the topic, over its partitions")
+    partitions: int
+
+
+class GroupLagOut(BaseModel):
+    group: str = Field(description="The worker's Kafka consumer group (Faust app id)")
+    lag: int = Field(description="Messages committed behind the end, over every partition the group reads")
+    topics: dict[str, TopicLag] = Field(description="By topic, without the deployment's topic prefix")
+
+
+class LagOut(BaseModel):
+    read_at: int = Field(description="Epoch ms of the read (answers are cached 2 s per process)")
+    groups: list[GroupLagOut] = Field(description="Worker groups with committed offsets (none: no worker yet)")
+
+    model_config = {"json_schema_extra": {"examples": [{
+        "read_at": 1796500000123, "groups": [{"group": "aura-worker", "lag": 42, "topics": {
+            "events.behavior": {"lag": 40, "partitions": 12}, "events.identity": {"lag": 2, "partitions": 12}}}]}]}}
+
+
+@ops_router.get("/stats/lag", response_model=LagOut, summary="Consumer lag of the worker groups, from Kafka",
+                responses={503: {"description": "Kafka did not answer"}})
+async def stream_lag(state: State) -> LagOut:
+    if state.lag is None:
+        raise HTTPException(503, "the stream lag reader is not configured")
+    try:
+        groups, read_at = await state.lag.read()
+    except Exception as exc:  # noqa: BLE001 - any admin failure means Kafka cannot tell now
+        raise HTTPException(503, f"Kafka did not answer the offset query ({type(exc).__name__})") from exc
+    return LagOut(read_at=int(read_at * 1000), groups=[
+        GroupLagOut(group=g.group, lag=g.lag, topics={t: TopicLag(**v) for t, v in g.topics.items()}) for g in groups])

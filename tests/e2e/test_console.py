@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aura import layout
 from aura.settings import REPO_ROOT, Settings, settings_env
 from tests.conftest import WorkerProcess, wait_for
 
@@ -241,6 +242,9 @@ def test_every_page_loads_live_data_without_errors(console: Console, browser: Br
     for _ in range(3):  # each refresh is a new request (the sync driver sees events while it waits)
         page.wait_for_event("request", predicate=lambda r: "/v1/analytics/engagement" in r.url, timeout=60_000)
     assert page.locator("#kpi-events-per-second").inner_text() not in ("", "–")
+    # the worker group's consumer lag, read from Kafka (/v1/stats/lag)
+    page.wait_for_selector("[data-testid='lag'] tr")
+    assert layout.worker_group(console.settings) in page.locator("[data-testid='lag']").inner_text()
     # dark mode on a narrow screen
     page.get_by_role("button", name="Dark mode").click()
     page.set_viewport_size({"width": 390, "height": 844})

@@ -160,6 +160,10 @@ export interface Stats {
   deadletters: Record<string, number>;
   counters_stale: boolean;
 }
+export interface StreamLag {
+  read_at: number;
+  groups: { group: string; lag: number; topics: Record<string, { lag: number; partitions: number }> }[];
+}
 export interface Window {
   grain?: "minute" | "hour" | "day";
   timeframe?: string;
@@ -340,6 +344,7 @@ export interface PlacementModel {
 export const api = {
   health: () => get<Health>("/health", undefined, { accept: [503], quiet: true }),
   stats: () => get<Stats>("/stats", undefined, { quiet: true }),
+  lag: () => get<StreamLag>("/stats/lag", undefined, { quiet: true }),
   analytics: {
     engagement: (w: Window) => get<Engagement>("/analytics/engagement", { ...w }, { quiet: true }),
     funnel: (w: Window) => get<Funnel>("/analytics/funnel", { ...w }, { quiet: true }),

@@ -1,6 +1,6 @@
 // Overview: live events per second, active users, funnel and revenue, refreshed every few seconds
-// from /v1/analytics; stream health (intake outcomes, dead letters per reason, breakers) from the
-// admin /v1/stats.
+// from /v1/analytics; stream health (consumer lag per worker group from /v1/stats/lag, intake
+// outcomes, dead letters per reason, breakers from /v1/stats), both admin routes.
 import { Badge, BlockStack, Card, InlineStack, Layout, Page, Text } from "@shopify/polaris";
 import { api } from "../api";
 import { LoadError, Loading, msAgo } from "../components/common";
@@ -49,6 +49,7 @@ export function Overview() {
   const funnel = usePoll(() => api.analytics.funnel({ timeframe: "24h" }), REFRESH_MS * 2);
   const revenue = usePoll(() => api.analytics.revenue({ grain: "hour", timeframe: "24h" }), REFRESH_MS * 2);
   const stats = usePoll(() => api.stats(), REFRESH_MS);
+  const lag = usePoll(() => api.lag(), REFRESH_MS);
 
   const perMinute = live.data?.series ?? [];
   const eps = eventsPerSecond(perMinute);
@@ -177,6 +178,39 @@ export function Overview() {
                   Newest counted minute: {newest ? `${new Date(newest).toLocaleTimeString()} (${msAgo(newest)})` : "none in the last 30 minutes"}
                 </Text>
                 <LoadError error={stats.error} title="Stream counters need an admin key (/v1/stats)" />
+                <LoadError error={lag.error} title="Consumer lag (/v1/stats/lag)" />
+                {lag.data && (
+                  <div>
+                    <Text as="h3" variant="headingSm">
+                      Consumer lag (messages behind, from Kafka)
+                    </Text>
+                    {lag.data.groups.length === 0 ? (
+                      <Text as="p" tone="subdued">
+                        No worker group has committed offsets yet.
+                      </Text>
+                    ) : (
+                      <table className="aura-table" data-testid="lag">
+                        <tbody>
+                          {lag.data.groups.flatMap((g) =>
+                            Object.entries(g.topics)
+                              .sort((a, b) => b[1].lag - a[1].lag)
+                              .map(([t, v]) => (
+                                <tr key={`${g.group}/${t}`}>
+                                  <td>{g.group}</td>
+                                  <td>{t}</td>
+                                  <td className="num">
+                                    <Badge tone={v.lag === 0 ? "success" : v.lag < 10_000 ? "attention" : "critical"}>
+                                      {v.lag.toLocaleString()}
+                                    </Badge>
+                                  </td>
+                                </tr>
+                              )),
+                          )}
+                        </tbody>
+                      </table>
+                    )}
+                  </div>
+                )}
                 {stats.data && (
                   <div className="aura-grid">
                     <div>

@@ -25,7 +25,8 @@ from typing import Any
 
 from aura.bootstrap import epoch_ms
 from aura.errors import AuraError
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.settings import Settings
 
 READ, EVENTS, ADMIN = "read", "events", "admin"

@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from aura.bootstrap import cassandra_execute
 from aura.errors import AuraError
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from schemas.validation import BODY_LIMITS, check_json
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aura import layout
 from aura.errors import AuraError
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.settings import Settings
 from schemas.codec import DecodeError, codec, decode_any
 

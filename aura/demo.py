@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from aura.configcache import ConfigCache
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 
 CATEGORIES = ("electronics", "books", "home", "fashion", "sports", "beauty", "toys", "grocery")
 BRANDS = ("acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "soylent")

@@ -221,6 +221,7 @@ def services(latency_n: int, freshness_n: int) -> None:
 
     from aura import bootstrap, layout
     from aura.apikeys import KeyStore
+    from aura.keys import RedisKeys
     from aura.producer import EventProducer
     from aura.settings import REPO_ROOT, Settings, settings_env
     from infra.migrate import ensure_topics, migrate
@@ -285,7 +286,7 @@ def services(latency_n: int, freshness_n: int) -> None:
         wait_until(lambda: b"Worker ready" in worker_log_path.read_bytes(), 120, "the worker")
         decisions = [client.post(f"{base}/bandits/{bid}/choose", json={"user_id": f"fu{i}"}).json()["decision_id"]
                      for i in range(freshness_n)]
-        key = layout.RedisKeys(s.redis.prefix).bandit_state(bid)
+        key = RedisKeys(s.redis.prefix).bandit_state(bid)
         total = 200 + latency_n + freshness_n
         wait_until(lambda: redis.hget(key, "state") and f'"pulls": {total}' in redis.hget(key, "state"), 120,
                    "the decisions to be folded")

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from aura import bootstrap
 from aura.configcache import ConfigCache
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, Settings, get_settings, settings_env
 from aura.state import maildir

@@ -62,7 +62,7 @@ def _free_port() -> int:
 def seed(s: Settings) -> None:
     """Materialized state as the stream would leave it (enough for every benchmarked route)."""
     from aura.bootstrap import redis_sync
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
 
     r = redis_sync(s)
     k = RedisKeys(s.redis.prefix)
@@ -110,7 +110,7 @@ def seed_pools(s: Settings, users: list[str]) -> None:
     except ImportError:  # an older checkout (side-by-side runs): no pools
         return
     from aura.bootstrap import redis_async
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
 
     async def run() -> int:
         r = redis_async(s)

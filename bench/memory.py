@@ -26,7 +26,7 @@ import numpy as np
 
 from aura import bootstrap
 from aura.demo import Storefront
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.settings import get_settings
 from aura.state import profile_codec
 from aura.state.profile_codec import ACTION_CODES

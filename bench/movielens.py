@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     a = ap.parse_args(argv)
 
     from aura import bootstrap, layout
+    from aura.keys import RedisKeys
     from aura.producer import EventProducer
     from infra.migrate import ensure_topics, migrate
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     session = bootstrap.cassandra_session(s)
     session.execute("TRUNCATE interactions")
     redis = bootstrap.redis_sync(s)
-    keys = layout.RedisKeys(s.redis.prefix)
+    keys = RedisKeys(s.redis.prefix)
     log_path = REPO_ROOT / ".aura" / "logs" / f"bench-movielens-{tag}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")  # noqa: SIM115

@@ -41,7 +41,7 @@ N_USERS, N_ITEMS, N_CATS = 1000, 2000, 20
 
 def seed(s: Settings) -> None:
     from aura.bootstrap import redis_sync
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
 
     r, k, rng = redis_sync(s), RedisKeys(s.redis.prefix), random.Random(7)
     for key in r.scan_iter(f"{s.redis.prefix}:*", count=1000):
@@ -100,7 +100,7 @@ class Counter:
 def measure_generate(s: Settings, users: list[str], n: int, counter: Counter,
                      first_pass: bool = False) -> dict[str, float]:
     from aura.bootstrap import redis_async
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
     from aura.ranking.ranker import Request
     from aura.ranking.reader import Recommender
 

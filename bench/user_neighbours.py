@@ -27,7 +27,7 @@ from jobs.algos import evaluate, leave_last_out
 
 def fold_neighbours(s: Settings, train: list[tuple[str, str, int]], batch: int = 500) -> float:
     from aura.bootstrap import redis_async
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
     from schemas.events import Behavior
     from streams.intake import Accepted
     from streams.neighbours import NeighbourStore
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from fastapi.testclient import TestClient
 
     from aura.bootstrap import redis_sync
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
     from aura.ranking.blend import DEFAULT_WEIGHTS
     from serving.app import create_app
 

@@ -28,7 +28,8 @@ import numpy as np
 from cassandra.query import SimpleStatement
 
 from aura import bootstrap
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.models.base import top_k
 from aura.models.ease import EASE
 from aura.models.registry import Registry

@@ -32,7 +32,8 @@ import numpy as np
 
 from aura import bootstrap
 from aura.errors import AuraError
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.models.base import top_k
 from aura.models.content import ContentSimilarity
 from aura.models.ease import EASE

@@ -26,7 +26,8 @@ from fastapi import FastAPI, params
 from fastapi.middleware.cors import CORSMiddleware
 
 from aura import bootstrap
-from aura.layout import Tables, keys_for
+from aura.keys import keys_for
+from aura.layout import Tables
 from aura.settings import Settings, get_settings
 from serving.breakers import Breakers
 from serving.clients import REDIS_OUTAGE, GuardedSession, guarded_redis

@@ -33,7 +33,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from aura.apikeys import ADMIN, EVENTS, READ, SELECT_CQL, UNKNOWN_HASH, KeyRecord, covers, parse_token, token_hash
 from aura.bootstrap import cassandra_execute
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.settings import Settings
 from serving.breakers import DependencyUnavailable
 from serving.clients import CASSANDRA_OUTAGE, REDIS_OUTAGE, GuardedRedis, GuardedSession

@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.reader import Recommender
 from aura.settings import Settings
 from serving.breakers import Breakers

@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state.analytics import (
     DIM_EVENTS,
     DIM_VALUE_MAX,

@@ -14,6 +14,7 @@ from typing import Protocol
 import faust
 
 from aura import bootstrap, layout
+from aura.keys import keys_for
 from aura.settings import Settings
 from streams import (
     aggregates,
@@ -82,7 +83,7 @@ def faust_app(s: Settings) -> faust.App:
 def resources(s: Settings) -> Resources:
     """The clients of one worker process, opened once; its Redis connections are checked by the
     Redis loss guard (streams/redisloss.py)."""
-    keys = layout.keys_for(s)
+    keys = keys_for(s)
     guard = redisloss.RedisLossGuard(keys, layout.worker_group(s), s.worker.redis_loss_action)
     redis = bootstrap.redis_async(s, redis_connect_func=guard.on_connect)
     guard.attach(redis)

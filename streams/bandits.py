@@ -32,7 +32,8 @@ import numpy as np
 from cassandra.concurrent import execute_concurrent_with_args
 
 from aura.bootstrap import cassandra_execute
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.state.bandits import (
     BanditConfig,
     BanditState,

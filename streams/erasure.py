@@ -26,7 +26,8 @@ from typing import Any
 
 from cassandra.concurrent import execute_concurrent
 
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 
 _GLOB = re.compile(r"([*?\[\]\\])")
 

@@ -25,7 +25,8 @@ from typing import Any
 
 from cassandra.concurrent import execute_concurrent_with_args
 
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 
 CONVERSION_TYPES = frozenset({"click", "recommendation_click", "add_to_cart", "purchase", "message_click", "custom"})
 

@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.state import segments as segment_rules
 from aura.state.profile_codec import durable_doc, next_version, pack, queue_read, unpack, version_head
 from aura.state.profiles import (

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from streams.runtime import retrying
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state.retention import DAY_MS, GRAINS, PASSIVE, period_end, period_index, period_start
 from streams.intake import Accepted
 from streams.runtime import Batch, Owner, Resources

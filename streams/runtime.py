@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.settings import Settings
 from streams.durable import WriteBehind
 from streams.intake import Accepted, Dead, RawRecord

@@ -29,7 +29,8 @@ from typing import Any
 from cassandra.concurrent import execute_concurrent
 
 from aura.configcache import ConfigCache, ConfigUnavailable
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.state import segments as segment_rules
 from aura.state.profiles import Profile
 from streams.durable import execute_grouped

@@ -115,7 +115,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 async def _demo_config(s: Settings) -> list[str]:
     """The experiment, rule, segment and strategy bandit the demo traffic refers to (aura/demo.py)."""
     from aura import bootstrap, demo
-    from aura.layout import keys_for
+    from aura.keys import keys_for
 
     redis, session = bootstrap.redis_async(s), bootstrap.cassandra_session(s)
     try:
@@ -147,7 +147,8 @@ def install_demo_campaigns(s: Settings) -> list[str]:
 
     from aura import bootstrap, demo
     from aura.configcache import ConfigCache
-    from aura.layout import Tables, keys_for
+    from aura.keys import keys_for
+    from aura.layout import Tables
     from aura.state.campaigns import validate_campaign
 
     async def install() -> list[str]:

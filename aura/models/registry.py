@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from aura.errors import AuraError
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.models.content import ContentModel, ContentSimilarity
 from aura.models.ease import EASE
 from aura.models.factors import ALS, BPR

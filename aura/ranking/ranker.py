@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.blend import SOURCES, Diversity, Filters, method_weights, seq_item, users_knn
 from aura.ranking.preferences import of_hash, personalise
 from aura.ranking.scripts import FIRST_LUA, KNN_LUA, USERS_LUA

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.blend import method_weights, normalise, parsed_json, parsed_weights, similar_read, similar_reference
 from aura.ranking.preferences import PREF_FIELDS, parse, personalise
 from aura.ranking.ranker import Ranker, Request, Result, needs_whole_pool

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 
 GRAINS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 ITEM_GRAINS = ("hour", "day")  # grains that carry the per-item counters

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
 from aura.state.campaign_sends import address, context, render, variant_of

@@ -15,7 +15,8 @@ from typing import Any
 
 import msgpack
 
-from aura.layout import FIRST_SEEN, LAST_SEEN, RedisKeys
+from aura.keys import RedisKeys
+from aura.layout import FIRST_SEEN, LAST_SEEN
 from aura.state.profiles import Profile
 
 # ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from aura import bootstrap, layout
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from schemas.codec import codec
 from tests.conftest import wait_for
@@ -110,9 +111,9 @@ def test_rewards_through_kafka_update_the_arms_and_the_next_choice(isolated, wor
 
         # Redis loses the bandit's state: the worker restores the Cassandra snapshot before folding more
         wait_for(lambda: cassandra.execute("SELECT ver FROM bandit_state WHERE bandit_id = %s", (bid,)).one().ver
-                 == int(redis_client.hget(layout.RedisKeys(isolated.redis.prefix).bandit_state(bid), "ver")),
+                 == int(redis_client.hget(RedisKeys(isolated.redis.prefix).bandit_state(bid), "ver")),
                  what="the snapshot of the latest state")
-        redis_client.delete(layout.RedisKeys(isolated.redis.prefix).bandit_state(bid))
+        redis_client.delete(RedisKeys(isolated.redis.prefix).bandit_state(bid))
         choose(arms=["a"])
         doc = wait_for(lambda: (d := api_client.get(f"/v1/bandits/{bid}").json())["pulls"] and d,
                        what="state folded again")
@@ -173,7 +174,7 @@ def test_experiment_results_from_streamed_exposures_and_conversions(isolated, wo
         assert doc["srm"]["p_value"] > 0 and doc["source"] == "redis"
 
         # replay everything with a new consumer group after a SIGKILL: the results do not move
-        metrics_key = layout.RedisKeys(isolated.redis.prefix).decisions_count()
+        metrics_key = RedisKeys(isolated.redis.prefix).decisions_count()
         # (the agent counts after applying: wait for the counters of the batches already visible)
         wait_for(lambda: redis_client.hget(metrics_key, "exposures") == "60"
                  and redis_client.hget(metrics_key, "conversion_events") == "24", what="the first worker's counters")
@@ -186,7 +187,7 @@ def test_experiment_results_from_streamed_exposures_and_conversions(isolated, wo
         assert again["variants"] == doc["variants"]
 
         # without the Redis tally, the results come from the durable copy in Cassandra
-        redis_client.delete(layout.RedisKeys(isolated.redis.prefix).experiment_tally(eid))
+        redis_client.delete(RedisKeys(isolated.redis.prefix).experiment_tally(eid))
         durable = api_client.get(f"/v1/experiments/{eid}/results").json()
         assert durable["source"] == "cassandra" and durable["variants"] == doc["variants"]
     finally:

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from aura import bootstrap, layout
 from aura.demo import Storefront
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from aura.settings import Settings
 from aura.state import profile_codec

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from tests.conftest import wait_for
 

@@ -109,7 +109,7 @@ def test_malformed_unknown_and_revoked_keys_get_401(client, api_key, key_store):
 
 def test_revocation_invalidates_the_redis_cache_at_once(client, api_key, key_store, redis_client):
     from aura.apikeys import KeyStore
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
 
     token = api_key(READ)
     key_id = parse_token(token)

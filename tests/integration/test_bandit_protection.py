@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state.bandits import BanditState, healthy, new_state, validate_bandit
 from streams import bandits as stream_bandits
 from streams.bandits import BanditStore, DecisionFact

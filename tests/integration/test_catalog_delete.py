@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]

@@ -12,7 +12,8 @@ import pytest
 
 from aura import bootstrap
 from aura.configcache import SCOPE_SEP, ConfigCache
-from aura.layout import RedisKeys, Tables, keys_for
+from aura.keys import RedisKeys, keys_for
+from aura.layout import Tables
 from aura.state import segments as segment_rules
 
 pytestmark = [pytest.mark.integration]

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from aura import bootstrap, layout
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state import profile_codec
 from schemas.codec import MAGIC, codec
 from streams.intake import MAX_DEAD_BYTES

@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from aura import layout
+from aura.keys import RedisKeys
 from aura.state import profile_codec
 from aura.state.profiles import Profile
 from schemas.codec import decode_any
@@ -45,7 +46,7 @@ def decisions_on_kafka(settings, n: int, timeout: float = 30.0) -> list[tuple[st
 def test_rules_crud_validation_and_evaluation(api_client, redis_client, isolated):
     page = uid("page")
     user = uid("u")
-    keys = layout.RedisKeys(isolated.redis.prefix)
+    keys = RedisKeys(isolated.redis.prefix)
     redis_client.hset(keys.user_attrs(user), mapping={"x:country": "FR"})
     profile_codec.write_sync(redis_client, keys, user, Profile(ltv=650.5, version=1))
     redis_client.sadd(keys.segment_members("vip"), user)

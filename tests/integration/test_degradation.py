@@ -29,7 +29,7 @@ import redis
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state import profile_codec
 from aura.state.profiles import Profile
 from serving.app import create_app

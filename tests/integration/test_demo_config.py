@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from aura import bootstrap, demo
-from aura.layout import keys_for
+from aura.keys import keys_for
 
 pytestmark = [pytest.mark.integration]
 

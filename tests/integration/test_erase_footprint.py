@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka import Consumer
 
 from aura import bootstrap, layout
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.producer import EventProducer
 from aura.state import profile_codec
 from tests.conftest import wait_for

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from aura.apikeys import parse_token
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state import profile_codec
 from aura.state.profiles import Profile
 from serving import fastpath

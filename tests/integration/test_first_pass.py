@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.blend import Diversity, Filters
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender

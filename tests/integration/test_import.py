@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from aura import bootstrap, layout
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from aura.settings import REPO_ROOT, Settings, settings_env
 from aura.state import profile_codec

@@ -16,7 +16,8 @@ import pytest
 from confluent_kafka import Consumer
 
 from aura import bootstrap, layout
-from aura.layout import RedisKeys, Tables
+from aura.keys import RedisKeys
+from aura.layout import Tables
 from bench.insights import T0_MS, Incident, Scenario, records
 from schemas.codec import codec
 from tests.conftest import wait_for

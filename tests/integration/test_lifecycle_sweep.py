@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from aura.state import profile_codec
 from aura.state.profiles import ProfileConfig

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.models.registry import Registry, lists_name
 from jobs.ease import Checkpoint
 from jobs.train import run

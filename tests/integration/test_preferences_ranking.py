@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
 from aura.state.catalog import filter_record, parse_filter_record

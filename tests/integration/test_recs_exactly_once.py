@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from schemas.events import Behavior
 from streams.intake import Accepted

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.models.registry import Registry
 from jobs import ease
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.blend import (
     DEFAULT_WEIGHTS,
     METHOD_SOURCES,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from serving.app import create_app
 from serving.respcache import ResponseCache
 from tests.integration.test_fastpath import fastapi_only

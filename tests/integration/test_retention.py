@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from aura.state.retention import DAY_MS, PASSIVE, period_index, period_start
 from tests.conftest import wait_for

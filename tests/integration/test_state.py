@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer
 
 from aura import bootstrap, layout
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from streams.aggregates import tail
 from tests.conftest import wait_for

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pytest
 
 from aura import bootstrap
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.blend import Diversity, Filters
 from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender, precomputable

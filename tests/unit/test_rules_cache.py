@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from aura.configcache import ConfigCache
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state.rules import validate_rule
 
 

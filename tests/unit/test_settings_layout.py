@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aura import layout
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.settings import Settings, settings_env
 
 

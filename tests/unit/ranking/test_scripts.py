@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.ranking.ranker import Ranker, Request
 from aura.ranking.scripts import CANDS_LUA, FIRST_LUA, SIMILAR_LUA
 from aura.state.catalog import filter_record

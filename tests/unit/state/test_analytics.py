@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state import analytics
 from aura.state.analytics import BucketTotals
 

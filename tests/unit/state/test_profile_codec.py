@@ -11,7 +11,7 @@ import struct
 import msgpack
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state import profile_codec, profiles
 from aura.state.profile_codec import pack, unpack
 from aura.state.profiles import ItemAttrs, Profile, ProfileConfig

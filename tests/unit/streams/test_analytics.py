@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state import analytics
 from aura.state.analytics import GRAINS
 from schemas.events import Behavior

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.settings import Settings
 from schemas.codec import codec
 from streams import runtime

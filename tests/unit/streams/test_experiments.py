@@ -82,7 +82,7 @@ async def test_a_reward_waits_for_its_decision_to_be_folded_then_gives_up():
     import asyncio
     from types import SimpleNamespace
 
-    from aura.layout import RedisKeys
+    from aura.keys import RedisKeys
     from streams.bandits import RewardFact
     from streams.decisions import DecisionOwners
 

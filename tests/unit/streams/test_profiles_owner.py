@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.settings import Settings
 from aura.state.profiles import Profile
 from schemas.events import Behavior

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from streams.redisloss import RedisLossGuard, RedisLost, field, rewinds, run_id_of
 
 TP = namedtuple("TP", "topic partition")

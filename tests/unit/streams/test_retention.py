@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state.retention import DAY_MS
 from schemas.events import Behavior
 from streams.intake import Accepted

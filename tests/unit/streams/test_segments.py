@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.state.profiles import Profile
 from streams.segments import SegmentStore
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aura.layout import RedisKeys
+from aura.keys import RedisKeys
 from aura.models.mf import OnlineMF
 from aura.state.cooccurrence import SeqEntry, model_of
 from schemas.events import Behavior

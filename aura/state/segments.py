@@ -106,7 +106,7 @@ def validate_segment(doc: Any) -> dict[str, Any]:
         if not (isinstance(fld, str) and (fld in FIELDS or (fld.startswith(FIELD_PREFIXES) and len(fld) <= 200))):
             raise RuleError([{"loc": ["conditions", i, "field"],
                               "msg": f"one of {sorted(FIELDS)} or count.<action>, affinity.<dimension>"}])
-        if op not in OPS:
+        if not isinstance(op, str) or op not in OPS:
             raise RuleError([{"loc": ["conditions", i, "op"], "msg": f"one of {sorted(OPS)} or {sorted(ALIASES)}"}])
         if op in ("in", "not_in"):
             ok = isinstance(value, list) and len(value) <= 200 and all(_scalar(v) for v in value)

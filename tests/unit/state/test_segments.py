@@ -51,3 +51,12 @@ def test_a_condition_on_a_value_of_another_type_does_not_match():
     assert matches([["count.view", "==", 0], ["affinity.brand:x", "<", 1]], {})  # absent counts are 0
     assert evaluate({}, {"ltv": 1}) == []
     assert parse_rules("") == {}
+
+
+@pytest.mark.parametrize("op", [[">="], {"op": ">="}, None, 3])
+def test_a_definition_whose_operator_is_not_a_string_is_refused_at_the_operator(op):
+    from aura.state.segments import validate_segment
+
+    with pytest.raises(RuleError) as err:
+        validate_segment({"id": "s1", "conditions": [["orders", op, 1]]})
+    assert err.value.errors[0]["loc"] == ["conditions", 0, "op"]

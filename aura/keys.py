@@ -7,7 +7,16 @@ and Cassandra tables are named in aura/layout.py.
 
 from __future__ import annotations
 
+import re
+
 from aura.settings import Settings
+
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis MATCH pattern."""
+    return _GLOB.sub(r"\\\1", text)
 
 
 def keys_for(settings: Settings) -> RedisKeys:
@@ -152,6 +161,18 @@ class RedisKeys:
     def retention_seen(self, partition: int, grain: str, period_ms: int) -> str:
         """Set (TTL): the partition's users already counted active in one week or month."""
         return f"{self.prefix}:ret:{{p{partition}}}:seen:{grain}:{period_ms}"
+
+    def retention_match(self) -> str:
+        """MATCH pattern of the cohort keys of every partition (``retention_user_key`` tells which of
+        them hold user ids: the erase removes the user from those)."""
+        return f"{glob_escape(self.prefix)}:ret:{{p*}}:*"
+
+    @staticmethod
+    def retention_user_key(key: str) -> str | None:
+        """Of a key matched by ``retention_match``: "first" for a first-seen hash, "seen" for a set of
+        users counted active, None for the others (fence, counters: no user ids)."""
+        tail = key.rsplit("}:", 1)[-1]
+        return "first" if tail == "first" else "seen" if tail.startswith("seen:") else None
 
     # Insights (streams/insights.py; format aura/state/insights.py): one detector state for the whole
     # deployment, written by the lease holder with a compare-and-set on its sequence number.

@@ -11,30 +11,24 @@ topic. What it removes:
 - the user as a member of other keys: the neighbour lists of the users who share items with it,
   the recent-actor lists of the items it touched, the experiments' user and converter sets, the
   pool requests waiting to be ranked;
+- the user's first-seen time and active-period memberships of the acquisition cohorts
+  (streams/retention.py);
 - the ``interactions`` partition of the user (the history the batch models train on).
 
 Counts already aggregated (analytics buckets and HyperLogLogs, item popularity, co-occurrence,
-experiment tallies) carry no user id and stay. Raw behavior events stay on the behavior topic until
+experiment tallies, cohort counters) carry no user id and stay. Raw behavior events stay on the behavior topic until
 its retention (7 days; delete policy, not compacted) ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from cassandra.concurrent import execute_concurrent
 
-from aura.keys import RedisKeys
+from aura.keys import RedisKeys, glob_escape
 from aura.layout import Tables
-
-_GLOB = re.compile(r"([*?\[\]\\])")
-
-
-def glob_escape(text: str) -> str:
-    """``text`` as a literal inside a Redis MATCH pattern."""
-    return _GLOB.sub(r"\\\1", text)
 
 
 def interactions_delete(session: Any) -> Any:
@@ -54,6 +48,7 @@ async def erase_references(redis: Any, keys: RedisKeys, session: Any, delete_int
     co_actors = {u for members in (await actors_pipe.execute() if seen else []) for u in members}
     pattern = keys.recs_user_state(user).rsplit(":", 1)[0]  # recs:user:{<user>}
     owned = [k async for k in redis.scan_iter(match=glob_escape(pattern) + ":*", count=1000)]
+    cohorts = [k async for k in redis.scan_iter(match=keys.retention_match(), count=1000)]
     wanted = [m async for m, _s in redis.zscan_iter(keys.recs_cands_wanted(), match="*\x1f" + glob_escape(user))]
     converted: dict[str, list[str]] = {}
     for e in exps:
@@ -70,6 +65,12 @@ async def erase_references(redis: Any, keys: RedisKeys, session: Any, delete_int
             pipe.srem(keys.experiment_converted(e), *converted[e])
     if wanted:
         pipe.zrem(keys.recs_cands_wanted(), *wanted)
+    for k in cohorts:
+        kind = keys.retention_user_key(k)
+        if kind == "first":
+            pipe.hdel(k, user)
+        elif kind == "seen":
+            pipe.srem(k, user)
     for k in [*owned, keys.user_experiments(user)]:
         pipe.delete(k)
     await pipe.execute()

@@ -48,3 +48,14 @@ def test_user_keys_share_one_cluster_hash_tag():
     keys = RedisKeys("aura")
     assert "{u42}" in keys.user_state("u42") and "{u42}" in keys.user_attrs("u42")
     assert keys.user_state("u42") != keys.user_attrs("u42")
+
+
+def test_retention_keys_that_hold_user_ids_are_told_from_the_counters():
+    from aura.keys import RedisKeys, glob_escape
+
+    k = RedisKeys("p*x")
+    assert k.retention_match() == glob_escape("p*x") + ":ret:{p*}:*"
+    assert RedisKeys.retention_user_key(k.retention_first(3)) == "first"
+    assert RedisKeys.retention_user_key(k.retention_seen(2, "week", 123)) == "seen"
+    assert RedisKeys.retention_user_key(k.retention_fence(1)) is None
+    assert RedisKeys.retention_user_key(k.retention_counts(0, "month")) is None

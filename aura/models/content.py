@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from aura.models.base import NeighbourModel
+
 TOKEN = re.compile(r"[a-z0-9]+")
 STOP = frozenset("a an and the of in on for to with by at from is are was it its this that or as be".split())
 FIELD_WEIGHTS = {"title": 1.0, "category": 2.0, "tag": 1.5, "text": 0.5}
@@ -117,16 +119,12 @@ class ContentModel:
         return m
 
 
-class ContentSimilarity:
+class ContentSimilarity(NeighbourModel):
     """Content similarity as a batch recommender over the interaction matrix's items: the TF-IDF cosine
     between the items' texts (``ContentModel``), top-``neighbours`` kept per item; a user's scores are
     ``x @ S`` (items like the ones they took). Items without catalog text have no neighbours."""
 
     kind = "content_similarity"
-
-    def __init__(self, neighbours: int = 100) -> None:
-        self.neighbours = neighbours
-        self.S = sparse.csr_matrix((0, 0))
 
     def fit_items(self, ids: list[str], items: dict[str, dict[str, Any]]) -> ContentSimilarity:
         """``ids``: the matrix's item order; ``items``: catalog records (title, categories, tags, text)."""
@@ -143,28 +141,3 @@ class ContentSimilarity:
                     vals.append(s)
         self.S = sparse.csr_matrix((vals, (rows, cols)), shape=(n, n))
         return self
-
-    def scores(self, X_users: sparse.csr_matrix) -> np.ndarray:
-        return (X_users.astype(np.float64) @ self.S).toarray()
-
-    def item_neighbours(self, k: int) -> list[list[tuple[int, float]]]:
-        out = []
-        for r in range(self.S.shape[0]):
-            row = self.S.getrow(r)
-            pairs = sorted(zip(row.indices.tolist(), row.data.tolist(), strict=True), key=lambda t: -t[1])
-            out.append([(j, s) for j, s in pairs[:k] if s > 0])
-        return out
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        S = self.S.tocsr()
-        np.savez_compressed(buf, data=S.data, indices=S.indices, indptr=S.indptr, shape=np.array(S.shape),
-                            neighbours=np.array([self.neighbours]))
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ContentSimilarity:
-        z = np.load(io.BytesIO(data))
-        m = cls(int(z["neighbours"][0]))
-        m.S = sparse.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
-        return m

@@ -17,7 +17,6 @@ Progress goes to stdout (rows/s, stage, chunk). Owns the ``ease`` batch keys in 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
@@ -25,80 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cassandra.query import SimpleStatement
 
 from aura import bootstrap
 from aura.keys import RedisKeys
-from aura.layout import Tables
-from aura.models.base import top_k
 from aura.models.ease import EASE
 from aura.models.registry import Registry
 from aura.settings import Settings, get_settings
 from jobs.algos import evaluate, interaction_matrix, leave_last_out, recommend_all
-
-PAGE = 5000
+from jobs.checkpoint import Checkpoint, load_interactions, publish
 
 
 def say(msg: str) -> None:
     print(f"[job ease] {msg}", flush=True)  # noqa: T201 - a batch job reports progress on stdout
-
-
-class Checkpoint:
-    """A job's directory: ``state.json`` (stage, paging state, chunk) plus numpy artifacts."""
-
-    def __init__(self, root: Path, job_id: str) -> None:
-        self.dir = root / job_id
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.job_id = job_id
-        self.path = self.dir / "state.json"
-        self.state: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {"stage": "load"}
-
-    def save(self, **updates: Any) -> None:
-        self.state.update(updates)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state))
-        tmp.replace(self.path)
-
-    def save_rows(self, rows: list[tuple[str, str, int]]) -> None:
-        arr = np.array(rows, dtype=object) if rows else np.zeros((0, 3), dtype=object)
-        tmp = self.dir / "rows.tmp.npy"
-        np.save(tmp, arr, allow_pickle=True)
-        tmp.replace(self.dir / "rows.npy")
-
-    def load_rows(self) -> list[tuple[str, str, int]]:
-        p = self.dir / "rows.npy"
-        if not p.exists():
-            return []
-        return [(str(u), str(i), int(t)) for u, i, t in np.load(p, allow_pickle=True)]
-
-
-def load_interactions(session: Any, ck: Checkpoint,
-                      window: tuple[int, int] | None = None) -> list[tuple[str, str, int]]:
-    """Page through the interactions table, checkpointing rows and the paging state; ``window``
-    [lo, hi) filters on the event time in Cassandra (still a scan of every partition, but only the
-    window's rows cross the wire)."""
-    rows = ck.load_rows()
-    paging = bytes.fromhex(ck.state["paging"]) if ck.state.get("paging") else None
-    if ck.state.get("loaded"):
-        return rows
-    where = "" if window is None else f" WHERE event_time >= {int(window[0])} AND event_time < {int(window[1])} " \
-                                       "ALLOW FILTERING"
-    stmt = SimpleStatement(f"SELECT user_id, item_id, event_time FROM {Tables.INTERACTIONS}{where}", fetch_size=PAGE)
-    started, n0 = time.monotonic(), len(rows)
-    pages = 0
-    while True:
-        rs = session.execute(stmt, paging_state=paging)
-        page = rs.current_rows
-        rows += [(r.user_id, r.item_id, int(r.event_time)) for r in page]
-        paging = rs.paging_state
-        pages += 1
-        if pages % 10 == 0 or paging is None:
-            ck.save_rows(rows)
-            ck.save(paging=paging.hex() if paging else None, loaded=paging is None)
-            rate = (len(rows) - n0) / max(time.monotonic() - started, 1e-6)
-            say(f"load: {len(rows)} interactions ({rate:,.0f} rows/s)")
-        if paging is None:
-            return rows
 
 
 def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam: float = 500.0, k_items: int = 100,
@@ -129,7 +66,8 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
             model = EASE(lam).fit(X)
             idx = recommend_all(model, X, 10)
             recs = {u: [items[j] for j in idx[r]] for r, u in enumerate(users)}
-            metrics = evaluate(recs, {u: i for u, i in test.items() if u in set(users)}, 10)
+            known = set(users)
+            metrics = evaluate(recs, {u: i for u, i in test.items() if u in known}, 10)
             ck.save(metrics=metrics)
             say(f"eval (leave-last-out): HR@10 {metrics['hr@10']:.4f} NDCG@10 {metrics['ndcg@10']:.4f}")
         X, users, items = interaction_matrix([(u, i) for u, i, _ in rows])
@@ -146,36 +84,10 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
         ck.save(stage="publish")
         if stop_after == "fit":
             return {"job_id": job_id, "stopped_after": "fit"}
-        if not ck.state.get("items_published"):
-            neigh = model.item_neighbours(k_items)
-            pipe = redis.pipeline(transaction=False)
-            for r, lst in enumerate(neigh):
-                key = keys.recs_item_similar(items[r], "ease")
-                pipe.delete(key)
-                if lst:
-                    pipe.zadd(key, {items[j]: s_ for j, s_ in lst})
-            pipe.execute()
-            ck.save(items_published=True)
-            say(f"publish: {len(items)} item lists")
-        done = int(ck.state.get("users_done", 0))
-        for start in range(done, len(users), chunk):
-            rows_ = X[start:start + chunk]
-            scores = model.scores(rows_)
-            seen = rows_.toarray() > 0
-            idx = top_k(scores, k_users, exclude=seen)
-            pipe = redis.pipeline(transaction=False)
-            for r in range(rows_.shape[0]):
-                key = keys.recs_user_batch(users[start + r], "ease")
-                pipe.delete(key)
-                # top_k fills a list longer than the unseen items with seen ones: never a candidate
-                cands = {items[j]: float(scores[r, j]) for j in idx[r] if not seen[r, j] and np.isfinite(scores[r, j])}
-                if cands:
-                    pipe.zadd(key, cands)
-            pipe.execute()
-            ck.save(users_done=min(start + chunk, len(users)))
-            say(f"publish: users {min(start + chunk, len(users))}/{len(users)}")
-            if stop_after == "chunk":
-                return {"job_id": job_id, "stopped_after": "chunk"}
+        if not publish(redis, keys, ck, model, X, users, items, "ease", k_users, k_items,
+                       lambda stage, done, total: say(f"{stage}: users {done}/{total}"), positive_only=False,
+                       chunk=chunk, max_chunks=1 if stop_after == "chunk" else None):
+            return {"job_id": job_id, "stopped_after": "chunk"}
         registry.finish("ease", version, artifact=model.to_bytes(), metrics=metrics, window=window, lists="ease")
         if activate:
             registry.redis = bootstrap.redis_sync(s)

@@ -6,7 +6,7 @@ Stages, checkpointed under ``<home>/jobs/<keyspace>/<job_id>/`` so that ``--resu
 where a crashed or stopped run left off, each reported as the version's ``progress`` in the registry
 (``GET /v1/models/{id}/versions``) and on stdout:
 
-1. ``load``: page through the ``interactions`` table (the loader of jobs/ease.py);
+1. ``load``: page through the ``interactions`` table (jobs/checkpoint.py);
 2. ``fit``: on ``[train_from, train_to)`` (ALS/BPR report their iterations); the fitted model is saved;
 3. ``eval``: per user seen in training, the items they took up in ``[train_to, eval_to)`` and had not
    seen (``jobs.algos.time_split``) -> HR@10, NDCG@10 and catalog coverage@10 (``evaluate_sets``);
@@ -28,13 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aura import bootstrap
 from aura.errors import AuraError
 from aura.keys import RedisKeys
 from aura.layout import Tables
-from aura.models.base import top_k
 from aura.models.content import ContentSimilarity
 from aura.models.ease import EASE
 from aura.models.factors import ALS, BPR
@@ -44,9 +41,7 @@ from aura.models.registry import Registry, lists_name, restore
 from aura.models.specs import SpecError, validate
 from aura.settings import Settings, get_settings
 from jobs.algos import evaluate_sets, interaction_matrix, recommend_all, time_split
-from jobs.ease import Checkpoint, load_interactions
-
-CHUNK = 500  # users per published chunk
+from jobs.checkpoint import Checkpoint, load_interactions, publish
 
 
 class TrainError(AuraError, ValueError):
@@ -98,42 +93,6 @@ def fit(model: Any, kind: str, X: Any, items: list[str], session: Any, progress:
     if kind == "ease":
         model.ids = items
     return model
-
-
-def publish(redis: Any, keys: RedisKeys, ck: Checkpoint, model: Any, X: Any, users: list[str], items: list[str],
-            name: str, k_users: int, k_items: int, progress: Any) -> None:
-    """Item lists, then user lists in chunks (resumable at the last chunk done)."""
-    if not ck.state.get("items_published") and hasattr(model, "item_neighbours"):
-        neigh = model.item_neighbours(k_items)
-        pipe = redis.pipeline(transaction=False)
-        for r, lst in enumerate(neigh):
-            key = keys.recs_item_similar(items[r], name)
-            pipe.delete(key)
-            if lst:
-                pipe.zadd(key, {items[j]: s_ for j, s_ in lst})
-            if len(pipe) >= 2000:
-                pipe.execute()
-        pipe.execute()
-        ck.save(items_published=True)
-        say(f"publish: {len(items)} item lists as {name}")
-    done = int(ck.state.get("users_done", 0))
-    for start in range(done, len(users), CHUNK):
-        rows = X[start:start + CHUNK]
-        scores = model.scores(rows)
-        seen = rows.toarray() > 0
-        idx = top_k(scores, k_users, exclude=seen)
-        pipe = redis.pipeline(transaction=False)
-        for r in range(rows.shape[0]):
-            key = keys.recs_user_batch(users[start + r], name)
-            pipe.delete(key)
-            cands = {items[j]: float(scores[r, j]) for j in idx[r]
-                     if not seen[r, j] and np.isfinite(scores[r, j]) and scores[r, j] > 0}
-            if cands:
-                pipe.zadd(key, cands)
-        pipe.execute()
-        end = min(start + CHUNK, len(users))
-        ck.save(users_done=end)
-        progress("publish", end, len(users))
 
 
 def run(s: Settings, session: Any, model_id: str, kind: str, config: dict[str, Any], train_from: int,
@@ -196,9 +155,9 @@ def run(s: Settings, session: Any, model_id: str, kind: str, config: dict[str, A
         name = None
         if redis is not None:
             name = lists_name(model_id, version)
-            publish(redis, RedisKeys(s.redis.prefix), ck, model, X, users, items, name, int(full["k_users"]),
-                    int(full["k_items"]), progress)
-            if stop_after == "chunk":
+            if not publish(redis, RedisKeys(s.redis.prefix), ck, model, X, users, items, name,
+                           int(full["k_users"]), int(full["k_items"]), progress,
+                           max_chunks=1 if stop_after == "chunk" else None):
                 return {"job_id": job_id, "stopped_after": "chunk"}
         registry.finish(model_id, version, artifact=model.to_bytes(), metrics=metrics, window=(train_from, train_to),
                         lists=name)

@@ -13,7 +13,7 @@ import pytest
 
 from aura.keys import RedisKeys
 from aura.models.registry import Registry, lists_name
-from jobs.ease import Checkpoint
+from jobs.checkpoint import Checkpoint
 from jobs.train import run
 from tests.conftest import wait_for
 

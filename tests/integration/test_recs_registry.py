@@ -11,6 +11,7 @@ import pytest
 from aura.keys import RedisKeys
 from aura.models.registry import Registry
 from jobs import ease
+from jobs.checkpoint import Checkpoint
 
 pytestmark = [pytest.mark.integration]
 
@@ -26,7 +27,7 @@ def test_ease_job_resumes_from_its_checkpoint_and_publishes(isolated, cassandra,
     first = ease.run(isolated, cassandra, redis_client, job_id=job_id, lam=1.0, chunk=2, stop_after="fit")
     assert first == {"job_id": job_id, "stopped_after": "fit"}
     reg = Registry(cassandra, isolated)
-    ck = ease.Checkpoint(isolated.home / "jobs" / isolated.cassandra.keyspace, job_id)
+    ck = Checkpoint(isolated.home / "jobs" / isolated.cassandra.keyspace, job_id)
     assert ck.state["loaded"] and (ck.dir / "B.npy").exists()
     version = int(ck.state["version"])
     assert reg.get("ease", version).status == "training"

@@ -40,8 +40,10 @@ def say(msg: str) -> None:
 
 def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam: float = 500.0, k_items: int = 100,
         k_users: int | None = None, evaluate_first: bool = True, activate: str | None = None,
-        chunk: int = 500, stop_after: str | None = None) -> dict[str, Any]:
-    """Run (or resume) the job; returns a summary. ``stop_after`` (a stage name) simulates a crash."""
+        chunk: int = 500, stop_after: str | None = None,
+        window: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Run (or resume) the job; returns a summary. ``window`` [lo, hi) of event times limits the
+    interactions learnt from (all by default); ``stop_after`` (a stage name) simulates a crash."""
     keys = RedisKeys(s.redis.prefix)
     job_id = job_id or f"ease-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     ck = Checkpoint(Path(s.home) / "jobs" / s.cassandra.keyspace, job_id)
@@ -53,7 +55,7 @@ def run(s: Settings, session: Any, redis: Any, *, job_id: str | None = None, lam
     version = int(ck.state["version"])
     k_users = k_users or s.recs.candidates
     try:
-        rows = load_interactions(session, ck)
+        rows = load_interactions(session, ck, window)
         if not rows:
             raise RuntimeError("no interactions to learn from")
         if stop_after == "load":

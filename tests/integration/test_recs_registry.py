@@ -18,13 +18,15 @@ pytestmark = [pytest.mark.integration]
 
 def test_ease_job_resumes_from_its_checkpoint_and_publishes(isolated, cassandra, redis_client, api_client):
     tag = uuid.uuid4().hex[:8]
+    since = 1000  # the shared test keyspace holds other tests' interactions: learn from this window only
     users = {f"{tag}-u{k}": [f"{tag}-i{(k + j) % 5}" for j in range(3)] for k in range(6)}
     for u, items in users.items():
         for t, i in enumerate(items):
             cassandra.execute("INSERT INTO interactions (user_id, event_time, item_id, event_id, event_type, weight) "
-                              "VALUES (%s, %s, %s, %s, 'view', 1.0)", (u, 1000 + t, i, f"{u}-{t}"))
+                              "VALUES (%s, %s, %s, %s, 'view', 1.0)", (u, since + t, i, f"{u}-{t}"))
     job_id = f"test-{tag}"
-    first = ease.run(isolated, cassandra, redis_client, job_id=job_id, lam=1.0, chunk=2, stop_after="fit")
+    first = ease.run(isolated, cassandra, redis_client, job_id=job_id, lam=1.0, chunk=2, stop_after="fit",
+                     window=(since, since + 3))
     assert first == {"job_id": job_id, "stopped_after": "fit"}
     reg = Registry(cassandra, isolated)
     ck = Checkpoint(isolated.home / "jobs" / isolated.cassandra.keyspace, job_id)
@@ -32,7 +34,7 @@ def test_ease_job_resumes_from_its_checkpoint_and_publishes(isolated, cassandra,
     version = int(ck.state["version"])
     assert reg.get("ease", version).status == "training"
 
-    done = ease.run(isolated, cassandra, redis_client, job_id=job_id, lam=1.0, chunk=2)
+    done = ease.run(isolated, cassandra, redis_client, job_id=job_id, lam=1.0, chunk=2, window=(since, since + 3))
     assert done["version"] == version and done["interactions"] >= 18
     mv = reg.get("ease", version)
     assert mv.status == "ready" and "hr@10" in mv.metrics and mv.window_start is not None

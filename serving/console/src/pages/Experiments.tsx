@@ -4,7 +4,7 @@
 import { Badge, Banner, BlockStack, Button, ButtonGroup, Card, InlineStack, Layout, Page, Select, Text } from "@shopify/polaris";
 import { useState } from "react";
 import { ApiError, api, type Experiment, type ExperimentResults } from "../api";
-import { LoadError, Loading } from "../components/common";
+import { LoadError, Loading, Panel } from "../components/common";
 import { ExperimentForm } from "../components/ExperimentForm";
 import { usePoll } from "../hooks";
 import { navigate } from "../router";
@@ -169,56 +169,43 @@ export function Experiments({ route }: PageProps) {
       <Layout>
         {creating && (
           <Layout.Section>
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  New experiment
-                </Text>
-                <ExperimentForm
-                  onCreated={(e) => {
-                    setCreating(false);
-                    list.reload();
-                    navigate("/experiments", { id: e.id });
-                  }}
-                />
-              </BlockStack>
-            </Card>
+            <Panel title="New experiment">
+              <ExperimentForm
+                onCreated={(e) => {
+                  setCreating(false);
+                  list.reload();
+                  navigate("/experiments", { id: e.id });
+                }}
+              />
+            </Panel>
           </Layout.Section>
         )}
         <Layout.Section variant="oneThird">
-          <Card>
-            <BlockStack gap="200">
-              <Text as="h2" variant="headingMd">
-                All experiments
+          <Panel title="All experiments" error={list.error} loading={list.loading && !list.data}>
+            {exps.length === 0 ? (
+              <Text as="p" tone="subdued">
+                No experiments yet.
               </Text>
-              <LoadError error={list.error} />
-              <Loading loading={list.loading && !list.data}>
-                {exps.length === 0 ? (
-                  <Text as="p" tone="subdued">
-                    No experiments yet.
-                  </Text>
-                ) : (
-                  <table className="aura-table" data-testid="experiments">
-                    <tbody>
-                      {exps.map((e) => (
-                        <tr key={e.id} className={e.id === selected ? "aura-selected" : undefined}>
-                          <td>
-                            <a href={`#/experiments?id=${encodeURIComponent(e.id)}`}>{e.id}</a>
-                            <div className="aura-small">
-                              {e.factors ? `multivariate · ${Object.keys(e.factors).join(" × ")}` : `${e.variants?.length ?? 0} variants`}
-                            </div>
-                          </td>
-                          <td>
-                            <Badge tone={STATUS_TONE[e.status]}>{e.status}</Badge>
-                          </td>
-                        </tr>
-                      ))}
-                    </tbody>
-                  </table>
-                )}
-              </Loading>
-            </BlockStack>
-          </Card>
+            ) : (
+              <table className="aura-table" data-testid="experiments">
+                <tbody>
+                  {exps.map((e) => (
+                    <tr key={e.id} className={e.id === selected ? "aura-selected" : undefined}>
+                      <td>
+                        <a href={`#/experiments?id=${encodeURIComponent(e.id)}`}>{e.id}</a>
+                        <div className="aura-small">
+                          {e.factors ? `multivariate · ${Object.keys(e.factors).join(" × ")}` : `${e.variants?.length ?? 0} variants`}
+                        </div>
+                      </td>
+                      <td>
+                        <Badge tone={STATUS_TONE[e.status]}>{e.status}</Badge>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            )}
+          </Panel>
         </Layout.Section>
         <Layout.Section>
           {current ? (

@@ -3,7 +3,7 @@
 // outcomes, dead letters per reason, breakers from /v1/stats), both admin routes.
 import { Badge, BlockStack, Card, InlineStack, Layout, Page, Text } from "@shopify/polaris";
 import { api } from "../api";
-import { LoadError, Loading, msAgo } from "../components/common";
+import { CountTable, LoadError, Panel, msAgo } from "../components/common";
 import { TimeSeriesChart } from "../components/TimeSeriesChart";
 import { usePoll } from "../hooks";
 
@@ -68,102 +68,71 @@ export function Overview() {
         </div>
         <Layout>
           <Layout.Section variant="oneHalf">
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  Events per second (per minute, 30 min)
-                </Text>
-                <Loading loading={live.loading && !live.data}>
-                  <TimeSeriesChart
-                    title="events per second"
-                    data={rateSeries}
-                    series={[{ key: "eps", label: "events/s" }]}
-                  />
-                </Loading>
-              </BlockStack>
-            </Card>
+            <Panel title="Events per second (per minute, 30 min)" loading={live.loading && !live.data}>
+              <TimeSeriesChart
+                title="events per second"
+                data={rateSeries}
+                series={[{ key: "eps", label: "events/s" }]}
+              />
+            </Panel>
           </Layout.Section>
           <Layout.Section variant="oneHalf">
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  Engagement (hourly, 24 h)
-                </Text>
-                <LoadError error={day.error} />
-                <Loading loading={day.loading && !day.data}>
-                  <TimeSeriesChart
-                    title="engagement"
-                    data={day.data?.series ?? []}
-                    series={[
-                      { key: "active_users", label: "active users" },
-                      { key: "events", label: "events" },
-                    ]}
-                  />
-                </Loading>
-              </BlockStack>
-            </Card>
+            <Panel title="Engagement (hourly, 24 h)" error={day.error} loading={day.loading && !day.data}>
+              <TimeSeriesChart
+                title="engagement"
+                data={day.data?.series ?? []}
+                series={[
+                  { key: "active_users", label: "active users" },
+                  { key: "events", label: "events" },
+                ]}
+              />
+            </Panel>
           </Layout.Section>
           <Layout.Section variant="oneHalf">
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  Revenue (hourly, 24 h)
+            <Panel title="Revenue (hourly, 24 h)" error={revenue.error} loading={revenue.loading && !revenue.data}>
+              <TimeSeriesChart
+                title="revenue"
+                data={revenue.data?.series ?? []}
+                series={[
+                  { key: "revenue", label: "revenue" },
+                  { key: "orders", label: "orders" },
+                ]}
+              />
+              {revenue.data && (
+                <Text as="p" tone="subdued">
+                  Average order value:{" "}
+                  {revenue.data.average_order_value === null ? "–" : revenue.data.average_order_value.toFixed(2)}
                 </Text>
-                <LoadError error={revenue.error} />
-                <Loading loading={revenue.loading && !revenue.data}>
-                  <TimeSeriesChart
-                    title="revenue"
-                    data={revenue.data?.series ?? []}
-                    series={[
-                      { key: "revenue", label: "revenue" },
-                      { key: "orders", label: "orders" },
-                    ]}
-                  />
-                  {revenue.data && (
-                    <Text as="p" tone="subdued">
-                      Average order value:{" "}
-                      {revenue.data.average_order_value === null ? "–" : revenue.data.average_order_value.toFixed(2)}
-                    </Text>
-                  )}
-                </Loading>
-              </BlockStack>
-            </Card>
+              )}
+            </Panel>
           </Layout.Section>
           <Layout.Section variant="oneHalf">
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  Funnel (24 h)
-                </Text>
-                <LoadError error={funnel.error} />
-                <Loading loading={funnel.loading && !funnel.data}>
-                  <table className="aura-table" data-testid="funnel">
-                    <thead>
-                      <tr>
-                        <th>Step</th>
-                        <th className="num">Events</th>
-                        <th className="num">Users</th>
-                        <th className="num">From previous</th>
-                      </tr>
-                    </thead>
-                    <tbody>
-                      {(funnel.data?.steps ?? []).map((s) => (
-                        <tr key={s.name}>
-                          <td>{s.name}</td>
-                          <td className="num">{s.events.toLocaleString()}</td>
-                          <td className="num">{s.users ?? "–"}</td>
-                          <td className="num">
-                            {s.conversion_from_previous == null
-                              ? "–"
-                              : `${(s.conversion_from_previous * 100).toFixed(1)}%`}
-                          </td>
-                        </tr>
-                      ))}
-                    </tbody>
-                  </table>
-                </Loading>
-              </BlockStack>
-            </Card>
+            <Panel title="Funnel (24 h)" error={funnel.error} loading={funnel.loading && !funnel.data}>
+              <table className="aura-table" data-testid="funnel">
+                <thead>
+                  <tr>
+                    <th>Step</th>
+                    <th className="num">Events</th>
+                    <th className="num">Users</th>
+                    <th className="num">From previous</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {(funnel.data?.steps ?? []).map((s) => (
+                    <tr key={s.name}>
+                      <td>{s.name}</td>
+                      <td className="num">{s.events.toLocaleString()}</td>
+                      <td className="num">{s.users ?? "–"}</td>
+                      <td className="num">
+                        {s.conversion_from_previous == null
+                          ? "–"
+                          : `${(s.conversion_from_previous * 100).toFixed(1)}%`}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </Panel>
           </Layout.Section>
           <Layout.Section>
             <Card>
@@ -217,16 +186,7 @@ export function Overview() {
                       <Text as="h3" variant="headingSm">
                         Intake
                       </Text>
-                      <table className="aura-table" data-testid="intake">
-                        <tbody>
-                          {Object.entries(stats.data.intake).map(([k, v]) => (
-                            <tr key={k}>
-                              <td>{k}</td>
-                              <td className="num">{v.toLocaleString()}</td>
-                            </tr>
-                          ))}
-                        </tbody>
-                      </table>
+                      <CountTable counts={stats.data.intake} testid="intake" />
                     </div>
                     <div>
                       <Text as="h3" variant="headingSm">
@@ -237,18 +197,7 @@ export function Overview() {
                           None.
                         </Text>
                       ) : (
-                        <table className="aura-table" data-testid="deadletters">
-                          <tbody>
-                            {Object.entries(stats.data.deadletters)
-                              .sort((a, b) => b[1] - a[1])
-                              .map(([k, v]) => (
-                                <tr key={k}>
-                                  <td>{k}</td>
-                                  <td className="num">{v.toLocaleString()}</td>
-                                </tr>
-                              ))}
-                          </tbody>
-                        </table>
+                        <CountTable counts={stats.data.deadletters} sorted testid="deadletters" />
                       )}
                     </div>
                     <div>

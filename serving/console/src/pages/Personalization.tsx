@@ -3,7 +3,7 @@
 import { Badge, Banner, BlockStack, Button, ButtonGroup, Card, Form, FormLayout, InlineStack, Layout, Page, Select, Text, TextField } from "@shopify/polaris";
 import { useState } from "react";
 import { ApiError, api, type Evaluation, type FieldErrors, type Rule, type Segment } from "../api";
-import { LoadError, Loading } from "../components/common";
+import { LoadError, Loading, Panel } from "../components/common";
 import { RuleForm } from "../components/RuleForm";
 import { checkId, errorFor, parseJson } from "../forms";
 import { useApi } from "../hooks";
@@ -59,49 +59,44 @@ function RuleTester({ rules }: { rules: Rule[] }) {
   };
 
   return (
-    <Card>
-      <BlockStack gap="300">
-        <Text as="h2" variant="headingMd">
-          Test the rules
-        </Text>
-        <Form onSubmit={submit}>
-          <FormLayout>
-            <FormLayout.Group condensed>
-              <TextField label="Test user id" value={user} onChange={setUser} autoComplete="off" error={errorFor(errors, "user_id")} />
-              <Select label="Channel" options={["web", "email", "mobile"]} value={channel} onChange={(v) => setChannel(v as typeof channel)} />
-              <TextField label="Device" value={device} onChange={setDevice} autoComplete="off" error={errorFor(errors, "context.device")} />
-            </FormLayout.Group>
-            <FormLayout.Group condensed>
-              <TextField label="Page" value={page} onChange={setPage} autoComplete="off" error={errorFor(errors, "context.page")} />
-              <TextField label="Placement" value={placement} onChange={setPlacement} autoComplete="off" error={errorFor(errors, "context.placement")} />
-              <TextField label="Locale" value={locale} onChange={setLocale} autoComplete="off" error={errorFor(errors, "context.locale")} />
-            </FormLayout.Group>
-            <Button submit>Evaluate</Button>
-          </FormLayout>
-        </Form>
-        {failure && <LoadError error={failure} title="The evaluation failed" />}
-        {result && (
-          <BlockStack gap="200">
-            <Text as="p" id="evaluation-winner">
-              {result.rule_id ? (
-                <>
-                  Winner: <strong>{result.rule_id}</strong>
-                  {result.variant ? ` (variant ${result.variant})` : ""} · content{" "}
-                  <code>{JSON.stringify(result.content)}</code>
-                </>
-              ) : (
-                `No rule matched ${result.user_id} on ${result.channel} (${rules.length} rules in force).`
-              )}
-            </Text>
-            {result.matches.length > 1 && (
-              <Text as="p" tone="subdued">
-                Also matched: {result.matches.slice(1).map((m) => `${m.rule_id} (priority ${m.priority})`).join(", ")}
-              </Text>
+    <Panel title="Test the rules" gap="300">
+      <Form onSubmit={submit}>
+        <FormLayout>
+          <FormLayout.Group condensed>
+            <TextField label="Test user id" value={user} onChange={setUser} autoComplete="off" error={errorFor(errors, "user_id")} />
+            <Select label="Channel" options={["web", "email", "mobile"]} value={channel} onChange={(v) => setChannel(v as typeof channel)} />
+            <TextField label="Device" value={device} onChange={setDevice} autoComplete="off" error={errorFor(errors, "context.device")} />
+          </FormLayout.Group>
+          <FormLayout.Group condensed>
+            <TextField label="Page" value={page} onChange={setPage} autoComplete="off" error={errorFor(errors, "context.page")} />
+            <TextField label="Placement" value={placement} onChange={setPlacement} autoComplete="off" error={errorFor(errors, "context.placement")} />
+            <TextField label="Locale" value={locale} onChange={setLocale} autoComplete="off" error={errorFor(errors, "context.locale")} />
+          </FormLayout.Group>
+          <Button submit>Evaluate</Button>
+        </FormLayout>
+      </Form>
+      {failure && <LoadError error={failure} title="The evaluation failed" />}
+      {result && (
+        <BlockStack gap="200">
+          <Text as="p" id="evaluation-winner">
+            {result.rule_id ? (
+              <>
+                Winner: <strong>{result.rule_id}</strong>
+                {result.variant ? ` (variant ${result.variant})` : ""} · content{" "}
+                <code>{JSON.stringify(result.content)}</code>
+              </>
+            ) : (
+              `No rule matched ${result.user_id} on ${result.channel} (${rules.length} rules in force).`
             )}
-          </BlockStack>
-        )}
-      </BlockStack>
-    </Card>
+          </Text>
+          {result.matches.length > 1 && (
+            <Text as="p" tone="subdued">
+              Also matched: {result.matches.slice(1).map((m) => `${m.rule_id} (priority ${m.priority})`).join(", ")}
+            </Text>
+          )}
+        </BlockStack>
+      )}
+    </Panel>
   );
 }
 

@@ -5,7 +5,7 @@
 import { Badge, BlockStack, Button, Card, Form, InlineStack, Layout, Page, Select, Text, TextField } from "@shopify/polaris";
 import { useEffect, useState } from "react";
 import { api, type Segment } from "../api";
-import { KeyValues, LoadError, Loading, msAgo } from "../components/common";
+import { KeyValues, LoadError, Loading, msAgo, Panel } from "../components/common";
 import { ItemList } from "../components/ItemList";
 import { useApi, usePoll } from "../hooks";
 import { navigate } from "../router";
@@ -107,34 +107,29 @@ function UserDetail({ userId }: { userId: string }) {
       {p && (
         <Layout>
           <Layout.Section variant="oneThird">
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  Profile
-                </Text>
-                <InlineStack gap="200">
-                  <Badge tone={p.lifecycle === "churned" || p.lifecycle === "at-risk" ? "warning" : "success"}>
-                    {p.lifecycle}
-                  </Badge>
-                  <Badge>{`engagement ${p.engagement.toFixed(1)} / 100`}</Badge>
-                </InlineStack>
-                <KeyValues
-                  data={{
-                    sessions: p.sessions,
-                    orders: p.orders,
-                    lifetime_value: p.lifetime_value,
-                    first_seen: p.first_seen ? new Date(p.first_seen).toLocaleString() : null,
-                    last_seen: p.last_seen ? `${new Date(p.last_seen).toLocaleString()} (${msAgo(p.last_seen)})` : null,
-                    lifecycle_at_last_event: p.lifecycle_at_last_event,
-                    source: p.source,
-                  }}
-                />
-                <Text as="h3" variant="headingSm">
-                  Attributes
-                </Text>
-                <KeyValues data={{ ...p.attributes, ...p.preferences }} />
-              </BlockStack>
-            </Card>
+            <Panel title="Profile">
+              <InlineStack gap="200">
+                <Badge tone={p.lifecycle === "churned" || p.lifecycle === "at-risk" ? "warning" : "success"}>
+                  {p.lifecycle}
+                </Badge>
+                <Badge>{`engagement ${p.engagement.toFixed(1)} / 100`}</Badge>
+              </InlineStack>
+              <KeyValues
+                data={{
+                  sessions: p.sessions,
+                  orders: p.orders,
+                  lifetime_value: p.lifetime_value,
+                  first_seen: p.first_seen ? new Date(p.first_seen).toLocaleString() : null,
+                  last_seen: p.last_seen ? `${new Date(p.last_seen).toLocaleString()} (${msAgo(p.last_seen)})` : null,
+                  lifecycle_at_last_event: p.lifecycle_at_last_event,
+                  source: p.source,
+                }}
+              />
+              <Text as="h3" variant="headingSm">
+                Attributes
+              </Text>
+              <KeyValues data={{ ...p.attributes, ...p.preferences }} />
+            </Panel>
           </Layout.Section>
           <Layout.Section variant="oneThird">
             <Card>
@@ -177,31 +172,25 @@ function UserDetail({ userId }: { userId: string }) {
             </Card>
           </Layout.Section>
           <Layout.Section variant="oneThird">
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  Recent activity
-                </Text>
-                <LoadError error={activity.error} />
-                {activity.data && (
-                  <>
-                    <KeyValues data={activity.data.counts} />
-                    <Text as="h3" variant="headingSm">
-                      Recent items (newest first)
-                    </Text>
-                    <Text as="p" id="recent-items">
-                      {activity.data.recent_items.slice(0, 20).map((i, n) => (
-                        <span key={`${i}-${n}`}>
-                          {n > 0 && ", "}
-                          <a href={`#/recommendations?item=${encodeURIComponent(i)}`}>{i}</a>
-                        </span>
-                      ))}
-                      {activity.data.recent_items.length === 0 && "–"}
-                    </Text>
-                  </>
-                )}
-              </BlockStack>
-            </Card>
+            <Panel title="Recent activity" error={activity.error}>
+              {activity.data && (
+                <>
+                  <KeyValues data={activity.data.counts} />
+                  <Text as="h3" variant="headingSm">
+                    Recent items (newest first)
+                  </Text>
+                  <Text as="p" id="recent-items">
+                    {activity.data.recent_items.slice(0, 20).map((i, n) => (
+                      <span key={`${i}-${n}`}>
+                        {n > 0 && ", "}
+                        <a href={`#/recommendations?item=${encodeURIComponent(i)}`}>{i}</a>
+                      </span>
+                    ))}
+                    {activity.data.recent_items.length === 0 && "–"}
+                  </Text>
+                </>
+              )}
+            </Panel>
           </Layout.Section>
         </Layout>
       )}

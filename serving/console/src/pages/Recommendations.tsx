@@ -3,7 +3,7 @@
 import { BlockStack, Button, Card, Form, FormLayout, InlineStack, Layout, Page, Select, Text, TextField } from "@shopify/polaris";
 import { useState } from "react";
 import { ApiError, api, type Recommendations as Recs } from "../api";
-import { LoadError, Loading } from "../components/common";
+import { LoadError, Loading, Panel } from "../components/common";
 import { ItemList } from "../components/ItemList";
 import { errorFor } from "../forms";
 import { useApi, usePoll } from "../hooks";
@@ -51,38 +51,33 @@ function Preview() {
   };
 
   return (
-    <Card>
-      <BlockStack gap="300">
-        <Text as="h2" variant="headingMd">
-          Preview a placement
-        </Text>
-        <Form onSubmit={submit}>
-          <FormLayout>
-            <FormLayout.Group condensed>
-              <TextField label="User id" value={user} onChange={setUser} autoComplete="off" helpText="empty: anonymous" error={errorFor(errors, "user_id")} />
-              <TextField label="Placement" value={placement} onChange={setPlacement} autoComplete="off" error={errorFor(errors, "context.placement")} />
-              <Select label="Method" options={METHODS.map((m) => ({ label: m || "placement's strategy", value: m }))} value={method} onChange={setMethod} />
-              <TextField label="Limit" type="number" value={limit} onChange={setLimit} autoComplete="off" error={errorFor(errors, "limit")} />
-              <TextField label="Item on screen" value={context} onChange={setContext} autoComplete="off" error={errorFor(errors, "context.item_id")} />
-            </FormLayout.Group>
-            <Button submit variant="primary" loading={busy}>
-              Preview
-            </Button>
-          </FormLayout>
-        </Form>
-        {failure && <LoadError error={failure} title="The API refused the preview" />}
-        {result && (
-          <BlockStack gap="200">
-            <Text as="p" tone="subdued" id="preview-meta">
-              {result.user_id ?? "anonymous"} · placement {result.placement} · method {result.method} · strategy{" "}
-              {result.strategy}
-              {result.decision ? ` · bandit ${result.decision.bandit_id} chose ${result.decision.arm}` : ""}
-            </Text>
-            <ItemList items={result.items} testId="preview-items" />
-          </BlockStack>
-        )}
-      </BlockStack>
-    </Card>
+    <Panel title="Preview a placement" gap="300">
+      <Form onSubmit={submit}>
+        <FormLayout>
+          <FormLayout.Group condensed>
+            <TextField label="User id" value={user} onChange={setUser} autoComplete="off" helpText="empty: anonymous" error={errorFor(errors, "user_id")} />
+            <TextField label="Placement" value={placement} onChange={setPlacement} autoComplete="off" error={errorFor(errors, "context.placement")} />
+            <Select label="Method" options={METHODS.map((m) => ({ label: m || "placement's strategy", value: m }))} value={method} onChange={setMethod} />
+            <TextField label="Limit" type="number" value={limit} onChange={setLimit} autoComplete="off" error={errorFor(errors, "limit")} />
+            <TextField label="Item on screen" value={context} onChange={setContext} autoComplete="off" error={errorFor(errors, "context.item_id")} />
+          </FormLayout.Group>
+          <Button submit variant="primary" loading={busy}>
+            Preview
+          </Button>
+        </FormLayout>
+      </Form>
+      {failure && <LoadError error={failure} title="The API refused the preview" />}
+      {result && (
+        <BlockStack gap="200">
+          <Text as="p" tone="subdued" id="preview-meta">
+            {result.user_id ?? "anonymous"} · placement {result.placement} · method {result.method} · strategy{" "}
+            {result.strategy}
+            {result.decision ? ` · bandit ${result.decision.bandit_id} chose ${result.decision.arm}` : ""}
+          </Text>
+          <ItemList items={result.items} testId="preview-items" />
+        </BlockStack>
+      )}
+    </Panel>
   );
 }
 
@@ -116,28 +111,23 @@ function ItemNeighbours({ itemId }: { itemId: string }) {
 function Items({ itemId }: { itemId: string }) {
   const [value, setValue] = useState(itemId);
   return (
-    <Card>
-      <BlockStack gap="300">
-        <Text as="h2" variant="headingMd">
-          Item neighbours
+    <Panel title="Item neighbours" gap="300">
+      <Form onSubmit={() => value.trim() && navigate("/recommendations", { item: value.trim() })}>
+        <InlineStack gap="200" blockAlign="end">
+          <div style={{ flex: 1, minWidth: 160 }}>
+            <TextField label="Item id" value={value} onChange={setValue} autoComplete="off" />
+          </div>
+          <Button submit>Show</Button>
+        </InlineStack>
+      </Form>
+      {itemId ? (
+        <ItemNeighbours key={itemId} itemId={itemId} />
+      ) : (
+        <Text as="p" tone="subdued">
+          Pick an item (or click one in a list) to see its neighbours.
         </Text>
-        <Form onSubmit={() => value.trim() && navigate("/recommendations", { item: value.trim() })}>
-          <InlineStack gap="200" blockAlign="end">
-            <div style={{ flex: 1, minWidth: 160 }}>
-              <TextField label="Item id" value={value} onChange={setValue} autoComplete="off" />
-            </div>
-            <Button submit>Show</Button>
-          </InlineStack>
-        </Form>
-        {itemId ? (
-          <ItemNeighbours key={itemId} itemId={itemId} />
-        ) : (
-          <Text as="p" tone="subdued">
-            Pick an item (or click one in a list) to see its neighbours.
-          </Text>
-        )}
-      </BlockStack>
-    </Card>
+      )}
+    </Panel>
   );
 }
 
@@ -177,48 +167,40 @@ function Weights() {
   const models = useApi(() => api.models.list(), []);
   const entries = Object.entries(models.data?.placements ?? {});
   return (
-    <Card>
-      <BlockStack gap="200">
-        <Text as="h2" variant="headingMd">
-          Placement weights
+    <Panel title="Placement weights" error={models.error} loading={models.loading}>
+      {entries.length === 0 ? (
+        <Text as="p" tone="subdued">
+          No placement has an active model version: every placement uses the default hybrid weights (settings).
         </Text>
-        <LoadError error={models.error} />
-        <Loading loading={models.loading}>
-          {entries.length === 0 ? (
-            <Text as="p" tone="subdued">
-              No placement has an active model version: every placement uses the default hybrid weights (settings).
-            </Text>
-          ) : (
-            <table className="aura-table" data-testid="placement-weights">
-              <thead>
-                <tr>
-                  <th>Placement</th>
-                  <th>Model</th>
-                  <th>Weights</th>
-                </tr>
-              </thead>
-              <tbody>
-                {entries.map(([pl, m]) => (
-                  <tr key={pl}>
-                    <td>{pl}</td>
-                    <td>
-                      {m.model_id ? `${m.model_id} v${m.version}` : "–"}
-                    </td>
-                    <td>
-                      {m.weights
-                        ? Object.entries(m.weights)
-                            .map(([k, v]) => `${k} ${v}`)
-                            .join(", ")
-                        : "defaults"}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          )}
-        </Loading>
-      </BlockStack>
-    </Card>
+      ) : (
+        <table className="aura-table" data-testid="placement-weights">
+          <thead>
+            <tr>
+              <th>Placement</th>
+              <th>Model</th>
+              <th>Weights</th>
+            </tr>
+          </thead>
+          <tbody>
+            {entries.map(([pl, m]) => (
+              <tr key={pl}>
+                <td>{pl}</td>
+                <td>
+                  {m.model_id ? `${m.model_id} v${m.version}` : "–"}
+                </td>
+                <td>
+                  {m.weights
+                    ? Object.entries(m.weights)
+                        .map(([k, v]) => `${k} ${v}`)
+                        .join(", ")
+                    : "defaults"}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </Panel>
   );
 }
 

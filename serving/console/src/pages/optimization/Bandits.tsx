@@ -20,7 +20,7 @@ import {
 import { useEffect, useState } from "react";
 import { ApiError } from "../../api";
 import { extra, POLICIES, type BanditDetail, type Choice } from "../../api/extra";
-import { LoadError, Loading, fmtValue } from "../../components/common";
+import { fmtValue, LoadError, Loading, Panel } from "../../components/common";
 import { TimeSeriesChart } from "../../components/TimeSeriesChart";
 import { useApi, usePoll } from "../../hooks";
 import { navigate } from "../../router";
@@ -208,33 +208,23 @@ function BanditPanel({ banditId, onDeleted }: { banditId: string; onDeleted: () 
           </Loading>
         </BlockStack>
       </Card>
-      <Card>
-        <BlockStack gap="200">
-          <Text as="h2" variant="headingMd">
-            Reward over time
-          </Text>
-          <Text as="p" tone="subdued">
-            Mean reward per arm, sampled every {REFRESH_MS / 1000} s since this page opened.
-          </Text>
-          <TimeSeriesChart
-            title="mean reward per arm"
-            x="t"
-            data={history}
-            series={(d?.arms ?? []).map((a) => ({ key: `mean:${a.arm}`, label: a.arm }))}
-            format={(v) => v.toFixed(3)}
-          />
-          <TimeSeriesChart title="pulls and rewards" x="t" data={history}
-            series={[{ key: "pulls", label: "pulls" }, { key: "rewards", label: "rewards" }]} height={140} />
-        </BlockStack>
-      </Card>
-      <Card>
-        <BlockStack gap="200">
-          <Text as="h2" variant="headingMd">
-            Choose an arm for a user
-          </Text>
-          <ChooseArm banditId={banditId} />
-        </BlockStack>
-      </Card>
+      <Panel title="Reward over time">
+        <Text as="p" tone="subdued">
+          Mean reward per arm, sampled every {REFRESH_MS / 1000} s since this page opened.
+        </Text>
+        <TimeSeriesChart
+          title="mean reward per arm"
+          x="t"
+          data={history}
+          series={(d?.arms ?? []).map((a) => ({ key: `mean:${a.arm}`, label: a.arm }))}
+          format={(v) => v.toFixed(3)}
+        />
+        <TimeSeriesChart title="pulls and rewards" x="t" data={history}
+          series={[{ key: "pulls", label: "pulls" }, { key: "rewards", label: "rewards" }]} height={140} />
+      </Panel>
+      <Panel title="Choose an arm for a user">
+        <ChooseArm banditId={banditId} />
+      </Panel>
     </BlockStack>
   );
 }
@@ -249,53 +239,43 @@ export function Bandits({ route }: PageProps) {
       <Layout>
         <Layout.Section variant="oneThird">
           <BlockStack gap="400">
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  Bandits
-                </Text>
-                <TextField label="Filter" labelHidden placeholder="Filter by id" value={filter} onChange={setFilter} autoComplete="off" />
-                <LoadError error={list.error} />
-                <Loading loading={list.loading && !list.data}>
-                  {bandits.length === 0 ? (
-                    <Text as="p" tone="subdued">
-                      No bandits yet.
-                    </Text>
-                  ) : (
-                    <div style={{ maxHeight: 360, overflowY: "auto" }}>
-                    <table className="aura-table" data-testid="bandit-list">
-                      <tbody>
-                        {bandits.map((b) => (
-                          <tr key={b.id}>
-                            <td>
-                              <a href={`#${PATH}?id=${encodeURIComponent(b.id)}`}>{b.id}</a>
-                              {b.id.startsWith("strategy.") && <> <Badge tone="info">strategy</Badge></>}
-                              {b.id === selected && " ←"}
-                            </td>
-                            <td>{b.policy ?? "thompson"}</td>
-                            <td className="num">{b.arms.length} arms</td>
-                          </tr>
-                        ))}
-                      </tbody>
-                    </table>
-                    </div>
-                  )}
-                </Loading>
-              </BlockStack>
-            </Card>
-            <Card>
-              <BlockStack gap="200">
-                <Text as="h2" variant="headingMd">
-                  New bandit
-                </Text>
-                <CreateBandit
-                  onCreated={(id) => {
-                    list.reload();
-                    navigate(PATH, { id });
-                  }}
-                />
-              </BlockStack>
-            </Card>
+            <Panel title="Bandits">
+              <TextField label="Filter" labelHidden placeholder="Filter by id" value={filter} onChange={setFilter} autoComplete="off" />
+              <LoadError error={list.error} />
+              <Loading loading={list.loading && !list.data}>
+                {bandits.length === 0 ? (
+                  <Text as="p" tone="subdued">
+                    No bandits yet.
+                  </Text>
+                ) : (
+                  <div style={{ maxHeight: 360, overflowY: "auto" }}>
+                  <table className="aura-table" data-testid="bandit-list">
+                    <tbody>
+                      {bandits.map((b) => (
+                        <tr key={b.id}>
+                          <td>
+                            <a href={`#${PATH}?id=${encodeURIComponent(b.id)}`}>{b.id}</a>
+                            {b.id.startsWith("strategy.") && <> <Badge tone="info">strategy</Badge></>}
+                            {b.id === selected && " ←"}
+                          </td>
+                          <td>{b.policy ?? "thompson"}</td>
+                          <td className="num">{b.arms.length} arms</td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                  </div>
+                )}
+              </Loading>
+            </Panel>
+            <Panel title="New bandit">
+              <CreateBandit
+                onCreated={(id) => {
+                  list.reload();
+                  navigate(PATH, { id });
+                }}
+              />
+            </Panel>
           </BlockStack>
         </Layout.Section>
         <Layout.Section>

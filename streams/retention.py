@@ -9,6 +9,11 @@ partition checks the fence, records the new users' first-seen times, adds the co
 active in a period only when the user joins that period's set (SADD says so), and moves the fence. A
 replayed batch finds the fence moved and is skipped; a batch folded against state another worker
 changed meanwhile fails the fence check and is folded again from a fresh read.
+
+The durable copy: every batch (replays included) names the counters its events touch, and the
+write-behind (``res.durable``, Kafka acks held until written) reads their absolute values with the
+partition's fence in one script and writes them to Cassandra ``retention_counts`` with ``USING
+TIMESTAMP`` = fence + 1 (aura/state/retention.py), so the counters survive a Redis loss.
 """
 
 from __future__ import annotations
@@ -20,8 +25,21 @@ from typing import Any
 
 import faust
 
+from aura import layout
 from aura.keys import RedisKeys
-from aura.state.retention import DAY_MS, GRAINS, PASSIVE, period_end, period_index, period_start
+from aura.layout import Tables
+from aura.state.retention import (
+    DAY_MS,
+    FENCE_COHORT,
+    FENCE_COUNTER,
+    GRAINS,
+    PASSIVE,
+    cohort_of,
+    period_end,
+    period_index,
+    period_start,
+)
+from streams.durable import CqlStatement, execute_grouped
 from streams.intake import Accepted
 from streams.runtime import Batch, Owner, Resources
 
@@ -73,6 +91,29 @@ def fold(events: list[Accepted], fences: dict[int, int], first: dict[str, int], 
         if acc.offset > fences.get(acc.partition, -1):
             sh = out.setdefault(acc.partition, Share(acc.partition))
             sh.offset = max(sh.offset, acc.offset)
+    return out
+
+
+Touched = set[tuple[int, str, str]]  # (partition, grain, counter)
+
+
+def touched_fields(events: list[Accepted], first: dict[str, int]) -> Touched:
+    """The counters the batch's events touch (pure; replays included, so a copy a crash left
+    unwritten is written when the batch is redelivered). ``first``: first-seen times of the batch's
+    users as stored after the fold (a user still unknown counts from the event itself)."""
+    out: Touched = set()
+    for acc in events:
+        ev = acc.event
+        if ev.event_type in PASSIVE:
+            continue
+        t = int(ev.event_time)
+        f = first.get(ev.user_id, t)
+        for g in GRAINS:
+            cohort = period_start(f, g)
+            k = period_index(cohort, t, g)
+            out.add((acc.partition, g, f"n:{cohort}"))
+            out.add((acc.partition, g, f"n:{period_start(t, g)}"))
+            out |= {(acc.partition, g, f"{c}:{cohort}:{k}") for c in ("a", "o", "r")}
     return out
 
 
@@ -133,19 +174,50 @@ def lua_call(keys: RedisKeys, sh: Share, expected: int | None, now_ms: int,
     return k, ["" if expected is None else str(expected), str(sh.offset), blob]
 
 
+# KEYS: fence, counts hash. ARGV: counters. Returns [fence or false, values...] read atomically.
+READ_LUA = """
+local out = {redis.call('GET', KEYS[1]) or false}
+if #ARGV > 0 then
+  local v = redis.call('HMGET', KEYS[2], unpack(ARGV))
+  for i = 1, #v do out[i + 1] = v[i] end
+end
+return out
+"""
+
+
+def durable_statements(insert: Any, source: str, partition: int, grain: str, fence: int,
+                       values: dict[str, float]) -> list[CqlStatement]:
+    """The Cassandra rows of one partition's read (pure): each counter under its cohort, and the
+    fence, all at timestamp fence + 1 (a copy of a lower fence never wins)."""
+    ts = fence + 1
+    out: list[CqlStatement] = []
+    for name, v in sorted(values.items()):
+        cohort = cohort_of(name)
+        if cohort is not None:
+            out.append(((source, grain, cohort), insert, (source, grain, cohort, partition, name, v, ts)))
+    out.append(((source, grain, FENCE_COHORT), insert,
+                (source, grain, FENCE_COHORT, partition, FENCE_COUNTER, float(fence), ts)))
+    return out
+
+
 class RetentionStore:
     """Applies the batches' shares to Redis, fenced per partition; one instance per worker."""
 
     def __init__(self, redis: Any, keys: RedisKeys, seen_days: int) -> None:
         self.redis, self.keys, self.seen_days = redis, keys, seen_days
         self.script = redis.register_script(APPLY_LUA)
+        self.reader = redis.register_script(READ_LUA)
+        self.touched: Touched = set()  # of the last apply
 
     async def apply(self, events: list[Accepted], now_ms: int) -> int:
-        """Fold ``events`` exactly once; returns the number of partitions applied."""
+        """Fold ``events`` exactly once; returns the number of partitions applied (``touched``: the
+        counters the events touch, for the durable copy)."""
         partitions = sorted({a.partition for a in events})
         applied = 0
+        known: dict[str, int] = {}
         for _attempt in range(8):
             if not partitions:
+                self.touched = touched_fields(events, known)
                 return applied
             part_events = [a for a in events if a.partition in partitions]
             pipe = self.redis.pipeline(transaction=False)
@@ -158,6 +230,9 @@ class RetentionStore:
             fences = {p: int(v) for p, v in zip(partitions, raw[:len(partitions)], strict=True) if v is not None}
             first = {u: int(v) for (_p, u), v in zip(users, raw[len(partitions):], strict=True) if v is not None}
             shares = fold(part_events, fences, first, now_ms, self.seen_days)
+            known |= first
+            for sh in shares.values():
+                known |= sh.first
             order = sorted(shares)
             pipe = self.redis.pipeline(transaction=False)
             for p in order:
@@ -168,6 +243,43 @@ class RetentionStore:
             partitions = [p for p, ok in zip(order, results, strict=True) if not ok]
         raise RuntimeError(f"retention fence conflicts did not settle for partitions {partitions}")
 
+    async def read(self, touched: Touched) -> list[tuple[int, str, int, dict[str, float]]]:
+        """Per (partition, grain) of ``touched``: the fence and the counters' absolute values, read
+        atomically (partitions Redis holds no fence of are left out: nothing to copy)."""
+        groups: dict[tuple[int, str], list[str]] = {}
+        for p, g, name in sorted(touched):
+            groups.setdefault((p, g), []).append(name)
+        pipe = self.redis.pipeline(transaction=False)
+        for (p, g), names in groups.items():
+            await self.reader(keys=[self.keys.retention_fence(p), self.keys.retention_counts(p, g)],
+                              args=names, client=pipe)
+        raw = await pipe.execute() if groups else []
+        out = []
+        for ((p, g), names), got in zip(groups.items(), raw, strict=True):
+            if not got or got[0] is None:
+                continue
+            values = {n: float(v) for n, v in zip(names, got[1:], strict=False) if v is not None}
+            out.append((p, g, int(got[0]), values))
+        return out
+
+
+class DurableCohorts:
+    """The write-behind sink of the cohort counters (Cassandra ``retention_counts``)."""
+
+    def __init__(self, res: Resources, store: RetentionStore) -> None:
+        self.store, self.session = store, res.session
+        self.source = layout.topic(res.settings, layout.BEHAVIOR)
+        self.insert = res.session.prepare(
+            f"INSERT INTO {Tables.RETENTION_COUNTS} (source, grain, cohort, part, counter, value) "
+            "VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
+        res.durable.sink("retention", self.flush)
+
+    async def flush(self, rows: dict[Any, Any]) -> int:
+        stmts: list[CqlStatement] = []
+        for p, g, fence, values in await self.store.read(set(rows)):
+            stmts += durable_statements(self.insert, self.source, p, g, fence, values)
+        return await execute_grouped(self.session, stmts)
+
 
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """The cohort counters as a behavior fan-out owner, when ``AURA_ANALYTICS_COHORTS`` is on."""
@@ -175,8 +287,10 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     if not s.analytics.cohorts:
         return []
     store = RetentionStore(res.redis, res.keys, s.analytics.cohort_seen_days)
+    DurableCohorts(res, store)  # registers its write-behind sink
 
     async def step(b: Batch) -> None:
         await store.apply(b.kept, b.now_ms)
+        res.durable.put_many("retention", dict.fromkeys(store.touched))
 
     return [("acquisition cohorts", step)]

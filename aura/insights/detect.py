@@ -32,6 +32,7 @@ from river import stats, time_series
 
 KINDS = ("rate", "count", "sum")
 RECENT = 20
+FORECASTS = 45  # forecasts kept: the expectation before a change and the slope it had
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class DetectorConfig:
     season_fading: float = 0.005  # EWMean fading of the hour-of-day factors (per point of that hour: ~3 days)
     season_kinds: tuple[str, ...] = ()  # kinds given hour-of-day factors (off: see docs/insights.md)
     var_fading: float = 0.01     # EWVar fading factor of the standardized residuals
+    carry_kinds: tuple[str, ...] = ("count", "sum")  # kinds whose pre-change baseline follows its slope while open
 
 
 @dataclass
@@ -89,6 +91,7 @@ class SeriesModel:
     season: dict[int, stats.EWMean] = field(default_factory=dict)
     alert: Alert | None = None   # the open alert, if any
     baseline: float = 0.0        # the (deseasonalized) expectation before the open alert's change
+    slope: float = 0.0           # ... and its movement per point then (counts and sums follow the day)
     open_for: int = 0
     held: bool = False
     calm: int = 0
@@ -217,10 +220,13 @@ class SeriesModel:
         self.last_z = z
         self.recent = [*self.recent[-(RECENT - 1):], z]
         self.recent_rel = [*self.recent_rel[-(RECENT - 1):], (value - f) / f if f > 0 else 0.0]
-        self.recent_f = [*self.recent_f[-(RECENT - 1):], f]
+        self.recent_f = [*self.recent_f[-(FORECASTS - 1):], f]
         if self.alert is not None:  # a slowly moving baseline: wait for recovery or accept the new level
             self.open_for += 1
-            b = self.baseline * self._factor(hour)  # the expectation before the change, at this hour of day
+            # the expectation before the change, carried along the slope it had (the daily cycle goes on
+            # during an incident) and the hour-of-day factor
+            carried = min(2 * self.baseline, max(0.5 * self.baseline, self.baseline + self.slope * self.open_for))
+            b = carried * self._factor(hour)
             zb = (value - b) / scale if scale > 0 else 0.0
             rb = (value - b) / b if b > 0 else 0.0
             self.since = [*self.since[-(c.recover - 1):], (zb, rb)]
@@ -240,14 +246,24 @@ class SeriesModel:
         if hold:  # the test pauses (it would take the incident's return for a shift of its own)
             self.held = True
         elif self.held:
+            # the incident that held this series is over: restart the level from the latest points (it
+            # learned slowly meanwhile and lags what the day did since)
             self._reset_cusum()
             self.held = False
+            pts = [fx * (1 + r) for fx, r in zip(self.recent_f[-c.recover:], self.recent_rel[-c.recover:], strict=True)]
+            fac = self._factor(hour)
+            if len(pts) >= c.recover and fac > 0:
+                self._restart(sum(pts) / len(pts) / fac)
+                f = self.expected(hour)
+                scale = self._scale(f, weight)
+                z = max(-50.0, min(50.0, (value - f) / scale if scale > 0 else 0.0))
+                rel = abs(value - f) / f if f > 0 else math.inf
         if self.n >= c.warmup and not hold:  # the sequential test starts once the band is learned
             self._cusum(z, f, scale)
         new: Alert | None = None
         if self.n >= c.warmup:
             few = self.kind == "sum" and self.events is not None and self.events.get() < 4 * c.min_events
-            if abs(z) >= c.spike_z and rel >= 2 * c.min_change and not few:
+            if abs(z) >= c.spike_z and rel >= 2 * c.min_change and not few and not hold:
                 new = Alert("spike", 1 if z > 0 else -1, z, f, value)
             else:
                 for d, cu, run in ((1, self.cu_up, self.run_up), (-1, self.cu_dn, self.run_dn)):
@@ -264,6 +280,9 @@ class SeriesModel:
             fac = self._factor(hour)
             self.alert, self.open_for, self.calm, self.since = new, 0, 0, []
             self.baseline = base / fac if fac > 0 else base  # deseasonalized: recovery follows the day
+            pre = self.recent_f[: len(self.recent_f) - back][-30:]
+            self.slope = (pre[-1] - pre[0]) / (len(pre) - 1) / (fac if fac > 0 else 1.0) \
+                if self.kind in c.carry_kinds and len(pre) >= 6 else 0.0
             self._reset_cusum()
             return new
         # clipped at 4 band units after the warm-up: an outlier or the first points of a shift must not widen the band
@@ -320,6 +339,9 @@ class SeriesModel:
         self.open_for = self.calm = 0
         self.since = []
         self._reset_cusum()
+        self._restart(level)
+
+    def _restart(self, level: float) -> None:
         self.hw = self._new_hw()
         self.hw.learn_one(level)
         self.hw.learn_one(level)

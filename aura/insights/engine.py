@@ -135,6 +135,7 @@ class Engine:
     baseline_min: int = 30          # minutes of the "before" window
     keep_min: int = 240             # frames kept for explanation
     metrics: tuple[str, ...] = tuple(METRICS)  # the metrics watched (the API's focus narrows them)
+    reopen_min: int = 60            # an alert this soon after the metric's insight closed re-opens it
     models: dict[str, SeriesModel] = field(default_factory=dict)
     pending: dict[int, Frame] = field(default_factory=dict)
     history: deque[tuple[int, Frame]] = field(default_factory=deque)
@@ -143,6 +144,8 @@ class Engine:
     marks: dict[int, int] = field(default_factory=dict)  # source partition -> newest window seen in it
     late: int = 0
     points: int = 0
+    closed: dict[str, Insight] = field(default_factory=dict)  # metric -> its latest closed insight
+    reopened: dict[str, int] = field(default_factory=dict)  # re-opened insight id -> end of its first episode
 
     # --- input -------------------------------------------------------------------------------
 
@@ -208,7 +211,15 @@ class Engine:
                 if model.update(ratio((n, d), m.kind == "rate"), w, hour, hold) is not None:
                     opened.append((key, model))
             ins = self.open.get(m.name)
-            if ins is None and opened:
+            last = self.__dict__.setdefault("closed", {}).get(m.name)
+            if ins is None and opened and last is not None and last.ended_at is not None \
+                    and start - last.ended_at <= self.reopen_min * MINUTE:
+                # the same incident flaring up again (or its aftermath): one insight per incident
+                ins = self.open[m.name] = last
+                self.__dict__.setdefault("reopened", {}).setdefault(ins.insight_id, last.ended_at)
+                ins.status, ins.ended_at = "open", None
+                ins.series = sorted(set(ins.series) | {k for k, _ in opened})
+            elif ins is None and opened:
                 back = max(model.onset() for _k, model in opened)
                 first = max(start - back * MINUTE, start - 15 * MINUTE)
                 main = max(opened, key=lambda km: abs(km[1].alert.z) if km[1].alert else 0)[1]
@@ -219,11 +230,18 @@ class Engine:
                 ins.series = sorted(set(ins.series) | {k for k, _ in opened})
             if ins is None:
                 continue
-            still = [k for k in ins.series if k in self.models and self.models[k].alert is not None]
             self._describe(m, ins, start)
+            # the metric is back when its total and the segment that explains the change are (series
+            # that only followed the change may take longer to settle, and do not hold the insight open)
+            core = {f"{m.name}|all|", f"{m.name}|{ins.dimension}|{ins.dimension_value}"} & set(ins.series)
+            still = [k for k in (core or ins.series) if k in self.models and self.models[k].alert is not None]
             if not still:
                 ins.status, ins.ended_at = "closed", start
                 del self.open[m.name]
+                prev = self.closed.get(m.name)
+                if prev is not None and prev is not ins:
+                    self.__dict__.setdefault("reopened", {}).pop(prev.insight_id, None)
+                self.closed[m.name] = ins
             out.append(ins)
         return out
 
@@ -252,6 +270,8 @@ class Engine:
         rate = m.kind == "rate"
         tb, db = self._window(m, ins.started_at - self.baseline_min * MINUTE, ins.started_at - MINUTE)
         end = ins.ended_at if ins.ended_at is not None else now
+        # a re-opened insight is described by its main episode (its flare-up would dilute it)
+        end = min(end, self.__dict__.get("reopened", {}).get(ins.insight_id, end))
         ta, da = self._window(m, ins.started_at, end)
         ins.before, ins.after = ratio(tb, rate), ratio(ta, rate)
         found: list[Cause] = causes(db, da, tb, ta, rate)

@@ -118,3 +118,49 @@ def table(counts: dict[str, float], grain: str, lo: int, hi: int, periods: int,
 
 # events that say the user came (an impression or an e-mail open can happen without a visit)
 PASSIVE = frozenset({"impression", "message_open"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The durable copy (Cassandra ``retention_counts``, written behind by streams/retention.py)
+#
+# Per source topic, grain, cohort and partition, each counter's absolute value as Redis held it,
+# read atomically with the partition's fence; the cell is written with ``USING TIMESTAMP`` = fence +
+# 1, so a copy taken at a lower fence (a refold after a Redis loss still catching up) never overwrites
+# a newer one. The partition's fence is the row of cohort ``FENCE_COHORT``, counter ``FENCE_COUNTER``.
+
+FENCE_COHORT = -1
+FENCE_COUNTER = "_fence"
+
+
+def cohort_of(counter: str) -> int | None:
+    """The cohort (epoch ms) a counter name belongs to (None: not a counter of this format)."""
+    parts = counter.split(":")
+    if parts[0] not in ("n", "a", "o", "r") or len(parts) not in (2, 3):
+        return None
+    try:
+        return int(parts[1])
+    except ValueError:
+        return None
+
+
+def cohort_starts(lo: int, hi: int, grain: str) -> list[int]:
+    """The cohort starts (period starts) in [lo, hi)."""
+    out: list[int] = []
+    p = period_start(lo, grain)
+    if p < lo:
+        p = period_end(p, grain)
+    while p < hi:
+        out.append(p)
+        p = period_end(p, grain)
+    return out
+
+
+def pick_sources(redis_fences: dict[int, int], durable_fences: dict[int, int]) -> dict[int, str]:
+    """Per partition, where its counters are read: ``redis`` (the hot state, the source of truth
+    while it holds the partition's fence and is not behind the durable copy) or ``durable`` (the
+    Cassandra copy, when Redis lost the partition or is refolding it and has not caught up)."""
+    out: dict[int, str] = {}
+    for p in set(redis_fences) | set(durable_fences):
+        r, d = redis_fences.get(p), durable_fences.get(p)
+        out[p] = "durable" if d is not None and (r is None or r < d) else "redis"
+    return out

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from aura import bootstrap
+from aura import bootstrap, layout
 from aura.keys import RedisKeys
+from aura.layout import Tables
 from aura.producer import EventProducer
-from aura.state.retention import DAY_MS, PASSIVE, period_index, period_start
+from aura.state.retention import DAY_MS, FENCE_COHORT, PASSIVE, period_index, period_start
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -119,6 +120,34 @@ def test_cohorts_survive_a_worker_kill_exactly_once(isolated, worker_factory, re
                 pytest.approx(w["revenue"])
             p0 = row["periods"][0]
             assert p0["retention"] == pytest.approx(p0["active"] / w["users"], abs=1e-4)
+
+    # the Cassandra copy (written behind) catches up with Redis, then answers alone when Redis loses
+    # the counters: the same table
+    session = bootstrap.cassandra_session(s)
+    src = layout.topic(s, layout.BEHAVIOR)
+
+    def durable_fences() -> dict[int, int]:
+        rows = session.execute(f"SELECT part, value FROM {Tables.RETENTION_COUNTS} WHERE source = %s AND grain = %s "
+                               "AND cohort = %s", (src, "week", FENCE_COHORT))
+        return {r.part: int(r.value) for r in rows}
+
+    def redis_fences() -> dict[int, int]:
+        return {p: int(v) for p in range(s.kafka.topic_partitions)
+                if (v := redis_client.get(keys.retention_fence(p))) is not None}
+
+    wait_for(lambda: durable_fences() == redis_fences(), timeout=60, what="the Cassandra copy caught up")
+    before = {g: api_client.get("/v1/analytics/cohorts", params={"grain": g, "from": now - 70 * DAY_MS,
+                                                                 "to": now + DAY_MS, "periods": 20}).json()
+              for g in ("week", "month")}
+    assert before["week"]["sources"] == ["redis"]
+    for p in range(s.kafka.topic_partitions):
+        redis_client.delete(keys.retention_fence(p), *(keys.retention_counts(p, g) for g in ("week", "month")))
+    for g in ("week", "month"):
+        after = api_client.get("/v1/analytics/cohorts", params={"grain": g, "from": now - 70 * DAY_MS,
+                                                                "to": now + DAY_MS, "periods": 20}).json()
+        assert after["sources"] == ["durable"]
+        assert after["cohorts"] == before[g]["cohorts"], g
+    session.cluster.shutdown()
 
     assert api_client.get("/v1/analytics/cohorts", params={"grain": "year"}).status_code == 422
     assert api_client.get("/v1/analytics/cohorts", params={"from": now, "to": now - 1}).status_code == 422

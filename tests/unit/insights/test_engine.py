@@ -111,3 +111,28 @@ def test_a_minute_is_final_only_when_every_partition_passed_it() -> None:
     assert eng.last_minute == T0_MS  # partition 1 has only reached the first minute
     late = {**rec, "window_start": T0_MS + MINUTE, "dimension": "device", "dimension_value": "mobile"}
     assert eng.add(late, partition=1) is True  # not late: minute 1 was waiting for partition 1
+
+
+def test_a_flare_up_soon_after_the_close_reopens_the_same_insight() -> None:
+    sc = Scenario(seed=13, minutes=330, incidents=[Incident("conversion", "device", "mobile", 150, 190, 0.5),
+                                                    Incident("conversion", "device", "mobile", 220, 250, 0.5)])
+    _eng, seen = run(sc)
+    conv = {k: v for k, v in seen.items() if k.startswith("conversion-")}
+    assert len(conv) == 1, conv
+    statuses = [h[0] for h in next(iter(conv.values()))]
+    first_close = statuses.index("closed")
+    assert "open" in statuses[first_close:], statuses  # closed, then re-opened by the flare-up
+    assert statuses[-1] == "closed"
+
+
+def test_a_surge_on_the_morning_ramp_closes_and_the_next_incident_gets_its_own_insight() -> None:
+    # counts follow the day: the expectation before the surge is carried along its slope, so the
+    # insight closes when the surge ends although the day kept rising meanwhile
+    sc = Scenario(seed=103, minutes=640, incidents=[Incident("views", "category", "electronics", 360, 410, 2.5),
+                                                    Incident("views", "category", "sports", 555, 596, 2.5)])
+    eng, seen = run(sc)
+    views = sorted(k for k in seen if k.startswith("views-"))
+    assert len(views) == 2, seen
+    first = seen[views[0]][-1]
+    assert first[0] == "closed" and first[2:] == ("category", "electronics")
+    assert seen[views[1]][-1][2:] == ("category", "sports")

@@ -51,3 +51,17 @@ def test_table_sums_partitions_and_reports_retention_and_revenue() -> None:
     assert (p1["active"], p1["retention"], p1["start"]) == (1, 0.25, "2026-11-09")
     assert p2["cumulative_revenue_per_user"] == pytest.approx((30.5 + 9.5) / 4)
     assert r.table(r.merge(shares), "week", c + 1, c + 10, 12, ms(2026, 11, 20)) == []  # outside [from, to)
+
+
+def test_durable_copy_helpers() -> None:
+    w0 = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)  # a Monday
+    assert r.cohort_of(f"n:{w0}") == w0 and r.cohort_of(f"a:{w0}:3") == w0
+    assert r.cohort_of("_fence") is None and r.cohort_of("x:1:2") is None and r.cohort_of("n:abc") is None
+    assert r.cohort_starts(w0 - 1, w0 + 2 * r.WEEK_MS + 1, "week") == [w0, w0 + r.WEEK_MS, w0 + 2 * r.WEEK_MS]
+    assert r.cohort_starts(w0, w0, "week") == []
+    nov = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+    dec = int(datetime(2026, 12, 1, tzinfo=UTC).timestamp() * 1000)
+    assert r.cohort_starts(nov + 1, dec + 1, "month") == [dec]
+    # Redis answers while it holds a partition's fence and is not behind the durable copy
+    assert r.pick_sources({0: 10, 1: 5}, {0: 10, 1: 9, 2: 3}) == {0: "redis", 1: "durable", 2: "durable"}
+    assert r.pick_sources({0: 10}, {}) == {0: "redis"}

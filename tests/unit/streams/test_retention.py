@@ -8,10 +8,10 @@ import json
 from datetime import UTC, datetime
 
 from aura.keys import RedisKeys
-from aura.state.retention import DAY_MS
+from aura.state.retention import DAY_MS, FENCE_COHORT, FENCE_COUNTER
 from schemas.events import Behavior
 from streams.intake import Accepted
-from streams.retention import fold, lua_call
+from streams.retention import durable_statements, fold, lua_call, touched_fields
 
 W0 = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)  # a Monday
 M0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
@@ -68,3 +68,28 @@ def test_lua_arguments_layout() -> None:
     assert floats == [f"r:{W0}:0", "12.5"]
     for s in blob["s"]:
         assert k[s[0] - 1].startswith("t:ret:{p0}:seen:") and s[1] > 0 and s[2] == "a"
+
+
+def test_touched_fields_name_every_counter_a_batch_changes_replays_included() -> None:
+    events = [ev(0, "a", W0 + 1000), ev(1, "a", W0 + 8 * DAY_MS, "purchase", revenue=20.0),
+              ev(2, "b", W0 + 9 * DAY_MS, "impression", part=1)]
+    sh = fold(events, {}, {}, NOW, 70)[0]
+    got = touched_fields(events, sh.first)
+    changed = {(0, g, name) for g in ("week", "month") for name in sh.counts[g]} | \
+        {(0, g, c) for (g, _p, _u), c in sh.active.items()}
+    assert changed <= got  # every counter the fold changes is copied
+    assert not any(p == 1 for p, _g, _n in got)  # the passive event touches nothing
+    # a replay (fenced: the fold changes nothing) names the same counters from the stored first sight
+    assert fold(events, {0: 1, 1: 2}, sh.first, NOW, 70) == {}
+    assert touched_fields(events, sh.first) == got
+
+
+def test_durable_rows_carry_their_cohort_and_the_fence_as_timestamp() -> None:
+    rows = durable_statements("INSERT", "t.events.behavior", 3, "week", 41,
+                              {f"n:{W0}": 2.0, f"r:{W0}:1": 20.5, "junk": 1.0})
+    assert rows == [
+        (("t.events.behavior", "week", W0), "INSERT", ("t.events.behavior", "week", W0, 3, f"n:{W0}", 2.0, 42)),
+        (("t.events.behavior", "week", W0), "INSERT", ("t.events.behavior", "week", W0, 3, f"r:{W0}:1", 20.5, 42)),
+        (("t.events.behavior", "week", FENCE_COHORT), "INSERT",
+         ("t.events.behavior", "week", FENCE_COHORT, 3, FENCE_COUNTER, 41.0, 42)),
+    ]

@@ -50,8 +50,7 @@ MAX_REPORTED = 1000  # bad rows listed on stderr; the rest are only counted
 WINDOW = 4          # chunks in flight before the loop waits for acknowledgements
 # librdkafka for a bulk load: fuller batches (fewer requests, less CPU per record) than live traffic's
 # 5 ms linger; lz4 stays (cheapest per byte on this path), idempotence stays (no duplicates on retry)
-IMPORT_PRODUCER: dict[str, Any] = {"linger.ms": 50, "batch.num.messages": 100_000, "batch.size": 4_000_000,
-                                   "queue.buffering.max.kbytes": 1_048_576}
+IMPORT_PRODUCER: dict[str, Any] = {"linger.ms": 50, "batch.num.messages": 100_000, "batch.size": 4_000_000}
 
 
 @dataclass

@@ -156,7 +156,7 @@ def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
     producer, on_error = events.producer, events._on_delivery
     inflight: deque[_Chunk] = deque()
     current = _Chunk(on_error)
-    produced_this_chunk = queued = 0  # queued: rows produced by this run, acknowledged or not
+    queued = 0  # rows produced by this run, acknowledged or not
 
     def settle(wait: bool) -> bool:
         """Move the checkpoint over the leading acknowledged chunks (``wait``: flush first)."""
@@ -182,9 +182,9 @@ def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
         return not report.failed
 
     def close_chunk() -> None:
-        nonlocal current, produced_this_chunk
+        nonlocal current
         inflight.append(current)
-        current, produced_this_chunk = _Chunk(on_error), 0
+        current = _Chunk(on_error)
 
     try:
         for row in read_rows(path, fmt):
@@ -207,13 +207,12 @@ def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
                         except BufferError:
                             producer.poll(0.05)  # the local queue is full: let deliveries drain
                     current.sent += 1
-                    produced_this_chunk += 1
                     queued += 1
             current.line = line
             if stop_after is not None and queued >= stop_after:
                 report.stopped = True
                 break
-            if produced_this_chunk >= chunk:
+            if current.sent >= chunk:
                 close_chunk()
                 if not settle(wait=len(inflight) >= window):
                     break

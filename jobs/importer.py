@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -44,9 +44,10 @@ class ImportFileError(AuraError):
     """The file as a whole cannot be read (unknown format, Parquet without pyarrow)."""
 
 
-@dataclass(frozen=True)
-class Row:
-    line: int                 # 1-based line of the file where the row ends (CSV: after the header)
+class Row(NamedTuple):
+    """One record of the file (a tuple: built once per row on the hot path)."""
+
+    line: int                 # 1-based line of the file where the row ends (Parquet: the row's number)
     fields: dict[str, Any]
 
 

@@ -1,11 +1,12 @@
 """Running an import: rows of a file (jobs/importer.py) produced through Kafka at full speed.
 
 Owns the produce loop of ``aura import``: each row is mapped, validated and framed exactly as the
-producer helper does for live traffic (aura/producer.py), queued without waiting, and every
-``chunk`` rows the producer is flushed; only when every queued record of the chunk is acknowledged
-is the checkpoint moved to the chunk's last line. A run stopped anywhere (Ctrl-C, a crash, a broker
-failure) resumes from the checkpoint, and the rows between the checkpoint and the stop that were
-produced already carry the same deterministic event ids, which the intake deduplicates.
+producer helper does for live traffic (aura/producer.py), and queued without waiting. The rows are
+cut into chunks of ``chunk`` produced rows; up to ``WINDOW`` chunks are in flight, and the
+checkpoint moves over every leading chunk whose records Kafka has all acknowledged (in whatever
+order the partitions acknowledge them). A run stopped anywhere (Ctrl-C, a crash, a broker failure)
+resumes from the checkpoint, and the rows between the checkpoint and the stop that were produced
+already carry the same deterministic event ids, which the intake deduplicates.
 
 Bad rows are reported with their line numbers and skipped; ``strict`` reads the whole file first
 and, if any row is bad, produces nothing.
@@ -17,10 +18,11 @@ import argparse
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from aura import bootstrap
 from aura.producer import EventProducer
@@ -45,6 +47,10 @@ from schemas.events import InvalidEvent
 
 KINDS = {"events": "behavior_event", "catalog": "catalog_item"}
 MAX_REPORTED = 1000  # bad rows listed on stderr; the rest are only counted
+WINDOW = 4          # chunks in flight before the loop waits for acknowledgements
+# librdkafka for a bulk load: fuller batches (fewer requests, less CPU per record) than live traffic's
+# 5 ms linger; lz4 stays (cheapest per byte on this path), idempotence stays (no duplicates on retry)
+IMPORT_PRODUCER: dict[str, Any] = {"linger.ms": 50, "batch.num.messages": 100_000, "batch.size": 4_000_000}
 
 
 @dataclass
@@ -100,11 +106,41 @@ def check_file(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
     return bad
 
 
+class _Chunk:
+    """The rows of one checkpoint step: done when every record queued for it is acknowledged."""
+
+    __slots__ = ("line", "sent", "acked", "failed", "on_error")
+
+    def __init__(self, on_error: Callable[[Any, Any], None]) -> None:
+        self.line = self.sent = self.acked = self.failed = 0
+        self.on_error = on_error
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self.acked += 1
+        else:
+            self.failed += 1
+            self.on_error(err, msg)
+
+    @property
+    def done(self) -> bool:
+        return self.acked + self.failed >= self.sent
+
+
+def import_producer(s: Settings) -> EventProducer:
+    """The producer of an import: larger batches than live traffic's (IMPORT_PRODUCER)."""
+    return EventProducer(s, bootstrap.kafka_producer(s, **IMPORT_PRODUCER))
+
+
 def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnMap, *, fmt: str | None = None,
                resume: bool = True, chunk: int = 5000, stop_after: int | None = None, err: TextIO | None = None,
                progress_every_s: float = 1.0, progress: Callable[[str], None] | None = None,
-               ) -> ImportReport:
-    """Produce every good row after the checkpoint; see the module docstring."""
+               window: int = WINDOW) -> ImportReport:
+    """Produce every good row after the checkpoint; see the module docstring.
+
+    Up to ``window`` chunks are in flight: producing never waits for a chunk's acknowledgements
+    unless that many are outstanding, and the checkpoint moves over every leading chunk whose
+    records are all acknowledged (acknowledgements of different partitions come in any order)."""
     if kind not in KINDS:
         raise ImportFileError(f"unknown import kind {kind!r}")
     err = err or sys.stderr
@@ -117,21 +153,38 @@ def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
     total = count_lines(path) - (1 if fmt == "csv" else 0) if fmt != "parquet" else None
     now_ms = int(time.time() * 1000)
     t0 = last_progress = time.monotonic()
-    pending_line = start
-    pending = 0
+    producer, on_error = events.producer, events._on_delivery
+    inflight: deque[_Chunk] = deque()
+    current = _Chunk(on_error)
+    queued = 0  # rows produced by this run, acknowledged or not
 
-    def commit() -> bool:
-        nonlocal pending
-        failed_before = events.stats.failed
-        events.flush(60.0)
-        if events.stats.failed > failed_before:
-            report.failed += events.stats.failed - failed_before
-            return False
-        report.produced += pending
-        pending = 0
-        report.last_line = pending_line
-        save_checkpoint(cp, path, pending_line, report.produced)
-        return True
+    def settle(wait: bool) -> bool:
+        """Move the checkpoint over the leading acknowledged chunks (``wait``: flush first)."""
+        if wait:
+            remaining = producer.flush(60.0)
+            if remaining:
+                report.failed += remaining
+                events.stats.errors.append(f"{remaining} records still queued after 60s")
+        else:
+            producer.poll(0)
+        moved = False
+        while inflight and inflight[0].done:
+            c = inflight.popleft()
+            if c.failed:
+                report.failed += c.failed + sum(later.failed for later in inflight)
+                inflight.clear()  # nothing after a refused record may be checkpointed
+                break
+            report.produced += c.acked
+            report.last_line = c.line
+            moved = True
+        if moved:
+            save_checkpoint(cp, path, report.last_line, report.produced)
+        return not report.failed
+
+    def close_chunk() -> None:
+        nonlocal current
+        inflight.append(current)
+        current = _Chunk(on_error)
 
     try:
         for row in read_rows(path, fmt):
@@ -147,14 +200,22 @@ def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
                 except RowError as e:
                     bad(e)
                 else:
-                    events.send_raw(key, value, topic)
-                    pending += 1
-            pending_line = line
-            if stop_after is not None and report.produced + pending >= stop_after:
+                    while True:
+                        try:
+                            producer.produce(topic, value=value, key=key, on_delivery=current.delivered)
+                            break
+                        except BufferError:
+                            producer.poll(0.05)  # the local queue is full: let deliveries drain
+                    current.sent += 1
+                    queued += 1
+            current.line = line
+            if stop_after is not None and queued >= stop_after:
                 report.stopped = True
                 break
-            if pending >= chunk and not commit():
-                break
+            if current.sent >= chunk:
+                close_chunk()
+                if not settle(wait=len(inflight) >= window):
+                    break
             now = time.monotonic()
             if progress is not None and now - last_progress >= progress_every_s:
                 last_progress = now
@@ -162,8 +223,10 @@ def run_import(events: EventProducer, path: str | Path, kind: str, cmap: ColumnM
                 progress(progress_line(line - header, total, now - t0, report.bad_count, report.rows))
     except KeyboardInterrupt:
         report.stopped = report.interrupted = True
+    if current.line and not report.failed:
+        close_chunk()
     if not report.failed:
-        commit()
+        settle(wait=True)
     report.elapsed_s = time.monotonic() - t0
     return report
 
@@ -194,7 +257,7 @@ def command(s: Settings, args: argparse.Namespace) -> int:
     if kind == "events" and not args.type_col and not args.default_type:
         say("error: say where the event type comes from: --type-col COLUMN and/or --default-type TYPE")
         return 2
-    events = EventProducer(s, bootstrap.kafka_producer(s))
+    events = import_producer(s)
     tty = sys.stderr.isatty()
 
     def progress(line: str) -> None:

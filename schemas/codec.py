@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from fastavro.validation import ValidationError
 from fastavro.validation import validate as validate_datum
 
 from aura.errors import AuraError
+from schemas.avrowrite import Unsupported, compile_writer
 
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 MAGIC = b"\xc3\x01"
@@ -58,6 +60,10 @@ class Codec:
         self.max_bytes = max_bytes
         self.schema = _load(AVRO_DIR / f"{name}.avsc")
         self.fingerprint = schema_fingerprint(self.schema)
+        try:
+            self._write: Any = compile_writer(self.schema)
+        except Unsupported:
+            self._write = None  # fastavro for every record
         self.writers: dict[bytes, dict[str, Any]] = {self.fingerprint: self.schema}
         history = AVRO_DIR / "history"
         for old in sorted(history.glob(f"{name}.v*.avsc")) if history.exists() else []:
@@ -65,7 +71,18 @@ class Codec:
             self.writers.setdefault(schema_fingerprint(parsed), parsed)
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        """Frame ``record`` (validated against the current schema) as single-object Avro."""
+        """Frame ``record`` (validated against the current schema) as single-object Avro.
+
+        The compiled writer (schemas/avrowrite.py) first; a value outside its plain cases falls back
+        to fastavro, which writes the same bytes or raises."""
+        if self._write is not None:
+            out = bytearray(MAGIC)
+            out += self.fingerprint
+            try:
+                self._write(out, record)
+                return bytes(out)
+            except (Unsupported, OverflowError, struct.error):
+                pass
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(self.fingerprint)

@@ -28,7 +28,9 @@ from tests.conftest import wait_for
 pytestmark = [pytest.mark.integration]
 
 N_GOOD = 300
+N_AFTER = 40
 TYPES = ("view", "view", "add_to_cart", "rating", "purchase")
+ITEMS = [f"i{n}" for n in range(41)]
 
 
 def fixture_rows(now_s: int) -> tuple[list[dict[str, Any]], list[list[str]]]:
@@ -76,9 +78,23 @@ def end_offsets(s: Settings) -> int:
         c.close()
 
 
-def state(redis: Any, s: Settings, users: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
-    """Each user's profile (without its offset fences and version) and the analytics counters summed
-    over partitions, per grain, bucket and metric."""
+def item_lists(redis: Any, keys: RedisKeys, items: list[str]) -> dict[str, dict[str, float]]:
+    """The item side: the popularity list and each item's co-occurrence and also-bought lists
+    (member -> score; scores rounded: floating sums of one set of entries in another order)."""
+    def zset(key: str) -> dict[str, float]:
+        return {(m.decode() if isinstance(m, bytes) else m): round(float(v), 6)
+                for m, v in redis.zrange(key, 0, -1, withscores=True)}
+
+    lists = {"popular": zset(keys.recs_popular())}
+    for i in items:
+        lists[f"cooc:{i}"] = zset(keys.recs_item_cooc(i))
+        lists[f"bought:{i}"] = zset(keys.recs_item_bought(i))
+    return lists
+
+
+def state(redis: Any, s: Settings, users: list[str]) -> tuple[dict[str, Any], dict[str, float], dict[str, Any]]:
+    """Each user's profile (without its offset fences and version), the analytics counters summed
+    over partitions, per grain, bucket and metric, and the item lists."""
     keys = RedisKeys(s.redis.prefix)
     profiles: dict[str, Any] = {}
     for u in users:
@@ -94,7 +110,7 @@ def state(redis: Any, s: Settings, users: list[str]) -> tuple[dict[str, Any], di
         for metric, v in redis.hgetall(key).items():
             m = metric.decode() if isinstance(metric, bytes) else metric
             counters[f"{parts[-2]}:{parts[-1]}:{m}"] += float(v)
-    return profiles, dict(counters)
+    return profiles, dict(counters), item_lists(redis, keys, ITEMS)
 
 
 @pytest.fixture
@@ -160,20 +176,49 @@ def test_import_builds_the_state_the_stream_builds(isolated, second, worker_fact
     try:
         wait_for(lambda: int(live_redis.hget(RedisKeys(second.redis.prefix).intake_count(), "accepted") or 0)
                  >= N_GOOD, timeout=180, what="the stream path folded")
+        got, expected = same_state(redis_client, isolated, live_redis, second, users, N_GOOD)
+        assert got == expected
+        assert got[2]["popular"] and any(got[2][f"cooc:{i}"] for i in ITEMS)  # the item side is compared too
+        assert int(redis_client.hget(intake, "accepted")) == N_GOOD  # resume and re-run counted nothing twice
 
-        def same() -> Any:
-            a, b = state(redis_client, isolated, users), state(live_redis, second, users)
-            folded = sum(sum(p["counts"].values()) for p in b[0].values()) == N_GOOD
-            return (a, b) if folded and a == b else None
-
-        try:
-            wait_for(same, timeout=180, what="the imported state to equal the stream's")
-        finally:
-            got, expected = state(redis_client, isolated, users), state(live_redis, second, users)
+        # live events after the import: folded once on top of it, as on top of the streamed history;
+        # then the whole file imported once more changes nothing
+        after = [{"event_id": uuid.uuid4().hex, "event_type": TYPES[i % 4], "user_id": f"u{i % 23}",
+                  "item_id": f"i{(i * 11) % 41}", "event_time": (now_s - 60 + i) * 1000,
+                  "value": 4.0 if TYPES[i % 4] == "rating" else None, "context": {}, "properties": {}}
+                 for i in range(N_AFTER)]
+        for target in (isolated, second):
+            p = EventProducer(target, bootstrap.kafka_producer(target))
+            for ev in after:
+                p.send(dict(ev))
+            assert p.flush(60).failed == 0
+        again = run_cli(isolated, str(src), *flags, "--restart")
+        assert again.returncode == 0, again.stdout + again.stderr
+        got2, expected2 = same_state(redis_client, isolated, live_redis, second, users, N_GOOD + N_AFTER)
+        assert got2 == expected2 and got2 != got
+        wait_for(lambda: int(redis_client.hget(intake, "duplicate") or 0) >= 2 * N_GOOD, timeout=180,
+                 what="the second re-run deduplicated")
+        assert int(redis_client.hget(intake, "accepted")) == N_GOOD + N_AFTER
+        assert state(redis_client, isolated, users) == got2
     finally:
         live_redis.close()
-    assert got[0] == expected[0] and got[1] == expected[1]
-    assert int(redis_client.hget(intake, "accepted")) == N_GOOD  # resume and re-run counted nothing twice
+
+
+def same_state(redis_a: Any, a: Settings, redis_b: Any, b: Settings, users: list[str], events: int) -> Any:
+    """Both prefixes' states once the second has folded ``events`` and the two are equal (bounded wait)."""
+    def same() -> Any:
+        x, y = state(redis_a, a, users), state(redis_b, b, users)
+        folded = sum(sum(p["counts"].values()) for p in y[0].values()) == events
+        return (x, y) if folded and x == y else None
+
+    try:
+        return wait_for(same, timeout=180, what=f"the imported state to equal the stream's at {events} events")
+    except Exception:
+        x, y = state(redis_a, a, users), state(redis_b, b, users)
+        assert x[0] == y[0]
+        assert x[1] == y[1]
+        assert x[2] == y[2]
+        raise
 
 
 def test_catalog_import_upserts_items(isolated, worker_factory, redis_client, tmp_path: Path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from aura.producer import EventProducer
 from aura.settings import Settings
+from jobs import importrun
 from jobs.importer import (
     ColumnMap,
     ImportFileError,
@@ -161,25 +163,38 @@ def test_progress_line() -> None:
 
 
 class RecordingProducer:
-    """confluent-kafka's Producer surface: records produced messages, acknowledges them on flush."""
+    """confluent-kafka's Producer surface: records produced messages and acknowledges them on flush;
+    ``shuffled``: ``poll`` also acknowledges a random part of the waiting ones, in any order (as
+    acknowledgements of different partitions come)."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, shuffled: bool = False) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
-        self.waiting: list[Any] = []
+        self.waiting: list[tuple[int, Any]] = []
+        self.acked: set[int] = set()
         self.flushes = 0
         self.fail = fail
+        self.rnd = random.Random(7) if shuffled else None
 
     def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None:
+        self.waiting.append((len(self.sent), on_delivery))
         self.sent.append((topic, key, value))
-        self.waiting.append(on_delivery)
+
+    def _ack(self, which: list[tuple[int, Any]]) -> None:
+        for n, cb in which:
+            self.acked.add(n)
+            cb("broker down" if self.fail else None, None)
 
     def poll(self, _t: float) -> int:
+        if self.rnd is not None and self.waiting:
+            self.rnd.shuffle(self.waiting)
+            cut = self.rnd.randint(0, len(self.waiting))
+            self._ack(self.waiting[:cut])
+            del self.waiting[:cut]
         return 0
 
     def flush(self, _t: float) -> int:
         self.flushes += 1
-        for cb in self.waiting:
-            cb("broker down" if self.fail else None, None)
+        self._ack(self.waiting)
         self.waiting.clear()
         return 0
 
@@ -194,8 +209,8 @@ def history(tmp_path: Path, n: int = 50) -> Path:
     return write(tmp_path, "h.csv", "\n".join(lines) + "\n")
 
 
-def importer(fail: bool = False) -> tuple[EventProducer, RecordingProducer]:
-    raw = RecordingProducer(fail)
+def importer(fail: bool = False, shuffled: bool = False) -> tuple[EventProducer, RecordingProducer]:
+    raw = RecordingProducer(fail, shuffled)
     return EventProducer(Settings().replace(topic_prefix="tunit"), raw), raw
 
 
@@ -212,7 +227,29 @@ def test_run_skips_bad_rows_with_line_numbers_and_checkpoints_after_ack(tmp_path
     assert report.produced == len(raw.sent) == 47 and report.last_line == 51 and not report.stopped
     assert {t for t, _, _ in raw.sent} == {"tunit.events.behavior"}
     assert json.loads(checkpoint_path(src, "events").read_text())["line"] == 51
-    assert raw.flushes >= 5
+
+
+def test_checkpoint_never_passes_an_unacknowledged_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acknowledgements in any order, chunks in flight: every checkpoint written covers only rows
+    whose records were all acknowledged at that moment, and the last one covers the file."""
+    monkeypatch.setattr("time.time", lambda: NOW_S)
+    src = history(tmp_path, 400)
+    events, raw = importer(shuffled=True)
+    saved: list[tuple[int, int]] = []
+    real = importrun.save_checkpoint
+
+    def spy(cp: Path, source: Path, line: int, produced: int) -> None:
+        good_upto = sum(1 for n in range(2, line + 1) if n not in (11, 21, 31))  # records of lines 2..line
+        assert set(range(good_upto)) <= raw.acked, f"checkpoint at line {line} before its rows were acknowledged"
+        saved.append((line, produced))
+        real(cp, source, line, produced)
+
+    monkeypatch.setattr(importrun, "save_checkpoint", spy)
+    report = run_import(events, src, "events", ColumnMap(type_col="event_type", value_col="rating"), chunk=10,
+                        err=io.StringIO())
+    assert report.produced == len(raw.sent) == 397 and saved[-1] == (401, 397)
+    assert len(saved) > 10 and [ln for ln, _ in saved] == sorted({ln for ln, _ in saved})
+    assert raw.flushes < 10  # the loop waited for acknowledgements only when the window was full
 
 
 def test_interrupted_then_resumed_produces_each_row_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,7 +272,7 @@ def test_failed_delivery_keeps_the_checkpoint(tmp_path: Path, monkeypatch: pytes
     events, _ = importer(fail=True)
     report = run_import(events, src, "events", ColumnMap(type_col="event_type", value_col="rating"), chunk=10,
                         err=io.StringIO())
-    assert report.failed == 10 and report.produced == 0 and report.exit_code == 1
+    assert report.failed == 10 * importrun.WINDOW and report.produced == 0 and report.exit_code == 1
     assert not checkpoint_path(src, "events").exists()
 
 
@@ -289,3 +326,69 @@ def test_ctrl_c_checkpoints_what_was_acknowledged(tmp_path: Path, monkeypatch: p
                         err=io.StringIO())
     assert report.interrupted and report.exit_code == 130 and report.produced == 15
     assert load_checkpoint(checkpoint_path(src, "events"), src) == report.last_line == 17  # 15 good + header + line 11
+
+
+def test_csv_jsonl_and_parquet_of_the_same_rows_produce_the_same_records(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The three formats read into the same rows: the same records, byte for byte (deterministic ids
+    from the row content), and the same bad rows at the same line numbers (Parquet: row numbers)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    monkeypatch.setattr("time.time", lambda: NOW_S)
+    cols = ["user_id", "item_id", "event_type", "timestamp", "rating"]
+    rows = [[f"u{i % 7}", f"i{i % 11}", "rating", str(NOW_S - 3600 + i), str(1 + i % 5)] for i in range(60)]
+    rows[9][0] = ""             # CSV line 11, JSON line 10, Parquet row 10: no user
+    rows[30][3] = "yesterday"   # no time
+    (tmp_path / "h.csv").write_text("\n".join([",".join(cols)] + [",".join(r) for r in rows]) + "\n")
+    (tmp_path / "h.jsonl").write_text("".join(json.dumps(dict(zip(cols, r, strict=True))) + "\n" for r in rows))
+    pq.write_table(pa.table({c: [r[k] for r in rows] for k, c in enumerate(cols)}), tmp_path / "h.parquet",
+                   row_group_size=16)
+    cmap = ColumnMap(type_col="event_type", value_col="rating")
+    got = {}
+    for name in ("h.csv", "h.jsonl", "h.parquet"):
+        events, raw = importer()
+        report = run_import(events, tmp_path / name, "events", cmap, chunk=7, err=io.StringIO())
+        got[name] = (raw.sent, [e.reason for e in report.bad], [e.line for e in report.bad], report.last_line)
+    assert got["h.csv"][0] == got["h.jsonl"][0] == got["h.parquet"][0] and len(got["h.csv"][0]) == 58
+    assert got["h.csv"][1] == got["h.jsonl"][1] == got["h.parquet"][1] == ["missing_user", "bad_time"]
+    assert got["h.csv"][2] == [11, 32] and got["h.jsonl"][2] == got["h.parquet"][2] == [10, 31]
+    assert got["h.parquet"][3] == 60 and got["h.csv"][3] == 61
+
+
+def test_typed_parquet_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parquet's own types: int64 epoch seconds, timestamps, doubles, nulls; a resumed Parquet import
+    continues after the last acknowledged row."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from datetime import UTC, datetime
+
+    monkeypatch.setattr("time.time", lambda: NOW_S)
+    n = 40
+    table = pa.table({
+        "user_id": pa.array([None if i == 5 else f"u{i % 4}" for i in range(n)], pa.string()),
+        "item_id": pa.array([f"i{i}" for i in range(n)], pa.string()),
+        "at": pa.array([datetime.fromtimestamp(NOW_S - 600 + i, UTC) for i in range(n)], pa.timestamp("ms", tz="UTC")),
+        "secs": pa.array([NOW_S - 600 + i for i in range(n)], pa.int64()),
+        "stars": pa.array([float(1 + i % 5) for i in range(n)], pa.float64()),
+    })
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=8)
+    by_time = {}
+    for col in ("at", "secs"):
+        events, raw = importer()
+        report = run_import(events, tmp_path / "t.parquet", "events",
+                            ColumnMap(default_type="rating", time_col=col, value_col="stars"), resume=False,
+                            err=io.StringIO())
+        assert report.produced == n - 1 and [(e.line, e.reason) for e in report.bad] == [(6, "missing_user")]
+        by_time[col] = [events.codec.decode(v) for _, _, v in raw.sent]
+    assert [(e["event_time"], e["value"], e["user_id"]) for e in by_time["at"]] == [
+        (e["event_time"], e["value"], e["user_id"]) for e in by_time["secs"]]
+    assert by_time["secs"][0]["event_time"] == datetime.fromtimestamp(NOW_S - 600, UTC)
+    cmap = ColumnMap(default_type="rating", time_col="secs", value_col="stars")
+    events, first = importer()
+    assert run_import(events, tmp_path / "t.parquet", "events", cmap, stop_after=17, chunk=5, resume=False,
+                      err=io.StringIO()).stopped
+    events, rest = importer()
+    resumed = run_import(events, tmp_path / "t.parquet", "events", cmap, chunk=5, err=io.StringIO())
+    events, whole = importer()
+    run_import(events, tmp_path / "t.parquet", "events", cmap, resume=False, err=io.StringIO())
+    assert resumed.skipped_before > 0 and first.sent + rest.sent == whole.sent

@@ -8,7 +8,7 @@ session timeout rejoins by itself.
 
 Kafka, Redis and Cassandra are the shared ones, isolated per test as usual (own topics, consumer group
 and Redis prefix); only the test's own worker process is stopped or blocked. The loop is blocked from
-outside by a signal whose handler (installed by the wrapper below, in the worker's main thread) sleeps:
+outside by a signal whose handler (installed at interpreter start, in the worker's main thread) sleeps:
 the event loop stops while the consumer thread runs on, as with a blocking call in an agent.
 """
 
@@ -30,25 +30,28 @@ from tests.e2e.test_scale_out import assignments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.recovery, pytest.mark.slow]
 
-BLOCK = signal.SIGRTMIN + 3  # the wrapper's "block the event loop" signal (mode's worker takes SIGUSR1/2)
-WRAPPER = """
-import os, signal, sys, time
-signal.signal(signal.SIGRTMIN + 3, lambda *_a: time.sleep(float(os.environ["TEST_BLOCK_S"])))
-sys.argv = ["aura", "worker"]  # what a replaced process re-executes: python -m aura.cli worker
-from aura.cli import main
-sys.exit(main(["worker"]))
+BLOCK = signal.SIGRTMIN + 3  # the "block the event loop" signal (mode's worker takes SIGUSR1/2)
+# installed at every interpreter start of the worker (a replaced worker too: it inherits the environment)
+SITECUSTOMIZE = """
+import os, signal, time
+if os.environ.get("TEST_BLOCK_S"):
+    signal.signal(signal.SIGRTMIN + 3, lambda *_a: time.sleep(float(os.environ["TEST_BLOCK_S"])))
 """
 
 
 class Worker:
-    """``aura worker`` behind the wrapper; its log."""
+    """``aura worker`` with the blocking signal handler (``SITECUSTOMIZE``); its log."""
 
     def __init__(self, s: Settings, log_path: Path, block_s: float) -> None:
-        env = {**os.environ, **settings_env(s), "TEST_BLOCK_S": str(block_s)}
+        hook = log_path.parent / "blockhook"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+        path = os.pathsep.join([str(hook), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env = {**os.environ, **settings_env(s), "TEST_BLOCK_S": str(block_s), "PYTHONPATH": path}
         self.log_path = log_path
         self.log = open(log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-c", WRAPPER], cwd=REPO_ROOT, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([sys.executable, "-m", "aura.cli", "worker"], cwd=REPO_ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.wait_ready(0)
 
     def readies(self) -> int:
@@ -78,7 +81,7 @@ class Worker:
 def start_worker(tmp_path: Path) -> Any:
     started: list[Worker] = []
 
-    def start(s: Settings, block_s: float = 0.0) -> Worker:
+    def start(s: Settings, block_s: float = 0.0) -> Worker:  # block_s 0: no handler
         w = Worker(s, tmp_path / f"worker-{len(started)}.log", block_s)
         started.append(w)
         return w

@@ -43,6 +43,9 @@ class KafkaSettings(BaseSettings):
     topic_partitions: int = env(12, "AURA_TOPIC_PARTITIONS")
     consumer_group: str = env("aura-worker", "AURA_CONSUMER_GROUP")
     session_timeout_s: float = 60.0  # a dead worker's partitions move after this long
+    # a member that fetched nothing for this long leaves its group (Faust's broker_max_poll_interval;
+    # streams/liveness.py replaces a worker that does not come back)
+    max_poll_interval_s: float = 1000.0
 
     @property
     def host(self) -> str:
@@ -120,6 +123,10 @@ class WorkerSettings(BaseSettings):
     # "restart" re-executes the worker process (nothing in flight is kept; the new process refolds
     # what Redis lost), "exit" ends it with status 75 for a supervisor to restart
     redis_loss_action: Literal["restart", "exit"] = "restart"
+    # liveness (streams/liveness.py): a worker out of its consumer group (no generation: left it, or
+    # dropped by the broker after a stall past the session timeout) or whose event loop has not run for
+    # this long is replaced as on a Redis loss (redis_loss_action); 0: never
+    stall_s: float = env(120.0, "AURA_WORKER_STALL_S")
 
 
 class ProfileSettings(BaseSettings):

@@ -21,7 +21,8 @@ worker summed, over each phase); "cache off" runs against a second API started w
 endpoint's saturation runs between the two (A, B, A, B...), printing the median of the per-pair B/A
 throughput ratios: a setting's effect measured side by side, on the same machine state.
 ``--b-tree PATH`` runs B from another checkout of Aura (e.g. a ``git worktree`` of an older commit) with
-the same settings: two versions of the code measured side by side.
+the same settings: two versions of the code measured side by side (saturation and fixed rates, A and B
+alternating).
 
 Tools: ``apt-get install -y wrk`` (Debian) and ``go install github.com/tsenart/vegeta/v12@v12.13.0``
 (binary in ~/go/bin). The load generator runs on the same machine as the API: on a 2-core box it
@@ -386,13 +387,22 @@ def main(argv: list[str] | None = None) -> int:
                       f"B {[round(r['rps']) for r in sat_b]}; B/A median of pairs {statistics.median(pairs):.3f}")
             for rate in rates:
                 counts = now
-                runs = [vegeta(urls, token, rate, args.duration, workdir, veg) for _ in range(args.repeat)]
+                runs, runs_b = [], []
+                for _ in range(args.repeat):  # with B: alternating A, B at the same rate
+                    runs.append(vegeta(urls, token, rate, args.duration, workdir, veg))
+                    if b_urls:
+                        runs_b.append(vegeta(b_urls, token, rate, args.duration, workdir, veg))
                 entry["fixed"][rate] = runs
                 now = cache_counts(base)
                 cache = f"; {hit_rate(counts, now)}" if now != counts else ""
                 print(f"   fixed {rate}/s (vegeta): p50 {median(runs, 'p50'):.2f} ms, "
                       f"p99 {median(runs, 'p99'):.2f} ms, achieved {median(runs, 'throughput'):.0f}/s, "
                       f"success {median(runs, 'success'):.4f}{cache}")
+                if runs_b:
+                    entry.setdefault("fixed_b", {})[rate] = runs_b
+                    print(f"   B fixed {rate}/s: p50 {median(runs_b, 'p50'):.2f} ms, "
+                          f"p99 {median(runs_b, 'p99'):.2f} ms, "
+                          f"achieved {median(runs_b, 'throughput'):.0f}/s, success {median(runs_b, 'success'):.4f}")
             results[name] = entry
     finally:
         for proc, _port in apis.values():

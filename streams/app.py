@@ -26,6 +26,7 @@ from streams import (
     identity,
     insights,
     lifecycle,
+    liveness,
     loopstats,
     neighbours,
     profiles_owner,
@@ -69,6 +70,7 @@ def faust_app(s: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
         broker_session_timeout=s.kafka.session_timeout_s,
+        broker_max_poll_interval=s.kafka.max_poll_interval_s,
         # a topic missing from the first metadata (a broker that just started) is found within 5 s,
         # not after the client's default 5 minutes: the group then rebalances onto it
         consumer_metadata_max_age_ms=5000,
@@ -114,5 +116,6 @@ def build(s: Settings, res: Resources | None = None) -> tuple[faust.App, list[Ow
             owners += module.register(app, res)
     behavior.register(app, res, owners, owns_intake="profiles" in roles)
     redisloss.register(app, res)  # offset marks next to the state; a Redis that lost writes is refolded
+    liveness.register(app, res)  # out of its group or a blocked loop for too long: replaced
     loopstats.register(app, s.worker.loop_stats_s)  # where a batch's time goes, logged at INFO
     return app, owners, res.durable

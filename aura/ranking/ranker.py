@@ -62,6 +62,7 @@ class Result:
 
 
 LIST_SOURCES = ("cooc", "content", "bought", "ease")  # read from the recent items' neighbour lists
+FIRST_USER_READS = 7  # ``first_commands`` of a request with a user: the placement and six per-user reads
 BATCH_TTL_S = 1.0  # a placement's batch lists name (the model version activated there) is re-read this often
 USER_NEIGHBOURS = 20  # "users like you" read per request (streams/neighbours.py)
 NEIGHBOUR_ITEMS = 10  # most recent items of each neighbour
@@ -400,15 +401,19 @@ class Ranker:
             ranked = rank_pool(ids + [i for i, _ in more], scores + [x for _, x in more], records, set(), f,
                                req.diversity, req.limit)
         names = [s for s in SOURCES if s in pool.masks]
-        items = [(i, s, [name for name in names if pool.masks[name][pool.index[i]]]) for i, s in ranked]
+        rows = [pool.index[i] for i, _s in ranked]
+        proposed = [pool.masks[name][rows].tolist() for name in names]  # one numpy read per source
+        items = [(i, s, [name for name, col in zip(names, proposed, strict=True) if col[r]])
+                 for r, (i, s) in enumerate(ranked)]
         return Result(items=items, strategy=pool.strategy, weights=pool.weights, model=pool.model)
 
-    async def compute(self, req: Request) -> Result:
+    async def compute(self, req: Request, first_raw: list[Any] | None = None) -> Result:
         """The whole ranking from the state: three round trips (see the module docstring); a bounded
-        view answers a request without an item on screen in two (``FIRST_LUA``, then the HMGET)."""
+        view answers a request without an item on screen in two (``FIRST_LUA``, then the HMGET), or in
+        one when ``first_raw`` holds the ``FIRST_LUA`` reply already (read with the pool: ``COLD_LUA``)."""
         await self.resolve_batch((req.placement,))
         if self.first_script is not None and req.user_id and not req.context_item:
-            return await self.compute_first(req)
+            return await self.compute_first(req, first_raw)
         pipe = self.redis.pipeline(transaction=False)
         for cmd in self.first_commands(req):
             pipe.execute_command(*cmd)
@@ -417,16 +422,22 @@ class Ranker:
         return await self.finish(pl.req, self.choose(pl))
 
 
-    async def compute_first(self, req: Request) -> Result:
-        """Round trips (1) and (2) of a bounded view in ONE script call (``FIRST_LUA``: every list source
-        summed in Redis, the weighed ones kept), the cohorts' lists when weighed and known, then (3)."""
+    def first_reads(self, req: Request) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the bounded view's ``FIRST_LUA`` for ``req`` (also the tail of ``COLD_LUA``'s)."""
         keys = [cmd[1] for cmd in self.first_commands(req)]
         templates = [half for src in LIST_SOURCES for half in self.list_key("\0", src, req).split("\0")]
-        raw = await self.first_script(keys=keys, args=[
-            self.recent_of(req), min(req.recent_n, self.recent_of(req)), self.candidates, self.list_k,
-            req.recent_decay, len(self.trend_keys(req)), *templates])
-        lists = raw[len(keys):]
-        pl = self.plan(req, raw[:len(keys)])
+        return keys, [self.recent_of(req), min(req.recent_n, self.recent_of(req)), self.candidates, self.list_k,
+                      req.recent_decay, len(self.trend_keys(req)), *templates]
+
+    async def compute_first(self, req: Request, raw: list[Any] | None = None) -> Result:
+        """Round trips (1) and (2) of a bounded view in ONE script call (``FIRST_LUA``: every list source
+        summed in Redis, the weighed ones kept; none when ``raw`` is its reply already), the cohorts'
+        lists when weighed and known, then (3)."""
+        if raw is None:
+            keys, args = self.first_reads(req)
+            raw = await self.first_script(keys=keys, args=args)
+        lists = raw[FIRST_USER_READS + len(self.trend_keys(req)) + 1:]  # after the user's, trending, popular
+        pl = self.plan(req, raw[:FIRST_USER_READS + len(self.trend_keys(req)) + 1])
         knn = {src: (flat[0::2], float_array(flat[1::2])) for src, flat in zip(LIST_SOURCES, lists, strict=True)
                if src in pl.list_sources}
         cohort = await self.cohort_lists(pl.cohorts, self.candidates) if pl.cohorts else None

@@ -10,8 +10,9 @@ head's filter records, the user's fence and explicit preferences) when the pool 
 user's current state and the placement's current weights (``from_precomputed``); a request that finds
 no usable pool marks the user as wanting one and is answered by a bounded first pass (``Ranker.bounded``:
 the heads of the lists, the newest items, no "users like you"), so that a user's first request does
-not pay for the whole ranking. Similar items / also bought: ONE script call
-(``SIMILAR_LUA``; ``Recommender.similar``).
+not pay for the whole ranking: the pool read and the first pass's reads are ONE script call
+(``COLD_LUA``, the reads only made on a miss), then one HMGET of the best candidates' filter records.
+Similar items / also bought: ONE script call (``SIMILAR_LUA``; ``Recommender.similar``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aura.keys import RedisKeys
 from aura.ranking.blend import method_weights, normalise, parsed_json, parsed_weights, similar_read, similar_reference
 from aura.ranking.preferences import PREF_FIELDS, parse, personalise
 from aura.ranking.ranker import Ranker, Request, Result, needs_whole_pool
-from aura.ranking.scripts import CANDS_LUA, SIMILAR_LUA
+from aura.ranking.scripts import CANDS_LUA, COLD_LUA, SIMILAR_LUA
 from aura.ranking.vector import flat_scores, rank_pool
 from aura.state.pools import CANDS_FIELDS, CANDS_LIMIT, CANDS_REST, CANDS_SEP, pool_size, wanted_member
 
@@ -57,6 +58,8 @@ class Recommender(Ranker):
         # the stream's per-user pool: its hash is in the user's slot, the placement and filter hashes
         # elsewhere, so the Cluster path has two round trips
         self.cands_script = None if self.cluster else redis.register_script(CANDS_LUA)
+        # the pool read that also brings the first pass's reads on a miss (placements with a first pass)
+        self.cold_script = None if self.cluster else redis.register_script(COLD_LUA)
         # the bounded first pass (candidates, list_k, recent; ``Ranker.bounded``) of a request that found
         # no usable pool and marked it wanted: the worker's pool serves the next ones (None: whole ranking)
         self.first_pass = self.bounded(*first_pass) if first_pass and self.wanted_placements else None
@@ -99,34 +102,45 @@ class Recommender(Ranker):
         exactly; when it could but there is no usable pool yet (the request marked it wanted), the
         bounded first pass (``first_pass``); else the whole ranking (``compute``)."""
         if precomputable(req):
-            got = await self.from_precomputed(req)
-            if got is not None:
+            first = self.first_pass if req.placement in self.wanted_placements else None
+            got = await self.from_precomputed(req, first=first)
+            if isinstance(got, Result):
                 return got
-            if self.first_pass is not None and req.placement in self.wanted_placements:
-                return await self.first_pass.compute(req)  # marked wanted: the pool answers the next ones
+            if first is not None:  # marked wanted: the pool answers the next ones
+                return await first.compute(req, got)  # with the reads the pool call brought (None: read now)
         return await self.compute(req)
 
-    async def from_precomputed(self, req: Request, whole: bool = False) -> Result | None:
+    async def from_precomputed(self, req: Request, whole: bool = False,
+                               first: Ranker | None = None) -> Result | list[Any] | None:
         """The pool the stream kept for (user, placement): ONE script call (placement, the pool's head
         and the head's filter records, the user's recommender fence; Redis Cluster: a pipeline, then one
         HMGET). None when there is no pool, when it was ranked before the user's last applied event (its
         fence ``off`` is not the user's ``_off``: the stream has not re-ranked it yet) or with other
         weights than the placement's current ones. ``whole``: read the whole pool (boosts and diversity
-        look at every candidate; the filters dropped so many of the head that it cannot fill the page)."""
+        look at every candidate; the filters dropped so many of the head that it cannot fill the page).
+        ``first`` (the bounded first pass): on a miss, the same call reads what it needs (``COLD_LUA``)
+        and that reply is returned instead of None, for ``first.compute``."""
         k = self.keys
         whole = whole or needs_whole_pool(req)
-        first = pool_size(req.limit) if whole else max(3 * req.limit, 30)
+        head = pool_size(req.limit) if whole else max(3 * req.limit, 30)
         uid = req.user_id or ""
         ckey = k.recs_user_cands(uid, req.placement)
         mark = self.wanted_max if req.placement in self.wanted_placements else 0
         member = wanted_member(req.placement, uid)
         now_ms = int(time.time() * 1000)
+        cold: list[Any] | None = None
         if self.cands_script is not None:
-            p, c, records, prefs_raw = await self.cands_script(
-                keys=[k.recs_placement(req.placement), ckey, k.recs_item_filters(), k.recs_user_state(uid),
-                      k.recs_cands_wanted(), k.user_attrs(uid)],
-                                                    args=[first, member, now_ms, mark, self.refresh_ms,
-                                                          int(whole)])
+            keys = [k.recs_placement(req.placement), ckey, k.recs_item_filters(), k.recs_user_state(uid),
+                    k.recs_cands_wanted(), k.user_attrs(uid)]
+            args = [head, member, now_ms, mark, self.refresh_ms, int(whole)]
+            if first is not None and mark and not whole:
+                fkeys, fargs = first.first_reads(req)
+                reply = await self.cold_script(keys=keys + fkeys, args=args + fargs)
+                batch_read = first.lists_of(req)  # the batch lists the first pass's keys name
+            else:
+                reply = await self.cands_script(keys=keys, args=args)
+            p, c, records, prefs_raw = reply[:4]
+            cold = reply[4] if len(reply) > 4 else None
             marked = True
         else:
             pipe = self.redis.pipeline(transaction=False)
@@ -148,11 +162,13 @@ class Recommender(Ranker):
                 await self.mark_wanted(member, now_ms)  # served, and re-ranked behind (Cluster: one more call)
         wraw, model_id, version, batch = p
         self.batch_lists[req.placement], self.batch_at[req.placement] = batch or "ease", time.monotonic()
+        if cold is not None and batch_read != self.lists_of(req):  # the placement's batch lists changed
+            cold = None  # meanwhile: the first pass reads again with the current ones
         stored_weights, strategy, ids_blob, scores_blob, sources_blob, used, ranked_at, current, rest_len = c
         if ids_blob is None or ranked_at != (current or "-1"):  # none, or ranked before the user's last event
             if mark and not marked:  # (Redis Cluster: the wanted set is in its own slot)
                 await self.mark_wanted(member, now_ms)
-            return None
+            return cold
         if parsed_json(stored_weights) != method_weights(wraw, req.placement, req.method):
             if mark:  # ranked with the placement's former weights: wanted again (rare)
                 await self.mark_wanted(member, now_ms)
@@ -161,14 +177,14 @@ class Recommender(Ranker):
         model = f"{model_id}:{version}" if model_id else ""
         if not ids_blob:
             return Result(items=[], strategy=strategy, weights=weights, model=model)
-        ids = ids_blob.split(CANDS_SEP, first)  # the head (and the rest of the head, unsplit)
-        more = len(ids) > first or int(rest_len or 0) > 0  # the pool holds more than the ids read
-        if len(ids) > first:
+        ids = ids_blob.split(CANDS_SEP, head)  # the head (and the rest of the head, unsplit)
+        more = len(ids) > head or int(rest_len or 0) > 0  # the pool holds more than the ids read
+        if len(ids) > head:
             ids.pop()
         if records is None:
             records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
         filters = personalise(req.filters, parse(*prefs_raw)) if any(prefs_raw) else req.filters
-        ranked = rank_pool(ids, list(map(float, scores_blob.split(",", first)[:first])), records, set(), filters,
+        ranked = rank_pool(ids, list(map(float, scores_blob.split(",", head)[:head])), records, set(), filters,
                            req.diversity, req.limit)
         if len(ranked) < req.limit and more and not whole:  # the filters dropped many: the whole pool, read
             return await self.from_precomputed(req, whole=True)  # again in one call (the same ranking)

@@ -4,7 +4,9 @@ which hold the Redis Cluster path (the same answers from pipelined reads) beside
 
 ``USERS_LUA``: "users like you did lately"; ``KNN_LUA``: the recency kNN of every list source;
 ``SIMILAR_LUA``: similar items / also bought; ``CANDS_LUA``: the user's precomputed pool
-(aura/state/pools.py) with its head's filter records, marking the pool as wanted when it is unusable.
+(aura/state/pools.py) with its head's filter records, marking the pool as wanted when it is unusable;
+``FIRST_LUA``: the bounded first pass's reads; ``COLD_LUA``: both in one call (the pool, and the first
+pass's reads when there is no usable pool).
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ return flat
 #
 # KEYS[6] (optional) = the user's identity hash: its preference fields (aura/ranking/preferences.py
 # ``PREF_FIELDS``) come back as the fourth element, so the preferences cost no extra round trip.
-CANDS_LUA = """
+_CANDS_FN = """
+local function pool_read(KEYS, ARGV)
 local p = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version', 'batch')
 local c = redis.call('HMGET', KEYS[2], 'weights', 'strategy', 'ids', 'scores', 'sources', 'used', 'off')
 c[#c + 1] = redis.call('HGET', KEYS[4], '_off')
@@ -198,7 +201,9 @@ while #head < first do
   end
 end
 return {p, c, redis.call('HMGET', KEYS[3], unpack(head)), u}
+end
 """
+CANDS_LUA = _CANDS_FN + "return pool_read(KEYS, ARGV)\n"
 
 
 
@@ -212,7 +217,8 @@ return {p, c, redis.call('HMGET', KEYS[3], unpack(head)), u}
 # over the newest items' lists, as ``KNN_LUA`` sums it (an entry ``item|weight|time|bought`` is split at
 # its last three bars, as ``seq_item`` does). Every list source is summed (the
 # weights are only known here as JSON): the caller keeps the weighed ones; the lists read are short.
-FIRST_LUA = """
+_FIRST_FN = """
+local function first_pass(KEYS, ARGV)
 local nseq, nrec, n, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local decay, ntr = tonumber(ARGV[5]), tonumber(ARGV[6])
 local out = {}
@@ -258,4 +264,23 @@ while ARGV[s] do
   s = s + 2
 end
 return out
+end
+"""
+FIRST_LUA = _FIRST_FN + "return first_pass(KEYS, ARGV)\n"
+
+
+# A user's first request in ONE call: the pool read (``CANDS_LUA``: KEYS[1..6], ARGV[1..6]) and, when it
+# finds no usable pool (none, or ranked before the user's last applied event), the bounded first pass's
+# reads (``FIRST_LUA``: the other KEYS and ARGV) as a fifth element, so that a request without a pool
+# costs one script call and one HMGET instead of three round trips. A pool that is usable here but
+# ranked with other weights (checked by the caller) gets no fifth element: the caller reads it then.
+COLD_LUA = _CANDS_FN + _FIRST_FN + """
+local ck, ca, fk, fa = {}, {}, {}, {}
+for i = 1, 6 do ck[i] = KEYS[i]; ca[i] = ARGV[i] end
+for i = 7, #KEYS do fk[#fk + 1] = KEYS[i] end
+for i = 7, #ARGV do fa[#fa + 1] = ARGV[i] end
+local r = pool_read(ck, ca)
+local c = r[2]
+if not c[3] or c[7] ~= (c[8] or '-1') then r[5] = first_pass(fk, fa) end
+return r
 """

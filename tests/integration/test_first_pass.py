@@ -148,9 +148,9 @@ def test_requests_no_pool_answers_take_the_whole_ranking(isolated, redis_client)
         calls: list[Request] = []
         real = rec.first_pass.compute
 
-        async def counted(q: Request) -> Any:
+        async def counted(q: Request, raw: Any = None) -> Any:
             calls.append(q)
-            return await real(q)
+            return await real(q, raw)
 
         rec.first_pass.compute = counted  # type: ignore[method-assign]
         for q in (Request("u0", context_item="i3"), Request("u0", placement="homepage"),
@@ -165,3 +165,34 @@ def test_requests_no_pool_answers_take_the_whole_ranking(isolated, redis_client)
         assert Recommender(r, k, wanted_placements=["default"], wanted_max=100).first_pass is None
 
     run(isolated, body)
+
+
+def test_a_first_request_is_one_script_call_and_one_hmget(isolated, redis_client, redis_round_trips):
+    """The pool read brings the first pass's reads on a miss (``COLD_LUA``): a user without a pool costs
+    two round trips, the same answer as the first pass read on its own; a stale pool (ranked before the
+    user's last event) is a miss too; a usable pool is served by the one call."""
+    k = RedisKeys(isolated.redis.prefix)
+    seed(redis_client, k, random.Random(36))
+    reqs = [Request("u0"), Request("u2", limit=15), Request("u4"), Request("nobody"),
+            Request("u3", filters=Filters(min_price=10, max_price=30))]
+
+    async def body(r: Any) -> list[tuple[Any, Any, list[int]]]:
+        rec = Recommender(r, k, wanted_placements=["default"], wanted_max=100, first_pass=BOUNDS)
+        assert rec.first_pass is not None
+        await rec.recommend(Request("warm"))  # the placement's batch lists read once
+        out = []
+        for q in reqs:
+            del redis_round_trips[:]
+            served = await rec.recommend(q)
+            trips = list(redis_round_trips)
+            out.append((served, await rec.first_pass.compute(q), trips))
+        return out
+
+    for q, (served, alone, trips) in zip(reqs, run(isolated, body), strict=True):
+        # COLD_LUA, then the HMGET of the best candidates' filter records (a second one when the filters
+        # drop too many of the first ones, as in the whole ranking)
+        assert trips == [1, 1] if q.filters == Filters() else trips[:2] == [1, 1] and len(trips) <= 3, (q, trips)
+        assert served.items == alone.items and served.strategy == alone.strategy, q
+        assert served.items, q
+    wanted = {m for m in redis_client.zrange(k.recs_cands_wanted(), 0, -1)}
+    assert {wanted_member("default", q.user_id or "") for q in reqs} <= wanted

@@ -9,8 +9,8 @@ import re
 from types import SimpleNamespace
 
 from aura.keys import RedisKeys
-from aura.ranking.ranker import Ranker, Request
-from aura.ranking.scripts import CANDS_LUA, FIRST_LUA, SIMILAR_LUA
+from aura.ranking.ranker import FIRST_USER_READS, Ranker, Request
+from aura.ranking.scripts import CANDS_LUA, COLD_LUA, FIRST_LUA, SIMILAR_LUA
 from aura.state.catalog import filter_record
 from aura.state.pools import CANDS_FIELDS, CANDS_REST, CANDS_SEP
 
@@ -35,5 +35,14 @@ def test_the_first_pass_script_reads_what_the_first_round_trip_reads():
     # the first seven, by position; the neighbours (KEYS[6]) are not read: the first pass skips them
     assert [(c[0], str(n)) for n, c in enumerate(cmds[:7], 1) if n != 6] == spelled
     assert "out[6] = {}" in FIRST_LUA
+    assert len(cmds) == FIRST_USER_READS + 2  # the user's reads, one trending list, the popular list
     assert all(c[0] == "ZREVRANGE" for c in cmds[7:])  # the trending lists and the popular list
     assert "'^(.*)|([^|]*)|[^|]*|[^|]*$'" in FIRST_LUA  # ``seq_item``: split at the last three bars
+
+
+def test_the_cold_script_is_the_pool_read_then_the_first_pass():
+    """``COLD_LUA`` runs the two scripts' own bodies (one definition each), the pool's six keys and
+    arguments first."""
+    assert CANDS_LUA.split("return pool_read")[0] in COLD_LUA
+    assert FIRST_LUA.split("return first_pass")[0] in COLD_LUA
+    assert "for i = 1, 6 do ck[i] = KEYS[i]; ca[i] = ARGV[i] end" in COLD_LUA

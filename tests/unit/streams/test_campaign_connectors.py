@@ -9,7 +9,7 @@ from typing import Any
 
 from aura.settings import Settings
 from streams import connectors
-from streams.campaigns import TokenBucket
+from streams.campaign_drain import TokenBucket
 
 
 def record(**kw: Any) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def test_the_rate_limit_bucket():
 
 def test_the_rate_limit_bucket_holds_any_minute_within_one_percent(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr("streams.campaigns.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("streams.campaign_drain.time.monotonic", lambda: clock[0])
     b = TokenBucket(6000.0)  # 100 per second
     taken = []
     while clock[0] < 120.0:  # a drainer pass every 0.1 s that always has more to send

@@ -28,10 +28,10 @@ import faust
 
 from aura import layout
 from aura.configcache import ConfigCache
-from aura.ranking.reader import Recommender
+from aura.ranking.ranker import Ranker
 from aura.state import profile_codec
-from aura.state.campaign_render import links, outbox_record, recommendations
-from aura.state.campaign_sends import Due, Verdict, aggregates, cancelled, decide
+from aura.state.campaign_render import links, outbox_record, recommendations_many
+from aura.state.campaign_sends import Due, aggregates, cancelled, decide
 from aura.state.campaigns import Campaign
 from aura.state.profiles import ProfileConfig, document, parse_attrs
 from aura.state.rules import holds, profile_fields
@@ -40,7 +40,6 @@ from streams.intake import Dead, RawRecord
 from streams.runtime import Resources, retrying
 
 log = logging.getLogger(__name__)
-RANKING_CONCURRENCY = 32  # users ranked at once by a drainer pass (each a few Redis round trips)
 PAUSED_RECHECK_MS = 60_000  # due messages of a paused campaign are looked at again this much later
 
 # KEYS: caps, user groups, stats. ARGV: campaign, caps member, now, cap window ms, group, content variant
@@ -115,8 +114,15 @@ class Drainer:
         self.holdout = res.redis.register_script(HOLDOUT_LUA)
         self.token = uuid.uuid4().hex
         self.buckets = {ch: TokenBucket(self.s.campaigns.rate_per_min) for ch in layout.CAMPAIGN_CHANNELS}
-        self.ranker = Recommender(res.redis, res.keys)
+        self.ranker = Ranker(res.redis, res.keys)
         self.profile_cfg = ProfileConfig.from_settings(res.settings)
+        self.wake = asyncio.Event()  # set when a due entry is due now (``due_at``): the next pass starts at once
+
+    def due_at(self, due_ms: int) -> None:
+        """A due entry was written in this worker, due at ``due_ms``: when that is now, wake the pass loop
+        instead of letting it wait for its periodic pass (entries due later are found by the passes)."""
+        if due_ms <= time.time() * 1000:
+            self.wake.set()
 
     async def leased(self) -> bool:
         """Whether this worker holds (and now extends) the drain lease."""
@@ -156,6 +162,7 @@ class Drainer:
         deferred: dict[str, int] = {}
         counters: list[tuple[str, str]] = []
         sends: list[tuple[str, Campaign, Due, dict[str, Any]]] = []
+        held_out: list[tuple[Campaign, Due]] = []
         for member, due in entries:
             c = campaigns.get(due.campaign_id)
             if c is None:
@@ -183,12 +190,19 @@ class Drainer:
                 u["caps"].append(f"{c.id}|{due.message_id}")  # later entries of this pass see it
                 sends.append((member, c, due, u))
                 continue
-            counters += await self.settle_one(c, due, v, now)
+            if v.outcome == "held_out":
+                held_out.append((c, due))
+            else:
+                counters.append((c.id, f"suppressed:{v.reason}"))
             settle.append(member)
         sent, more = await self.send_all(sends, now)
         settle += sent
         counters += more
+        keys = self.res.keys
         pipe = self.res.redis.pipeline(transaction=False)
+        for c, due in held_out:  # qualified, held out: counted once per user and campaign
+            await self.holdout(keys=[keys.user_campaigns(due.user_id), keys.campaign_stats(c.id)], args=[c.id, now],
+                               client=pipe)
         for cid, what in counters:
             pipe.hincrby(self.res.keys.campaign_stats(cid), what, 1)
         if deferred:
@@ -230,14 +244,6 @@ class Drainer:
                         "exists": bool(state) or bool(attrs), "profile": prof}
         return out
 
-    async def settle_one(self, c: Campaign, due: Due, v: Verdict, now: int) -> list[tuple[str, str]]:
-        """Act on a verdict other than send; returns the counters to add."""
-        if v.outcome == "held_out":
-            keys = self.res.keys
-            await self.holdout(keys=[keys.user_campaigns(due.user_id), keys.campaign_stats(c.id)], args=[c.id, now])
-            return []
-        return [(c.id, f"suppressed:{v.reason}")]
-
     async def send_all(self, sends: list[tuple[str, Campaign, Due, dict[str, Any]]],
                        now: int) -> tuple[list[str], list[tuple[str, str]]]:
         """Render the pass's messages, produce them to their outboxes, wait for every ack, then claim
@@ -245,18 +251,14 @@ class Drainer:
         if not sends:
             return [], []
         cs, keys = self.s.campaigns, self.res.keys
-        gate = asyncio.Semaphore(RANKING_CONCURRENCY)  # a pass may hold hundreds of sends: bound the pool use
-
-        async def ranked(user_id: str) -> list[dict[str, Any]]:
-            async with gate:
-                return await recommendations(self.ranker, self.res.redis, keys, user_id, cs.recommendations)
-
-        recs = await asyncio.gather(*(ranked(due.user_id) for _m, _c, due, _u in sends))
+        recs = await recommendations_many(self.ranker, self.res.redis, keys, [due.user_id for _m, _c, due, _u in sends],
+                                          cs.recommendations)
         settled: list[str] = []
         counters: list[tuple[str, str]] = []
         produced: list[tuple[Campaign, Due, str]] = []
         acks = []
-        for (member, c, due, u), items in zip(sends, recs, strict=True):
+        for member, c, due, u in sends:
+            items = recs[due.user_id]
             message_links = links(cs.public_url, cs.link_secret.get_secret_value(), c.id, due.user_id,
                                   due.message_id)
             try:
@@ -296,14 +298,23 @@ def drain_tasks(app: faust.App, res: Resources, drainer: Drainer) -> None:
 
     @app.task
     async def drain_campaign_messages() -> None:
-        """A pass every ``tick_s`` (at once again while passes come back full)."""
+        """A pass as soon as this worker's trigger owner writes an entry due now (or when one written
+        for later comes due), else every ``tick_s`` (entries written by other workers of the group);
+        at once again while passes come back full."""
         while True:
+            drainer.wake.clear()  # a wake-up during the pass starts the next one at once
             try:
                 full = await retrying("campaign drain", drainer.tick) >= res.settings.campaigns.drain_batch
             except Exception:  # noqa: BLE001 - never let the loop die; the entries stay due
                 log.exception("campaign drainer pass failed")
                 full = False
-            await asyncio.sleep(0 if full else res.settings.campaigns.tick_s)
+            if full:
+                await asyncio.sleep(0)
+                continue
+            try:
+                await asyncio.wait_for(drainer.wake.wait(), timeout=res.settings.campaigns.tick_s)
+            except TimeoutError:
+                pass
 
     @app.task
     async def publish_campaign_aggregates() -> None:

@@ -14,6 +14,7 @@ is streams/campaign_drain.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -59,8 +60,10 @@ def campaign_cache(res: Resources) -> ConfigCache[Campaign]:
 class Triggers:
     """The behavior owner: due entries, watched event times, goal conversions."""
 
-    def __init__(self, res: Resources, cache: ConfigCache[Campaign]) -> None:
+    def __init__(self, res: Resources, cache: ConfigCache[Campaign],
+                 on_due: Callable[[int], None] | None = None) -> None:
         self.res, self.cache = res, cache
+        self.on_due = on_due  # told the earliest due time of the entries a step wrote (the drainer's wake-up)
         self.convert = res.redis.register_script(CONVERT_LUA)
         self.engaged = res.redis.register_script(ENGAGED_LUA)
 
@@ -75,13 +78,16 @@ class Triggers:
         goals = {c.goal.event_type for c in campaigns}
         pipe = self.res.redis.pipeline(transaction=False)
         converting = []
+        earliest: int | None = None
         for acc in b.kept:
             ev = acc.event
             props = ev.raw.get("properties") or {}
             for c in [*triggered_by(running, ev.event_type, ev.item_id, b.now_ms, ev.event_time),
                       *api_triggered(by_id, ev.event_type, props, b.now_ms, ev.event_time)]:
                 due = Due(c.id, ev.user_id, ev.event_id, ev.event_time, trigger_fields(ev.raw))
-                pipe.zadd(keys.campaign_due(), {due.member: ev.event_time + c.trigger.delay_ms}, nx=True)
+                at = ev.event_time + c.trigger.delay_ms
+                pipe.zadd(keys.campaign_due(), {due.member: at}, nx=True)
+                earliest = at if earliest is None else min(earliest, at)
             if ev.event_type in watched:
                 pipe.zadd(keys.campaign_last(ev.user_id), {ev.event_type: ev.event_time}, gt=True)
             if ev.event_type in goals:
@@ -93,6 +99,8 @@ class Triggers:
                                    args=[f"{what}|{mid}", counter], client=pipe)
         if len(pipe.command_stack):
             await pipe.execute()
+        if earliest is not None and self.on_due is not None:
+            self.on_due(earliest)
         if converting:
             await self.attribute(converting, {c.id: c for c in campaigns})
         return None
@@ -123,6 +131,7 @@ class Triggers:
 def register(app: faust.App, res: Resources) -> list[Owner]:
     """The trigger owner of the behavior batches and the drainer's tasks."""
     cache = campaign_cache(res)
-    triggers = Triggers(res, cache)
-    drain_tasks(app, res, Drainer(app, res, cache))
+    drainer = Drainer(app, res, cache)
+    triggers = Triggers(res, cache, on_due=drainer.due_at)
+    drain_tasks(app, res, drainer)
     return [("campaigns", triggers.step)]

@@ -40,6 +40,7 @@ from streams.intake import Dead, RawRecord
 from streams.runtime import Resources, retrying
 
 log = logging.getLogger(__name__)
+RATE_LIMITED_PASS = 32  # due entries a pass takes at least while the rate limit lets few messages out
 PAUSED_RECHECK_MS = 60_000  # due messages of a paused campaign are looked at again this much later
 
 # KEYS: caps, user groups, stats. ARGV: campaign, caps member, now, cap window ms, group, content variant
@@ -86,11 +87,15 @@ class TokenBucket:
         self.cap = max(1.0, self.rate / 2)
         self.tokens, self.t = self.cap, time.monotonic()
 
-    def take(self) -> bool:
+    def available(self) -> float:
+        """Tokens in the bucket now (messages this channel may send at once)."""
         now = time.monotonic()
         self.tokens = min(self.cap, self.tokens + (now - self.t) * self.rate)
         self.t = now
-        if self.tokens >= 1.0:
+        return self.tokens
+
+    def take(self) -> bool:
+        if self.available() >= 1.0:
             self.tokens -= 1.0
             return True
         return False
@@ -146,15 +151,21 @@ class Drainer:
         await asyncio.gather(*acks)
         return len(acks)
 
-    async def tick(self) -> int:
-        """One pass; returns how many entries it settled."""
+    def pass_size(self) -> int:
+        """Due entries a pass takes: ``drain_batch``, fewer while the rate limit lets few messages out (a
+        pass reads and decides every entry it takes: entries over the rate would only be read again)."""
+        tokens = max(b.available() for b in self.buckets.values())
+        return max(1, min(self.s.campaigns.drain_batch, max(4 * int(tokens), RATE_LIMITED_PASS)))
+
+    async def tick(self) -> tuple[int, int]:
+        """One pass; returns how many entries it took and how many of those it settled."""
         if not await self.leased():
-            return 0
+            return 0, 0
         now = int(time.time() * 1000)
-        raw = await self.res.redis.zrangebyscore(self.res.keys.campaign_due(), "-inf", now, start=0,
-                                                 num=self.s.campaigns.drain_batch)
+        size = self.pass_size()
+        raw = await self.res.redis.zrangebyscore(self.res.keys.campaign_due(), "-inf", now, start=0, num=size)
         if not raw:
-            return 0
+            return size, 0
         campaigns = await self.cache.get()
         entries = [(m, Due.parse(m)) for m in raw]
         users = await self.read_users(entries, campaigns, now)
@@ -210,7 +221,7 @@ class Drainer:
         if settle:
             pipe.zrem(self.res.keys.campaign_due(), *settle)
         await pipe.execute()
-        return len(settle)
+        return size, len(settle)
 
     async def read_users(self, entries: list[tuple[str, Due]], campaigns: dict[str, Campaign],
                          now: int) -> dict[str, dict[str, Any]]:
@@ -304,7 +315,8 @@ def drain_tasks(app: faust.App, res: Resources, drainer: Drainer) -> None:
         while True:
             drainer.wake.clear()  # a wake-up during the pass starts the next one at once
             try:
-                full = await retrying("campaign drain", drainer.tick) >= res.settings.campaigns.drain_batch
+                size, settled = await retrying("campaign drain", drainer.tick)
+                full = settled >= size
             except Exception:  # noqa: BLE001 - never let the loop die; the entries stay due
                 log.exception("campaign drainer pass failed")
                 full = False

@@ -20,8 +20,9 @@ so the others go on); permanent ones (SMTP 5xx, HTTP 4xx) record the message ``f
 reason.
 
 Per batch of outbox records: one pipeline reads the send records, one marks the new ones
-``sending``, up to ``AURA_CAMPAIGN_IN_FLIGHT`` messages are attempted at once (email over a pool of
-persistent SMTP connections), one pipeline records the outcomes, one grouped Cassandra write keeps
+``sending``, up to ``AURA_CAMPAIGN_IN_FLIGHT`` messages are attempted at once (email: as many as the
+pool of persistent SMTP connections holds, ``AURA_CAMPAIGN_SMTP_CONNECTIONS``), one pipeline records
+the outcomes, one grouped Cassandra write keeps
 the rows and the delivery records are produced together.
 """
 
@@ -161,6 +162,9 @@ class Connector:
                                    value_serializer="raw")
         self.delivery_codec = codec("campaign_delivery")
         self.http: aiohttp.ClientSession | None = None
+        # messages attempted at once: email follows the SMTP pool (a message beyond it would only wait
+        # for a connection), the others ``AURA_CAMPAIGN_IN_FLIGHT``
+        self.concurrency = max(1, pool.size if pool is not None else res.settings.campaigns.in_flight)
         self.insert = res.session.prepare(
             f"INSERT INTO {Tables.CAMPAIGN_MESSAGES} (user_id, message_id, campaign_id, channel, status, detail, "
             "items, queued_at, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -220,7 +224,7 @@ class Connector:
         for i in todo:
             pipe.set(mkeys[i], "sending", ex=cs.message_ttl_s)
         await pipe.execute()
-        gate = asyncio.Semaphore(max(1, cs.in_flight))
+        gate = asyncio.Semaphore(self.concurrency)
 
         async def one(m: dict[str, Any]) -> tuple[str, str]:
             async with gate:

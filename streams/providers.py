@@ -112,8 +112,8 @@ class SmtpPool:
     """Persistent SMTP connections to one server, at most ``size`` in use at once."""
 
     def __init__(self, host: str, port: int, timeout_s: float, size: int = 8) -> None:
-        self.host, self.port, self.timeout_s = host, port, timeout_s
-        self.gate = asyncio.Semaphore(max(1, size))
+        self.host, self.port, self.timeout_s, self.size = host, port, timeout_s, max(1, size)
+        self.gate = asyncio.Semaphore(self.size)
         self.idle: list[aiosmtplib.SMTP] = []
         self.opened = 0  # connections opened (benchmarks, tests)
 

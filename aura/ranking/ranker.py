@@ -92,6 +92,31 @@ def needs_whole_pool(req: Request) -> bool:
                 or req.diversity.mmr_lambda is not None)
 
 
+def pool_head(req: Request, pool: Pool) -> tuple[np.ndarray, list[str], list[float]]:
+    """The head of the pool's order (-score, id) whose filter records round trip (3) reads first: every
+    item scoring at least the ``max(3 * limit, 30)``-th best (the whole pool when boosts or diversity
+    need it); returns (pool positions, ids best first, their scores)."""
+    ids_all, pool_scores = pool.ids, pool.scores
+    first = len(ids_all) if needs_whole_pool(req) else max(3 * req.limit, 30)
+    head = np.arange(len(ids_all))
+    if first < len(ids_all):
+        threshold = np.partition(pool_scores, len(ids_all) - first)[len(ids_all) - first]
+        head = np.flatnonzero(pool_scores >= threshold)
+    best = sorted(zip([ids_all[j] for j in head], pool_scores[head].tolist(), strict=True),
+                  key=lambda t: (-t[1], t[0]))
+    return head, [i for i, _ in best], [x for _, x in best]
+
+
+def result_of(pool: Pool, ranked: list[tuple[str, float]]) -> Result:
+    """The ranked items with the sources that proposed each."""
+    names = [s for s in SOURCES if s in pool.masks]
+    rows = [pool.index[i] for i, _s in ranked]
+    proposed = [pool.masks[name][rows].tolist() for name in names]  # one numpy read per source
+    items = [(i, s, [name for name, col in zip(names, proposed, strict=True) if col[r]])
+             for r, (i, s) in enumerate(ranked)]
+    return Result(items=items, strategy=pool.strategy, weights=pool.weights, model=pool.model)
+
+
 class Ranker:
     """Reads the state a ranking needs and ranks, in stages; stateless between requests."""
 
@@ -382,15 +407,7 @@ class Ranker:
         if not pool.ids:
             return Result(items=[], strategy=pool.strategy, weights=pool.weights, model=pool.model)
         ids_all, pool_scores = pool.ids, pool.scores
-        whole = needs_whole_pool(req)
-        first = len(ids_all) if whole else max(3 * req.limit, 30)
-        head = np.arange(len(ids_all))
-        if first < len(ids_all):  # the head of the order (-score, id): every item scoring >= the first-th best
-            threshold = np.partition(pool_scores, len(ids_all) - first)[len(ids_all) - first]
-            head = np.flatnonzero(pool_scores >= threshold)
-        best = sorted(zip([ids_all[j] for j in head], pool_scores[head].tolist(), strict=True),
-                      key=lambda t: (-t[1], t[0]))
-        ids, scores = [i for i, _ in best], [x for _, x in best]
+        head, ids, scores = pool_head(req, pool)
         records = await self.redis.execute_command("HMGET", k.recs_item_filters(), *ids)
         ranked = rank_pool(ids, scores, records, set(), f, req.diversity, req.limit)
         if len(ranked) < req.limit and len(ids_all) > len(ids):  # the filters dropped many: the whole pool
@@ -400,12 +417,7 @@ class Ranker:
             records += await self.redis.execute_command("HMGET", k.recs_item_filters(), *[i for i, _ in more])
             ranked = rank_pool(ids + [i for i, _ in more], scores + [x for _, x in more], records, set(), f,
                                req.diversity, req.limit)
-        names = [s for s in SOURCES if s in pool.masks]
-        rows = [pool.index[i] for i, _s in ranked]
-        proposed = [pool.masks[name][rows].tolist() for name in names]  # one numpy read per source
-        items = [(i, s, [name for name, col in zip(names, proposed, strict=True) if col[r]])
-                 for r, (i, s) in enumerate(ranked)]
-        return Result(items=items, strategy=pool.strategy, weights=pool.weights, model=pool.model)
+        return result_of(pool, ranked)
 
     async def compute(self, req: Request, first_raw: list[Any] | None = None) -> Result:
         """The whole ranking from the state: three round trips (see the module docstring); a bounded

@@ -1,8 +1,11 @@
 """Building one campaign message: the user's live recommendations (the shared ranking), the signed
 open and click links, the rendered template and the outbox record (schemas/avro/campaign_message.avsc).
 
-Shared by the worker's drainer (streams/campaigns.py) and the API's preview and test-send
-(serving/routes/campaigns.py), so a preview shows exactly what a send would contain.
+Shared by the worker's drainer (streams/campaign_drain.py) and the API's preview and test-send
+(serving/routes/campaigns.py), so a preview shows what a send would contain: the drainer ranks every
+user of a pass at once (``recommendations_many``: the whole ranking in three pipelines, one more for
+the items' metadata), the API one user (``recommendations``: the stream's pool when it answers, which
+is that same ranking kept current).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import hmac
 from typing import Any
 
 from aura.keys import RedisKeys
-from aura.ranking.ranker import Request
+from aura.ranking.batch import compute_many
+from aura.ranking.ranker import Ranker, Request
 from aura.ranking.reader import Recommender
 from aura.state.campaign_sends import address, context, render, variant_of
 from aura.state.campaigns import Campaign
@@ -35,6 +39,25 @@ async def recommendations(ranker: Recommender, redis: Any, keys: RedisKeys, user
     metas = await pipe.execute()
     return [{"item_id": i, "score": float(sc), "title": m[0] or i, "url": m[1] or ""}
             for (i, sc, _src), m in zip(top, metas, strict=True)]
+
+
+async def recommendations_many(ranker: Ranker, redis: Any, keys: RedisKeys, user_ids: list[str],
+                               k: int) -> dict[str, list[dict[str, Any]]]:
+    """Each user's top ``k`` hybrid recommendations with titles and URLs, for many users at once: the
+    whole ranking in three pipelines (aura/ranking/batch.py), then one pipeline of the distinct
+    items' metadata."""
+    users = list(dict.fromkeys(user_ids))
+    if k <= 0 or not users:
+        return {u: [] for u in users}
+    results = await compute_many(ranker, [Request(user_id=u, limit=k) for u in users])
+    tops = [r.items[:k] for r in results]
+    items = list(dict.fromkeys(i for top in tops for i, _s, _src in top))
+    pipe = redis.pipeline(transaction=False)
+    for item in items:
+        pipe.hmget(keys.recs_item_meta(item), "title", "url")
+    metas = dict(zip(items, await pipe.execute() if items else [], strict=True))
+    return {u: [{"item_id": i, "score": float(sc), "title": metas[i][0] or i, "url": metas[i][1] or ""}
+                for i, sc, _src in top] for u, top in zip(users, tops, strict=True)}
 
 
 def link_token(secret: str, campaign_id: str, user_id: str, message_id: str) -> str:

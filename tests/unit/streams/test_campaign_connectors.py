@@ -7,9 +7,11 @@ import hashlib
 import hmac
 from typing import Any
 
+import pytest
+
 from aura.settings import Settings
 from streams import connectors
-from streams.campaigns import TokenBucket
+from streams.campaign_drain import TokenBucket
 
 
 def record(**kw: Any) -> dict[str, Any]:
@@ -66,7 +68,7 @@ def test_the_rate_limit_bucket():
 
 def test_the_rate_limit_bucket_holds_any_minute_within_one_percent(monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr("streams.campaigns.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("streams.campaign_drain.time.monotonic", lambda: clock[0])
     b = TokenBucket(6000.0)  # 100 per second
     taken = []
     while clock[0] < 120.0:  # a drainer pass every 0.1 s that always has more to send
@@ -75,3 +77,17 @@ def test_the_rate_limit_bucket_holds_any_minute_within_one_percent(monkeypatch):
         clock[0] = round(clock[0] + 0.1, 6)
     busiest = max(sum(1 for t in taken if start <= t < start + 60) for start in [x / 10 for x in range(0, 600)])
     assert 6000 <= busiest <= 6000 * 1.01
+
+
+def test_the_bucket_tells_what_a_pass_may_send(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("streams.campaign_drain.time.monotonic", lambda: clock[0])
+    b = TokenBucket(600.0)  # 10 per second, burst 5
+    assert b.available() == 5.0
+    while b.take():
+        pass
+    assert b.available() == 0.0
+    clock[0] = 0.2
+    assert b.available() == pytest.approx(2.0)  # refilled at the rate, never beyond the burst
+    clock[0] = 60.0
+    assert b.available() == 5.0

@@ -109,6 +109,9 @@ class WorkerSettings(BaseSettings):
     # catching up (the newest record of a take was produced more than this long ago): consecutive takes
     # are merged into one batch of up to batch_max, so a backlog is folded in full batches (streams/behavior.py)
     batch_catchup_lag_s: float = 1.0
+    # ... into batches of up to this many events (at least batch_max): per-batch and per-key work
+    # (one item script per touched item, one user script per user) is paid once for more events
+    batch_catchup_max: int = 8000
     # the behavior owners' Cassandra rows are written behind the hot loop this often (streams/durable.py)
     durable_flush_ms: int = Field(250, gt=0)
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush
@@ -236,6 +239,9 @@ class RecsSettings(BaseSettings):
     # publish, or they are this old (0: every touched item)
     publish_min_growth: float = 0.2
     publish_max_age_s: float = 60.0
+    # lists republished per publishing pass at most (the most changed first; the rest wait for the
+    # next pass): bounds how long one pass holds the event loop the behavior agent shares
+    publish_max_items: int = 1000
     trending_half_life_h: float = 24.0
     mf_dim: int = 32
     mf_lr: float = 0.05

@@ -84,20 +84,23 @@ def behind(events: list[Any], now_s: float, lag_s: float) -> bool:
     return now_s - newest > lag_s
 
 
-async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_lag_s: float = 0.0
-                ) -> AsyncIterator[tuple[list[Any], list[RawRecord], int, float]]:
+async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_lag_s: float = 0.0,
+                catchup_max: int = 0) -> AsyncIterator[tuple[list[Any], list[RawRecord], int, float]]:
     """The agent's batches (Faust events, their raw records, now in ms, the perf-counter start),
     timing the gap between the end of one batch's work and the next batch.
 
     Faust fills a take only during the ``within_s`` wait after the previous batch (its consumer
     path hands over a few thousand records a second), so a backlog would be folded in batches of a
     few dozen events, each paying every owner's fixed round trips. While catching up (``behind``),
-    consecutive takes are merged into one batch of at least ``batch_max`` (a take is never split);
-    the merged batch goes out as soon as no further take arrives within ``MERGE_WAIT_S`` (the end of
+    consecutive takes are merged into one batch of at least ``catchup_max`` (default and floor:
+    ``batch_max``; a take is never split): a larger batch pays each owner's per-batch and per-key
+    work once for more events (one item script per touched item, one user script per user); the
+    merged batch goes out as soon as no further take arrives within ``MERGE_WAIT_S`` (the end of
     a backlog). Every merged event keeps one extra reference on its Kafka message until the agent
     has handed the batch to the write-behind, so no offset is committed before its batch is folded.
     """
     ended = None
+    merge_max = max(batch_max, catchup_max)
     takes = stream.take_events(batch_max, within=within_s).__aiter__()
     pending: asyncio.Future[Any] | None = None  # the next take, asked for and not yet arrived
     merged: list[Any] = []  # events of earlier takes, each holding one extra reference
@@ -117,7 +120,7 @@ async def taken(stream: faust.StreamT, batch_max: int, within_s: float, catchup_
                     return
                 pending = None
                 events = merged + taken_now
-                if len(events) < batch_max and behind(taken_now, time.time(), catchup_lag_s):
+                if len(events) < merge_max and behind(taken_now, time.time(), catchup_lag_s):
                     for e in taken_now:
                         e.message.incref()
                     merged = events
@@ -199,7 +202,8 @@ def register(app: faust.App, res: Resources, owners: list[Owner], owns_intake: b
     @app.agent(source, name="process_behavior")
     async def process_behavior(stream: faust.StreamT) -> None:
         async for batch, records, now_ms, started in taken(stream, s.worker.batch_max, s.worker.batch_within_s,
-                                                                  s.worker.batch_catchup_lag_s):
+                                                                  s.worker.batch_catchup_lag_s,
+                                                                  s.worker.batch_catchup_max):
             kept, dead, dupes = await intake_and_fan_out(res, event_codec, records, owners, now_ms, owns_intake)
             if dead:
                 await send_dead(dead, now_ms)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 FENCE_CACHE_MAX = 500_000  # (item, source partition) fences remembered by the item side
 PUBLISH_CHUNK = 50  # items per Redis pipeline when republishing neighbour lists (each chunk's parse
 # and normalisation holds the event loop the behavior agent shares: kept to ~10 ms)
+APPLY_CHUNK = 500  # item scripts per Redis pipeline: a catch-up batch touches thousands of items, and
+# one pipeline of all their scripts could keep one reply waiting longer than the client's socket timeout
 
 # item -> what a batch adds to it above its fences (the user side's fold, streams/usersignals.py)
 ItemDeltas = Mapping[str, ItemDelta]
@@ -55,27 +58,43 @@ ItemDeltas = Mapping[str, ItemDelta]
 
 
 def publish_split(dirty: set[str], pops: dict[str, float], published: dict[str, tuple[float, float]],
-                  now: float, growth: float, max_age_s: float) -> tuple[list[str], set[str]]:
+                  now: float, growth: float, max_age_s: float, max_items: int | None = None
+                  ) -> tuple[list[str], set[str]]:
     """Which touched items get their neighbour list republished now (pure): never published, or
     their interaction weight (``pops``) grew by ``growth`` (a share) since the last publish
     (``published[item] = (weight then, time then)``), or that publish is ``max_age_s`` old. The
     others stay dirty. A list moves in proportion to its item's new interactions, so a popular item
-    needs many of them to change: this bounds the publishing work without letting a list go stale."""
-    due: list[str] = []
+    needs many of them to change: this bounds the publishing work without letting a list go stale.
+    At most ``max_items`` (None: no limit) are due in one pass, the most changed first (never published,
+    then by weight grown since the last publish as a share, then the oldest publish); the rest stay dirty
+    for the next pass."""
+    due: list[tuple[float, float, str]] = []
     wait: set[str] = set()
     for item in sorted(dirty):
         last = published.get(item)
-        if (last is None or growth <= 0 or pops.get(item, 0.0) >= last[0] * (1.0 + growth)
-                or now - last[1] >= max_age_s):
-            due.append(item)
+        if last is None:
+            due.append((-math.inf, 0.0, item))
+            continue
+        pop = pops.get(item, 0.0)
+        if growth <= 0 or pop >= last[0] * (1.0 + growth) or now - last[1] >= max_age_s:
+            grown = pop / last[0] if last[0] > 0 else math.inf
+            due.append((-grown, last[1], item))
         else:
             wait.add(item)
-    return due, wait
+    if max_items is not None and len(due) > max_items:
+        due.sort()
+        wait.update(item for _g, _t, item in due[max_items:])
+        due = sorted(due[:max_items], key=lambda d: d[2])
+    return [item for _g, _t, item in due], wait
 
 
 # ----------------------------------------------------------------------------------- the script
 
 # One script per item and batch (the keys of one item share its hash tag), delta as one JSON argument.
+# The co-occurrence increments are summed into the stored scores read with one ZMSCORE and written with
+# one ZADD per 500 neighbours (the same double additions as a ZINCRBY per neighbour, exact as text both
+# ways, ``%.17g``): a command call from Lua costs more than the skiplist update it makes, and a batch
+# adds to tens or hundreds of neighbours of each item.
 # The trending log-score is added as aura/state/trending.log_add does; the item's catalog categories
 # come back for the per-category trending sets, and its deleted flag: a deleted item's interactions
 # are still counted in its state, but it is not put back into the popular and trending lists.
@@ -102,12 +121,25 @@ if d.t ~= '' then
   redis.call('HSET', KEYS[1], 'tr', tr)
 end
 local cap = tonumber(d.cap)
-local n = 0
-for j, w in pairs(d.c) do redis.call('ZINCRBY', KEYS[2], w, j); n = n + 1 end
-if n > 0 and redis.call('ZCARD', KEYS[2]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -cap - 1) end
-n = 0
-for j, w in pairs(d.b) do redis.call('ZINCRBY', KEYS[3], w, j); n = n + 1 end
-if n > 0 and redis.call('ZCARD', KEYS[3]) > cap then redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -cap - 1) end
+local function add(key, inc)
+  local members, amounts = {}, {}
+  for j, w in pairs(inc) do members[#members + 1] = j; amounts[#amounts + 1] = w end
+  if #members == 0 then return end
+  for s = 1, #members, 500 do
+    local e = math.min(s + 499, #members)
+    local cur = redis.call('ZMSCORE', key, unpack(members, s, e))
+    local flat = {}
+    for i = s, e do
+      local c = cur[i - s + 1]
+      flat[#flat + 1] = string.format('%.17g', (c and tonumber(c) or 0) + amounts[i])
+      flat[#flat + 1] = members[i]
+    end
+    redis.call('ZADD', key, unpack(flat))
+  end
+  if redis.call('ZCARD', key) > cap then redis.call('ZREMRANGEBYRANK', key, 0, -cap - 1) end
+end
+add(KEYS[2], d.c)
+add(KEYS[3], d.b)
 return {pop, tr or '', redis.call('HGET', KEYS[4], 'categories') or '[]', redis.call('HGET', KEYS[4], 'deleted') or ''}
 """
 
@@ -181,15 +213,17 @@ class ItemSignals:
         if not order:
             return 0, set()
         cap = self.res.settings.recs.cooc_cap
-        pipe = self.redis.pipeline(transaction=False)
-        for item in order:
-            # the item's catalog categories are read inside the script (same {item} slot), so an
-            # item whose catalog entry races its first interactions still reaches its category
-            # sets: either this script sees the categories or the catalog agent sees ``tr``.
-            await self.script(keys=[self.keys.recs_item_state(item), self.keys.recs_item_cooc(item),
-                                    self.keys.recs_item_bought(item), self.keys.recs_item_meta(item)],
-                              args=item_lua_args(items[item], cap, self.half_life_ms), client=pipe)
-        results = await pipe.execute()
+        results: list[Any] = []
+        for start in range(0, len(order), APPLY_CHUNK):  # bounded replies, even for a catch-up batch
+            pipe = self.redis.pipeline(transaction=False)
+            for item in order[start:start + APPLY_CHUNK]:
+                # the item's catalog categories are read inside the script (same {item} slot), so an
+                # item whose catalog entry races its first interactions still reaches its category
+                # sets: either this script sees the categories or the catalog agent sees ``tr``.
+                await self.script(keys=[self.keys.recs_item_state(item), self.keys.recs_item_cooc(item),
+                                        self.keys.recs_item_bought(item), self.keys.recs_item_meta(item)],
+                                  args=item_lua_args(items[item], cap, self.half_life_ms), client=pipe)
+            results += await pipe.execute()
         conflicts: set[str] = set()
         applied = 0
         # absolute scores, one ZADD per sorted set and batch
@@ -236,10 +270,12 @@ class ItemSignals:
         now = time.time()
         s = self.res.settings
         await self.read_published()
+        cap = s.recs.publish_max_items if s.recs.publish_max_items > 0 else None
         due_c, self.dirty = publish_split(self.dirty, self.pops, self.published["cooc"], now,
-                                          s.recs.publish_min_growth, s.recs.publish_max_age_s)
+                                          s.recs.publish_min_growth, s.recs.publish_max_age_s, cap)
         due_b, self.dirty_bought = publish_split(self.dirty_bought, self.pops, self.published["bought"], now,
-                                                 s.recs.publish_min_growth, s.recs.publish_max_age_s)
+                                                 s.recs.publish_min_growth, s.recs.publish_max_age_s,
+                                                 None if cap is None else cap - len(due_c))
         todo = [(i, "cooc") for i in due_c] + [(i, "bought") for i in due_b]
         if not todo:
             return 0

@@ -1,15 +1,13 @@
 """The user side of the recommender signals: recent sequences, seen items, online MF, raw interactions.
 
-``UserSignals`` (owner step ``recs by user``, run by the behavior agent of streams/behavior.py on every
-decoded, de-duplicated batch of ``events.behavior``, keyed by user) owns the ``recs_user_*`` keys: the
-user's recent sequence, seen items, MF user factors and MF candidates, fenced per user by offset
-(``_off``, compare-and-set Lua); and the MF item factors (``recs_mf_items``). The pure ``fold`` sums
-what the events above the user fence add to each item into one delta per item, leaving out the
-events at or below that item's fence for their source partition (read first, for every item the
-batch can touch: ``item_candidates``); the item side (streams/itemsignals.py) applies the deltas
-before the user fences move, so a replay after a crash finds the item fences already moved. The
-online MF item factors are the exception: an SGD step may be repeated after a crash. Raw interactions
-go to Cassandra for the batch jobs through the worker's write-behind buffer. Formats:
+``UserSignals`` (owner step ``recs by user`` of the behavior agent, streams/behavior.py) owns the
+``recs_user_*`` keys (sequence, seen items, MF user factors and candidates; fenced per user by offset,
+``_off``, compare-and-set Lua) and the MF item factors (``recs_mf_items``). The pure ``fold`` sums what
+the events above the user fence add to each item into one delta per item, leaving out the events at
+or below that item's fence for their source partition (read first: ``item_candidates``); the item side
+(streams/itemsignals.py) applies the deltas before the user fences move, so a replay after a crash
+finds the item fences already moved. The online MF item factors are the exception: an SGD step may
+be repeated after a crash. Raw interactions go to Cassandra through the write-behind. Formats:
 aura/state/cooccurrence.py.
 """
 
@@ -124,13 +122,11 @@ def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[Se
          p: CoocParams, item_fences: Mapping[tuple[str, int], int | None] | None = None) -> Fold:
     """Per user, the events above the fence -> user deltas, item deltas, interactions (pure).
 
-    ``seqs[user]`` is the stored sequence, newest first; ``item_fences`` the stored fence of every
-    pair of ``item_candidates`` (a missing pair is an error; a fence of None: none yet; no mapping at
-    all: no item has any fence). What an event adds to an item is summed into the
-    item's ``ItemDelta`` at once, unless the event is at or below that item's fence for the event's
-    partition (a replay after a crash between the item and the user writes): the hot loop of the
-    recommender, about ten items per event.
-    """
+    ``seqs[user]``: the stored sequence, newest first; ``item_fences``: the stored fence of every pair
+    of ``item_candidates`` (a missing pair is an error; None: no fence yet; no mapping: no fences). What
+    an event adds to an item is summed into the item's ``ItemDelta`` at once, unless the event is at or
+    below that item's fence for its partition (a replay after a crash between the item and the user
+    writes): the recommender's hot loop, about ten items per event."""
     out = Fold()
     work = {u: list(s) for u, s in seqs.items()}  # newest first, updated as we go
     items = out.items
@@ -233,11 +229,8 @@ def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None,
                   candidates: list[tuple[str, float]] | None = None) -> list[Any]:
     """CAS on the fence, then (one JSON argument) the absolute sequence, the new seen items as
     ZADD pairs, the MF vector and, when given, the user's new MF candidates (replacing the old)."""
-    blob: dict[str, Any] = {"q": [e.encode() for e in d.seq], "m": mf_vec or ""}
-    seen: list[str] = []
-    for item, t in d.seen.items():
-        seen += [str(t), item]
-    blob["s"] = seen
+    blob: dict[str, Any] = {"q": [e.encode() for e in d.seq], "m": mf_vec or "",
+                            "s": [x for item, t in d.seen.items() for x in (str(t), item)]}
     if candidates is not None:
         blob["c"] = zset_members(candidates)
     return ["" if expected is None else str(expected), str(d.offset), compact_json(blob)]
@@ -360,11 +353,10 @@ class UserSignals:
 
     async def fold_and_apply_items(self, accepted: list[Accepted], fences: dict[str, int],
                                    seqs: dict[str, list[SeqEntry]]) -> tuple[Fold, int]:
-        """The batch's fold with its item deltas applied; returns it and how many item entries it
-        sent. The fences of every item the fold can touch are read first (``item_candidates``); an
-        item whose fence moved before its script ran (another worker, after a rebalance) is re-read
-        and the batch folded again: the items already applied are then at their new fences and drop
-        out of the new fold."""
+        """The batch's fold with its item deltas applied, and how many item entries it sent. The fences
+        of every item the fold can touch are read first (``item_candidates``); an item whose fence moved
+        before its script ran (another worker) is re-read and the batch folded again: the items already
+        applied are then at their new fences and drop out of the new fold."""
         pairs = item_candidates(accepted, fences, seqs, self.p)
         fresh: set[tuple[str, int]] = set()
         sent = -1
@@ -404,8 +396,7 @@ class UserSignals:
         return len(due)
 
     async def publish(self, f: Fold, moved: set[str], pv_before: tuple[int, int], sent: int) -> None:
-        """MF item factors and monitoring counters (one pipeline; the per-user MF candidates are
-        written by the user script)."""
+        """MF item factors and monitoring counters, one pipeline (MF candidates: the user script)."""
         pipe = self.redis.pipeline(transaction=False)
         if moved:
             pipe.hset(self.keys.recs_mf_items(),
@@ -443,8 +434,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     add_publisher(app, item_side)
     users = UserSignals(res, params, item_side)
 
-    async def update_recs_by_user(b: Batch) -> None:
-        """The user-side owner step, run by the behavior agent on every intake batch."""
+    async def update_recs_by_user(b: Batch) -> None:  # run by the behavior agent on every intake batch
         await users.apply(b.kept)
 
     if s.recs.mf_refresh_s > 0:

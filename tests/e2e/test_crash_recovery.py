@@ -170,7 +170,7 @@ def wait_drained(s: Settings, workers: list[Any], timeout: float = 240) -> None:
 
 def test_sigkill_at_random_points_then_state_equals_reference_fold(isolated, worker_factory, redis_client,
                                                                     cassandra):
-    s = isolated.replace(**{"batch_max": 500, "kafka_session_timeout_s": 10.0})
+    s = isolated.replace(**{"batch_max": 500, "batch_catchup_max": 1000, "kafka_session_timeout_s": 10.0})
     n = produce_storefront(s, 20_000, seed=11)
     rng = random.Random(4)
     mid_stream_kills = 0

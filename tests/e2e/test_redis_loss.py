@@ -46,7 +46,7 @@ def free_port() -> int:
 @pytest.fixture
 def private_redis(isolated: Settings, tmp_path: Path) -> Any:
     s = isolated.replace(home=tmp_path / "aura", maven_repo=REPO_ROOT / ".aura" / "m2",
-                         redis_url=f"redis://127.0.0.1:{free_port()}/0", batch_max=500,
+                         redis_url=f"redis://127.0.0.1:{free_port()}/0", batch_max=500, batch_catchup_max=1000,
                          kafka_session_timeout_s=10.0)
     local_stack.up(s, ("redis",))
     yield s

@@ -26,7 +26,7 @@ def assignments(s) -> dict[str, set[int]]:
 
 def test_two_workers_split_partitions_and_one_takes_over_when_the_other_dies(isolated, worker_factory,
                                                                                 redis_client, cassandra):
-    s = isolated.replace(**{"batch_max": 500, "kafka_session_timeout_s": 10.0})
+    s = isolated.replace(**{"batch_max": 500, "batch_catchup_max": 1000, "kafka_session_timeout_s": 10.0})
     a = worker_factory(s, name="a")
     b = worker_factory(s, name="b")
 

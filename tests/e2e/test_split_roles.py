@@ -34,7 +34,7 @@ def topic_size(s, spec) -> int:  # noqa: ANN001
 
 def test_split_roles_each_fold_every_event_and_the_intake_is_counted_once(isolated, worker_factory,
                                                                            redis_client, cassandra):
-    s = isolated.replace(**{"batch_max": 500})
+    s = isolated.replace(**{"batch_max": 500, "batch_catchup_max": 1000})
     roles = {r: s.replace(**{"worker_roles": r}) for r in layout.SPLIT_ROLES}
     groups = {r: rs.replace(**{"consumer_group": layout.worker_group(rs)}) for r, rs in roles.items()}
     assert len({g.kafka.consumer_group for g in groups.values()}) == len(layout.SPLIT_ROLES)

@@ -35,7 +35,8 @@ def private_stack(tmp_path: Path, stack: Settings) -> Any:  # the shared Maven c
         kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_controller_port=free_port(), kafka_heap="384m",
         cassandra_port=free_port(), cassandra_storage_port=free_port(), cassandra_heap="768m",
         redis_url=f"redis://127.0.0.1:{free_port()}/0", cassandra_keyspace="faults", topic_partitions=4,
-        campaign_smtp_port=free_port(), batch_max=500, kafka_session_timeout_s=10.0, start_timeout_s=600,
+        campaign_smtp_port=free_port(), batch_max=500, batch_catchup_max=1000, kafka_session_timeout_s=10.0,
+        start_timeout_s=600,
     )
     try:
         local_stack.up(s, SERVICES)

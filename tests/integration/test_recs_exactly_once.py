@@ -37,7 +37,7 @@ def expected_state(events: list[tuple[str, str, int]], window: int, decay: float
 
 
 def test_sigkill_mid_stream_neither_loses_nor_doubles(isolated, worker_factory, redis_client):
-    s = isolated.replace(**{"batch_max": 200, "kafka_session_timeout_s": 10.0})
+    s = isolated.replace(**{"batch_max": 200, "batch_catchup_max": 400, "kafka_session_timeout_s": 10.0})
     keys = RedisKeys(s.redis.prefix)
     now = int(time.time() * 1000)
     events = [(f"u{k % N_USERS}", f"i{(k * 7 + k // N_USERS) % N_ITEMS}", now - N_EVENTS + k) for k in range(N_EVENTS)]

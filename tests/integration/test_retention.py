@@ -77,7 +77,8 @@ def expected(events: list[dict[str, Any]], grain: str) -> dict[int, dict[str, An
 
 
 def test_cohorts_survive_a_worker_kill_exactly_once(isolated, worker_factory, redis_client, api_client):
-    s = isolated.replace(**{"batch_max": 100, "kafka_session_timeout_s": 10.0, "worker_roles": "profiles"})
+    s = isolated.replace(**{"batch_max": 100, "batch_catchup_max": 200, "kafka_session_timeout_s": 10.0,
+                            "worker_roles": "profiles"})
     keys = RedisKeys(s.redis.prefix)
     now = int(time.time() * 1000)
     events = make_events(s.kafka.topic_prefix, now)

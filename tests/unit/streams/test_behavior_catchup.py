@@ -112,3 +112,23 @@ async def test_the_end_of_a_backlog_goes_out_without_waiting_for_another_take() 
     # Faust released its own references when the next take was asked for; the merge's are still
     # held (the agent stopped before handing the batch on, so nothing of it may be committed)
     assert [e.message.refcount for t in takes for e in t] == [1, 1, 1, 1]
+
+
+async def test_a_backlog_merges_up_to_the_catch_up_maximum() -> None:
+    takes = [events(3 * k, 3, 30.0) for k in range(5)] + [events(15, 2, 0.0)]
+    got = await collect_with(Stream(takes), batch_max=3, lag_s=1.0, catchup_max=7)
+    # takes of batch_max merged while behind until the batch holds at least catchup_max (never split)
+    assert [offs for offs, _ in got] == [list(range(9)), list(range(9, 17))]
+    assert all(e.message.refcount == 0 for t in takes for e in t)
+    # a catch-up maximum below batch_max: batch_max
+    got = await collect_with(Stream([events(0, 3, 30.0), events(3, 3, 30.0)]), batch_max=5, lag_s=1.0,
+                             catchup_max=2)
+    assert [offs for offs, _ in got] == [list(range(6))]
+
+
+async def collect_with(stream: Stream, batch_max: int, lag_s: float, catchup_max: int
+                       ) -> list[tuple[list[int], list[int]]]:
+    out = []
+    async for batch, _records, _now, _t in taken(stream, batch_max, 0.02, lag_s, catchup_max):
+        out.append(([e.message.offset for e in batch], [e.message.refcount for e in batch]))
+    return out

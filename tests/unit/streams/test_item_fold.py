@@ -196,3 +196,39 @@ def test_a_pair_missing_from_the_item_fences_is_an_error() -> None:
     with pytest.raises(KeyError):
         fold(events, {}, {"u": [SeqEntry("b", 1.0, 1, False)]}, CoocParams(), {("a", 0): None})
     assert math.isfinite(log_trend(fold(events, {}, {}, CoocParams()).items["a"], HALF_LIFE))
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("kinds", [("view", "rating", "click"), ("view", "add_to_cart", "purchase")])
+def test_one_catch_up_batch_adds_what_consecutive_batches_add(seed: int, kinds: tuple[str, ...]) -> None:
+    """A worker catching up folds a backlog in larger batches (streams/behavior.py ``taken``): the
+    item deltas of one batch sum to what the same events add batch after batch (sequences and item
+    fences carried over as Redis would hold them), and the users end with the same sequences."""
+    rng = random.Random(seed)
+    events = history(rng, rng.randint(20, 150), kinds)
+    p = CoocParams(window=rng.choice([1, 3, 10]), decay=0.85, seq_max=rng.choice([4, 50]))
+
+    def run(sizes: int) -> tuple[dict, dict, dict]:
+        seqs: dict[str, list[SeqEntry]] = {}
+        fences: dict[tuple[str, int], int | None] = {}
+        total: dict[tuple[str, str, str], float] = defaultdict(float)
+        entries: dict[str, int] = defaultdict(int)
+        for start in range(0, len(events), sizes):
+            part = events[start:start + sizes]
+            pairs = item_candidates(part, {}, seqs, p)
+            f = fold(part, {}, seqs, p, {ip: fences.get(ip) for ip in pairs})
+            for item, a in f.items.items():
+                entries[item] += a.entries
+                total[(item, "", "w")] += a.weight
+                for kind, inc in (("c", a.cooc), ("b", a.bought)):
+                    for j, w in inc.items():
+                        total[(item, j, kind)] += w
+                fences.update({(item, part_): new for part_, (_old, new) in a.fences.items()})
+            seqs.update({u: d.seq for u, d in f.users.items()})
+        return dict(total), dict(entries), seqs
+
+    one, one_entries, one_seqs = run(len(events))
+    many, many_entries, many_seqs = run(rng.choice([1, 7, 25]))
+    assert one_entries == many_entries and one_seqs == many_seqs
+    assert one.keys() == many.keys()
+    assert one == pytest.approx(many, rel=1e-12)

@@ -45,3 +45,17 @@ def test_publish_split_republishes_new_grown_or_old_lists_and_keeps_the_rest_dir
     assert due == ["grown", "new", "old"] and wait == {"same", "small"}
     # growth 0: every touched item
     assert publish_split({"same", "small"}, pops, published, 70.0, 0.0, 60.0) == (["same", "small"], set())
+
+
+def test_publish_split_caps_a_pass_to_the_most_changed_lists():
+    published = {"old": (10.0, 0.0), "grown": (10.0, 50.0), "doubled": (10.0, 50.0), "same": (10.0, 50.0)}
+    pops = {"new": 1.0, "old": 10.5, "grown": 12.0, "doubled": 20.0, "same": 10.0}
+    dirty = {"new", "old", "grown", "doubled", "same"}
+    # never published first, then the largest growth; the rest stay dirty for the next pass
+    assert publish_split(dirty, pops, published, 70.0, 0.2, 60.0, max_items=2) == (
+        ["doubled", "new"], {"grown", "old", "same"})
+    assert publish_split(dirty, pops, published, 70.0, 0.2, 60.0, max_items=3) == (
+        ["doubled", "grown", "new"], {"old", "same"})
+    assert publish_split(dirty, pops, published, 70.0, 0.2, 60.0, max_items=0) == ([], dirty)
+    assert publish_split(dirty, pops, published, 70.0, 0.2, 60.0, max_items=10) == (
+        publish_split(dirty, pops, published, 70.0, 0.2, 60.0))

@@ -218,6 +218,7 @@ class IdentityStore:
             for k, v in new.items():
                 args += [k, v]
             await self.attrs_script(keys=[akey], args=args)
+        await self.buffer_search()
         return erased
 
     async def merge(self, ev: Identity, field: str, cur: str | None, off: int) -> None:
@@ -275,7 +276,6 @@ async def fold(store: IdentityStore, events: list[tuple[Identity, int, int, RawR
 
     async def step(part: list[tuple[Identity, int, int, RawRecord]]) -> None:
         erased.extend(await store.apply([(ev, p, o) for ev, p, o, _ in part]))
-        await store.buffer_search()
 
     ordered = sorted(events, key=lambda e: (e[1], e[2]))
     dead = await isolating("identity", step, ordered, lambda e: e[3])

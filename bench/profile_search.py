@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.profile_search --old-tree <worktree of the scan's commit> [--users 50000] [--reps 40]
 
 Seeds ``--users`` profiles under the Redis prefix ``bpsearch`` (profile state: last event spread
-over 60 days, segments buyer ~10 % / vip ~1 %; identity hash: country of 20, plan of 5, age 18-80)
+over 60 days, segments buyer ~10 % / vip ~1 % and their member sets; identity hash: country of 20,
+plan of 5, age 18-80)
 and copies them into the searchable table with the backfill job (jobs/profile_search.py, the rows
 the stream writes), in the keyspace ``aura_bench_psearch``. Then starts one ``aura api`` of each tree
 on the same data and, for each search, alternates old and new ``--reps`` times, timing what a client
@@ -16,6 +17,7 @@ and the median ratio of each pair. The shared Redis holds other keys too: the sc
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import statistics
@@ -41,18 +43,22 @@ COUNTRIES = ["US", "FR", "DE", "SE", "ES", "IT", "NL", "BE", "PL", "PT", "GB", "
 PLANS = ["free", "basic", "plus", "gold", "team"]
 
 
-def seed(s: Settings, n: int, now: int) -> None:
+def seed(s: Settings, n: int, now: int) -> int:
+    """Seed Redis (deterministic: a rerun writes the same data) and, once, the index; returns the
+    seeding's "now" (a rerun keeps the first one, so Redis and the index agree)."""
     redis = bootstrap.redis_sync(s)
     keys = keys_for(s)
-    if redis.get(keys.prefix + ":bench:seeded") == str(n):
-        print(f"{n} profiles already seeded")  # noqa: T201
-        return
+    marker = keys.prefix + ":bench:seeded"
+    seeded, _, then = (redis.get(marker) or "").partition(":")
+    now = int(then) if seeded == str(n) else now
     rng = random.Random(7)
     pipe = redis.pipeline(transaction=False)
     for i in range(n):
         u = f"bp{i:06d}"
         last = now - int(rng.random() * 60 * DAY)
         segs = [x for x, p in (("buyer", 0.10), ("vip", 0.01)) if rng.random() < p]
+        for seg in segs:  # the member sets the scan pages through for a segment search
+            pipe.sadd(keys.segment_members(seg), u)
         p = Profile(counts={"view": rng.randint(1, 40)}, first_seen=last - DAY, last_seen=last, version=1,
                     stage=rng.choice(["new", "active", "reactivated"]), segments=segs, eng=rng.random() * 50,
                     eng_t=last)
@@ -62,6 +68,9 @@ def seed(s: Settings, n: int, now: int) -> None:
         if i % 2000 == 1999:
             pipe.execute()
     pipe.execute()
+    if seeded == str(n):
+        print(f"{n} profiles already in the index")  # noqa: T201
+        return now
     session = bootstrap.cassandra_session(s)
     try:
         t0 = time.perf_counter()
@@ -69,7 +78,8 @@ def seed(s: Settings, n: int, now: int) -> None:
         print(f"backfill of {n} profiles: {time.perf_counter() - t0:.1f} s")  # noqa: T201
     finally:
         session.cluster.shutdown()
-    redis.set(keys.prefix + ":bench:seeded", str(n))
+    redis.set(marker, f"{n}:{now}")
+    return now
 
 
 def first_matches(client: httpx.Client, base: str, params: dict[str, Any], old: bool, want: int = 50
@@ -84,7 +94,8 @@ def first_matches(client: httpx.Client, base: str, params: dict[str, Any], old: 
             q["cursor"] = cursor
         r = client.get(f"{base}/v1/profiles", params=q)
         requests += 1
-        r.raise_for_status()
+        if r.status_code != 200:
+            return math.nan, r.status_code, requests
         page = r.json()
         found += len(page["profiles"])
         cursor = page["next_cursor"]
@@ -106,8 +117,7 @@ def main() -> None:
     s = Settings().replace(cassandra_keyspace="aura_bench_psearch", redis_prefix="bpsearch", topic_prefix="bpsearch")
     migrate(s)
     drop_topics(s, "bpsearch")  # the API needs none of them
-    now = int(time.time() * 1000)
-    seed(s, args.users, now)
+    now = seed(s, args.users, int(time.time() * 1000))
     token = make_key(s)
     work = Path(tempfile.mkdtemp(prefix="bench-psearch-"))
     ports = {"old": _free_port(), "new": _free_port()}
@@ -129,6 +139,7 @@ def main() -> None:
             for name, params in {**searches, **new_only}.items():
                 times: dict[str, list[float]] = {"old": [], "new": []}
                 info: dict[str, tuple[int, int]] = {}
+                errors = {"old": 0, "new": 0}
                 sides = ["old", "new"] if name in searches else ["new"]
                 for _ in range(3):  # warm-up (prepared statements, connections)
                     for side in sides:
@@ -137,14 +148,19 @@ def main() -> None:
                     for side in sides:
                         ms, found, reqs = first_matches(client, f"http://127.0.0.1:{ports[side]}", params,
                                                         side == "old")
+                        if math.isnan(ms):
+                            errors[side] += 1
+                            continue
                         times[side].append(ms)
                         info[side] = (found, reqs)
                 line = f"{name}: new p50 {statistics.median(times['new']):.1f} / p99 {pct(times['new'], 0.99):.1f} ms"
                 line += f" ({info['new'][0]} matches, 1 request)"
                 if times["old"]:
-                    ratio = statistics.median(o / n for o, n in zip(times["old"], times["new"], strict=True))
+                    ratio = statistics.median(o / n for o, n in zip(times["old"], times["new"], strict=False))
                     line += (f"; old scan p50 {statistics.median(times['old']):.1f} / p99 {pct(times['old'], 0.99):.1f}"
                              f" ms ({info['old'][0]} matches, {info['old'][1]} requests); old/new x{ratio:.1f}")
+                if any(errors.values()):
+                    line += f"; failed requests {errors}"
                 print(line, flush=True)  # noqa: T201
     finally:
         for p in procs.values():

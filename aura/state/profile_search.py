@@ -186,11 +186,17 @@ def parse_filters(segments: list[str], attributes: list[str], attribute_min: str
         raise SearchError("segment", f"segment: at most {MAX_SEGMENTS}")
     if len(attributes) > MAX_ATTRIBUTES:
         raise SearchError("attribute", f"attribute: at most {MAX_ATTRIBUTES}")
+    if any(len(x.encode()) > TERM_MAX_BYTES for x in f.segments):
+        raise SearchError("segment", f"segment: at most {TERM_MAX_BYTES} bytes")
     f.terms = list(dict.fromkeys(query_term(*_name_value("attribute", a)) for a in attributes))
+    if any(len(t.encode()) > TERM_MAX_BYTES for t in f.terms):
+        raise SearchError("attribute", f"attribute: name and value at most {TERM_MAX_BYTES - 1} bytes")
     for param, raw in (("attribute_min", attribute_min), ("attribute_max", attribute_max)):
         if raw is None:
             continue
         name, text = _name_value(param, raw)
+        if len(name.encode()) > TERM_MAX_BYTES:
+            raise SearchError(param, f"{param}: attribute name at most {TERM_MAX_BYTES} bytes")
         if f.range_attr is not None and name != f.range_attr:
             raise SearchError(param, "attribute_min and attribute_max must name the same attribute "
                                      "(one numeric range per search)")

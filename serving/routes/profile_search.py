@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from aura.state.profiles import Profile, ProfileConfig
 from serving.deps import State
 from serving.timeparams import parse_time, time_query
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 MAX_LIMIT = 500
 
@@ -136,6 +138,7 @@ async def search_profiles(
     try:
         rows, next_state = await _page(state.cassandra, bound, paging_state)
     except Exception as exc:  # noqa: BLE001 - an outage is a 503, never an empty page
+        log.warning("profile search failed: %s: %s", type(exc).__name__, exc)
         raise HTTPException(503, "profile index unavailable") from exc
     return ProfilePage(
         profiles=[_summary(r, now, cfg) for r in rows],

@@ -90,6 +90,9 @@ def test_filters_become_one_indexed_query() -> None:
     ({"lifecycle": "sleepy"}, "lifecycle"),
     ({"segments": list("abcdef")}, "segment"),
     ({"attributes": [f"a:{i}" for i in range(11)]}, "attribute"),
+    ({"attributes": ["a:" + "x" * 600]}, "attribute"),
+    ({"segments": ["s" * 600]}, "segment"),
+    ({"attribute_min": "n" * 600 + ":1"}, "attribute_min"),
 ])
 def test_bad_filters_name_their_parameter(kw: dict[str, Any], param: str) -> None:
     with pytest.raises(ps.SearchError) as e:

@@ -118,6 +118,11 @@ class RedisKeys:
         """String (PX): held by the worker running segment backfills, one at a time per group."""
         return f"{self.prefix}:segment:backfill:lease"
 
+    def profile_search_backfill(self) -> str:
+        """Hash: progress of the searchable-copy backfill (jobs/profile_search.py): ``phase`` (the key
+        kind being scanned), ``cursor`` (its SCAN cursor), ``users``, ``started_at``, ``finished_at``."""
+        return f"{self.prefix}:profile_search:backfill"
+
     def lifecycle_sweep_lease(self) -> str:
         """String (PX): held by the worker running the idle-user sweep (streams/lifecycle.py), so one
         worker of the group sweeps per interval."""

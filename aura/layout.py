@@ -129,6 +129,7 @@ class Tables:
     MODEL_SPECS = "model_specs"  # models created through the API: type and configuration (v0015)
     MODEL_PLACEMENT_LOG = "model_placement_log"  # every activation per placement, newest first (v0015)
     RETENTION_COUNTS = "retention_counts"  # durable copy of the acquisition cohort counters (v0018)
+    PROFILE_SEARCH = "profile_search"  # searchable copy of profiles, SAI-indexed (state/profile_search.py, v0017)
 
 
 # Field names of the user activity state, shared by the Redis hash and the Cassandra row.

@@ -149,6 +149,7 @@ class ProfileSettings(BaseSettings):
     lifecycle_sweep_interval_s: float = 3600.0  # idle-user sweep (streams/lifecycle.py); 0 disables it
     lifecycle_sweep_batch: int = 250  # profiles read per SCAN batch of the sweep
     segment_backfill_interval_s: float = 1.0  # how often a worker looks for asked-for segment backfills
+    search_cursor_secret: SecretStr = SecretStr("dev-search-cursor-secret")  # signs GET /profiles cursors
     attribution_window_s: int = 24 * 3600
     segment_rules: str = (
         '{"vip": [["ltv", ">", 500]], "buyer": [["orders", ">=", 1]], '
@@ -376,6 +377,9 @@ class Settings(BaseSettings):
             raise ValueError("AURA_ADMIN_TOKEN must be set to a real secret in production")
         if self.environment == "production" and self.campaigns.link_secret.get_secret_value() == "dev-link-secret":
             raise ValueError("AURA_CAMPAIGN_LINK_SECRET must be set to a real secret in production")
+        if (self.environment == "production"
+                and self.profiles.search_cursor_secret.get_secret_value() == "dev-search-cursor-secret"):
+            raise ValueError("AURA_SEARCH_CURSOR_SECRET must be set to a real secret in production")
         return self
 
     def replace(self, **changes: Any) -> Settings:

@@ -46,7 +46,7 @@ from serving.routes import bandits as bandit_routes
 from serving.routes import campaigns as campaign_routes
 from serving.routes import content as content_routes
 from serving.routes import docs as docs_routes
-from serving.routes import events, model_admin, profile_writes, profiles, segments, system
+from serving.routes import events, model_admin, profile_search, profile_writes, profiles, segments, system
 from serving.routes import experiments as experiment_routes
 from serving.routes import insights as insight_routes
 from serving.routes import models as model_routes
@@ -213,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(profile_writes.router, prefix=API_PREFIX,
                        dependencies=checked(guard(write=EVENTS, overrides={"DELETE /profiles/{user_id}": ADMIN})),
                        **secured)
+    app.include_router(profile_search.router, prefix=API_PREFIX, dependencies=checked(guard()), **secured)
     app.include_router(events.router, prefix=API_PREFIX,
                        dependencies=checked(guard(write=EVENTS, overrides={"/catalog/items": ADMIN})), **secured)
     # segment members and analytics (read scope)

@@ -18,6 +18,9 @@ through the version compare-and-set of streams/profiles.py.
   rest of its batch applied (``fold``, bisection by ``streams.runtime.isolating``).
 - erase: every key of the user in Redis, its rows in Cassandra and its segment memberships are
   deleted, and a tombstone (null value) for the user is produced to the compacted identity topic.
+- the searchable copy of the attributes (``profile_search``, aura/state/profile_search.py): after each
+  batch, the attributes of its users are read back and handed to the write-behind, which holds the
+  batch's Kafka acks until they are written; erase and merge delete the partition.
 """
 
 from __future__ import annotations
@@ -33,9 +36,19 @@ from cassandra.concurrent import execute_concurrent
 
 from aura import layout
 from aura.layout import Tables
+from aura.state import profile_search
 from aura.state import segments as segment_rules
 from aura.state.profile_codec import next_version
-from aura.state.profiles import ATTRS_FENCE, Profile, ProfileConfig, add_decayed, decay, f32, segment_view
+from aura.state.profiles import (
+    ATTRS_FENCE,
+    Profile,
+    ProfileConfig,
+    add_decayed,
+    decay,
+    f32,
+    parse_attrs,
+    segment_view,
+)
 from schemas.codec import DecodeError, codec
 from schemas.events import Identity, InvalidEvent, validate_identity
 from streams.erasure import erase_references, interactions_delete
@@ -45,6 +58,7 @@ from streams.runtime import Owner, Resources, isolating
 from streams.segments import LiveRules
 
 __all__ = ["apply_identity", "fold", "merge_profiles", "register"]
+SEARCH_SINK = "profile_search_attrs"
 log = logging.getLogger(__name__)
 
 
@@ -147,8 +161,31 @@ class IdentityStore:
         self.merge_script = res.redis.register_script(MERGE_LUA)
         s = res.session
         self.del_stmts = [s.prepare(f"DELETE FROM {t} WHERE user_id = ?")
-                          for t in (Tables.USER_ACTIVITY, Tables.USER_PROFILE)]
+                          for t in (Tables.USER_ACTIVITY, Tables.USER_PROFILE, Tables.PROFILE_SEARCH)]
         self.del_interactions = interactions_delete(s)
+        # the searchable copy of the attributes (aura/state/profile_search.py), through the write-behind
+        self.search_stmts = [s.prepare(cql) for cql in profile_search.attrs_cql()]
+        res.durable.cql_sink(SEARCH_SINK, s, self.search_statements)
+        self.touched: dict[str, None] = {}  # users whose attributes this batch may have changed
+
+    def search_statements(self, rows: dict[Any, dict[str, Any]]) -> list[Any]:
+        """The searchable copy of each user's attributes (absolute: numeric rows replaced)."""
+        ts = profile_search.now_us()
+        return [(("user", u), self.search_stmts[which], params)
+                for u, attrs in rows.items() for which, params in profile_search.attrs_params(u, attrs, ts)]
+
+    async def buffer_search(self) -> None:
+        """Hand the current attributes of the batch's users to the write-behind (read back from
+        Redis, so a replayed batch whose Redis effects were fenced off still writes its rows)."""
+        users, self.touched = list(self.touched), {}
+        if not users:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.hgetall(self.keys.user_attrs(u))
+        for u, raw in zip(users, await pipe.execute(), strict=True):
+            if raw:  # an empty hash: the user was erased or merged away
+                self.res.durable.put(SEARCH_SINK, u, parse_attrs(raw)[0])
 
     async def apply(self, events: list[tuple[Identity, int, int]]) -> list[str]:
         """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""
@@ -163,6 +200,7 @@ class IdentityStore:
                 await self.erase(ev.user_id)
                 erased.append(ev.user_id)
                 continue
+            self.touched[ev.user_id] = None
             cur = await self.redis.hget(akey, field)
             if cur is not None and int(cur) >= off:
                 if ev.event_type == "merge" and ev.anonymous_id:
@@ -180,6 +218,7 @@ class IdentityStore:
             for k, v in new.items():
                 args += [k, v]
             await self.attrs_script(keys=[akey], args=args)
+        await self.buffer_search()
         return erased
 
     async def merge(self, ev: Identity, field: str, cur: str | None, off: int) -> None:
@@ -211,6 +250,7 @@ class IdentityStore:
         if not keep_alias:
             names.append(k.user_alias(user))
         await self.redis.delete(*names)
+        self.touched.pop(user, None)
         await self.profiles.segments.remove_user(user)
         # rows of the user still buffered by the behavior owners' write-behind (or in a flush now)
         # would otherwise be written after the delete below and bring the user back from Cassandra
@@ -284,5 +324,6 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
                 await pipe.execute()
             for user in erased:
                 await tombstones.send(key=user.encode(), value=None)
+            await res.durable.after_batch(batch)  # acks held until the searchable copy is written
 
     return []

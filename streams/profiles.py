@@ -25,6 +25,7 @@ from typing import Any
 
 from aura.keys import RedisKeys
 from aura.layout import Tables
+from aura.state import profile_search
 from aura.state import segments as segment_rules
 from aura.state.profile_codec import durable_doc, next_version, pack, queue_read, unpack, version_head
 from aura.state.profiles import (
@@ -230,6 +231,7 @@ class ProfileStore:
             f"INSERT INTO {Tables.USER_PROFILE} (user_id, doc, version, updated_at) "
             "VALUES (?, ?, ?, toTimestamp(now()))"
         )
+        self.upsert_search = session.prepare(profile_search.profile_cql())
         self.segments = SegmentStore(redis, session, keys, list(cfg.rules))
         self.live: LiveRules | None = None  # when set, the rules in force are re-read per batch
 
@@ -308,7 +310,9 @@ class ProfileStore:
         """The Cassandra rows of ``states`` (absolute values), tagged with their partition: a user's
         activity and profile rows share ``("user", user_id)`` and are written as one mutation."""
         stmts: list[Any] = []
+        ts = profile_search.now_us()
         for u, p in states.items():
+            stmts.append((("user", u), self.upsert_search, profile_search.profile_params(u, p, ts)))
             stmts.append((("user", u), self.upsert_activity,
                           (u, p.counts, p.first_seen, p.last_seen, p.recent,
                            max(p.fences.values()) if p.fences else None)))

@@ -59,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("names", nargs="*", help="schema names (default: all)")
     sc.set_defaults(func=cmd_schema)
     jb = sub.add_parser("job", help="batch jobs: ease (rebuild EASE from Cassandra, publish to Redis + registry), "
-                                    "train (a model on a time window, evaluated on a later one)")
-    jb.add_argument("job", choices=["ease", "train"])
+                                    "train (a model on a time window, evaluated on a later one), "
+                                    "profile-search (copy existing users into the search index, resumable)")
+    jb.add_argument("job", choices=["ease", "train", "profile-search"])
     jb.add_argument("job_args", nargs=argparse.REMAINDER, help="--resume ID, --activate P, --every S, --no-eval")
     jb.set_defaults(func=cmd_job)
     im = sub.add_parser("import", help="bring a shop's history in: import [events|catalog] FILE (CSV, JSON lines, "

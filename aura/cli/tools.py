@@ -42,10 +42,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_job(args: argparse.Namespace) -> int:
     """Batch jobs: ``aura job ease [--resume ID] [--activate PLACEMENT] [--every SECONDS]``;
-    ``aura job train MODEL_ID --type item_knn --train-from MS --train-to MS --eval-to MS``."""
-    from jobs import ease, train
+    ``aura job train MODEL_ID --type item_knn --train-from MS --train-to MS --eval-to MS``;
+    ``aura job profile-search [--batch N] [--restart]``."""
+    from jobs import ease, profile_search, train
 
-    jobs = {"ease": ease.main, "train": train.main}
+    jobs = {"ease": ease.main, "train": train.main, "profile-search": profile_search.main}
     return jobs[args.job](args.job_args) if args.job in jobs else 2
 
 

@@ -207,29 +207,3 @@ def document(p: Profile, now_ms: int, cfg: ProfileConfig) -> dict[str, Any]:
                        for k, v in sorted(p.aff.items(), key=lambda kv: -kv[1])},
         "segments": list(p.segments),
     }
-
-
-def attribute_matches(value: Any, wanted: str) -> bool:
-    """Whether a decoded identity attribute equals ``wanted`` (query text), compared by type: numbers
-    numerically, booleans as true/false, strings exactly, lists by membership."""
-    if isinstance(value, list):
-        return any(attribute_matches(v, wanted) for v in value)
-    if isinstance(value, bool):
-        return wanted.lower() == str(value).lower()
-    if isinstance(value, int | float):
-        try:
-            return float(wanted) == float(value)
-        except ValueError:
-            return False
-    return value == wanted
-
-
-def search_matches(p: Profile, attributes: dict[str, Any], wanted: dict[str, str], active_since: int | None,
-                   segment: str | None) -> bool:
-    """A profile search (``GET /profiles``): every wanted attribute matches, the last event is at or
-    after ``active_since``, and the user is in ``segment``."""
-    if segment is not None and segment not in p.segments:
-        return False
-    if active_since is not None and (p.last_seen is None or p.last_seen < active_since):
-        return False
-    return all(k in attributes and attribute_matches(attributes[k], v) for k, v in wanted.items())

@@ -21,7 +21,6 @@ from aura.state import profiles as profiles_mod
 from aura.state.profile_codec import from_durable, queue_read, unpack
 from aura.state.profiles import Profile, ProfileConfig, parse_attrs
 from serving.deps import State
-from serving.timeparams import parse_time, time_query
 
 log = logging.getLogger(__name__)
 
@@ -208,87 +207,3 @@ async def get_history(state: State, user_id: str = UserId,
     p, _a, source = await _require(state, user_id)
     return {"user_id": user_id, "recent_items": p.recent[:limit], "counts": p.counts, "sessions": p.sessions,
             "source": source}
-
-
-SCAN_COUNT, SCAN_CALLS = 1000, 20  # per page at most 20 SCAN calls of ~1000 keys (bounded latency)
-
-
-class ProfileSummary(BaseModel):
-    user_id: str
-    attributes: dict[str, Any]
-    segments: list[str]
-    last_seen: int | None
-    engagement: float
-    lifecycle: str
-
-
-class ProfilePage(BaseModel):
-    model_config = {"json_schema_extra": {"examples": [{
-        "profiles": [{"user_id": "u7", "attributes": {"country": "US"}, "segments": ["buyer"],
-                      "last_seen": 1795784400000, "engagement": 41.7, "lifecycle": "active"}],
-        "next_cursor": 1536, "examined": 200}]}}
-
-    profiles: list[ProfileSummary]
-    next_cursor: int = Field(description="Pass it back for the next page; 0: the end")
-    examined: int = Field(description="Profiles looked at for this page")
-
-
-def _attribute_filters(raw: list[str] | None) -> dict[str, str]:
-    out = {}
-    for f in raw or []:
-        name, sep, value = f.partition(":")
-        if not sep or not name:
-            raise HTTPException(422, [{"loc": ["query", "attribute"], "msg": "name:value", "type": "value_error"}])
-        out[name] = value
-    return out
-
-
-@router.get("", response_model=ProfilePage, summary="List and search profiles, paged by cursor")
-async def list_profiles(state: State, cursor: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
-                        segment: str | None = Query(None, max_length=64, description="Only members of it"),
-                        attribute: list[str] | None = Query(None, max_length=10,  # noqa: B008
-                                                           description="name:value, every one must match"),
-                        active_since: int | str | None = time_query(  # noqa: B008
-                            "active_since", "Last event at or after"),
-                        ) -> ProfilePage:
-    """Pages through the segment's members (``segment``) or every profile (SCAN of the profile keys),
-    reading each page's profiles and identity hashes in one pipeline and keeping the matches; no
-    index, so a selective search returns short pages (at most ``max(20 x limit, 2000)`` profiles,
-    or ``SCAN_CALLS`` SCAN calls of the whole keyspace, are looked at per page)."""
-    wanted = _attribute_filters(attribute)
-    active_since = parse_time(str(active_since), "active_since") if active_since is not None else None
-    keys, redis = state.keys, state.redis
-    # profiles with events have a state key; created ones without events only an identity hash: an
-    # attribute search scans the identity hashes, any other search the states
-    sample = keys.user_attrs("\x00") if wanted else keys.user_state("\x00")
-    head, tail = sample.split("{\x00}")
-    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in head) + "{*}" + tail
-    budget, found, examined = max(limit * 20, 2000), [], 0
-    calls = 0  # SCAN calls of this page: the keyspace scan walks every key of the database, not only profiles
-    cfg, now = _cfg(state), _now()
-    while True:
-        if segment is not None:
-            cursor, users = await redis.sscan(keys.segment_members(segment), cursor=cursor, count=max(limit, 100))
-        else:
-            cursor, names = await redis.scan(cursor=cursor, match=pattern, count=SCAN_COUNT)
-            users = [n[len(head) + 1:len(n) - len(tail) - 1] for n in names]
-        if users:
-            pipe = redis.pipeline(transaction=False)
-            for u in users:
-                queue_read(pipe, keys, u)
-                pipe.hgetall(keys.user_attrs(u))
-            got = await pipe.execute()
-            for i, u in enumerate(users):
-                p = unpack(got[2 * i])
-                attrs, _prefs = parse_attrs(got[2 * i + 1])
-                if (p.version or attrs) and profiles_mod.search_matches(p, attrs, wanted, active_since, segment):
-                    found.append(ProfileSummary(
-                        user_id=u, attributes=attrs, segments=p.segments, last_seen=p.last_seen,
-                        engagement=profiles_mod.engagement_score(p.eng, p.eng_t, now, cfg),
-                        lifecycle=profiles_mod.lifecycle(p, now, cfg)))
-            examined += len(users)
-        calls += 1
-        if int(cursor) == 0 or len(found) >= limit or examined >= budget or calls >= SCAN_CALLS:
-            break
-    found.sort(key=lambda d: d.user_id)
-    return ProfilePage(profiles=found, next_cursor=int(cursor), examined=examined)

@@ -47,7 +47,7 @@ def redis_footprint(redis_client, prefix: str, user: str) -> list[str]:
 
 def cassandra_footprint(cassandra, user: str) -> list[str]:
     found = []
-    for table in (Tables.USER_ACTIVITY, Tables.USER_PROFILE, Tables.INTERACTIONS):
+    for table in (Tables.USER_ACTIVITY, Tables.USER_PROFILE, Tables.INTERACTIONS, Tables.PROFILE_SEARCH):
         if list(cassandra.execute(f"SELECT user_id FROM {table} WHERE user_id = %s", (user,))):
             found.append(table)
     if list(cassandra.execute(f"SELECT segment FROM {Tables.SEGMENT_MEMBERS} WHERE user_id = %s ALLOW FILTERING",
@@ -89,7 +89,7 @@ def test_erase_removes_every_key_row_and_reference_of_the_user(isolated, worker_
                   keys.recs_item_actors(items[0])]
         rows = cassandra_footprint(cassandra, user)
         missing[:] = [n for n in needed if not any(n in f for f in fp)] + [
-            t for t in (Tables.USER_ACTIVITY, Tables.INTERACTIONS) if t not in rows]
+            t for t in (Tables.USER_ACTIVITY, Tables.INTERACTIONS, Tables.PROFILE_SEARCH) if t not in rows]
         return None if missing else fp
 
     try:
@@ -98,7 +98,13 @@ def test_erase_removes_every_key_row_and_reference_of_the_user(isolated, worker_
         raise AssertionError(f"{exc}; missing: {missing}") from None
     assert len(before) >= 6, before
     assert set(cassandra_footprint(cassandra, user)) >= {Tables.USER_ACTIVITY, Tables.USER_PROFILE,
-                                                         Tables.INTERACTIONS}
+                                                         Tables.INTERACTIONS, Tables.PROFILE_SEARCH}
+    # the searchable copy holds the attributes (its numeric row too) before the erase
+    wait_for(lambda: "tier" in {r.attr for r in cassandra.execute(
+        f"SELECT attr FROM {Tables.PROFILE_SEARCH} WHERE user_id = %s", (user,))}, what="the numeric row")
+    rows = {r.attr: r for r in cassandra.execute(
+        f"SELECT attr, num, terms FROM {Tables.PROFILE_SEARCH} WHERE user_id = %s", (user,))}
+    assert rows[""].terms >= {"country=FR", "tier=2"} and rows["tier"].num == 2.0
     other_before = profile_codec.read_sync(redis_client, keys, other)
 
     prod.send_identity({"event_id": uuid.uuid4().hex, "event_type": "erase", "user_id": user,

@@ -28,8 +28,12 @@ def test_placeholder_admin_token_refused_in_production():
         Settings(environment="production")
     with pytest.raises(ValueError, match="AURA_CAMPAIGN_LINK_SECRET"):
         Settings(environment="production", auth={"admin_token": "a-real-secret"})
+    with pytest.raises(ValueError, match="AURA_SEARCH_CURSOR_SECRET"):
+        Settings(environment="production", auth={"admin_token": "a-real-secret"},
+                 campaigns={"link_secret": "another-secret"})
     assert Settings(environment="production", auth={"admin_token": "a-real-secret"},
-                    campaigns={"link_secret": "another-secret"}).environment == "production"
+                    campaigns={"link_secret": "another-secret"},
+                    profiles={"search_cursor_secret": "a-third-secret"}).environment == "production"
 
 
 def test_settings_are_frozen():

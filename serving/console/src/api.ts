@@ -244,8 +244,8 @@ export interface ProfileSummary {
 }
 export interface ProfilePage {
   profiles: ProfileSummary[];
-  next_cursor: number;
-  examined: number;
+  next_cursor: string | null;
+  index_delay_ms: number;
 }
 export interface Activity {
   user_id: string;

@@ -60,4 +60,5 @@ def test_register_gives_one_owner_whose_rows_go_to_the_write_behind():
     store.segment_buffer({("vip", "u"): True})
     assert durable.sinks["segments"].pending == {("vip", "u"): True}
     stmts = durable.sinks["profiles"].statements({"u": p})
-    assert [s[0] for s in stmts] == [("user", "u"), ("user", "u")]  # one mutation per user
+    # activity, profile and search rows: one mutation per user
+    assert [s[0] for s in stmts] == [("user", "u"), ("user", "u"), ("user", "u")]

@@ -101,8 +101,8 @@ def measure_generate(s: Settings, users: list[str], n: int, counter: Counter,
                      first_pass: bool = False) -> dict[str, float]:
     from aura.bootstrap import redis_async
     from aura.keys import RedisKeys
-    from aura.ranking.ranker import Request
     from aura.ranking.reader import Recommender
+    from aura.ranking.request import Request
 
     async def run() -> dict[str, float]:
         r = redis_async(s)

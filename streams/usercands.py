@@ -48,7 +48,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from aura.ranking.blend import SOURCES
-from aura.ranking.ranker import Ranker, Request
+from aura.ranking.ranker import Ranker
+from aura.ranking.request import Request
 from aura.state.pools import CANDS_LIMIT, parse_wanted, pool_record, wanted_member
 from streams.intake import Accepted
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aura.ranking.ranker import Ranker, Request, Result, pool_head, result_of
+from aura.ranking.ranker import Ranker
+from aura.ranking.request import Request, Result, pool_head, result_of
 from aura.ranking.vector import rank_pool
 from aura.state.pools import Pool
 

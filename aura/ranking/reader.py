@@ -24,7 +24,8 @@ from typing import Any
 from aura.keys import RedisKeys
 from aura.ranking.blend import method_weights, normalise, parsed_json, parsed_weights, similar_read, similar_reference
 from aura.ranking.preferences import PREF_FIELDS, parse, personalise
-from aura.ranking.ranker import Ranker, Request, Result, needs_whole_pool
+from aura.ranking.ranker import Ranker
+from aura.ranking.request import Request, Result, needs_whole_pool
 from aura.ranking.scripts import CANDS_LUA, COLD_LUA, SIMILAR_LUA
 from aura.ranking.vector import flat_scores, rank_pool
 from aura.state.pools import CANDS_FIELDS, CANDS_LIMIT, CANDS_REST, CANDS_SEP, pool_size, wanted_member

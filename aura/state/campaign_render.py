@@ -17,8 +17,9 @@ from typing import Any
 
 from aura.keys import RedisKeys
 from aura.ranking.batch import compute_many
-from aura.ranking.ranker import Ranker, Request
+from aura.ranking.ranker import Ranker
 from aura.ranking.reader import Recommender
+from aura.ranking.request import Request
 from aura.state.campaign_sends import address, context, render, variant_of
 from aura.state.campaigns import Campaign
 

@@ -22,8 +22,8 @@ from aura import layout
 from aura.configcache import ConfigUnavailable
 from aura.models.registry import STRATEGY_FIELD
 from aura.ranking.blend import METHODS, Diversity, Filters
-from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
+from aura.ranking.request import Request
 from aura.state import trending as trending_math
 from aura.state.bandits import strategy_bandit_id
 from schemas.codec import codec

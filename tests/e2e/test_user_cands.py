@@ -15,8 +15,8 @@ import pytest
 from aura import bootstrap
 from aura.keys import RedisKeys
 from aura.producer import EventProducer
-from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
+from aura.ranking.request import Request
 from aura.state.pools import pool_ids
 from tests.conftest import wait_for
 from tests.e2e.test_recommendations import CATALOG, catalog_event

@@ -16,8 +16,8 @@ import pytest
 from aura import bootstrap
 from aura.keys import RedisKeys
 from aura.ranking.blend import Diversity, Filters
-from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
+from aura.ranking.request import Request
 from aura.state.catalog import filter_record
 from aura.state.pools import wanted_member
 from tests.integration.test_recs_serving import CATS, reference, seed

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from aura.keys import RedisKeys
-from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
+from aura.ranking.request import Request
 from aura.state.catalog import filter_record, parse_filter_record
 from tests.integration.test_user_cands import PLACEMENTS, accepted, cands, on_redis, shapes, state
 

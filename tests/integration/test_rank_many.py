@@ -13,7 +13,8 @@ import pytest
 from aura.keys import RedisKeys
 from aura.ranking.batch import compute_many
 from aura.ranking.blend import Diversity, Filters
-from aura.ranking.ranker import Ranker, Request
+from aura.ranking.ranker import Ranker
+from aura.ranking.request import Request
 from aura.state.campaign_render import recommendations_many
 from tests.integration.test_first_pass import run
 from tests.integration.test_recs_serving import seed

@@ -28,8 +28,8 @@ from aura.ranking.blend import (
     similar_read,
     similar_reference,
 )
-from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender
+from aura.ranking.request import Request
 from aura.state.catalog import FILTER_DELETED, filter_record
 
 pytestmark = [pytest.mark.integration]

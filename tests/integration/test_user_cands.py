@@ -25,8 +25,8 @@ import pytest
 from aura import bootstrap
 from aura.keys import RedisKeys
 from aura.ranking.blend import Diversity, Filters
-from aura.ranking.ranker import Request
 from aura.ranking.reader import Recommender, precomputable
+from aura.ranking.request import Request
 from aura.state.pools import wanted_member
 from schemas.events import Behavior
 from streams.intake import Accepted

@@ -9,7 +9,8 @@ import re
 from types import SimpleNamespace
 
 from aura.keys import RedisKeys
-from aura.ranking.ranker import FIRST_USER_READS, Ranker, Request
+from aura.ranking.ranker import FIRST_USER_READS, Ranker
+from aura.ranking.request import Request
 from aura.ranking.scripts import CANDS_LUA, COLD_LUA, FIRST_LUA, SIMILAR_LUA
 from aura.state.catalog import filter_record
 from aura.state.pools import CANDS_FIELDS, CANDS_REST, CANDS_SEP

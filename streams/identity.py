@@ -16,6 +16,11 @@ through the version compare-and-set of streams/profiles.py.
   deleted and an alias makes later events of the anonymous id count for the user.
 - an event the store cannot apply (not a store error) is dead-lettered as ``fold_failed`` and the
   rest of its batch applied (``fold``, bisection by ``streams.runtime.isolating``).
+- segments over identity attributes (``attr.<name>`` rules): when a rule in force tests attributes,
+  the users whose attributes a batch changed are re-evaluated at the end of the batch
+  (``streams.lifecycle.resegment_users``: compare-and-set of the profile, member sets through
+  ``HISTORY_LUA``), without waiting for a behavior event; an event found already applied (a replay)
+  re-evaluates its user too, rewriting the whole membership (absolute, counted once).
 - erase: every key of the user in Redis, its rows in Cassandra and its segment memberships are
   deleted, and a tombstone (null value) for the user is produced to the compacted identity topic.
 - the searchable copy of the attributes (``profile_search``, aura/state/profile_search.py): after each
@@ -53,6 +58,7 @@ from schemas.codec import DecodeError, codec
 from schemas.events import Identity, InvalidEvent, validate_identity
 from streams.erasure import erase_references, interactions_delete
 from streams.intake import Dead, RawRecord
+from streams.lifecycle import resegment_users
 from streams.profiles import ProfileStore, lua_args
 from streams.runtime import Owner, Resources, isolating
 from streams.segments import LiveRules
@@ -90,8 +96,9 @@ def apply_identity(attrs: dict[str, str], ev: Identity) -> dict[str, str]:
     return out
 
 
-def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig) -> Profile:
-    """``known`` with ``anon``'s history folded in (pure; returns a new Profile)."""
+def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig, attrs: dict[str, Any] | None = None) -> Profile:
+    """``known`` with ``anon``'s history folded in (pure; returns a new Profile); ``attrs``: the known
+    user's identity attributes the segment rules test."""
     m = Profile(**{k: getattr(known, k) for k in Profile.__dataclass_fields__})
     m.counts = dict(known.counts)
     for k, v in anon.counts.items():
@@ -123,7 +130,7 @@ def merge_profiles(known: Profile, anon: Profile, cfg: ProfileConfig) -> Profile
     if newer_anon:
         m.session_id, m.session_start, m.path = anon.session_id, anon.session_start, anon.path
         m.last_rec = anon.last_rec
-    m.segments = segment_rules.evaluate(cfg.rules, segment_view(m, cfg))
+    m.segments = segment_rules.evaluate(cfg.rules, segment_view(m, cfg, attrs=attrs))
     return m
 
 
@@ -193,15 +200,19 @@ class IdentityStore:
         if events:
             await self.profiles.sync_rules()  # the segment rules in force (merges re-evaluate them)
             self.cfg = self.profiles.cfg
+        resegment: dict[str, bool] = {}  # users whose attributes changed -> replayed (see the module doc)
         for ev, part, off in sorted(events, key=lambda e: (e[1], e[2])):
             field = f"{ATTRS_FENCE}{part}"
             akey = self.keys.user_attrs(ev.user_id)
             if ev.event_type == "erase":
                 await self.erase(ev.user_id)
                 erased.append(ev.user_id)
+                resegment.pop(ev.user_id, None)
                 continue
             self.touched[ev.user_id] = None
             cur = await self.redis.hget(akey, field)
+            if ev.attributes and ev.event_type != "merge":
+                resegment[ev.user_id] = resegment.get(ev.user_id, False) or (cur is not None and int(cur) >= off)
             if cur is not None and int(cur) >= off:
                 if ev.event_type == "merge" and ev.anonymous_id:
                     await self._drop_anonymous(ev.anonymous_id, ev.user_id)  # finish an interrupted merge
@@ -218,15 +229,17 @@ class IdentityStore:
             for k, v in new.items():
                 args += [k, v]
             await self.attrs_script(keys=[akey], args=args)
+        if resegment and segment_rules.uses_attributes(self.cfg.rules):
+            await resegment_users(self.profiles, resegment, [u for u, again in resegment.items() if again])
         await self.buffer_search()
         return erased
 
     async def merge(self, ev: Identity, field: str, cur: str | None, off: int) -> None:
         anon_id, user = ev.anonymous_id or "", ev.user_id
         for _attempt in range(8):
-            states = await self.profiles.read([user, anon_id])
+            states, attrs = await self.profiles.read_with_attrs([user, anon_id])
             known, anon = states[user], states[anon_id]
-            merged = merge_profiles(known, anon, self.cfg)
+            merged = merge_profiles(known, anon, self.cfg, attrs.get(user))
             merged.version = next_version(known.version)
             k = self.keys
             args = [field, cur or "", str(off), *lua_args(known.version or None, merged)]

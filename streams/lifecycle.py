@@ -21,7 +21,13 @@ Segment backfills use the same scan: when a segment is created, changed or delet
 every profile's segments (as of its last event, or as of now for an idle user, as the fold and the
 sweep do), writing the users whose segments change, and records its progress per segment in
 ``segment_backfill`` (scanned, changed, state pending -> running -> done). A request made while a
-backfill runs stays queued and runs again, with the newer rules.
+backfill runs stays queued and runs again, with the newer rules. When a rule tests identity
+attributes, every pass reads the attributes it tests with the states (same pipeline), and the
+backfill also scans the identity hashes for users known only by identity events (no behavior yet):
+one who matches a segment gets a profile state holding its segments.
+
+``resegment_users``: the identity agent's re-evaluation of the users whose attributes changed
+(streams/identity.py), with the same compare-and-set and retries as the fold.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
@@ -52,14 +59,14 @@ class SweepResult:
     conflicts: int = 0
 
 
-def sweep_user(p: Profile, now_ms: int, cfg: ProfileConfig) -> bool:
+def sweep_user(p: Profile, now_ms: int, cfg: ProfileConfig, attrs: dict[str, Any] | None = None) -> bool:
     """Set ``p``'s idle stage and segments as of ``now_ms``; True when anything changed (pure)."""
     stage = idle_stage(p, now_ms, cfg)
     if not stage and not p.idle:
         return False
     before = (p.idle, list(p.segments))
     p.idle = stage
-    p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg, now_ms if stage else None))
+    p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg, now_ms if stage else None, attrs))
     return (p.idle, p.segments) != before
 
 
@@ -67,41 +74,48 @@ def _escape_glob(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def resegment(p: Profile, now_ms: int, cfg: ProfileConfig) -> bool:
+def resegment(p: Profile, now_ms: int, cfg: ProfileConfig, attrs: dict[str, Any] | None = None) -> bool:
     """Re-evaluate ``p``'s segments with the rules of ``cfg`` (as of the last event; as of now for an
-    idle user); True when they changed (pure)."""
+    idle user) and the user's identity ``attrs``; True when they changed (pure)."""
     before = list(p.segments)
-    p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg, now_ms if p.idle else None))
+    p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg, now_ms if p.idle else None, attrs))
     return p.segments != before
 
 
-Visit = Callable[[Profile, int, ProfileConfig], bool]
+Visit = Callable[[Profile, int, ProfileConfig, dict[str, Any] | None], bool]
 
 
 async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bool = False,
                 visit: Visit = sweep_user,
-                progress: Callable[[SweepResult], Awaitable[None]] | None = None) -> SweepResult:
+                progress: Callable[[SweepResult], Awaitable[None]] | None = None,
+                identity_only: bool = False, result: SweepResult | None = None) -> SweepResult:
     """One pass over every profile in Redis (see the module doc); returns what it did (with
     ``dry_run``: what it would do, writing nothing; ``changed`` counts the users it would move).
-    ``visit`` changes one profile (default: the idle stage); ``progress`` is told after each batch."""
+    ``visit`` changes one profile (default: the idle stage); ``progress`` is told after each batch.
+    ``identity_only``: scan the identity hashes instead and visit only the users without a state
+    (an empty profile, written when ``visit`` changes it); ``result`` continues an earlier count."""
     redis, keys, cfg = store.redis, store.keys, store.cfg
-    head = keys.user_state("")[:-2]  # "<prefix>:u:" (the key is "<prefix>:u:{<user>}")
-    pattern = _escape_glob(head) + "{*}"
-    result = SweepResult()
+    if identity_only:
+        head, tail = keys.user_attrs("").split("{}")  # "<prefix>:user:{<user>}:attrs"
+        head, tail = head + "{", "}" + tail
+    else:
+        head, tail = keys.user_state("")[:-1], "}"  # "<prefix>:u:{<user>}"
+    pattern = _escape_glob(head) + "*" + _escape_glob(tail)
+    result = result if result is not None else SweepResult()
     pending: list[str] = []
 
     async def flush(names: list[str]) -> None:
-        users = [n[len(head) + 1:-1] for n in names]
-        states = await store.read(users)
+        users = list(dict.fromkeys(n[len(head):-len(tail)] for n in names))
+        states, attrs = await store.read_with_attrs(users)
         result.scanned += len(users)
         pipe = redis.pipeline(transaction=False)
         order: list[str] = []
         for u in users:
             p = states[u]
-            if not p.version:  # deleted between SCAN and GET (erase, merge)
+            if bool(p.version) == identity_only:  # deleted between SCAN and GET; or has a state (seen)
                 continue
-            expected = p.version
-            if not visit(p, now_ms, cfg):
+            expected = p.version or None
+            if not visit(p, now_ms, cfg, attrs.get(u)):
                 continue
             if dry_run:
                 result.changed += 1
@@ -132,6 +146,50 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bo
     return result
 
 
+async def resegment_users(store: ProfileStore, users: Collection[str], replayed: Collection[str] = (),
+                          attempts: int = 8) -> int:
+    """Re-evaluate the segments of ``users`` now (their identity attributes changed): one pipeline
+    reads their states and the attributes the rules test, one pipeline of compare-and-set writes the
+    ones whose segments change (a user without a state gets one when it joins a segment), a conflict
+    (a concurrent fold or merge) re-reads and retries; then the member sets are reconciled. Users in
+    ``replayed`` (their change was applied by an earlier attempt, which may have stopped before this)
+    have their whole membership rewritten, absolute: ``HISTORY_LUA`` counts no change twice.
+    Returns the number of users whose segments changed."""
+    keys, pending, now_ms = store.keys, sorted(set(users)), int(time.time() * 1000)
+    changed: dict[str, Profile] = {}
+    before: dict[str, list[str]] = {}
+    settled: dict[str, Profile] = {}
+    for _attempt in range(attempts):
+        if not pending:
+            break
+        states, attrs = await store.read_with_attrs(pending)
+        pipe = store.redis.pipeline(transaction=False)
+        order: list[str] = []
+        for u in pending:
+            p = states[u]
+            before[u] = list(p.segments)
+            expected = p.version or None
+            if not resegment(p, now_ms, store.cfg, attrs.get(u)):
+                if p.version:
+                    settled[u] = p
+                continue
+            p.version = next_version(p.version)
+            order.append(u)
+            await store.apply_script(keys=[keys.user_state(u)], args=lua_args(expected, p), client=pipe)
+        results = await pipe.execute() if order else []
+        for u, ok in zip(order, results, strict=True):
+            if ok:
+                changed[u] = settled[u] = states[u]
+        pending = [u for u, ok in zip(order, results, strict=True) if not ok]
+    else:
+        if pending:
+            raise RuntimeError(f"profile version conflicts did not settle for {len(pending)} users")
+    await store.segments.reconcile(settled, set(), before=before, full=set(replayed) & set(settled))
+    if changed:
+        await store.write_durable(changed)
+    return len(changed)
+
+
 async def run_backfills(store: ProfileStore, res: Resources, token: str, batch: int) -> SweepResult | None:
     """Run the asked-for segment backfills (all at once: one scan re-evaluates every segment) if this
     worker gets the lease; None when there was nothing to do or another worker runs them."""
@@ -159,6 +217,9 @@ async def run_backfills(store: ProfileStore, res: Resources, token: str, batch: 
             await p.execute()
 
         result = await sweep(store, started, batch, visit=resegment, progress=progress)
+        if segment_rules.uses_attributes(store.cfg.rules):  # users known by identity events only
+            result = await sweep(store, started, batch, visit=resegment, progress=progress,
+                                 identity_only=True, result=result)
         finished = int(time.time() * 1000)
         pipe = redis.pipeline(transaction=False)
         for name in asked:

@@ -77,8 +77,10 @@ def _step(ev: Any) -> str | None:
     return ev.placement or ctx.get("page")
 
 
-def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items: ItemLookup) -> list[Fact]:
-    """Fold ``events`` (one user's, any order) above ``p.fences`` into ``p``; returns facts per folded event."""
+def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items: ItemLookup,
+              attrs: dict[str, Any] | None = None) -> list[Fact]:
+    """Fold ``events`` (one user's, any order) above ``p.fences`` into ``p``; returns facts per folded
+    event. ``attrs``: the user's identity attributes the segment rules test (``read_with_attrs``)."""
     facts: list[Fact] = []
     for acc in sorted(events, key=lambda a: (a.partition, a.offset)):
         if acc.offset <= p.fences.get(acc.partition, -1):
@@ -140,7 +142,7 @@ def fold_user(p: Profile, events: Iterable[Accepted], cfg: ProfileConfig, items:
         category = (items(ev.item_id) or ItemAttrs()).category if ev.item_id else None
         facts.append(Fact(acc, p.session_start, journey, attributed, category))
     if facts:
-        p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg))
+        p.segments = segment_rules.evaluate(cfg.rules, segment_view(p, cfg, attrs=attrs))
     return facts
 
 
@@ -251,6 +253,21 @@ class ProfileStore:
             queue_read(pipe, self.keys, u)
         return {u: unpack(raw) for u, raw in zip(users, await pipe.execute(), strict=True)}
 
+    async def read_with_attrs(self, users: list[str]) -> tuple[dict[str, Profile], dict[str, dict[str, Any]]]:
+        """The states of ``users`` and, when a segment rule in force tests identity attributes, the
+        attributes it tests (HMGET, in the same pipeline: one round trip); else no attributes."""
+        names = segment_rules.attribute_names(self.cfg.rules)
+        if not names:
+            return await self.read(users), {}
+        fields = [f"x:{n}" for n in names]
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:
+            queue_read(pipe, self.keys, u)
+            pipe.hmget(self.keys.user_attrs(u), fields)
+        got = await pipe.execute()
+        return ({u: unpack(got[2 * i]) for i, u in enumerate(users)},
+                {u: segment_rules.attributes_view(names, got[2 * i + 1]) for i, u in enumerate(users)})
+
     async def apply(self, events: list[Accepted], items: ItemLookup,
                     before_commit: Callable[[list[Fact]], Awaitable[Any]] | None = None,
                     ) -> tuple[dict[str, Profile], list[Fact]]:
@@ -272,7 +289,7 @@ class ProfileStore:
         for _attempt in range(8):
             if not pending:
                 break
-            current = await self.read(pending)
+            current, attrs = await self.read_with_attrs(pending)  # attrs re-read with the state per attempt
             pipe = self.redis.pipeline(transaction=False)
             order: list[str] = []
             new_facts: dict[str, list[Fact]] = {}
@@ -282,7 +299,7 @@ class ProfileStore:
                 if any(a.offset <= p.fences.get(a.partition, -1) for a in by_user[u]):
                     replayed.add(u)
                 expected = p.version if p.version else None
-                f = fold_user(p, by_user[u], self.cfg, items)
+                f = fold_user(p, by_user[u], self.cfg, items, attrs.get(u))
                 states[u] = p
                 if not f:
                     continue

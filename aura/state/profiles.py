@@ -164,9 +164,11 @@ def lifecycle(p: Profile, now_ms: int, cfg: ProfileConfig) -> str:
     return idle_stage(p, now_ms, cfg) or p.stage or "new"
 
 
-def segment_view(p: Profile, cfg: ProfileConfig, now_ms: int | None = None) -> dict[str, Any]:
+def segment_view(p: Profile, cfg: ProfileConfig, now_ms: int | None = None,
+                 attrs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fields segment rules may test, as of the user's last event (event time), or as of
-    ``now_ms`` (the idle sweep: engagement decayed to now, stage at-risk/churned)."""
+    ``now_ms`` (the idle sweep: engagement decayed to now, stage at-risk/churned); ``attrs``: the
+    user's decoded identity attributes (``attr.<name>``), when a rule in force tests them."""
     at = (p.last_seen or 0) if now_ms is None else now_ms
     view: dict[str, Any] = {
         "ltv": p.ltv, "orders": p.orders, "sessions": p.sessions, "stage": p.idle or p.stage,
@@ -176,7 +178,7 @@ def segment_view(p: Profile, cfg: ProfileConfig, now_ms: int | None = None) -> d
         view[f"count.{k}"] = v
     for k, v in p.aff.items():
         view[f"affinity.{k}"] = v
-    return view
+    return segments.with_attributes(view, attrs)
 
 
 # ---------------------------------------------------------------------------------------------

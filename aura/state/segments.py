@@ -2,7 +2,9 @@
 
 A segment is a list of conditions ``[field, op, value]`` that must all hold over the profile fields
 of ``aura.state.profiles.segment_view`` (ltv, orders, sessions, stage, engagement, count.<action>,
-affinity.<dim>). Rules come from settings (``AURA_SEGMENT_RULES``, JSON: the built-in segments) and
+affinity.<dim>) and the user's identity attributes (``attr.<name>``: the JSON values of the
+``user_attrs`` hash, decoded, compared by type: see ``same``).
+Rules come from settings (``AURA_SEGMENT_RULES``, JSON: the built-in segments) and
 from segment definitions stored through the API (Cassandra ``segments``, read through the config
 cache, kind ``segments``; ``effective`` overlays them). The profile fold evaluates them
 (streams/profiles.py), the member sets are kept by streams/segments.py, and the API manages and
@@ -15,19 +17,59 @@ from __future__ import annotations
 import json
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aura.state.rules import RuleError
 
-__all__ = ["CONFIG_KIND", "OPS", "RuleError", "Rules", "effective", "evaluate", "matches", "parse_rules",
-           "validate_segment"]
+__all__ = ["ATTR_PREFIX", "CONFIG_KIND", "OPS", "RuleError", "Rules", "attribute_names", "attributes_view",
+           "effective", "evaluate", "matches", "parse_rules", "same", "uses_attributes", "validate_segment"]
 
 Rules = dict[str, list[list[Any]]]
 
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Typed equality: numbers as numbers (1 == 1.0), booleans only with booleans (True is not 1),
+    strings only with strings ("1" is not 1), lists element by element."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _num(a) and _num(b):
+        return bool(a == b)
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return False
+
+
+def _ordered(cmp: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    """An ordering over two numbers or two strings (ISO dates order as strings); other pairs fail."""
+    return lambda a, b: bool(cmp(a, b)) if (_num(a) and _num(b)) or (isinstance(a, str) and isinstance(b, str)) \
+        else False
+
+
+def _in(a: Any, b: Any) -> bool:
+    """The value is one of ``b``; a list value: any of its elements is."""
+    return any(same(x, v) for x in (a if isinstance(a, list) else [a]) for v in b)
+
+
+def _contains(a: Any, b: Any) -> bool:
+    """A list value holds ``b``; a string value contains the string ``b``."""
+    if isinstance(a, list):
+        return any(same(x, b) for x in a)
+    return isinstance(a, str) and isinstance(b, str) and b in a
+
+
 OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
-    "!=": operator.ne, "in": lambda a, b: a in b, "not_in": lambda a, b: a not in b,
+    ">": _ordered(operator.gt), ">=": _ordered(operator.ge), "<": _ordered(operator.lt),
+    "<=": _ordered(operator.le), "==": same, "!=": lambda a, b: not same(a, b), "in": _in,
+    "not_in": lambda a, b: not _in(a, b), "contains": _contains,
+    "exists": lambda a, b: True, "missing": lambda a, b: False,  # decided on presence in ``matches``
 }
 # the personalization rules' operator names, accepted in segment definitions and stored as the above
 ALIASES = {"equals": "==", "not_equals": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -36,6 +78,11 @@ CONFIG_KIND = "segments"  # the config cache kind of stored definitions (aura/co
 NAME_MAX, CONDITIONS_MAX = 64, 50
 FIELD_PREFIXES = ("count.", "affinity.")
 FIELDS = frozenset({"ltv", "orders", "sessions", "stage", "engagement"})
+ATTR_PREFIX = "attr."  # an identity attribute: ``attr.<name>`` (the hash field ``x:<name>``)
+ATTR_NAME_MAX = 128  # as the identity events' attribute keys (schemas/events.py)
+ATTR_OPS = frozenset({"contains", "exists", "missing"})  # only over identity attributes
+PRESENCE_OPS = frozenset({"exists", "missing"})  # take no value (stored as null)
+_ABSENT = object()
 
 
 def _refused(msg: str, *loc: Any) -> RuleError:
@@ -60,11 +107,16 @@ def parse_rules(text: str) -> Rules:
 
 
 def matches(conds: list[list[Any]], view: dict[str, Any]) -> bool:
-    """Whether every condition holds for ``view`` (a missing count/affinity is 0, any other missing
-    field fails the condition, as does a value of the wrong type)."""
+    """Whether every condition holds for ``view`` (a missing count/affinity is 0; a missing attribute
+    or other field fails every condition but ``missing``, and ``exists`` holds for any present value;
+    a value of another type than the rule's fails, except for ``!=`` and ``not_in``)."""
     for fld, op, value in conds:
-        actual = view.get(fld, 0 if fld.startswith(("count.", "affinity.")) else None)
-        if actual is None:
+        actual = view.get(fld, 0 if fld.startswith(("count.", "affinity.")) else _ABSENT)
+        if op in PRESENCE_OPS:
+            if (actual is _ABSENT or actual is None) != (op == "missing"):
+                return False
+            continue
+        if actual is _ABSENT or actual is None:
             return False
         try:
             if not OPS[op](actual, value):
@@ -77,6 +129,38 @@ def matches(conds: list[list[Any]], view: dict[str, Any]) -> bool:
 def evaluate(rules: Rules, view: dict[str, Any]) -> list[str]:
     """The sorted names of the segments whose conditions all hold for ``view``."""
     return sorted(name for name, conds in rules.items() if matches(conds, view))
+
+
+def uses_attributes(rules: Rules) -> bool:
+    """Whether any rule tests an identity attribute (only then are the attributes read)."""
+    return any(c[0].startswith(ATTR_PREFIX) for conds in rules.values() for c in conds)
+
+
+def attribute_names(rules: Rules) -> list[str]:
+    """The identity attributes the rules test, sorted (the fields to read: ``x:<name>``)."""
+    return sorted({c[0][len(ATTR_PREFIX):] for conds in rules.values() for c in conds
+                   if c[0].startswith(ATTR_PREFIX)})
+
+
+def attributes_view(names: Iterable[str], stored: Iterable[str | None]) -> dict[str, Any]:
+    """The attributes ``names`` as read (``HMGET`` of ``x:<name>``: JSON text or None) -> name ->
+    decoded value; absent ones are left out, and a value that is not JSON counts as its text."""
+    out: dict[str, Any] = {}
+    for name, raw in zip(names, stored, strict=True):
+        if raw is None:
+            continue
+        try:
+            out[name] = json.loads(raw)
+        except (ValueError, TypeError):
+            out[name] = raw
+    return out
+
+
+def with_attributes(view: dict[str, Any], attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``view`` with the identity attributes added as ``attr.<name>``."""
+    if attrs:
+        view.update({ATTR_PREFIX + k: v for k, v in attrs.items()})
+    return view
 
 
 def validate_segment(doc: Any) -> dict[str, Any]:
@@ -99,28 +183,47 @@ def validate_segment(doc: Any) -> dict[str, Any]:
     for i, c in enumerate(conds):
         if isinstance(c, dict) and set(c) <= {"field", "op", "value"}:
             c = [c.get("field"), c.get("op"), c.get("value")]
+        if isinstance(c, list) and len(c) == 2 and c[1] in PRESENCE_OPS:
+            c = [*c, None]
         if not (isinstance(c, list) and len(c) == 3):
             raise RuleError([{"loc": ["conditions", i], "msg": "[field, op, value] or {field, op, value}"}])
         fld, op, value = c
         op = ALIASES.get(op, op) if isinstance(op, str) else op
-        if not (isinstance(fld, str) and (fld in FIELDS or (fld.startswith(FIELD_PREFIXES) and len(fld) <= 200))):
+        attr = isinstance(fld, str) and fld.startswith(ATTR_PREFIX)
+        if not (isinstance(fld, str) and (fld in FIELDS or (fld.startswith(FIELD_PREFIXES) and len(fld) <= 200)
+                                          or (attr and 0 < len(fld) - len(ATTR_PREFIX) <= ATTR_NAME_MAX))):
             raise RuleError([{"loc": ["conditions", i, "field"],
-                              "msg": f"one of {sorted(FIELDS)} or count.<action>, affinity.<dimension>"}])
+                              "msg": f"one of {sorted(FIELDS)} or count.<action>, affinity.<dimension>, "
+                                     f"attr.<identity attribute of 1..{ATTR_NAME_MAX} characters>"}])
         if not isinstance(op, str) or op not in OPS:
             raise RuleError([{"loc": ["conditions", i, "op"], "msg": f"one of {sorted(OPS)} or {sorted(ALIASES)}"}])
-        if op in ("in", "not_in"):
+        if op in ATTR_OPS and not attr:
+            raise RuleError([{"loc": ["conditions", i, "op"],
+                              "msg": f"{op} applies to identity attributes (attr.<name>) only"}])
+        if op in PRESENCE_OPS:
+            ok = value is None or value is True
+            value = None
+        elif op in ("in", "not_in"):
             ok = isinstance(value, list) and len(value) <= 200 and all(_scalar(v) for v in value)
         elif op in (">", ">=", "<", "<="):
-            ok = _number(value) or (fld == "stage" and isinstance(value, str) and len(value) <= 200)
+            ok = _number(value) or ((fld == "stage" or attr) and isinstance(value, str) and len(value) <= 200)
         else:
             ok = _scalar(value)
         if not ok:
-            raise RuleError([{"loc": ["conditions", i, "value"], "msg": f"not a valid value for {op}"}])
+            raise RuleError([{"loc": ["conditions", i, "value"],
+                              "msg": f"not a valid value for {op} on {fld}: "
+                                     f"{_EXPECTED.get(op, 'a number, boolean or string')}"}])
         out.append([fld, op, value])
     description = doc.get("description")
     if description is not None and not (isinstance(description, str) and len(description) <= 1000):
         raise RuleError([{"loc": ["description"], "msg": "a string of at most 1000 characters"}])
     return {"id": name, "conditions": out, **({"description": description} if description else {})}
+
+
+_EXPECTED = {"in": "a list of at most 200 numbers, booleans or strings", "not_in": "a list of at most 200 numbers, "
+             "booleans or strings", "exists": "no value (or true)", "missing": "no value (or true)",
+             ">": "a number (a string on stage or an attribute)", ">=": "a number (a string on stage or an attribute)",
+             "<": "a number (a string on stage or an attribute)", "<=": "a number (a string on stage or an attribute)"}
 
 
 def _number(v: Any) -> bool:

@@ -33,7 +33,11 @@ SegmentPath = Path(min_length=1, max_length=segment_rules.NAME_MAX, description=
 
 EXAMPLE = {"id": "big_spenders_fr", "description": "Shoppers with at least 3 orders and 300 spent",
            "conditions": [["orders", ">=", 3], {"field": "ltv", "op": "gte", "value": 300}]}
-SegmentBody = Annotated[dict[str, Any], Body(openapi_examples={"segment": {"value": EXAMPLE}})]
+ATTR_EXAMPLE = {"id": "gold_teams", "description": "Gold or platinum plan, 10 seats or more, known email",
+                "conditions": [["attr.plan", "in", ["gold", "platinum"]], ["attr.seats", ">=", 10],
+                               {"field": "attr.email", "op": "exists"}]}
+SegmentBody = Annotated[dict[str, Any], Body(openapi_examples={"segment": {"value": EXAMPLE},
+                                                               "attributes": {"value": ATTR_EXAMPLE}})]
 
 
 def _cache(state: Any) -> ConfigCache[dict[str, Any]]:

@@ -56,6 +56,7 @@ from aura.state.profiles import (
 )
 from schemas.codec import DecodeError, codec
 from schemas.events import Identity, InvalidEvent, validate_identity
+from streams.durable import execute_grouped
 from streams.erasure import erase_references, interactions_delete
 from streams.intake import Dead, RawRecord
 from streams.lifecycle import resegment_users
@@ -172,7 +173,8 @@ class IdentityStore:
         self.del_interactions = interactions_delete(s)
         # the searchable copy of the attributes (aura/state/profile_search.py), through the write-behind
         self.search_stmts = [s.prepare(cql) for cql in profile_search.attrs_cql()]
-        res.durable.cql_sink(SEARCH_SINK, s, self.search_statements)
+        if res.durable is not None:  # else (tools, tests without a write-behind) written at once
+            res.durable.cql_sink(SEARCH_SINK, s, self.search_statements)
         self.touched: dict[str, None] = {}  # users whose attributes this batch may have changed
 
     def search_statements(self, rows: dict[Any, dict[str, Any]]) -> list[Any]:
@@ -190,9 +192,13 @@ class IdentityStore:
         pipe = self.redis.pipeline(transaction=False)
         for u in users:
             pipe.hgetall(self.keys.user_attrs(u))
-        for u, raw in zip(users, await pipe.execute(), strict=True):
-            if raw:  # an empty hash: the user was erased or merged away
-                self.res.durable.put(SEARCH_SINK, u, parse_attrs(raw)[0])
+        rows = {u: parse_attrs(raw)[0] for u, raw in zip(users, await pipe.execute(), strict=True)
+                if raw}  # an empty hash: the user was erased or merged away
+        if self.res.durable is None:
+            await execute_grouped(self.res.session, self.search_statements(rows))
+            return
+        for u, attrs in rows.items():
+            self.res.durable.put(SEARCH_SINK, u, attrs)
 
     async def apply(self, events: list[tuple[Identity, int, int]]) -> list[str]:
         """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""

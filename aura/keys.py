@@ -353,8 +353,8 @@ class RedisKeys:
         """String (TTL): JSON of one decision (arm, features, reward so far), for reward attribution."""
         return f"{self.prefix}:bandit:{{{bandit_id}}}:d:{decision_id}"
 
-    # --- campaigns (owners: serving/routes/campaigns.py for the definitions; streams/campaigns.py for
-    # triggers, guards and attribution; streams/connectors.py for the send records) -----------------
+    # --- campaigns (owners: serving/routes/campaigns.py for the definitions; streams/campaigns.py and
+    # streams/campaign_drain.py for triggers, guards and attribution; streams/connectors.py for sends) ---
 
     def campaign_due(self) -> str:
         """Sorted set: due messages (``campaign_sends.Due.member``) -> due time (ms); one slot."""

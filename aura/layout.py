@@ -46,13 +46,13 @@ AGG_INSIGHTS = TopicSpec("agg.insights", key="insight id", compacted=True)
 AGG_TOPICS: tuple[TopicSpec, ...] = (AGG_METRICS_MINUTE, AGG_ITEMS_DAILY, AGG_FUNNEL, AGG_REVENUE)
 ALL_TOPICS = (*ALL_TOPICS, *AGG_TOPICS, AGG_INSIGHTS)
 
-# Campaign outboxes (streams/campaigns.py writes rendered messages, streams/connectors.py delivers them;
+# Campaign outboxes (streams/campaign_drain.py writes rendered messages, streams/connectors.py delivers them;
 # records in schemas/avro/campaign_message.avsc): one topic per channel so that a provider that is down
 # holds back only its own channel.
 CAMPAIGN_CHANNELS = ("email", "push", "sms", "webhook", "in_app")
 OUTBOX: dict[str, TopicSpec] = {ch: TopicSpec(f"campaigns.outbox.{ch}", key="user id") for ch in CAMPAIGN_CHANNELS}
 ALL_TOPICS = (*ALL_TOPICS, *OUTBOX.values())
-# Campaign figures for analysts (streams/campaigns.py publishes a snapshot per campaign and variant;
+# Campaign figures for analysts (streams/campaign_drain.py publishes a snapshot per campaign and variant;
 # compacted: the latest record of a key is the campaign's current state)
 AGG_CAMPAIGNS = TopicSpec("agg.campaigns", key="campaign_id|variant", compacted=True)
 ALL_TOPICS = (*ALL_TOPICS, AGG_CAMPAIGNS)

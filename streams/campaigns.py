@@ -43,6 +43,7 @@ from aura.state.campaigns import Campaign, api_triggered, triggered_by, validate
 from aura.state.profiles import ProfileConfig, document, parse_attrs
 from aura.state.rules import holds, profile_fields
 from schemas.codec import codec
+from streams import campaign_schedule
 from streams.intake import Dead, RawRecord
 from streams.runtime import Batch, Owner, Resources, retrying
 
@@ -395,6 +396,7 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     cache = campaign_cache(res)
     triggers = Triggers(res, cache)
     drainer = Drainer(app, res, cache)
+    campaign_schedule.start(app, res, cache, drainer.leased)  # segment and schedule triggers, same lease
 
     @app.task
     async def drain_campaign_messages() -> None:

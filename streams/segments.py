@@ -72,16 +72,20 @@ class LiveRules:
 HISTORY_LUA = """
 local n_add = tonumber(ARGV[2])
 local joined, left = 0, 0
+local record = ARGV[3] ~= 'remove'  -- an erased or merged user leaves no transition
+local function note(user, kind)
+  if record then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'u', user, 'k', kind, 'o', ARGV[3]) end
+end
 for i = 5, 4 + n_add do
   if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
     joined = joined + 1
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'u', ARGV[i], 'k', 'enter', 'o', ARGV[3])
+    note(ARGV[i], 'enter')
   end
 end
 for i = 5 + n_add, #ARGV do
   if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
     left = left + 1
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'u', ARGV[i], 'k', 'leave', 'o', ARGV[3])
+    note(ARGV[i], 'leave')
   end
 end
 if joined > 0 or left > 0 then

@@ -155,7 +155,10 @@ class Scheduler:
         occ = st.get("occurrence")
         if occ is None:
             after = parse_occurrence(st["last"]) if st.get("last") else None
-            w = s.next_occurrence(after, now - grace)
+            # a recurring schedule starts with the campaign (no catching up on the hour before it ran);
+            # a one-off time just past (within the grace) when the campaign started still sends
+            start = now - grace if after is not None or s.at is not None else max(now - grace, c.running_at or now)
+            w = s.next_occurrence(after, start)
             if w is None:
                 await redis.hset(state_key, mapping={"done": 1, "next": ""})
                 return -1

@@ -124,7 +124,10 @@ def test_a_cron_schedule_fires_per_occurrence(isolated, worker_factory, api_clie
     for _user, address in users:
         got = subjects(s, address)
         assert len(got) == len(set(got))  # one message per occurrence
-        assert len(accepted(s, {address})) == len(got)
+        # the server stored each once; a copy (same Message-ID) would be the connectors' open window
+        assert sorted(a[1] for a in accepted(s, {address}) if a[3] == "new") == sorted(set(
+            a[1] for a in accepted(s, {address})))
+        assert len(got) <= 12  # only occurrences since the campaign started (no catching up on the past)
     a, b = (set(subjects(s, addr)) for _, addr in users)
     assert len(a & b) >= 2  # the same occurrences for both users
 

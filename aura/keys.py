@@ -401,6 +401,20 @@ class RedisKeys:
         """Set: ``open|<message id>`` / ``click|<message id>`` already counted (once per message)."""
         return f"{self.prefix}:camp:{{{campaign_id}}}:engaged"
 
+    def segment_transitions(self, segment: str) -> str:
+        """Stream: the segment's real joins and leaves (aura/state/campaign_schedule.py ``Transition``),
+        added by the segments writer's script with the SADD/SREM; the segment's slot."""
+        return f"{self.prefix}:segment:{{{segment}}}:transitions"
+
+    def campaign_segment_cursor(self) -> str:
+        """Hash: segment -> the last transition entry id turned into due messages; ``campaign_due``'s slot."""
+        return f"{self.prefix}:camp:{{campaigns}}:segcursor"
+
+    def campaign_schedule(self, campaign_id: str) -> str:
+        """Hash: a scheduled campaign's expansion (occurrence, cursor, expanded, last, scheduled, ...);
+        ``campaign_due``'s slot so one script moves the cursor with the due entries."""
+        return f"{self.prefix}:camp:{{campaigns}}:sched:{campaign_id}"
+
     def decisions_count(self) -> str:
         """Hash: counters of the decisions agent (exposures, decisions, rewards, orphan rewards, ...)."""
         return f"{self.prefix}:metrics:decisions"

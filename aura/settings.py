@@ -220,6 +220,8 @@ class CampaignSettings(BaseSettings):
     breaker_failures: int = 5  # consecutive transient failures that open a provider's breaker
     breaker_max_open_s: float = 30.0  # the longest an open breaker waits before its next probe
     agg_interval_s: float = 60.0  # campaign figures published to agg.campaigns this often (0: never)
+    schedule_chunk: int = 1000  # audience members a scheduled campaign expands into due messages per pass
+    schedule_grace_s: float = 3600.0  # a scheduled message more than this late (worker down) is skipped
 
 
 class RecsSettings(BaseSettings):

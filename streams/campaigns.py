@@ -23,6 +23,7 @@ from aura.configcache import ConfigCache
 from aura.layout import Tables
 from aura.state.campaign_sends import Due, trigger_fields
 from aura.state.campaigns import Campaign, api_triggered, triggered_by, validate_campaign, watched_types
+from streams import campaign_schedule
 from streams.campaign_drain import Drainer, drain_tasks
 from streams.intake import Dead
 from streams.runtime import Batch, Owner, Resources
@@ -134,4 +135,5 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     drainer = Drainer(app, res, cache)
     triggers = Triggers(res, cache, on_due=drainer.due_at)
     drain_tasks(app, res, drainer)
+    campaign_schedule.start(app, res, cache, drainer.leased)  # segment and schedule triggers, same lease
     return [("campaigns", triggers.step)]

@@ -88,7 +88,8 @@ Visit = Callable[[Profile, int, ProfileConfig, dict[str, Any] | None], bool]
 async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bool = False,
                 visit: Visit = sweep_user,
                 progress: Callable[[SweepResult], Awaitable[None]] | None = None,
-                identity_only: bool = False, result: SweepResult | None = None) -> SweepResult:
+                identity_only: bool = False, result: SweepResult | None = None,
+                origin: str = "sweep") -> SweepResult:
     """One pass over every profile in Redis (see the module doc); returns what it did (with
     ``dry_run``: what it would do, writing nothing; ``changed`` counts the users it would move).
     ``visit`` changes one profile (default: the idle stage); ``progress`` is told after each batch.
@@ -131,7 +132,7 @@ async def sweep(store: ProfileStore, now_ms: int, batch: int = 1000, dry_run: bo
         result.conflicts += len(order) - len(done)
         result.changed += len(done)
         if done:
-            await store.segments.reconcile(done, set())
+            await store.segments.reconcile(done, set(), origin=origin)
             await store.write_durable(done)
         if progress is not None:
             await progress(result)
@@ -216,10 +217,10 @@ async def run_backfills(store: ProfileStore, res: Resources, token: str, batch: 
             p.pexpire(lease, BACKFILL_LEASE_MS)
             await p.execute()
 
-        result = await sweep(store, started, batch, visit=resegment, progress=progress)
+        result = await sweep(store, started, batch, visit=resegment, progress=progress, origin="backfill")
         if segment_rules.uses_attributes(store.cfg.rules):  # users known by identity events only
             result = await sweep(store, started, batch, visit=resegment, progress=progress,
-                                 identity_only=True, result=result)
+                                 identity_only=True, result=result, origin="backfill")
         finished = int(time.time() * 1000)
         pipe = redis.pipeline(transaction=False)
         for name in asked:

@@ -10,7 +10,10 @@ Membership counts over time (``segment_history``, one hash per segment; format i
 aura/state/segments.py): ``HISTORY_LUA`` applies a segment's adds and removes and counts, in the same
 script, the members that really joined or left (the SADD/SREM replies) and the set's size, per hour of
 processing. A replay re-applies absolute adds and removes that change nothing and so counts nothing:
-the counts are exact across crashes.
+the counts are exact across crashes. The same script appends each real join and leave to the
+segment's transition stream (``segment_transitions``, with what made it: the fold, the idle sweep, a
+backfill, a removal), which segment-triggered campaigns turn into messages
+(streams/campaign_schedule.py): one record per real change, never one for a replayed write.
 
 ``LiveRules``: the rules in force, the settings' built-ins overlaid by the definitions stored through
 the API, read through the config cache (one GET of its version per batch; a changed version costs
@@ -32,6 +35,7 @@ from aura.configcache import ConfigCache, ConfigUnavailable
 from aura.keys import RedisKeys
 from aura.layout import Tables
 from aura.state import segments as segment_rules
+from aura.state.campaign_schedule import TRANSITIONS_MAXLEN
 from aura.state.profiles import Profile
 from streams.durable import execute_grouped
 
@@ -62,15 +66,27 @@ class LiveRules:
         return self.rules, self._ver
 
 
-# KEYS: members set, history hash; ARGV: hour bucket, number of adds, the added users, then the removed
+# KEYS: members set, history hash, transition stream; ARGV: hour bucket, number of adds, origin,
+# transitions kept, the added users, then the removed. Each real join/leave (SADD/SREM reply 1) is
+# also recorded in the transition stream in this same atomic step (segment-triggered campaigns).
 HISTORY_LUA = """
 local n_add = tonumber(ARGV[2])
 local joined, left = 0, 0
-for i = 3, 2 + n_add, 1000 do
-  joined = joined + redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, 2 + n_add)))
+local record = ARGV[3] ~= 'remove'  -- an erased or merged user leaves no transition
+local function note(user, kind)
+  if record then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'u', user, 'k', kind, 'o', ARGV[3]) end
 end
-for i = 3 + n_add, #ARGV, 1000 do
-  left = left + redis.call('SREM', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+for i = 5, 4 + n_add do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    joined = joined + 1
+    note(ARGV[i], 'enter')
+  end
+end
+for i = 5 + n_add, #ARGV do
+  if redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
+    left = left + 1
+    note(ARGV[i], 'leave')
+  end
 end
 if joined > 0 or left > 0 then
   local h = ARGV[1]
@@ -95,13 +111,16 @@ class SegmentStore:
         self.delete = session.prepare(f"DELETE FROM {Tables.SEGMENT_MEMBERS} WHERE segment = ? AND user_id = ?")
         self.history_script = redis.register_script(HISTORY_LUA)
 
-    def queue_changes(self, pipe: Any, add: dict[str, list[str]], remove: dict[str, list[str]]) -> None:
-        """One ``HISTORY_LUA`` call per segment touched: its adds, removes and counts."""
+    def queue_changes(self, pipe: Any, add: dict[str, list[str]], remove: dict[str, list[str]],
+                      origin: str = "fold") -> None:
+        """One ``HISTORY_LUA`` call per segment touched: its adds, removes, counts and transitions
+        (``origin``: what made them, aura/state/campaign_schedule.py ``ORIGINS``)."""
         hour = segment_rules.hour_of(int(time.time() * 1000))
         for name in sorted(set(add) | set(remove)):
             added = add.get(name, [])
-            pipe.evalsha(self.history_script.sha, 2, self.keys.segment_members(name),
-                         self.keys.segment_history(name), hour, len(added), *added, *remove.get(name, []))
+            pipe.evalsha(self.history_script.sha, 3, self.keys.segment_members(name),
+                         self.keys.segment_history(name), self.keys.segment_transitions(name), hour, len(added),
+                         origin, TRANSITIONS_MAXLEN, *added, *remove.get(name, []))
         pipe.scripts.add(self.history_script)
 
     def rows(self, states: dict[str, Profile], unchanged: set[str], before: dict[str, list[str]] | None = None,
@@ -135,7 +154,7 @@ class SegmentStore:
     async def reconcile(self, states: dict[str, Profile], unchanged: set[str],
                         buffer: Callable[[dict[tuple[str, str], bool]], None] | None = None,
                         before: dict[str, list[str]] | None = None,
-                        full: set[str] | frozenset[str] = frozenset()) -> None:
+                        full: set[str] | frozenset[str] = frozenset(), origin: str = "fold") -> None:
         """Make the sets agree with ``states`` (the rows of ``rows``): one Redis pipeline, then the
         Cassandra rows, written now (one concurrent write) or handed to ``buffer`` (the behavior
         agent's write-behind, which holds the batch's Kafka acks until they are written: a slow
@@ -148,7 +167,7 @@ class SegmentStore:
         for (name, u), member in rows.items():
             (add if member else remove).setdefault(name, []).append(u)
         pipe = self.redis.pipeline(transaction=False)  # one script call per segment and batch
-        self.queue_changes(pipe, add, remove)
+        self.queue_changes(pipe, add, remove, origin)
         await pipe.execute()
         if buffer is not None:
             buffer(rows)
@@ -158,7 +177,7 @@ class SegmentStore:
     async def remove_user(self, user_id: str) -> None:
         """Take ``user_id`` out of every segment (erase, merge of an anonymous id)."""
         pipe = self.redis.pipeline(transaction=False)
-        self.queue_changes(pipe, {}, {name: [user_id] for name in self.names})
+        self.queue_changes(pipe, {}, {name: [user_id] for name in self.names}, "remove")
         await pipe.execute()
 
         stmts = [(self.delete, (name, user_id)) for name in self.names]

@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aura.errors import DefinitionError
+from aura.state.campaign_schedule import Schedule, parse_schedule
 from aura.state.experiments import Experiment, Variant
 from aura.state.rules import Condition, Group, parse_condition
 from schemas.events import BEHAVIOR_TYPES
@@ -37,7 +38,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 LIVE = frozenset({"scheduled", "running", "paused"})  # count toward max_concurrent_campaigns when running
 ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 AUDIENCES = ("everyone", "segment", "rule", "users")
-TRIGGERS = ("event", "api")
+TRIGGERS = ("event", "api", "segment", "schedule")
 MAX_USERS = 100_000  # explicit user list
 MAX_TEMPLATE = 100_000  # characters per template part
 MAX_DELAY_S = 30 * 24 * 3600
@@ -70,6 +71,10 @@ class Trigger:
     delay_ms: int = 0
     unless: str | None = None  # an event of this type inside the delay cancels the message
     item_id: str | None = None  # only events on this item
+    segment: str | None = None  # segment: the segment whose joins (on=enter) or leaves fire it
+    on: str = "enter"
+    backfill: bool = False  # segment: joins found by a backfill (a new or changed segment) fire too
+    schedule: Schedule | None = None  # schedule: when its audience is sent to
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +166,14 @@ def _audience(raw: Any, errors: list[dict[str, Any]], segments: frozenset[str] |
     return Audience("everyone")
 
 
-def _trigger(raw: Any, errors: list[dict[str, Any]]) -> Trigger:
+def _trigger(raw: Any, errors: list[dict[str, Any]], segments: frozenset[str] | None = None) -> Trigger:
     if not isinstance(raw, dict) or raw.get("type") not in TRIGGERS:
         errors.append({"loc": ["trigger", "type"], "msg": f"trigger type must be one of {list(TRIGGERS)}"})
         return Trigger("api")
+    if raw["type"] == "schedule":
+        return Trigger("schedule", schedule=parse_schedule(raw, errors))
+    if raw["type"] == "segment":
+        return _segment_trigger(raw, errors, segments)
     if raw["type"] == "api":
         if set(raw) - {"type"}:
             errors.append({"loc": ["trigger"], "msg": "an api trigger takes no other keys"})
@@ -189,6 +198,28 @@ def _trigger(raw: Any, errors: list[dict[str, Any]]) -> Trigger:
     if item is not None and (not isinstance(item, str) or not item):
         errors.append({"loc": ["trigger", "item_id"], "msg": "an item id"})
     return Trigger("event", ev if isinstance(ev, str) else None, int(delay * 1000), unless, item)
+
+
+def _segment_trigger(raw: dict[str, Any], errors: list[dict[str, Any]], segments: frozenset[str] | None) -> Trigger:
+    """``{"type": "segment", "segment", "on": "enter" | "leave", "delay_s", "backfill": false}``."""
+    extra = set(raw) - {"type", "segment", "on", "delay_s", "backfill"}
+    if extra:
+        errors.append({"loc": ["trigger"], "msg": f"unknown keys {sorted(extra)}"})
+    seg, on, backfill = raw.get("segment"), raw.get("on", "enter"), raw.get("backfill", False)
+    if not isinstance(seg, str) or not seg:
+        errors.append({"loc": ["trigger", "segment"], "msg": "a segment name is required"})
+    elif segments is not None and seg not in segments:
+        errors.append({"loc": ["trigger", "segment"], "msg": f"unknown segment {seg!r}; known: {sorted(segments)}"})
+    if on not in ("enter", "leave"):
+        errors.append({"loc": ["trigger", "on"], "msg": "'enter' or 'leave'"})
+    if not isinstance(backfill, bool):
+        errors.append({"loc": ["trigger", "backfill"], "msg": "true or false"})
+    delay = raw.get("delay_s", 0)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY_S:
+        errors.append({"loc": ["trigger", "delay_s"], "msg": f"seconds in [0, {MAX_DELAY_S}]"})
+        delay = 0
+    return Trigger("segment", delay_ms=int(delay * 1000), segment=seg if isinstance(seg, str) else None,
+                   on=on if on in ("enter", "leave") else "enter", backfill=backfill is True)
 
 
 def _caps(raw: Any, errors: list[dict[str, Any]]) -> Caps:
@@ -281,7 +312,7 @@ def validate_campaign(doc: Any, segments: frozenset[str] | None = None,
     if channel not in CHANNELS:
         errors.append({"loc": ["channel"], "msg": f"channel must be one of {list(CHANNELS)}"})
     audience = _audience(doc.get("audience"), errors, segments)
-    trigger = _trigger(doc.get("trigger", {"type": "api"}), errors)
+    trigger = _trigger(doc.get("trigger", {"type": "api"}), errors, segments)
     template: dict[str, str] = {}
     raw_t = doc.get("template")
     if not isinstance(raw_t, dict):

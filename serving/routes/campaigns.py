@@ -366,7 +366,10 @@ async def audience(state: State, campaign_id: str = CampId, scan: int = Query(10
 async def get_performance(state: State, campaign_id: str = CampId) -> dict[str, Any]:
     c = await _one(state, campaign_id)
     tally = await state.redis.hgetall(state.keys.campaign_stats(c.id))
-    return performance(c, tally)
+    out = performance(c, tally)
+    if c.trigger.kind == "schedule":  # the audience expansion's progress (streams/campaign_schedule.py)
+        out["schedule"] = await state.redis.hgetall(state.keys.campaign_schedule(c.id))
+    return out
 
 
 @router.get("/users/{user_id}/deliveries", summary="The user's latest campaign messages, newest first",

@@ -19,7 +19,8 @@ class _Pipe:
         self.log = log
         self.scripts: set = set()
 
-    def evalsha(self, sha, numkeys, members_key, history_key, hour, n_add, *users):
+    def evalsha(self, sha, numkeys, members_key, history_key, transitions_key, hour, n_add, origin, cap, *users):
+        assert numkeys == 3 and transitions_key.endswith(":transitions") and origin == "fold"
         self.log.append(("changes", members_key, users[:n_add], users[n_add:]))
 
     async def execute(self):

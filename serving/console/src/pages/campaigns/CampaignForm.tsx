@@ -3,7 +3,7 @@
 // syntax, segment names and the rest, and its 422 field errors are shown at their inputs. A created
 // campaign is a draft: the campaigns page then shows its audience size, a preview for a user, and
 // the activate button.
-import { Button, Form, FormLayout, Select, Text, TextField } from "@shopify/polaris";
+import { Button, Checkbox, Form, FormLayout, Select, Text, TextField } from "@shopify/polaris";
 import { useState } from "react";
 import { get } from "../../api";
 import { CHANNELS, extra } from "../../api/extra";
@@ -18,6 +18,9 @@ export function CampaignForm({ onCreated }: { onCreated: (id: string) => void })
   const segments = useApi(() => get<{ segments: { name: string; members?: number }[] }>("/segments", undefined, { quiet: true }), []);
   const sub = useSubmission();
   const set = (k: keyof CampaignValues) => (value: string) => setV((cur) => ({ ...cur, [k]: value }));
+  const check = (k: keyof CampaignValues) => (value: boolean) => setV((cur) => ({ ...cur, [k]: value }));
+  const segmentOptions = [{ label: "—", value: "" }, ...(segments.data?.segments ?? []).map((s) => ({
+    label: `${s.name}${s.members !== undefined ? ` (${s.members})` : ""}`, value: s.name }))];
   const err = (k: string) => fieldError(sub.errors, k);
   const parts = REQUIRED_PARTS[v.channel] ?? [];
   const submit = async () => {
@@ -41,8 +44,7 @@ export function CampaignForm({ onCreated }: { onCreated: (id: string) => void })
               { label: "a list of users", value: "users" }, { label: "a rule (condition JSON)", value: "rule" }]} />
           {v.audienceType === "segment" && (
             <Select label="Segment" value={v.segment} onChange={set("segment")} error={err("audience.segment")}
-              options={[{ label: "—", value: "" }, ...(segments.data?.segments ?? []).map((s) => ({
-                label: `${s.name}${s.members !== undefined ? ` (${s.members})` : ""}`, value: s.name }))]} />
+              options={segmentOptions} />
           )}
           {v.audienceType === "users" && (
             <TextField label="User ids" value={v.users} onChange={set("users")} autoComplete="off" multiline={2}
@@ -56,12 +58,22 @@ export function CampaignForm({ onCreated }: { onCreated: (id: string) => void })
         <Text as="h3" variant="headingSm">Trigger</Text>
         <FormLayout.Group>
           <Select label="When" value={v.triggerType} onChange={set("triggerType")} error={err("trigger")}
-            options={[{ label: "an event happens", value: "event" }, { label: "the API triggers it (transactional)", value: "api" }]} />
+            options={[{ label: "an event happens", value: "event" }, { label: "the API triggers it (transactional)", value: "api" },
+              { label: "a user enters or leaves a segment", value: "segment" },
+              { label: "at a time or on a schedule (whole audience)", value: "schedule" }]} />
           {v.triggerType === "event" && (
             <Select label="Event" options={opts(BEHAVIOR_TYPES)} value={v.eventType} onChange={set("eventType")}
               error={err("trigger.event_type")} />
           )}
-          {v.triggerType === "event" && (
+          {v.triggerType === "segment" && (
+            <Select label="Segment" value={v.triggerSegment} onChange={set("triggerSegment")} error={err("trigger.segment")}
+              options={segmentOptions} />
+          )}
+          {v.triggerType === "segment" && (
+            <Select label="On" value={v.segmentOn} onChange={set("segmentOn")} error={err("trigger.on")}
+              options={[{ label: "enter", value: "enter" }, { label: "leave", value: "leave" }]} />
+          )}
+          {(v.triggerType === "event" || v.triggerType === "segment") && (
             <TextField label="Delay (s)" value={v.delayS} onChange={set("delayS")} autoComplete="off" error={err("trigger.delay_s")} />
           )}
           {v.triggerType === "event" && (
@@ -69,6 +81,29 @@ export function CampaignForm({ onCreated }: { onCreated: (id: string) => void })
               onChange={set("unless")} error={err("trigger.unless")} />
           )}
         </FormLayout.Group>
+        {v.triggerType === "segment" && (
+          <Checkbox label="Also fire for joins found by a backfill (a new or changed segment)" checked={v.backfill}
+            onChange={check("backfill")} error={err("trigger.backfill")} />
+        )}
+        {v.triggerType === "schedule" && (
+          <FormLayout.Group>
+            <Select label="Schedule" value={v.scheduleKind} onChange={set("scheduleKind")}
+              options={[{ label: "once, at a time", value: "at" }, { label: "recurring (cron)", value: "cron" }]} />
+            {v.scheduleKind === "at" ? (
+              <TextField label="At" value={v.at} onChange={set("at")} autoComplete="off" error={err("trigger.at")}
+                placeholder="2027-01-04T09:00" helpText="ISO without offset: each user's local time; with offset or epoch ms: one instant" />
+            ) : (
+              <TextField label="Cron" value={v.cron} onChange={set("cron")} autoComplete="off" error={err("trigger.cron")}
+                helpText="minute hour day month weekday" />
+            )}
+            <TextField label="Time zone" value={v.tz} onChange={set("tz")} autoComplete="off" error={err("trigger.tz")}
+              helpText="IANA name, for users without one" />
+          </FormLayout.Group>
+        )}
+        {v.triggerType === "schedule" && (
+          <Checkbox label="In each user's own time zone (profile attribute timezone)" checked={v.userTz}
+            onChange={check("userTz")} error={err("trigger.user_tz")} />
+        )}
         <Text as="h3" variant="headingSm">Template (Jinja2: user, profile, event, recommendations)</Text>
         {parts.includes("subject") && (
           <TextField label="Subject" value={v.subject} onChange={set("subject")} autoComplete="off" error={err("template.subject")}

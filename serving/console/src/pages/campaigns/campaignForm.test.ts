@@ -42,6 +42,29 @@ describe("campaignDoc", () => {
   });
 });
 
+describe("segment and scheduled triggers", () => {
+  it("sends a segment trigger with its side, delay and backfill choice", () => {
+    const { doc, errors } = campaignDoc({ ...base, unless: "", triggerType: "segment", triggerSegment: "vip", segmentOn: "leave",
+      delayS: "60", backfill: true });
+    expect(errors).toEqual({});
+    expect(doc.trigger).toEqual({ type: "segment", segment: "vip", on: "leave", delay_s: 60, backfill: true });
+    expect(campaignDoc({ ...base, triggerType: "segment" }).errors["trigger.segment"]).toBeDefined();
+  });
+
+  it("sends a one-off time (ISO or epoch ms) or a cron schedule, and names a bad one", () => {
+    const at = campaignDoc({ ...base, triggerType: "schedule", at: "2027-01-04T09:00", tz: "Europe/Paris" });
+    expect(at.errors).toEqual({});
+    expect(at.doc.trigger).toEqual({ type: "schedule", at: "2027-01-04T09:00", tz: "Europe/Paris", user_tz: true });
+    const ms = campaignDoc({ ...base, triggerType: "schedule", at: "1800000000000", userTz: false });
+    expect(ms.doc.trigger).toEqual({ type: "schedule", at: 1800000000000, tz: "UTC", user_tz: false });
+    const cron = campaignDoc({ ...base, triggerType: "schedule", scheduleKind: "cron", cron: "0 9 * * 1" });
+    expect(cron.doc.trigger).toEqual({ type: "schedule", cron: "0 9 * * 1", tz: "UTC", user_tz: true });
+    expect(campaignDoc({ ...base, triggerType: "schedule", scheduleKind: "cron", cron: "0 9 *" }).errors["trigger.cron"])
+      .toBeDefined();
+    expect(campaignDoc({ ...base, triggerType: "schedule" }).errors["trigger.at"]).toBeDefined();
+  });
+});
+
 describe("actionsFor", () => {
   it("follows the lifecycle", () => {
     expect(actionsFor("draft")).toContain("activate");

@@ -23,10 +23,18 @@ export interface CampaignValues {
   segment: string;
   users: string;
   rule: string;
-  triggerType: "event" | "api";
+  triggerType: "event" | "api" | "segment" | "schedule";
   eventType: string;
   delayS: string;
   unless: string;
+  triggerSegment: string;
+  segmentOn: "enter" | "leave";
+  backfill: boolean;
+  scheduleKind: "at" | "cron";
+  at: string;
+  cron: string;
+  tz: string;
+  userTz: boolean;
   subject: string;
   title: string;
   body: string;
@@ -41,6 +49,8 @@ export interface CampaignValues {
 export const EMPTY_CAMPAIGN: CampaignValues = {
   id: "", name: "", channel: "email", audienceType: "everyone", segment: "", users: "", rule: "",
   triggerType: "event", eventType: "add_to_cart", delayS: "1800", unless: "purchase",
+  triggerSegment: "", segmentOn: "enter", backfill: false,
+  scheduleKind: "at", at: "", cron: "0 9 * * 1", tz: "UTC", userTz: true,
   subject: "", title: "", body: "", perUser: "", perCampaignUser: "1", capWindowS: "86400",
   holdout: "0.1", goalEvent: "purchase", goalWindowS: "86400",
 };
@@ -79,6 +89,25 @@ export function campaignDoc(v: CampaignValues): { doc: Record<string, unknown>; 
 
   if (v.triggerType === "api") {
     doc.trigger = { type: "api" };
+  } else if (v.triggerType === "segment") {
+    if (!v.triggerSegment.trim()) errors["trigger.segment"] = "pick a segment";
+    const trigger: Record<string, unknown> = { type: "segment", segment: v.triggerSegment.trim(), on: v.segmentOn };
+    const delay = intIn(errors, "trigger.delay_s", v.delayS, 0, MAX_DELAY_S);
+    if (delay !== undefined) trigger.delay_s = delay;
+    if (v.backfill) trigger.backfill = true;
+    doc.trigger = trigger;
+  } else if (v.triggerType === "schedule") {
+    const trigger: Record<string, unknown> = { type: "schedule", tz: v.tz.trim() || "UTC", user_tz: v.userTz };
+    if (v.scheduleKind === "cron") {
+      const fields = v.cron.trim().split(/\s+/).filter(Boolean).length;
+      if (fields !== 5 && fields !== 6) errors["trigger.cron"] = "5 fields (minute hour day month weekday), or 6 with seconds last";
+      trigger.cron = v.cron.trim();
+    } else {
+      const at = v.at.trim();
+      if (!at) errors["trigger.at"] = "a time: ISO (2027-01-04T09:00, read in each user's zone) or epoch ms";
+      trigger.at = /^\d+$/.test(at) ? Number(at) : at;
+    }
+    doc.trigger = trigger;
   } else {
     const trigger: Record<string, unknown> = { type: "event", event_type: v.eventType };
     const delay = intIn(errors, "trigger.delay_s", v.delayS, 0, MAX_DELAY_S);

@@ -224,8 +224,10 @@ class Scheduler:
         return sorted(users), ("" if int(nxt) == 0 else str(nxt))
 
 
-def start(app: faust.App, res: Resources, cache: ConfigCache[Campaign], leased: Callable[[], Awaitable[bool]]) -> None:
-    """The scheduler's timer (every ``AURA_CAMPAIGN_TICK_S``, at once again while passes add entries)."""
+def start(app: faust.App, res: Resources, cache: ConfigCache[Campaign], leased: Callable[[], Awaitable[bool]],
+          wake: Callable[[int], None] | None = None) -> None:
+    """The scheduler's timer (every ``AURA_CAMPAIGN_TICK_S``, at once again while passes add entries);
+    ``wake`` (the drainer's ``due_at``) is told after a pass that added entries, so they leave at once."""
     scheduler = Scheduler(res, cache, leased)
 
     @app.task
@@ -233,6 +235,8 @@ def start(app: faust.App, res: Resources, cache: ConfigCache[Campaign], leased: 
         while True:
             try:
                 busy = await retrying("campaign schedule", scheduler.tick) > 0
+                if busy and wake is not None:
+                    wake(int(time.time() * 1000))
             except Exception:  # noqa: BLE001 - never let the loop die; the cursors stay where they were
                 log.exception("campaign scheduler pass failed")
                 busy = False

@@ -135,5 +135,5 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
     drainer = Drainer(app, res, cache)
     triggers = Triggers(res, cache, on_due=drainer.due_at)
     drain_tasks(app, res, drainer)
-    campaign_schedule.start(app, res, cache, drainer.leased)  # segment and schedule triggers, same lease
+    campaign_schedule.start(app, res, cache, drainer.leased, drainer.due_at)  # segment and schedule triggers
     return [("campaigns", triggers.step)]

@@ -15,6 +15,8 @@ hours are clean (warm-up), then one incident every ~3 hours, each a random kind:
 * ``revenue``: order value x 3 on one category (a price error);
 * ``views``: views x 2.5 on one category (a surge);
 * ``ctr``: click-through x 0.4 on one placement (a collapse);
+* ``variant`` (only with ``--kinds``): the conversion of one experiment variant's recommendation
+  clicks x 0.4 (10 % of its clicks lead to an attributed order otherwise);
 
 lasting 30-90 minutes, then back to normal. One clean day per seed measures false alerts: the second day
 of a clean run, so the engine has seen a day (its hour-of-day factors) as a running one has.
@@ -55,6 +57,7 @@ PLACEMENTS = ("homepage", "product_page", "cart", "search_results", "email")
 PLACEMENT_SHARE = (0.35, 0.3, 0.1, 0.2, 0.05)
 VARIANTS = ("exp-homepage:A", "exp-homepage:B")
 KINDS = ("conversion", "revenue", "views", "ctr")
+ALL_KINDS = (*KINDS, "variant")  # "variant": a scenario kind only when asked for (--kinds)
 DAY_MIN = 1440
 WARMUP_MIN = 360
 
@@ -76,14 +79,15 @@ class Scenario:
     incidents: list[Incident] = field(default_factory=list)
 
 
-def make_scenario(seed: int, days: int, drop: float, clean: bool = False) -> Scenario:
+def make_scenario(seed: int, days: int, drop: float, clean: bool = False,
+                  kinds: tuple[str, ...] = KINDS) -> Scenario:
     rng = np.random.default_rng(seed)
     sc = Scenario(seed, days * DAY_MIN)
     if clean:
         return sc
     t = WARMUP_MIN
     while t < sc.minutes - 120:
-        kind = KINDS[int(rng.integers(len(KINDS)))]
+        kind = kinds[int(rng.integers(len(kinds)))]
         dur = int(rng.integers(30, 91))
         if kind == "conversion":
             inc = Incident("conversion", "device", DEVICES[int(rng.integers(2))], t, t + dur, 1 - drop)
@@ -91,8 +95,10 @@ def make_scenario(seed: int, days: int, drop: float, clean: bool = False) -> Sce
             inc = Incident("revenue", "category", CATEGORIES[int(rng.integers(4))], t, t + dur, 3.0)
         elif kind == "views":
             inc = Incident("views", "category", CATEGORIES[int(rng.integers(len(CATEGORIES)))], t, t + dur, 2.5)
-        else:
+        elif kind == "ctr":
             inc = Incident("ctr", "placement", PLACEMENTS[int(rng.integers(3))], t, t + dur, 0.4)
+        else:
+            inc = Incident("variant_conversion", "experiment", VARIANTS[int(rng.integers(2))], t, t + dur, 0.4)
         sc.incidents.append(inc)
         t += dur + int(rng.integers(120, 240))
     return sc
@@ -119,6 +125,7 @@ _CACHE: dict[str, Any] = {}
 
 def _records(sc: Scenario, views_peak: float, t0_ms: int) -> Iterator[MinuteRecords]:
     rng = np.random.default_rng(sc.seed + 1000)
+    vrng = np.random.default_rng(sc.seed + 2000)
     cells = [(d, c, k, g, ds * cs * ks * gs)
              for d, ds in zip(DEVICES, DEVICE_SHARE, strict=True) for c, cs in zip(CHANNELS, CHANNEL_SHARE, strict=True)
              for k, ks in zip(COUNTRIES, COUNTRY_SHARE, strict=True)
@@ -174,7 +181,14 @@ def _records(sc: Scenario, views_peak: float, t0_ms: int) -> Iterator[MinuteReco
                 exp_acc[VARIANTS[0]] = [a, ca]
                 exp_acc[VARIANTS[1]] = [imps - a, clicks - ca]
         for v, (i, c) in exp_acc.items():
-            recs.append(_rec(start, "experiment", v, {"impression": i, "recommendation_click": c}))
+            # orders attributed to the variant's clicks (their own generator: the other cells are drawn
+            # as before, whatever the variants do)
+            conv_v = 0.1 * next((inc.size for inc in active if inc.metric == "variant_conversion"
+                                 and inc.value == v), 1.0)
+            o = int(vrng.binomial(c, conv_v))
+            r = float(vrng.lognormal(3.6, 0.6, o).sum())
+            recs.append(_rec(start, "experiment", v, {"impression": i, "recommendation_click": c},
+                             orders=o, revenue=round(r, 2)))
         for (dim, val), (v, o, r) in dims.items():
             ev = {"view": int(v), "purchase": int(o)}
             if dim == "all":
@@ -235,7 +249,7 @@ def run_baseline(sc: Scenario, views_peak: float, window: int = 30, k: float = 3
                         "impressions": r["events"].get("impression", 0),
                         "clicks": r["events"].get("recommendation_click", 0)}
             for m in METRICS.values():
-                if r["dimension"] != "all" and r["dimension"] not in m.dims:
+                if r["dimension"] != "all" and r["dimension"] not in m.dims or r["dimension"] == "all" and m.total:
                     continue
                 n, d = pair(m, counters)
                 if m.kind == "rate" and d <= 0:
@@ -371,6 +385,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--views", type=float, default=3000.0, help="product views per minute at the daily peak")
     ap.add_argument("--drop", type=float, default=0.3, help="size of the injected conversion drop")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help=f"incident kinds drawn (comma-separated, of {','.join(ALL_KINDS)})")
     args = ap.parse_args(argv)
     ours, base = Score(), Score()
     false_ours = false_base = 0
@@ -378,9 +394,12 @@ def main(argv: list[str] | None = None) -> None:
     points = 0
     clean_false: list[str] = []
     oracle: list[int] = []
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if not kinds or set(kinds) - set(ALL_KINDS):
+        ap.error(f"--kinds: choose among {', '.join(ALL_KINDS)}")
     cfg = DetectorConfig(cusum_h=args.cusum_h, season_kinds=tuple(k for k in args.season_kinds.split(",") if k))
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        sc = make_scenario(seed, args.days, args.drop)
+        sc = make_scenario(seed, args.days, args.drop, kinds=kinds)
         found, c, p = run_engine(sc, args.views, cfg=cfg)
         cpu += c
         points += p

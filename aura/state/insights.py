@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aura.errors import AuraError
-from aura.insights.engine import SEVERITIES, Engine, Frame, Insight
+from aura.insights.engine import METRICS, SEVERITIES, Engine, Frame, Insight
 from aura.state.analytics import BucketTotals, parse_dim_metric
 
 MAGIC = b"AIS1"
@@ -55,8 +55,13 @@ class Saved:
     seq: int = 0
 
 
+# the metrics of a state saved before the engine listed the metrics it knew
+FIRST_METRICS = ("conversion", "revenue", "views", "ctr")
+
+
 def pack(saved: Saved) -> bytes:
-    return MAGIC + pickle.dumps({"engine": saved.engine, "offsets": saved.offsets}, protocol=5)
+    return MAGIC + pickle.dumps({"engine": saved.engine, "offsets": saved.offsets, "known": tuple(METRICS)},
+                                protocol=5)
 
 
 def unpack(blob: bytes, seq: int) -> Saved:
@@ -66,7 +71,11 @@ def unpack(blob: bytes, seq: int) -> Saved:
         d = pickle.loads(blob[len(MAGIC):])  # noqa: S301 - written only by our worker (see module doc)
     except Exception as exc:
         raise StateFormatError(f"insight state unreadable: {exc}") from exc
-    return Saved(d["engine"], {int(p): int(o) for p, o in d["offsets"].items()}, seq)
+    eng = d["engine"]
+    # metrics added since the state was saved are watched from here on (their models start empty)
+    known = set(d.get("known", FIRST_METRICS))
+    eng.metrics = (*eng.metrics, *(name for name in METRICS if name not in known and name not in eng.metrics))
+    return Saved(eng, {int(p): int(o) for p, o in d["offsets"].items()}, seq)
 
 
 def redis_blob(blob: bytes) -> str:
@@ -129,6 +138,9 @@ def frame_of(b: BucketTotals) -> Frame:
         if k.startswith(("pi:", "xi:")):
             dim = "placement" if k[0] == "p" else "experiment"
             frame[(dim, k[3:])] = {"impressions": float(v), "clicks": float(m.get(f"{k[0]}c:{k[3:]}", 0))}
+            if dim == "experiment":  # orders attributed to the variant's lists, and their revenue
+                frame[(dim, k[3:])] |= {"orders": float(m.get(f"ao:exp:{k[3:]}", 0)),
+                                        "revenue": float(m.get(f"ar:exp:{k[3:]}", 0.0))}
             continue
         parsed = parse_dim_metric(k)
         if parsed is None:

@@ -18,8 +18,9 @@ hours are clean (warm-up), then one incident every ~3 hours, each a random kind:
 * ``variant`` (only with ``--kinds``): the conversion of one experiment variant's recommendation
   clicks x 0.4 (10 % of its clicks lead to an attributed order otherwise);
 
-lasting 30-90 minutes, then back to normal. One clean day per seed measures false alerts: the second day
-of a clean run, so the engine has seen a day (its hour-of-day factors) as a running one has.
+lasting 30-90 minutes, then back to normal. One clean day per seed measures false alerts: the last day
+of a clean run as long as the scenarios (at least two days), so the engine has seen the days before
+(its hour-of-day factors) as a running one has.
 
 Scores: an insight is *true* when it opens between an incident's start and 10 minutes after its
 end (on another metric it is a consequence: a conversion drop lowers revenue), *false* otherwise;
@@ -41,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from aura.insights.campaigns import COUNTERS
 from aura.insights.detect import DetectorConfig
 from aura.insights.engine import METRICS, MINUTE, Engine, pair
 from aura.insights.explain import ratio
@@ -201,6 +203,39 @@ def _rec(start: int, dim: str, val: str, events: dict[str, int], orders: int = 0
          revenue: float = 0.0) -> dict[str, Any]:
     return {"window_start": start, "window_end": start + MINUTE, "dimension": dim, "dimension_value": val,
             "events": events, "users": 0, "orders": orders, "revenue": revenue, "revision": 1, "emitted_at": start}
+
+
+def campaign_snapshots(minutes: int, seed: int, fail: dict[str, tuple[int, int, float]] | None = None,
+                       click: dict[str, tuple[int, int, float]] | None = None, t0_ms: int = T0_MS,
+                       names: tuple[str, str] = ("welcome", "promo")) -> Iterator[MinuteRecords]:
+    """Per minute: the agg.campaigns records of two campaigns sending ~150 and ~250 messages a
+    minute (1 % failures, 5 % clicks) as running totals published about once a minute;
+    ``fail``/``click``: campaign -> (from minute, to minute, rate) overrides."""
+    rng = np.random.default_rng(seed)
+    tot = {c: dict.fromkeys(COUNTERS, 0) for c in names}
+    for minute in range(minutes):
+        recs = []
+        for cid, n in zip(names, (150, 250), strict=True):
+            p_fail, p_click = 0.01, 0.05
+            lo, hi, r = (fail or {}).get(cid, (0, 0, 0.0))
+            p_fail = r if lo <= minute < hi else p_fail
+            lo, hi, r = (click or {}).get(cid, (0, 0, 0.0))
+            p_click = r if lo <= minute < hi else p_click
+            attempts = int(rng.poisson(n))
+            failed = int(rng.binomial(attempts, p_fail))
+            sent = attempts - failed
+            clicked = int(rng.binomial(sent, p_click))
+            t = tot[cid]
+            t["sent"] += sent
+            t["failed"] += failed
+            t["opened"] += 3 * clicked
+            t["clicked"] += clicked
+            emitted = t0_ms + minute * MINUTE + 20_000 + int(rng.integers(0, 20_000))
+            whole = {"campaign_id": cid, "variant": None, "status": "running", "channel": "email",
+                     "goal_event_type": "purchase", **t, "emitted_at": emitted}
+            # a content variant's record is not watched (no opens or clicks per variant)
+            recs += [whole, {**whole, "variant": "A"}]
+        yield t0_ms + minute * MINUTE, recs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="alarm level of the engine's sequential test (nats)")
     ap.add_argument("--season-kinds", default=",".join(DetectorConfig.season_kinds),
                     help="series kinds with hour-of-day factors (comma-separated; empty: none)")
+    ap.add_argument("--season-after", type=int, default=DetectorConfig.season_after,
+                    help="points of a series before its hour-of-day factors apply")
     ap.add_argument("--verbose", action="store_true", help="list the engine's misses and false alerts")
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--views", type=float, default=3000.0, help="product views per minute at the daily peak")
@@ -397,7 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     kinds = tuple(k for k in args.kinds.split(",") if k)
     if not kinds or set(kinds) - set(ALL_KINDS):
         ap.error(f"--kinds: choose among {', '.join(ALL_KINDS)}")
-    cfg = DetectorConfig(cusum_h=args.cusum_h, season_kinds=tuple(k for k in args.season_kinds.split(",") if k))
+    cfg = DetectorConfig(cusum_h=args.cusum_h, season_kinds=tuple(k for k in args.season_kinds.split(",") if k),
+                         season_after=args.season_after)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         sc = make_scenario(seed, args.days, args.drop, kinds=kinds)
         found, c, p = run_engine(sc, args.views, cfg=cfg)
@@ -406,18 +444,21 @@ def main(argv: list[str] | None = None) -> None:
         ours.add(sc, found)
         base.add(sc, run_baseline(sc, args.views))
         oracle += oracle_delays(sc, args.views, args.drop, series=p // max(1, sc.minutes))
-        # the clean day is the second of two: a running engine has seen a day (its hour-of-day factors)
-        clean = make_scenario(seed + 10_000, 2, args.drop, clean=True)
+        # the clean day is the last of a clean run as long as the scenarios (at least two days): a
+        # running engine has seen the days before (its hour-of-day factors)
+        clean_len = max(2, args.days)
+        clean = make_scenario(seed + 10_000, clean_len, args.drop, clean=True)
         found, c, p = run_engine(clean, args.views, cfg=cfg)
         cpu += c
         points += p
-        false_ours += sum(1 for f in found if f.opened >= DAY_MIN)
+        last_day = (clean_len - 1) * DAY_MIN
+        false_ours += sum(1 for f in found if f.opened >= last_day)
         clean_false += [f"clean seed {seed + 10_000}: {f.metric} at minute {f.opened} ({f.dimension}={f.value})"
-                        for f in found if f.opened >= DAY_MIN]
-        false_base += sum(1 for f in run_baseline(clean, args.views) if f.opened >= DAY_MIN)
+                        for f in found if f.opened >= last_day]
+        false_base += sum(1 for f in run_baseline(clean, args.views) if f.opened >= last_day)
     clean_days = args.seeds
     print(f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1} x {args.days} days + 1 clean day "
-          "(after a clean day of warm-up) each; "  # noqa: T201
+          f"(after {max(2, args.days) - 1} clean days of warm-up) each; "  # noqa: T201
           f"{args.views:.0f} views/min at peak; conversion drop {args.drop:.0%}")
     print(report("engine", ours, false_ours, clean_days))  # noqa: T201
     print(report("baseline", base, false_base, clean_days))  # noqa: T201

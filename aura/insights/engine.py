@@ -1,7 +1,9 @@
 """Minute frames in, insights out (pure, picklable): the state the insight agent saves.
 
 A *frame* is one event-time minute of the minute aggregates: (dimension, value) -> counters
-(views, add_to_cart, orders, revenue, impressions, clicks). ``Engine.add`` takes aggregate records
+(views, add_to_cart, orders, revenue, impressions, clicks; for experiment variants the orders and
+revenue attributed to them; for campaigns, from ``add_campaign``, the increase of their running
+totals: sent, failed, attempts, opened, clicked, conversions). ``Engine.add`` takes aggregate records
 (the latest revision of a key wins); ``Engine.flush(watermark)`` closes the minutes that are
 ``settle_ms`` older than the watermark (the newest window every source partition has reached) and
 steps every metric series through them.
@@ -21,11 +23,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from aura.insights import campaigns
 from aura.insights.detect import DetectorConfig, SeriesModel
 from aura.insights.explain import Cause, Pair, causes, ratio
 
 MINUTE = 60_000
-DIMENSIONS = ("device", "channel", "country", "category", "placement", "experiment")
+DIMENSIONS = ("device", "channel", "country", "category", "placement", "experiment", "campaign")
 Frame = dict[tuple[str, str], dict[str, float]]
 
 
@@ -61,6 +64,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("variant_revenue", "Revenue from recommendation clicks per minute", "revenue", "sum", "revenue", None,
            ("experiment",), weight="orders", depends=("variant_conversion", "ctr"), min_change=0.25,
            total="experiment"),
+    # per campaign (agg.campaigns, differenced per minute: aura/insights/campaigns.py); the total is
+    # every campaign's messages
+    Metric("campaign_failures", "Campaign delivery failures", "engagement", "rate", "failed", "attempts",
+           ("campaign",), total="campaign"),
+    Metric("campaign_clicks", "Campaign click rate", "engagement", "rate", "clicked", "sent",
+           ("campaign",), total="campaign"),
 )}
 FOCUSES = ("conversion", "revenue", "engagement")
 SEVERITIES = ("info", "warning", "critical")
@@ -195,6 +204,33 @@ class Engine:
         if key in cells and cells[key]["_rev"] > counters["_rev"]:
             return True  # an older revision arriving after a newer one (another partition's order)
         cells[key] = counters
+        return True
+
+    def add_campaign(self, rec: dict[str, Any]) -> bool:
+        """Take one ``agg.campaigns`` record: the increase since the campaign's previous snapshot joins
+        the pending minute of its ``emitted_at``; False when that minute is already final. Raises
+        ValueError on a malformed record."""
+        if rec.get("variant") is not None:
+            return True  # content variants carry no opens or clicks: the whole campaign is watched
+        cid = rec.get("campaign_id")
+        if not isinstance(cid, str) or not cid or len(cid) > campaigns.CAMPAIGN_ID_MAX:
+            raise campaigns.CampaignRecordError(f"bad campaign_id: {cid!r}")
+        at, now = millis(rec["emitted_at"]), campaigns.totals(rec)
+        seen = self.__dict__.setdefault("campaign_last", {})  # campaign id -> (emitted_at, totals)
+        prev = seen.get(cid)
+        if prev is not None and at <= prev[0]:
+            return True  # not newer than what was seen
+        seen[cid] = (at, now)
+        d = campaigns.delta(prev[1] if prev else None, now)
+        start = at - at % MINUTE
+        if d is None:
+            return True
+        if start <= self.last_minute:
+            self.late += 1
+            return False
+        cell = self.pending.setdefault(start, {}).setdefault(("campaign", cid), {})
+        for k, v in d.items():
+            cell[k] = cell.get(k, 0.0) + v
         return True
 
     def flush(self, watermark: int | None = None) -> list[Insight]:

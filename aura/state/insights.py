@@ -1,8 +1,9 @@
 """Insight state: the saved engine (river models with the offsets they cover), the insight record,
 the history rows and the reads the API makes.
 
-The engine (aura/insights/engine.py) is pickled together with the ``agg.minute_metrics`` offsets
-it has consumed (partition -> last offset) and a sequence number: ``pack``/``unpack`` are the only
+The engine (aura/insights/engine.py) is pickled together with the ``agg.minute_metrics`` and
+``agg.campaigns`` offsets it has consumed (partition -> last offset), the metrics it knew (a state
+saved before a metric existed watches it once restored) and a sequence number: ``pack``/``unpack`` are the only
 codec. The writer (streams/insights.py) saves it in Redis (``insights_state``) with a
 compare-and-set on the sequence (``SAVE_LUA``), so a worker that lost its lease cannot overwrite a
 newer state, and restores it on start: records at or below the saved offsets are never applied
@@ -53,6 +54,7 @@ class Saved:
     engine: Engine
     offsets: dict[int, int] = field(default_factory=dict)  # agg.minute_metrics partition -> last offset applied
     seq: int = 0
+    campaign_offsets: dict[int, int] = field(default_factory=dict)  # agg.campaigns partition -> last offset
 
 
 # the metrics of a state saved before the engine listed the metrics it knew
@@ -60,8 +62,8 @@ FIRST_METRICS = ("conversion", "revenue", "views", "ctr")
 
 
 def pack(saved: Saved) -> bytes:
-    return MAGIC + pickle.dumps({"engine": saved.engine, "offsets": saved.offsets, "known": tuple(METRICS)},
-                                protocol=5)
+    return MAGIC + pickle.dumps({"engine": saved.engine, "offsets": saved.offsets, "known": tuple(METRICS),
+                                 "campaign_offsets": saved.campaign_offsets}, protocol=5)
 
 
 def unpack(blob: bytes, seq: int) -> Saved:
@@ -75,7 +77,8 @@ def unpack(blob: bytes, seq: int) -> Saved:
     # metrics added since the state was saved are watched from here on (their models start empty)
     known = set(d.get("known", FIRST_METRICS))
     eng.metrics = (*eng.metrics, *(name for name in METRICS if name not in known and name not in eng.metrics))
-    return Saved(eng, {int(p): int(o) for p, o in d["offsets"].items()}, seq)
+    return Saved(eng, {int(p): int(o) for p, o in d["offsets"].items()}, seq,
+                 {int(p): int(o) for p, o in d.get("campaign_offsets", {}).items()})
 
 
 def redis_blob(blob: bytes) -> str:

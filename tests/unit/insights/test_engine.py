@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aura.insights.engine import MINUTE, Engine, record_counters
+from aura.insights.engine import METRICS, MINUTE, Engine, record_counters
 from aura.state import insights as state
 from bench.insights import T0_MS, Incident, Scenario, records
 
@@ -180,7 +180,10 @@ def test_a_state_saved_before_the_variant_metrics_loads_and_goes_on() -> None:
     saved = state.unpack(blob, 5)
     assert saved.offsets == {0: 89, 1: 88} and saved.seq == 5
     old = saved.engine
-    assert old.metrics == ("conversion", "revenue", "views", "ctr", "variant_conversion", "variant_revenue")
+    assert old.metrics == ("conversion", "revenue", "views", "ctr", "variant_conversion", "variant_revenue",
+                           "campaign_failures", "campaign_clicks") == tuple(METRICS)
+    assert "campaign_last" not in old.__dict__  # a field the old engine did not have
+    assert old.add_campaign({"campaign_id": "c", "sent": 5, "emitted_at": T0_MS + 95 * MINUTE})
     straight = Engine()
     for n, (start, recs) in enumerate(records(Scenario(seed=21, minutes=180), 3000.0)):
         for eng in (straight, old) if n >= 90 else (straight,):

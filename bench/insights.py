@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         false_base += sum(1 for f in run_baseline(clean, args.views) if f.opened >= last_day)
     clean_days = args.seeds
     print(f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1} x {args.days} days + 1 clean day "
-          f"(after {max(2, args.days) - 1} clean days of warm-up) each; "  # noqa: T201
+          f"(after {max(2, args.days) - 1} clean day(s) of warm-up) each; "  # noqa: T201
           f"{args.views:.0f} views/min at peak; conversion drop {args.drop:.0%}")
     print(report("engine", ours, false_ours, clean_days))  # noqa: T201
     print(report("baseline", base, false_base, clean_days))  # noqa: T201

@@ -45,6 +45,7 @@ class Metric:
     depends: tuple[str, ...] = ()  # metrics it follows: their incidents hold its models too
     min_change: float | None = None  # the smallest relative change worth an insight (None: the detector's)
     total: str | None = None  # the dimension whose values add up to the total (None: the "all" record)
+    source: str = "minute"  # minute: agg.minute_metrics (and the minute counters); campaigns: agg.campaigns
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
@@ -67,9 +68,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     # per campaign (agg.campaigns, differenced per minute: aura/insights/campaigns.py); the total is
     # every campaign's messages
     Metric("campaign_failures", "Campaign delivery failures", "engagement", "rate", "failed", "attempts",
-           ("campaign",), total="campaign"),
+           ("campaign",), total="campaign", source="campaigns"),
     Metric("campaign_clicks", "Campaign click rate", "engagement", "rate", "clicked", "sent",
-           ("campaign",), total="campaign"),
+           ("campaign",), total="campaign", source="campaigns"),
 )}
 FOCUSES = ("conversion", "revenue", "engagement")
 SEVERITIES = ("info", "warning", "critical")

@@ -15,9 +15,12 @@ hours are clean (warm-up), then one incident every ~3 hours, each a random kind:
 * ``revenue``: order value x 3 on one category (a price error);
 * ``views``: views x 2.5 on one category (a surge);
 * ``ctr``: click-through x 0.4 on one placement (a collapse);
+* ``variant`` (only with ``--kinds``): the conversion of one experiment variant's recommendation
+  clicks x 0.4 (10 % of its clicks lead to an attributed order otherwise);
 
-lasting 30-90 minutes, then back to normal. One clean day per seed measures false alerts: the second day
-of a clean run, so the engine has seen a day (its hour-of-day factors) as a running one has.
+lasting 30-90 minutes, then back to normal. One clean day per seed measures false alerts: the last day
+of a clean run as long as the scenarios (at least two days), so the engine has seen the days before
+(its hour-of-day factors) as a running one has.
 
 Scores: an insight is *true* when it opens between an incident's start and 10 minutes after its
 end (on another metric it is a consequence: a conversion drop lowers revenue), *false* otherwise;
@@ -39,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from aura.insights.campaigns import COUNTERS
 from aura.insights.detect import DetectorConfig
 from aura.insights.engine import METRICS, MINUTE, Engine, pair
 from aura.insights.explain import ratio
@@ -55,6 +59,7 @@ PLACEMENTS = ("homepage", "product_page", "cart", "search_results", "email")
 PLACEMENT_SHARE = (0.35, 0.3, 0.1, 0.2, 0.05)
 VARIANTS = ("exp-homepage:A", "exp-homepage:B")
 KINDS = ("conversion", "revenue", "views", "ctr")
+ALL_KINDS = (*KINDS, "variant")  # "variant": a scenario kind only when asked for (--kinds)
 DAY_MIN = 1440
 WARMUP_MIN = 360
 
@@ -76,14 +81,15 @@ class Scenario:
     incidents: list[Incident] = field(default_factory=list)
 
 
-def make_scenario(seed: int, days: int, drop: float, clean: bool = False) -> Scenario:
+def make_scenario(seed: int, days: int, drop: float, clean: bool = False,
+                  kinds: tuple[str, ...] = KINDS) -> Scenario:
     rng = np.random.default_rng(seed)
     sc = Scenario(seed, days * DAY_MIN)
     if clean:
         return sc
     t = WARMUP_MIN
     while t < sc.minutes - 120:
-        kind = KINDS[int(rng.integers(len(KINDS)))]
+        kind = kinds[int(rng.integers(len(kinds)))]
         dur = int(rng.integers(30, 91))
         if kind == "conversion":
             inc = Incident("conversion", "device", DEVICES[int(rng.integers(2))], t, t + dur, 1 - drop)
@@ -91,8 +97,10 @@ def make_scenario(seed: int, days: int, drop: float, clean: bool = False) -> Sce
             inc = Incident("revenue", "category", CATEGORIES[int(rng.integers(4))], t, t + dur, 3.0)
         elif kind == "views":
             inc = Incident("views", "category", CATEGORIES[int(rng.integers(len(CATEGORIES)))], t, t + dur, 2.5)
-        else:
+        elif kind == "ctr":
             inc = Incident("ctr", "placement", PLACEMENTS[int(rng.integers(3))], t, t + dur, 0.4)
+        else:
+            inc = Incident("variant_conversion", "experiment", VARIANTS[int(rng.integers(2))], t, t + dur, 0.4)
         sc.incidents.append(inc)
         t += dur + int(rng.integers(120, 240))
     return sc
@@ -119,6 +127,7 @@ _CACHE: dict[str, Any] = {}
 
 def _records(sc: Scenario, views_peak: float, t0_ms: int) -> Iterator[MinuteRecords]:
     rng = np.random.default_rng(sc.seed + 1000)
+    vrng = np.random.default_rng(sc.seed + 2000)
     cells = [(d, c, k, g, ds * cs * ks * gs)
              for d, ds in zip(DEVICES, DEVICE_SHARE, strict=True) for c, cs in zip(CHANNELS, CHANNEL_SHARE, strict=True)
              for k, ks in zip(COUNTRIES, COUNTRY_SHARE, strict=True)
@@ -174,7 +183,14 @@ def _records(sc: Scenario, views_peak: float, t0_ms: int) -> Iterator[MinuteReco
                 exp_acc[VARIANTS[0]] = [a, ca]
                 exp_acc[VARIANTS[1]] = [imps - a, clicks - ca]
         for v, (i, c) in exp_acc.items():
-            recs.append(_rec(start, "experiment", v, {"impression": i, "recommendation_click": c}))
+            # orders attributed to the variant's clicks (their own generator: the other cells are drawn
+            # as before, whatever the variants do)
+            conv_v = 0.1 * next((inc.size for inc in active if inc.metric == "variant_conversion"
+                                 and inc.value == v), 1.0)
+            o = int(vrng.binomial(c, conv_v))
+            r = float(vrng.lognormal(3.6, 0.6, o).sum())
+            recs.append(_rec(start, "experiment", v, {"impression": i, "recommendation_click": c},
+                             orders=o, revenue=round(r, 2)))
         for (dim, val), (v, o, r) in dims.items():
             ev = {"view": int(v), "purchase": int(o)}
             if dim == "all":
@@ -187,6 +203,39 @@ def _rec(start: int, dim: str, val: str, events: dict[str, int], orders: int = 0
          revenue: float = 0.0) -> dict[str, Any]:
     return {"window_start": start, "window_end": start + MINUTE, "dimension": dim, "dimension_value": val,
             "events": events, "users": 0, "orders": orders, "revenue": revenue, "revision": 1, "emitted_at": start}
+
+
+def campaign_snapshots(minutes: int, seed: int, fail: dict[str, tuple[int, int, float]] | None = None,
+                       click: dict[str, tuple[int, int, float]] | None = None, t0_ms: int = T0_MS,
+                       names: tuple[str, str] = ("welcome", "promo")) -> Iterator[MinuteRecords]:
+    """Per minute: the agg.campaigns records of two campaigns sending ~150 and ~250 messages a
+    minute (1 % failures, 5 % clicks) as running totals published about once a minute;
+    ``fail``/``click``: campaign -> (from minute, to minute, rate) overrides."""
+    rng = np.random.default_rng(seed)
+    tot = {c: dict.fromkeys(COUNTERS, 0) for c in names}
+    for minute in range(minutes):
+        recs = []
+        for cid, n in zip(names, (150, 250), strict=True):
+            p_fail, p_click = 0.01, 0.05
+            lo, hi, r = (fail or {}).get(cid, (0, 0, 0.0))
+            p_fail = r if lo <= minute < hi else p_fail
+            lo, hi, r = (click or {}).get(cid, (0, 0, 0.0))
+            p_click = r if lo <= minute < hi else p_click
+            attempts = int(rng.poisson(n))
+            failed = int(rng.binomial(attempts, p_fail))
+            sent = attempts - failed
+            clicked = int(rng.binomial(sent, p_click))
+            t = tot[cid]
+            t["sent"] += sent
+            t["failed"] += failed
+            t["opened"] += 3 * clicked
+            t["clicked"] += clicked
+            emitted = t0_ms + minute * MINUTE + 20_000 + int(rng.integers(0, 20_000))
+            whole = {"campaign_id": cid, "variant": None, "status": "running", "channel": "email",
+                     "goal_event_type": "purchase", **t, "emitted_at": emitted}
+            # a content variant's record is not watched (no opens or clicks per variant)
+            recs += [whole, {**whole, "variant": "A"}]
+        yield t0_ms + minute * MINUTE, recs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +284,7 @@ def run_baseline(sc: Scenario, views_peak: float, window: int = 30, k: float = 3
                         "impressions": r["events"].get("impression", 0),
                         "clicks": r["events"].get("recommendation_click", 0)}
             for m in METRICS.values():
-                if r["dimension"] != "all" and r["dimension"] not in m.dims:
+                if r["dimension"] != "all" and r["dimension"] not in m.dims or r["dimension"] == "all" and m.total:
                     continue
                 n, d = pair(m, counters)
                 if m.kind == "rate" and d <= 0:
@@ -367,10 +416,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="alarm level of the engine's sequential test (nats)")
     ap.add_argument("--season-kinds", default=",".join(DetectorConfig.season_kinds),
                     help="series kinds with hour-of-day factors (comma-separated; empty: none)")
+    ap.add_argument("--season-after", type=int, default=DetectorConfig.season_after,
+                    help="points of a series before its hour-of-day factors apply")
     ap.add_argument("--verbose", action="store_true", help="list the engine's misses and false alerts")
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--views", type=float, default=3000.0, help="product views per minute at the daily peak")
     ap.add_argument("--drop", type=float, default=0.3, help="size of the injected conversion drop")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help=f"incident kinds drawn (comma-separated, of {','.join(ALL_KINDS)})")
     args = ap.parse_args(argv)
     ours, base = Score(), Score()
     false_ours = false_base = 0
@@ -378,27 +431,34 @@ def main(argv: list[str] | None = None) -> None:
     points = 0
     clean_false: list[str] = []
     oracle: list[int] = []
-    cfg = DetectorConfig(cusum_h=args.cusum_h, season_kinds=tuple(k for k in args.season_kinds.split(",") if k))
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    if not kinds or set(kinds) - set(ALL_KINDS):
+        ap.error(f"--kinds: choose among {', '.join(ALL_KINDS)}")
+    cfg = DetectorConfig(cusum_h=args.cusum_h, season_kinds=tuple(k for k in args.season_kinds.split(",") if k),
+                         season_after=args.season_after)
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        sc = make_scenario(seed, args.days, args.drop)
+        sc = make_scenario(seed, args.days, args.drop, kinds=kinds)
         found, c, p = run_engine(sc, args.views, cfg=cfg)
         cpu += c
         points += p
         ours.add(sc, found)
         base.add(sc, run_baseline(sc, args.views))
         oracle += oracle_delays(sc, args.views, args.drop, series=p // max(1, sc.minutes))
-        # the clean day is the second of two: a running engine has seen a day (its hour-of-day factors)
-        clean = make_scenario(seed + 10_000, 2, args.drop, clean=True)
+        # the clean day is the last of a clean run as long as the scenarios (at least two days): a
+        # running engine has seen the days before (its hour-of-day factors)
+        clean_len = max(2, args.days)
+        clean = make_scenario(seed + 10_000, clean_len, args.drop, clean=True)
         found, c, p = run_engine(clean, args.views, cfg=cfg)
         cpu += c
         points += p
-        false_ours += sum(1 for f in found if f.opened >= DAY_MIN)
+        last_day = (clean_len - 1) * DAY_MIN
+        false_ours += sum(1 for f in found if f.opened >= last_day)
         clean_false += [f"clean seed {seed + 10_000}: {f.metric} at minute {f.opened} ({f.dimension}={f.value})"
-                        for f in found if f.opened >= DAY_MIN]
-        false_base += sum(1 for f in run_baseline(clean, args.views) if f.opened >= DAY_MIN)
+                        for f in found if f.opened >= last_day]
+        false_base += sum(1 for f in run_baseline(clean, args.views) if f.opened >= last_day)
     clean_days = args.seeds
     print(f"seeds {args.first_seed}..{args.first_seed + args.seeds - 1} x {args.days} days + 1 clean day "
-          "(after a clean day of warm-up) each; "  # noqa: T201
+          f"(after {max(2, args.days) - 1} clean day(s) of warm-up) each; "  # noqa: T201
           f"{args.views:.0f} views/min at peak; conversion drop {args.drop:.0%}")
     print(report("engine", ours, false_ours, clean_days))  # noqa: T201
     print(report("baseline", base, false_base, clean_days))  # noqa: T201

@@ -86,13 +86,16 @@ def records(b: BucketTotals, now_ms: int) -> list[AggRecord]:
                 "events": {e: int(s[e]) for e in analytics.DIM_EVENTS if s.get(e)},
                 "orders": int(s.get("orders", 0)), "revenue": float(s.get("revenue", 0.0)),
                 "revision": rev, "emitted_at": now_ms}))
-        for k in sorted(m):
-            if k.startswith("xi:"):
-                var = k[3:]
-                out.append(AggRecord("minute_metrics", f"{b.start}|experiment|{var}", {
-                    "window_start": b.start, "window_end": end, "dimension": "experiment", "dimension_value": var,
-                    "events": {"impression": int(m[k]), "recommendation_click": int(m.get(f"xc:{var}", 0))},
-                    "revision": rev, "emitted_at": now_ms}))
+        # per variant: its impressions and clicks, and the orders (and their revenue) attributed to a
+        # click on a list it served
+        variants = {k[3:] for k in m if k.startswith(("xi:", "xc:"))} | {k[7:] for k in m if k.startswith("ao:exp:")}
+        for var in sorted(variants):
+            out.append(AggRecord("minute_metrics", f"{b.start}|experiment|{var}", {
+                "window_start": b.start, "window_end": end, "dimension": "experiment", "dimension_value": var,
+                "events": {"impression": int(m.get(f"xi:{var}", 0)),
+                           "recommendation_click": int(m.get(f"xc:{var}", 0))},
+                "orders": int(m.get(f"ao:exp:{var}", 0)), "revenue": float(m.get(f"ar:exp:{var}", 0.0)),
+                "revision": rev, "emitted_at": now_ms}))
     elif b.grain == "hour":
         out.append(AggRecord("funnel", f"{b.start}|storefront|||", {
             "window_start": b.start, "window_end": end, "funnel": "storefront",

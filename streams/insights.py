@@ -1,5 +1,6 @@
-"""The insight agent: reads ``agg.minute_metrics``, runs the insight engine (aura/insights) over
-each final minute and publishes what it finds (``agg.insights``, Cassandra ``insights``).
+"""The insight agent: reads ``agg.minute_metrics`` (and the campaign figures of ``agg.campaigns``),
+runs the insight engine (aura/insights) over each final minute and publishes what it finds
+(``agg.insights``, Cassandra ``insights``).
 
 Detection needs the whole cross-section of a minute (every dimension value), and the aggregate
 topic is keyed by window and dimension over all partitions, so one worker runs the engine: the
@@ -22,7 +23,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -52,15 +53,27 @@ SAVE_EVERY_S = 5.0  # the engine is saved at least this often while records flow
 class Decoded:
     records: list[tuple[RawRecord, dict[str, Any]]]
     dead: list[Dead]
+    campaigns: list[tuple[RawRecord, dict[str, Any]]] = field(default_factory=list)  # agg.campaigns records
 
 
-def decode(messages: list[Any], dec: Any) -> Decoded:
-    """Decode and check a round's messages (pure but for the codec): bad ones become dead letters."""
+def decode(messages: list[Any], dec: Any, campaign_dec: Any = None, campaign_topic: str = "") -> Decoded:
+    """Decode and check a round's messages (pure but for the codecs): bad ones become dead letters.
+    Messages of ``campaign_topic`` (agg.campaigns) are decoded with ``campaign_dec``."""
     out = Decoded([], [])
     for m in messages:
         raw = RawRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value())
         if m.value() is None:
             continue  # a tombstone of the compacted topic
+        if campaign_topic and m.topic() == campaign_topic:
+            try:
+                rec = campaign_dec.decode(m.value())
+                if not isinstance(rec, dict):
+                    raise ValueError("not a record")
+            except Exception as exc:  # noqa: BLE001 - any decode failure is this record's dead letter
+                out.dead.append(Dead(raw, "bad_aggregate", f"{type(exc).__name__}: {exc}"))
+                continue
+            out.campaigns.append((raw, rec))
+            continue
         try:
             rec = dec.decode(m.value())
             if not isinstance(rec, dict) or not isinstance(rec.get("events"), dict):
@@ -88,6 +101,14 @@ def apply(saved: state.Saved, decoded: Decoded, now_ms: int | None = None, idle:
             eng.add(rec, raw.partition)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             dead.append(Dead(raw, "bad_aggregate", f"{type(exc).__name__}: {exc}"))
+    for raw, rec in decoded.campaigns:
+        if raw.offset <= saved.campaign_offsets.get(raw.partition, -1):
+            continue
+        saved.campaign_offsets[raw.partition] = raw.offset
+        try:
+            eng.add_campaign(rec)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            dead.append(Dead(raw, "bad_aggregate", f"{type(exc).__name__}: {exc}"))
     return eng.flush(max(eng.pending) + eng.settle_ms if idle and eng.pending else None), dead
 
 
@@ -103,6 +124,8 @@ class InsightAgent:
         self.lease = res.redis.register_script(LEASE_LUA)
         self.save_script = res.redis.register_script(state.SAVE_LUA)
         self.dec = codec("agg_minute_metrics")
+        self.campaign_topic = layout.topic(s, layout.AGG_CAMPAIGNS)
+        self.campaign_dec = codec("agg_campaign")
         self.send_insight = send_insight
         self.send_dead = send_dead
         self.saved: state.Saved | None = None
@@ -159,14 +182,16 @@ class InsightAgent:
 
     # --- consumer ------------------------------------------------------------------------------
 
-    def _open(self, offsets: dict[int, int]) -> Any:
+    def _open(self, offsets: dict[int, int], campaign_offsets: dict[int, int]) -> Any:
         s = self.res.settings
         c = Consumer({"bootstrap.servers": s.kafka.bootstrap, "group.id": f"{layout.worker_group(s)}-insights",
                       "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-        meta = c.list_topics(self.topic, timeout=10)
-        parts = sorted(meta.topics[self.topic].partitions) if self.topic in meta.topics else []
-        c.assign([TopicPartition(self.topic, p, offsets[p] + 1 if p in offsets else OFFSET_BEGINNING)
-                  for p in parts])
+        assign = []
+        for topic, offs in ((self.topic, offsets), (self.campaign_topic, campaign_offsets)):
+            meta = c.list_topics(topic, timeout=10)
+            parts = sorted(meta.topics[topic].partitions) if topic in meta.topics else []
+            assign += [TopicPartition(topic, p, offs[p] + 1 if p in offs else OFFSET_BEGINNING) for p in parts]
+        c.assign(assign)
         return c
 
     async def release(self) -> None:
@@ -184,10 +209,11 @@ class InsightAgent:
             return 0
         if self.saved is None:
             self.saved = await self.load()
-            self.consumer = await asyncio.to_thread(self._open, dict(self.saved.offsets))
+            self.consumer = await asyncio.to_thread(self._open, dict(self.saved.offsets),
+                                                    dict(self.saved.campaign_offsets))
         msgs = await asyncio.to_thread(self.consumer.consume, self.cfg.max_records, 0.2)
         msgs = [m for m in msgs if m.error() is None]
-        decoded = decode(msgs, self.dec)
+        decoded = decode(msgs, self.dec, self.campaign_dec, self.campaign_topic)
         now = time.monotonic()
         if decoded.records:
             self.last_record = now
@@ -203,7 +229,7 @@ class InsightAgent:
         if (insights or idle or now - self.last_save >= SAVE_EVERY_S) and not await self.save():
             log.warning("insight state was saved by another worker; giving the engine up")
             await self.release()
-        await self.count(len(decoded.records), len(dead), len(insights))
+        await self.count(len(decoded.records) + len(decoded.campaigns), len(dead), len(insights))
         return len(insights)
 
     async def publish(self, insights: list[Insight]) -> None:

@@ -1,7 +1,9 @@
 """Minute frames in, insights out (pure, picklable): the state the insight agent saves.
 
 A *frame* is one event-time minute of the minute aggregates: (dimension, value) -> counters
-(views, add_to_cart, orders, revenue, impressions, clicks). ``Engine.add`` takes aggregate records
+(views, add_to_cart, orders, revenue, impressions, clicks; for experiment variants the orders and
+revenue attributed to them; for campaigns, from ``add_campaign``, the increase of their running
+totals: sent, failed, attempts, opened, clicked, conversions). ``Engine.add`` takes aggregate records
 (the latest revision of a key wins); ``Engine.flush(watermark)`` closes the minutes that are
 ``settle_ms`` older than the watermark (the newest window every source partition has reached) and
 steps every metric series through them.
@@ -21,11 +23,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from aura.insights import campaigns
 from aura.insights.detect import DetectorConfig, SeriesModel
 from aura.insights.explain import Cause, Pair, causes, ratio
 
 MINUTE = 60_000
-DIMENSIONS = ("device", "channel", "country", "category", "placement", "experiment")
+DIMENSIONS = ("device", "channel", "country", "category", "placement", "experiment", "campaign")
 Frame = dict[tuple[str, str], dict[str, float]]
 
 
@@ -41,6 +44,8 @@ class Metric:
     weight: str | None = None  # sums: the counter of the events behind the amount (their number)
     depends: tuple[str, ...] = ()  # metrics it follows: their incidents hold its models too
     min_change: float | None = None  # the smallest relative change worth an insight (None: the detector's)
+    total: str | None = None  # the dimension whose values add up to the total (None: the "all" record)
+    source: str = "minute"  # minute: agg.minute_metrics (and the minute counters); campaigns: agg.campaigns
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
@@ -53,6 +58,19 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            ("device", "channel", "country", "category"), min_change=0.2),
     Metric("ctr", "Recommendation click-through", "engagement", "rate", "clicks", "impressions",
            ("placement", "experiment")),
+    # per experiment variant: the orders attributed to a click on a list the variant served, and their
+    # revenue; the total is the sum over the variants (the traffic in experiments), not the shop's
+    Metric("variant_conversion", "Conversion of recommendation clicks", "conversion", "rate", "orders", "clicks",
+           ("experiment",), total="experiment"),
+    Metric("variant_revenue", "Revenue from recommendation clicks per minute", "revenue", "sum", "revenue", None,
+           ("experiment",), weight="orders", depends=("variant_conversion", "ctr"), min_change=0.25,
+           total="experiment"),
+    # per campaign (agg.campaigns, differenced per minute: aura/insights/campaigns.py); the total is
+    # every campaign's messages
+    Metric("campaign_failures", "Campaign delivery failures", "engagement", "rate", "failed", "attempts",
+           ("campaign",), total="campaign", source="campaigns"),
+    Metric("campaign_clicks", "Campaign click rate", "engagement", "rate", "clicked", "sent",
+           ("campaign",), total="campaign", source="campaigns"),
 )}
 FOCUSES = ("conversion", "revenue", "engagement")
 SEVERITIES = ("info", "warning", "critical")
@@ -78,6 +96,22 @@ def millis(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
         raise ValueError(f"not a timestamp: {v!r}")
     return int(v)
+
+
+def cells(m: Metric, frame: Frame) -> list[tuple[tuple[str, str], dict[str, float]]]:
+    """The cells of a frame the metric reads: its total (``("all", "")``) and its dimensions' values.
+    A metric with a ``total`` dimension gets the sum of that dimension's values as its total."""
+    if m.total is None:
+        return [(k, c) for k, c in frame.items() if k[0] == "all" or k[0] in m.dims]
+    parts = [(k, c) for k, c in frame.items() if k[0] == m.total]
+    if not parts:
+        return []
+    tot: dict[str, float] = {}
+    for _k, c in parts:
+        for name, v in c.items():
+            if name != "_rev":
+                tot[name] = tot.get(name, 0.0) + v
+    return [(("all", ""), tot), *[(k, c) for k, c in frame.items() if k[0] in m.dims]]
 
 
 def pair(m: Metric, counters: dict[str, float]) -> Pair:
@@ -173,6 +207,33 @@ class Engine:
         cells[key] = counters
         return True
 
+    def add_campaign(self, rec: dict[str, Any]) -> bool:
+        """Take one ``agg.campaigns`` record: the increase since the campaign's previous snapshot joins
+        the pending minute of its ``emitted_at``; False when that minute is already final. Raises
+        ValueError on a malformed record."""
+        if rec.get("variant") is not None:
+            return True  # content variants carry no opens or clicks: the whole campaign is watched
+        cid = rec.get("campaign_id")
+        if not isinstance(cid, str) or not cid or len(cid) > campaigns.CAMPAIGN_ID_MAX:
+            raise campaigns.CampaignRecordError(f"bad campaign_id: {cid!r}")
+        at, now = millis(rec["emitted_at"]), campaigns.totals(rec)
+        seen = self.__dict__.setdefault("campaign_last", {})  # campaign id -> (emitted_at, totals)
+        prev = seen.get(cid)
+        if prev is not None and at <= prev[0]:
+            return True  # not newer than what was seen
+        seen[cid] = (at, now)
+        d = campaigns.delta(prev[1] if prev else None, now)
+        start = at - at % MINUTE
+        if d is None:
+            return True
+        if start <= self.last_minute:
+            self.late += 1
+            return False
+        cell = self.pending.setdefault(start, {}).setdefault(("campaign", cid), {})
+        for k, v in d.items():
+            cell[k] = cell.get(k, 0.0) + v
+        return True
+
     def flush(self, watermark: int | None = None) -> list[Insight]:
         """Step through every pending minute older than the watermark by ``settle_ms``; returns the
         insights opened, updated or closed (each at most once, latest state)."""
@@ -195,9 +256,7 @@ class Engine:
         for m in (METRICS[name] for name in self.metrics):
             opened: list[tuple[str, SeriesModel]] = []
             hold = m.name in self.open or any(d in self.open for d in m.depends)
-            for (dim, val), counters in frame.items():
-                if dim != "all" and dim not in m.dims:
-                    continue
+            for (dim, val), counters in cells(m, frame):
                 n, d = pair(m, counters)
                 if m.kind == "rate" and d <= 0:
                     continue
@@ -254,12 +313,12 @@ class Engine:
         tot = [0.0, 0.0]
         dims: dict[str, dict[str, list[float]]] = {}
         for f in frames:
-            for (dim, val), counters in f.items():
+            for (dim, val), counters in cells(m, f):
                 p = pair(m, counters)
                 if dim == "all":
                     tot[0] += p[0]
                     tot[1] += p[1]
-                elif dim in m.dims:
+                else:
                     acc = dims.setdefault(dim, {}).setdefault(val, [0.0, 0.0])
                     acc[0] += p[0]
                     acc[1] += p[1]
@@ -295,6 +354,14 @@ class Engine:
         ins.text = text(m, ins)
 
 
+def where(dimension: str, value: str | None) -> str:
+    """A dimension value in words ("device mobile", "variant B of experiment exp-home")."""
+    if dimension == "experiment" and value and ":" in value:
+        exp, var = value.rsplit(":", 1)
+        return f"variant {var or '(none)'} of experiment {exp}"
+    return f"{dimension} {value}"
+
+
 def text(m: Metric, ins: Insight) -> str:
     """One sentence: what moved, from what to what, since when, and where."""
     up = ins.after >= ins.before if ins.before != ins.after else ins.direction > 0
@@ -303,7 +370,7 @@ def text(m: Metric, ins: Insight) -> str:
     if ins.dimension:
         share = f"{min(ins.explained_share, 1.0):.0%} of the {'rise' if up else 'drop'} is on" \
             if ins.explained_share > 0 else "concentrated on"
-        s += f"; {share} {ins.dimension} {ins.dimension_value}"
+        s += f"; {share} {where(ins.dimension, ins.dimension_value)}"
         if ins.segment_before is not None and ins.segment_after is not None:
             s += f" ({fmt(m, ins.segment_before)} to {fmt(m, ins.segment_after)})"
     if ins.status == "closed":

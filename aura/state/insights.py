@@ -1,8 +1,9 @@
 """Insight state: the saved engine (river models with the offsets they cover), the insight record,
 the history rows and the reads the API makes.
 
-The engine (aura/insights/engine.py) is pickled together with the ``agg.minute_metrics`` offsets
-it has consumed (partition -> last offset) and a sequence number: ``pack``/``unpack`` are the only
+The engine (aura/insights/engine.py) is pickled together with the ``agg.minute_metrics`` and
+``agg.campaigns`` offsets it has consumed (partition -> last offset), the metrics it knew (a state
+saved before a metric existed watches it once restored) and a sequence number: ``pack``/``unpack`` are the only
 codec. The writer (streams/insights.py) saves it in Redis (``insights_state``) with a
 compare-and-set on the sequence (``SAVE_LUA``), so a worker that lost its lease cannot overwrite a
 newer state, and restores it on start: records at or below the saved offsets are never applied
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aura.errors import AuraError
-from aura.insights.engine import SEVERITIES, Engine, Frame, Insight
+from aura.insights.engine import METRICS, SEVERITIES, Engine, Frame, Insight
 from aura.state.analytics import BucketTotals, parse_dim_metric
 
 MAGIC = b"AIS1"
@@ -53,10 +54,16 @@ class Saved:
     engine: Engine
     offsets: dict[int, int] = field(default_factory=dict)  # agg.minute_metrics partition -> last offset applied
     seq: int = 0
+    campaign_offsets: dict[int, int] = field(default_factory=dict)  # agg.campaigns partition -> last offset
+
+
+# the metrics of a state saved before the engine listed the metrics it knew
+FIRST_METRICS = ("conversion", "revenue", "views", "ctr")
 
 
 def pack(saved: Saved) -> bytes:
-    return MAGIC + pickle.dumps({"engine": saved.engine, "offsets": saved.offsets}, protocol=5)
+    return MAGIC + pickle.dumps({"engine": saved.engine, "offsets": saved.offsets, "known": tuple(METRICS),
+                                 "campaign_offsets": saved.campaign_offsets}, protocol=5)
 
 
 def unpack(blob: bytes, seq: int) -> Saved:
@@ -66,7 +73,12 @@ def unpack(blob: bytes, seq: int) -> Saved:
         d = pickle.loads(blob[len(MAGIC):])  # noqa: S301 - written only by our worker (see module doc)
     except Exception as exc:
         raise StateFormatError(f"insight state unreadable: {exc}") from exc
-    return Saved(d["engine"], {int(p): int(o) for p, o in d["offsets"].items()}, seq)
+    eng = d["engine"]
+    # metrics added since the state was saved are watched from here on (their models start empty)
+    known = set(d.get("known", FIRST_METRICS))
+    eng.metrics = (*eng.metrics, *(name for name in METRICS if name not in known and name not in eng.metrics))
+    return Saved(eng, {int(p): int(o) for p, o in d["offsets"].items()}, seq,
+                 {int(p): int(o) for p, o in d.get("campaign_offsets", {}).items()})
 
 
 def redis_blob(blob: bytes) -> str:
@@ -129,6 +141,9 @@ def frame_of(b: BucketTotals) -> Frame:
         if k.startswith(("pi:", "xi:")):
             dim = "placement" if k[0] == "p" else "experiment"
             frame[(dim, k[3:])] = {"impressions": float(v), "clicks": float(m.get(f"{k[0]}c:{k[3:]}", 0))}
+            if dim == "experiment":  # orders attributed to the variant's lists, and their revenue
+                frame[(dim, k[3:])] |= {"orders": float(m.get(f"ao:exp:{k[3:]}", 0)),
+                                        "revenue": float(m.get(f"ar:exp:{k[3:]}", 0.0))}
             continue
         parsed = parse_dim_metric(k)
         if parsed is None:

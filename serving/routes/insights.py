@@ -38,7 +38,7 @@ _INSIGHT = {
             "(4.00% to 1.90%).",
 }
 _LIST_EXAMPLE = {"from": T0 - 86_400_000, "to": T0 + 660_000, "count": 1, "insights": [_INSIGHT]}
-_RUN_EXAMPLE = {"timeframe": "6h", "focus": ["conversion"], "metrics": ["conversion"],
+_RUN_EXAMPLE = {"timeframe": "6h", "focus": ["conversion"], "metrics": ["conversion", "variant_conversion"],
                 "analysed": {"from": T0 - 5 * 3_600_000, "to": T0 + 3_600_000, "minutes_with_data": 360},
                 "detected": [_INSIGHT], "insights": [_INSIGHT]}
 
@@ -51,7 +51,8 @@ ONDEMAND_MAX_MIN = 6 * 60       # minutes analysed by an on-demand run (the most
 ONDEMAND_WARMUP_MIN = 120       # minutes read before them to warm the models up
 TIMEFRAME = re.compile(r"^(\d{1,4})([mhd])$")
 UNIT_MS = {"m": MINUTE, "h": 60 * MINUTE, "d": 24 * 60 * MINUTE}
-Focus = Literal["conversion", "revenue", "engagement", "views", "ctr"]
+Focus = Literal["conversion", "revenue", "engagement", "views", "ctr", "variant_conversion", "variant_revenue",
+                "campaign_failures", "campaign_clicks"]
 Severity = Literal["info", "warning", "critical"]
 Status = Literal["open", "closed"]
 
@@ -69,9 +70,10 @@ def timeframe_ms(tf: str) -> int:
 
 
 def metrics_of(focus: list[str]) -> tuple[str, ...]:
-    if not focus:
-        return tuple(METRICS)
-    return tuple(name for name, m in METRICS.items() if m.focus in focus or name in focus)
+    """The metrics of the on-demand run: those of the minute counters (campaign figures are not in
+    them) matching the focus."""
+    return tuple(name for name, m in METRICS.items() if m.source == "minute"
+                 and (not focus or m.focus in focus or name in focus))
 
 
 async def history(state: Any, from_ms: int, to_ms: int, focus: list[str], severity: str | None,

@@ -3,10 +3,12 @@ device are produced to agg.minute_metrics; the worker opens exactly one insight 
 visible on the API, the agg.insights topic and the Cassandra history, and closes it after recovery.
 A worker killed during the incident is replaced without duplicating or losing the insight; malformed
 aggregate records are dead-lettered, and missing ones (minutes without records, a minute without
-one dimension) are skipped: neither stops the agent."""
+one dimension) are skipped: neither stops the agent. Campaign running totals on agg.campaigns with
+a delivery-failure spike of one campaign give one insight naming it."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import uuid
@@ -18,7 +20,7 @@ from confluent_kafka import Consumer
 from aura import bootstrap, layout
 from aura.keys import RedisKeys
 from aura.layout import Tables
-from bench.insights import T0_MS, Incident, Scenario, records
+from bench.insights import T0_MS, Incident, Scenario, campaign_snapshots, records
 from schemas.codec import codec
 from tests.conftest import wait_for
 
@@ -122,7 +124,8 @@ def test_incident_opens_one_explained_insight_survives_a_restart_and_closes(
     # the on-demand run answers over the (here empty) minute counters, with the stored history
     run = api_client.post("/v1/analytics/insights", json={"timeframe": "90d", "focus": ["conversion"]})
     assert run.status_code == 200, run.text
-    assert run.json()["metrics"] == ["conversion"] and run.json()["analysed"]["minutes_with_data"] == 0
+    assert run.json()["metrics"] == ["conversion", "variant_conversion"]  # the focus: every conversion metric
+    assert run.json()["analysed"]["minutes_with_data"] == 0
     assert api_client.post("/v1/analytics/insights", json={"timeframe": "1 week"}).status_code == 422
     assert api_client.post("/v1/analytics/insights", json={"timeframe": "1h", "why": 1}).status_code == 422
     assert api_client.get("/v1/analytics/insights", params={"severity": "fatal"}).status_code == 422
@@ -139,3 +142,36 @@ def test_incident_opens_one_explained_insight_survives_a_restart_and_closes(
     # the malformed records were dead-lettered; the agent went on
     dead = redis_client.hgetall(RedisKeys(s.redis.prefix).deadletter_count())
     assert int(dead.get("bad_aggregate", 0)) == 2
+
+
+def test_a_campaign_failure_spike_is_one_insight_naming_the_campaign(isolated, worker_factory, cassandra):
+    """Running campaign totals on agg.campaigns (no shop traffic at all): the agent differences them
+    per minute and opens, then closes, one insight naming the campaign whose deliveries failed."""
+    s = isolated.replace(insights_settle_s=2, worker_roles="profiles")
+    t0 = T0_MS + random.randrange(1, 3000) * DAY  # noqa: S311 - insight ids never meet another run's
+    tag = uuid.uuid4().hex[:6]
+    names = (f"welcome-{tag}", f"promo-{tag}")
+    c = codec("agg_campaign")
+    topic = layout.topic(s, layout.AGG_CAMPAIGNS)
+    p = bootstrap.kafka_producer(s)
+    for _start, recs in records_of_campaigns(t0, names):
+        for r in recs:
+            p.produce(topic, key=f"{r['campaign_id']}|{r['variant'] or ''}".encode(), value=c.encode(r))
+    p.produce(topic, key=b"bad", value=b"\x00not avro")
+    assert p.flush(60) == 0
+    worker_factory(s, name="campaigns")
+
+    def closed() -> Any:
+        rows = [r for r in cassandra.execute(f"SELECT insight_id, status, doc FROM {Tables.INSIGHTS} WHERE day = %s",
+                                             (t0 // DAY,)) if r.insight_id.startswith("campaign_")]
+        return rows if rows and all(r.status == "closed" for r in rows) else None
+
+    rows = wait_for(closed, timeout=180, interval=0.5, what="a closed campaign insight")
+    assert [r.insight_id.split("-")[0] for r in rows] == ["campaign_failures"]
+    doc = json.loads(rows[0].doc)
+    assert (doc["dimension"], doc["dimension_value"]) == ("campaign", names[1])
+    assert f"is on campaign {names[1]}" in doc["text"]
+
+
+def records_of_campaigns(t0: int, names: tuple[str, str]) -> Any:
+    return campaign_snapshots(200, seed=3, fail={names[1]: (110, 140, 0.2)}, t0_ms=t0, names=names)

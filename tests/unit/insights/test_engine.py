@@ -4,9 +4,12 @@ saved mid-incident and restored continues exactly as if nothing happened."""
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
 import pytest
 
-from aura.insights.engine import MINUTE, Engine, record_counters
+from aura.insights.engine import METRICS, MINUTE, Engine, record_counters
 from aura.state import insights as state
 from bench.insights import T0_MS, Incident, Scenario, records
 
@@ -136,3 +139,63 @@ def test_a_surge_on_the_morning_ramp_closes_and_the_next_incident_gets_its_own_i
     first = seen[views[0]][-1]
     assert first[0] == "closed" and first[2:] == ("category", "electronics")
     assert seen[views[1]][-1][2:] == ("category", "sports")
+
+
+@pytest.fixture(scope="module")
+def variant_drop() -> tuple[Engine, dict[str, list]]:
+    sc = Scenario(seed=13, minutes=300, incidents=[
+        Incident("variant_conversion", "experiment", "exp-homepage:B", 150, 230, 0.1)])
+    return run(sc, views=10000.0)
+
+
+def test_a_variant_conversion_drop_is_one_insight_naming_the_variant(variant_drop) -> None:  # noqa: ANN001
+    eng, seen = variant_drop
+    ids = [k for k in seen if k.startswith("variant_conversion-")]
+    assert len(ids) == 1, seen
+    history = seen[ids[0]]
+    assert T0_MS + 135 * MINUTE <= int(ids[0].rsplit("-", 1)[1]) <= T0_MS + 170 * MINUTE
+    assert history[-1][0] == "closed" and history[-1][2:] == ("experiment", "exp-homepage:B")
+    # nothing else of the shop moved: no other metric raised an insight
+    assert all(k.startswith(("variant_conversion-", "variant_revenue-")) for k in seen), seen
+    assert not eng.open
+
+
+def test_the_variant_text_names_the_experiment_and_the_variant() -> None:
+    sc = Scenario(seed=13, minutes=200, incidents=[
+        Incident("variant_conversion", "experiment", "exp-homepage:B", 150, 230, 0.1)])
+    eng, _seen = run(sc, views=10000.0)
+    ins = eng.open["variant_conversion"]
+    assert ins.text.startswith("Conversion of recommendation clicks fell from "), ins.text
+    assert "of the drop is on variant B of experiment exp-homepage (" in ins.text, ins.text
+    assert ins.focus == "conversion" and ins.segment_after < 0.7 * ins.segment_before
+    # the total is the traffic in experiments: the sum of the variants, not the shop's orders / clicks
+    assert 0.03 < ins.before < 0.2
+
+
+def test_a_state_saved_before_the_variant_metrics_loads_and_goes_on() -> None:
+    """data/engine_4_metrics.pickle.gz: an engine of the four first metrics (conversion, revenue, views,
+    CTR) after minutes 0-89 of bench seed 21, packed by the code of that time. Restored, it watches the
+    variant metrics too, and its old series continue exactly as in an engine that ran all along."""
+    blob = gzip.decompress((Path(__file__).parent / "data" / "engine_4_metrics.pickle.gz").read_bytes())
+    saved = state.unpack(blob, 5)
+    assert saved.offsets == {0: 89, 1: 88} and saved.seq == 5
+    old = saved.engine
+    assert old.metrics == ("conversion", "revenue", "views", "ctr", "variant_conversion", "variant_revenue",
+                           "campaign_failures", "campaign_clicks") == tuple(METRICS)
+    assert "campaign_last" not in old.__dict__  # a field the old engine did not have
+    assert old.add_campaign({"campaign_id": "c", "sent": 5, "emitted_at": T0_MS + 95 * MINUTE})
+    straight = Engine()
+    for n, (start, recs) in enumerate(records(Scenario(seed=21, minutes=180), 3000.0)):
+        for eng in (straight, old) if n >= 90 else (straight,):
+            for r in recs:
+                eng.add(r)
+            eng.flush(start + eng.settle_ms)
+    assert old.last_minute == straight.last_minute
+    firsts = [k for k in straight.models if not k.startswith("variant_")]
+    assert firsts and set(firsts) <= set(old.models)
+    hour = 2
+    assert [old.models[k].expected(hour) for k in firsts] == [straight.models[k].expected(hour) for k in firsts]
+    assert old.models["variant_conversion|experiment|exp-homepage:B"].n == 90
+    # a state saved now lists the metrics it knew: a narrowed engine stays narrowed
+    narrow = state.unpack(state.pack(state.Saved(Engine(metrics=("views",)))), 1).engine
+    assert narrow.metrics == ("views",)

@@ -21,9 +21,12 @@ def test_timeframes() -> None:
 
 
 def test_focus_picks_metrics() -> None:
-    assert metrics_of([]) == ("conversion", "revenue", "views", "ctr")
+    # campaign figures are not in the minute counters the on-demand run reads
+    assert metrics_of([]) == ("conversion", "revenue", "views", "ctr", "variant_conversion", "variant_revenue")
     assert metrics_of(["engagement"]) == ("views", "ctr")
-    assert metrics_of(["conversion", "ctr"]) == ("conversion", "ctr")
+    assert metrics_of(["conversion"]) == ("conversion", "variant_conversion")
+    assert metrics_of(["conversion", "ctr"]) == ("conversion", "ctr", "variant_conversion")
+    assert metrics_of(["campaign_failures"]) == ()
 
 
 def test_on_demand_run_finds_the_incident_from_the_counters() -> None:

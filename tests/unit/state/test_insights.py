@@ -75,9 +75,10 @@ def test_dimension_metric_names() -> None:
 def test_frame_of_a_minute_bucket() -> None:
     m = {"ev:view": 100, "orders": 4, "rev": 80.0, "ev:impression": 50, "ev:recommendation_click": 5,
          "pi:homepage": 30, "pc:homepage": 3, "xi:exp:A": 20, "xc:exp:A": 2,
+         "ao:exp:exp:A": 1, "ar:exp:exp:A": 25.0,
          "dm:device=mobile:view": 60, "dm:device=mobile:purchase": 3, "do:device=mobile": 3, "dr:device=mobile": 60.0}
     f = state.frame_of(BucketTotals("minute", 0, m, {}))
     assert f[("all", "")]["views"] == 100 and f[("all", "")]["clicks"] == 5
     assert f[("placement", "homepage")] == {"impressions": 30.0, "clicks": 3.0}
-    assert f[("experiment", "exp:A")] == {"impressions": 20.0, "clicks": 2.0}
+    assert f[("experiment", "exp:A")] == {"impressions": 20.0, "clicks": 2.0, "orders": 1.0, "revenue": 25.0}
     assert f[("device", "mobile")] == {"views": 60.0, "add_to_cart": 0.0, "orders": 3.0, "revenue": 60.0}

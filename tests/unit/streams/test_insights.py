@@ -104,3 +104,39 @@ def test_event_metrics_count_views_and_purchases_per_dimension() -> None:
     long_device = {**raw, "context": {"device": "x" * 41}}
     ev2 = Behavior(event_id="e2", event_type="view", user_id="u", item_id="i1", event_time=T, raw=long_device)
     assert not any(m.startswith("dm:device") for _g, _b, m, _a in event_metrics(Fact(Accepted(ev2, 0, 2), T)))
+
+
+CDEC = codec("agg_campaign")
+
+
+class CampaignMsg(Msg):
+    def topic(self) -> str:
+        return "t.agg.campaigns"
+
+
+def campaign(sent: int, at: int, **kw) -> dict:
+    return {"campaign_id": "promo", "variant": None, "status": "running", "channel": "email",
+            "goal_event_type": "purchase", "sent": sent, "failed": 1, "emitted_at": at, **kw}
+
+
+def test_campaign_records_are_applied_once_above_their_own_offsets() -> None:
+    saved = state.Saved(Engine(), {0: 9})
+    msgs = [Msg(0, 9, DEC.encode(rec(T, 10))),  # covered by the minute_metrics offset
+            CampaignMsg(0, 3, CDEC.encode(campaign(100, T))),
+            CampaignMsg(0, 4, CDEC.encode(campaign(180, T + 60_000))),
+            CampaignMsg(0, 5, b"\x00garbage"),
+            CampaignMsg(1, 2, CDEC.encode(campaign(5, T + 60_000, campaign_id="")))]
+    d = decode(msgs, DEC, CDEC, "t.agg.campaigns")
+    assert [r[0].offset for r in d.campaigns] == [3, 4, 2] and [r[0].offset for r in d.records] == [9]
+    assert [x.record.offset for x in d.dead] == [5]
+    _ins, dead = apply(saved, d)
+    assert [x.record.offset for x in dead] == [2] and "campaign_id" in dead[0].detail
+    assert saved.offsets == {0: 9} and saved.campaign_offsets == {0: 4, 1: 2}
+    minute = T + 60_000 - (T + 60_000) % 60_000
+    assert saved.engine.pending == {minute: {("campaign", "promo"): {
+        "sent": 80.0, "failed": 0.0, "attempts": 80.0, "opened": 0.0, "clicked": 0.0, "conversions": 0.0}}}
+    # restored from its saved state, a replay of the round changes nothing
+    back = state.unpack(state.pack(saved), 2)
+    assert back.campaign_offsets == {0: 4, 1: 2}
+    apply(back, d)
+    assert back.engine.pending == saved.engine.pending

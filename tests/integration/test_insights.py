@@ -20,7 +20,7 @@ from confluent_kafka import Consumer
 from aura import bootstrap, layout
 from aura.keys import RedisKeys
 from aura.layout import Tables
-from bench.insights import T0_MS, Incident, Scenario, campaign_snapshots, records
+from bench.insight_traffic import T0_MS, Incident, Scenario, campaign_snapshots, records
 from schemas.codec import codec
 from tests.conftest import wait_for
 

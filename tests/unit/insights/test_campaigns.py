@@ -8,8 +8,8 @@ import pytest
 from aura.insights import campaigns
 from aura.insights.engine import MINUTE, Engine
 from aura.state import insights as state
-from bench.insights import T0_MS as T0
-from bench.insights import campaign_snapshots as snapshots
+from bench.insight_traffic import T0_MS as T0
+from bench.insight_traffic import campaign_snapshots as snapshots
 
 
 def run(minutes: int, seed: int, **kw) -> tuple[Engine, dict[str, list]]:

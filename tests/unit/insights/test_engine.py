@@ -1,4 +1,4 @@
-"""The engine over synthetic minute aggregates with injected incidents (bench/insights.py's
+"""The engine over synthetic minute aggregates with injected incidents (bench/insight_traffic.py's
 generator): one insight per incident, naming the injected dimension, closed after recovery; a state
 saved mid-incident and restored continues exactly as if nothing happened."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from aura.insights.engine import METRICS, MINUTE, Engine, record_counters
 from aura.state import insights as state
-from bench.insights import T0_MS, Incident, Scenario, records
+from bench.insight_traffic import T0_MS, Incident, Scenario, records
 
 
 def run(sc: Scenario, eng: Engine | None = None, views: float = 3000.0) -> tuple[Engine, dict[str, list]]:

@@ -8,7 +8,7 @@ from fastapi import HTTPException
 from aura.insights.engine import MINUTE
 from aura.state import insights as istate
 from aura.state.analytics import BucketTotals
-from bench.insights import T0_MS, Incident, Scenario, records
+from bench.insight_traffic import T0_MS, Incident, Scenario, records
 from serving.routes.insights import metrics_of, run_engine, timeframe_ms
 
 

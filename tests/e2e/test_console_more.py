@@ -21,6 +21,7 @@ from tests.e2e.test_console import (  # noqa: F401 - the fixtures are used by na
     browser,
     chromium,
     console,
+    demo_user,
     shows_live_data,
 )
 
@@ -110,8 +111,7 @@ def test_create_a_bandit_and_choose(console: Console, browser: Browser) -> None:
 def test_create_and_activate_a_campaign(console: Console, browser: Browser) -> None:  # noqa: F811
     page = browser.page
     campaign_id = f"console-e2e-{uuid.uuid4().hex[:6]}"
-    with console.api() as http:
-        user = http.get("/v1/profiles", params={"limit": 5}).json()["profiles"][0]["user_id"]
+    user = demo_user(console)
     page.goto(f"{console.base}/console/#/campaigns")
     page.get_by_role("button", name="New campaign").click()
     page.get_by_label("Campaign id").fill(campaign_id)

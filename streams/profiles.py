@@ -218,6 +218,10 @@ class ProfileStore:
     owner = "profiles"
     # where the segment member rows of ``apply`` go: None, written at once; else a write-behind's sink
     segment_buffer: Callable[[dict[tuple[str, str], bool]], None] | None = None
+    # (partition, offset) -> whether that event is refolded after Redis lost its effects (the
+    # worker's redis-loss guard): its users' segment rows are written whole, as on a replay, because
+    # Cassandra may hold memberships of the lost timeline that no difference from Redis would undo
+    refolded: Callable[[int, int], bool] | None = None
 
     def __init__(self, redis: Any, session: Any, keys: RedisKeys, cfg: ProfileConfig) -> None:
         self.redis = redis
@@ -296,7 +300,8 @@ class ProfileStore:
             for u in pending:
                 p = current[u]
                 seg_before[u] = list(p.segments)
-                if any(a.offset <= p.fences.get(a.partition, -1) for a in by_user[u]):
+                if any(a.offset <= p.fences.get(a.partition, -1) for a in by_user[u]) or (
+                        self.refolded is not None and any(self.refolded(a.partition, a.offset) for a in by_user[u])):
                     replayed.add(u)
                 expected = p.version if p.version else None
                 f = fold_user(p, by_user[u], self.cfg, items, attrs.get(u))

@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 
+from aura import layout
 from aura.state.analytics import GRAINS, bucket_start
 from aura.state.profiles import Profile, ProfileConfig
 from streams import analytics
@@ -71,6 +72,10 @@ class BehaviorPipeline:
         cfg = ProfileConfig.from_settings(s)
         self.profiles = BufferedProfileStore(res.redis, res.session, res.keys, cfg, res.durable)
         self.profiles.live = LiveRules(cfg.rules, res.redis, res.keys, res.session)  # segments managed live
+        guard = getattr(res, "redis_guard", None)
+        if guard is not None:  # events refolded after Redis lost their effects write whole segment rows
+            behavior = layout.topic(s, layout.BEHAVIOR)
+            self.profiles.refolded = lambda partition, offset: guard.refolding(behavior, partition, offset)
         self.catalog = CatalogCache(res.redis, res.keys)
         self.analytics = analytics.AnalyticsStore(res.redis, res.keys, {
             "minute": s.analytics.minute_ttl_s, "hour": s.analytics.hour_ttl_s, "day": s.analytics.day_ttl_s})

@@ -121,6 +121,9 @@ class RedisLossGuard:
         self.redis: Any = None
         self.run_id: str | None = None
         self.lost_reason: str | None = None
+        # (topic, partition) -> Kafka's committed offset at a rewind: the events below it were folded
+        # before Redis lost their effects, and their Cassandra rows may be ahead of what Redis holds now
+        self.refold_below: dict[tuple[str, int], int] = {}
 
     def attach(self, redis: Any) -> None:
         """The worker's Redis client, built with ``redis_connect_func=guard.on_connect``."""
@@ -186,6 +189,10 @@ class RedisLossGuard:
                       "nothing (its mark is gone): the log start" if offset is None else f"offset {offset}")
         return behind
 
+    def refolding(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether the event at ``offset`` is refolded after a loss (it was folded before it)."""
+        return offset < self.refold_below.get((topic, partition), -1)
+
     def install(self, consumer: Any) -> None:
         """Wrap ``consumer``'s seek to its committed offsets (rewind) and its commit (marks first)."""
         if getattr(consumer, "_aura_redis_guard", None) is self:
@@ -201,6 +208,8 @@ class RedisLossGuard:
             for tp, offset in behind.items():
                 start = starts.get(tp, 0) if offset is None else offset
                 await consumer._seek(tp, start)
+                if offsets[tp] is not None:
+                    self.refold_below[(tp.topic, tp.partition)] = int(offsets[tp])
                 offsets[tp] = start
             return offsets
 

@@ -71,3 +71,39 @@ def test_a_connection_to_a_restarted_redis_is_refused_and_the_process_replaced()
         asyncio.run(guard.on_connect(FakeConn("one")))
     assert len(lost) == 1
     assert asyncio.run(guard.mark({A0: 5})) is False  # nothing is committed any more
+
+
+class FakeConsumer:
+    """The two seams the guard wraps, over plain dicts."""
+
+    def __init__(self, committed: dict[Any, int]) -> None:
+        self.committed = committed
+        self.seeks: dict[Any, int] = {}
+
+    async def seek_to_committed(self) -> dict[Any, int]:
+        return dict(self.committed)
+
+    async def _seek(self, tp: Any, offset: int) -> None:
+        self.seeks[tp] = offset
+
+    async def _commit(self, offsets: Any) -> bool:
+        return True
+
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return {tp: 0 for tp in tps}
+
+
+def test_events_below_the_commit_of_a_rewound_partition_are_known_as_refolded():
+    guard = RedisLossGuard(RedisKeys("p"), "g", on_lost=lambda _r: None)
+
+    async def rewind(committed: Any) -> dict[Any, int | None]:
+        return {A0: 40, B0: None}  # A0's mark is at 40, B0's hash lost: the log start
+
+    guard.rewind = rewind  # type: ignore[method-assign]
+    consumer = FakeConsumer({A0: 100, A1: 7, B0: 12})
+    guard.install(consumer)
+    assert asyncio.run(consumer.seek_to_committed()) == {A0: 40, A1: 7, B0: 0}
+    assert consumer.seeks == {A0: 40, B0: 0}
+    # folded before the loss: below the commit of a rewound partition; A1 was not rewound
+    assert guard.refolding("a", 0, 40) and guard.refolding("a", 0, 99) and guard.refolding("b", 0, 11)
+    assert not guard.refolding("a", 0, 100) and not guard.refolding("a", 1, 3) and not guard.refolding("b", 0, 12)

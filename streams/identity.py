@@ -192,8 +192,11 @@ class IdentityStore:
         pipe = self.redis.pipeline(transaction=False)
         for u in users:
             pipe.hgetall(self.keys.user_attrs(u))
-        rows = {u: parse_attrs(raw)[0] for u, raw in zip(users, await pipe.execute(), strict=True)
-                if raw}  # an empty hash: the user was erased or merged away
+        # an empty hash: the user was erased or merged away; an error (an unreadable key): that user's
+        # own events fail and are dead-lettered, never the other users of the batch
+        rows = {u: parse_attrs(raw)[0]
+                for u, raw in zip(users, await pipe.execute(raise_on_error=False), strict=True)
+                if raw and not isinstance(raw, Exception)}
         if self.res.durable is None:
             await execute_grouped(self.res.session, self.search_statements(rows))
             return
@@ -203,6 +206,7 @@ class IdentityStore:
     async def apply(self, events: list[tuple[Identity, int, int]]) -> list[str]:
         """Apply (event, partition, offset) in order; returns the user ids erased (tombstones to send)."""
         erased: list[str] = []
+        self.touched = {}  # an attempt that failed (fold isolation retries the rest) leaves nothing behind
         if events:
             await self.profiles.sync_rules()  # the segment rules in force (merges re-evaluate them)
             self.cfg = self.profiles.cfg

@@ -16,8 +16,9 @@ def test_tune_gc_sets_the_threshold_and_freezes_once(monkeypatch):
         assert gc.get_threshold() == (12_345, *before[1:])
         frozen = gc.get_freeze_count()
         assert frozen > 0 and app_module._gc_frozen == [True]
-        app_module.tune_gc(23_456)  # a second app in the same process: threshold only
-        assert gc.get_threshold()[0] == 23_456 and gc.get_freeze_count() == frozen
+        app_module.tune_gc(23_456)  # a second app in the same process: threshold only, no new freeze
+        # (frozen objects can still be freed by their reference counts, so the count may only fall)
+        assert gc.get_threshold()[0] == 23_456 and gc.get_freeze_count() <= frozen
     finally:
         gc.set_threshold(*before)
         gc.unfreeze()

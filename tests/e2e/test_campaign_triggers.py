@@ -15,7 +15,12 @@ from aura.producer import EventProducer
 from aura.state import maildir
 from streams import connectors
 from tests.conftest import wait_for
-from tests.e2e.test_campaigns import campaigns, user_with_email, wait_for_identities  # noqa: F401 - a fixture
+from tests.e2e.test_campaigns import (  # noqa: F401 - a fixture
+    campaigns,
+    many_users_with_email,
+    user_with_email,
+    wait_for_identities,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 NO_CAP = {"per_user": 0, "per_campaign_user": 0, "window_s": 86400}  # a duplicate would reach the server
@@ -138,23 +143,7 @@ def test_a_worker_killed_during_an_audience_expansion_sends_everyone_exactly_onc
     s = isolated.replace(campaign_tick_s=0.05, campaign_rate_per_min=600_000.0, campaign_schedule_chunk=10,
                          kafka_session_timeout_s=10.0)
     tag = f"sk{uuid.uuid4().hex[:8]}"
-    users = [f"{tag}-{i:05d}" for i in range(n)]
-    addresses = {f"{u}@example.test" for u in users}
-    producer = EventProducer(s, bootstrap.kafka_producer(s))
-    now = int(time.time() * 1000)
-    for u in users:
-        producer.send_identity({"event_id": f"{u}-id", "event_type": "create", "user_id": u, "event_time": now,
-                                "attributes": {"email": f"{u}@example.test"}})
-    assert producer.flush().failed == 0
-    worker = worker_factory(s)
-
-    def identities_in() -> bool:
-        pipe = redis_client.pipeline(transaction=False)
-        for u in users:
-            pipe.hexists(f"{s.redis.prefix}:user:{{{u}}}:attrs", "x:email")
-        return all(pipe.execute())
-
-    wait_for(identities_in, timeout=600, interval=1.0, what="the identities")
+    users, addresses, worker = many_users_with_email(s, redis_client, worker_factory, tag, n)
     cid = campaigns({"id": f"{tag}-blast", "channel": "email", "caps": NO_CAP,
                      "audience": {"type": "users", "users": users},
                      "trigger": {"type": "schedule", "at": int(time.time() * 1000) + 1000},

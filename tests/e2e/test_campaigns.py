@@ -12,12 +12,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from confluent_kafka import Consumer
 
 from aura import bootstrap, layout
+from aura.keys import RedisKeys
 from aura.producer import EventProducer
 from aura.state import maildir
 from aura.state.campaign_sends import held_out, variant_of
@@ -76,6 +78,29 @@ def wait_for_identities(s, redis_client, producer: EventProducer, users: list[st
     assert producer.flush().failed == 0
     wait_for(lambda: all(redis_client.hexists(f"{s.redis.prefix}:user:{{{u}}}:attrs", "x:email") for u in users),
              timeout=60, what="the users' identity attributes")
+
+
+def many_users_with_email(s, redis_client, worker_factory, tag: str, n: int) -> tuple[list[str], set[str], Any]:
+    """``n`` users with an email address, their identities produced, a worker started, and their
+    attributes in Redis; returns (users, addresses, worker)."""
+    users = [f"{tag}-{i:05d}" for i in range(n)]
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
+    now = int(time.time() * 1000)
+    for u in users:
+        producer.send_identity({"event_id": f"{u}-id", "event_type": "create", "user_id": u, "event_time": now,
+                                "attributes": {"email": f"{u}@example.test"}})
+    assert producer.flush().failed == 0
+    worker = worker_factory(s)
+    keys = RedisKeys(s.redis.prefix)
+
+    def identities_in() -> bool:
+        pipe = redis_client.pipeline(transaction=False)
+        for u in users:
+            pipe.hexists(keys.user_attrs(u), "x:email")
+        return all(pipe.execute())
+
+    wait_for(identities_in, timeout=600, interval=1.0, what="the identities")
+    return users, {f"{u}@example.test" for u in users}, worker
 
 
 def test_cart_abandonment_sends_one_email_with_recommendations_and_none_after_a_purchase(
@@ -313,27 +338,12 @@ def test_sigkill_of_the_worker_during_a_send_never_sends_twice(isolated, worker_
     n = 10_000
     s = isolated.replace(campaign_tick_s=0.05, campaign_rate_per_min=600_000.0, kafka_session_timeout_s=10.0)
     tag = f"ck{uuid.uuid4().hex[:8]}"
-    users = [f"{tag}-{i:05d}" for i in range(n)]
-    addresses = {f"{u}@example.test" for u in users}
-    producer = EventProducer(s, bootstrap.kafka_producer(s))
-    now = int(time.time() * 1000)
-    for u in users:
-        producer.send_identity({"event_id": f"{u}-id", "event_type": "create", "user_id": u, "event_time": now,
-                                "attributes": {"email": f"{u}@example.test"}})
-    assert producer.flush().failed == 0
-    worker = worker_factory(s)
-
-    def identities_in() -> bool:
-        pipe = redis_client.pipeline(transaction=False)
-        for u in users:
-            pipe.hexists(f"{s.redis.prefix}:user:{{{u}}}:attrs", "x:email")
-        return all(pipe.execute())
-
-    wait_for(identities_in, timeout=600, interval=1.0, what="the identities")
+    users, addresses, worker = many_users_with_email(s, redis_client, worker_factory, tag, n)
     campaigns({"id": f"{tag}-blast", "channel": "email", "audience": {"type": "users", "users": users},
                "trigger": {"type": "event", "event_type": "view"},
                "template": {"subject": "Hello {{ user.id }}", "body": "One message per user"}})
     now = int(time.time() * 1000)  # after the campaign started: older events never trigger it
+    producer = EventProducer(s, bootstrap.kafka_producer(s))
     for u in users:
         producer.send({"event_id": f"{u}-v", "event_type": "view", "user_id": u, "item_id": "i1", "event_time": now})
     assert producer.flush().failed == 0

@@ -37,6 +37,7 @@ from aura.state.profiles import ProfileConfig, document, parse_attrs
 from aura.state.rules import holds, profile_fields
 from schemas.codec import codec
 from streams.intake import Dead, RawRecord
+from streams.loopstats import STATS
 from streams.runtime import Resources, retrying
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ class Drainer:
             else:
                 counters.append((c.id, f"suppressed:{v.reason}"))
             settle.append(member)
+        for _m, _c, due, _u in sends:  # due (trigger time + delay) -> decided to send in this pass
+            STATS.add("campaign_due_wait", now - due.trigger_ms - _c.trigger.delay_ms)
         sent, more = await self.send_all(sends, now)
         settle += sent
         counters += more
@@ -315,7 +318,10 @@ def drain_tasks(app: faust.App, res: Resources, drainer: Drainer) -> None:
         while True:
             drainer.wake.clear()  # a wake-up during the pass starts the next one at once
             try:
+                t0 = time.perf_counter()
                 size, settled = await retrying("campaign drain", drainer.tick)
+                if settled:
+                    STATS.add("campaign_drain", (time.perf_counter() - t0) * 1000)
                 full = settled >= size
             except Exception:  # noqa: BLE001 - never let the loop die; the entries stay due
                 log.exception("campaign drainer pass failed")

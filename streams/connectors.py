@@ -52,6 +52,7 @@ from aura.settings import Settings
 from schemas.codec import codec
 from schemas.events import to_millis
 from streams.durable import execute_grouped
+from streams.loopstats import STATS
 from streams.providers import Breaker, SmtpPool
 from streams.runtime import Owner, Resources, retrying
 
@@ -303,7 +304,11 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
                     except Exception as exc:  # noqa: BLE001 - our own records; a bad one is logged, not retried
                         log.error("undecodable outbox record at %s:%d: %s", e.message.partition, e.message.offset,
                                   exc)
+                t0, now = time.perf_counter(), time.time() * 1000
+                for m in msgs:  # queued by the drainer -> taken here
+                    STATS.add(f"outbox_wait:{connector.channel}", now - m["queued_time"])
                 await deliver_batch(connector, msgs)
+                STATS.add(f"deliver:{connector.channel}", (time.perf_counter() - t0) * 1000)
 
         app.agent(source, name=f"deliver_{channel}")(deliver_outbox)
     return []

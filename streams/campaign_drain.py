@@ -79,13 +79,13 @@ return 0
 
 
 class TokenBucket:
-    """Messages per minute of one channel, with half a second's worth as the burst: any minute sends
-    at most ``per_min`` plus that burst (within 1% of the limit), and drainer passes every 0.1 s never
-    find the bucket capped."""
+    """Messages per minute of one channel, with a quarter of a second's worth as the burst: any minute
+    sends at most ``per_min`` plus that burst (within 0.5% of the limit at the default 1,000 per
+    minute), and drainer passes every 0.1 s never find the bucket capped."""
 
     def __init__(self, per_min: float) -> None:
         self.rate = per_min / 60.0
-        self.cap = max(1.0, self.rate / 2)
+        self.cap = max(1.0, self.rate / 4)
         self.tokens, self.t = self.cap, time.monotonic()
 
     def available(self) -> float:

@@ -76,18 +76,18 @@ def test_the_rate_limit_bucket_holds_any_minute_within_one_percent(monkeypatch):
             taken.append(clock[0])
         clock[0] = round(clock[0] + 0.1, 6)
     busiest = max(sum(1 for t in taken if start <= t < start + 60) for start in [x / 10 for x in range(0, 600)])
-    assert 6000 <= busiest <= 6000 * 1.01
+    assert 6000 <= busiest <= 6000 * 1.005
 
 
 def test_the_bucket_tells_what_a_pass_may_send(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr("streams.campaign_drain.time.monotonic", lambda: clock[0])
-    b = TokenBucket(600.0)  # 10 per second, burst 5
-    assert b.available() == 5.0
+    b = TokenBucket(600.0)  # 10 per second, burst 2.5
+    assert b.available() == 2.5
     while b.take():
         pass
-    assert b.available() == 0.0
-    clock[0] = 0.2
+    assert b.available() == 0.5  # less than one message left
+    clock[0] = 0.15
     assert b.available() == pytest.approx(2.0)  # refilled at the rate, never beyond the burst
     clock[0] = 60.0
-    assert b.available() == 5.0
+    assert b.available() == 2.5

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 import faust
@@ -79,25 +80,30 @@ return 0
 
 
 class TokenBucket:
-    """Messages per minute of one channel, with a quarter of a second's worth as the burst: any minute
-    sends at most ``per_min`` plus that burst (within 0.5% of the limit at the default 1,000 per
-    minute), and drainer passes every 0.1 s never find the bucket capped."""
+    """Messages per minute of one channel: a token bucket refilled at the rate, holding up to a second's
+    worth (a pass that comes late, on a loaded machine, catches up instead of losing the tokens), and
+    the sends of the last 60 s, so that no minute ever sends more than ``per_min``."""
 
     def __init__(self, per_min: float) -> None:
+        self.per_min = per_min
         self.rate = per_min / 60.0
-        self.cap = max(1.0, self.rate / 4)
+        self.cap = max(1.0, self.rate)
         self.tokens, self.t = self.cap, time.monotonic()
+        self.sent: deque[float] = deque()  # monotonic times of the sends of the last minute
 
     def available(self) -> float:
-        """Tokens in the bucket now (messages this channel may send at once)."""
+        """Messages this channel may send at once now."""
         now = time.monotonic()
         self.tokens = min(self.cap, self.tokens + (now - self.t) * self.rate)
         self.t = now
-        return self.tokens
+        while self.sent and self.sent[0] <= now - 60.0:
+            self.sent.popleft()
+        return min(self.tokens, self.per_min - len(self.sent))
 
     def take(self) -> bool:
         if self.available() >= 1.0:
             self.tokens -= 1.0
+            self.sent.append(self.t)
             return True
         return False
 

@@ -32,7 +32,7 @@ from aura.state import profile_codec
 from aura.state.campaigns import Audience
 from aura.state.experiments import wilson_interval
 from aura.state.profiles import Profile
-from aura.state.rules import holds, profile_fields
+from aura.state.rules import Condition, Group, holds, profile_fields
 
 _USER = "\x00"  # stands for the user id in a key built by RedisKeys, to derive the key's pattern
 
@@ -50,9 +50,27 @@ def in_audience(a: Audience, user_id: str, profile: Profile | None, attrs: Mappi
         return user_id in a.users
     if a.kind == "segment":
         return segment_member
+    names = _profile_names(a.rule)
     if profile is None:
-        return holds(a.rule, profile_fields(attrs), frozenset(), {})
-    return holds(a.rule, profile_fields(profile_codec.rule_fields(profile), attrs), set(profile.segments), {})
+        return holds(a.rule, profile_fields(_only(attrs, names)), frozenset(), {})
+    fields = profile_fields(_only(profile_codec.rule_fields(profile), names), _only(attrs, names))
+    return holds(a.rule, fields, set(profile.segments), {})
+
+
+def _profile_names(node: Condition | Group | None) -> set[str]:
+    """The ``profile.<name>`` fields a condition tree reads."""
+    if isinstance(node, Group):
+        return set().union(*(_profile_names(c) for c in node.children))
+    if isinstance(node, Condition) and node.field.startswith("profile."):
+        return {node.field[8:]}
+    return set()
+
+
+def _only(h: Mapping[str, str], names: set[str]) -> dict[str, str]:
+    """The entries of a profile hash that can give a field in ``names`` its value (the field itself, or
+    the identity attribute or preference ``x:``/``p:`` that ``profile_fields`` exposes under it), in
+    their order: the rule sees the same values as over the whole hash, and the rest is not parsed."""
+    return {k: v for k, v in h.items() if k in names or (k[:2] in ("x:", "p:") and k[2:] in names)}
 
 
 class Population:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from aura.keys import RedisKeys
+from aura.state import profile_codec
 from aura.state.campaign_audience import Population, estimate, in_audience
 from aura.state.campaign_sends import template_error
 from aura.state.campaigns import Audience, validate_campaign
 from aura.state.experiments import wilson_interval
 from aura.state.profiles import Profile
+from aura.state.rules import holds, profile_fields
 
 BASE = {"id": "c", "channel": "email", "trigger": {"type": "event", "event_type": "view"},
         "template": {"subject": "s", "body": "b"}}
@@ -105,3 +108,40 @@ def test_an_exact_estimate_and_an_interval_when_the_scan_is_partial():
     none = estimate(0, 500, False)
     assert none["share_low"] == pytest.approx(0.0, abs=1e-12) and 0.0 < none["share_high"] < 0.01
     assert estimate(500, 500, False)["share_high"] == pytest.approx(1.0)
+
+
+def test_membership_equals_the_rule_over_every_field_of_the_profile_and_attributes():
+    """The rule sees only the fields it names: the same values as over the whole merged hashes."""
+    rng = random.Random(7)
+    conds = [{"field": "profile.ltv", "op": "gte", "value": 100}, {"field": "profile.orders", "op": "lt", "value": 2},
+             {"field": "profile.count.view", "op": "gt", "value": 10}, {"field": "profile.stage", "op": "exists",
+                                                                        "value": True},
+             {"field": "profile.country", "op": "in", "value": ["DE", "AT"]},
+             {"field": "profile.plan", "op": "not_equals", "value": "gold"},
+             {"field": "profile.x:plan", "op": "equals", "value": "gold"},
+             {"field": "profile.channels", "op": "exists", "value": False},
+             {"field": "segments", "op": "contains", "value": "vip"}]
+    outcomes = []
+    for _ in range(400):
+        picked = rng.sample(conds, rng.randint(1, 4))
+        tree = {rng.choice(["all", "any"]): picked} if len(picked) > 1 else picked[0]
+        a = rule({"not": tree} if rng.random() < 0.2 else tree)
+        prof = Profile(ltv=float(rng.choice([0, 50, 150])), orders=rng.randint(0, 3),
+                       counts={"view": rng.randint(0, 20)}, segments=rng.sample(["vip", "buyer"], rng.randint(0, 2)),
+                       stage=rng.choice(["", "active"]), version=1) if rng.random() < 0.7 else None
+        raw = {f"x:{k}": json.dumps(v) for k, v in (("country", rng.choice(["DE", "FR"])),
+                                                     ("plan", rng.choice(["gold", "free"]))) if rng.random() < 0.7}
+        if rng.random() < 0.3:
+            raw["p:channels"] = json.dumps({"email": False})
+        if rng.random() < 0.2:
+            raw["ltv"] = "500"  # a plain field of the attributes hash overrides the profile's
+        if rng.random() < 0.2:
+            raw["p:country"] = json.dumps("AT")
+        if prof is None:
+            expected = holds(a.rule, profile_fields(raw), frozenset(), {})
+        else:
+            fields = profile_fields(profile_codec.rule_fields(prof), raw)
+            expected = holds(a.rule, fields, set(prof.segments), {})
+        assert in_audience(a, "u", prof, raw) == expected, (a.rule, prof, raw)
+        outcomes.append(expected)
+    assert 100 < sum(outcomes) < 300  # both answers, many times

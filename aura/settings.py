@@ -222,6 +222,7 @@ class CampaignSettings(BaseSettings):
     agg_interval_s: float = 60.0  # campaign figures published to agg.campaigns this often (0: never)
     schedule_chunk: int = 1000  # audience members a scheduled campaign expands into due messages per pass
     schedule_grace_s: float = 3600.0  # a scheduled message more than this late (worker down) is skipped
+    audience_scan_s: float = 5.0  # the longest an audience estimate scans (then it answers from the users seen)
 
 
 class RecsSettings(BaseSettings):

@@ -3,7 +3,8 @@ Redis keys ``campaign_caps`` (the claim of each message), the drain lease and th
 of ``campaign_stats`` (aura/layout.py); the due entries are written by streams/campaigns.py.
 
 - One worker of the group drains (by lease): it takes the due entries, decides each with
-  ``campaign_sends.decide`` (audience, holdout, consent, address, caps, quiet hours), renders the
+  ``campaign_sends.decide`` (audience, by ``campaign_audience.in_audience`` as the API's audience
+  estimate decides it; holdout, consent, address, caps, quiet hours), renders the
   sendable ones with the user's profile, the trigger event and live recommendations
   (aura/ranking), produces them to the outbox topic of their channel and waits for Kafka's ack,
   then records them (the message claimed by adding it to the user's cap set, qualification,
@@ -31,11 +32,11 @@ from aura import layout
 from aura.configcache import ConfigCache
 from aura.ranking.ranker import Ranker
 from aura.state import profile_codec
+from aura.state.campaign_audience import in_audience
 from aura.state.campaign_render import links, outbox_record, recommendations_many
 from aura.state.campaign_sends import Due, aggregates, cancelled, decide
 from aura.state.campaigns import Campaign
 from aura.state.profiles import ProfileConfig, document, parse_attrs
-from aura.state.rules import holds, profile_fields
 from schemas.codec import codec
 from streams.intake import Dead, RawRecord
 from streams.loopstats import STATS
@@ -253,14 +254,10 @@ class Drainer:
             c = campaigns[cid]
             attrs, prefs = parse_attrs(attrs_raw)
             prof = profile_codec.unpack(state)
-            fields = profile_fields(profile_codec.rule_fields(prof), attrs_raw) if state else profile_fields(attrs_raw)
-            kind = c.audience.kind
-            in_audience = (kind == "everyone" or (kind == "users" and user in c.audience.users)
-                           or (kind == "segment" and bool(member))
-                           or (kind == "rule" and holds(c.audience.rule, fields, set(prof.segments), {})))
             out[mid] = {"attrs": attrs, "prefs": prefs, "caps": caps_by.setdefault((user, c.channel), caps),
                         "claimed": claimed is not None, "last_unless": int(last) if last is not None else None,
-                        "in_audience": in_audience,
+                        "in_audience": in_audience(c.audience, user, prof if state else None, attrs_raw,
+                                                   segment_member=bool(member)),
                         "exists": bool(state) or bool(attrs), "profile": prof}
         return out
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -34,7 +33,7 @@ from typing import Any
 import faust
 
 from aura.configcache import ConfigCache
-from aura.keys import glob_escape
+from aura.state.campaign_audience import Population
 from aura.state.campaign_schedule import fires, parse_occurrence, parse_transition, stream_id
 from aura.state.campaign_schedule import occurrence_key as occ_key
 from aura.state.campaign_sends import Due
@@ -81,10 +80,7 @@ class Scheduler:
     def __init__(self, res: Resources, cache: ConfigCache[Campaign], leased: Callable[[], Awaitable[bool]]) -> None:
         self.res, self.cache, self.leased = res, cache, leased
         self.expand = res.redis.register_script(EXPAND_LUA)
-        prefix = re.escape(res.keys.prefix)
-        self.profile_re = re.compile(rf"^{prefix}:u:\{{(.*)\}}$")
-        self.attrs_re = re.compile(rf"^{prefix}:user:\{{(.*)\}}:attrs$")
-        self.pattern = glob_escape(res.keys.prefix) + ":u*"
+        self.population = Population(res.keys)  # everyone: the users with a profile or attributes
 
     async def tick(self) -> int:
         """One pass if this worker holds the lease; returns the work done (due entries added, audience
@@ -214,11 +210,11 @@ class Scheduler:
         users: set[str] = set()
         nxt, deadline = int(cursor), time.monotonic() + SCAN_PASS_S
         while True:
-            nxt, names = await redis.scan(nxt, match=self.pattern, count=max(chunk, 1000))
+            nxt, names = await redis.scan(nxt, match=self.population.pattern, count=max(chunk, 1000))
             for name in names:
-                m = self.profile_re.match(name) or self.attrs_re.match(name)
-                if m:
-                    users.add(m.group(1))
+                user = self.population.user(name)
+                if user is not None:
+                    users.add(user)
             if int(nxt) == 0 or len(users) >= chunk or time.monotonic() > deadline:
                 break
         return sorted(users), ("" if int(nxt) == 0 else str(nxt))

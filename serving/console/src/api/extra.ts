@@ -79,8 +79,14 @@ export interface Campaign {
 export interface Audience {
   campaign_id: string;
   type: string;
-  size: number;
+  size: number; // users in the audience (for a partial scan: among the users scanned)
   exact: boolean;
+  scanned?: number; // everyone and rule audiences: users looked at
+  share?: number; // matched / scanned, with its 95% Wilson interval when not exact
+  share_low?: number;
+  share_high?: number;
+  stopped?: "scan" | "time" | null;
+  note?: string;
   [k: string]: unknown;
 }
 export interface Preview {

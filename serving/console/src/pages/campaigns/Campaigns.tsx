@@ -5,7 +5,7 @@
 import { Badge, BlockStack, Button, ButtonGroup, Card, Form, InlineStack, Layout, Page, Select, Text, TextField } from "@shopify/polaris";
 import { useState } from "react";
 import { ApiError } from "../../api";
-import { CAMPAIGN_STATUSES, extra, type Campaign, type Performance, type Preview } from "../../api/extra";
+import { CAMPAIGN_STATUSES, extra, type Audience, type Campaign, type Performance, type Preview } from "../../api/extra";
 import { LoadError, Loading, fmtValue } from "../../components/common";
 import { useApi, usePoll } from "../../hooks";
 import { navigate } from "../../router";
@@ -25,6 +25,15 @@ export function StatusBadge({ status }: { status: string }) {
 
 function ci(v: [number, number] | null | undefined, f: (x: number) => string = (x) => pct(x)): string {
   return v ? `[${f(v[0])}, ${f(v[1])}]` : "";
+}
+
+// Exact: the count. A partial scan: the users matched among those scanned, and their share with its
+// 95% interval (an estimate of the share of all users with a profile or attributes).
+export function audienceText(a: Audience): string {
+  if (a.exact) return `${fmtValue(a.size)} users (${a.type}, exact)`;
+  const share = a.share_low !== undefined && a.share_high !== undefined ? ci([a.share_low, a.share_high]) : "";
+  return `${fmtValue(a.size)} users of the ${fmtValue(a.scanned ?? 0)} scanned (${a.type}, estimated): ` +
+    `${pct(a.share)} ${share} of the users with a profile or attributes`;
 }
 
 export function PerformanceView({ perf }: { perf: Performance }) {
@@ -173,7 +182,7 @@ function CampaignPanel({ id, onChanged }: { id: string; onChanged: () => void })
                   {audience.error
                     ? `could not be estimated (${audience.error.message})`
                     : audience.data
-                      ? `${audience.data.exact ? "" : "about "}${fmtValue(audience.data.size)} users (${audience.data.type}${audience.data.exact ? ", exact" : ", estimated from the stored profiles"})`
+                      ? audienceText(audience.data)
                       : "estimating…"}
                 </Text>
                 </div>

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { EMPTY_CAMPAIGN, actionsFor, campaignDoc } from "./campaignForm";
+import { audienceText } from "./Campaigns";
 
 const base = { ...EMPTY_CAMPAIGN, id: "cart-abandon", subject: "Hi {{ user.first_name }}", body: "Come back" };
 
@@ -71,5 +72,15 @@ describe("actionsFor", () => {
     expect(actionsFor("running")).toEqual(["pause", "complete"]);
     expect(actionsFor("paused")).toEqual(["resume", "complete"]);
     expect(actionsFor("archived")).toEqual([]);
+  });
+});
+
+describe("audienceText", () => {
+  it("an exact count, or the matched users of a partial scan with their share and its interval", () => {
+    expect(audienceText({ campaign_id: "c", type: "segment", size: 1240, exact: true })).toBe("1,240 users (segment, exact)");
+    const part = audienceText({ campaign_id: "c", type: "rule", size: 1873, exact: false, scanned: 10000,
+      share: 0.1873, share_low: 0.1798, share_high: 0.1951, stopped: "scan" });
+    expect(part).toContain("1,873 users of the 10,000 scanned (rule, estimated)");
+    expect(part).toContain("18.7% [18.0%, 19.5%] of the users with a profile or attributes");
   });
 });

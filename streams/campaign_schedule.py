@@ -211,10 +211,16 @@ class Scheduler:
         nxt, deadline = int(cursor), time.monotonic() + SCAN_PASS_S
         while True:
             nxt, names = await redis.scan(nxt, match=self.population.pattern, count=max(chunk, 1000))
+            attrs_only: list[str] = []  # users seen by their attributes key: theirs unless they have a profile
             for name in names:
-                user = self.population.user(name)
-                if user is not None:
-                    users.add(user)
+                found = self.population.owner(name)
+                if found is not None:
+                    (users.add if found[1] else attrs_only.append)(found[0])
+            if attrs_only:  # a user with both keys is expanded from the profile key alone (once per scan)
+                pipe = redis.pipeline(transaction=False)
+                for user in attrs_only:
+                    pipe.exists(self.res.keys.user_state(user))
+                users.update(u for u, has in zip(attrs_only, await pipe.execute(), strict=True) if not has)
             if int(nxt) == 0 or len(users) >= chunk or time.monotonic() > deadline:
                 break
         return sorted(users), ("" if int(nxt) == 0 else str(nxt))

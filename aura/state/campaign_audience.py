@@ -84,10 +84,17 @@ class Population:
 
     def user(self, key: str) -> str | None:
         """The user whose profile or attributes ``key`` holds; None for any other key."""
-        for r in self._res:
+        found = self.owner(key)
+        return found[0] if found else None
+
+    def owner(self, key: str) -> tuple[str, bool] | None:
+        """(user, whether ``key`` is the user's profile rather than their attributes); None for any
+        other key. A scan that must name each user once takes a user from their profile key, and from
+        their attributes key only when they have no profile."""
+        for i, r in enumerate(self._res):
             m = r.match(key)
             if m:
-                return m.group(1)
+                return m.group(1), i == 0
         return None
 
 

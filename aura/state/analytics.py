@@ -109,34 +109,54 @@ def _num(v: str) -> float:
     return int(f) if f.is_integer() and "." not in v else f
 
 
+# One partition's share of a chunk of buckets in one script call (its keys share the partition's hash
+# tag, so it is Redis Cluster-safe): per bucket the hash's flat HGETALL and the PFCOUNT of each
+# HyperLogLog. One call instead of ``1 + len(hlls)`` pipelined commands per bucket and partition: the
+# client packs and parses far fewer commands (the publisher runs in the agents' event loop).
+READ_LUA = """
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS, n + 1 do
+  out[#out + 1] = redis.call('HGETALL', KEYS[i])
+  for k = 1, n do out[#out + 1] = redis.call('PFCOUNT', KEYS[i + k]) end
+end
+return out
+"""
+
+
 async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
                        hlls: tuple[str, ...] = ("active", *(f"f:{s}" for s in FUNNEL))) -> list[BucketTotals]:
     """Totals of each bucket: metrics summed over partitions, distinct users per HyperLogLog.
 
-    One pipeline per ``READ_CHUNK`` buckets: the worker's publisher runs in the agents' event loop,
-    and parsing every touched bucket (hour/day buckets hold per-item counters) in one go would hold
-    the loop long enough to delay the agents."""
-    raw: list[Any] = []
-    for start in range(0, len(starts), READ_CHUNK):
+    One pipeline per ``READ_CHUNK`` buckets (one ``READ_LUA`` call per partition): the worker's
+    publisher runs in the agents' event loop, and parsing every touched bucket (hour/day buckets
+    hold per-item counters) in one go would hold the loop long enough to delay the agents."""
+    script = redis.register_script(READ_LUA)
+    # shares[b][p]: (the flat HGETALL of bucket b in partition p, its HyperLogLog counts)
+    shares: list[list[tuple[list[str], list[int]]]] = [[] for _ in starts]
+    width = 1 + len(hlls)
+    for first in range(0, len(starts), READ_CHUNK):
+        chunk = starts[first:first + READ_CHUNK]
         pipe = redis.pipeline(transaction=False)
-        for b in starts[start:start + READ_CHUNK]:
-            for p in range(partitions):
-                pipe.hgetall(keys.analytics_bucket(p, grain, b))
-                for what in hlls:
-                    pipe.pfcount(keys.analytics_hll(p, grain, b, what))
-        raw += await pipe.execute()
+        for p in range(partitions):
+            ks: list[str] = []
+            for b in chunk:
+                ks.append(keys.analytics_bucket(p, grain, b))
+                ks += [keys.analytics_hll(p, grain, b, what) for what in hlls]
+            await script(keys=ks, args=[len(hlls)], client=pipe)
+        for got in await pipe.execute():
+            for j in range(len(chunk)):
+                row = got[j * width:(j + 1) * width]
+                shares[first + j].append((row[0], row[1:]))
     out = []
-    i = 0
-    for b in starts:
+    for b, per_partition in zip(starts, shares, strict=True):
         metrics: dict[str, float] = defaultdict(float)
         users: dict[str, int] = defaultdict(int)
-        for _p in range(partitions):
-            for m, v in raw[i].items():
+        for flat, counts in per_partition:  # partitions in order, as the sums always were
+            for m, v in zip(flat[::2], flat[1::2], strict=True):
                 metrics[m] += _num(v)
-            i += 1
-            for what in hlls:
-                users[what] += int(raw[i])
-                i += 1
+            for what, c in zip(hlls, counts, strict=True):
+                users[what] += int(c)
         out.append(BucketTotals(grain, b, {m: (round(v, 6) if isinstance(v, float) else v)
                                            for m, v in metrics.items() if v}, dict(users)))
     return out

@@ -26,29 +26,9 @@ class FakeRedis:
         self.pipelines += 1
         return FakePipe(self)
 
-    def register_script(self, text: str) -> FakeReadScript:
+    async def script_load(self, text: str) -> str:
         assert text == analytics.READ_LUA
-        return FakeReadScript(self)
-
-
-class FakeReadScript:
-    """``READ_LUA`` (one partition's flat HGETALL and PFCOUNTs per bucket) done in Python; the real
-    script is checked against Redis in tests/integration/test_analytics_read.py."""
-
-    def __init__(self, r: FakeRedis) -> None:
-        self.r = r
-
-    async def __call__(self, keys: list[str], args: list[Any], client: FakePipe) -> None:
-        n = int(args[0])
-
-        def run() -> list[Any]:
-            out: list[Any] = []
-            for i in range(0, len(keys), n + 1):
-                out.append([x for kv in self.r.hashes.get(keys[i], {}).items() for x in kv])
-                out += [len(self.r.hlls.get(k, set())) for k in keys[i + 1:i + 1 + n]]
-            return out
-
-        client.ops.append(run)
+        return "read-sha"
 
 
 class FakePipe:
@@ -58,6 +38,21 @@ class FakePipe:
 
     def hgetall(self, key: str) -> None:
         self.ops.append(lambda: dict(self.r.hashes.get(key, {})))
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+        """``READ_LUA`` (one partition's flat HGETALL and PFCOUNTs per bucket) done in Python; the
+        real script is checked against Redis in tests/integration/test_analytics_read.py."""
+        assert sha == "read-sha"
+        keys, n = keys_and_args[:numkeys], int(keys_and_args[numkeys])
+
+        def run() -> list[Any]:
+            out: list[Any] = []
+            for i in range(0, len(keys), n + 1):
+                out.append([x for kv in self.r.hashes.get(keys[i], {}).items() for x in kv])
+                out += [len(self.r.hlls.get(k, set())) for k in keys[i + 1:i + 1 + n]]
+            return out
+
+        self.ops.append(run)
 
     def pfcount(self, *keys: str) -> None:
         self.ops.append(lambda: len(set().union(*(self.r.hlls.get(k, set()) for k in keys))))

@@ -10,9 +10,12 @@ counts add up. Both sides import this module and never each other.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from aura.keys import RedisKeys
 
@@ -122,20 +125,14 @@ for i = 1, #KEYS, n + 1 do
 end
 return out
 """
+READ_SHA = hashlib.sha1(READ_LUA.encode(), usedforsecurity=False).hexdigest()  # EVALSHA names scripts by SHA-1
 
 
-async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
-                       hlls: tuple[str, ...] = ("active", *(f"f:{s}" for s in FUNNEL))) -> list[BucketTotals]:
-    """Totals of each bucket: metrics summed over partitions, distinct users per HyperLogLog.
-
-    One pipeline per ``READ_CHUNK`` buckets (one ``READ_LUA`` call per partition): the worker's
-    publisher runs in the agents' event loop, and parsing every touched bucket (hour/day buckets
-    hold per-item counters) in one go would hold the loop long enough to delay the agents (the
-    scripts' flat replies parse in C: 16 buckets take less loop time than 4 did as HGETALLs)."""
-    # loaded once per call and run by its hash: a pipeline of ``register_script`` calls asks SCRIPT
-    # EXISTS on every execute (one more round trip per chunk)
-    sha = await redis.script_load(READ_LUA)
-    # shares[b][p]: (the flat HGETALL of bucket b in partition p, its HyperLogLog counts)
+async def _read_shares(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
+                       hlls: tuple[str, ...]) -> list[list[tuple[list[str], list[int]]]]:
+    """Per bucket of ``starts``, per partition in order: (the bucket's flat HGETALL, its HyperLogLog
+    counts). Run by the script's hash (``EVALSHA``; NOSCRIPT raised): a pipeline of
+    ``register_script`` calls would ask SCRIPT EXISTS first on every execute, one more round trip."""
     shares: list[list[tuple[list[str], list[int]]]] = [[] for _ in starts]
     width = 1 + len(hlls)
     for first in range(0, len(starts), READ_CHUNK):
@@ -146,11 +143,29 @@ async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str,
             for b in chunk:
                 ks.append(keys.analytics_bucket(p, grain, b))
                 ks += [keys.analytics_hll(p, grain, b, what) for what in hlls]
-            pipe.evalsha(sha, len(ks), *ks, len(hlls))
+            pipe.evalsha(READ_SHA, len(ks), *ks, len(hlls))
         for got in await pipe.execute():
             for j in range(len(chunk)):
                 row = got[j * width:(j + 1) * width]
                 shares[first + j].append((row[0], row[1:]))
+    return shares
+
+
+async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
+                       hlls: tuple[str, ...] = ("active", *(f"f:{s}" for s in FUNNEL))) -> list[BucketTotals]:
+    """Totals of each bucket: metrics summed over partitions, distinct users per HyperLogLog.
+
+    One pipeline per ``READ_CHUNK`` buckets (one ``READ_LUA`` call per partition): the worker's
+    publisher runs in the agents' event loop, and parsing every touched bucket (hour/day buckets
+    hold per-item counters) in one go would hold the loop long enough to delay the agents (the
+    scripts' flat replies parse in C: 16 buckets take less loop time than 4 did as HGETALLs)."""
+    if not starts:
+        return []
+    try:
+        shares = await _read_shares(redis, keys, partitions, grain, starts, hlls)
+    except NoScriptError:  # a Redis that has not seen the script yet (or flushed its scripts)
+        await redis.script_load(READ_LUA)
+        shares = await _read_shares(redis, keys, partitions, grain, starts, hlls)
     out = []
     for b, per_partition in zip(starts, shares, strict=True):
         metrics: dict[str, float] = defaultdict(float)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 DAY_MS = 86_400_000
@@ -32,13 +33,21 @@ GRAINS = ("week", "month")
 MAX_PERIODS = 104  # periods reported per cohort at most
 
 
+@lru_cache(maxsize=65_536)
+def _month_of_day(day: int) -> tuple[int, int, int]:
+    """(start ms, year, month) of the UTC calendar month holding epoch day ``day``. Cached: the
+    stream asks for the months of every event (several times, both grains), and a ``datetime``
+    round trip costs microseconds where a cached day costs a dict look-up."""
+    d = datetime.fromtimestamp(day * 86_400, UTC)
+    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000), d.year, d.month
+
+
 def period_start(ms: int, grain: str) -> int:
     """Start (epoch ms, UTC) of the week (Monday) or month holding ``ms``."""
     if grain == "week":
         return (ms + MONDAY_OFFSET_MS) // WEEK_MS * WEEK_MS - MONDAY_OFFSET_MS
     if grain == "month":
-        d = datetime.fromtimestamp(ms / 1000, UTC)
-        return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
+        return _month_of_day(ms // DAY_MS)[0]
     raise ValueError(f"unknown grain {grain!r}")
 
 
@@ -46,8 +55,8 @@ def period_end(start: int, grain: str) -> int:
     """Start of the period after the one starting at ``start``."""
     if grain == "week":
         return start + WEEK_MS
-    d = datetime.fromtimestamp(start / 1000, UTC)
-    return start + calendar.monthrange(d.year, d.month)[1] * DAY_MS
+    _, year, month = _month_of_day(start // DAY_MS)
+    return start + calendar.monthrange(year, month)[1] * DAY_MS
 
 
 def period_index(cohort: int, ms: int, grain: str) -> int:
@@ -58,8 +67,9 @@ def period_index(cohort: int, ms: int, grain: str) -> int:
         return 0
     if grain == "week":
         return (p - cohort) // WEEK_MS
-    a, b = datetime.fromtimestamp(cohort / 1000, UTC), datetime.fromtimestamp(p / 1000, UTC)
-    return (b.year - a.year) * 12 + b.month - a.month
+    _, ya, ma = _month_of_day(cohort // DAY_MS)
+    _, yb, mb = _month_of_day(p // DAY_MS)
+    return (yb - ya) * 12 + mb - ma
 
 
 def _num(v: Any) -> float:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from aura.keys import RedisKeys
 from aura.state import analytics
 from aura.state.analytics import BucketTotals
@@ -21,10 +23,16 @@ class FakeRedis:
         self.hashes: dict[str, dict[str, str]] = {}
         self.hlls: dict[str, set[str]] = {}
         self.pipelines = 0
+        self.scripts: set[str] = set()  # as Redis: none loaded at first (EVALSHA answers NOSCRIPT)
 
     def pipeline(self, transaction: bool = True) -> FakePipe:
         self.pipelines += 1
         return FakePipe(self)
+
+    async def script_load(self, text: str) -> str:
+        assert text == analytics.READ_LUA
+        self.scripts.add(analytics.READ_SHA)
+        return analytics.READ_SHA
 
 
 class FakePipe:
@@ -34,6 +42,22 @@ class FakePipe:
 
     def hgetall(self, key: str) -> None:
         self.ops.append(lambda: dict(self.r.hashes.get(key, {})))
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+        """``READ_LUA`` (one partition's flat HGETALL and PFCOUNTs per bucket) done in Python; the
+        real script is checked against Redis in tests/integration/test_analytics_read.py."""
+        keys, n = keys_and_args[:numkeys], int(keys_and_args[numkeys])
+
+        def run() -> list[Any]:
+            if sha not in self.r.scripts:
+                raise NoScriptError("No matching script")
+            out: list[Any] = []
+            for i in range(0, len(keys), n + 1):
+                out.append([x for kv in self.r.hashes.get(keys[i], {}).items() for x in kv])
+                out += [len(self.r.hlls.get(k, set())) for k in keys[i + 1:i + 1 + n]]
+            return out
+
+        self.ops.append(run)
 
     def pfcount(self, *keys: str) -> None:
         self.ops.append(lambda: len(set().union(*(self.r.hlls.get(k, set()) for k in keys))))
@@ -66,7 +90,10 @@ def test_read_buckets_sums_the_partitions_shares():
     r.hlls[KEYS.analytics_hll(1, "hour", 0, "active")] = {"c"}
     r.hlls[KEYS.analytics_hll(1, "hour", 0, "f:view")] = {"c"}
     got = asyncio.run(analytics.read_buckets(r, KEYS, 2, "hour", starts))
-    assert r.pipelines == 2
+    assert r.pipelines == 3  # the first answered NOSCRIPT: the script was loaded and the read redone
+    assert asyncio.run(analytics.read_buckets(r, KEYS, 2, "hour", starts)) == got
+    assert r.pipelines == 5  # loaded: two read pipelines
+    assert asyncio.run(analytics.read_buckets(r, KEYS, 2, "hour", [])) == [] and r.pipelines == 5
     assert got[0] == BucketTotals("hour", 0, {"ev": 4, "rev": 12.25, "ev:view": 2},
                                   {"active": 3, "f:view": 1, "f:add_to_cart": 0, "f:purchase": 0})
     assert [b.metrics for b in got[1:-1]] == [{}] * (len(starts) - 2)  # empty buckets; zero metrics dropped

@@ -3,6 +3,8 @@ table assembled from the partitions' counters."""
 
 from __future__ import annotations
 
+import calendar
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -65,3 +67,31 @@ def test_durable_copy_helpers() -> None:
     # Redis answers while it holds a partition's fence and is not behind the durable copy
     assert r.pick_sources({0: 10, 1: 5}, {0: 10, 1: 9, 2: 3}) == {0: "redis", 1: "durable", 2: "durable"}
     assert r.pick_sources({0: 10}, {}) == {0: "redis"}
+
+
+def _reference_month_start(t: int) -> int:
+    d = datetime.fromtimestamp(t / 1000, UTC)
+    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_cached_month_math_equals_the_datetime_formulas():
+    """The month helpers (cached per day) against the plain ``datetime`` formulas: random times
+    from before the epoch to 2100, and the millisecond on either side of every month start and
+    of day starts (leap years included)."""
+    rnd = random.Random(3)
+    times = [rnd.randrange(-400 * r.DAY_MS, 4_102_444_800_000) for _ in range(20_000)]
+    for year in range(1968, 2101):
+        for month in range(1, 13):
+            start = int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
+            times += [start - 1, start, start + 1, start + r.DAY_MS - 1, start + 15 * r.DAY_MS]
+    for t in times:
+        want = _reference_month_start(t)
+        assert r.period_start(t, "month") == want, t
+        d = datetime.fromtimestamp(want / 1000, UTC)
+        assert r.period_end(want, "month") == want + calendar.monthrange(d.year, d.month)[1] * r.DAY_MS
+    for cohort_t, t in zip(times[::2], times[1::2], strict=False):
+        cohort = _reference_month_start(cohort_t)
+        p = _reference_month_start(t)
+        a, b = datetime.fromtimestamp(cohort / 1000, UTC), datetime.fromtimestamp(p / 1000, UTC)
+        want = 0 if p <= cohort else (b.year - a.year) * 12 + b.month - a.month
+        assert r.period_index(cohort, t, "month") == want

@@ -115,6 +115,10 @@ class WorkerSettings(BaseSettings):
     # the behavior owners' Cassandra rows are written behind the hot loop this often (streams/durable.py)
     durable_flush_ms: int = Field(250, gt=0)
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush
+    # the worker's garbage collector: objects alive after startup are frozen out of its scans, and the
+    # youngest generation is collected after this many net allocations instead of Python's 700 (a
+    # batch allocates millions of short-lived objects; 0: Python's defaults)
+    gc_gen0: int = 50_000
     loop_stats_s: float = 30.0  # worker loop timings logged at INFO this often (streams/loopstats.py); 0: off
     # which state owners this process runs: "all", or a comma-separated subset of profiles, recs, decisions
     # (aura/layout.py WORKER_ROLES; a subset is its own consumer group: `aura worker --split`)

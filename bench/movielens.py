@@ -153,6 +153,14 @@ def worker_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident set of a process so far (VmHWM of /proc/<pid>/status), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def wait(pred: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -285,8 +293,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
         cpu_s = worker_cpu_s(worker.pid) - cpu_send
         say(f"replay: {len(ordered)} events folded (user and item side) in {replay_s:.1f}s = "
             f"{len(ordered) / replay_s:,.0f} events/s end to end; worker CPU {cpu_s:.1f} s "
-            f"({cpu_s / len(ordered) * 1e6:,.0f} us/event, {cpu_s / replay_s:.0%} of the replay)")
-        time.sleep(max(2.0, 2 * s.recs.publish_interval_s))  # the last top-K publish
+            f"({cpu_s / len(ordered) * 1e6:,.0f} us/event, {cpu_s / replay_s:.0%} of the replay), peak RSS "
+            f"{peak_rss_mib(worker.pid):,.0f} MiB")
+        # every touched item's top-K lists republished: a list whose weight grew by less than
+        # publish_min_growth waits up to publish_max_age_s (a faster replay would otherwise be scored
+        # on staler lists)
+        time.sleep(s.recs.publish_max_age_s + 2 * s.recs.publish_interval_s)
 
         t_job = time.monotonic()
         job = subprocess.run([sys.executable, "-m", "jobs.ease", "--activate", "default"], cwd=REPO_ROOT,

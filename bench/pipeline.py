@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.pipeline --events 100000 --workers 1,2          # 1 worker, then 2 (side by side)
     .venv/bin/python -m bench.pipeline --events 100000 --split                # roles split: 2 consumer groups
     .venv/bin/python -m bench.pipeline --mode inproc --events 50000 --profile  # the pipeline alone, cProfiled
+    .venv/bin/python -m bench.pipeline --mode inproc --repeat 3 --gc-gen0 0,50000  # Python GC vs tuned, in turn
 
 kafka: a real ``aura worker`` (every agent of the worker, not only ours) over fresh topics; the
 events are produced as fast as the producer helper can, and the clock stops when the consumer
@@ -12,7 +13,9 @@ end-to-end (first produce -> lag 0) and the drain rate of the worker alone. With
 clock stops when every role group's lag is zero.
 inproc: the same intake and behavior owners the worker's behavior agent runs (streams/app.py ``build``,
 with its write-behind), on pre-encoded records, batch after batch, against the real Redis and
-Cassandra; ``--profile`` prints where the time goes (cProfile).
+Cassandra; ``--profile`` prints where the time goes (cProfile); ``--gc-gen0 0,N`` alternates Python's
+collector thresholds (0) with the worker's tuning (streams/app.py ``tune_gc``) and reports the process
+CPU seconds and the collector's seconds (gc callbacks) of each run.
 Prints medians over ``--repeat`` runs. Settings: AURA_* (batch_max etc.).
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import statistics
@@ -211,6 +215,9 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, own
         offsets[p] += 1
     c = codec("behavior_event")
     prof = cProfile.Profile() if profile else None
+    collector = GcClock()
+    gc.callbacks.append(collector)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     if prof:
         prof.enable()
@@ -223,12 +230,34 @@ async def _inproc(s: Settings, n: int, users: int, seed: int, profile: bool, own
     if prof:
         prof.disable()
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    gc.callbacks.remove(collector)
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(28)
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
     await res.redis.aclose()
     res.session.cluster.shutdown()
-    return {"events": len(records), "eps": len(records) / dt, "seconds": dt}
+    return {"events": len(records), "eps": len(records) / dt, "seconds": dt, "cpu_s": cpu, "gc_s": collector.seconds}
+
+
+class GcClock:
+    """A gc callback that sums the time of every collection."""
+
+    def __init__(self) -> None:
+        self.seconds, self.started = 0.0, 0.0
+
+    def __call__(self, phase: str, _info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self.started
+
+
+def set_gc(gen0: int) -> None:
+    """Python's collector thresholds (``gen0`` 0, nothing frozen) or the worker's (``tune_gc``)."""
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    worker_app.tune_gc(gen0)
 
 
 def run_inproc(base: Settings, n: int, users: int, seed: int, profile: bool, owners: str) -> dict[str, float]:
@@ -258,17 +287,27 @@ def main() -> None:
     ap.add_argument("--owners", choices=["all", "profiles", "recs", "decisions"], default="all",
                     help="inproc: every owner of the behavior agent (default) or one of them")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--gc-gen0", default="",
+                    help="inproc: collector thresholds to alternate run by run, e.g. 0,50000 (0: Python's defaults)")
     a = ap.parse_args()
     base = get_settings()
     counts = [int(x) for x in a.workers.split(",")] if a.mode == "kafka" else [1]
     for w in counts:  # side by side: the same events, each worker count in turn
-        runs = []
+        gcs = [int(x) for x in a.gc_gen0.split(",")] if a.gc_gen0 and a.mode == "inproc" else [None]
+        runs: dict[int | None, list[dict[str, float]]] = {g: [] for g in gcs}
         for i in range(a.repeat):
-            r = (run_kafka(base, a.events, a.users, a.seed + i, w, a.split) if a.mode == "kafka"
-                 else run_inproc(base, a.events, a.users, a.seed + i, a.profile, a.owners))
-            print(f"run {i + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()) + f" load={load()}", flush=True)
-            runs.append(r)
-        print("median: " + ", ".join(f"{k}={statistics.median(r[k] for r in runs):.1f}" for k in runs[0]))
+            for g in gcs:  # side by side: each collector setting in turn, on the same events
+                if g is not None:
+                    set_gc(g)
+                r = (run_kafka(base, a.events, a.users, a.seed + i, w, a.split) if a.mode == "kafka"
+                     else run_inproc(base, a.events, a.users, a.seed + i, a.profile, a.owners))
+                label = "" if g is None else f" gc_gen0={g}"
+                print(f"run {i + 1}{label}: " + ", ".join(f"{k}={v:.1f}" for k, v in r.items()) + f" load={load()}",
+                      flush=True)
+                runs[g].append(r)
+        for g, rs in runs.items():
+            label = "" if g is None else f" gc_gen0={g}"
+            print(f"median{label}: " + ", ".join(f"{k}={statistics.median(r[k] for r in rs):.2f}" for k in rs[0]))
     print(f"settings: batch_max={base.worker.batch_max} batch_within_s={base.worker.batch_within_s} "
           f"partitions={base.kafka.topic_partitions} nproc={os.cpu_count()}")
 

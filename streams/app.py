@@ -9,6 +9,7 @@ import time.
 
 from __future__ import annotations
 
+import gc
 from typing import Protocol
 
 import faust
@@ -56,6 +57,22 @@ ROLES: dict[str, tuple[AgentModule, ...]] = {
     # triggers, guards and attribution, and the connectors that deliver their messages
     "decisions": (decisions, campaigns, connectors),
 }
+
+
+GC_OLDER = (20, 100)  # collections of the younger generation between two of the next (Python: 10, 10)
+
+
+def tune_gc(gen0: int) -> None:
+    """Collect once, freeze what is alive (the app, its modules and clients: never scanned again) and
+    collect the youngest generation every ``gen0`` net allocations (``gen0 <= 0``: Python's defaults).
+    A batch allocates millions of short-lived objects: at Python's thresholds the collector runs
+    thousands of times per batch and rescans the older generations' growing heap (its cost:
+    ``bench.pipeline --mode inproc --gc-gen0``)."""
+    if gen0 <= 0:
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(gen0, *GC_OLDER)
 
 
 def faust_app(s: Settings) -> faust.App:

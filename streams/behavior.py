@@ -31,6 +31,9 @@ from streams.runtime import PROFILES_OWNER, Batch, Owner, OwnerStep, Resources, 
 log = logging.getLogger(__name__)
 
 DEDUP_WINDOW_MS = 24 * 3600 * 1000
+# events per dedup script call: a script blocks Redis for every other client while it runs (about
+# 8 us per event), so a catch-up batch of tens of thousands is marked in slices of about 15 ms
+DEDUP_CHUNK = 2000
 MERGE_WAIT_S = 0.1  # while merging takes (catching up): how long to wait for the next one
 
 
@@ -49,13 +52,17 @@ return out
 
 
 async def dedup(redis: Any, keys: Any, accepted: list[Accepted]) -> tuple[list[Accepted], int]:
-    """Drop events whose event_id was already carried by another record (one script call)."""
+    """Drop events whose event_id was already carried by another record: one script call per
+    ``DEDUP_CHUNK`` events, in batch order (an id repeated in a later chunk finds the earlier
+    chunk's mark)."""
     if not accepted:
         return [], 0
-    flat: list[str] = []
-    for acc in accepted:
-        flat += [keys.event_seen(acc.event.event_id), f"{acc.partition}:{acc.offset}"]
-    seen = await redis.eval(DEDUP_LUA, 0, DEDUP_WINDOW_MS, json.dumps(flat, separators=(",", ":")))
+    seen: list[str] = []
+    for start in range(0, len(accepted), DEDUP_CHUNK):
+        flat: list[str] = []
+        for acc in accepted[start:start + DEDUP_CHUNK]:
+            flat += [keys.event_seen(acc.event.event_id), f"{acc.partition}:{acc.offset}"]
+        seen += await redis.eval(DEDUP_LUA, 0, DEDUP_WINDOW_MS, json.dumps(flat, separators=(",", ":")))
     return first_sightings(accepted, [s or None for s in seen])
 
 

@@ -52,7 +52,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return run_worker_processes(args.processes, args.loglevel, split=getattr(args, "split", False))
     import faust
 
-    from streams.app import create_app, resources
+    from streams.app import create_app, resources, tune_gc
     from streams.redisloss import replace_process
 
     s = get_settings()
@@ -61,6 +61,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     res = resources(s)
     app = create_app(s, res)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)
+    tune_gc(s.worker.gc_gen0)
     try:
         worker.execute_from_commandline()
     finally:

@@ -14,7 +14,7 @@ import pytest
 from aura.keys import RedisKeys
 from aura.settings import Settings
 from schemas.codec import codec
-from streams import runtime
+from streams import behavior, runtime
 from streams.behavior import intake_and_fan_out
 from streams.durable import WriteBehind
 from streams.intake import Dead, RawRecord
@@ -30,9 +30,11 @@ class DedupRedis:
 
     def __init__(self) -> None:
         self.seen: dict[str, str] = {}
+        self.calls: list[int] = []  # events per script call
 
     async def eval(self, _script: str, _numkeys: int, _window_ms: int, flat: str) -> list[str]:
         pairs = json.loads(flat)
+        self.calls.append(len(pairs) // 2)
         out = []
         for key, pos in zip(pairs[::2], pairs[1::2], strict=True):
             out.append(self.seen.get(key, ""))
@@ -100,6 +102,17 @@ async def test_a_failing_owner_step_is_retried_and_the_profile_owner_marks_the_b
     await intake_and_fan_out(resources(), EVENTS, [record(0)], [(PROFILES_OWNER, flaky)], NOW)
     assert calls == [1, 1]
     assert len(STATS.samples["visible"]) == 1 and len(STATS.samples[f"owner:{PROFILES_OWNER}"]) == 1
+
+
+async def test_a_large_batch_is_deduplicated_in_slices_in_batch_order(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(behavior, "DEDUP_CHUNK", 3)
+    res = resources()
+    # e1 again in the third slice and e7 twice in the last: the first record of each id is kept
+    records = [record(i) for i in range(7)] + [record(7, event_id="e1"), record(8, event_id="e7"),
+                                               record(9, event_id="e7")]
+    kept, dead, dupes = await intake_and_fan_out(res, EVENTS, records, [], NOW)
+    assert [a.offset for a in kept] == [0, 1, 2, 3, 4, 5, 6, 8] and dupes == 2 and dead == []
+    assert res.redis.calls == [3, 3, 3, 1]
 
 
 def test_no_owner_is_no_work():

@@ -46,6 +46,7 @@ from aura.models.itemknn import ItemKNN
 from aura.models.popularity import Popularity
 from aura.settings import REPO_ROOT, Settings, settings_env
 from bench.pipeline import stop_worker
+from infra.migrate import drop_topics
 from jobs.algos import evaluate, interaction_matrix, leave_last_out, recommend_all
 
 CACHE = REPO_ROOT / ".aura" / "data-cache"
@@ -174,7 +175,7 @@ def wait(pred: Any, timeout: float, what: str, interval: float = 0.5) -> Any:
 def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     ap = argparse.ArgumentParser()
     ap.add_argument("--partitions", type=int, default=12)
-    ap.add_argument("--keep", action="store_true", help="keep the Redis keys afterwards")
+    ap.add_argument("--keep", action="store_true", help="keep the Redis keys and the Kafka topics afterwards")
     ap.add_argument("--keyspace", default="aura_bench_ml", help="Cassandra keyspace of the run (its interactions "
                     "table is truncated): two concurrent runs need two")
     ap.add_argument("--profile", type=float, default=0.0, help="py-spy the worker and diff Redis commandstats for "
@@ -364,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
         if not a.keep:
             for k in redis.scan_iter(f"{s.redis.prefix}:*", count=1000):
                 redis.delete(k)
+            drop_topics(s, s.kafka.topic_prefix)  # a run's topics would pile up in the broker otherwise
         session.cluster.shutdown()
 
 

@@ -29,15 +29,13 @@ import orjson
 from aura.state import trending
 from aura.state.cooccurrence import (
     MONITOR_STREAM,
-    REPLACE_ZSET_LUA,
+    NEIGHBOURS_LUA,
     ItemDelta,
     decode_published,
     encode_published,
     fence_field,
-    normalise_neighbours,
+    neighbours_args,
     published_field,
-    replace_zset_args,
-    score_pairs,
 )
 from streams.loopstats import timed
 from streams.runtime import Resources
@@ -176,7 +174,7 @@ class ItemSignals:
         s = res.settings
         self.res, self.keys, self.redis = res, res.keys, res.redis
         self.script = res.redis.register_script(ITEM_LUA)
-        self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
+        self.neighbours_script = res.redis.register_script(NEIGHBOURS_LUA)
         self.half_life_ms = trending.half_life_from_hours(s.recs.trending_half_life_h)
         self.dirty: set[str] = set()
         self.dirty_bought: set[str] = set()
@@ -280,29 +278,26 @@ class ItemSignals:
         if not todo:
             return 0
         k, m = s.recs.topk, s.recs.cooc_read
-        raw: list[Any] = []
+        keys = [(self.keys.recs_item_cooc(i) if source == "cooc" else self.keys.recs_item_bought(i),
+                 self.keys.recs_item_similar(i, source), self.keys.recs_item_state(i)) for i, source in todo]
+        members: list[list[str]] = []
         for start in range(0, len(todo), PUBLISH_CHUNK):  # bounded pipelines: no multi-second replies
             pipe = self.redis.pipeline(transaction=False)
-            for item, source in todo[start:start + PUBLISH_CHUNK]:
-                key = self.keys.recs_item_cooc(item) if source == "cooc" else self.keys.recs_item_bought(item)
-                # the raw reply (member, score, member, ...): redis-py's WITHSCORES callback would
-                # parse every pair in Python
-                pipe.execute_command("ZREVRANGE", key, 0, m - 1, "WITHSCORES")
-            raw += [score_pairs(reply) for reply in await pipe.execute()]
-        nlist = sorted({j for lst in raw for j, _ in lst} | {i for i, _ in todo})
+            for raw_key, _sim, _state in keys[start:start + PUBLISH_CHUNK]:
+                pipe.execute_command("ZREVRANGE", raw_key, 0, m - 1)  # names only: the script reads their scores
+            members += await pipe.execute()
+        nlist = sorted(set().union(*members, (i for i, _ in todo)))
         pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
         pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}
         powered = {j: p ** 0.5 for j, p in pops.items() if p > 0}  # pop_j ** (1 - alpha), alpha 0.5
         for start in range(0, len(todo), PUBLISH_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
-            for (item, source), lst in zip(todo[start:start + PUBLISH_CHUNK], raw[start:start + PUBLISH_CHUNK],
-                                           strict=True):
-                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k, 0.5, powered)
-                await self.replace_script(keys=[self.keys.recs_item_similar(item, source)],
-                                          args=replace_zset_args(top), client=pipe)
-                # what was published, for every worker's publisher (``read_published``)
-                pipe.hset(self.keys.recs_item_state(item), published_field(source),
-                          encode_published(self.pops.get(item, 0.0), now))
+            for (item, source), names, rkeys in zip(todo[start:start + PUBLISH_CHUNK],
+                                                    members[start:start + PUBLISH_CHUNK],
+                                                    keys[start:start + PUBLISH_CHUNK], strict=True):
+                await self.neighbours_script(keys=rkeys, args=neighbours_args(
+                    pops.get(item, 0.0), names, powered, k, published_field(source),
+                    encode_published(self.pops.get(item, 0.0), now)), client=pipe)
             await pipe.execute()
         for item, source in todo:
             self.published[source][item] = (self.pops.get(item, 0.0), now)

@@ -11,8 +11,10 @@ the most co-occurring first), alternating two ways side by side:
 - ``python``: the publisher that normalised in the worker (kept here as the reference): read the raw
   top-m with scores, ``normalise_neighbours`` in Python, replace each list with ``REPLACE_ZSET_LUA``
   and HSET the publish mark;
-- ``script``: ``ItemSignals.publish_due`` as it is: read the raw top-m names only, then one
-  ``NEIGHBOURS_LUA`` call per list that scores, sorts and replaces inside Redis.
+- ``script``: ``ItemSignals.publish_lists`` as it is: read the raw top-m names only, then one
+  ``NEIGHBOURS_LUA`` call per list that scores, picks and replaces inside Redis.
+
+Both run through ``ItemSignals.publish_due`` (the publish marks of the due items read first).
 
 Printed per way (medians of ``--runs``): the Python process's CPU seconds per pass
 (``time.process_time``: the machine is shared, wall time is not), Redis's own time (``INFO
@@ -57,7 +59,8 @@ CLIENT_COMMANDS = ("evalsha", "zrevrange", "zmscore", "hset", "hget")
 
 
 class PythonPublisher(ItemSignals):
-    """The publisher that normalised every list in the worker process (the reference way)."""
+    """The publisher that normalised every list in the worker process (the reference way): its
+    ``publish_lists`` as it was, the rest of ``publish_due`` shared."""
 
     def __init__(self, res: Resources) -> None:
         super().__init__(res)
@@ -88,14 +91,11 @@ class PythonPublisher(ItemSignals):
             await pipe.execute()
 
 
-async def script_pass(items: ItemSignals, due: list[str]) -> None:
+async def publish_pass(items: ItemSignals, due: list[str]) -> None:
+    """One ``publish_due`` pass with every list of ``due`` due (its publish marks read too)."""
     items.dirty, items.dirty_bought = set(due), set()
     items.published = {"cooc": {}, "bought": {}}
     await items.publish_due(force=True)
-
-
-async def python_pass(items: PythonPublisher, due: list[str]) -> None:
-    await items.publish_lists([(i, "cooc") for i in due], time.time())
 
 
 def proc_cpu(pid: int) -> float:
@@ -130,12 +130,13 @@ async def run(port: int, server_pid: int, a: argparse.Namespace) -> None:
     res = Resources(settings=s, redis=aredis, session=None, keys=RedisKeys("bench"), durable=None)  # type: ignore[arg-type]
     items, old = ItemSignals(res), PythonPublisher(res)
     await fill(items, a.events, a.batch)
+    old.pops = items.pops
     cards = {i: sync.zcard(res.keys.recs_item_cooc(i)) for i in items.pops}
     due = sorted(sorted(cards, key=lambda i: (-cards[i], i))[:a.items])
     lens = sorted(cards[i] for i in due)
     print(f"{a.events} MovieLens events folded: {len(cards)} items; a pass publishes {len(due)} lists of "
           f"{lens[len(lens) // 2]} raw co-occurrences (median; read: top {s.recs.cooc_read}, kept: top {s.recs.topk})")
-    ways = {"python": lambda: python_pass(old, due), "script": lambda: script_pass(items, due)}
+    ways = {"python": lambda: publish_pass(old, due), "script": lambda: publish_pass(items, due)}
     out: dict[str, list[tuple[float, float, float]]] = {w: [] for w in ways}
     published: dict[str, dict[str, list[tuple[str, float]]]] = {}
     for _ in range(a.runs):

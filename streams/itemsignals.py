@@ -11,7 +11,8 @@ partition* (``f:<p>`` in the item hash) only if it still holds the value the fol
 writers of different source partitions never race; Redis Cluster-ready); an item whose fence moved
 meanwhile is handed back, re-read and folded again. Then it ZADDs absolute popularity and trending
 scores. The publisher republishes the
-normalised top-K neighbour lists of touched items at most once per ``recs_publish_interval_s``.
+normalised top-K neighbour lists of touched items at most once per ``recs_publish_interval_s``, each
+normalised inside Redis by one script on the item's keys (the neighbours' popularity passed in).
 """
 
 from __future__ import annotations
@@ -277,7 +278,16 @@ class ItemSignals:
         todo = [(i, "cooc") for i in due_c] + [(i, "bought") for i in due_b]
         if not todo:
             return 0
-        k, m = s.recs.topk, s.recs.cooc_read
+        await self.publish_lists(todo, now)
+        for item, source in todo:
+            self.published[source][item] = (self.pops.get(item, 0.0), now)
+        return len(todo)
+
+    async def publish_lists(self, todo: list[tuple[str, str]], now: float) -> None:
+        """Republish the (item, source) lists: their raw top-m names read here (no scores), the
+        popularity of every name in one ZMSCORE, then one ``NEIGHBOURS_LUA`` call per list scores,
+        picks and replaces it inside Redis and sets its publish mark."""
+        k, m = self.res.settings.recs.topk, self.res.settings.recs.cooc_read
         keys = [(self.keys.recs_item_cooc(i) if source == "cooc" else self.keys.recs_item_bought(i),
                  self.keys.recs_item_similar(i, source), self.keys.recs_item_state(i)) for i, source in todo]
         members: list[list[str]] = []
@@ -299,9 +309,6 @@ class ItemSignals:
                     pops.get(item, 0.0), names, powered, k, published_field(source),
                     encode_published(self.pops.get(item, 0.0), now)), client=pipe)
             await pipe.execute()
-        for item, source in todo:
-            self.published[source][item] = (self.pops.get(item, 0.0), now)
-        return len(todo)
 
     async def read_published(self) -> None:
         """The weight and time of the last publish of every dirty item's lists, by any worker (field

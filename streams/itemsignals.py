@@ -11,7 +11,8 @@ partition* (``f:<p>`` in the item hash) only if it still holds the value the fol
 writers of different source partitions never race; Redis Cluster-ready); an item whose fence moved
 meanwhile is handed back, re-read and folded again. Then it ZADDs absolute popularity and trending
 scores. The publisher republishes the
-normalised top-K neighbour lists of touched items at most once per ``recs_publish_interval_s``.
+normalised top-K neighbour lists of touched items at most once per ``recs_publish_interval_s``, each
+normalised inside Redis by one script on the item's keys (the neighbours' popularity passed in).
 """
 
 from __future__ import annotations
@@ -29,15 +30,13 @@ import orjson
 from aura.state import trending
 from aura.state.cooccurrence import (
     MONITOR_STREAM,
-    REPLACE_ZSET_LUA,
+    NEIGHBOURS_LUA,
     ItemDelta,
     decode_published,
     encode_published,
     fence_field,
-    normalise_neighbours,
+    neighbours_args,
     published_field,
-    replace_zset_args,
-    score_pairs,
 )
 from streams.loopstats import timed
 from streams.runtime import Resources
@@ -176,7 +175,7 @@ class ItemSignals:
         s = res.settings
         self.res, self.keys, self.redis = res, res.keys, res.redis
         self.script = res.redis.register_script(ITEM_LUA)
-        self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
+        self.neighbours_script = res.redis.register_script(NEIGHBOURS_LUA)
         self.half_life_ms = trending.half_life_from_hours(s.recs.trending_half_life_h)
         self.dirty: set[str] = set()
         self.dirty_bought: set[str] = set()
@@ -279,34 +278,37 @@ class ItemSignals:
         todo = [(i, "cooc") for i in due_c] + [(i, "bought") for i in due_b]
         if not todo:
             return 0
-        k, m = s.recs.topk, s.recs.cooc_read
-        raw: list[Any] = []
+        await self.publish_lists(todo, now)
+        for item, source in todo:
+            self.published[source][item] = (self.pops.get(item, 0.0), now)
+        return len(todo)
+
+    async def publish_lists(self, todo: list[tuple[str, str]], now: float) -> None:
+        """Republish the (item, source) lists: their raw top-m names read here (no scores), the
+        popularity of every name in one ZMSCORE, then one ``NEIGHBOURS_LUA`` call per list scores,
+        picks and replaces it inside Redis and sets its publish mark."""
+        k, m = self.res.settings.recs.topk, self.res.settings.recs.cooc_read
+        keys = [(self.keys.recs_item_cooc(i) if source == "cooc" else self.keys.recs_item_bought(i),
+                 self.keys.recs_item_similar(i, source), self.keys.recs_item_state(i)) for i, source in todo]
+        members: list[list[str]] = []
         for start in range(0, len(todo), PUBLISH_CHUNK):  # bounded pipelines: no multi-second replies
             pipe = self.redis.pipeline(transaction=False)
-            for item, source in todo[start:start + PUBLISH_CHUNK]:
-                key = self.keys.recs_item_cooc(item) if source == "cooc" else self.keys.recs_item_bought(item)
-                # the raw reply (member, score, member, ...): redis-py's WITHSCORES callback would
-                # parse every pair in Python
-                pipe.execute_command("ZREVRANGE", key, 0, m - 1, "WITHSCORES")
-            raw += [score_pairs(reply) for reply in await pipe.execute()]
-        nlist = sorted({j for lst in raw for j, _ in lst} | {i for i, _ in todo})
+            for raw_key, _sim, _state in keys[start:start + PUBLISH_CHUNK]:
+                pipe.execute_command("ZREVRANGE", raw_key, 0, m - 1)  # names only: the script reads their scores
+            members += await pipe.execute()
+        nlist = sorted(set().union(*members, (i for i, _ in todo)))
         pops_raw = await self.redis.zmscore(self.keys.recs_popular(), nlist) if nlist else []
         pops = {j: float(v) for j, v in zip(nlist, pops_raw, strict=True) if v is not None}
         powered = {j: p ** 0.5 for j, p in pops.items() if p > 0}  # pop_j ** (1 - alpha), alpha 0.5
         for start in range(0, len(todo), PUBLISH_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
-            for (item, source), lst in zip(todo[start:start + PUBLISH_CHUNK], raw[start:start + PUBLISH_CHUNK],
-                                           strict=True):
-                top = normalise_neighbours(pops.get(item, 0.0), lst, pops, k, 0.5, powered)
-                await self.replace_script(keys=[self.keys.recs_item_similar(item, source)],
-                                          args=replace_zset_args(top), client=pipe)
-                # what was published, for every worker's publisher (``read_published``)
-                pipe.hset(self.keys.recs_item_state(item), published_field(source),
-                          encode_published(self.pops.get(item, 0.0), now))
+            for (item, source), names, rkeys in zip(todo[start:start + PUBLISH_CHUNK],
+                                                    members[start:start + PUBLISH_CHUNK],
+                                                    keys[start:start + PUBLISH_CHUNK], strict=True):
+                await self.neighbours_script(keys=rkeys, args=neighbours_args(
+                    pops.get(item, 0.0), names, powered, k, published_field(source),
+                    encode_published(self.pops.get(item, 0.0), now)), client=pipe)
             await pipe.execute()
-        for item, source in todo:
-            self.published[source][item] = (self.pops.get(item, 0.0), now)
-        return len(todo)
 
     async def read_published(self) -> None:
         """The weight and time of the last publish of every dirty item's lists, by any worker (field

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 INTERACTION_WEIGHTS: dict[str, float] = {
     "view": 1.0, "click": 1.0, "recommendation_click": 1.0, "rating": 1.0, "add_to_cart": 2.0, "purchase": 3.0,
@@ -191,3 +192,76 @@ def normalise_neighbours(pop_i: float, neighbours: list[tuple[str, float]], pops
     scored = [(j, c / (pi * pw)) for j, c in neighbours if (pw := powered.get(j)) is not None]
     scored.sort(key=lambda t: -t[1])
     return scored[:k]
+
+
+# One item's published neighbour list, normalised inside Redis: ``normalise_neighbours``'s formula and
+# choice, bit-equal (tests/integration/test_publish_neighbours.py), without a score crossing to the
+# worker. KEYS (one {item} slot): the raw list, the published list, the item's state hash. ARGV:
+# ``pi`` = pop_i ** alpha as exact text ('' when pop_i <= 0: the list is emptied), k, the publish
+# mark's field and value, and one JSON argument [names, powers]: the raw list's top-m members as the
+# client read them (in rank order) and each one's ``pop_j ** (1 - alpha)`` (null: no popularity, left
+# out). Popularity lives in the global ``recs_popular``, outside the item's slot, so the client reads it
+# (one ZMSCORE per pass) and passes the powers: computed by the worker's libm ``pow`` as before, the
+# script only reads the raw scores (ZMSCORE), divides, multiplies and compares, so the doubles match
+# whatever libm Redis runs on. The top k: every score above the k-th largest and, of the scores equal
+# to it, the first in raw rank (Python's stable sort); one C ``table.sort`` of the negated scores finds
+# it. Lua numbers reach ZADD as exact text (Redis formats them with 17 significant digits).
+NEIGHBOURS_LUA = """
+redis.call('DEL', KEYS[2])
+local n = 0
+if ARGV[1] ~= '' then
+  local pi = tonumber(ARGV[1])
+  local a = cjson.decode(ARGV[5])
+  local names, pw = a[1], a[2]
+  local raw = {}
+  for s = 1, #names, 500 do
+    local e = math.min(s + 499, #names)
+    local cur = redis.call('ZMSCORE', KEYS[1], unpack(names, s, e))
+    for x = s, e do raw[x] = cur[x - s + 1] end
+  end
+  local sc, mem = {}, {}
+  for x = 1, #names do
+    local w, c = pw[x], raw[x]
+    if c and type(w) == 'number' then
+      n = n + 1
+      sc[n] = tonumber(c) / (pi * w)
+      mem[n] = names[x]
+    end
+  end
+  local k = tonumber(ARGV[2])
+  local t, ties = -math.huge, n
+  if n > k then
+    local neg = {}
+    for x = 1, n do neg[x] = -sc[x] end
+    table.sort(neg)
+    t = -neg[k]
+    ties = 0
+    for x = k, 1, -1 do
+      if neg[x] ~= -t then break end
+      ties = ties + 1
+    end
+  end
+  local flat = {}
+  for x = 1, n do
+    local v = sc[x]
+    if v > t or (v == t and ties > 0) then
+      if v == t then ties = ties - 1 end
+      flat[#flat + 1] = v
+      flat[#flat + 1] = mem[x]
+    end
+  end
+  n = #flat / 2
+  for j = 1, #flat, 500 do redis.call('ZADD', KEYS[2], unpack(flat, j, math.min(j + 499, #flat))) end
+end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+return n
+"""
+
+
+def neighbours_args(pop_i: float, names: list[str], powered: dict[str, float], k: int, mark_field: str,
+                    mark: str, alpha: float = 0.5) -> list[Any]:
+    """The arguments of ``NEIGHBOURS_LUA``: ``names`` are the raw list's top-m members as read (rank
+    order), ``powered`` maps every item with a popularity to ``pop_j ** (1 - alpha)``. Built with C loops
+    only (``map``, orjson, which writes a float as its shortest exact text): no Python step per member."""
+    pi = repr(pop_i ** alpha) if pop_i > 0 else ""
+    return [pi, k, mark_field, mark, orjson.dumps([names, list(map(powered.get, names))]) if pi else b""]

@@ -17,6 +17,7 @@ from aura.state.cooccurrence import (
     encode_vector,
     fence_field,
     model_of,
+    neighbours_args,
     normalise_neighbours,
     published_field,
     replace_zset_args,
@@ -89,3 +90,15 @@ def test_raw_withscores_replies_of_both_protocols_become_pairs():
     assert score_pairs([["a", 2.5], ["b", 1.0]]) == [("a", 2.5), ("b", 1.0)]  # RESP3
     assert score_pairs(["a", "2.5", "b", "1"]) == [("a", 2.5), ("b", 1.0)]  # RESP2
     assert score_pairs([]) == []
+
+
+def test_neighbours_script_arguments_carry_the_powers_in_raw_rank_order():
+    names = ["b", "z", "c"]
+    pi, k, mark_field, mark, blob = neighbours_args(4.0, names, {"b": 1.0, "c": 1 / 3, "a": 2.0}, 100,
+                                                    "pub:cooc", "4.0|1.5")
+    assert (pi, k, mark_field, mark) == ("2.0", 100, "pub:cooc", "4.0|1.5")
+    # the raw names as read, each one's power or null (no popularity); floats as their exact text
+    assert json.loads(blob) == [names, [1.0, None, 1 / 3]]
+    assert repr(1 / 3).encode() in blob
+    # an item without popularity: an emptied list, nothing to score
+    assert neighbours_args(0.0, names, {"b": 1.0}, 100, "pub:cooc", "0.0|1.5")[0::4] == ["", b""]

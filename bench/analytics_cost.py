@@ -123,14 +123,18 @@ def facts_of(acc: list[Accepted], categories: dict[str, str], batch: int) -> lis
 TTLS = {"minute": 172_800, "hour": 1_296_000, "day": 34_560_000}
 
 
-def fold_cost(mod: Any, batches: list[list[profiles.Fact]], keys: RedisKeys) -> tuple[float, list[Any]]:
-    """CPU seconds of the fold and script arguments over every batch, and the arguments."""
+def fold_cost(mod: Any, batches: list[list[profiles.Fact]], keys: RedisKeys) -> tuple[float, float, list[Any]]:
+    """CPU seconds of the fold and of the script arguments over every batch, and the arguments."""
     args = []
-    t = time.process_time()
+    t_fold = t_args = 0.0
     for facts in batches:
+        t0 = time.process_time()
         contributions = mod.fold(facts, {})
+        t1 = time.process_time()
         args.append([mod.lua_call(keys, contributions[p], None, TTLS) for p in sorted(contributions)])
-    return time.process_time() - t, args
+        t_fold += t1 - t0
+        t_args += time.process_time() - t1
+    return t_fold, t_args, args
 
 
 async def write(r: Any, keys: RedisKeys, args: list[Any]) -> None:
@@ -179,11 +183,13 @@ def main() -> None:
     trees = {"old": (fold_old, state_old), "new": (fold_new, state_new)}
 
     fold_s: dict[str, list[float]] = {k: [] for k in trees}
+    split_s: dict[str, list[tuple[float, float]]] = {k: [] for k in trees}
     ref = None
     for _ in range(a.runs):
         for name, (fmod, _smod) in trees.items():
-            secs, args = fold_cost(fmod, batches, keys)
-            fold_s[name].append(secs)
+            t_fold, t_args, args = fold_cost(fmod, batches, keys)
+            fold_s[name].append(t_fold + t_args)
+            split_s[name].append((t_fold, t_args))
             if ref is None:
                 ref = args
             elif args != ref:
@@ -201,9 +207,14 @@ def main() -> None:
           + ", ".join(f"{g} {len(s)}" for g, s in per_grain.items())
           + f"; {a.runs} runs, against {a.against}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for name, secs in fold_s.items():
+        fold_only = statistics.median(x[0] for x in split_s[name]) / n * 1e4
+        args_only = statistics.median(x[1] for x in split_s[name]) / n * 1e4
+        runs = ", ".join(f"{s / n * 1e4:.3f}" for s in secs)
         print(f"  fold + script arguments, {name}: {statistics.median(secs) / n * 1e4:.3f} s CPU per 10,000 events "
-              f"(runs {', '.join(f'{s / n * 1e4:.3f}' for s in secs)})")
-    print(f"  fold ratio old/new: {statistics.median(fold_s['old']) / statistics.median(fold_s['new']):.2f}")
+              f"(fold {fold_only:.3f}, arguments {args_only:.3f}; runs {runs})")
+    alone = {k: statistics.median(x[0] for x in v) for k, v in split_s.items()}
+    both = statistics.median(fold_s["old"]) / statistics.median(fold_s["new"])
+    print(f"  fold + arguments ratio old/new: {both:.2f} (fold alone {alone['old'] / alone['new']:.2f})")
     if a.no_redis:
         return
 

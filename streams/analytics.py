@@ -236,7 +236,6 @@ def lua_call(keys: RedisKeys, c: Contribution, expected: int | None,
     """KEYS and ARGV of one partition's apply script."""
     k = [keys.analytics_fence(c.partition)]
     hashes = []
-    floating: dict[str, bool] = {}  # metric -> is_float_metric (the same names recur in many buckets)
     for (grain, b), metrics in c.deltas.items():
         k.append(keys.analytics_bucket(c.partition, grain, b))
         ints: list[str] = []
@@ -244,13 +243,10 @@ def lua_call(keys: RedisKeys, c: Contribution, expected: int | None,
         for m, v in metrics.items():
             if not v:
                 continue
-            f = floating.get(m)
-            if f is None:
-                f = floating[m] = is_float_metric(m)
-            if f:
-                floats += (m, _fmt(v))
+            if is_float_metric(m):
+                floats += [m, _fmt(v)]
             else:
-                ints += (m, str(int(v)))
+                ints += [m, str(int(v))]
         hashes.append([str(ttls[grain]), ints, floats])
     hlls = []
     for (grain, b, what), users in c.users.items():

@@ -18,7 +18,7 @@ per-partition shares cost a sum over partitions on read and no extra topic hop o
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,86 +36,81 @@ from aura.state.analytics import (
 )
 from streams.profiles import Fact
 
-
-@dataclass
-class Contribution:
-    """One partition's share of one batch: deltas per bucket and distinct users per HyperLogLog."""
-
-    partition: int
-    offset: int = -1
-    deltas: dict[tuple[str, int], dict[str, float]] = field(default_factory=lambda: defaultdict(
-        lambda: defaultdict(float)))
-    users: dict[tuple[str, int, str], set[str]] = field(default_factory=lambda: defaultdict(set))
-
-    def add(self, grain: str, start: int, metric: str, amount: float) -> None:
-        self.deltas[(grain, start)][metric] += amount
+MINUTE = GRAINS["minute"]  # every grain is a whole number of minutes: a minute's buckets are its events' buckets
+_GRAINS = tuple((g, size, g in ITEM_GRAINS) for g, size in GRAINS.items())  # (grain, size, carries items)
+Metrics = list[tuple[str, float]]
 
 
-def event_metrics(fact: Fact) -> list[tuple[str, int, str, float]]:
-    """(grain, bucket start, metric, amount) of one event; pure."""
+def metric_names(fact: Fact) -> tuple[Metrics, Metrics, Metrics]:
+    """(metric, amount) of one event in three lists: those of every grain's bucket, the per-item ones
+    of the ``ITEM_GRAINS`` buckets, and the per-dimension ones of the minute bucket; pure."""
     ev = fact.acc.event
     raw = ev.raw
-    out: list[tuple[str, int, str, float]] = []
-    exp, var = raw.get("experiment_id"), raw.get("variant_id")
     et = ev.event_type
-    for grain in GRAINS:
-        b = bucket_start(ev.event_time, grain)
-        out.append((grain, b, "ev", 1))
-        out.append((grain, b, f"ev:{et}", 1))
-        if et in FUNNEL:  # funnel steps per device and channel (conversion by dimension)
-            ctx = raw.get("context") or {}
-            for dim, key in (("fd", "device"), ("fc", "channel")):
-                value = dimension_value(ctx.get(key))
-                if value:
-                    out.append((grain, b, f"{dim}:{value}:{et}", 1))
-        if et == "impression":
-            if ev.placement:
-                out.append((grain, b, f"pi:{ev.placement}", 1))
-            if exp:
-                out.append((grain, b, f"xi:{exp}:{var or ''}", 1))
-        elif et == "recommendation_click":
-            if ev.placement:
-                out.append((grain, b, f"pc:{ev.placement}", 1))
-            if exp:
-                out.append((grain, b, f"xc:{exp}:{var or ''}", 1))
-        elif et == "purchase":
-            out.append((grain, b, "orders", 1))
-            out.append((grain, b, "rev", ev.revenue))
-            if fact.attributed:
-                rec, aexp, avar, apl = fact.attributed
-                out.append((grain, b, "ao:rec", 1))
-                out.append((grain, b, "ar:rec", ev.revenue))
-                if apl:
-                    out.append((grain, b, f"ar:pl:{apl}", ev.revenue))
-                    out.append((grain, b, f"ao:pl:{apl}", 1))
-                if aexp:
-                    out.append((grain, b, f"ao:exp:{aexp}:{avar}", 1))
-                    out.append((grain, b, f"ar:exp:{aexp}:{avar}", ev.revenue))
-        if grain in ITEM_GRAINS:
-            if et == "view":
-                out.append((grain, b, f"iv:{ev.item_id}", 1))
-            elif et in ("click", "recommendation_click"):
-                out.append((grain, b, f"ic:{ev.item_id}", 1))
-            elif et == "add_to_cart":
-                out.append((grain, b, f"ia:{ev.item_id}", 1))
-            elif et == "impression":
-                for item in ev.items:
-                    out.append((grain, b, f"ii:{item}", 1))
-            elif et == "purchase":
-                for line in (raw.get("order") or {}).get("lines") or ():
-                    out.append((grain, b, f"ip:{line['item_id']}", line["quantity"]))
-                    out.append((grain, b, f"ir:{line['item_id']}", line["quantity"] * line["unit_price"]))
+    every: Metrics = [("ev", 1), (f"ev:{et}", 1)]
+    items: Metrics = []
+    dims: Metrics = []
+    if et in FUNNEL:  # funnel steps per device and channel (conversion by dimension)
+        ctx = raw.get("context") or {}
+        for dim, key in (("fd", "device"), ("fc", "channel")):
+            value = dimension_value(ctx.get(key))
+            if value:
+                every.append((f"{dim}:{value}:{et}", 1))
+    if et == "impression":
+        exp = raw.get("experiment_id")
+        if ev.placement:
+            every.append((f"pi:{ev.placement}", 1))
+        if exp:
+            every.append((f"xi:{exp}:{raw.get('variant_id') or ''}", 1))
+        items = [(f"ii:{item}", 1) for item in ev.items]
+    elif et == "recommendation_click":
+        exp = raw.get("experiment_id")
+        if ev.placement:
+            every.append((f"pc:{ev.placement}", 1))
+        if exp:
+            every.append((f"xc:{exp}:{raw.get('variant_id') or ''}", 1))
+        items = [(f"ic:{ev.item_id}", 1)]
+    elif et == "purchase":
+        every += [("orders", 1), ("rev", ev.revenue)]
+        if fact.attributed:
+            _rec, aexp, avar, apl = fact.attributed
+            every += [("ao:rec", 1), ("ar:rec", ev.revenue)]
+            if apl:
+                every += [(f"ar:pl:{apl}", ev.revenue), (f"ao:pl:{apl}", 1)]
+            if aexp:
+                every += [(f"ao:exp:{aexp}:{avar}", 1), (f"ar:exp:{aexp}:{avar}", ev.revenue)]
+        for line in (raw.get("order") or {}).get("lines") or ():
+            items += [(f"ip:{line['item_id']}", line["quantity"]),
+                      (f"ir:{line['item_id']}", line["quantity"] * line["unit_price"])]
+    elif et == "view":
+        items = [(f"iv:{ev.item_id}", 1)]
+    elif et == "click":
+        items = [(f"ic:{ev.item_id}", 1)]
+    elif et == "add_to_cart":
+        items = [(f"ia:{ev.item_id}", 1)]
     if et in DIM_EVENTS:
-        b = bucket_start(ev.event_time, "minute")
         ctx = raw.get("context") or {}
         for dim, val in (("device", ctx.get("device")), ("channel", ctx.get("channel")),
                          ("country", country_of(ctx.get("locale"))), ("category", fact.category)):
             if not val or len(val) > DIM_VALUE_MAX:
                 continue
-            out.append(("minute", b, f"dm:{dim}={val}:{et}", 1))
+            dims.append((f"dm:{dim}={val}:{et}", 1))
             if et == "purchase":
-                out.append(("minute", b, f"do:{dim}={val}", 1))
-                out.append(("minute", b, f"dr:{dim}={val}", ev.revenue))
+                dims += [(f"do:{dim}={val}", 1), (f"dr:{dim}={val}", ev.revenue)]
+    return every, items, dims
+
+
+def event_metrics(fact: Fact) -> list[tuple[str, int, str, float]]:
+    """(grain, bucket start, metric, amount) of one event, in the order the fold adds them; pure."""
+    t = fact.acc.event.event_time
+    every, items, dims = metric_names(fact)
+    out = []
+    for grain in GRAINS:
+        b = bucket_start(t, grain)
+        out += [(grain, b, m, a) for m, a in every]
+        if grain in ITEM_GRAINS:
+            out += [(grain, b, m, a) for m, a in items]
+    out += [("minute", bucket_start(t, "minute"), m, a) for m, a in dims]
     if fact.journey is not None:
         before, after = fact.journey
         b = bucket_start(fact.session_start, "day")
@@ -137,6 +132,58 @@ def event_users(fact: Fact) -> list[tuple[str, int, str]]:
     return out
 
 
+@dataclass
+class Contribution:
+    """One partition's share of one batch: deltas per bucket and distinct users per HyperLogLog.
+
+    ``deltas`` and ``users`` keep the order in which the events first named each bucket and metric
+    (the script's arguments, hence each hash's field order, follow it)."""
+
+    partition: int
+    offset: int = -1
+    deltas: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
+    users: dict[tuple[str, int, str], set[str]] = field(default_factory=dict)
+
+    def add(self, fact: Fact) -> None:
+        """Add one event: what ``event_metrics`` and ``event_users`` list, each metric name built once
+        for every grain (plain dicts, no per-event lists of tuples: the fold is on the hot path)."""
+        ev = fact.acc.event
+        t = ev.event_time
+        every, items, dims = metric_names(fact)
+        deltas = self.deltas
+        for grain, size, itemized in _GRAINS:
+            key = (grain, t - t % size)
+            d = deltas.get(key)
+            if d is None:
+                d = deltas[key] = {}
+            for m, a in every:
+                d[m] = d.get(m, 0.0) + a
+            if itemized:
+                for m, a in items:
+                    d[m] = d.get(m, 0.0) + a
+        if dims:
+            d = deltas[("minute", t - t % MINUTE)]
+            for m, a in dims:
+                d[m] = d.get(m, 0.0) + a
+        if fact.journey is not None:
+            before, after = fact.journey
+            d = deltas.setdefault(("day", bucket_start(fact.session_start, "day")), {})
+            if before:
+                d[f"j:{before}"] = d.get(f"j:{before}", 0.0) - 1
+            d[f"j:{after}"] = d.get(f"j:{after}", 0.0) + 1
+        et, user = ev.event_type, ev.user_id
+        funnel = "f:" + et if et in FUNNEL else None
+        users = self.users
+        for grain, size, _itemized in _GRAINS:
+            b = t - t % size
+            for what in ("active", funnel) if funnel else ("active",):
+                key3 = (grain, b, what)
+                s = users.get(key3)
+                if s is None:
+                    s = users[key3] = set()
+                s.add(user)
+
+
 def fold(facts: list[Fact], fences: dict[int, int]) -> dict[int, Contribution]:
     """Per partition, the contribution of the facts above that partition's fence (pure)."""
     out: dict[int, Contribution] = {}
@@ -147,11 +194,9 @@ def fold(facts: list[Fact], fences: dict[int, int]) -> dict[int, Contribution]:
         c = out.get(p)
         if c is None:
             c = out[p] = Contribution(p)
-        c.offset = max(c.offset, off)
-        for grain, b, metric, amount in event_metrics(f):
-            c.add(grain, b, metric, amount)
-        for grain, b, what in event_users(f):
-            c.users[(grain, b, what)].add(f.acc.event.user_id)
+        if off > c.offset:
+            c.offset = off
+        c.add(f)
     return out
 
 
@@ -262,11 +307,14 @@ class AnalyticsStore:
         return applied
 
 
+def time_buckets(times: Iterable[int]) -> set[tuple[str, int]]:
+    """(grain, bucket start) of every event time in ``times``; every grain is a whole number of
+    minutes, so each distinct minute is computed once."""
+    return {(g, m - m % size) for m in {t - t % MINUTE for t in times} for g, size, _items in _GRAINS}
+
+
 def batch_buckets(facts: list[Fact]) -> set[tuple[str, int]]:
-    out = set()
-    for f in facts:
-        for grain in GRAINS:
-            out.add((grain, bucket_start(f.acc.event.event_time, grain)))
-        if f.journey is not None:
-            out.add(("day", bucket_start(f.session_start, "day")))
+    """The buckets ``facts`` touch: their events' buckets and their sessions' journey days."""
+    out = time_buckets(f.acc.event.event_time for f in facts)
+    out.update(("day", bucket_start(f.session_start, "day")) for f in facts if f.journey is not None)
     return out

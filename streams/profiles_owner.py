@@ -18,7 +18,6 @@ from typing import Any
 import faust
 
 from aura import layout
-from aura.state.analytics import GRAINS, bucket_start
 from aura.state.profiles import Profile, ProfileConfig
 from streams import analytics
 from streams.durable import WriteBehind
@@ -87,7 +86,7 @@ class BehaviorPipeline:
             resolve_aliases(self.res.redis, self.res.keys, kept),
             self.catalog.prefetch({a.event.item_id for a in kept if a.event.item_id}, now_ms),
             self.analytics.fences(sorted({a.partition for a in kept})) if kept else asyncio.sleep(0, {}))
-        buckets = {(g, bucket_start(a.event.event_time, g)) for a in kept for g in GRAINS}
+        buckets = analytics.time_buckets(a.event.event_time for a in kept)
         first = [True]
 
         async def count(facts: list[Fact]) -> None:

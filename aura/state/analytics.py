@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,9 @@ GRAINS: dict[str, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000
 ITEM_GRAINS = ("hour", "day")  # grains that carry the per-item counters
 FUNNEL = ("view", "add_to_cart", "purchase")
 FLOAT_PREFIXES = ("rev", "ar:", "ir:", "dr:")  # metrics summed as floats (revenue); the others are integers
-READ_CHUNK = 16  # buckets per read pipeline (see read_buckets)
+# buckets per read pipeline (see read_buckets): minute buckets hold no per-item counters, so many
+# more of them fit in the same loop time
+READ_CHUNK: dict[str, int] = {"minute": 64, "hour": 16, "day": 16}
 
 # Metrics of a bucket hash (written by streams/analytics.py, read by the publisher and the API):
 #   ev, ev:<type>                 events, events per type
@@ -112,72 +115,97 @@ def _num(v: str) -> float:
     return int(f) if f.is_integer() and "." not in v else f
 
 
-# One partition's share of a chunk of buckets in one script call (its keys share the partition's hash
-# tag, so it is Redis Cluster-safe): per bucket the hash's flat HGETALL and the PFCOUNT of each
-# HyperLogLog. One call instead of ``1 + len(hlls)`` pipelined commands per bucket and partition: the
-# client packs and parses far fewer commands (the publisher runs in the agents' event loop).
+# One partition's share of a chunk of buckets in one script call: per bucket the hash's flat HGETALL
+# and the PFCOUNT of each HyperLogLog, only for buckets where the partition has something (a
+# minute bucket is mostly in one or two partitions). The script builds the key names from each
+# kind's text before and after the bucket start (cut from aura/keys.py's names, see _halves) and one
+# comma-separated list of starts: a dozen arguments per call instead of ``1 + len(hlls)`` key names
+# per bucket, whose packing was most of the reader's CPU. KEYS[1] is the partition's first bucket of
+# the chunk: every key the script touches carries the partition's hash tag, so the call stays in
+# that key's slot (Redis Cluster routes it there). Reply: {index in the chunk, flat hash, count, ...}
+# per bucket with a share.
 READ_LUA = """
-local n = tonumber(ARGV[1])
 local out = {}
-for i = 1, #KEYS, n + 1 do
-  out[#out + 1] = redis.call('HGETALL', KEYS[i])
-  for k = 1, n do out[#out + 1] = redis.call('PFCOUNT', KEYS[i + k]) end
+local i = 0
+for s in string.gmatch(ARGV[3], '[^,]+') do
+  i = i + 1
+  local h = redis.call('HGETALL', ARGV[1] .. s .. ARGV[2])
+  local row = {i, h}
+  local any = #h > 0
+  for k = 4, #ARGV, 2 do
+    local c = redis.call('PFCOUNT', ARGV[k] .. s .. ARGV[k + 1])
+    row[#row + 1] = c
+    if c > 0 then any = true end
+  end
+  if any then out[#out + 1] = row end
 end
 return out
 """
 READ_SHA = hashlib.sha1(READ_LUA.encode(), usedforsecurity=False).hexdigest()  # EVALSHA names scripts by SHA-1
+_MARK = -7_919_000_000_000_000_017  # a bucket start no key name holds otherwise
+
+
+def _halves(name_at: Callable[[int], str]) -> list[str]:
+    """[text before, text after] the bucket start in the key names ``name_at(start)``."""
+    name = name_at(_MARK)
+    before, sep, after = name.partition(str(_MARK))
+    if not sep or str(_MARK) in after:
+        raise ValueError(f"no single bucket start in the key name {name!r}")
+    return [before, after]
 
 
 async def _read_shares(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
-                       hlls: tuple[str, ...]) -> list[list[tuple[list[str], list[int]]]]:
-    """Per bucket of ``starts``, per partition in order: (the bucket's flat HGETALL, its HyperLogLog
-    counts). Run by the script's hash (``EVALSHA``; NOSCRIPT raised): a pipeline of
-    ``register_script`` calls would ask SCRIPT EXISTS first on every execute, one more round trip."""
-    shares: list[list[tuple[list[str], list[int]]]] = [[] for _ in starts]
-    width = 1 + len(hlls)
-    for first in range(0, len(starts), READ_CHUNK):
-        chunk = starts[first:first + READ_CHUNK]
+                       hlls: tuple[str, ...]) -> tuple[list[dict[str, float]], list[dict[str, int]]]:
+    """Per bucket of ``starts``: its metrics and HyperLogLog counts summed over the partitions, in
+    partition order (first-seen metric order, float sums as they always were). Run by the script's
+    hash (``EVALSHA``; NOSCRIPT raised): a pipeline of ``register_script`` calls would ask SCRIPT
+    EXISTS first on every execute, one more round trip."""
+    metrics: list[dict[str, float]] = [{} for _ in starts]
+    users = [dict.fromkeys(hlls, 0) for _ in starts]
+    names = []
+    for p in range(partitions):
+        argv = _halves(lambda b, p=p: keys.analytics_bucket(p, grain, b))
+        for what in hlls:
+            argv += _halves(lambda b, p=p, what=what: keys.analytics_hll(p, grain, b, what))
+        names.append(argv)
+    size = READ_CHUNK[grain]
+    for first in range(0, len(starts), size):
+        chunk = starts[first:first + size]
+        listed = ",".join(map(str, chunk))
         pipe = redis.pipeline(transaction=False)
         for p in range(partitions):
-            ks: list[str] = []
-            for b in chunk:
-                ks.append(keys.analytics_bucket(p, grain, b))
-                ks += [keys.analytics_hll(p, grain, b, what) for what in hlls]
-            pipe.evalsha(READ_SHA, len(ks), *ks, len(hlls))
+            argv = names[p]
+            pipe.evalsha(READ_SHA, 1, keys.analytics_bucket(p, grain, chunk[0]), argv[0], argv[1], listed, *argv[2:])
         for got in await pipe.execute():
-            for j in range(len(chunk)):
-                row = got[j * width:(j + 1) * width]
-                shares[first + j].append((row[0], row[1:]))
-    return shares
+            for row in got:
+                j = first + row[0] - 1
+                m = metrics[j]
+                flat = iter(row[1])
+                for name, v in zip(flat, flat, strict=True):
+                    m[name] = m.get(name, 0.0) + float(v)
+                if any(row[2:]):
+                    u = users[j]
+                    for what, c in zip(hlls, row[2:], strict=True):
+                        u[what] += c
+    return metrics, users
 
 
 async def read_buckets(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],
                        hlls: tuple[str, ...] = ("active", *(f"f:{s}" for s in FUNNEL))) -> list[BucketTotals]:
     """Totals of each bucket: metrics summed over partitions, distinct users per HyperLogLog.
 
-    One pipeline per ``READ_CHUNK`` buckets (one ``READ_LUA`` call per partition): the worker's
-    publisher runs in the agents' event loop, and parsing every touched bucket (hour/day buckets
-    hold per-item counters) in one go would hold the loop long enough to delay the agents (the
-    scripts' flat replies parse in C: 16 buckets take less loop time than 4 did as HGETALLs)."""
+    One pipeline per ``READ_CHUNK[grain]`` buckets (one ``READ_LUA`` call per partition): the worker's
+    publisher runs in the agents' event loop, and reading every touched bucket (hour/day buckets
+    hold per-item counters) in one go would hold the loop long enough to delay the agents."""
     if not starts:
         return []
     try:
-        shares = await _read_shares(redis, keys, partitions, grain, starts, hlls)
+        metrics, users = await _read_shares(redis, keys, partitions, grain, starts, hlls)
     except NoScriptError:  # a Redis that has not seen the script yet (or flushed its scripts)
         await redis.script_load(READ_LUA)
-        shares = await _read_shares(redis, keys, partitions, grain, starts, hlls)
-    out = []
-    for b, per_partition in zip(starts, shares, strict=True):
-        metrics: dict[str, float] = defaultdict(float)
-        users: dict[str, int] = defaultdict(int)
-        for flat, counts in per_partition:  # partitions in order, as the sums always were
-            for m, v in zip(flat[::2], flat[1::2], strict=True):
-                metrics[m] += _num(v)
-            for what, c in zip(hlls, counts, strict=True):
-                users[what] += int(c)
-        out.append(BucketTotals(grain, b, {m: (round(v, 6) if isinstance(v, float) else v)
-                                           for m, v in metrics.items() if v}, dict(users)))
-    return out
+        metrics, users = await _read_shares(redis, keys, partitions, grain, starts, hlls)
+    return [BucketTotals(grain, b, {k: round(v, 6) for k, v in m.items() if v}, u)
+            for b, m, u in zip(starts, metrics, users, strict=True)]
 
 
 async def distinct_users(redis: Any, keys: RedisKeys, partitions: int, grain: str, starts: list[int],

@@ -44,17 +44,24 @@ class FakePipe:
         self.ops.append(lambda: dict(self.r.hashes.get(key, {})))
 
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
-        """``READ_LUA`` (one partition's flat HGETALL and PFCOUNTs per bucket) done in Python; the
-        real script is checked against Redis in tests/integration/test_analytics_read.py."""
-        keys, n = keys_and_args[:numkeys], int(keys_and_args[numkeys])
+        """``READ_LUA`` (one partition's flat HGETALL and PFCOUNTs of each bucket with a share, the key
+        names built from their halves) done in Python; the real script is checked against Redis in
+        tests/integration/test_analytics_read.py."""
+        assert numkeys == 1
+        first, (b_before, b_after, listed, *hll_halves) = keys_and_args[0], keys_and_args[1:]
 
         def run() -> list[Any]:
             if sha not in self.r.scripts:
                 raise NoScriptError("No matching script")
             out: list[Any] = []
-            for i in range(0, len(keys), n + 1):
-                out.append([x for kv in self.r.hashes.get(keys[i], {}).items() for x in kv])
-                out += [len(self.r.hlls.get(k, set())) for k in keys[i + 1:i + 1 + n]]
+            for i, s in enumerate(listed.split(","), 1):
+                if i == 1:
+                    assert first == b_before + s + b_after  # the call is routed by its first bucket
+                flat = [x for kv in self.r.hashes.get(b_before + s + b_after, {}).items() for x in kv]
+                counts = [len(self.r.hlls.get(hll_halves[k] + s + hll_halves[k + 1], set()))
+                          for k in range(0, len(hll_halves), 2)]
+                if flat or any(counts):
+                    out.append([i, flat, *counts])
             return out
 
         self.ops.append(run)
@@ -82,13 +89,14 @@ def test_buckets_and_metric_kinds():
 
 def test_read_buckets_sums_the_partitions_shares():
     r = FakeRedis()
-    starts = [HOUR * i for i in range(analytics.READ_CHUNK + 1)]  # two read pipelines
+    starts = [HOUR * i for i in range(analytics.READ_CHUNK["hour"] + 1)]  # two read pipelines
     r.hashes[KEYS.analytics_bucket(0, "hour", 0)] = {"ev": "3", "rev": "10.25", "ev:view": "2"}
     r.hashes[KEYS.analytics_bucket(1, "hour", 0)] = {"ev": "1", "rev": "2.0", "j:home": "0"}
     r.hashes[KEYS.analytics_bucket(1, "hour", starts[-1])] = {"ev": "5"}
     r.hlls[KEYS.analytics_hll(0, "hour", 0, "active")] = {"a", "b"}
     r.hlls[KEYS.analytics_hll(1, "hour", 0, "active")] = {"c"}
     r.hlls[KEYS.analytics_hll(1, "hour", 0, "f:view")] = {"c"}
+    r.hlls[KEYS.analytics_hll(0, "hour", HOUR, "active")] = {"d"}  # users without a hash: still counted
     got = asyncio.run(analytics.read_buckets(r, KEYS, 2, "hour", starts))
     assert r.pipelines == 3  # the first answered NOSCRIPT: the script was loaded and the read redone
     assert asyncio.run(analytics.read_buckets(r, KEYS, 2, "hour", starts)) == got
@@ -97,6 +105,8 @@ def test_read_buckets_sums_the_partitions_shares():
     assert got[0] == BucketTotals("hour", 0, {"ev": 4, "rev": 12.25, "ev:view": 2},
                                   {"active": 3, "f:view": 1, "f:add_to_cart": 0, "f:purchase": 0})
     assert [b.metrics for b in got[1:-1]] == [{}] * (len(starts) - 2)  # empty buckets; zero metrics dropped
+    assert got[1].users == {"active": 1, "f:view": 0, "f:add_to_cart": 0, "f:purchase": 0}
+    assert got[2].users == dict.fromkeys(got[2].users, 0) and list(got[2].users) == list(got[0].users)
     assert got[-1].metrics == {"ev": 5}
     assert analytics.merge_totals(got) == {"ev": 9, "rev": 12.25, "ev:view": 2}
 

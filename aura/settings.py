@@ -111,7 +111,7 @@ class WorkerSettings(BaseSettings):
     batch_catchup_lag_s: float = 1.0
     # ... into batches of up to this many events (at least batch_max): per-batch and per-key work
     # (one item script per touched item, one user script per user) is paid once for more events
-    batch_catchup_max: int = 8000
+    batch_catchup_max: int = 32000
     # the behavior owners' Cassandra rows are written behind the hot loop this often (streams/durable.py)
     durable_flush_ms: int = Field(250, gt=0)
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush

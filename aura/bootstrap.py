@@ -87,6 +87,28 @@ async def cassandra_execute(session: Any, statement: Any, params: Any = None, ti
     return await fut
 
 
+async def cassandra_rows(session: Any, statement: Any, timeout: float | None = None) -> list[Any]:
+    """Every row of a query, all pages (fetched one after the other on the driver's thread), without
+    blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[list[Any]] = loop.create_future()
+    rows: list[Any] = []
+    rf = session.execute_async(statement, timeout=timeout)
+
+    def ok(page: Any) -> None:
+        rows.extend(page)
+        if rf.has_more_pages:
+            rf.start_fetching_next_page()
+        else:
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(rows))
+
+    def err(exc: BaseException) -> None:
+        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+
+    rf.add_callbacks(ok, err)
+    return await fut
+
+
 def epoch_ms(value: datetime | None) -> int | None:
     """A Cassandra ``timestamp`` (naive UTC datetime from the driver) as epoch milliseconds."""
     if value is None:

@@ -110,7 +110,8 @@ class Tables:
     API_KEYS = "api_keys"  # aura/apikeys.py: hashed API keys with scopes and rate limits (v0004)
     USER_PROFILE = "user_profile"
     SEGMENT_MEMBERS = "segment_members"
-    ANALYTICS_COUNTERS = "analytics_counters"
+    ANALYTICS_COUNTERS = "analytics_counters"  # first layout of the snapshots: made by v0003, moved, dropped by v0019
+    ANALYTICS_TOTALS = "analytics_totals"  # durable analytics snapshots by period (state/analytics.py, v0019)
     CATALOG_ITEMS = "catalog_items"  # items and content (owner streams/catalog.py)
     INTERACTIONS = "interactions"  # raw implicit interactions, the batch jobs' history
     MODELS = "models"  # model registry (owner aura/models/registry.py)

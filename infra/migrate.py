@@ -115,6 +115,10 @@ def migrate(s: Settings, session: Any = None) -> list[int]:
                 continue
             for stmt in mod.cql(s):
                 session.execute(stmt, timeout=60)
+            data = getattr(mod, "data", None)  # a migration that moves rows: after its tables exist
+            if data is not None:
+                moved = data(s, session)
+                _say(f"v{mod.VERSION:04d}: {moved} rows moved")
             session.execute(
                 f"INSERT INTO {ks}.{Tables.MIGRATIONS} (version, description, applied_at) VALUES (%s, %s, %s)",
                 (mod.VERSION, mod.DESCRIPTION, int(time.time() * 1000)),

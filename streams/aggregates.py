@@ -2,7 +2,7 @@
 
 A timer in every worker reads the buckets the behavior agent marked as touched
 (``analytics_touched``), sums the partitions' shares (aura/state/analytics.py), writes the absolute
-totals to the Cassandra table ``analytics_counters`` (``USING TIMESTAMP`` = read time, so an older
+totals to the Cassandra table ``analytics_totals`` (``USING TIMESTAMP`` = read time, so an older
 snapshot never overwrites a newer one) and publishes Avro records (schemas/avro/agg_*.avsc) to the
 compacted ``agg.*`` topics, keyed by window and dimension: the latest record of a key is its value,
 ``revision`` grows with every re-publication. Re-publishing the same totals is harmless, so two
@@ -130,12 +130,6 @@ def records(b: BucketTotals, now_ms: int) -> list[AggRecord]:
     return out
 
 
-def durable_rows(b: BucketTotals) -> list[tuple[str, int, str, float]]:
-    rows = [(b.grain, b.start, k, float(v)) for k, v in b.metrics.items()]
-    rows += [(b.grain, b.start, f"u:{k}", float(v)) for k, v in b.users.items() if v]
-    return rows
-
-
 class AggregatePublisher:
     """Reads touched buckets, writes them to Cassandra and returns the records to publish."""
 
@@ -146,7 +140,7 @@ class AggregatePublisher:
         self.since_ms = dict.fromkeys(analytics.GRAINS, start)  # per grain: touched after this is due
         self.ticks = 0
         self.insert = res.session.prepare(
-            f"INSERT INTO {Tables.ANALYTICS_COUNTERS} (grain, bucket, metric, value) VALUES (?, ?, ?, ?) "
+            f"INSERT INTO {Tables.ANALYTICS_TOTALS} (grain, period, bucket, metric, value) VALUES (?, ?, ?, ?, ?) "
             "USING TIMESTAMP ?")
 
     def due(self) -> list[str]:
@@ -173,8 +167,8 @@ class AggregatePublisher:
         for grain, starts in by_grain.items():
             for b in await analytics.read_buckets(redis, keys, self.partitions, grain, sorted(starts)):
                 out.extend(records(b, now_ms))
-                rows.extend((*r, stamp) for r in durable_rows(b))
-        if rows:  # one UNLOGGED batch per bucket partition (grain, bucket) and 256 metrics: one mutation
+                rows.extend((*r, stamp) for r in analytics.durable_rows(b))
+        if rows:  # one UNLOGGED batch per partition (grain, period) and 256 rows: one mutation
             await execute_grouped(self.res.session, [((r[0], r[1]), self.insert, r) for r in rows],
                                   max_statements=AGG_BATCH_ROWS)
         for g in grains:  # only after success: a failed round is redone by the next one

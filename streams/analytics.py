@@ -6,7 +6,7 @@ purchases to the recommendation click that led to them, and session journeys (da
 Owner of the Redis keys ``analytics_bucket`` / ``analytics_hll`` / ``analytics_fence`` /
 ``analytics_touched`` (the hot windows; TTL per grain); their format and read helpers, shared with
 the API and the aggregates publisher, are in aura/state/analytics.py. The Cassandra table
-``analytics_counters`` (absolute snapshots) is written by streams/aggregates.py.
+``analytics_totals`` (absolute snapshots) is written by streams/aggregates.py.
 
 Exactly once: analytics state is not per user, so each Kafka partition keeps its own share of every
 bucket under its own hash tag ``{p<n>}`` with a fence (last offset folded). Per batch and partition,

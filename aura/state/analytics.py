@@ -110,6 +110,54 @@ def bucket_starts(grain: str, from_ms: int, to_ms: int, limit: int = 2000) -> li
     return [first + i * size for i in range(n)]
 
 
+# The durable copy (Cassandra ``analytics_totals``, written by streams/aggregates.py, read by the API
+# when Redis has lost a window): one row per bucket and metric, partitioned by grain and period.
+# Minute buckets share a partition per day, so the thousands of minutes a replayed history touches
+# are written as a few hundred mutations instead of one per minute; hour and day buckets (the
+# per-item counters, thousands of rows) keep a partition each.
+PERIODS: dict[str, int] = {"minute": 86_400_000, "hour": 3_600_000, "day": 86_400_000}
+USERS_PREFIX = "u:"  # distinct-user counts are rows ``u:<hll>`` next to the metrics
+
+
+def period_of(grain: str, start: int) -> int:
+    """The partition period of a bucket (its day for minutes, itself for hours and days)."""
+    return start - start % PERIODS[grain]
+
+
+def durable_rows(b: BucketTotals) -> list[tuple[str, int, int, str, float]]:
+    """The ``(grain, period, bucket, metric, value)`` rows of one bucket's totals."""
+    period = period_of(b.grain, b.start)
+    rows = [(b.grain, period, b.start, k, float(v)) for k, v in b.metrics.items()]
+    rows += [(b.grain, period, b.start, f"{USERS_PREFIX}{k}", float(v)) for k, v in b.users.items() if v]
+    return rows
+
+
+def period_ranges(grain: str, starts: list[int]) -> list[tuple[int, int, int]]:
+    """``(period, first bucket, last bucket)`` per partition the buckets ``starts`` lie in (one range
+    read each)."""
+    out: dict[int, tuple[int, int]] = {}
+    for s in starts:
+        p = period_of(grain, s)
+        lo, hi = out.get(p, (s, s))
+        out[p] = (min(lo, s), max(hi, s))
+    return [(p, lo, hi) for p, (lo, hi) in out.items()]
+
+
+def totals_from_rows(grain: str, starts: list[int], rows: list[tuple[int, str, float]]) -> list[BucketTotals]:
+    """The bucket totals of ``starts`` from durable ``(bucket, metric, value)`` rows (a bucket without
+    rows has empty totals; rows of other buckets are ignored)."""
+    out = {s: BucketTotals(grain, s, {}, {}) for s in starts}
+    for bucket, metric, value in rows:
+        b = out.get(bucket)
+        if b is None:
+            continue
+        if metric.startswith(USERS_PREFIX):
+            b.users[metric[len(USERS_PREFIX):]] = int(value)
+        else:
+            b.metrics[metric] = value
+    return list(out.values())
+
+
 def _num(v: str) -> float:
     f = float(v)
     return int(f) if f.is_integer() and "." not in v else f

@@ -1,7 +1,9 @@
 """Versioned, idempotent migrations of the Kafka topics and the Cassandra keyspace.
 
 Each migration is a module ``vNNNN_<what>.py`` with ``VERSION``, ``DESCRIPTION``, ``TOPICS`` (layout
-``TopicSpec``s to ensure) and ``cql(settings)`` (statements, all ``IF NOT EXISTS``). ``infra.migrate``
+``TopicSpec``s to ensure), ``cql(settings)`` (statements, all ``IF NOT EXISTS``) and, for a migration
+that moves rows, ``data(settings, session)`` (run after its statements; redone whole if the
+migration is interrupted, so it must be idempotent). ``infra.migrate``
 applies the pending ones in order and records them in the ``schema_migrations`` table. Never edit
 a released migration: add a new one.
 """

@@ -1,17 +1,18 @@
 """Analytics routes: engagement (active users, events), funnel, revenue, attribution, journeys and
 per-item / per-placement stats over an event-time range, from the counters streams/analytics.py
-keeps (Redis hot windows, read through aura/state/analytics.py; Cassandra ``analytics_counters``
+keeps (Redis hot windows, read through aura/state/analytics.py; Cassandra ``analytics_totals``
 snapshots when Redis has expired them or is down)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from aura.bootstrap import cassandra_execute
+from aura.bootstrap import cassandra_rows
 from aura.layout import Tables
 from aura.state import analytics
 from aura.state.analytics import BucketTotals
@@ -75,17 +76,16 @@ async def _buckets(state: Any, w: Window) -> tuple[list[BucketTotals], str]:
         log.warning("redis read failed, falling back to cassandra: %s", exc)
     if state.cassandra is None:
         raise HTTPException(503, "analytics stores unavailable")
-    st = state.statements.get("analytics_bucket")
+    st = state.statements.get("analytics_totals")
     if st is None:
-        st = state.statements["analytics_bucket"] = state.cassandra.prepare(
-            f"SELECT metric, value FROM {Tables.ANALYTICS_COUNTERS} WHERE grain = ? AND bucket = ?")
-    out = []
-    for b in w.starts:
-        rows = await cassandra_execute(state.cassandra, st.bind((w.grain, b)))
-        metrics = {r.metric: r.value for r in rows if not r.metric.startswith("u:")}
-        users = {r.metric[2:]: int(r.value) for r in rows if r.metric.startswith("u:")}
-        out.append(BucketTotals(w.grain, b, metrics, users))
-    return out, "cassandra"
+        st = state.statements["analytics_totals"] = state.cassandra.prepare(
+            f"SELECT toUnixTimestamp(bucket) AS bucket, metric, value FROM {Tables.ANALYTICS_TOTALS} "
+            "WHERE grain = ? AND period = ? AND bucket >= ? AND bucket <= ?")
+    ranges = analytics.period_ranges(w.grain, w.starts)
+    pages = await asyncio.gather(*(cassandra_rows(state.cassandra, st.bind((w.grain, p, lo, hi)))
+                                   for p, lo, hi in ranges))
+    rows = [(r.bucket, r.metric, r.value) for page in pages for r in page]
+    return analytics.totals_from_rows(w.grain, w.starts, rows), "cassandra"
 
 
 def _series(buckets: list[BucketTotals], fn: Any) -> list[dict[str, Any]]:

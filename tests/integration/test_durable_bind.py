@@ -20,15 +20,16 @@ def test_bind_equals_the_drivers(cassandra: Any) -> None:
         f"INSERT INTO {Tables.INTERACTIONS} (user_id, event_time, item_id, event_id, event_type, weight) "
         "VALUES (?, ?, ?, ?, ?, ?)")
     counters = cassandra.prepare(
-        f"INSERT INTO {Tables.ANALYTICS_COUNTERS} (grain, bucket, metric, value) VALUES (?, ?, ?, ?) USING TIMESTAMP ?")
+        f"INSERT INTO {Tables.ANALYTICS_TOTALS} (grain, period, bucket, metric, value) VALUES (?, ?, ?, ?, ?) "
+        "USING TIMESTAMP ?")
     activity = cassandra.prepare(
         f"INSERT INTO {Tables.USER_ACTIVITY} (user_id, counts, first_seen, last_seen, recent_items, "
         "applied_offset, updated_at) VALUES (?, ?, ?, ?, ?, ?, toTimestamp(now()))")
     cases = [
         (interactions, ("u1", 1_700_000_000_123, "i1", "e1", "view", 1.0)),
         (interactions, ("ü-ñ", 1_714_521_600_000, "i2", "e2", "purchase", 2.5)),
-        (counters, ("minute", 1_700_000_040_000, "ev:view", 17.0, 1_700_000_000_000_000)),
-        (counters, ("day", 1_699_920_000_000, "ir:i9", 1e-7, 1)),
+        (counters, ("minute", 1_699_920_000_000, 1_700_000_040_000, "ev:view", 17.0, 1_700_000_000_000_000)),
+        (counters, ("day", 1_699_920_000_000, 1_699_920_000_000, "ir:i9", 1e-7, 1)),
         (activity, ("u2", {"view": 3, "purchase": 1}, 1_700_000_000_000, 1_700_000_900_000, ["i1", "i2"], 41)),
         (activity, ("u3", {}, 1_700_000_000_000, 1_700_000_000_000, [], None)),  # null offset
     ]
@@ -40,7 +41,7 @@ def test_bind_equals_the_drivers(cassandra: Any) -> None:
     # not handled here: the driver binds (UNSET values, missing trailing values, a non-prepared statement)
     unset = bind(activity, ("u4", {}, 1, 2, [], UNSET_VALUE))
     assert unset.values == activity.bind(("u4", {}, 1, 2, [], UNSET_VALUE)).values
-    assert bind(counters, ("minute", 1, "ev", 1.0)).values == counters.bind(("minute", 1, "ev", 1.0)).values
+    assert bind(counters, ("minute", 0, 1, "ev", 1.0)).values == counters.bind(("minute", 0, 1, "ev", 1.0)).values
     assert bind("SELECT 1", ()) == "SELECT 1"
     with pytest.raises(TypeError, match="weight"):  # the driver's message, naming the column
         bind(interactions, ("u1", 1, "i1", "e1", "view", "not a number"))

@@ -51,3 +51,42 @@ def test_migrations_create_topics_and_tables_once(stack, cassandra):
         cassandra.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=60)
         created = [t for t in kafka_admin(s).list_topics(timeout=10).topics if t.startswith(f"{s.kafka.topic_prefix}.")]
         kafka_admin(s).delete_topics(created)
+
+
+def test_analytics_snapshots_move_to_period_partitions_with_their_write_times(stack, cassandra):
+    s = stack.replace(**{"topic_prefix": f"m{uuid.uuid4().hex[:8]}",
+                         "cassandra_keyspace": f"mig_{uuid.uuid4().hex[:8]}"})
+    ks = s.cassandra.keyspace
+    try:
+        migrate(s)
+        # a keyspace as it was before the move: the old table with rows, the move not yet applied
+        cassandra.execute(f"CREATE TABLE {ks}.{layout.Tables.ANALYTICS_COUNTERS} (grain text, bucket timestamp, "
+                          "metric text, value double, PRIMARY KEY ((grain, bucket), metric))", timeout=60)
+        day = 20_000 * 86_400_000
+        old = [("minute", day + 60_000, "ev", 3.0, 111), ("minute", day + 120_000, "u:active", 2.0, 112),
+               ("minute", day - 60_000, "ev", 1.0, 113), ("hour", day + 3_600_000, "rev", 42.5, 114)]
+        for grain, bucket, metric, value, stamp in old:
+            cassandra.execute(f"INSERT INTO {ks}.{layout.Tables.ANALYTICS_COUNTERS} (grain, bucket, metric, value) "
+                              "VALUES (%s, %s, %s, %s) USING TIMESTAMP %s", (grain, bucket, metric, value, stamp))
+        cassandra.execute(f"DELETE FROM {ks}.{layout.Tables.MIGRATIONS} WHERE version = 19")
+        assert migrate(s) == [19]
+        got = {(r.grain, r.period, r.bucket, r.metric): (r.value, r.stamp) for r in cassandra.execute(
+            f"SELECT grain, toUnixTimestamp(period) AS period, toUnixTimestamp(bucket) AS bucket, metric, value, "
+            f"WRITETIME(value) AS stamp FROM {ks}.{layout.Tables.ANALYTICS_TOTALS}")}
+        assert got == {("minute", day, day + 60_000, "ev"): (3.0, 111),
+                       ("minute", day, day + 120_000, "u:active"): (2.0, 112),
+                       ("minute", day - 86_400_000, day - 60_000, "ev"): (1.0, 113),
+                       ("hour", day + 3_600_000, day + 3_600_000, "rev"): (42.5, 114)}
+        tables = {r.table_name for r in cassandra.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,))}
+        assert layout.Tables.ANALYTICS_COUNTERS not in tables
+        # an older snapshot written after the move does not overwrite the copied one
+        cassandra.execute(f"INSERT INTO {ks}.{layout.Tables.ANALYTICS_TOTALS} (grain, period, bucket, metric, value) "
+                          "VALUES ('minute', %s, %s, 'ev', 0.0) USING TIMESTAMP 100", (day, day + 60_000))
+        kept = cassandra.execute(f"SELECT value FROM {ks}.{layout.Tables.ANALYTICS_TOTALS} WHERE grain = 'minute' "
+                                 "AND period = %s AND bucket = %s AND metric = 'ev'", (day, day + 60_000)).one()
+        assert kept.value == 3.0
+    finally:
+        cassandra.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+        created = [t for t in kafka_admin(s).list_topics(timeout=10).topics if t.startswith(f"{s.kafka.topic_prefix}.")]
+        kafka_admin(s).delete_topics(created)

@@ -134,8 +134,8 @@ def test_profile_merge_erase_segments_analytics_and_aggregates(isolated, worker_
     assert recs[0]["attributed_revenue"] == 600.0 and recs[0]["orders"] == 1
     hour = (now // 3_600_000) * 3_600_000
     row = wait_for(lambda: cassandra.execute(
-        f"SELECT value FROM {s.cassandra.keyspace}.analytics_counters WHERE grain = 'hour' AND bucket = %s "
-        "AND metric = 'rev'", (hour,)).one(), what="durable analytics snapshot")
+        f"SELECT value FROM {s.cassandra.keyspace}.analytics_totals WHERE grain = 'hour' AND period = %s "
+        "AND bucket = %s AND metric = 'rev'", (hour, hour)).one(), what="durable analytics snapshot")
     assert row.value >= 600.0  # the shared test keyspace: other tests may add to the same hour
 
     # Redis lost the user: the API answers the same profile from Cassandra
@@ -189,8 +189,8 @@ def test_old_events_are_counted_in_their_bucket_and_analytics_fall_back_to_cassa
     assert hot["source"] == "redis" and hot["revenue"] == 42.5
 
     wait_for(lambda: cassandra.execute(
-        f"SELECT value FROM {s.cassandra.keyspace}.analytics_counters WHERE grain = 'hour' AND bucket = %s "
-        "AND metric = 'orders'", (hour,)).one(), timeout=60, what="the durable snapshot")
+        f"SELECT value FROM {s.cassandra.keyspace}.analytics_totals WHERE grain = 'hour' AND period = %s "
+        "AND bucket = %s AND metric = 'orders'", (hour, hour)).one(), timeout=60, what="the durable snapshot")
     for k in redis_client.scan_iter(f"{s.redis.prefix}:an:*", count=1000):
         if ":hour:" in k:
             redis_client.delete(k)
@@ -200,3 +200,17 @@ def test_old_events_are_counted_in_their_bucket_and_analytics_fall_back_to_cassa
     funnel = api_client.get("/v1/analytics/funnel", params=q).json()
     assert funnel["source"] == "cassandra"
     assert [st["events"] for st in funnel["steps"]] == [1, 1, 1]
+
+    # minute buckets: three of them in one day's partition, read back by one range query
+    day = hour - hour % 86_400_000
+    wait_for(lambda: cassandra.execute(
+        f"SELECT value FROM {s.cassandra.keyspace}.analytics_totals WHERE grain = 'minute' AND period = %s "
+        "AND bucket = %s AND metric = 'orders'", (day, hour + 120_000)).one(), timeout=60, what="minute snapshot")
+    for k in redis_client.scan_iter(f"{s.redis.prefix}:an:*", count=1000):
+        if ":minute:" in k:
+            redis_client.delete(k)
+    mq = {"grain": "minute", "from": hour, "to": hour + 180_000}
+    got = api_client.get("/v1/analytics/revenue", params=mq).json()
+    assert got["source"] == "cassandra" and got["orders"] == 1 and got["revenue"] == 42.5
+    funnel = api_client.get("/v1/analytics/funnel", params=mq).json()
+    assert funnel["source"] == "cassandra" and [st["events"] for st in funnel["steps"]] == [1, 1, 1]

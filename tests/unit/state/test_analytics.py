@@ -118,3 +118,30 @@ def test_distinct_users_unites_buckets_per_partition():
     r.hlls[KEYS.analytics_hll(1, "day", 0, "active")] = {"c"}
     assert asyncio.run(analytics.distinct_users(r, KEYS, 2, "day", [0, 86_400_000])) == 3
     assert asyncio.run(analytics.distinct_users(r, KEYS, 2, "day", [])) == 0
+
+
+def test_minute_buckets_share_a_partition_per_day_and_hours_and_days_keep_their_own():
+    day = 1_700_006_400_000 - 1_700_006_400_000 % 86_400_000
+    assert analytics.period_of("minute", day + 59 * 60_000) == day
+    assert analytics.period_of("minute", day + 86_400_000 - 60_000) == day
+    assert analytics.period_of("minute", day + 86_400_000) == day + 86_400_000
+    assert analytics.period_of("hour", day + 5 * 3_600_000) == day + 5 * 3_600_000
+    assert analytics.period_of("day", day) == day
+
+
+def test_durable_rows_round_trip_through_the_period_reads():
+    day = 19_000 * 86_400_000
+    starts = [day - 120_000, day - 60_000, day, day + 60_000]  # across midnight: two partitions
+    totals = [BucketTotals("minute", starts[0], {"ev": 3, "rev": 2.5}, {"active": 2, "f:view": 0}),
+              BucketTotals("minute", starts[2], {"ev:view": 1}, {"active": 1})]
+    rows = [r for b in totals for r in analytics.durable_rows(b)]
+    assert {r[1] for r in rows} == {day - 86_400_000, day}
+    assert ("minute", day - 86_400_000, starts[0], "u:active", 2.0) in rows
+    assert not any(r[3] == "u:f:view" for r in rows)  # a zero count is not written
+    ranges = analytics.period_ranges("minute", starts)
+    assert sorted(ranges) == [(day - 86_400_000, starts[0], starts[1]), (day, starts[2], starts[3])]
+    got = analytics.totals_from_rows("minute", starts, [(r[2], r[3], r[4]) for r in rows] + [(day + 1, "ev", 9.0)])
+    assert [b.start for b in got] == starts
+    assert got[0].metrics == {"ev": 3.0, "rev": 2.5} and got[0].users == {"active": 2}
+    assert got[1] == BucketTotals("minute", starts[1], {}, {})
+    assert got[2].metrics == {"ev:view": 1.0} and got[2].users == {"active": 1}

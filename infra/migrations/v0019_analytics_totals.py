@@ -9,6 +9,7 @@ a newer snapshot still wins) and then drops the old table; a copy cut short is s
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cassandra.concurrent import execute_concurrent_with_args
@@ -21,6 +22,7 @@ VERSION = 19
 DESCRIPTION = "analytics snapshots partitioned by period"
 TOPICS = ()
 COPY_PAGE = 5000
+log = logging.getLogger(__name__)
 
 
 def cql(s: Settings) -> list[str]:
@@ -38,7 +40,9 @@ def cql(s: Settings) -> list[str]:
 
 
 def data(s: Settings, session: Any) -> int:
-    """Copy every row of the old table (if it is still there) and drop it; returns the rows copied."""
+    """Copy every row of the old table (if it is still there) and drop it; returns the rows copied.
+    Rows without a value (deleted cells) or of a grain no code writes are not copied: their count is
+    logged."""
     ks = s.cassandra.keyspace
     exists = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s "
                              "AND table_name = %s", (ks, Tables.ANALYTICS_COUNTERS)).one()
@@ -49,11 +53,13 @@ def data(s: Settings, session: Any) -> int:
     select = session.prepare(f"SELECT grain, toUnixTimestamp(bucket) AS bucket, metric, value, "
                              f"WRITETIME(value) AS stamp FROM {ks}.{Tables.ANALYTICS_COUNTERS}")
     select.fetch_size = COPY_PAGE
-    copied = 0
+    copied = skipped = 0
     page: list[tuple[Any, ...]] = []
     for r in session.execute(select, timeout=120):
         if r.grain in GRAINS and r.value is not None:
             page.append((r.grain, period_of(r.grain, r.bucket), r.bucket, r.metric, r.value, r.stamp or 0))
+        else:
+            skipped += 1
         if len(page) >= COPY_PAGE:
             execute_concurrent_with_args(session, insert, page, concurrency=64, raise_on_first_error=True)
             copied += len(page)
@@ -61,5 +67,8 @@ def data(s: Settings, session: Any) -> int:
     if page:
         execute_concurrent_with_args(session, insert, page, concurrency=64, raise_on_first_error=True)
         copied += len(page)
+    if skipped:
+        log.warning("v0019: %d rows of %s not copied (no value, or a grain other than %s)",
+                    skipped, Tables.ANALYTICS_COUNTERS, "/".join(GRAINS))
     session.execute(f"DROP TABLE IF EXISTS {ks}.{Tables.ANALYTICS_COUNTERS}", timeout=120)
     return copied

@@ -67,6 +67,11 @@ class CassandraSettings(BaseSettings):
     replication: int = 1
     storage_port: int = 7000  # the local node's internode port (aura stack)
     heap: str = "1g"  # the local node's JVM heap (aura stack)
+    # small partitions of one replica written in one UNLOGGED batch, up to this many partitions and
+    # KiB of values: keep them at or under the cluster's unlogged_batch_across_partitions_warn_threshold
+    # (10) and batch_size_warn_threshold (5 KiB), or Cassandra warns on every such batch. 1: never
+    batch_partitions: int = 10
+    batch_kib: int = 4
 
     @property
     def host_list(self) -> list[str]:

@@ -36,7 +36,7 @@ from streams import (
     usercands,
     usersignals,
 )
-from streams.durable import WriteBehind
+from streams.durable import Batching, WriteBehind
 from streams.runtime import Owner, Resources
 
 
@@ -76,6 +76,8 @@ def tune_gc(gen0: int) -> None:
 
 
 def faust_app(s: Settings) -> faust.App:
+    datadir = s.home / "faust"  # Faust's table directories (it creates them below the working directory otherwise)
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         layout.worker_group(s),  # the consumer group of this process's roles
         broker=f"kafka://{s.kafka.bootstrap}",
@@ -83,6 +85,7 @@ def faust_app(s: Settings) -> faust.App:
         key_serializer="raw",
         topic_partitions=s.kafka.topic_partitions,
         store="memory://",
+        datadir=str(datadir / "{conf.name}-data"),
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=0.5,
@@ -107,7 +110,9 @@ def resources(s: Settings) -> Resources:
     redis = bootstrap.redis_async(s, redis_connect_func=guard.on_connect)
     guard.attach(redis)
     return Resources(settings=s, redis=redis, session=bootstrap.cassandra_session(s), keys=keys,
-                     durable=WriteBehind(s.worker.durable_flush_ms / 1000, s.worker.durable_max_pending),
+                     durable=WriteBehind(s.worker.durable_flush_ms / 1000, s.worker.durable_max_pending,
+                                         Batching(partitions=s.cassandra.batch_partitions,
+                                                  max_bytes=s.cassandra.batch_kib * 1024)),
                      redis_guard=guard)
 
 

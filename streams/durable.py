@@ -13,8 +13,11 @@ effects and the owners buffer the same rows again. A failed flush keeps its rows
 Cassandra's write rate is bounded by mutations, not bytes: statements
 of ``cql_sink`` sinks carry their partition, and every statement of one partition in a flush goes
 as one UNLOGGED batch (one mutation); ``execute_grouped`` does the same for writes made in a batch.
-The rows of prepared statements are bound by ``bind`` (the driver's serialization, without its
-per-value encryption-policy lookup): binding is most of the CPU a write costs this process.
+Each request costs the driver about 150 us of this process's CPU whatever it carries, so small
+partitions that share a replica travel together in one request (``Batching``: up to 10 partitions
+and 4 KiB by default, under a stock cluster's thresholds for batch warnings). The rows of prepared
+statements are bound by ``bind`` (the driver's serialization, without its per-value
+encryption-policy lookup).
 """
 
 from __future__ import annotations
@@ -72,43 +75,105 @@ def bind(stmt: Any, params: tuple[Any, ...]) -> Any:
     return bound
 
 
-def group_batches(stmts: list[CqlStatement], max_statements: int = BATCH_STATEMENTS
+@dataclass(frozen=True)
+class Batching:
+    """How statements are packed into UNLOGGED batches: at most ``statements`` statements, and when a
+    batch spans partitions, at most ``partitions`` of them (all with the same first replica) and
+    ``max_bytes`` of serialized values. Cassandra warns (to its log and to the client, which logs
+    every warning) about an unlogged batch over ``unlogged_batch_across_partitions_warn_threshold``
+    partitions (10 by default) or over ``batch_size_warn_threshold`` bytes (5 KiB by default) and
+    refuses one over ``batch_size_fail_threshold``; a single-partition batch is never checked."""
+
+    statements: int = BATCH_STATEMENTS
+    partitions: int = 1
+    max_bytes: int = 4096
+
+
+SINGLE = Batching()  # one partition per batch
+
+
+def replica_of(session: Any) -> Callable[[Any], Hashable]:
+    """The first replica of a bound statement's partition (None: unknown, e.g. no token map)."""
+    meta = session.cluster.metadata
+
+    def first(bound: Any) -> Hashable:
+        token_map = meta.token_map
+        key = getattr(bound, "routing_key", None)
+        if token_map is None or key is None:
+            return None
+        replicas = token_map.get_replicas(bound.keyspace, token_map.token_class.from_key(key))
+        return replicas[0] if replicas else None
+
+    return first
+
+
+def _size(bound: Any, params: tuple[Any, ...]) -> int:
+    values = getattr(bound, "values", None)
+    if values is None:  # not bound here (the driver binds it): its parameters' text as an estimate
+        return len(repr(params))
+    return sum(len(v) for v in values if v is not None)
+
+
+def group_batches(stmts: list[CqlStatement], max_statements: int = BATCH_STATEMENTS,
+                  batching: Batching | None = None, replica: Callable[[Any], Hashable] | None = None
                   ) -> list[tuple[Any, tuple[Any, ...]]]:
-    """Statements of the same partition -> one UNLOGGED batch each (up to ``max_statements``); a lone
-    statement stays as it is (bound). Order within a partition is kept (a batch's statements share
-    one timestamp, and each key appears once per flush)."""
+    """Statements of the same partition -> UNLOGGED batches of up to ``max_statements``; with a
+    ``batching`` of several partitions, partitions whose first replica (``replica``) is the same
+    share batches within its bounds. A lone statement stays as it is (bound). The statements of a
+    partition keep their order (a batch's statements share one timestamp, and each key appears once
+    per flush)."""
+    b = batching or Batching(statements=max_statements)
     by_partition: dict[Hashable, list[tuple[Any, tuple[Any, ...]]]] = {}
     for partition, stmt, params in stmts:
         by_partition.setdefault(partition, []).append((stmt, params))
-    out: list[tuple[Any, tuple[Any, ...]]] = []
+    # each partition's statements bound, in chunks of at most ``b.statements``, by first replica
+    by_replica: dict[Hashable, list[list[tuple[Any, tuple[Any, ...], Any]]]] = {}
     for group in by_partition.values():
-        for i in range(0, len(group), max_statements):
-            chunk = group[i:i + max_statements]
-            if len(chunk) == 1:
-                stmt, params = chunk[0]
-                bound = bind(stmt, params)
-                out.append((bound, ()) if bound is not stmt else chunk[0])
-                continue
-            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for stmt, params in chunk:
-                bound = bind(stmt, params)
-                if bound is stmt:  # not a prepared statement: the driver binds it
-                    batch.add(stmt, params)
-                else:
-                    batch.add(bound)
-            out.append((batch, ()))
+        bound = [(stmt, params, bind(stmt, params)) for stmt, params in group]
+        where = replica(bound[0][2]) if replica is not None and b.partitions > 1 else None
+        chunks = by_replica.setdefault(where, [])
+        chunks += [bound[i:i + b.statements] for i in range(0, len(bound), b.statements)]
+    out: list[tuple[Any, tuple[Any, ...]]] = []
+    for chunks in by_replica.values():
+        batch: list[tuple[Any, tuple[Any, ...], Any]] = []
+        parts = size = 0
+        for chunk in chunks:
+            chunk_size = sum(_size(bd, params) for _stmt, params, bd in chunk) if b.partitions > 1 else 0
+            if batch and (parts >= b.partitions or len(batch) + len(chunk) > b.statements
+                          or size + chunk_size > b.max_bytes):
+                out.append(_batch(batch))
+                batch, parts, size = [], 0, 0
+            batch += chunk
+            parts += 1
+            size += chunk_size
+        if batch:
+            out.append(_batch(batch))
     return out
 
 
+def _batch(statements: list[tuple[Any, tuple[Any, ...], Any]]) -> tuple[Any, tuple[Any, ...]]:
+    if len(statements) == 1:
+        stmt, params, bound = statements[0]
+        return (bound, ()) if bound is not stmt else (stmt, params)
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    for stmt, params, bound in statements:
+        if bound is stmt:  # not a prepared statement: the driver binds it
+            batch.add(stmt, params)
+        else:
+            batch.add(bound)
+    return batch, ()
+
+
 async def execute_grouped(session: Any, stmts: list[CqlStatement], concurrency: int = 64,
-                          max_statements: int = BATCH_STATEMENTS) -> int:
-    """Write ``stmts`` grouped per partition (``group_batches``) on the driver's threads; returns the
-    number of requests sent."""
+                          max_statements: int = BATCH_STATEMENTS, batching: Batching | None = None) -> int:
+    """Write ``stmts`` grouped per partition (``group_batches``; with a ``batching`` of several
+    partitions, partitions of one replica together) on the driver's threads; returns the number of
+    requests sent."""
     if not stmts:
         return 0
 
     def write() -> int:  # on an executor thread: binding the batches is CPU work the loop need not wait for
-        grouped = group_batches(stmts, max_statements)
+        grouped = group_batches(stmts, max_statements, batching, replica_of(session))
         execute_concurrent(session, grouped, concurrency=concurrency, raise_on_first_error=True)
         return len(grouped)
 
@@ -129,8 +194,9 @@ class Sink:
 class WriteBehind:
     """Coalescing, background-flushed buffer of durable writes that holds the Kafka acks it covers."""
 
-    def __init__(self, interval_s: float = 0.25, max_pending: int = 50_000) -> None:
+    def __init__(self, interval_s: float = 0.25, max_pending: int = 50_000, batching: Batching = SINGLE) -> None:
         self.interval_s = interval_s
+        self.batching = batching
         self.max_pending = max_pending
         self.sinks: dict[str, Sink] = {}
         self.held: list[Any] = []       # events whose acks wait for the next successful flush
@@ -160,7 +226,7 @@ class WriteBehind:
                 calls.append(s.flush(rows))
             else:
                 by_session.setdefault(id(s.session), (s.session, []))[1].extend(s.statements(rows))
-        calls += [execute_grouped(session, stmts) for session, stmts in by_session.values()]
+        calls += [execute_grouped(session, stmts, batching=self.batching) for session, stmts in by_session.values()]
         await asyncio.gather(*calls)
 
     def put(self, name: str, key: Hashable, value: Any) -> None:

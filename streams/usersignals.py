@@ -34,14 +34,15 @@ from aura.state.cooccurrence import (
     REPLACE_ZSET_LUA,
     USER_FENCE,
     USER_MF,
+    ZSET_FROM_ARGS,
     ItemDelta,
     SeqEntry,
     compact_json,
     decode_vector,
     encode_vector,
     model_of,
-    replace_zset_args,
-    zset_members,
+    zset_args,
+    zset_scores,
 )
 from streams.intake import Accepted
 from streams.itemsignals import PUBLISH_CHUNK, ItemSignals, add_publisher
@@ -205,8 +206,10 @@ def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[Se
 
 # One script per user and batch, with the whole delta as one JSON argument (values as strings, so
 # timestamps and weights keep their exact text): packing one Redis argument per sequence entry, seen
-# item and MF candidate cost more Python time than the fold. KEYS share the user's hash tag.
-USER_LUA = """
+# item and MF candidate cost more Python time than the fold. New MF candidates replace the old: their
+# members in the JSON (``c``), their scores as float64 bytes (ARGV[4], ``zset_args``). KEYS share the
+# user's hash tag.
+USER_LUA = ZSET_FROM_ARGS + """
 local cur = redis.call('HGET', KEYS[1], '_off') or ''
 if cur ~= ARGV[1] then return 0 end
 local d = cjson.decode(ARGV[3])
@@ -215,25 +218,24 @@ if #d.q > 0 then redis.call('RPUSH', KEYS[2], unpack(d.q)) end
 local s = d.s
 for j = 1, #s, 500 do redis.call('ZADD', KEYS[3], unpack(s, j, math.min(j + 499, #s))) end
 if d.m ~= '' then redis.call('HSET', KEYS[1], 'mf', d.m) end
-if d.c then
-  redis.call('DEL', KEYS[4])
-  local c = d.c
-  for j = 1, #c, 500 do redis.call('ZADD', KEYS[4], unpack(c, j, math.min(j + 499, #c))) end
-end
+if d.c then zset_replace(KEYS[4], d.c, ARGV[4]) end
 redis.call('HSET', KEYS[1], '_off', ARGV[2])
 return 1
 """
 
 
 def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None,
-                  candidates: list[tuple[str, float]] | None = None) -> list[Any]:
+                  candidates: tuple[list[str], Any] | None = None) -> list[Any]:
     """CAS on the fence, then (one JSON argument) the absolute sequence, the new seen items as
-    ZADD pairs, the MF vector and, when given, the user's new MF candidates (replacing the old)."""
+    ZADD pairs, the MF vector and, when given, the user's new MF candidates (members, scores: they
+    replace the old)."""
     blob: dict[str, Any] = {"q": [e.encode() for e in d.seq], "m": mf_vec or "",
                             "s": [x for item, t in d.seen.items() for x in (str(t), item)]}
+    scores = b""
     if candidates is not None:
-        blob["c"] = zset_members(candidates)
-    return ["" if expected is None else str(expected), str(d.offset), compact_json(blob)]
+        blob["c"] = candidates[0]
+        scores = zset_scores(*candidates)
+    return ["" if expected is None else str(expected), str(d.offset), compact_json(blob), scores]
 
 
 # ------------------------------------------------------------------------------------ the owner
@@ -324,7 +326,7 @@ class UserSignals:
                 cands = None
                 if vec is not None and f.users[u].new:
                     if self.mf_due(u, now):
-                        cands = self.mf.top(u, k)
+                        cands = self.mf.top_arrays(u, k)
                         refreshed.append(u)
                     else:
                         self.mf_pending.add(u)
@@ -385,7 +387,7 @@ class UserSignals:
         for start in range(0, len(due), PUBLISH_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
             for u in due[start:start + PUBLISH_CHUNK]:
-                await self.replace_script(keys=[self.keys.recs_user_mf(u)], args=replace_zset_args(self.mf.top(u, k)),
+                await self.replace_script(keys=[self.keys.recs_user_mf(u)], args=zset_args(*self.mf.top_arrays(u, k)),
                                           client=pipe)
             await pipe.execute()
         for u in due:

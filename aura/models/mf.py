@@ -119,7 +119,8 @@ class OnlineMF:
             return self.V[:n, self.dim].copy()
         return self.V[:n, : self.dim] @ u + self.V[:n, self.dim]
 
-    def top(self, user: str, k: int, exclude: set[str] | None = None) -> list[tuple[str, float]]:
+    def top_arrays(self, user: str, k: int, exclude: set[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """The ``k`` best items for ``user`` (ids, and their scores as float64), best first."""
         scores = self.score(user)
         if exclude:
             for item in exclude:
@@ -128,13 +129,19 @@ class OnlineMF:
                     scores[row] = -np.inf
         k = min(k, len(scores))
         if k <= 0:
-            return []
+            return [], np.zeros(0)
         idx = np.argpartition(-scores, k - 1)[:k]
         idx = idx[np.argsort(-scores[idx])]
         vals = scores[idx]
         keep = np.isfinite(vals)
+        if not keep.all():
+            idx, vals = idx[keep], vals[keep]
         ids = self.ids
-        return [(ids[r], v) for r, v in zip(idx[keep].tolist(), vals[keep].tolist(), strict=True)]
+        return [ids[r] for r in idx.tolist()], vals.astype(np.float64)
+
+    def top(self, user: str, k: int, exclude: set[str] | None = None) -> list[tuple[str, float]]:
+        ids, vals = self.top_arrays(user, k, exclude)
+        return list(zip(ids, vals.tolist(), strict=True))
 
     @property
     def pv_error(self) -> float:

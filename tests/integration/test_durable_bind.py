@@ -1,7 +1,8 @@
 """The write-behind's own binding (streams/durable.py ``bind``) on the real Cassandra: for the
 project's prepared statements (text, timestamps, doubles, ints, maps, lists, ``USING TIMESTAMP``
 markers, nulls) it gives the driver's exact serialized values and routing key; whatever it does not
-handle goes through the driver's ``bind``; the grouped batches write the rows."""
+handle goes through the driver's ``bind``; the grouped batches write the rows, also when partitions
+of one replica share a batch (within its bounds of statements, partitions and bytes)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from cassandra.query import UNSET_VALUE, BatchStatement, BoundStatement
 
 from aura.layout import Tables
-from streams.durable import bind, group_batches
+from streams.durable import Batching, bind, group_batches, replica_of
 
 
 def test_bind_equals_the_drivers(cassandra: Any) -> None:
@@ -56,6 +57,31 @@ def test_grouped_batches_write_the_rows(cassandra: Any) -> None:
     rows.append((users[1], 1_700_000_000_000, "i9", "e9", "purchase", 2.0))
     grouped = group_batches([(("user", r[0]), insert, r) for r in rows], max_statements=3)
     assert [type(s) for s, _ in grouped] == [BatchStatement, BatchStatement, BoundStatement]
+    for stmt, params in grouped:
+        cassandra.execute(stmt, params or None)
+    got = {(r.user_id, r.item_id, r.weight) for u in users for r in cassandra.execute(
+        f"SELECT user_id, item_id, weight FROM {Tables.INTERACTIONS} WHERE user_id = %s", (u,))}
+    assert got == {(r[0], r[2], r[5]) for r in rows}
+
+
+def test_partitions_of_one_replica_share_batches_within_the_bounds(cassandra: Any) -> None:
+    insert = cassandra.prepare(
+        f"INSERT INTO {Tables.INTERACTIONS} (user_id, event_time, item_id, event_id, event_type, weight) "
+        "VALUES (?, ?, ?, ?, ?, ?)")
+    tag = uuid.uuid4().hex[:8]
+    users = [f"multi-{tag}-{k}" for k in range(25)]
+    rows = [(u, 1_700_000_000_000 + i, f"i{i}", f"e{i}", "view", float(i)) for k, u in enumerate(users)
+            for i in range(1 + k % 3)]
+    rows.append((users[0], 1_700_000_000_100, "big", "e-big", "view", 1.0))
+    stmts = [(("user", r[0]), insert, r) for r in rows]
+    replica = replica_of(cassandra)
+    assert replica(bind(insert, rows[0])) is not None  # the token map knows the one local node
+    grouped = group_batches(stmts, batching=Batching(statements=8, partitions=4, max_bytes=4096), replica=replica)
+    for stmt, _ in grouped:  # within every bound: statements, partitions
+        assert len(stmt._statements_and_parameters) <= 8 if isinstance(stmt, BatchStatement) else True
+    assert len(grouped) < len({r[0] for r in rows})  # fewer requests than partitions
+    tiny = group_batches(stmts, batching=Batching(statements=8, partitions=4, max_bytes=1), replica=replica)
+    assert len(tiny) == len({r[0] for r in rows})  # a byte bound of 1: one partition per batch again
     for stmt, params in grouped:
         cassandra.execute(stmt, params or None)
     got = {(r.user_id, r.item_id, r.weight) for u in users for r in cassandra.execute(

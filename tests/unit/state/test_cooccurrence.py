@@ -4,6 +4,7 @@ store and the readers parse survives its round trip with every field, in the exa
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from aura.state.cooccurrence import (
     published_field,
     replace_zset_args,
     score_pairs,
-    zset_members,
+    zset_args,
+    zset_scores,
 )
 
 
@@ -65,12 +67,17 @@ def test_factor_vectors_round_trip_as_hex_float32():
     assert v[0] == 0.5
 
 
-def test_replaced_sorted_set_argument_is_score_member_pairs_as_exact_text():
+def test_replaced_sorted_set_arguments_are_members_as_json_and_scores_as_float64s():
     pairs = [("x", 0.5), ("y", 1 / 3)]
-    assert zset_members(pairs) == ["0.5", "x", repr(1 / 3), "y"]
-    (arg,) = replace_zset_args(pairs)
-    assert json.loads(arg) == ["0.5", "x", repr(1 / 3), "y"] and " " not in arg
-    assert replace_zset_args([]) == ["[]"]
+    members, scores = replace_zset_args(pairs)
+    assert json.loads(members) == ["x", "y"] and b" " not in members
+    assert struct.unpack("<2d", scores) == (0.5, 1 / 3)  # the exact doubles, no text in between
+    assert zset_args(["x"], np.array([2.5], dtype=np.float32)) == [b'["x"]', struct.pack("<d", 2.5)]
+    assert replace_zset_args([]) == [b"[]", b""]
+    with pytest.raises(ValueError, match="finite"):
+        zset_scores(["x"], [float("nan")])
+    with pytest.raises(ValueError, match="2 members"):
+        zset_scores(["x", "y"], [1.0])
 
 
 def test_monitor_names_and_served_model():

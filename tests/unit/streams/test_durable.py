@@ -149,3 +149,30 @@ async def test_forget_drops_a_users_pending_rows_after_the_flush_in_progress():
     assert await forgetting == 2 and await flushing == 4
     assert order[-2:] == ["flush done", "forgot"]  # the delete that follows comes after every write of u1
     assert wb.sinks["rows"].pending == {"u3": 1}
+
+
+def test_partitions_share_batches_only_with_their_replica_and_within_every_bound():
+    from cassandra.query import BatchStatement, SimpleStatement
+
+    from streams.durable import Batching, group_batches
+
+    def sizes(out):  # statements per request
+        return [len(s._statements_and_parameters) if isinstance(s, BatchStatement) else 1 for s, _ in out]
+
+    a = SimpleStatement("INSERT INTO t (k) VALUES (%s)")
+    # u0: 1 row, u1: 2, u2: 1, u3: 2, u4: 1, u5: 2, u6: 1
+    stmts = [(("user", f"u{k}"), a, (f"u{k}",)) for k in range(7) for _ in range(1 + k % 2)]
+    out = group_batches(stmts, batching=Batching(statements=4, partitions=3, max_bytes=10_000),
+                        replica=lambda _s: None)
+    # u0 u1 u2 (4 rows, 3 partitions) | u3 u4 (u5 would make 5 rows) | u5 u6
+    assert sizes(out) == [4, 3, 3]
+    # by replica: east (u0-u4) and west (u5, u6) never share a batch
+    replica = {f"u{k}": "east" if k < 5 else "west" for k in range(7)}
+    keyed = [(("user", u), SimpleStatement(f"INSERT INTO t (k) VALUES ('{u}')"), ()) for u in replica]
+    out = group_batches(keyed, batching=Batching(statements=32, partitions=10, max_bytes=10_000),
+                        replica=lambda s: replica[s.query_string.split("'")[1]])
+    assert sizes(out) == [5, 2]
+    # a byte bound under two partitions' rows: one request per partition, its rows together
+    out = group_batches(stmts, batching=Batching(statements=32, partitions=10, max_bytes=12),
+                        replica=lambda _s: None)
+    assert sizes(out) == [1 + k % 2 for k in range(7)]

@@ -5,6 +5,7 @@ argument layout and the MF candidates' rate limit."""
 from __future__ import annotations
 
 import json
+import struct
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -96,13 +97,14 @@ def test_impressions_and_clicks_count_per_served_model_and_do_not_pair():
 
 def test_user_lua_argument_layout():
     f = fold([ev(1, "u", "view", "a")], {}, {}, P)
-    args = user_lua_args(None, f.users["u"], "00ff", [("x", 0.5), ("y", 0.25)])
+    args = user_lua_args(None, f.users["u"], "00ff", (["x", "y"], np.array([0.5, 0.25])))
     assert args[:2] == ["", "1"]
     blob = json.loads(args[2])
     assert blob["q"] == [e.encode() for e in f.users["u"].seq] and blob["m"] == "00ff"
     assert blob["s"] == [str(f.users["u"].seen["a"]), "a"]  # ZADD order: score (exact text), member
-    assert blob["c"] == ["0.5", "x", "0.25", "y"]
-    assert "c" not in json.loads(user_lua_args(3, f.users["u"], None)[2])  # no candidates: left alone
+    assert blob["c"] == ["x", "y"] and struct.unpack("<2d", args[3]) == (0.5, 0.25)  # candidates: members, scores
+    no_cands = user_lua_args(3, f.users["u"], None)
+    assert "c" not in json.loads(no_cands[2]) and no_cands[3] == b""  # no candidates: left alone
 
 
 async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the_timer():
@@ -116,8 +118,8 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
         def pipeline(self, transaction: bool = False) -> Pipe:
             return Pipe()
 
-    async def replace(keys: list[str], args: list[str], client: Any = None) -> None:
-        written.append((keys[0], json.loads(args[0])))
+    async def replace(keys: list[str], args: list[bytes], client: Any = None) -> None:
+        written.append((keys[0], json.loads(args[0]), struct.unpack(f"<{len(args[1]) // 8}d", args[1])))
 
     u = UserSignals.__new__(UserSignals)
     u.mf_refresh_s, u.mf_refreshed, u.mf_pending = 10.0, {}, set()
@@ -135,8 +137,9 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
     assert await u.refresh_pending() == 0 and u.mf_pending == {"u1"} and not written
     u.mf_refreshed["u1"] = time.monotonic() - 11
     assert await u.refresh_pending() == 1
-    key, flat = written[-1]
-    assert key == RedisKeys("t").recs_user_mf("u1") and len(flat) == 4 and flat[1] in "abc"
+    key, members, scores = written[-1]
+    assert key == RedisKeys("t").recs_user_mf("u1") and len(members) == 2 and set(members) <= set("abc")
+    assert list(scores) == sorted(scores, reverse=True) == [s for _, s in u.mf.top("u1", 2)]
     assert u.mf_pending == set() and "u1" in u.mf_refreshed
 
 

@@ -292,11 +292,8 @@ class UserSignals:
         for u, v in vecs.items():
             if v.shape[0] == self.mf.dim:
                 self.mf.users[u] = v
-        touched: set[str] = set()
-        for user, item, weight in f.positives:
-            self.mf.learn_one(user, item, min(weight, 2.0))
-            touched.add(item)
-        return touched
+        self.mf.learn_many([(user, item, min(weight, 2.0)) for user, item, weight in f.positives])
+        return {item for _user, item, _weight in f.positives}
 
     async def apply(self, accepted: list[Accepted]) -> Fold:
         if not self.mf_loaded:

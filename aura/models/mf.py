@@ -18,16 +18,15 @@ learns it (streams/usersignals.py keeps the factors in Redis); the registry stor
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import zlib
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 
-@njit(cache=True, nogil=True)
 def _bpr_steps(V: np.ndarray, U: np.ndarray, urow: np.ndarray, irow: np.ndarray, known: np.ndarray,
                draws: np.ndarray, weights: np.ndarray, lr: float, reg: float) -> np.ndarray:
     """BPR steps in order, in place on item factors ``V`` (bias last) and user factors ``U``: positive
@@ -63,6 +62,16 @@ def _bpr_steps(V: np.ndarray, U: np.ndarray, urow: np.ndarray, irow: np.ndarray,
             V[i, d] = bi + lr * (g - reg * bi)
             V[j, d] = bj + lr * (-g - reg * bj)
     return errors
+
+
+@functools.cache
+def _compiled_steps() -> Any:
+    """``_bpr_steps`` compiled by numba (its machine code cached on disk beside this module). numba
+    brings LLVM (about 170 MiB of RSS): imported by the processes that learn, not by every reader of
+    this module (the API loads MF models to score them)."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_bpr_steps)
 
 
 def _init_vector(item: str, dim: int, scale: float) -> np.ndarray:
@@ -140,7 +149,7 @@ class OnlineMF:
             weights[p] = weight
         U = np.stack([self.user_vector(u) for u in rows])
         draws = self.rng.random((len(positives), self.n_neg))
-        errors = _bpr_steps(self.V, U, urow, irow, known, draws, weights, self.lr, self.reg)
+        errors = _compiled_steps()(self.V, U, urow, irow, known, draws, weights, self.lr, self.reg)
         for user, r in rows.items():
             self.users[user] = U[r].copy()
         self.pv_n += self.n_neg * int((known >= 2).sum())

@@ -75,9 +75,12 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 return redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[5])
 """
 
-# The fenced write of one pool: KEYS = the pool hash; ARGV = fence, time, TTL ms, then the fields as
-# (name, value) pairs. A pool ranked from an older state (lower ``off``) never replaces a newer one.
+# The fenced write of one pool: KEYS = the pool hash, the user's recommender state (same hash tag);
+# ARGV = fence, time, TTL ms, then the fields as (name, value) pairs. A pool ranked from an older state
+# (lower ``off``) never replaces a newer one; a pool ranked from a state (fence >= 0) that is gone now
+# (the user was erased meanwhile) is not written.
 WRITE_LUA = """
+if tonumber(ARGV[1]) >= 0 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local cur = redis.call('HGET', KEYS[1], 'off')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
@@ -263,7 +266,7 @@ class UserCands:
             args: list[Any] = [-1 if fence is None else fence, wall_ms, self.ttl_ms]
             for name, value in record.items():
                 args += [name, value]
-            await self.write(keys=[key], args=args, client=pipe)
+            await self.write(keys=[key, self.keys.recs_user_state(uid)], args=args, client=pipe)
         await pipe.execute()
         for u in ok:  # a batch noted meanwhile (higher offset) stays pending
             want = self.pending.get(u)

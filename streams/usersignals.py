@@ -31,7 +31,7 @@ from aura.state.cooccurrence import (
     BOUGHT_TYPES,
     INTERACTION_WEIGHTS,
     MONITOR_STREAM,
-    REPLACE_ZSET_LUA,
+    REPLACE_IF_KNOWN_LUA,
     USER_FENCE,
     USER_MF,
     ZSET_FROM_ARGS,
@@ -252,7 +252,7 @@ class UserSignals:
                               lambda rows: self.interaction_statements(list(rows.values())))
         self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
         self.user_script = res.redis.register_script(USER_LUA)
-        self.replace_script = res.redis.register_script(REPLACE_ZSET_LUA)
+        self.replace_script = res.redis.register_script(REPLACE_IF_KNOWN_LUA)
         # MF candidates: rewriting a user's 200-member sorted set is the dearest write of the user
         # step, so it happens at most every ``recs_mf_refresh_s`` per user; users skipped meanwhile
         # wait in ``mf_pending`` for ``refresh_pending`` (a timer).
@@ -288,10 +288,15 @@ class UserSignals:
         return fences, seqs, vecs
 
     def learn(self, f: Fold, vecs: dict[str, np.ndarray]) -> set[str]:
-        """Online MF over the batch's positives, in order; returns the items whose factors moved."""
-        for u, v in vecs.items():
-            if v.shape[0] == self.mf.dim:
+        """Online MF over the batch's positives, in order; returns the items whose factors moved. The
+        factors in Redis are the truth: a user of the batch without them there (erased, or new) starts
+        from fresh factors, whatever this process remembers."""
+        for u in f.users:
+            v = vecs.get(u)
+            if v is not None and v.shape[0] == self.mf.dim:
                 self.mf.users[u] = v
+            else:
+                self.mf.users.pop(u, None)
         self.mf.learn_many([(user, item, min(weight, 2.0)) for user, item, weight in f.positives])
         return {item for _user, item, _weight in f.positives}
 
@@ -377,15 +382,16 @@ class UserSignals:
     async def refresh_pending(self) -> int:
         """Write the MF candidates of users skipped by the rate limit, from the in-process factors
         (absolute, derived state: no fence needed; a crash loses only this refresh, and the user's
-        candidates then wait for the user's next event)."""
+        candidates then wait for the user's next event). Only while the user's state exists: an erase
+        (streams/identity.py, maybe in another worker) is not undone by factors kept here."""
         now = time.monotonic()
         due = sorted(u for u in self.mf_pending if self.mf_due(u, now) and u in self.mf.users)
         k = self.res.settings.recs.candidates
         for start in range(0, len(due), PUBLISH_CHUNK):
             pipe = self.redis.pipeline(transaction=False)
             for u in due[start:start + PUBLISH_CHUNK]:
-                await self.replace_script(keys=[self.keys.recs_user_mf(u)], args=zset_args(*self.mf.top_arrays(u, k)),
-                                          client=pipe)
+                await self.replace_script(keys=[self.keys.recs_user_mf(u), self.keys.recs_user_state(u)],
+                                          args=zset_args(*self.mf.top_arrays(u, k)), client=pipe)
             await pipe.execute()
         for u in due:
             self.mf_refreshed[u] = now

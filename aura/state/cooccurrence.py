@@ -162,6 +162,13 @@ end
 REPLACE_ZSET_LUA = ZSET_FROM_ARGS + """
 return zset_replace(KEYS[1], cjson.decode(ARGV[1]), ARGV[2])
 """
+# The same replacement of a user's derived list, only while the user's state (KEYS[2], same hash tag)
+# exists: a list computed before the user was erased is never written after the erase. Returns -1
+# when the state is gone.
+REPLACE_IF_KNOWN_LUA = ZSET_FROM_ARGS + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+return zset_replace(KEYS[1], cjson.decode(ARGV[1]), ARGV[2])
+"""
 
 
 def zset_scores(members: Sequence[str], scores: Any) -> bytes:

@@ -110,9 +110,16 @@ def test_erase_removes_every_key_row_and_reference_of_the_user(isolated, worker_
     prod.send_identity({"event_id": uuid.uuid4().hex, "event_type": "erase", "user_id": user,
                         "event_time": int(time.time() * 1000)})
     assert prod.flush().failed == 0
-    wait_for(lambda: not redis_footprint(redis_client, isolated.redis.prefix, user)
-             and not cassandra_footprint(cassandra, user), timeout=60, interval=0.5,
-             what=f"an empty footprint (left: {redis_footprint(redis_client, isolated.redis.prefix, user)})")
+    left: list[str] = []
+
+    def erased() -> bool:
+        left[:] = redis_footprint(redis_client, isolated.redis.prefix, user) + cassandra_footprint(cassandra, user)
+        return not left
+
+    try:
+        wait_for(erased, timeout=60, interval=0.5, what="an empty footprint")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; left: {left}") from None
     after_other = profile_codec.read_sync(redis_client, keys, other)
     assert after_other is not None and after_other.counts == other_before.counts
 

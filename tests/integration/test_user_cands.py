@@ -179,8 +179,14 @@ def test_pools_are_fenced_by_the_user_offset(isolated, redis_client):
         assert 0 < await r.pttl(k.recs_user_cands("u0", "default")) <= 3600 * 1000
         # a pool ranked from an older state (another worker, before a rebalance) does not replace it
         write = r.register_script(WRITE_LUA)
-        assert await write(keys=[k.recs_user_cands("u0", "default")], args=[120, 1, 60_000, "ids", "x"]) == 0
+        assert await write(keys=[k.recs_user_cands("u0", "default"), k.recs_user_state("u0")],
+                           args=[120, 1, 60_000, "ids", "x"]) == 0
         assert await r.hget(k.recs_user_cands("u0", "default"), "ids") != "x"
+        # a pool ranked from a state that is gone now (the user was erased meanwhile) is not written;
+        # a cold user's pool (ranked without any state: fence -1) is
+        gone = [k.recs_user_cands("u9", "default"), k.recs_user_state("u9")]
+        assert await write(keys=gone, args=[5, 1, 60_000, "ids", "x"]) == 0 and not await r.exists(gone[0])
+        assert await write(keys=gone, args=[-1, 1, 60_000, "ids", "x"]) == 1 and await r.exists(gone[0])
         # a redelivered batch (offsets at or below the fence) ranks the same pool again
         before = await r.hgetall(k.recs_user_cands("u0", "default"))
         uc.note([accepted("u0", 140)])

@@ -2,7 +2,8 @@
 candidates of the user script, streams/usersignals.py ``USER_LUA``): members sent as JSON and scores
 as float64 bytes come back as exactly the doubles sent (no text in between loses a bit), across
 more than one ZADD chunk, with members that JSON must escape; the old set is replaced, not merged;
-the user script writes candidates only when given and only when its fence matches."""
+the guarded replacement writes only while the user's state exists (an erased user's list is not
+brought back); the user script writes candidates only when given and only when its fence matches."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from aura.state.cooccurrence import REPLACE_ZSET_LUA, replace_zset_args
+from aura.state.cooccurrence import REPLACE_IF_KNOWN_LUA, REPLACE_ZSET_LUA, replace_zset_args
 from schemas.events import Behavior
 from streams.intake import Accepted
 from streams.usersignals import USER_LUA, CoocParams, fold, user_lua_args
@@ -34,6 +35,17 @@ def test_a_replaced_sorted_set_keeps_every_score_bit_for_bit(isolated, redis_cli
     assert stored(redis_client, key) == dict(pairs)  # "stale" is gone, every double exact
     assert script(keys=[key], args=replace_zset_args([])) == 0
     assert redis_client.exists(key) == 0
+
+
+def test_a_users_list_is_replaced_only_while_the_user_is_known(isolated, redis_client) -> None:
+    p = isolated.redis.prefix
+    mf, state = f"{p}:{{u}}:mf", f"{p}:{{u}}:state"
+    script = redis_client.register_script(REPLACE_IF_KNOWN_LUA)
+    assert script(keys=[mf, state], args=replace_zset_args([("x", 1.0)])) == -1  # erased (or never known)
+    assert redis_client.exists(mf) == 0
+    redis_client.hset(state, "_off", 4)
+    assert script(keys=[mf, state], args=replace_zset_args([("x", 1.0), ("y", 0.5)])) == 2
+    assert stored(redis_client, mf) == {"x": 1.0, "y": 0.5}
 
 
 def test_the_user_script_replaces_mf_candidates_only_when_given(isolated, redis_client) -> None:

@@ -119,6 +119,7 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
             return Pipe()
 
     async def replace(keys: list[str], args: list[bytes], client: Any = None) -> None:
+        assert keys[1] == RedisKeys("t").recs_user_state("u1")  # written only while the user is known
         written.append((keys[0], json.loads(args[0]), struct.unpack(f"<{len(args[1]) // 8}d", args[1])))
 
     u = UserSignals.__new__(UserSignals)
@@ -141,6 +142,20 @@ async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the
     assert key == RedisKeys("t").recs_user_mf("u1") and len(members) == 2 and set(members) <= set("abc")
     assert list(scores) == sorted(scores, reverse=True) == [s for _, s in u.mf.top("u1", 2)]
     assert u.mf_pending == set() and "u1" in u.mf_refreshed
+
+
+def test_factors_remembered_for_a_user_redis_no_longer_knows_are_not_learned_on():
+    """An erased user's factors stay in the process that learned them; the user's next batch finds none
+    in Redis and starts afresh, like any new user (the kept user goes on from its Redis factors)."""
+    u = UserSignals.__new__(UserSignals)
+    u.mf = OnlineMF(dim=4, seed=0)
+    u.mf.users["gone"] = np.full(4, 9.0, dtype=np.float32)
+    f = fold([Accepted(Behavior(f"e{n}", "add_to_cart", who, "a", 1000 + n), 0, n)
+              for n, who in enumerate(["gone", "kept"])], {}, {}, CoocParams())
+    assert {p[0] for p in f.positives} == {"gone", "kept"}
+    u.learn(f, {"kept": np.full(4, 0.5, dtype=np.float32)})
+    assert np.abs(u.mf.users["gone"]).max() < 1.0  # fresh factors, not the remembered 9s
+    assert np.abs(u.mf.users["kept"] - 0.5).max() < 0.1
 
 
 @pytest.mark.parametrize("moved_to", [2, 3])

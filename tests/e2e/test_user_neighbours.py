@@ -80,8 +80,13 @@ def test_demographic_cold_start_through_the_stream(isolated, worker_factory, api
         producer.send({"event_id": f"{isolated.kafka.topic_prefix}-v{n}", "event_type": "view", "user_id": user,
                        "item_id": item, "event_time": now + n})
     assert producer.flush().failed == 0
-    wait_for(lambda: redis_client.zscore(k.recs_cohort_popular("country:jp"), "sushi") == 2.0
-             and redis_client.zscore(k.recs_popular(), "pretzel") is not None, timeout=60, what="cohort counts")
+    def counted() -> bool:  # every view folded: both cohort items of JP, pretzel ahead of sushi globally
+        jp, top = k.recs_cohort_popular("country:jp"), k.recs_popular()
+        pretzel, sushi = redis_client.zscore(top, "pretzel"), redis_client.zscore(top, "sushi")
+        return (redis_client.zscore(jp, "sushi") == 2.0 and redis_client.zscore(jp, "ramen") is not None
+                and pretzel is not None and sushi is not None and pretzel > sushi)
+
+    wait_for(counted, timeout=60, what="cohort and global counts")
     r = api_client.post("/v1/recommendations/generate", json={"user_id": "newjp", "limit": 3,
                                                                "filters": {"in_stock_only": False}})
     body = r.json()

@@ -209,10 +209,6 @@ class RedisKeys:
         """Sorted set: every item the user interacted with -> last event time (ms)."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:seen"
 
-    def recs_user_mf(self, user_id: str) -> str:
-        """Sorted set: the online MF model's top candidates for the user -> score."""
-        return f"{self.prefix}:recs:user:{{{user_id}}}:mf"
-
     def recs_user_batch(self, user_id: str, model: str) -> str:
         """Sorted set: a batch model's (e.g. EASE) top candidates for the user -> score."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:batch:{model}"

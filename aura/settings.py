@@ -246,7 +246,7 @@ class RecsSettings(BaseSettings):
     cooc_read: int = 150  # raw co-occurrences read to publish an item's top-K
     cooc_cap: int = 1000  # raw co-occurrences kept per item
     candidates: int = 200  # per-user candidates kept per model (MF, batch)
-    mf_refresh_s: float = 1.0  # a user's MF candidates are rewritten at most this often (0: every batch)
+    mf_items_refresh_s: float = 2.0  # a reader reloads the MF item factors at most this often
     publish_interval_s: float = 5.0  # top-K neighbour lists republished at most this often
     # ... and an item's lists only once its interaction weight grew by this share since their last
     # publish, or they are this old (0: every touched item)

@@ -40,8 +40,11 @@ N_USERS, N_ITEMS, N_CATS = 1000, 2000, 20
 
 
 def seed(s: Settings) -> None:
+    import numpy as np
+
     from aura.bootstrap import redis_sync
     from aura.keys import RedisKeys
+    from aura.state.cooccurrence import USER_MF, encode_vector
 
     r, k, rng = redis_sync(s), RedisKeys(s.redis.prefix), random.Random(7)
     for key in r.scan_iter(f"{s.redis.prefix}:*", count=1000):
@@ -62,12 +65,16 @@ def seed(s: Settings) -> None:
             pipe.execute()
     pipe.zadd(k.recs_popular(), {i: rng.random() * 1000 for i in items})
     pipe.zadd(k.recs_trending(), {i: rng.random() * 10 for i in items})
+    nrng = np.random.default_rng(7)  # MF factors (32 and a bias) of every item
+    for start in range(0, len(items), 1000):
+        pipe.hset(k.recs_mf_items(), mapping={i: encode_vector(nrng.standard_normal(33).astype(np.float32) * 0.1)
+                                              for i in items[start:start + 1000]})
     for u in range(N_USERS):
         user = f"u{u}"
         hist = rng.sample(items, 100)
         pipe.rpush(k.recs_user_seq(user), *[f"{i}|1|{10_000 - n}|0" for n, i in enumerate(hist[:50])])
         pipe.zadd(k.recs_user_seen(user), {i: n for n, i in enumerate(hist)})
-        pipe.zadd(k.recs_user_mf(user), {i: rng.uniform(-1, 1) for i in rng.sample(items, 200)})
+        pipe.hset(k.recs_user_state(user), USER_MF, encode_vector(nrng.standard_normal(32).astype(np.float32) * 0.1))
         pipe.zadd(k.recs_user_batch(user, "ease"), {i: rng.random() for i in rng.sample(items, 200)})
         if u % 100 == 0:
             pipe.execute()

@@ -30,6 +30,7 @@ import faust
 
 from aura import layout
 from aura.configcache import ConfigCache
+from aura.ranking.factors import ItemFactors
 from aura.ranking.ranker import Ranker
 from aura.state import profile_codec
 from aura.state.campaign_audience import in_audience
@@ -127,7 +128,8 @@ class Drainer:
         self.holdout = res.redis.register_script(HOLDOUT_LUA)
         self.token = uuid.uuid4().hex
         self.buckets = {ch: TokenBucket(self.s.campaigns.rate_per_min) for ch in layout.CAMPAIGN_CHANNELS}
-        self.ranker = Ranker(res.redis, res.keys)
+        self.ranker = Ranker(res.redis, res.keys,
+                             factors=ItemFactors(res.redis, res.keys, res.settings.recs.mf_items_refresh_s))
         self.profile_cfg = ProfileConfig.from_settings(res.settings)
         self.wake = asyncio.Event()  # set when a due entry is due now (``due_at``): the next pass starts at once
 

@@ -48,6 +48,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from aura.ranking.blend import SOURCES
+from aura.ranking.factors import ItemFactors
 from aura.ranking.ranker import Ranker
 from aura.ranking.request import Request
 from aura.state.pools import CANDS_LIMIT, parse_wanted, pool_record, wanted_member
@@ -151,7 +152,8 @@ class UserCands:
     def __init__(self, res: Resources) -> None:
         s = res.settings
         self.keys, self.redis = res.keys, res.redis
-        self.rec = Ranker(res.redis, res.keys, candidates=s.recs.candidates)
+        self.rec = Ranker(res.redis, res.keys, candidates=s.recs.candidates,
+                          factors=ItemFactors(res.redis, res.keys, s.recs.mf_items_refresh_s))
         self.write = res.redis.register_script(WRITE_LUA)
         self.placements = [p.strip() for p in s.recs.user_cands_placements.split(",") if p.strip()]
         self.ttl_ms = int(s.recs.user_cands_ttl_s * 1000)
@@ -213,7 +215,7 @@ class UserCands:
     async def refresh_chunk(self, users: list[str]) -> int:
         """Three round trips for up to ``CHUNK`` users: fences and state, kNN scripts, fenced writes."""
         rec = self.rec
-        await rec.resolve_batch(self.placements)  # the batch lists activated per placement (about once a second)
+        await rec.prepare(self.placements)  # the batch lists per placement, the MF item factors
         reqs = {pl: [Request(u, placement=pl, limit=CANDS_LIMIT) for u in users] for pl in self.placements}
         pipe = self.redis.pipeline(transaction=False)
         for u in users:  # the fence first: a state read after it is at least as new

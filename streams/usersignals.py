@@ -1,7 +1,7 @@
 """The user side of the recommender signals: recent sequences, seen items, online MF, raw interactions.
 
 ``UserSignals`` (owner step ``recs by user`` of the behavior agent, streams/behavior.py) owns the
-``recs_user_*`` keys (sequence, seen items, MF user factors and candidates; fenced per user by offset,
+``recs_user_*`` keys (sequence, seen items, MF user factors; fenced per user by offset,
 ``_off``, compare-and-set Lua) and the MF item factors (``recs_mf_items``). The pure ``fold`` sums what
 the events above the user fence add to each item into one delta per item, leaving out the events at
 or below that item's fence for their source partition (read first: ``item_candidates``); the item side
@@ -14,9 +14,6 @@ aura/state/cooccurrence.py.
 from __future__ import annotations
 
 import asyncio
-import logging
-import math
-import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,25 +28,18 @@ from aura.state.cooccurrence import (
     BOUGHT_TYPES,
     INTERACTION_WEIGHTS,
     MONITOR_STREAM,
-    REPLACE_IF_KNOWN_LUA,
     USER_FENCE,
     USER_MF,
-    ZSET_FROM_ARGS,
     ItemDelta,
     SeqEntry,
     compact_json,
     decode_vector,
     encode_vector,
     model_of,
-    zset_args,
-    zset_scores,
 )
 from streams.intake import Accepted
-from streams.itemsignals import PUBLISH_CHUNK, ItemSignals, add_publisher
-from streams.loopstats import timed
+from streams.itemsignals import ItemSignals, add_publisher
 from streams.runtime import Batch, Owner, Resources
-
-log = logging.getLogger(__name__)
 
 Interaction = tuple[str, int, str, str, str, float]  # user, event time, item, event id, event type, weight
 
@@ -209,7 +199,7 @@ def fold(events: list[Accepted], fences: dict[str, int], seqs: dict[str, list[Se
 # item and MF candidate cost more Python time than the fold. New MF candidates replace the old: their
 # members in the JSON (``c``), their scores as float64 bytes (ARGV[4], ``zset_args``). KEYS share the
 # user's hash tag.
-USER_LUA = ZSET_FROM_ARGS + """
+USER_LUA = """
 local cur = redis.call('HGET', KEYS[1], '_off') or ''
 if cur ~= ARGV[1] then return 0 end
 local d = cjson.decode(ARGV[3])
@@ -218,24 +208,18 @@ if #d.q > 0 then redis.call('RPUSH', KEYS[2], unpack(d.q)) end
 local s = d.s
 for j = 1, #s, 500 do redis.call('ZADD', KEYS[3], unpack(s, j, math.min(j + 499, #s))) end
 if d.m ~= '' then redis.call('HSET', KEYS[1], 'mf', d.m) end
-if d.c then zset_replace(KEYS[4], d.c, ARGV[4]) end
 redis.call('HSET', KEYS[1], '_off', ARGV[2])
 return 1
 """
 
 
-def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None,
-                  candidates: tuple[list[str], Any] | None = None) -> list[Any]:
+def user_lua_args(expected: int | None, d: UserDelta, mf_vec: str | None) -> list[Any]:
     """CAS on the fence, then (one JSON argument) the absolute sequence, the new seen items as
-    ZADD pairs, the MF vector and, when given, the user's new MF candidates (members, scores: they
-    replace the old)."""
+    ZADD pairs and the MF vector (the readers score it against the item factors:
+    aura/ranking/factors.py)."""
     blob: dict[str, Any] = {"q": [e.encode() for e in d.seq], "m": mf_vec or "",
                             "s": [x for item, t in d.seen.items() for x in (str(t), item)]}
-    scores = b""
-    if candidates is not None:
-        blob["c"] = candidates[0]
-        scores = zset_scores(*candidates)
-    return ["" if expected is None else str(expected), str(d.offset), compact_json(blob), scores]
+    return ["" if expected is None else str(expected), str(d.offset), compact_json(blob)]
 
 
 # ------------------------------------------------------------------------------------ the owner
@@ -252,13 +236,6 @@ class UserSignals:
                               lambda rows: self.interaction_statements(list(rows.values())))
         self.res, self.keys, self.redis, self.p = res, res.keys, res.redis, params
         self.user_script = res.redis.register_script(USER_LUA)
-        self.replace_script = res.redis.register_script(REPLACE_IF_KNOWN_LUA)
-        # MF candidates: rewriting a user's 200-member sorted set is the dearest write of the user
-        # step, so it happens at most every ``recs_mf_refresh_s`` per user; users skipped meanwhile
-        # wait in ``mf_pending`` for ``refresh_pending`` (a timer).
-        self.mf_refresh_s = s.recs.mf_refresh_s
-        self.mf_refreshed: dict[str, float] = {}  # user -> monotonic time of the last candidates write
-        self.mf_pending: set[str] = set()
         self.mf = OnlineMF(dim=s.recs.mf_dim, lr=s.recs.mf_lr, seed=0)
         self.mf_loaded = False
         self.insert = res.session.prepare(
@@ -287,8 +264,9 @@ class UserSignals:
             seqs[u] = [SeqEntry.decode(x) for x in raw[2 * i + 1]]
         return fences, seqs, vecs
 
-    def learn(self, f: Fold, vecs: dict[str, np.ndarray]) -> set[str]:
-        """Online MF over the batch's positives, in order; returns the items whose factors moved. The
+    def learn(self, f: Fold, vecs: dict[str, np.ndarray]) -> list[str]:
+        """Online MF over the batch's positives, in order; returns the items whose factors moved (the
+        positives and their sampled negatives: the readers rank with every item's factors). The
         factors in Redis are the truth: a user of the batch without them there (erased, or new) starts
         from fresh factors, whatever this process remembers."""
         for u in f.users:
@@ -298,7 +276,7 @@ class UserSignals:
             else:
                 self.mf.users.pop(u, None)
         self.mf.learn_many([(user, item, min(weight, 2.0)) for user, item, weight in f.positives])
-        return {item for _user, item, _weight in f.positives}
+        return self.mf.take_moved()
 
     async def apply(self, accepted: list[Accepted]) -> Fold:
         if not self.mf_loaded:
@@ -318,32 +296,14 @@ class UserSignals:
             await asyncio.sleep(0)
             pipe = self.redis.pipeline(transaction=False)
             order = list(f.users)
-            k = self.res.settings.recs.candidates
-            now = time.monotonic()
-            refreshed: list[str] = []
             for u in order:
                 vec = self.mf.users.get(u)
-                # the MF candidates of users with new interactions are replaced in the same script,
-                # unless this user's were written less than ``mf_refresh_s`` ago (then: the timer)
-                cands = None
-                if vec is not None and f.users[u].new:
-                    if self.mf_due(u, now):
-                        cands = self.mf.top_arrays(u, k)
-                        refreshed.append(u)
-                    else:
-                        self.mf_pending.add(u)
                 await self.user_script(
-                    keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u),
-                          self.keys.recs_user_mf(u)],
-                    args=user_lua_args(fences.get(u), f.users[u], encode_vector(vec) if vec is not None else None,
-                                       cands),
+                    keys=[self.keys.recs_user_state(u), self.keys.recs_user_seq(u), self.keys.recs_user_seen(u)],
+                    args=user_lua_args(fences.get(u), f.users[u], encode_vector(vec) if vec is not None else None),
                     client=pipe)
             results = await pipe.execute() if order else []
             conflicts = {u for u, ok in zip(order, results, strict=True) if not ok}
-            for u in refreshed:
-                if u not in conflicts:
-                    self.mf_refreshed[u] = now
-                    self.mf_pending.discard(u)
             rows += [r for r in f.interactions if r[0] not in conflicts]
             await self.publish(f, moved, pv_before, sent)
             if not conflicts:
@@ -376,32 +336,8 @@ class UserSignals:
             fresh = {ip for ip in pairs if ip[0] in conflicts}
         raise RuntimeError(f"item fence conflicts did not settle for {len(conflicts)} items")
 
-    def mf_due(self, user: str, now: float) -> bool:
-        return self.mf_refresh_s <= 0 or now - self.mf_refreshed.get(user, -math.inf) >= self.mf_refresh_s
-
-    async def refresh_pending(self) -> int:
-        """Write the MF candidates of users skipped by the rate limit, from the in-process factors
-        (absolute, derived state: no fence needed; a crash loses only this refresh, and the user's
-        candidates then wait for the user's next event). Only while the user's state exists: an erase
-        (streams/identity.py, maybe in another worker) is not undone by factors kept here."""
-        now = time.monotonic()
-        due = sorted(u for u in self.mf_pending if self.mf_due(u, now) and u in self.mf.users)
-        k = self.res.settings.recs.candidates
-        for start in range(0, len(due), PUBLISH_CHUNK):
-            pipe = self.redis.pipeline(transaction=False)
-            for u in due[start:start + PUBLISH_CHUNK]:
-                await self.replace_script(keys=[self.keys.recs_user_mf(u), self.keys.recs_user_state(u)],
-                                          args=zset_args(*self.mf.top_arrays(u, k)), client=pipe)
-            await pipe.execute()
-        for u in due:
-            self.mf_refreshed[u] = now
-        self.mf_pending.difference_update(due)
-        self.mf_pending.intersection_update(self.mf.users)
-        self.mf_refreshed = {u: t for u, t in self.mf_refreshed.items() if now - t < self.mf_refresh_s}
-        return len(due)
-
-    async def publish(self, f: Fold, moved: set[str], pv_before: tuple[int, int], sent: int) -> None:
-        """MF item factors and monitoring counters, one pipeline (MF candidates: the user script)."""
+    async def publish(self, f: Fold, moved: list[str], pv_before: tuple[int, int], sent: int) -> None:
+        """MF item factors and monitoring counters, one pipeline."""
         pipe = self.redis.pipeline(transaction=False)
         if moved:
             pipe.hset(self.keys.recs_mf_items(),
@@ -430,8 +366,8 @@ class UserSignals:
 
 
 def register(app: faust.App, res: Resources) -> list[Owner]:
-    """Both sides of the recommender signals: the item side and its publishing timer, the user side
-    and its MF candidates timer; returns the owner step ``recs by user`` that the behavior agent
+    """Both sides of the recommender signals: the item side and its publishing timer, the user side;
+    returns the owner step ``recs by user`` that the behavior agent
     (streams/behavior.py) runs on every batch."""
     s = res.settings
     params = CoocParams(window=s.recs.window, decay=s.recs.decay, seq_max=s.recs.seq_max)
@@ -441,14 +377,5 @@ def register(app: faust.App, res: Resources) -> list[Owner]:
 
     async def update_recs_by_user(b: Batch) -> None:  # run by the behavior agent on every intake batch
         await users.apply(b.kept)
-
-    if s.recs.mf_refresh_s > 0:
-        @app.timer(interval=max(0.2, s.recs.mf_refresh_s))
-        @timed("refresh_mf_candidates")
-        async def refresh_mf_candidates() -> None:
-            try:
-                await users.refresh_pending()
-            except Exception:  # noqa: BLE001 - a timer must survive a slow Redis; users stay pending
-                log.exception("refreshing MF candidates failed; retried on the next tick")
 
     return [("recs by user", update_recs_by_user)]

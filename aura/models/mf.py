@@ -80,6 +80,27 @@ def _init_vector(item: str, dim: int, scale: float) -> np.ndarray:
     return (rng.standard_normal(dim) * scale).astype(np.float32)
 
 
+def scores_of(V: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Every item's score for user factors ``u``: item factors ``V`` (one row per item, bias last)."""
+    d = V.shape[1] - 1
+    return V[:, :d] @ u + V[:, d]
+
+
+def top_k(ids: list[str], scores: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
+    """The ``k`` best of ``scores`` (one per id, -inf: excluded): ids and scores as float64, best first.
+    What the learner (``OnlineMF.top_arrays``) and the readers (aura/ranking/factors.py) both rank with."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return [], np.zeros(0)
+    idx = np.argpartition(-scores, k - 1)[:k]
+    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    vals = scores[idx]
+    keep = np.isfinite(vals)
+    if not keep.all():
+        idx, vals = idx[keep], vals[keep]
+    return [ids[r] for r in idx.tolist()], vals.astype(np.float64)
+
+
 class OnlineMF:
     """BPR matrix factorization with ``learn_one(user, item)`` / ``score(user)`` (river's verbs)."""
 
@@ -95,6 +116,7 @@ class OnlineMF:
         self.users: dict[str, np.ndarray] = {}
         self.pv_n = 0
         self.pv_err = 0
+        self.moved: set[int] = set()  # rows changed since ``take_moved``: positives and their negatives
 
     # ----------------------------------------------------------------------------------- items
 
@@ -150,11 +172,20 @@ class OnlineMF:
         U = np.stack([self.user_vector(u) for u in rows])
         draws = self.rng.random((len(positives), self.n_neg))
         errors = _compiled_steps()(self.V, U, urow, irow, known, draws, weights, self.lr, self.reg)
+        negatives = (draws * known[:, None]).astype(np.int64)  # as ``_bpr_steps`` draws them
+        stepped = (known[:, None] >= 2) & (negatives != irow[:, None])
+        self.moved.update(irow.tolist())
+        self.moved.update(negatives[stepped].tolist())
         for user, r in rows.items():
             self.users[user] = U[r].copy()
         self.pv_n += self.n_neg * int((known >= 2).sum())
         self.pv_err += int(errors.sum())
         return errors.tolist()
+
+    def take_moved(self) -> list[str]:
+        """The items whose factors changed (or were created) since the last call, and forget them."""
+        moved, self.moved = self.moved, set()
+        return [self.ids[r] for r in sorted(moved)]
 
     # --------------------------------------------------------------------------------- scoring
 
@@ -164,7 +195,7 @@ class OnlineMF:
         u = self.users.get(user)
         if u is None:
             return self.V[:n, self.dim].copy()
-        return self.V[:n, : self.dim] @ u + self.V[:n, self.dim]
+        return scores_of(self.V[:n], u)
 
     def top_arrays(self, user: str, k: int, exclude: set[str] | None = None) -> tuple[list[str], np.ndarray]:
         """The ``k`` best items for ``user`` (ids, and their scores as float64), best first."""
@@ -174,17 +205,7 @@ class OnlineMF:
                 row = self.index.get(item)
                 if row is not None:
                     scores[row] = -np.inf
-        k = min(k, len(scores))
-        if k <= 0:
-            return [], np.zeros(0)
-        idx = np.argpartition(-scores, k - 1)[:k]
-        idx = idx[np.argsort(-scores[idx])]
-        vals = scores[idx]
-        keep = np.isfinite(vals)
-        if not keep.all():
-            idx, vals = idx[keep], vals[keep]
-        ids = self.ids
-        return [ids[r] for r in idx.tolist()], vals.astype(np.float64)
+        return top_k(self.ids, scores, k)
 
     def top(self, user: str, k: int, exclude: set[str] | None = None) -> list[tuple[str, float]]:
         ids, vals = self.top_arrays(user, k, exclude)

@@ -20,7 +20,7 @@ from aura.ranking.vector import rank_pool
 from aura.state.pools import Pool
 
 CLUSTER_CONCURRENCY = 32  # users ranked at once in Redis Cluster (one ``compute`` each)
-PER_USER = 6  # the user's own commands among ``first_commands`` (recent, seen, mf, batch, neighbours, attrs)
+PER_USER = 6  # the user's own commands among ``first_commands`` (recent, seen, MF factors, batch, neighbours, attrs)
 
 
 async def compute_many(ranker: Ranker, reqs: list[Request]) -> list[Result]:
@@ -35,7 +35,7 @@ async def compute_many(ranker: Ranker, reqs: list[Request]) -> list[Result]:
                 return await ranker.compute(r)
 
         return list(await asyncio.gather(*(one(r) for r in reqs)))
-    await ranker.resolve_batch({r.placement for r in reqs})
+    await ranker.prepare({r.placement for r in reqs})
     pipe = ranker.redis.pipeline(transaction=False)
     shared: dict[tuple[Any, ...], int] = {}  # a command every request reads (placement, global lists): its reply
     layout: list[list[int]] = []  # per request: the position of each of its commands' replies

@@ -3,7 +3,8 @@ API's requests (aura/ranking/reader.py) and the worker's pool refresher (streams
 
 ``Ranker.compute`` takes three round trips and eleven commands: (1) one pipeline of nine
 (``first_commands``): the placement's weights and served model, the user's recent items, seen items,
-model candidates, neighbours and identity hash (demographic cohorts; explicit preferences, applied by
+MF factors (scored against this process's item factors: aura/ranking/factors.py), batch model
+candidates, neighbours and identity hash (demographic cohorts; explicit preferences, applied by
 aura/ranking/preferences.py), the global lists; (2) ONE read-only
 script call (``KNN_LUA``) that sums the recency kNN of every weighted list source over the recent items'
 neighbour lists (and the context item's) inside Redis and returns one merged list per source (in Redis
@@ -31,11 +32,13 @@ import numpy as np
 
 from aura.keys import RedisKeys
 from aura.ranking.blend import method_weights, seq_item, users_knn
+from aura.ranking.factors import ItemFactors
 from aura.ranking.preferences import of_hash, personalise
 from aura.ranking.request import Request, Result, pool_head, result_of
 from aura.ranking.scripts import FIRST_LUA, KNN_LUA, USERS_LUA
 from aura.ranking.vector import Candidates, flat_scores, float_array, normalise_vec, pick_pool, rank_pool, rank_scores
 from aura.state.cohorts import cohorts_from_hash
+from aura.state.cooccurrence import USER_MF
 from aura.state.pools import Pool, pool_size
 
 LIST_SOURCES = ("cooc", "content", "bought", "ease")  # read from the recent items' neighbour lists
@@ -65,8 +68,11 @@ class Plan:
 class Ranker:
     """Reads the state a ranking needs and ranks, in stages; stateless between requests."""
 
-    def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50) -> None:
+    def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50,
+                 factors: ItemFactors | None = None) -> None:
         self.redis, self.keys, self.candidates, self.list_k = redis, keys, candidates, list_k
+        # the MF item factors the user's MF candidates are scored against (shared by the bounded view)
+        self.factors = factors if factors is not None else ItemFactors(redis, keys)
         # Redis Cluster: the neighbour lists of different items live in different slots, which one
         # script may not read: there the lists are read with one pipelined ZREVRANGE each.
         self.cluster = type(redis).__name__ == "RedisCluster"
@@ -80,6 +86,11 @@ class Ranker:
         # with the bounded view)
         self.batch_lists: dict[str, str] = {}
         self.batch_at: dict[str, float] = {}
+
+    async def prepare(self, placements: Iterable[str]) -> None:
+        """The process's caches before a ranking: the placements' batch lists, the MF item factors."""
+        await self.factors.refresh()
+        await self.resolve_batch(placements)
 
     async def resolve_batch(self, placements: Iterable[str]) -> None:
         """Refresh the batch lists name of the placements read longer than ``BATCH_TTL_S`` ago (one
@@ -166,14 +177,14 @@ class Ranker:
     # ------------------------------------------------------------------ the request, in stages
 
     def first_commands(self, req: Request) -> list[tuple[Any, ...]]:
-        """Round trip (1): the placement, the user's recent items, seen items, model candidates,
+        """Round trip (1): the placement, the user's recent items, seen items, MF factors, batch candidates,
         neighbours and attributes, the trending and popular lists (layout read by ``plan``)."""
         k, n, uid = self.keys, self.candidates, req.user_id
         cmds: list[tuple[Any, ...]] = [("HMGET", k.recs_placement(req.placement), "weights", "model_id", "version")]
         if uid:
             cmds += [("LRANGE", k.recs_user_seq(uid), 0, self.recent_of(req) - 1),
                      ("ZRANGE", k.recs_user_seen(uid), 0, -1),
-                     ("ZREVRANGE", k.recs_user_mf(uid), 0, n - 1, "WITHSCORES"),
+                     ("HGET", k.recs_user_state(uid), USER_MF),  # the user's MF factors
                      ("ZREVRANGE", k.recs_user_batch(uid, self.lists_of(req)), 0, n - 1, "WITHSCORES"),
                      ("ZREVRANGE", k.recs_user_nbrs(uid), 0, USER_NEIGHBOURS - 1, "WITHSCORES"),
                      ("HGETALL", k.user_attrs(uid))]  # demographics (cohorts) for the cold start
@@ -201,8 +212,8 @@ class Ranker:
         if req.user_id:
             pl.recent = [seq_item(x) for x in raw[1][: min(req.recent_n, self.recent_of(req))]]
             pl.seen = raw[2]
-            if weights.get("mf", 0) > 0:
-                c.add("mf", *flat_scores(raw[3]))
+            if weights.get("mf", 0) > 0 and raw[3]:
+                c.add("mf", *self.factors.top(raw[3], self.candidates))
             if req.batch_model and weights.get("ease", 0) > 0:
                 c.add("ease", *flat_scores(raw[4]))
             if self.users and weights.get("users", 0) > 0 and raw[5]:
@@ -368,7 +379,7 @@ class Ranker:
         """The whole ranking from the state: three round trips (see the module docstring); a bounded
         view answers a request without an item on screen in two (``FIRST_LUA``, then the HMGET), or in
         one when ``first_raw`` holds the ``FIRST_LUA`` reply already (read with the pool: ``COLD_LUA``)."""
-        await self.resolve_batch((req.placement,))
+        await self.prepare((req.placement,))
         if self.first_script is not None and req.user_id and not req.context_item:
             return await self.compute_first(req, first_raw)
         pipe = self.redis.pipeline(transaction=False)
@@ -384,7 +395,7 @@ class Ranker:
         keys = [cmd[1] for cmd in self.first_commands(req)]
         templates = [half for src in LIST_SOURCES for half in self.list_key("\0", src, req).split("\0")]
         return keys, [self.recent_of(req), min(req.recent_n, self.recent_of(req)), self.candidates, self.list_k,
-                      req.recent_decay, len(self.trend_keys(req)), *templates]
+                      req.recent_decay, len(self.trend_keys(req)), USER_MF, *templates]
 
     async def compute_first(self, req: Request, raw: list[Any] | None = None) -> Result:
         """Round trips (1) and (2) of a bounded view in ONE script call (``FIRST_LUA``: every list source

@@ -23,6 +23,7 @@ from typing import Any
 
 from aura.keys import RedisKeys
 from aura.ranking.blend import method_weights, normalise, parsed_json, parsed_weights, similar_read, similar_reference
+from aura.ranking.factors import ItemFactors
 from aura.ranking.preferences import PREF_FIELDS, parse, personalise
 from aura.ranking.ranker import Ranker
 from aura.ranking.request import Request, Result, needs_whole_pool
@@ -47,8 +48,8 @@ class Recommender(Ranker):
 
     def __init__(self, redis: Any, keys: RedisKeys, candidates: int = 200, list_k: int = 50,
                  wanted_placements: Iterable[str] = (), wanted_max: int = 0, refresh_ms: int = 0,
-                 first_pass: tuple[int, int, int] | None = None) -> None:
-        super().__init__(redis, keys, candidates=candidates, list_k=list_k)
+                 first_pass: tuple[int, int, int] | None = None, factors: ItemFactors | None = None) -> None:
+        super().__init__(redis, keys, candidates=candidates, list_k=list_k, factors=factors)
         # pools on demand: a request of these placements that finds no usable pool marks the user as
         # wanting one (``CANDS_LUA``), bounded to ``wanted_max`` (0 or no placements: never marks)
         self.wanted_placements = frozenset(wanted_placements) if wanted_max > 0 else frozenset()

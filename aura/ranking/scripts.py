@@ -208,15 +208,16 @@ CANDS_LUA = _CANDS_FN + "return pool_read(KEYS, ARGV)\n"
 
 
 # The bounded first pass (``Ranker.bounded``) in ONE read-only call: KEYS = round trip (1)'s keys in the
-# order of ``Ranker.first_commands`` (placement, the user's sequence, seen items, MF and batch candidates,
-# neighbours, identity hash, the trending lists, the popular list); ARGV = the sequence entries read, how
-# many of them feed the kNN, the ids read per candidate list, list_k, decay, the number of trending
-# keys, then per list source the two halves of its neighbour-list key around the item id (layout.py
-# spells the key: ``recs_item_similar("\0", source)``). Returns round trip (1)'s replies (the neighbours
-# not read: the first pass skips "users like you") followed by, per list source, the flat recency kNN
-# over the newest items' lists, as ``KNN_LUA`` sums it (an entry ``item|weight|time|bought`` is split at
-# its last three bars, as ``seq_item`` does). Every list source is summed (the
-# weights are only known here as JSON): the caller keeps the weighed ones; the lists read are short.
+# order of ``Ranker.first_commands`` (placement, the user's sequence, seen items, recommender state (its
+# MF factors) and batch candidates, neighbours, identity hash, the trending lists, the popular list);
+# ARGV = the sequence entries read, how many of them feed the kNN, the ids read per candidate list,
+# list_k, decay, the number of trending keys, the MF factors' field, then per list source the two
+# halves of its neighbour-list key around the item id (layout.py spells the key:
+# ``recs_item_similar("\0", source)``). Returns round trip (1)'s replies (the neighbours not read: the
+# first pass skips "users like you") followed by, per list source, the flat recency kNN over the newest
+# items' lists, as ``KNN_LUA`` sums it (an entry ``item|weight|time|bought`` is split at its last three
+# bars, as ``seq_item`` does). Every list source is summed (the weights are only known here as JSON):
+# the caller keeps the weighed ones; the lists read are short.
 _FIRST_FN = """
 local function first_pass(KEYS, ARGV)
 local nseq, nrec, n, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -225,7 +226,7 @@ local out = {}
 out[1] = redis.call('HMGET', KEYS[1], 'weights', 'model_id', 'version')
 out[2] = redis.call('LRANGE', KEYS[2], 0, nseq - 1)
 out[3] = redis.call('ZRANGE', KEYS[3], 0, -1)
-out[4] = redis.call('ZREVRANGE', KEYS[4], 0, n - 1, 'WITHSCORES')
+out[4] = redis.call('HGET', KEYS[4], ARGV[7])
 out[5] = redis.call('ZREVRANGE', KEYS[5], 0, n - 1, 'WITHSCORES')
 out[6] = {}
 out[7] = redis.call('HGETALL', KEYS[7])
@@ -239,7 +240,7 @@ for r = 1, math.min(nrec, #out[2]) do
   items[r] = item
   factors[r] = (decay ^ (r - 1)) * tonumber(w)
 end
-local s = 7
+local s = 8
 while ARGV[s] do
   local acc, order = {}, {}
   for r = 1, #items do

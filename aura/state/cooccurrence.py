@@ -141,10 +141,10 @@ def compact_json(x: Any) -> bytes:
     return orjson.dumps(x)
 
 
-# A sorted set replaced by a new one (a neighbour list or a user's MF candidates): the members as one
-# JSON argument and their scores as one argument of little-endian float64s, read by ``struct.unpack``
-# in the script. Formatting 200 floats as text cost the user step more than anything else it does per
-# user; Redis turns the Lua number back into the same double. ``ZSET_FROM_ARGS`` is the shared part.
+# A sorted set replaced by a new one (a neighbour list): the members as one JSON argument and their
+# scores as one argument of little-endian float64s, read by ``struct.unpack`` in the script (formatting
+# hundreds of floats as text cost the writer more than the rest of its step); Redis turns the Lua number
+# back into the same double.
 ZSET_FROM_ARGS = """
 local function zset_replace(key, members, scores)
   redis.call('DEL', key)
@@ -160,13 +160,6 @@ local function zset_replace(key, members, scores)
 end
 """
 REPLACE_ZSET_LUA = ZSET_FROM_ARGS + """
-return zset_replace(KEYS[1], cjson.decode(ARGV[1]), ARGV[2])
-"""
-# The same replacement of a user's derived list, only while the user's state (KEYS[2], same hash tag)
-# exists: a list computed before the user was erased is never written after the erase. Returns -1
-# when the state is gone.
-REPLACE_IF_KNOWN_LUA = ZSET_FROM_ARGS + """
-if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 return zset_replace(KEYS[1], cjson.decode(ARGV[1]), ARGV[2])
 """
 

@@ -26,7 +26,6 @@ from pydantic import BaseModel, Field
 from aura import layout
 from aura.configcache import ConfigCache, ConfigUnavailable
 from aura.layout import Tables
-from aura.ranking.reader import Recommender
 from aura.state import maildir, profile_codec
 from aura.state.campaign_render import links, outbox_record, parse_link_token, recommendations
 from aura.state.campaign_sends import decide, performance, template_error
@@ -44,6 +43,7 @@ from schemas.codec import codec
 from serving.audience import scan_audience
 from serving.decisions import now_ms, refused, unavailable
 from serving.deps import State
+from serving.routes.recommendations import recommender
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 tracking_router = APIRouter(prefix="/campaigns/track", tags=["campaigns"])
@@ -265,7 +265,7 @@ async def _user(state: Any, user_id: str) -> tuple[dict[str, Any], dict[str, Any
 async def _render(state: Any, c: Campaign, body: UserIn, message_id: str, test: bool) -> dict[str, Any]:
     attrs, _prefs, prof, _exists = await _user(state, body.user_id)
     cs = state.settings.campaigns
-    recs = await recommendations(Recommender(state.redis, state.keys), state.redis, state.keys, body.user_id,
+    recs = await recommendations(recommender(state), state.redis, state.keys, body.user_id,
                                  cs.recommendations)
     message_links = links(cs.public_url, cs.link_secret.get_secret_value(), c.id, body.user_id, message_id)
     try:

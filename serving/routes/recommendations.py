@@ -22,6 +22,7 @@ from aura import layout
 from aura.configcache import ConfigUnavailable
 from aura.models.registry import STRATEGY_FIELD
 from aura.ranking.blend import METHODS, Diversity, Filters
+from aura.ranking.factors import ItemFactors
 from aura.ranking.reader import Recommender
 from aura.ranking.request import Request
 from aura.state import trending as trending_math
@@ -119,7 +120,8 @@ def recommender(state: Any) -> Recommender:
                           wanted_max=s.recs.user_cands_wanted_max,
                           refresh_ms=int(s.recs.user_cands_refresh_s * 1000),
                           first_pass=(s.recs.first_pass_candidates, s.recs.first_pass_list_k,
-                                      s.recs.first_pass_recent))
+                                      s.recs.first_pass_recent),
+                          factors=ItemFactors(state.redis, state.keys, s.recs.mf_items_refresh_s))
         if hasattr(state, "recommender"):
             state.recommender = rec
     return rec

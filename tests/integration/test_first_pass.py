@@ -11,14 +11,17 @@ import json
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 
 from aura import bootstrap
 from aura.keys import RedisKeys
 from aura.ranking.blend import Diversity, Filters
+from aura.ranking.factors import ItemFactors
 from aura.ranking.reader import Recommender
 from aura.ranking.request import Request
 from aura.state.catalog import filter_record
+from aura.state.cooccurrence import USER_MF, encode_vector
 from aura.state.pools import wanted_member
 from tests.integration.test_recs_serving import CATS, reference, seed
 
@@ -114,7 +117,10 @@ def short_state(r: Any, k: RedisKeys) -> None:
     hist = rng.sample(items, 2)
     pipe.rpush(k.recs_user_seq("s0"), *[f"{i}|2|{100 - n}|0" for n, i in enumerate(hist)])
     pipe.zadd(k.recs_user_seen("s0"), {i: n for n, i in enumerate(hist)})
-    pipe.zadd(k.recs_user_mf("s0"), {i: rng.uniform(-1, 1) for i in rng.sample(items, 30)})
+    nrng = np.random.default_rng(34)  # MF factors of 30 items: 30 MF candidates
+    pipe.hset(k.recs_mf_items(), mapping={i: encode_vector(nrng.standard_normal(9).astype(np.float32))
+                                          for i in rng.sample(items, 30)})
+    pipe.hset(k.recs_user_state("s0"), USER_MF, encode_vector(nrng.standard_normal(8).astype(np.float32)))
     pipe.zadd(k.recs_user_batch("s0", "ease"), {i: rng.random() for i in rng.sample(items, 30)})
     pipe.hset(k.user_attrs("s0"), mapping={"x:country": '"FR"', "x:age": "30"})  # a cohort (weight 0.1)
     pipe.zadd(k.recs_cohort_popular("country:fr"), {i: float(n) for n, i in enumerate(items[:20])})
@@ -177,9 +183,11 @@ def test_a_first_request_is_one_script_call_and_one_hmget(isolated, redis_client
             Request("u3", filters=Filters(min_price=10, max_price=30))]
 
     async def body(r: Any) -> list[tuple[Any, Any, list[int]]]:
-        rec = Recommender(r, k, wanted_placements=["default"], wanted_max=100, first_pass=BOUNDS)
+        # the MF item factors loaded once (a reload behind a request would be a round trip of its own)
+        rec = Recommender(r, k, wanted_placements=["default"], wanted_max=100, first_pass=BOUNDS,
+                          factors=ItemFactors(r, k, refresh_s=3600))
         assert rec.first_pass is not None
-        await rec.recommend(Request("warm"))  # the placement's batch lists read once
+        await rec.recommend(Request("warm"))  # the placement's batch lists and the MF item factors read once
         out = []
         for q in reqs:
             del redis_round_trips[:]

@@ -11,6 +11,7 @@ import json
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 
 from aura import bootstrap
@@ -31,6 +32,7 @@ from aura.ranking.blend import (
 from aura.ranking.reader import Recommender
 from aura.ranking.request import Request
 from aura.state.catalog import FILTER_DELETED, filter_record
+from aura.state.cooccurrence import USER_MF, decode_vector, encode_vector
 
 pytestmark = [pytest.mark.integration]
 
@@ -57,13 +59,19 @@ def seed(r: Any, k: RedisKeys, rng: random.Random) -> list[str]:
     pipe.zadd(k.recs_trending(), {i: rng.random() * 10 for i in rng.sample(items, 250)})
     for c in CATS:
         pipe.zadd(k.recs_trending(c), {i: rng.random() * 10 for i in rng.sample(items, 40)})
+    # MF factors whose scores are exact in float32 (quarters; a bias below a quarter, one per item: no
+    # ties), so that the reference's sums equal the reader's matrix product whatever the order
+    nrng = np.random.default_rng(rng.randrange(2**32))
+    pipe.hset(k.recs_mf_items(), mapping={
+        i: encode_vector(np.append(nrng.integers(-8, 9, 8) / 4, n / 2048).astype(np.float32))
+        for n, i in enumerate(items)})
     for u in range(5):
         user = f"u{u}"
         hist = rng.sample(items, 30)
         pipe.rpush(k.recs_user_seq(user), *[f"{i}|{rng.choice([1, 2, 3])}|{1000 - n}|0" for n, i in enumerate(hist)])
         pipe.zadd(k.recs_user_seen(user), {i: n for n, i in enumerate(hist)})
         if u != 4:  # u4: no model candidates
-            pipe.zadd(k.recs_user_mf(user), {i: rng.uniform(-2, 1) for i in rng.sample(items, 200)})
+            pipe.hset(k.recs_user_state(user), USER_MF, encode_vector(nrng.integers(-2, 3, 8).astype(np.float32)))
             pipe.zadd(k.recs_user_batch(user, "ease"), {i: rng.random() for i in rng.sample(items, 200)})
     pipe.execute()
     return items
@@ -81,7 +89,11 @@ def reference(r: Any, k: RedisKeys, req: Request, n: int = 200, list_k: int = 50
     if uid:
         seq = [x.rsplit("|", 3) for x in r.lrange(k.recs_user_seq(uid), 0, req.recent_n - 1)]
         seen = set(r.zrange(k.recs_user_seen(uid), 0, -1))
-        mf = dict(r.zrevrange(k.recs_user_mf(uid), 0, n - 1, withscores=True))
+        raw_mf = r.hget(k.recs_user_state(uid), USER_MF)
+        if raw_mf:  # the user's factors against every item's (bias last), the best n
+            u = decode_vector(raw_mf).astype(float)
+            vs = {i: decode_vector(b).astype(float) for i, b in r.hgetall(k.recs_mf_items()).items()}
+            mf = dict(sorted(((i, float(v[:-1] @ u + v[-1])) for i, v in vs.items()), key=lambda t: -t[1])[:n])
         batch = dict(r.zrevrange(k.recs_user_batch(uid, req.batch_model), 0, n - 1, withscores=True))
     trend_keys = [k.recs_trending(c) for c in sorted(cats)] if cats else [k.recs_trending()]
     trend: dict[str, float] = {}
@@ -189,10 +201,11 @@ def test_deleted_items_are_never_served_and_commands_are_few(isolated, redis_cli
 
     first = asyncio.run(run(Request("u0")))
     # hybrid, default placement, no pool ranked by the stream (streams/usercands.py: one script call that
-    # finds none), then the whole ranking: one round trip of 9 commands (placement, sequence, seen, MF,
-    # EASE, user neighbours, attributes, trending, popular), one script call for the kNN of 10 recent
-    # items x 3 weighted list sources, one HMGET of filter records
-    assert counted == [1, 9, 1, 1]
+    # finds none), then the whole ranking: the process's first loads the MF item factors (one HSCAN
+    # page), then one round trip of 9 commands (placement, sequence, seen, MF factors, EASE, user
+    # neighbours, attributes, trending, popular), one script call for the kNN of 10 recent items x 3
+    # weighted list sources, one HMGET of filter records
+    assert counted == [1, 1, 9, 1, 1]
     top = first.items[0][0]
     redis_client.hset(k.recs_item_filters(), top, FILTER_DELETED)  # as the catalog agent does on delete
     again = asyncio.run(run(Request("u0")))

@@ -152,15 +152,18 @@ def test_pools_answer_as_the_whole_ranking(isolated, redis_client, seed_, redis_
               Request("u0", method="collaborative"), Request("u0", filters=Filters(exclude_ids=frozenset({"i1"})))]:
         assert not precomputable(q)
         _got, calls = asyncio.run(serve(q))
-        # straight to the whole ranking; a fresh process first reads the placement's batch lists name
-        # (``Ranker.resolve_batch``: once a second per placement; the pool's script call refreshes it)
-        assert calls[:2] == [1, 9], q
+        # straight to the whole ranking; a fresh process first loads the MF item factors (one HSCAN
+        # page; then at most every ``mf_items_refresh_s``, behind the requests) and reads the
+        # placement's batch lists name (``Ranker.resolve_batch``: once a second per placement; the
+        # pool's script call refreshes it)
+        assert calls[:3] == [1, 1, 9], q
     _got, calls = asyncio.run(serve(Request("u9")))  # no pool: one call, then the whole ranking
-    assert calls[:2] == [1, 9]
+    assert calls[:3] == [1, 1, 9]
     # the placement's weights changed after the pools were ranked: the whole ranking, with the new weights
     redis_client.hset(k.recs_placement("default"), "weights", json.dumps({"popular": 1.0}))
     got, calls = asyncio.run(serve(Request("u0")))
-    assert calls[:2] == [1, 9] and got.weights == {"popular": 1.0} and all(w == ["popular"] for _i, _s, w in got.items)
+    assert calls[:3] == [1, 1, 9] and got.weights == {"popular": 1.0}
+    assert all(w == ["popular"] for _i, _s, w in got.items)
 
 
 def test_pools_are_fenced_by_the_user_offset(isolated, redis_client):

@@ -1,19 +1,15 @@
 """The user side of the recommender signals (streams/usersignals.py): the pure fold (pair weights from a
 user's sequence, fences, also-bought from carts and purchases, monitoring counts), the user script's
-argument layout and the MF candidates' rate limit."""
+argument layout and the MF items a batch moved."""
 
 from __future__ import annotations
 
 import json
-import struct
-import time
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from aura.keys import RedisKeys
 from aura.models.mf import OnlineMF
 from aura.state.cooccurrence import SeqEntry, model_of
 from schemas.events import Behavior
@@ -97,51 +93,28 @@ def test_impressions_and_clicks_count_per_served_model_and_do_not_pair():
 
 def test_user_lua_argument_layout():
     f = fold([ev(1, "u", "view", "a")], {}, {}, P)
-    args = user_lua_args(None, f.users["u"], "00ff", (["x", "y"], np.array([0.5, 0.25])))
-    assert args[:2] == ["", "1"]
+    args = user_lua_args(None, f.users["u"], "00ff")
+    assert args[:2] == ["", "1"] and len(args) == 3
     blob = json.loads(args[2])
     assert blob["q"] == [e.encode() for e in f.users["u"].seq] and blob["m"] == "00ff"
     assert blob["s"] == [str(f.users["u"].seen["a"]), "a"]  # ZADD order: score (exact text), member
-    assert blob["c"] == ["x", "y"] and struct.unpack("<2d", args[3]) == (0.5, 0.25)  # candidates: members, scores
-    no_cands = user_lua_args(3, f.users["u"], None)
-    assert "c" not in json.loads(no_cands[2]) and no_cands[3] == b""  # no candidates: left alone
+    assert json.loads(user_lua_args(3, f.users["u"], None)[2])["m"] == ""  # no factors: left alone
 
 
-async def test_mf_candidates_are_rewritten_at_most_once_per_interval_then_by_the_timer():
-    written: list[tuple[str, list[str]]] = []
-
-    class Pipe:
-        async def execute(self) -> list[int]:
-            return []
-
-    class FakeRedis:  # only what refresh_pending touches
-        def pipeline(self, transaction: bool = False) -> Pipe:
-            return Pipe()
-
-    async def replace(keys: list[str], args: list[bytes], client: Any = None) -> None:
-        assert keys[1] == RedisKeys("t").recs_user_state("u1")  # written only while the user is known
-        written.append((keys[0], json.loads(args[0]), struct.unpack(f"<{len(args[1]) // 8}d", args[1])))
-
+def test_learn_returns_the_positives_and_their_sampled_negatives():
+    """The readers rank with the item factors in Redis: every item a batch moved is published, the
+    negatives too (they are pushed down), not only the positives."""
     u = UserSignals.__new__(UserSignals)
-    u.mf_refresh_s, u.mf_refreshed, u.mf_pending = 10.0, {}, set()
-    u.redis, u.keys, u.replace_script = FakeRedis(), RedisKeys("t"), replace
-    u.res = SimpleNamespace(settings=SimpleNamespace(recs=SimpleNamespace(candidates=2)))
-    u.mf = OnlineMF(dim=4)
-    for i in "abc":
+    u.mf = OnlineMF(dim=4, seed=0)
+    for i in "abcdefgh":
         u.mf.item_row(i)
-    u.mf.users["u1"] = np.ones(4, dtype=np.float32)
-    assert u.mf_due("u1", 100.0)
-    u.mf_refreshed["u1"] = 100.0
-    assert not u.mf_due("u1", 105.0) and u.mf_due("u1", 110.0)
-    u.mf_pending = {"u1", "gone"}  # "gone": no factors in this process any more
-    u.mf_refreshed["u1"] = time.monotonic()  # just written: the timer leaves it pending
-    assert await u.refresh_pending() == 0 and u.mf_pending == {"u1"} and not written
-    u.mf_refreshed["u1"] = time.monotonic() - 11
-    assert await u.refresh_pending() == 1
-    key, members, scores = written[-1]
-    assert key == RedisKeys("t").recs_user_mf("u1") and len(members) == 2 and set(members) <= set("abc")
-    assert list(scores) == sorted(scores, reverse=True) == [s for _, s in u.mf.top("u1", 2)]
-    assert u.mf_pending == set() and "u1" in u.mf_refreshed
+    before = u.mf.V.copy()
+    f = fold([Accepted(Behavior(f"e{n}", "add_to_cart", "u", item, 1000 + n), 0, n)
+              for n, item in enumerate("ab")], {}, {}, CoocParams())
+    moved = u.learn(f, {})
+    changed = {u.mf.ids[r] for r in range(len(u.mf.ids)) if not np.array_equal(u.mf.V[r], before[r])}
+    assert {"a", "b"} <= set(moved) and changed <= set(moved) and len(changed) > 2  # negatives moved too
+    assert u.mf.take_moved() == []  # taken once
 
 
 def test_factors_remembered_for_a_user_redis_no_longer_knows_are_not_learned_on():

@@ -209,6 +209,11 @@ class RedisKeys:
         """Sorted set: every item the user interacted with -> last event time (ms)."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:seen"
 
+    def recs_user_mf_match(self) -> str:
+        """SCAN pattern of the per-user MF candidate sets of earlier versions (``recs:user:{<user>}:mf``,
+        sorted sets; MF candidates are scored at read time now): what migration v0020 deletes."""
+        return f"{glob_escape(self.prefix)}:recs:user:{{*}}:mf"
+
     def recs_user_batch(self, user_id: str, model: str) -> str:
         """Sorted set: a batch model's (e.g. EASE) top candidates for the user -> score."""
         return f"{self.prefix}:recs:user:{{{user_id}}}:batch:{model}"

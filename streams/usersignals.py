@@ -312,6 +312,7 @@ class UserSignals:
             accepted = [a for a in accepted if a.event.user_id in conflicts]
         else:
             raise RuntimeError(f"user fence conflicts did not settle for {len(conflicts)} users")
+        self.mf.users.clear()  # user factors live in Redis (read with every batch): none kept between batches
         self.write_interactions(rows)
         return f
 

@@ -8,7 +8,8 @@ import pytest
 from confluent_kafka.admin import ConfigResource
 
 from aura import layout
-from aura.bootstrap import kafka_admin
+from aura.bootstrap import kafka_admin, redis_sync
+from aura.keys import RedisKeys
 from infra import stack as local_stack
 from infra.migrate import migrate
 
@@ -91,3 +92,33 @@ def test_analytics_snapshots_move_to_period_partitions_with_their_write_times(st
         cassandra.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
         created = [t for t in kafka_admin(s).list_topics(timeout=10).topics if t.startswith(f"{s.kafka.topic_prefix}.")]
         kafka_admin(s).delete_topics(created)
+
+
+def test_the_old_mf_candidate_sets_are_dropped_and_nothing_else(stack, cassandra):
+    tag = f"m{uuid.uuid4().hex[:8]}"
+    s = stack.replace(**{"topic_prefix": tag, "redis_prefix": tag, "cassandra_keyspace": f"mig_{tag}"})
+    k = RedisKeys(tag)
+    redis_client = redis_sync(s)
+    try:
+        migrate(s)
+        old = [f"{tag}:recs:user:{{{u}}}:mf" for u in ("a", "b:c", "d*e")]  # as earlier versions wrote them
+        for key in old:
+            redis_client.zadd(key, {"i1": 0.5, "i2": 0.25})
+        kept = {k.recs_user_batch("a", "mf"): "zset", k.recs_user_cands("a", "mf"): "hash",
+                k.recs_user_state("a"): "hash", f"{tag}x:recs:user:{{a}}:mf": "zset"}  # another prefix
+        for key, kind in kept.items():
+            if kind == "zset":
+                redis_client.zadd(key, {"i1": 1.0})
+            else:
+                redis_client.hset(key, "f", "1")
+        cassandra.execute(f"DELETE FROM {s.cassandra.keyspace}.{layout.Tables.MIGRATIONS} WHERE version = 20")
+        assert migrate(s) == [20]
+        assert redis_client.exists(*old) == 0
+        assert redis_client.exists(*kept) == len(kept)
+    finally:
+        cassandra.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}", timeout=60)
+        created = [t for t in kafka_admin(s).list_topics(timeout=10).topics if t.startswith(f"{s.kafka.topic_prefix}.")]
+        kafka_admin(s).delete_topics(created)
+        for key in redis_client.scan_iter(match=f"{tag}*", count=1000):
+            redis_client.delete(key)
+        redis_client.close()

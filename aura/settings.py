@@ -68,10 +68,12 @@ class CassandraSettings(BaseSettings):
     storage_port: int = 7000  # the local node's internode port (aura stack)
     heap: str = "1g"  # the local node's JVM heap (aura stack)
     # small partitions of one replica written in one UNLOGGED batch, up to this many partitions and
-    # KiB of values: keep them at or under the cluster's unlogged_batch_across_partitions_warn_threshold
-    # (10) and batch_size_warn_threshold (5 KiB), or Cassandra warns on every such batch. 1: never
-    batch_partitions: int = 10
-    batch_kib: int = 4
+    # KiB of values (a request costs Cassandra far more CPU than a row: docs/benchmarks.md). Keep them
+    # at or under the cluster's unlogged_batch_across_partitions_warn_threshold and
+    # batch_size_warn_threshold, or Cassandra warns on every such batch: the local stack raises them to
+    # 64 and 64 KiB; a stock cluster warns above 10 and 5 KiB (use 10 and 4 there). 1: never
+    batch_partitions: int = 48
+    batch_kib: int = 48
 
     @property
     def host_list(self) -> list[str]:
@@ -124,6 +126,8 @@ class WorkerSettings(BaseSettings):
     # youngest generation is collected after this many net allocations instead of Python's 700 (a
     # batch allocates millions of short-lived objects; 0: Python's defaults)
     gc_gen0: int = 50_000
+    # the worker's event loop: "uvloop" (libuv, as uvicorn runs the API) or "aio" (the standard library's)
+    loop: Literal["uvloop", "aio"] = env("uvloop", "AURA_WORKER_LOOP")
     loop_stats_s: float = 30.0  # worker loop timings logged at INFO this often (streams/loopstats.py); 0: off
     # which state owners this process runs: "all", or a comma-separated subset of profiles, recs, decisions
     # (aura/layout.py WORKER_ROLES; a subset is its own consumer group: `aura worker --split`)

@@ -51,6 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if getattr(args, "split", False) or getattr(args, "processes", 1) > 1:
         return run_worker_processes(args.processes, args.loglevel, split=getattr(args, "split", False))
     import faust
+    import mode.loop
 
     from streams.app import create_app, resources, tune_gc
     from streams.redisloss import replace_process
@@ -58,6 +59,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     s = get_settings()
     if s.worker.nice:
         os.nice(s.worker.nice)  # lower priority: e.g. the recs group of a split deployment
+    mode.loop.use(s.worker.loop)  # before any client binds to a loop
     res = resources(s)
     app = create_app(s, res)
     worker = faust.Worker(app, loglevel=args.loglevel, quiet=True)

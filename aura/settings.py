@@ -74,6 +74,7 @@ class CassandraSettings(BaseSettings):
     # 64 and 64 KiB; a stock cluster warns above 10 and 5 KiB (use 10 and 4 there). 1: never
     batch_partitions: int = 48
     batch_kib: int = 48
+    batch_statements: int = 128  # statements per batch at most (a partition's rows beyond it: another batch)
 
     @property
     def host_list(self) -> list[str]:

@@ -136,6 +136,7 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"worker not consuming; see {log}")
             time.sleep(0.5)
+        cpu0 = process_cpu(worker.pid, s)
         t0 = time.monotonic()
         for k, v in encoded[1:]:
             producer.send_raw(k, v)
@@ -151,6 +152,7 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
                     done_at[i] = time.monotonic()
             time.sleep(0.2)
         t1 = max(done_at.values())
+        cpu1 = process_cpu(worker.pid, s)
         for c in consumers:
             c.close()
         done = n - 1
@@ -160,6 +162,9 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
                "produce_eps": done / (t_produced - t0),
                "seconds": t1 - t0, "lag_when_produced": lag_at_produced,
                "drain_eps_after_produce": lag_at_produced / max(t1 - t_produced, 1e-9)}
+        # CPU per event (us) of the worker and of each local service over the same window: steadier
+        # than a rate on a shared machine, and it says who competed for the cores
+        out.update({f"cpu_us[{name}]": (cpu1[name] - cpu0[name]) / done * 1e6 for name in cpu0})
         if split:  # each role group's own end to end rate
             for i, roles in enumerate(layout.SPLIT_ROLES):
                 out[f"e2e_eps[{roles.replace(',', '+')}]"] = drained / (done_at[i] - t0)
@@ -167,6 +172,23 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
     finally:
         stop_worker(worker)
         cleanup(s)
+
+
+def process_cpu(worker_pid: int, s: Settings) -> dict[str, float]:
+    """CPU seconds so far of the worker (its process and its worker processes) and of the local
+    stack's services that have a pid file (0 for a service run elsewhere)."""
+    from infra.host import Paths, read_pid
+
+    def cpu(pid: int | None) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except (OSError, IndexError, TypeError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu(int(k)) for k in kids)
+
+    paths = Paths(s.home, s.stack.maven_repo)
+    return {"worker": cpu(worker_pid), **{name: cpu(read_pid(paths, name)) for name in ("kafka", "cassandra", "redis")}}
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:

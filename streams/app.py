@@ -111,7 +111,8 @@ def resources(s: Settings) -> Resources:
     guard.attach(redis)
     return Resources(settings=s, redis=redis, session=bootstrap.cassandra_session(s), keys=keys,
                      durable=WriteBehind(s.worker.durable_flush_ms / 1000, s.worker.durable_max_pending,
-                                         Batching(partitions=s.cassandra.batch_partitions,
+                                         Batching(statements=s.cassandra.batch_statements,
+                                                  partitions=s.cassandra.batch_partitions,
                                                   max_bytes=s.cassandra.batch_kib * 1024)),
                      redis_guard=guard)
 

@@ -37,3 +37,10 @@ def test_docker_compose_config_accepts_the_file():
         pytest.skip("no docker compose plugin or docker-compose on this machine")
     proc = subprocess.run([*cmd, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_compose_keeps_the_stock_cluster_batch_bounds():
+    """The cassandra image warns above 10 partitions and 5 KiB per batch: compose's worker stays under."""
+    env = yaml.safe_load(COMPOSE.read_text())["x-aura-env"]
+    assert int(env["AURA_CASSANDRA_BATCH_PARTITIONS"]) <= 10
+    assert int(env["AURA_CASSANDRA_BATCH_KIB"]) < 5

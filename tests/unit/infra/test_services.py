@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from aura.settings import Settings
 from infra import host, services
 
@@ -33,3 +35,13 @@ def test_jvm_options_carry_the_java17_module_flags():
     for needed in ("--add-exports java.base/jdk.internal.misc=ALL-UNNAMED",
                    "--add-opens java.base/sun.nio.ch=ALL-UNNAMED", "-Dio.netty.tryReflectionSetAccessible=true"):
         assert needed in flags
+
+
+def test_the_stacks_batch_warning_thresholds_cover_the_worker_batches(tmp_path):
+    """The worker packs AURA_CASSANDRA_BATCH_PARTITIONS partitions and BATCH_KIB KiB per UNLOGGED
+    batch; the local node must not warn about (and make the driver log) every one of them."""
+    s = Settings().replace(home=tmp_path)
+    conf = yaml.safe_load(services.cassandra_yaml(s, host.Paths(tmp_path)))
+    assert conf["unlogged_batch_across_partitions_warn_threshold"] >= s.cassandra.batch_partitions
+    assert int(conf["batch_size_warn_threshold"].removesuffix("KiB")) >= s.cassandra.batch_kib
+

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.cassandra_batches --rows 6000 --per 1,10,48 --repeat 3
 
-Writes ``--rows`` one-row partitions of ``user_activity`` (the write-behind's smallest row, in a
-scratch keyspace) as lone statements and as UNLOGGED batches of ``--per`` partitions, 16 requests in
+Writes ``--rows`` one-row partitions shaped like ``user_activity``'s smallest row (a text key and a
+timestamp, in a scratch keyspace) as lone statements and as UNLOGGED batches of ``--per`` partitions, 16 requests in
 flight, and reads the node's process CPU (``/proc``, the local stack's pid file) before and after
 each pass: the node's CPU per row and the wall time of the pass. The write-behind's
 ``AURA_CASSANDRA_BATCH_PARTITIONS`` is this ``per`` (streams/durable.py). Medians over ``--repeat``
@@ -23,14 +23,10 @@ from cassandra.query import BatchStatement, BatchType
 
 from aura import bootstrap
 from aura.settings import get_settings
+from bench.pipeline import cpu_seconds
 from infra.host import Paths, read_pid
 
 IDLE_S = 1.0  # between passes: the node's background work is counted in every pass alike
-
-
-def node_cpu_s(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -57,20 +53,19 @@ def main() -> None:
             for per in pers:
                 requests: list[tuple[object, tuple[object, ...]]] = []
                 for start in range(0, a.rows, per):
-                    ids = range(start, min(start + per, a.rows))
                     if per == 1:
                         requests.append((insert, (f"u{start}", r)))
                         continue
                     batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-                    for i in ids:
+                    for i in range(start, min(start + per, a.rows)):
                         batch.add(insert, (f"u{i}", r))
                     requests.append((batch, ()))
                 time.sleep(IDLE_S)
-                c0, t0 = node_cpu_s(pid), time.perf_counter()
+                c0, t0 = cpu_seconds(pid), time.perf_counter()
                 execute_concurrent(session, requests, concurrency=16, raise_on_first_error=True)
                 wall[per].append(time.perf_counter() - t0)
                 time.sleep(IDLE_S)  # the node finishes what the acknowledged writes left behind
-                cpu[per].append((node_cpu_s(pid) - c0) / a.rows * 1e6)
+                cpu[per].append((cpu_seconds(pid) - c0) / a.rows * 1e6)
                 print(f"pass {r + 1} partitions/request {per:3d}: node CPU {cpu[per][-1]:6.0f} us per row, "
                       f"wall {wall[per][-1]:.1f} s", flush=True)
     finally:

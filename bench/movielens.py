@@ -45,7 +45,7 @@ from aura.models.ease import EASE
 from aura.models.itemknn import ItemKNN
 from aura.models.popularity import Popularity
 from aura.settings import REPO_ROOT, Settings, settings_env
-from bench.pipeline import stop_worker
+from bench.pipeline import cpu_seconds, stop_worker
 from infra.migrate import drop_topics
 from jobs.algos import evaluate, interaction_matrix, leave_last_out, recommend_all
 
@@ -148,12 +148,6 @@ def report_profile(spy: subprocess.Popen[bytes], out: Path, before: dict, redis:
             say(f"  {c:22s} {calls:9d} calls {us / 1e6:7.2f} s {us / calls:8.1f} us/call {us / max(busy, 1):6.1%}")
 
 
-def worker_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (/proc/<pid>/stat; every thread)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def peak_rss_mib(pid: int) -> float:
     """The peak resident set of a process so far (VmHWM of /proc/<pid>/status), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -239,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
                                    "item_id": i, "event_time": t * 1000 + shift, "value": 1.0}, now2)
                   for u, i, t in ordered]
         spy = start_profile(worker.pid, a.profile, log_path.with_suffix(".pyspy.txt"), redis) if a.profile else None
-        cpu_send = worker_cpu_s(worker.pid)
+        cpu_send = cpu_seconds(worker.pid)
         t_send = time.monotonic()
         for key, value in framed:
             producer.send_raw(key, value)
@@ -291,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
             wait(neighbours_done, 600, "user neighbours")
             say(f"user neighbours: {redis.hget(mon, 'neighbour_events')} events counted by the monitor")
         replay_s = time.monotonic() - t_send
-        cpu_s = worker_cpu_s(worker.pid) - cpu_send
+        cpu_s = cpu_seconds(worker.pid) - cpu_send
         say(f"replay: {len(ordered)} events folded (user and item side) in {replay_s:.1f}s = "
             f"{len(ordered) / replay_s:,.0f} events/s end to end; worker CPU {cpu_s:.1f} s "
             f"({cpu_s / len(ordered) * 1e6:,.0f} us/event, {cpu_s / replay_s:.0%} of the replay), peak RSS "

@@ -174,21 +174,25 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
         cleanup(s)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds so far of a process (every thread) and of its child processes
+    (/proc; 0 for no such process). Every bench that reads another process's CPU uses this."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(k)) for k in kids)
+
+
 def process_cpu(worker_pid: int, s: Settings) -> dict[str, float]:
     """CPU seconds so far of the worker (its process and its worker processes) and of the local
     stack's services that have a pid file (0 for a service run elsewhere)."""
     from infra.host import Paths, read_pid
 
-    def cpu(pid: int | None) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except (OSError, IndexError, TypeError):
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu(int(k)) for k in kids)
-
     paths = Paths(s.home, s.stack.maven_repo)
-    return {"worker": cpu(worker_pid), **{name: cpu(read_pid(paths, name)) for name in ("kafka", "cassandra", "redis")}}
+    return {"worker": cpu_seconds(worker_pid),
+            **{name: cpu_seconds(read_pid(paths, name)) for name in ("kafka", "cassandra", "redis")}}
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:

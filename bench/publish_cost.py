@@ -50,6 +50,7 @@ from aura.state.cooccurrence import (
     score_pairs,
 )
 from bench.item_script import free_port
+from bench.pipeline import cpu_seconds
 from bench.recs_fold import events
 from streams.itemsignals import PUBLISH_CHUNK, ItemSignals
 from streams.runtime import Resources
@@ -98,12 +99,6 @@ async def publish_pass(items: ItemSignals, due: list[str]) -> None:
     await items.publish_due(force=True)
 
 
-def proc_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def command_usec(client: redis.Redis) -> float:
     stats = client.info("commandstats")
     return float(sum(stats.get(f"cmdstat_{c}", {}).get("usec", 0) for c in CLIENT_COMMANDS))
@@ -144,9 +139,9 @@ async def run(port: int, server_pid: int, a: argparse.Namespace) -> None:
             for i in due:
                 sync.delete(res.keys.recs_item_similar(i, "cooc"))
             sync.config_resetstat()
-            srv0, t0 = proc_cpu(server_pid), time.process_time()
+            srv0, t0 = cpu_seconds(server_pid), time.process_time()
             await go()
-            out[way].append((time.process_time() - t0, command_usec(sync) / 1e6, proc_cpu(server_pid) - srv0))
+            out[way].append((time.process_time() - t0, command_usec(sync) / 1e6, cpu_seconds(server_pid) - srv0))
             published[way] = {i: sync.zrevrange(res.keys.recs_item_similar(i, "cooc"), 0, -1, withscores=True)
                               for i in due}
     if published["python"] != published["script"]:

@@ -44,4 +44,3 @@ def test_the_stacks_batch_warning_thresholds_cover_the_worker_batches(tmp_path):
     conf = yaml.safe_load(services.cassandra_yaml(s, host.Paths(tmp_path)))
     assert conf["unlogged_batch_across_partitions_warn_threshold"] >= s.cassandra.batch_partitions
     assert int(conf["batch_size_warn_threshold"].removesuffix("KiB")) >= s.cassandra.batch_kib
-

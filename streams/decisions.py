@@ -76,7 +76,7 @@ def parse(records: list[RawRecord], decisions_topic: str, now_ms: int) -> Parsed
                 out.dead.append(Dead(rec, "invalid_event", f"{type(exc).__name__}: {exc}"))
             continue
         try:
-            ev = validate_behavior(behavior_codec.decode(rec.value), now_ms)  # type: ignore[arg-type]
+            ev = validate_behavior(behavior_codec.decode(rec.value, epoch_ms=True), now_ms)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001, S112 - dead-lettered by process_behavior
             continue
         out.behavior += behavior_facts([Accepted(ev, rec.partition, rec.offset)], {(rec.partition, rec.offset): rec},

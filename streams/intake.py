@@ -1,7 +1,8 @@
 """Intake of raw Kafka records: decode, validate, de-duplicate, and dead-letter what is bad.
 
 ``split`` is pure: it turns a batch of raw records into accepted events and dead letters (any
-event kind: pass the kind's validator). The de-duplication step needs Redis and runs once per
+event kind: pass the kind's validator). Records are decoded with their times as epoch ms (the
+validators want ints; no ``datetime`` round trip). The de-duplication step needs Redis and runs once per
 batch (one script of SET NX, streams/behavior.py); ``first_sightings`` is its pure half.
 Owns no state; the dead-letter record layout is ``Dead.to_avro`` (schemas/avro/dead_letter.avsc).
 """
@@ -75,7 +76,7 @@ def split(records: list[RawRecord], codec: Codec, now_ms: int,
     dead: list[Dead] = []
     for rec in records:
         try:
-            event = validator(codec.decode(rec.value), now_ms)  # type: ignore[arg-type]
+            event = validator(codec.decode(rec.value, epoch_ms=True), now_ms)  # type: ignore[arg-type]
         except (DecodeError, InvalidEvent) as exc:
             dead.append(Dead(rec, exc.reason, exc.detail))
             continue

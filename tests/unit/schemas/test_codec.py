@@ -7,6 +7,7 @@ import json
 import random
 import re
 import struct
+from datetime import UTC, datetime
 
 import fastavro
 import fastavro.utils
@@ -81,12 +82,30 @@ def test_every_schema_roundtrips_its_own_sample():
 def test_records_written_with_v1_decode_into_the_current_schema():
     v1 = json.loads((AVRO_DIR / "history" / "behavior_event.v1.avsc").read_text())
     body = io.BytesIO()
-    fastavro.schemaless_writer(body, fastavro.parse_schema(v1), event())
+    fastavro.schemaless_writer(body, fastavro.parse_schema(v1), event(event_time=NOW + 123))
     frame = MAGIC + schema_fingerprint(fastavro.parse_schema(v1)) + body.getvalue()
     c = codec("behavior_event")
     assert schema_fingerprint(fastavro.parse_schema(v1)) != c.fingerprint
     rec = c.decode(frame)
     assert rec["event_id"] == "e1" and rec["campaign_id"] is None and rec["message_id"] is None
+    plain = c.decode(frame, epoch_ms=True)
+    assert plain["event_time"] == NOW + 123 and plain["campaign_id"] is None
+
+
+def test_epoch_ms_decode_reads_the_wire_ints_and_otherwise_equals_the_datetime_decode():
+    c = codec("behavior_event")
+    frame = c.encode(event(event_time=NOW + 123, receive_time=NOW + 999, context={"page": "p"}))
+    dated, plain = c.decode(frame), c.decode(frame, epoch_ms=True)
+    assert dated["event_time"] == datetime.fromtimestamp((NOW + 123) / 1000, UTC)
+    assert plain["event_time"] == NOW + 123 and plain["receive_time"] == NOW + 999
+    assert type(plain["event_time"]) is int
+    assert {k: v for k, v in dated.items() if k not in ("event_time", "receive_time")} == \
+        {k: v for k, v in plain.items() if k not in ("event_time", "receive_time")}
+    assert c.decode(c.encode(event(receive_time=None)), epoch_ms=True)["receive_time"] is None
+    for name in schema_names():  # every schema's frames decode either way
+        other = codec(name)
+        sample = other.encode(fastavro.utils.generate_one(other.schema))
+        assert other.decode(sample, epoch_ms=True).keys() == other.decode(sample).keys()
 
 
 def reason(data) -> str:

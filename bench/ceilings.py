@@ -8,8 +8,9 @@ partition count) into a fresh behavior topic, then drains that backlog with each
 reader in its own consumer group from the earliest offset, one process each:
 
 - ``raw``: one confluent-kafka consumer, ``consume(2000)``, every value decoded (schemas/codec.py).
-- ``faust``: a minimal Faust agent over the aiokafka transport with the worker's app settings,
-  ``stream.take(2000, within=0.02)``, decode and count, nothing else.
+- ``faust``: a minimal Faust agent over the aiokafka transport with the worker's app settings and
+  event loop (``AURA_WORKER_LOOP``), ``stream.take(2000, within=0.02)``, decode (as the worker's
+  intake does: times as epoch ms) and count, nothing else.
 - ``faust-tuned``: the same agent with the fetch settings Faust exposes raised (max poll records,
   partition fetch size, stream buffer; see ``TUNED``).
 - ``faust-confluent``: the same agent over Faust's confluent-kafka driver (``confluent://``).
@@ -81,7 +82,7 @@ def read_raw(s: Settings, n: int, timeout_s: float) -> dict[str, float]:
             msgs = consumer.consume(TAKE, timeout=0.5)
             for m in msgs:
                 if m.error() is None:
-                    c.decode(m.value())
+                    c.decode(m.value(), epoch_ms=True)
                     count += 1
             if msgs and not first_n:
                 first_n, t_first = count, time.monotonic()
@@ -124,10 +125,12 @@ def read_faust(s: Settings, reader: str, n: int, timeout_s: float) -> dict[str, 
 def child(reader: str, n: int, out: Path) -> None:
     """The agent: take, decode, count; the progress goes to ``out`` (JSON) every batch."""
     import faust
+    import mode.loop
 
     from streams.app import faust_app
 
     s = get_settings()
+    mode.loop.use(s.worker.loop)  # the worker's event loop, as ``aura worker`` chooses it
     scheme, extra = FAUST_READERS[reader]
     base = faust_app(s)  # the worker's own app settings, then this reader's group, transport and extras
     conf = {k: getattr(base.conf, k) for k in ("value_serializer", "key_serializer", "topic_partitions",
@@ -146,7 +149,7 @@ def child(reader: str, n: int, out: Path) -> None:
     async def count(stream: faust.StreamT) -> None:
         async for batch in stream.take(TAKE, within=WITHIN_S):
             for v in batch:
-                c.decode(v)
+                c.decode(v, epoch_ms=True)
             st["count"] += len(batch)
             st["t_last"] = time.monotonic()
             if not st["first_n"]:

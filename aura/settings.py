@@ -70,8 +70,9 @@ class CassandraSettings(BaseSettings):
     # small partitions of one replica written in one UNLOGGED batch, up to this many partitions and
     # KiB of values (a request costs Cassandra far more CPU than a row: docs/benchmarks.md). Keep them
     # at or under the cluster's unlogged_batch_across_partitions_warn_threshold and
-    # batch_size_warn_threshold, or Cassandra warns on every such batch: the local stack raises them to
-    # 64 and 64 KiB; a stock cluster warns above 10 and 5 KiB (use 10 and 4 there). 1: never
+    # batch_size_warn_threshold (which counts cells with their overhead: up to twice the values), or
+    # Cassandra warns on every such batch: the local stack raises them to 64 and 128 KiB; a stock
+    # cluster warns above 10 and 5 KiB (use 10 and 2 there). 1: never
     batch_partitions: int = 48
     batch_kib: int = 48
     batch_statements: int = 128  # statements per batch at most (a partition's rows beyond it: another batch)

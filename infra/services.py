@@ -151,9 +151,10 @@ read_request_timeout: 5000ms
 write_request_timeout: 5000ms
 range_request_timeout: 10000ms
 request_timeout: 10000ms
-# the worker packs up to AURA_CASSANDRA_BATCH_PARTITIONS small partitions of one replica (48 KiB) in
-# an UNLOGGED batch: a request costs the node far more CPU than a row
-batch_size_warn_threshold: 64KiB
+# the worker packs up to AURA_CASSANDRA_BATCH_PARTITIONS small partitions of one replica (48 KiB of
+# values) in an UNLOGGED batch: a request costs the node far more CPU than a row. The node counts a
+# batch's cells with their overhead, up to about twice the values the worker bounds.
+batch_size_warn_threshold: 128KiB
 unlogged_batch_across_partitions_warn_threshold: 64
 batch_size_fail_threshold: 640KiB
 """

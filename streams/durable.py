@@ -14,8 +14,8 @@ Cassandra's write rate is bounded by mutations, not bytes: statements
 of ``cql_sink`` sinks carry their partition, and every statement of one partition in a flush goes
 as one UNLOGGED batch (one mutation); ``execute_grouped`` does the same for writes made in a batch.
 Each request costs the driver about 150 us of this process's CPU whatever it carries, so small
-partitions that share a replica travel together in one request (``Batching``: up to 10 partitions
-and 4 KiB by default, under a stock cluster's thresholds for batch warnings). The rows of prepared
+partitions that share a replica travel together in one request (``Batching``, bounded by the
+settings ``AURA_CASSANDRA_BATCH_*`` under the cluster's thresholds for batch warnings). The rows of prepared
 statements are bound by ``bind`` (the driver's serialization, without its per-value
 encryption-policy lookup).
 """

@@ -127,7 +127,7 @@ class WorkerSettings(BaseSettings):
     # the worker's garbage collector: objects alive after startup are frozen out of its scans, and the
     # youngest generation is collected after this many net allocations instead of Python's 700 (a
     # batch allocates millions of short-lived objects; 0: Python's defaults)
-    gc_gen0: int = 50_000
+    gc_gen0: int = 400_000
     loop: Literal["uvloop", "aio"] = env("uvloop", "AURA_WORKER_LOOP")  # the worker's event loop (aio: stdlib)
     loop_stats_s: float = 30.0  # worker loop timings logged at INFO this often (streams/loopstats.py); 0: off
     # which state owners this process runs: "all", or a comma-separated subset of profiles, recs, decisions

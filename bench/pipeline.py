@@ -4,13 +4,14 @@
     .venv/bin/python -m bench.pipeline --events 100000 --workers 1,2          # 1 worker, then 2 (side by side)
     .venv/bin/python -m bench.pipeline --events 100000 --split                # roles split: 2 consumer groups
     .venv/bin/python -m bench.pipeline --mode inproc --events 50000 --profile  # the pipeline alone, cProfiled
-    .venv/bin/python -m bench.pipeline --mode inproc --repeat 3 --gc-gen0 0,50000  # Python GC vs tuned, in turn
+    .venv/bin/python -m bench.pipeline --mode inproc --repeat 3 --gc-gen0 0,400000  # Python GC vs tuned, in turn
 
 kafka: a real ``aura worker`` (every agent of the worker, not only ours) over fresh topics; the
 events are produced as fast as the producer helper can, and the clock stops when the consumer
 group's lag is zero (every batch's state written before its offsets are committed). Two figures:
 end-to-end (first produce -> lag 0) and the drain rate of the worker alone. With ``--split`` the
-clock stops when every role group's lag is zero.
+clock stops when every role group's lag is zero. Also the CPU per event of the worker and of each
+local service over the drain, and the worker's peak resident memory (``worker_peak_mib``).
 inproc: the same intake and behavior owners the worker's behavior agent runs (streams/app.py ``build``,
 with its write-behind), on pre-encoded records, batch after batch, against the real Redis and
 Cassandra; ``--profile`` prints where the time goes (cProfile); ``--gc-gen0 0,N`` alternates Python's
@@ -165,6 +166,7 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
         # CPU per event (us) of the worker and of each local service over the same window: steadier
         # than a rate on a shared machine, and it says who competed for the cores
         out.update({f"cpu_us[{name}]": (cpu1[name] - cpu0[name]) / done * 1e6 for name in cpu0})
+        out["worker_peak_mib"] = peak_rss_mib(worker.pid)
         if split:  # each role group's own end to end rate
             for i, roles in enumerate(layout.SPLIT_ROLES):
                 out[f"e2e_eps[{roles.replace(',', '+')}]"] = drained / (done_at[i] - t0)
@@ -183,6 +185,17 @@ def cpu_seconds(pid: int | None) -> float:
     except (OSError, IndexError, TypeError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(k)) for k in kids)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The peak resident memory (VmHWM, MiB) of a process and of its child processes (summed)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return kib / 1024 + sum(peak_rss_mib(int(k)) for k in kids)
 
 
 def process_cpu(worker_pid: int, s: Settings) -> dict[str, float]:

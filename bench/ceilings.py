@@ -179,7 +179,9 @@ def one_run(base: Settings, readers: list[str], n: int, users: int, seed: int, t
     if pipeline_workers:
         p = run_kafka(base, n, users, seed, pipeline_workers)
         out["pipeline"] = {"eps": p["e2e_eps"], "read": p["events"], "complete": 1.0}
-        print(f"  pipeline: e2e_eps={p['e2e_eps']:.1f} ({pipeline_workers} worker process) load={load()}", flush=True)
+        cpu = ", ".join(f"{k}={v:.0f}" for k, v in p.items() if k.startswith("cpu_us"))
+        print(f"  pipeline: e2e_eps={p['e2e_eps']:.1f} ({pipeline_workers} worker process) {cpu} load={load()}",
+              flush=True)
     return out
 
 

@@ -121,6 +121,10 @@ class WorkerSettings(BaseSettings):
     # ... into batches of up to this many events (at least batch_max): per-batch and per-key work
     # (one item script per touched item, one user script per user) is paid once for more events
     batch_catchup_max: int = 32000
+    # records Faust buffers per topic ahead of the agents (its stream_buffer_maxsize; at least
+    # batch_max): while a catch-up batch is folded the consumer keeps fetching up to this many, so the
+    # next batch is waiting when the fold ends (it only fills while the worker is behind)
+    stream_buffer: int = Field(40_000, gt=0)
     # the behavior owners' Cassandra rows are written behind the hot loop this often (streams/durable.py)
     durable_flush_ms: int = Field(250, gt=0)
     durable_max_pending: int = 50_000  # buffered rows at which the agent waits for a flush

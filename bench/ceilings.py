@@ -46,7 +46,7 @@ from schemas.codec import codec
 TAKE = 2000
 WITHIN_S = 0.02
 # the fetch settings Faust exposes for its aiokafka consumer, raised for a backlog (the worker's
-# defaults: max poll records unlimited, partition fetch 4 MiB, stream buffer 2 x batch)
+# defaults: max poll records unlimited, partition fetch 4 MiB, stream buffer AURA_STREAM_BUFFER)
 TUNED: dict[str, Any] = {"broker_max_poll_records": 20000, "consumer_max_fetch_size": 16 * 1024 * 1024,
                          "stream_buffer_maxsize": 40000}
 FAUST_READERS = {"faust": ("kafka", {}), "faust-tuned": ("kafka", TUNED), "faust-confluent": ("confluent", {})}

@@ -96,7 +96,7 @@ def faust_app(s: Settings) -> faust.App:
         consumer_metadata_max_age_ms=5000,
         producer_compression_type="lz4",
         producer_linger_ms=5,
-        stream_buffer_maxsize=s.worker.batch_max * 2,
+        stream_buffer_maxsize=max(s.worker.stream_buffer, s.worker.batch_max),
         topic_allow_declare=False,
         topic_disable_leader=True,
     )

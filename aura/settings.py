@@ -70,9 +70,8 @@ class CassandraSettings(BaseSettings):
     # small partitions of one replica written in one UNLOGGED batch, up to this many partitions and
     # KiB of values (a request costs Cassandra far more CPU than a row: docs/benchmarks.md). Keep them
     # at or under the cluster's unlogged_batch_across_partitions_warn_threshold and
-    # batch_size_warn_threshold (which counts cells with their overhead: up to twice the values), or
-    # Cassandra warns on every such batch: the local stack raises them to 64 and 128 KiB; a stock
-    # cluster warns above 10 and 5 KiB (use 10 and 2 there). 1: never
+    # batch_size_warn_threshold (cells with their overhead: up to 2x the values) or Cassandra warns on
+    # each batch: the local stack raises them to 64 and 128 KiB; stock: 10 and 5 KiB (use 10 and 2). 1: never
     batch_partitions: int = 48
     batch_kib: int = 48
     batch_statements: int = 128  # statements per batch at most (a partition's rows beyond it: another batch)
@@ -121,9 +120,8 @@ class WorkerSettings(BaseSettings):
     # ... into batches of up to this many events (at least batch_max): per-batch and per-key work
     # (one item script per touched item, one user script per user) is paid once for more events
     batch_catchup_max: int = 32000
-    # records Faust buffers per topic ahead of the agents (its stream_buffer_maxsize; at least
-    # batch_max): while a catch-up batch is folded the consumer keeps fetching up to this many, so the
-    # next batch is waiting when the fold ends (it only fills while the worker is behind)
+    # records Faust buffers per topic ahead of the agents (stream_buffer_maxsize, >= batch_max): the
+    # consumer keeps fetching while a catch-up batch is folded (it only fills while behind)
     stream_buffer: int = Field(40_000, gt=0)
     # the behavior owners' Cassandra rows are written behind the hot loop this often (streams/durable.py)
     durable_flush_ms: int = Field(250, gt=0)

@@ -45,7 +45,7 @@ from aura.models.ease import EASE
 from aura.models.itemknn import ItemKNN
 from aura.models.popularity import Popularity
 from aura.settings import REPO_ROOT, Settings, settings_env
-from bench.pipeline import cpu_seconds, stop_worker
+from bench.pipeline import cpu_seconds, peak_rss_mib, stop_worker
 from infra.migrate import drop_topics
 from jobs.algos import evaluate, interaction_matrix, leave_last_out, recommend_all
 
@@ -146,14 +146,6 @@ def report_profile(spy: subprocess.Popen[bytes], out: Path, before: dict, redis:
     for c, (calls, us) in sorted(diff.items(), key=lambda kv: -kv[1][1])[:12]:
         if calls:
             say(f"  {c:22s} {calls:9d} calls {us / 1e6:7.2f} s {us / calls:8.1f} us/call {us / max(busy, 1):6.1%}")
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The peak resident set of a process so far (VmHWM of /proc/<pid>/status), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait(pred: Any, timeout: float, what: str, interval: float = 0.5) -> Any:

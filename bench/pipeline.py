@@ -176,26 +176,38 @@ def run_kafka(base: Settings, n: int, users: int, seed: int, workers: int = 1, s
         cleanup(s)
 
 
+def process_tree(pid: int | None) -> list[int]:
+    """``pid`` and its child processes, recursively (/proc; none for no such process)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, TypeError):
+        return []
+    return [pid, *(p for k in kids for p in process_tree(int(k)))]  # type: ignore[list-item]
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds so far of a process (every thread) and of its child processes
     (/proc; 0 for no such process). Every bench that reads another process's CPU uses this."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except (OSError, IndexError, TypeError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(int(k)) for k in kids)
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def peak_rss_mib(pid: int) -> float:
     """The peak resident memory (VmHWM, MiB) of a process and of its child processes (summed)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    kib = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-    return kib / 1024 + sum(peak_rss_mib(int(k)) for k in kids)
+    kib = 0
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        kib += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+    return kib / 1024
 
 
 def process_cpu(worker_pid: int, s: Settings) -> dict[str, float]:
